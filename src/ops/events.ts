@@ -1,0 +1,65 @@
+/**
+ * Typed events the pipeline emits; metrics and logs subscribe. A failing listener never crashes
+ * the daemon: `listen` wraps every listener.
+ */
+import { EventEmitter } from 'node:events';
+import type { OptType } from '../tuzhan/types.js';
+
+export type RowStatus = 'synced' | 'failed' | 'retrying' | 'accepted' | 'skipped';
+
+export interface BridgeEventMap {
+  /** One API request finished (any outcome). */
+  request: [
+    {
+      source: string;
+      optType: OptType;
+      rows: number;
+      /** ok: status 1; partial: some rows failed or accepted; rejected: whole batch; transient; auth. */
+      outcome: 'ok' | 'partial' | 'rejected' | 'transient' | 'auth';
+      httpStatus?: number;
+      code?: string;
+      durationMs: number;
+    },
+  ];
+  /** Outcomes stored for `count` source rows. */
+  rows: [{ source: string; op: OptType; status: RowStatus; count: number }];
+  /** A request will be tried again after `delayMs`. */
+  retry: [
+    { source: string; reason: 'transient' | 'auth' | 'rejected-split'; attempt: number; delayMs: number },
+  ];
+  /** Rows held in buffers and in requests in flight. */
+  buffer: [{ buffered: number; inflight: number }];
+  /** Slot lag, as read from pg_replication_slots. */
+  slotLag: [{ bytes: number; seconds: number }];
+  /** Whether the replication stream is up. */
+  streaming: [boolean];
+  /** Whether the last request reached the platform (any answer counts). */
+  apiReachable: [boolean];
+  /** The confirmed position moved. */
+  confirmed: [{ lsn: string }];
+}
+
+export type BridgeEvents = EventEmitter<BridgeEventMap>;
+
+export function createBridgeEvents(): BridgeEvents {
+  return new EventEmitter<BridgeEventMap>();
+}
+
+/** Subscribes a listener that can never throw into the emitter (errors go to `onError`). */
+export function listen<K extends keyof BridgeEventMap>(
+  events: BridgeEvents,
+  name: K,
+  listener: (...args: BridgeEventMap[K]) => void,
+  onError: (err: unknown) => void = () => {},
+): void {
+  events.on(
+    name as never,
+    ((...args: BridgeEventMap[K]) => {
+      try {
+        listener(...args);
+      } catch (err) {
+        onError(err);
+      }
+    }) as never,
+  );
+}
