@@ -1,0 +1,138 @@
+/**
+ * Debounced, coalescing buffers (SPEC section 4) and backpressure (section 5). One buffer per
+ * source holds at most one entry per source row key. A source's buffer is flushed when it holds
+ * `maxBatchSize` keys, when no change arrived for `debounceMs`, or when its oldest change is
+ * `maxWaitMs` old; a flush hands all of a source's entries to the dispatcher at once, so a later
+ * change of one operation type can never overtake an earlier change of another.
+ */
+import type { Config } from '../config/types.js';
+import type { SourceChange } from '../mapping/changes.js';
+import { mergeChange, newEntry, type Entry, type Holder } from './coalesce.js';
+
+/** The stage after the buffers: sends a flushed set of entries, calling `done` as entries finish. */
+export interface FlushSink {
+  dispatch(source: string, entries: Entry[]): Promise<void>;
+}
+
+class SourceBuffer {
+  entries = new Map<string, Entry>();
+  firstAt = 0;
+  debounce: NodeJS.Timeout | undefined;
+  maxWait: NodeJS.Timeout | undefined;
+}
+
+export class Batcher {
+  private readonly buffers = new Map<string, SourceBuffer>();
+  private buffered = 0;
+  private inflight = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private roomWaiters: Array<() => void> = [];
+  private drainWaiters: Array<() => void> = [];
+  private failure: unknown;
+
+  constructor(
+    private readonly options: Config['batching'],
+    private readonly sink: FlushSink,
+    private readonly onLoad: (buffered: number, inflight: number) => void = () => {},
+  ) {}
+
+  /** Entries held in buffers plus entries handed to the dispatcher and not yet finished. */
+  get load(): number {
+    return this.buffered + this.inflight;
+  }
+
+  /** Buffers a change of a source row. Synchronous: call `waitForRoom` between changes. */
+  add(source: string, change: SourceChange, lsn: bigint, commitTime: Date, holder: Holder): void {
+    let buf = this.buffers.get(source);
+    if (!buf) {
+      buf = new SourceBuffer();
+      this.buffers.set(source, buf);
+    }
+    const existing = buf.entries.get(change.key.text);
+    if (existing) {
+      mergeChange(existing, change, lsn, commitTime, holder);
+    } else {
+      buf.entries.set(change.key.text, newEntry(change, lsn, commitTime, holder));
+      this.buffered += 1;
+      if (buf.entries.size === 1) {
+        buf.firstAt = Date.now();
+        buf.maxWait = setTimeout(() => this.flush(source), this.options.maxWaitMs);
+      }
+    }
+    if (buf.entries.size >= this.options.maxBatchSize) {
+      this.flush(source);
+      return;
+    }
+    if (buf.debounce) buf.debounce.refresh();
+    else buf.debounce = setTimeout(() => this.flush(source), this.options.debounceMs);
+  }
+
+  /** Hands a source's buffer to the dispatcher (in flush order). */
+  flush(source: string): void {
+    const buf = this.buffers.get(source);
+    if (!buf || buf.entries.size === 0) return;
+    clearTimeout(buf.debounce);
+    clearTimeout(buf.maxWait);
+    buf.debounce = undefined;
+    buf.maxWait = undefined;
+    const entries = [...buf.entries.values()];
+    buf.entries = new Map();
+    this.buffered -= entries.length;
+    this.inflight += entries.length;
+    this.report();
+    this.chain = this.chain
+      .then(() => this.sink.dispatch(source, entries))
+      .catch((err: unknown) => {
+        this.failure ??= err;
+        for (const w of this.roomWaiters.splice(0)) w();
+      });
+  }
+
+  /** Flushes every buffer now (backpressure, shutdown). */
+  flushAll(): void {
+    for (const source of this.buffers.keys()) this.flush(source);
+  }
+
+  /** The dispatcher reports entries whose outcome is stored. */
+  done(n: number): void {
+    this.inflight -= n;
+    this.report();
+    if (this.load < this.options.maxBufferedRows) for (const w of this.roomWaiters.splice(0)) w();
+    if (this.load === 0) for (const w of this.drainWaiters.splice(0)) w();
+  }
+
+  /**
+   * Resolves when buffers and requests hold fewer than `maxBufferedRows` entries. While it waits,
+   * the stream is not read (the replication library awaits the handler), so memory stays bounded.
+   */
+  async waitForRoom(): Promise<void> {
+    this.throwIfFailed();
+    if (this.load < this.options.maxBufferedRows) return;
+    this.flushAll();
+    while (this.load >= this.options.maxBufferedRows) {
+      await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+      this.throwIfFailed();
+    }
+  }
+
+  /** Flushes everything and resolves when every entry has its outcome stored. */
+  async drain(): Promise<void> {
+    this.flushAll();
+    while (this.load > 0) {
+      this.throwIfFailed();
+      await new Promise<void>((resolve) => {
+        this.drainWaiters.push(resolve);
+        this.roomWaiters.push(resolve);
+      });
+    }
+    this.throwIfFailed();
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  private report(): void {
+    this.onLoad(this.buffered, this.inflight);
+  }
+}

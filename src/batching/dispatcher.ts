@@ -1,0 +1,428 @@
+/**
+ * Flushed entries -> API requests -> stored outcomes. For each flush of a source: resolve what the
+ * WAL did not carry (old rows via `deleteLookup: state`, unchanged TOAST groups via the current
+ * row), compute each key's net effect, merge membership rows of one customer, cut requests of at
+ * most `maxBatchSize` rows per operation type (deletes, then updates, then adds), and schedule them
+ * in order on the keys and customers they touch. A request's outcomes and its sync_batch row are
+ * stored in one statement before its entries are released to the position tracker.
+ */
+import type { Logger } from 'pino';
+import type { SourceConfig } from '../config/types.js';
+import { ApiRejectedError, BridgeError, errorMessage } from '../errors.js';
+import type { Before } from '../mapping/changes.js';
+import { identityResources, parseGroups, type Identity, type Image, type SourceMapper } from '../mapping/source-mapper.js';
+import type { BridgeEvents, RowStatus } from '../ops/events.js';
+import type { StatusRow, StatusStore } from '../status/status-store.js';
+import type { ApiRow, OptType, PublicParams, RowOutcome } from '../tuzhan/types.js';
+import { IDENTITY_FIELDS } from '../config/types.js';
+import { netEffect, releaseEntry, type Entry, type Part } from './coalesce.js';
+import type { OrderedScheduler } from './scheduler.js';
+
+/** What a request to the platform returned (the platform client's result). */
+export interface BatchResult {
+  httpStatus: number;
+  code: string;
+  msg: string;
+  apiStatus: number | null;
+  successNum: number;
+  failNum: number;
+  outcomes: RowOutcome[];
+  durationMs: number;
+}
+
+/** The platform client as the dispatcher uses it. */
+export interface BatchSender {
+  send(
+    params: PublicParams,
+    rows: ApiRow[],
+    options: {
+      signal?: AbortSignal;
+      onRetry?: (info: { attempt: number; error: BridgeError; delayMs: number }) => void | Promise<void>;
+    },
+  ): Promise<BatchResult>;
+}
+
+/** A source as the pipeline runs it. */
+export interface SourceRuntime {
+  config: SourceConfig;
+  mapper: SourceMapper;
+  /** Reads the current values of a row by key (for unchanged TOAST values), or null if gone. */
+  readRow(keyValues: Record<string, unknown>): Promise<Record<string, unknown> | null>;
+}
+
+/** An entry on its way: how many of its parts are still unanswered, and its carried error. */
+interface Flight {
+  entry: Entry;
+  partsLeft: number;
+  failure?: string;
+}
+
+interface Contribution {
+  flight: Flight;
+  /** The entry's own API row (before merging): stored as the key's payload. */
+  payload: ApiRow;
+  op: OptType;
+}
+
+interface RequestRow {
+  row: ApiRow;
+  contributions: Contribution[];
+}
+
+const OP_ORDER: OptType[] = ['delete', 'update', 'add'];
+
+export interface DispatcherOptions {
+  maxBatchSize: number;
+  sources: ReadonlyMap<string, SourceRuntime>;
+  sender: BatchSender;
+  store: StatusStore;
+  scheduler: OrderedScheduler;
+  events: BridgeEvents;
+  logger: Logger;
+  /** Called with the number of entries whose outcome is stored. */
+  onDone(n: number): void;
+  /** Aborts retries on a forced shutdown. */
+  signal?: AbortSignal;
+}
+
+export class Dispatcher {
+  constructor(private readonly o: DispatcherOptions) {}
+
+  async dispatch(sourceName: string, entries: Entry[]): Promise<void> {
+    const rt = this.o.sources.get(sourceName);
+    if (!rt) throw new Error(`unknown source ${sourceName}`);
+    await this.resolveLookups(rt, entries);
+    await this.resolveToast(rt, entries);
+
+    const local: Array<{ flight: Flight; status: RowStatus; error: string | null }> = [];
+    const byOp = new Map<OptType, Map<string, RequestRow>>();
+    const mode = rt.config.mode;
+    for (const entry of entries) {
+      const effect = netEffect(mode, entry.before as Exclude<Before, 'lookup'>, entry.after);
+      if (effect.kind !== 'send') {
+        local.push({
+          flight: { entry, partsLeft: 1 },
+          status: effect.kind,
+          error: effect.reason,
+        });
+        continue;
+      }
+      const flight: Flight = { entry, partsLeft: effect.parts.length, failure: effect.failure };
+      for (const part of effect.parts) {
+        const payload = this.apiRow(rt, part);
+        let rows = byOp.get(part.op);
+        if (!rows) byOp.set(part.op, (rows = new Map()));
+        // Membership rows of one customer and operation are merged into one API row.
+        const mergeKey = mode === 'membership' ? identityKey(part.identity) : entry.key.text;
+        const existing = rows.get(mergeKey);
+        if (existing && mode === 'membership') {
+          existing.row.groups = mergeGroups(existing.row.groups, payload.groups);
+          existing.contributions.push({ flight, payload, op: part.op });
+        } else {
+          rows.set(mode === 'membership' ? mergeKey : `${mergeKey}#${rows.size}`, {
+            row: { ...payload },
+            contributions: [{ flight, payload, op: part.op }],
+          });
+        }
+      }
+    }
+
+    if (local.length) this.scheduleLocal(rt, local);
+    for (const op of OP_ORDER) {
+      const rows = [...(byOp.get(op)?.values() ?? [])];
+      for (let i = 0; i < rows.length; i += this.o.maxBatchSize) {
+        this.scheduleRequest(rt, op, rows.slice(i, i + this.o.maxBatchSize));
+      }
+    }
+  }
+
+  /** The API row for one part, as the platform expects it (absent fields omitted). */
+  private apiRow(rt: SourceRuntime, part: Part): ApiRow {
+    const row: ApiRow = {};
+    const identityType = rt.config.match.identityType;
+    if (identityType) row.identityType = identityType;
+    for (const f of IDENTITY_FIELDS) {
+      const v = part.identity[f];
+      if (v !== undefined) row[f] = v;
+    }
+    if (part.groups.length) row.groups = part.groups.join(',');
+    return row;
+  }
+
+  private params(rt: SourceRuntime, op: OptType): PublicParams {
+    const { identityType: _identityType, ...match } = rt.config.match;
+    return { ...match, optType: op };
+  }
+
+  /** Stores outcomes decided locally (skipped, unmappable rows), in order with the keys' requests. */
+  private scheduleLocal(rt: SourceRuntime, local: Array<{ flight: Flight; status: RowStatus; error: string | null }>): void {
+    const resources = local.map((l) => keyResource(rt, l.flight.entry));
+    void this.o.scheduler
+      .schedule(
+        resources,
+        async () => {
+          const rows: StatusRow[] = local.map((l) => ({
+            rowKey: l.flight.entry.key.text,
+            op: l.flight.entry.after ? 'add' : 'delete',
+            status: l.status,
+            attempts: 0,
+            error: l.error,
+            lsn: l.flight.entry.lsn,
+            committedAt: l.flight.entry.commitTime,
+            payload: null,
+          }));
+          await this.o.store.writeRequest(rt.config.name, null, rows);
+          for (const l of local) this.emitRows(rt, l.flight.entry.after ? 'add' : 'delete', l.status, 1);
+          this.finish(local.map((l) => l.flight));
+        },
+        { direct: true },
+      )
+      .catch((err: unknown) => this.fatal(err));
+  }
+
+  private scheduleRequest(rt: SourceRuntime, op: OptType, rows: RequestRow[]): void {
+    const resources = new Set<string>();
+    for (const r of rows) {
+      for (const c of r.contributions) resources.add(keyResource(rt, c.flight.entry));
+      for (const id of identityResources(identityOf(r.row))) resources.add(`id:${id}`);
+    }
+    void this.o.scheduler
+      .schedule([...resources], () => this.sendRows(rt, op, rows))
+      .catch((err: unknown) => this.fatal(err));
+  }
+
+  /** Sends rows (retrying transient failures), bisecting a batch the platform rejects as a whole. */
+  private async sendRows(rt: SourceRuntime, op: OptType, rows: RequestRow[]): Promise<void> {
+    const source = rt.config.name;
+    const startedAt = new Date();
+    let tries = 1;
+    let result: BatchResult;
+    try {
+      result = await this.o.sender.send(
+        this.params(rt, op),
+        rows.map((r) => r.row),
+        {
+          signal: this.o.signal,
+          onRetry: async ({ attempt, error, delayMs }) => {
+            tries = attempt + 1;
+            this.o.events.emit('retry', { source, reason: error.code === 'API_AUTH' ? 'auth' : 'transient', attempt, delayMs });
+            this.o.events.emit('request', {
+              source,
+              optType: op,
+              rows: rows.length,
+              outcome: error.code === 'API_AUTH' ? 'auth' : 'transient',
+              durationMs: 0,
+              httpStatus: (error as { httpStatus?: number }).httpStatus,
+            });
+            if (attempt === 1) {
+              await this.o.store.writeRequest(source, null, this.statusRows(rows, () => ({ status: 'retrying', error: errorMessage(error) }), 1));
+            }
+          },
+        },
+      );
+    } catch (err) {
+      if (!(err instanceof ApiRejectedError)) throw err;
+      this.o.events.emit('request', {
+        source,
+        optType: op,
+        rows: rows.length,
+        outcome: 'rejected',
+        httpStatus: err.httpStatus,
+        code: err.apiCode,
+        durationMs: Date.now() - startedAt.getTime(),
+      });
+      await this.o.store.writeRequest(
+        source,
+        {
+          optType: op,
+          rows: rows.length,
+          httpStatus: err.httpStatus,
+          code: err.apiCode ?? null,
+          msg: err.message,
+          apiStatus: null,
+          successNum: 0,
+          failNum: rows.length,
+          startedAt,
+          durationMs: Date.now() - startedAt.getTime(),
+        },
+        rows.length === 1 ? this.statusRows(rows, () => ({ status: 'failed', error: `rejected by the platform: ${err.message}` }), tries) : [],
+      );
+      if (rows.length === 1) {
+        this.emitOutcomes(rt, rows, () => 'failed');
+        this.release(rows);
+        return;
+      }
+      this.o.events.emit('retry', { source, reason: 'rejected-split', attempt: tries, delayMs: 0 });
+      const half = Math.ceil(rows.length / 2);
+      await this.sendRows(rt, op, rows.slice(0, half));
+      await this.sendRows(rt, op, rows.slice(half));
+      return;
+    }
+
+    const outcomeOf = (i: number): RowOutcome => result.outcomes[i] ?? { status: 'synced' };
+    this.o.events.emit('apiReachable', true);
+    this.o.events.emit('request', {
+      source,
+      optType: op,
+      rows: rows.length,
+      outcome: result.outcomes.every((o) => o.status === 'synced') ? 'ok' : 'partial',
+      httpStatus: result.httpStatus,
+      code: result.code,
+      durationMs: result.durationMs,
+    });
+    await this.o.store.writeRequest(
+      source,
+      {
+        optType: op,
+        rows: rows.length,
+        httpStatus: result.httpStatus,
+        code: result.code,
+        msg: result.msg,
+        apiStatus: result.apiStatus,
+        successNum: result.successNum,
+        failNum: result.failNum,
+        startedAt,
+        durationMs: result.durationMs,
+      },
+      this.statusRows(
+        rows,
+        (i) => {
+          const o = outcomeOf(i);
+          return o.status === 'failed' ? { status: 'failed', error: o.error } : { status: o.status, error: null };
+        },
+        tries,
+      ),
+    );
+    this.emitOutcomes(rt, rows, (i) => outcomeOf(i).status);
+    this.release(rows);
+  }
+
+  /** sync_status rows for every source key of the request rows. */
+  private statusRows(
+    rows: RequestRow[],
+    outcome: (i: number) => { status: RowStatus; error: string | null },
+    attempts: number,
+  ): StatusRow[] {
+    const out: StatusRow[] = [];
+    rows.forEach((r, i) => {
+      const o = outcome(i);
+      for (const c of r.contributions) {
+        if (o.status === 'failed' && !c.flight.failure) c.flight.failure = o.error ?? 'failed';
+        const failure = o.status !== 'retrying' ? c.flight.failure : undefined;
+        out.push({
+          rowKey: c.flight.entry.key.text,
+          op: c.op,
+          status: failure ? 'failed' : o.status,
+          attempts,
+          error: failure ?? o.error,
+          lsn: c.flight.entry.lsn,
+          committedAt: c.flight.entry.commitTime,
+          payload: c.payload,
+        });
+      }
+    });
+    return out;
+  }
+
+  private emitOutcomes(rt: SourceRuntime, rows: RequestRow[], status: (i: number) => RowStatus): void {
+    const counts = new Map<string, number>();
+    rows.forEach((r, i) => {
+      for (const c of r.contributions) {
+        const k = `${c.op}|${c.flight.failure ? 'failed' : status(i)}`;
+        counts.set(k, (counts.get(k) ?? 0) + 1);
+      }
+    });
+    for (const [k, n] of counts) {
+      const [op, st] = k.split('|') as [OptType, RowStatus];
+      this.emitRows(rt, op, st, n);
+    }
+  }
+
+  private emitRows(rt: SourceRuntime, op: OptType, status: RowStatus, count: number): void {
+    this.o.events.emit('rows', { source: rt.config.name, op, status, count });
+  }
+
+  private release(rows: RequestRow[]): void {
+    const finished: Flight[] = [];
+    for (const r of rows) {
+      for (const c of r.contributions) {
+        c.flight.partsLeft -= 1;
+        if (c.flight.partsLeft === 0) finished.push(c.flight);
+      }
+    }
+    this.finish(finished);
+  }
+
+  private finish(flights: Flight[]): void {
+    for (const f of flights) releaseEntry(f.entry);
+    if (flights.length) this.o.onDone(flights.length);
+  }
+
+  private fatal(err: unknown): void {
+    this.o.logger.fatal({ err: errorMessage(err) }, 'sending a batch failed unexpectedly');
+    this.o.events.emit('streaming', false);
+    throw err;
+  }
+
+  /** `deleteLookup: state`: the platform's state for a key is what the bridge last sent for it. */
+  private async resolveLookups(rt: SourceRuntime, entries: Entry[]): Promise<void> {
+    const pending = entries.filter((e) => e.before === 'lookup');
+    if (pending.length === 0) return;
+    // What was last sent is only known once earlier requests for these keys have finished.
+    await this.o.scheduler.settled(pending.map((e) => keyResource(rt, e)));
+    const last = await this.o.store.lastSent(
+      rt.config.name,
+      pending.map((e) => e.key.text),
+    );
+    for (const e of pending) {
+      const l = last.get(e.key.text);
+      e.before = l && l.op !== 'delete' && l.payload ? imageFromPayload(l.payload) : null;
+    }
+  }
+
+  /** Unchanged TOAST groups the WAL did not carry: read the row's current value. */
+  private async resolveToast(rt: SourceRuntime, entries: Entry[]): Promise<void> {
+    const pending = entries.filter((e) => e.after && e.after.groups === null);
+    for (const e of pending) {
+      const row = await rt.readRow(e.key.values);
+      const after = e.after as Image;
+      if (row) {
+        after.groups = rt.mapper.image(row).groups ?? [];
+      } else if (e.before && typeof e.before === 'object' && e.before.groups !== null) {
+        after.groups = e.before.groups;
+      } else {
+        // The row is gone: a later change (its delete) is on its way and will supersede this one.
+        e.after = null;
+        e.before = null;
+      }
+    }
+  }
+}
+
+function keyResource(rt: SourceRuntime, e: Entry): string {
+  return `key:${rt.config.name}:${e.key.text}`;
+}
+
+function identityKey(identity: Identity): string {
+  return IDENTITY_FIELDS.map((f) => identity[f] ?? '').join('\u0000');
+}
+
+function identityOf(row: ApiRow): Identity {
+  const id: Identity = {};
+  for (const f of IDENTITY_FIELDS) if (row[f] !== undefined) id[f] = row[f];
+  return id;
+}
+
+function mergeGroups(a: string | undefined, b: string | undefined): string | undefined {
+  const set = new Set([...(parseGroups(a ?? null) ?? []), ...(parseGroups(b ?? null) ?? [])]);
+  return set.size ? [...set].join(',') : undefined;
+}
+
+function imageFromPayload(payload: Record<string, unknown>): Image {
+  const identity: Identity = {};
+  for (const f of IDENTITY_FIELDS) {
+    const v = payload[f];
+    if (typeof v === 'string' && v !== '') identity[f] = v;
+  }
+  return { identity, groups: parseGroups(payload.groups ?? null) ?? [] };
+}

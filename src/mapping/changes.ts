@@ -1,0 +1,69 @@
+/**
+ * Decoded row messages -> per-key source changes: the key, the platform's view of the row before
+ * the change (`before`) and after it (`after`). A `where` filter is applied here: a row outside the
+ * filter is "absent" (null), so a row leaving the filter becomes a delete and one entering it an add.
+ */
+import type { ChangeMessage, Row } from '../decode/pgoutput.js';
+import type { Image, RowKey, SourceMapper } from './source-mapper.js';
+
+/**
+ * The platform's state for a key before a change: an image, null (nothing there), `lookup` (the old
+ * row is not in the WAL; ask the bridge's own state, `deleteLookup: state`), or `unknown` (not in the
+ * WAL and no state kept: the startup check normally prevents this).
+ */
+export type Before = Image | null | 'lookup' | 'unknown';
+
+export interface SourceChange {
+  kind: 'insert' | 'update' | 'delete';
+  key: RowKey;
+  before: Before;
+  after: Image | null;
+}
+
+export type RowMessage = Extract<ChangeMessage, { tag: 'insert' | 'update' | 'delete' }>;
+
+function beforeOf(mapper: SourceMapper, old: Row | null): Before {
+  if (old && mapper.isComplete(old)) {
+    return mapper.passes(old) === false ? null : mapper.image(old);
+  }
+  return mapper.source.deleteLookup === 'state' ? 'lookup' : 'unknown';
+}
+
+function afterOf(mapper: SourceMapper, row: Row): Image | null {
+  return mapper.passes(row) === false ? null : mapper.image(row);
+}
+
+/**
+ * Translates one row message of a source table. An UPDATE that changes the key is a delete of the
+ * old key and an insert of the new one. Returns [] when the key cannot be read (which the startup
+ * check of the replica identity rules out); the caller reports that.
+ */
+export function toSourceChanges(mapper: SourceMapper, msg: RowMessage): SourceChange[] | { error: string } {
+  switch (msg.tag) {
+    case 'insert': {
+      const key = mapper.keyOf(msg.new);
+      if (!key) return { error: 'inserted row lacks a key column' };
+      return [{ kind: 'insert', key, before: null, after: afterOf(mapper, msg.new) }];
+    }
+    case 'update': {
+      const key = mapper.keyOf(msg.new);
+      if (!key) return { error: 'updated row lacks a key column' };
+      const oldKeyRow = msg.old ?? msg.key;
+      const oldKey = oldKeyRow ? mapper.keyOf(oldKeyRow) : key;
+      const after = afterOf(mapper, msg.new);
+      if (oldKey && oldKey.text !== key.text) {
+        return [
+          { kind: 'delete', key: oldKey, before: beforeOf(mapper, msg.old), after: null },
+          { kind: 'insert', key, before: null, after },
+        ];
+      }
+      return [{ kind: 'update', key, before: beforeOf(mapper, msg.old), after }];
+    }
+    case 'delete': {
+      const row = msg.old ?? msg.key;
+      const key = row ? mapper.keyOf(row) : null;
+      if (!key) return { error: 'deleted row carries no key (REPLICA IDENTITY NOTHING?)' };
+      return [{ kind: 'delete', key, before: beforeOf(mapper, msg.old), after: null }];
+    }
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * What a source row means to the platform: its key, whether it passes the source's `where` filter,
+ * and its image (identity + groups). Pure functions over decoded rows; the same code serves the
+ * snapshot and the stream, so both translate a row identically.
+ */
+import type { FilterValue, IdentityField, SourceConfig } from '../config/types.js';
+import { IDENTITY_FIELDS } from '../config/types.js';
+import type { Row } from '../decode/pgoutput.js';
+
+export type Identity = Partial<Record<IdentityField, string>>;
+
+/**
+ * A source row as the platform sees it. `groups` is null when the value is an unchanged TOAST
+ * datum the server did not send: it must be resolved before anything is sent, never sent as empty.
+ * `error` marks a row that cannot be mapped (no identity at all); it is recorded as failed.
+ */
+export interface Image {
+  identity: Identity;
+  groups: string[] | null;
+  error?: string;
+}
+
+export interface RowKey {
+  /** Canonical JSON of the key columns, in key order: the `row_key` of sync_status. */
+  text: string;
+  values: Record<string, unknown>;
+}
+
+/**
+ * JSON text of a key object with its keys in jsonb's order (byte length, then bytes), so the text
+ * we build equals what PostgreSQL returns for the stored `row_key` after JSON.parse/stringify.
+ */
+export function canonicalJson(values: Record<string, unknown>): string {
+  const keys = Object.keys(values).sort((a, b) => {
+    const la = Buffer.byteLength(a);
+    const lb = Buffer.byteLength(b);
+    return la !== lb ? la - lb : Buffer.compare(Buffer.from(a), Buffer.from(b));
+  });
+  const ordered: Record<string, unknown> = {};
+  for (const k of keys) ordered[k] = values[k];
+  return JSON.stringify(ordered);
+}
+
+/** Splits a `groups` value: text "a,b" or a text[] array. Empty names are dropped, order kept. */
+export function parseGroups(value: unknown): string[] | null {
+  if (value === undefined) return null;
+  if (value === null) return [];
+  const parts = Array.isArray(value) ? value.map((v) => (v === null ? '' : String(v))) : String(value).split(',');
+  const seen = new Set<string>();
+  for (const p of parts) {
+    const g = p.trim();
+    if (g) seen.add(g);
+  }
+  return [...seen];
+}
+
+/** An identity value as the API wants it: a non-empty string, or absent. */
+export function identityValue(value: unknown): string | undefined {
+  if (value === null || value === undefined) return undefined;
+  const s = (value instanceof Date ? value.toISOString() : String(value)).trim();
+  return s === '' ? undefined : s;
+}
+
+function filterMatches(actual: unknown, expected: FilterValue | readonly FilterValue[]): boolean {
+  const list = Array.isArray(expected) ? expected : [expected];
+  return list.some((e) => (e === null ? actual === null : actual !== null && String(actual) === String(e)));
+}
+
+export class SourceMapper {
+  /** Identity fields mapped by this source, in the order thirdId, openid, unionid, phone. */
+  readonly identityFields: readonly IdentityField[];
+  /** Every column the source reads (key, identities, groups, filter). */
+  readonly columns: readonly string[];
+
+  constructor(
+    readonly source: SourceConfig,
+    readonly keyColumns: readonly string[],
+  ) {
+    this.identityFields = IDENTITY_FIELDS.filter((f) => source.columns[f] !== undefined);
+    this.columns = [
+      ...new Set([
+        ...keyColumns,
+        ...this.identityFields.map((f) => source.columns[f] as string),
+        source.columns.groups,
+        ...Object.keys(source.where ?? {}),
+      ]),
+    ];
+  }
+
+  /** The row's key, or null when a key column is missing from the tuple. */
+  keyOf(row: Row): RowKey | null {
+    const values: Record<string, unknown> = {};
+    for (const c of this.keyColumns) {
+      const v = row[c];
+      if (v === undefined) return null;
+      values[c] = v;
+    }
+    return { text: canonicalJson(values), values };
+  }
+
+  /**
+   * Whether the row passes the `where` filter: true, false, or undefined when a filter column is
+   * not in the tuple (a key-only old tuple).
+   */
+  passes(row: Row): boolean | undefined {
+    const where = this.source.where;
+    if (!where) return true;
+    for (const [col, expected] of Object.entries(where)) {
+      if (!(col in row) || row[col] === undefined) return undefined;
+      if (!filterMatches(row[col], expected)) return false;
+    }
+    return true;
+  }
+
+  /** Whether the tuple holds every column needed for an image (a full tuple, not key-only). */
+  isComplete(row: Row): boolean {
+    return this.columns.every((c) => c in row);
+  }
+
+  /** The platform's view of a full row. */
+  image(row: Row): Image {
+    const identity: Identity = {};
+    for (const f of this.identityFields) {
+      const v = identityValue(row[this.source.columns[f] as string]);
+      if (v !== undefined) identity[f] = v;
+    }
+    const raw = row[this.source.columns.groups];
+    const groups =
+      this.source.mode === 'membership'
+        ? raw === undefined
+          ? null
+          : raw === null || String(raw).trim() === ''
+            ? []
+            : [String(raw).trim()]
+        : parseGroups(raw);
+    const image: Image = { identity, groups };
+    const identityType = this.source.match.identityType;
+    if (Object.keys(identity).length === 0) {
+      image.error = `no identity value: all of ${this.identityFields
+        .map((f) => `${f} (${this.source.columns[f]})`)
+        .join(', ')} are empty`;
+    } else if (identityType && identity[identityType] === undefined) {
+      image.error = `exact matching by ${identityType}, but ${identityType} (${this.source.columns[identityType]}) is empty`;
+    } else if (this.source.mode === 'membership' && groups !== null && groups.length === 0) {
+      image.error = `membership row without a group (${this.source.columns.groups} is empty)`;
+    }
+    return image;
+  }
+}
+
+/** Whether two images name the same platform customer (same identity fields and values). */
+export function sameIdentity(a: Identity, b: Identity): boolean {
+  for (const f of IDENTITY_FIELDS) if (a[f] !== b[f]) return false;
+  return true;
+}
+
+/** Resource names of an identity, used to order requests that touch the same customer. */
+export function identityResources(identity: Identity): string[] {
+  const out: string[] = [];
+  for (const f of IDENTITY_FIELDS) {
+    const v = identity[f];
+    if (v !== undefined) out.push(`${f}:${v}`);
+  }
+  return out;
+}

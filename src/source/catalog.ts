@@ -1,0 +1,217 @@
+/**
+ * What the database says about the sources: tables, columns, keys, replica identity, privileges.
+ * Used by the startup checks of `run` and by `check`; every finding that fails carries its fix.
+ */
+import type pg from 'pg';
+import type { Config, SourceConfig } from '../config/types.js';
+import { IDENTITY_FIELDS } from '../config/types.js';
+import { quoteTable } from '../util/sql.js';
+
+export interface Finding {
+  check: string;
+  ok: boolean;
+  detail: string;
+  fix?: string;
+}
+
+export interface TableInfo {
+  oid: number;
+  columns: Map<string, { type: string }>;
+  primaryKey: string[];
+  replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
+  /** Columns of the replica identity (the primary key for DEFAULT, all for FULL). */
+  identityColumns: string[];
+}
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
+
+/** Reads a table's columns, primary key and replica identity; null when the table does not exist. */
+export async function describeTable(db: Queryable, schema: string, table: string): Promise<TableInfo | null> {
+  const rel = await db.query<{ oid: number; relreplident: string }>(
+    `SELECT c.oid::int AS oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+    [schema, table],
+  );
+  const r = rel.rows[0];
+  if (!r) return null;
+  const cols = await db.query<{ attname: string; type: string }>(
+    `SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+      WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    [r.oid],
+  );
+  const idx = await db.query<{ attname: string; indisprimary: boolean; indisreplident: boolean }>(
+    `SELECT a.attname, i.indisprimary, i.indisreplident
+       FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisreplident) ORDER BY k.ord`,
+    [r.oid],
+  );
+  const primaryKey = idx.rows.filter((x) => x.indisprimary).map((x) => x.attname);
+  const replicaIdentity = ({ d: 'default', n: 'nothing', f: 'full', i: 'index' } as const)[
+    r.relreplident as 'd' | 'n' | 'f' | 'i'
+  ];
+  const columns = new Map(cols.rows.map((c) => [c.attname, { type: c.type }]));
+  const identityColumns =
+    replicaIdentity === 'full'
+      ? [...columns.keys()]
+      : replicaIdentity === 'index'
+        ? idx.rows.filter((x) => x.indisreplident).map((x) => x.attname)
+        : replicaIdentity === 'default'
+          ? primaryKey
+          : [];
+  return { oid: r.oid, columns, primaryKey, replicaIdentity, identityColumns };
+}
+
+/** Columns a source maps (identities, groups) and filters on. */
+export function mappedColumns(source: SourceConfig): string[] {
+  const cols = IDENTITY_FIELDS.map((f) => source.columns[f]).filter((c): c is string => c !== undefined);
+  cols.push(source.columns.groups);
+  cols.push(...Object.keys(source.where ?? {}));
+  return [...new Set(cols)];
+}
+
+export interface SourceFindings {
+  findings: Finding[];
+  /** Key columns, when the table and key could be resolved. */
+  keyColumns?: string[];
+  table?: TableInfo;
+}
+
+/** Checks one source against the catalog. */
+export async function checkSource(db: Queryable, source: SourceConfig): Promise<SourceFindings> {
+  const name = `source ${source.name}`;
+  const qualified = quoteTable(source.schema, source.tableName);
+  const table = await describeTable(db, source.schema, source.tableName);
+  if (!table) {
+    return {
+      findings: [
+        {
+          check: `${name}: table`,
+          ok: false,
+          detail: `table ${qualified} does not exist`,
+          fix: `create it, or correct sources[].table (written as schema.table)`,
+        },
+      ],
+    };
+  }
+  const findings: Finding[] = [];
+  const priv = await db.query<{ ok: boolean }>(`SELECT has_table_privilege($1::oid, 'SELECT') AS ok`, [table.oid]);
+  findings.push({
+    check: `${name}: SELECT privilege`,
+    ok: priv.rows[0]?.ok === true,
+    detail: priv.rows[0]?.ok ? `can read ${qualified}` : `the bridge's role cannot SELECT from ${qualified}`,
+    fix: `GRANT SELECT ON ${qualified} TO <bridge role>`,
+  });
+
+  const missing = [...mappedColumns(source), ...(source.key ?? [])].filter((c) => !table.columns.has(c));
+  findings.push({
+    check: `${name}: columns`,
+    ok: missing.length === 0,
+    detail: missing.length ? `${qualified} has no column ${missing.map((c) => `"${c}"`).join(', ')}` : 'all mapped columns exist',
+    fix: 'correct sources[].columns / key / where, or add the column',
+  });
+
+  const keyColumns = source.key ? [...source.key] : table.primaryKey;
+  findings.push({
+    check: `${name}: key`,
+    ok: keyColumns.length > 0,
+    detail: keyColumns.length ? `key (${keyColumns.join(', ')})` : `${qualified} has no primary key and no key is configured`,
+    fix: `add a primary key, or set sources[].key`,
+  });
+
+  const identity = new Set(table.identityColumns);
+  const keyInIdentity = keyColumns.every((c) => identity.has(c));
+  const mappedInIdentity = mappedColumns(source).every((c) => identity.has(c));
+  const fullFix = `ALTER TABLE ${qualified} REPLICA IDENTITY FULL;`;
+  if (!keyInIdentity) {
+    findings.push({
+      check: `${name}: replica identity`,
+      ok: false,
+      detail: `REPLICA IDENTITY ${table.replicaIdentity.toUpperCase()} of ${qualified} does not carry the key (${keyColumns.join(', ')}), so deletes cannot be traced to a row`,
+      fix: `run: ${fullFix}`,
+    });
+  } else if (!mappedInIdentity && source.deleteLookup !== 'state') {
+    findings.push({
+      check: `${name}: replica identity`,
+      ok: false,
+      detail: `deletes and identity changes of ${qualified} cannot be translated: REPLICA IDENTITY ${table.replicaIdentity.toUpperCase()} carries only (${table.identityColumns.join(', ') || 'nothing'}), not the mapped columns`,
+      fix: `run: ${fullFix} (or set deleteLookup: state on the source)`,
+    });
+  } else {
+    findings.push({
+      check: `${name}: replica identity`,
+      ok: true,
+      detail: mappedInIdentity
+        ? `REPLICA IDENTITY ${table.replicaIdentity.toUpperCase()} carries the mapped columns`
+        : `deletes use the bridge's state (deleteLookup: state)`,
+    });
+  }
+  return { findings, keyColumns, table };
+}
+
+/** Server-level checks: wal_level, replication privilege, room for a slot. */
+export async function checkServer(db: Queryable, config: Config): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  const s = await db.query<{ wal_level: string; rolreplication: boolean; rolsuper: boolean; can_create: boolean; version: string }>(
+    `SELECT current_setting('wal_level') AS wal_level, r.rolreplication, r.rolsuper,
+            has_database_privilege(current_database(), 'CREATE') AS can_create,
+            current_setting('server_version') AS version
+       FROM pg_roles r WHERE r.rolname = current_user`,
+  );
+  const row = s.rows[0];
+  if (!row) throw new Error('cannot read the current role');
+  findings.push({
+    check: 'wal_level',
+    ok: row.wal_level === 'logical',
+    detail: `wal_level is ${row.wal_level} (PostgreSQL ${row.version})`,
+    fix: `ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL`,
+  });
+  findings.push({
+    check: 'replication privilege',
+    ok: row.rolreplication || row.rolsuper,
+    detail: row.rolreplication || row.rolsuper ? 'the role may stream replication' : 'the role lacks the REPLICATION attribute',
+    fix: `ALTER ROLE <bridge role> WITH REPLICATION;`,
+  });
+  const pub = await db.query<{ owner_ok: boolean; puballtables: boolean }>(
+    `SELECT pg_has_role(pubowner, 'USAGE') AS owner_ok, puballtables FROM pg_publication WHERE pubname = $1`,
+    [config.postgres.publication],
+  );
+  const p = pub.rows[0];
+  if (!p) {
+    findings.push({
+      check: 'publication',
+      ok: row.can_create || row.rolsuper,
+      detail: row.can_create || row.rolsuper
+        ? `publication ${config.postgres.publication} will be created`
+        : `publication ${config.postgres.publication} does not exist and the role may not create it`,
+      fix: `GRANT CREATE ON DATABASE <db> TO <bridge role>; or create the publication as its owner`,
+    });
+  } else {
+    findings.push({
+      check: 'publication',
+      ok: p.owner_ok && !p.puballtables,
+      detail: p.puballtables
+        ? `publication ${config.postgres.publication} is FOR ALL TABLES; the bridge manages its own table list`
+        : p.owner_ok
+          ? `publication ${config.postgres.publication} exists`
+          : `publication ${config.postgres.publication} is owned by another role`,
+      fix: `use another postgres.publication name, or ALTER PUBLICATION ... OWNER TO <bridge role>`,
+    });
+  }
+  const slot = await db.query<{ plugin: string; database: string; active: boolean }>(
+    `SELECT plugin, database, active FROM pg_replication_slots WHERE slot_name = $1`,
+    [config.postgres.slot],
+  );
+  const sl = slot.rows[0];
+  findings.push(
+    sl
+      ? {
+          check: 'replication slot',
+          ok: sl.plugin === 'pgoutput',
+          detail: `slot ${config.postgres.slot} exists (${sl.plugin}, database ${sl.database}, ${sl.active ? 'active' : 'inactive'})`,
+          fix: `the slot must use pgoutput: choose another postgres.slot or drop it (tuzhan-cdc teardown)`,
+        }
+      : { check: 'replication slot', ok: true, detail: `slot ${config.postgres.slot} will be created` },
+  );
+  return findings;
+}

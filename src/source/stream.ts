@@ -1,0 +1,113 @@
+/**
+ * The replication stream: the only importer of pg-logical-replication. Acknowledgement is manual
+ * (`auto: false`) and the library's timer is off (`timeoutSeconds: 0`): it would confirm the last
+ * *received* position. We confirm only positions the tracker allows, answer keepalives that ask
+ * for a reply, and send our position every few seconds ourselves, so the server's
+ * wal_sender_timeout never fires while the handler holds the stream back (backpressure).
+ */
+import type pg from 'pg';
+import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
+import type { Logger } from 'pino';
+import { decodeMessage, type ChangeMessage } from '../decode/pgoutput.js';
+import { formatLsn, parseLsn } from '../util/lsn.js';
+
+export interface StreamOptions {
+  clientConfig: pg.ClientConfig;
+  slot: string;
+  publication: string;
+  logger: Logger;
+  /** The position to confirm now (the tracker's). */
+  confirmed(): bigint;
+  /**
+   * A keepalive's position, offered while everything received has been handled; the callee may
+   * confirm it when nothing is pending.
+   */
+  onIdlePosition(lsn: bigint): void;
+  /** Handles one message; the stream does not read on until it resolves. */
+  onMessage(msg: ChangeMessage): Promise<void> | void;
+  statusIntervalMs?: number;
+}
+
+/** One replication connection's life: resolves when it ends, rejects with the reason it broke. */
+export class ReplicationStream {
+  private service: LogicalReplicationService | undefined;
+  private received = 0;
+  private handled = 0;
+  private statusTimer: NodeJS.Timeout | undefined;
+  private lastSent = -1n;
+  private stopping = false;
+
+  constructor(private readonly o: StreamOptions) {}
+
+  /** Streams from the slot's confirmed position until `stop` or an error. */
+  async run(): Promise<void> {
+    const service = new LogicalReplicationService(this.o.clientConfig, {
+      acknowledge: { auto: false, timeoutSeconds: 0 },
+      flowControl: { enabled: true },
+    });
+    this.service = service;
+    const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.o.publication] });
+    // Count messages as the library parses them, to know when all received ones are handled.
+    const parse = plugin.parse.bind(plugin);
+    plugin.parse = (buf: Buffer) => {
+      this.received += 1;
+      return parse(buf);
+    };
+
+    let failure: unknown;
+    service.on('error', (err: Error) => {
+      failure ??= err;
+    });
+    service.on('data', async (_lsn: string, msg: { tag: string }) => {
+      try {
+        if (this.stopping) return;
+        await this.o.onMessage(decodeMessage(msg as never));
+      } catch (err) {
+        failure ??= err;
+        void service.stop();
+      } finally {
+        this.handled += 1;
+      }
+    });
+    service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
+      if (this.received === this.handled && !this.stopping) this.o.onIdlePosition(parseLsn(lsn));
+      if (shouldRespond) this.sendStatus(true);
+    });
+    service.on('start', () => {
+      this.o.logger.info({ slot: this.o.slot }, 'replication stream started');
+    });
+    this.statusTimer = setInterval(() => this.sendStatus(true), this.o.statusIntervalMs ?? 5000);
+    try {
+      // 0/0: the server starts at the slot's confirmed_flush_lsn. Never pass the last *received*
+      // position: transactions before it that were not confirmed would be skipped.
+      await service.subscribe(plugin, this.o.slot, '0/0');
+    } catch (err) {
+      failure ??= err;
+    } finally {
+      clearInterval(this.statusTimer);
+      await service.stop().catch(() => {});
+    }
+    if (failure !== undefined && !this.stopping) throw failure;
+  }
+
+  /** Sends the confirmed position (if it moved, or always when `force`). */
+  sendStatus(force = false): void {
+    const lsn = this.o.confirmed();
+    if (!this.service || (!force && lsn === this.lastSent) || lsn === 0n) return;
+    this.lastSent = lsn;
+    // The library reports lsn+1 as flushed: pass one less to confirm exactly `lsn`.
+    void this.service.acknowledge(formatLsn(lsn - 1n)).catch(() => {});
+  }
+
+  /** Stops reading; handlers in progress finish, queued messages are dropped (not confirmed). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.sendStatus(true);
+    await this.service?.stop();
+  }
+
+  /** Stops taking new messages without closing (shutdown drains before closing). */
+  pause(): void {
+    this.stopping = true;
+  }
+}
