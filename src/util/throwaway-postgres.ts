@@ -211,18 +211,21 @@ async function startEmbedded(settings: Record<string, string>): Promise<RunningP
     });
   }
   const url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
-  return {
-    url,
-    kind: 'embedded',
-    version: await serverVersion(url),
-    async stop() {
-      try {
-        await pg.stop();
-      } finally {
-        rmSync(base, { recursive: true, force: true });
-      }
-    },
+  const stop = async (): Promise<void> => {
+    try {
+      await pg.stop();
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   };
+  let version: string;
+  try {
+    version = await serverVersion(url);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url, kind: 'embedded', version, stop };
 }
 
 /** Starts (or finds) a PostgreSQL with logical decoding enabled. */
