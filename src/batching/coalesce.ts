@@ -30,11 +30,25 @@ export interface Entry {
 /** Starts an entry for a key's first buffered change. */
 export function newEntry(change: SourceChange, lsn: bigint, commitTime: Date, holder: Holder): Entry {
   holder.hold(1);
-  return { key: change.key, before: change.before, after: change.after, lsn, commitTime, changes: 1, holders: [[holder, 1]] };
+  return {
+    key: change.key,
+    before: change.before,
+    after: change.after,
+    lsn,
+    commitTime,
+    changes: 1,
+    holders: [[holder, 1]],
+  };
 }
 
 /** Folds a later change of the same key into its entry: the first `before` stays, `after` moves on. */
-export function mergeChange(entry: Entry, change: SourceChange, lsn: bigint, commitTime: Date, holder: Holder): void {
+export function mergeChange(
+  entry: Entry,
+  change: SourceChange,
+  lsn: bigint,
+  commitTime: Date,
+  holder: Holder,
+): void {
   let after = change.after;
   // An unchanged TOAST value the server did not send is the value of the previous change.
   if (after && after.groups === null && entry.after && entry.after.groups !== null) {
@@ -64,7 +78,11 @@ export interface Part {
 }
 
 export type NetEffect =
-  | { kind: 'send'; parts: Part[]; /** recorded as the key's error even when the parts succeed */ failure?: string }
+  | {
+      kind: 'send';
+      parts: Part[];
+      /** recorded as the key's error even when the parts succeed */ failure?: string;
+    }
   | { kind: 'skipped'; reason: string }
   | { kind: 'failed'; reason: string };
 
@@ -79,22 +97,29 @@ function valid(image: Image | null): Image | null {
  * The API calls that take the platform from `before` to `after`. `before` must not be `lookup` and
  * groups must be resolved (not null) by now.
  */
-export function netEffect(mode: SourceMode, before: Exclude<Before, 'lookup'>, after: Image | null): NetEffect {
+export function netEffect(
+  mode: SourceMode,
+  before: Exclude<Before, 'lookup'>,
+  after: Image | null,
+): NetEffect {
   const b = before === 'unknown' ? before : valid(before);
   const a = valid(after);
   const afterError = after?.error;
   const groupsOf = (img: Image): string[] => img.groups ?? [];
 
   if (b === 'unknown') {
-    if (!a) return afterError ? { kind: 'failed', reason: afterError } : { kind: 'failed', reason: UNTRANSLATABLE };
-    if (mode === 'membership') return { kind: 'send', parts: [{ op: 'add', identity: a.identity, groups: groupsOf(a) }] };
+    if (!a)
+      return afterError ? { kind: 'failed', reason: afterError } : { kind: 'failed', reason: UNTRANSLATABLE };
+    if (mode === 'membership')
+      return { kind: 'send', parts: [{ op: 'add', identity: a.identity, groups: groupsOf(a) }] };
     return { kind: 'send', parts: [replace(a)] };
   }
 
   const parts: Part[] = [];
   if (b && a && sameIdentity(b.identity, a.identity)) {
     if (mode === 'membership') {
-      if (sameGroups(groupsOf(b), groupsOf(a))) return { kind: 'skipped', reason: 'no mapped column changed' };
+      if (sameGroups(groupsOf(b), groupsOf(a)))
+        return { kind: 'skipped', reason: 'no mapped column changed' };
       parts.push({ op: 'delete', identity: b.identity, groups: groupsOf(b) });
       parts.push({ op: 'add', identity: a.identity, groups: groupsOf(a) });
     } else {
@@ -105,10 +130,16 @@ export function netEffect(mode: SourceMode, before: Exclude<Before, 'lookup'>, a
     if (a && groupsOf(a).length > 0) parts.push({ op: 'add', identity: a.identity, groups: groupsOf(a) });
   }
   if (afterError) {
-    return parts.length ? { kind: 'send', parts, failure: afterError } : { kind: 'failed', reason: afterError };
+    return parts.length
+      ? { kind: 'send', parts, failure: afterError }
+      : { kind: 'failed', reason: afterError };
   }
   if (parts.length === 0) {
-    if (!b && !a) return { kind: 'skipped', reason: after === null ? 'row gone (or outside the filter) before it was sent' : 'no change' };
+    if (!b && !a)
+      return {
+        kind: 'skipped',
+        reason: after === null ? 'row gone (or outside the filter) before it was sent' : 'no change',
+      };
     return { kind: 'skipped', reason: 'no groups to add' };
   }
   return { kind: 'send', parts };
@@ -117,7 +148,9 @@ export function netEffect(mode: SourceMode, before: Exclude<Before, 'lookup'>, a
 /** Row mode replaces the customer's set: an empty set is a delete of all groups. */
 function replace(a: Image): Part {
   const groups = a.groups ?? [];
-  return groups.length ? { op: 'update', identity: a.identity, groups } : { op: 'delete', identity: a.identity, groups: [] };
+  return groups.length
+    ? { op: 'update', identity: a.identity, groups }
+    : { op: 'delete', identity: a.identity, groups: [] };
 }
 
 function sameGroups(x: string[], y: string[]): boolean {

@@ -10,7 +10,13 @@ import type { Logger } from 'pino';
 import type { SourceConfig } from '../config/types.js';
 import { ApiRejectedError, BridgeError, errorMessage } from '../errors.js';
 import type { Before } from '../mapping/changes.js';
-import { identityResources, parseGroups, type Identity, type Image, type SourceMapper } from '../mapping/source-mapper.js';
+import {
+  identityResources,
+  parseGroups,
+  type Identity,
+  type Image,
+  type SourceMapper,
+} from '../mapping/source-mapper.js';
 import type { BridgeEvents, RowStatus } from '../ops/events.js';
 import type { StatusRow, StatusStore } from '../status/status-store.js';
 import type { ApiRow, OptType, PublicParams, RowOutcome } from '../tuzhan/types.js';
@@ -83,6 +89,8 @@ export interface DispatcherOptions {
   onDone(n: number): void;
   /** Aborts retries on a forced shutdown. */
   signal?: AbortSignal;
+  /** An outcome could not be stored (or another unexpected failure): the bridge must stop. */
+  onFatal(err: unknown): void;
 }
 
 export class Dispatcher {
@@ -155,7 +163,10 @@ export class Dispatcher {
   }
 
   /** Stores outcomes decided locally (skipped, unmappable rows), in order with the keys' requests. */
-  private scheduleLocal(rt: SourceRuntime, local: Array<{ flight: Flight; status: RowStatus; error: string | null }>): void {
+  private scheduleLocal(
+    rt: SourceRuntime,
+    local: Array<{ flight: Flight; status: RowStatus; error: string | null }>,
+  ): void {
     const resources = local.map((l) => keyResource(rt, l.flight.entry));
     void this.o.scheduler
       .schedule(
@@ -205,7 +216,12 @@ export class Dispatcher {
           signal: this.o.signal,
           onRetry: async ({ attempt, error, delayMs }) => {
             tries = attempt + 1;
-            this.o.events.emit('retry', { source, reason: error.code === 'API_AUTH' ? 'auth' : 'transient', attempt, delayMs });
+            this.o.events.emit('retry', {
+              source,
+              reason: error.code === 'API_AUTH' ? 'auth' : 'transient',
+              attempt,
+              delayMs,
+            });
             this.o.events.emit('request', {
               source,
               optType: op,
@@ -215,7 +231,11 @@ export class Dispatcher {
               httpStatus: (error as { httpStatus?: number }).httpStatus,
             });
             if (attempt === 1) {
-              await this.o.store.writeRequest(source, null, this.statusRows(rows, () => ({ status: 'retrying', error: errorMessage(error) }), 1));
+              await this.o.store.writeRequest(
+                source,
+                null,
+                this.statusRows(rows, () => ({ status: 'retrying', error: errorMessage(error) }), 1),
+              );
             }
           },
         },
@@ -245,7 +265,13 @@ export class Dispatcher {
           startedAt,
           durationMs: Date.now() - startedAt.getTime(),
         },
-        rows.length === 1 ? this.statusRows(rows, () => ({ status: 'failed', error: `rejected by the platform: ${err.message}` }), tries) : [],
+        rows.length === 1
+          ? this.statusRows(
+              rows,
+              () => ({ status: 'failed', error: `rejected by the platform: ${err.message}` }),
+              tries,
+            )
+          : [],
       );
       if (rows.length === 1) {
         this.emitOutcomes(rt, rows, () => 'failed');
@@ -288,7 +314,9 @@ export class Dispatcher {
         rows,
         (i) => {
           const o = outcomeOf(i);
-          return o.status === 'failed' ? { status: 'failed', error: o.error } : { status: o.status, error: null };
+          return o.status === 'failed'
+            ? { status: 'failed', error: o.error }
+            : { status: o.status, error: null };
         },
         tries,
       ),
@@ -359,9 +387,8 @@ export class Dispatcher {
   }
 
   private fatal(err: unknown): void {
-    this.o.logger.fatal({ err: errorMessage(err) }, 'sending a batch failed unexpectedly');
-    this.o.events.emit('streaming', false);
-    throw err;
+    this.o.logger.error({ err: errorMessage(err) }, 'sending a batch or storing its outcomes failed');
+    this.o.onFatal(err);
   }
 
   /** `deleteLookup: state`: the platform's state for a key is what the bridge last sent for it. */

@@ -35,7 +35,11 @@ export class OrderedScheduler {
    * Runs `task` after the earlier tasks on the same resources. With `direct`, the task does not
    * take a concurrency slot (local status writes that send nothing).
    */
-  schedule<T>(resources: readonly string[], task: () => Promise<T>, options: { direct?: boolean } = {}): Promise<T> {
+  schedule<T>(
+    resources: readonly string[],
+    task: () => Promise<T>,
+    options: { direct?: boolean } = {},
+  ): Promise<T> {
     const deps = new Set<Promise<void>>();
     for (const r of resources) {
       const t = this.tails.get(r);

@@ -71,7 +71,12 @@ function time(v: unknown): Date {
 export function decodeMessage(msg: LibMessage): ChangeMessage {
   switch (msg.tag) {
     case 'begin':
-      return { tag: 'begin', xid: msg.xid as number, commitLsn: lsn(msg.commitLsn), commitTime: time(msg.commitTime) };
+      return {
+        tag: 'begin',
+        xid: msg.xid as number,
+        commitLsn: lsn(msg.commitLsn),
+        commitTime: time(msg.commitTime),
+      };
     case 'commit':
       return {
         tag: 'commit',

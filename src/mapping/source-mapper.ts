@@ -45,7 +45,9 @@ export function canonicalJson(values: Record<string, unknown>): string {
 export function parseGroups(value: unknown): string[] | null {
   if (value === undefined) return null;
   if (value === null) return [];
-  const parts = Array.isArray(value) ? value.map((v) => (v === null ? '' : String(v))) : String(value).split(',');
+  const parts = Array.isArray(value)
+    ? value.map((v) => (v === null ? '' : String(v)))
+    : String(value).split(',');
   const seen = new Set<string>();
   for (const p of parts) {
     const g = p.trim();

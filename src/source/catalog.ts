@@ -95,7 +95,9 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
     };
   }
   const findings: Finding[] = [];
-  const priv = await db.query<{ ok: boolean }>(`SELECT has_table_privilege($1::oid, 'SELECT') AS ok`, [table.oid]);
+  const priv = await db.query<{ ok: boolean }>(`SELECT has_table_privilege($1::oid, 'SELECT') AS ok`, [
+    table.oid,
+  ]);
   findings.push({
     check: `${name}: SELECT privilege`,
     ok: priv.rows[0]?.ok === true,
@@ -107,7 +109,9 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
   findings.push({
     check: `${name}: columns`,
     ok: missing.length === 0,
-    detail: missing.length ? `${qualified} has no column ${missing.map((c) => `"${c}"`).join(', ')}` : 'all mapped columns exist',
+    detail: missing.length
+      ? `${qualified} has no column ${missing.map((c) => `"${c}"`).join(', ')}`
+      : 'all mapped columns exist',
     fix: 'correct sources[].columns / key / where, or add the column',
   });
 
@@ -115,7 +119,9 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
   findings.push({
     check: `${name}: key`,
     ok: keyColumns.length > 0,
-    detail: keyColumns.length ? `key (${keyColumns.join(', ')})` : `${qualified} has no primary key and no key is configured`,
+    detail: keyColumns.length
+      ? `key (${keyColumns.join(', ')})`
+      : `${qualified} has no primary key and no key is configured`,
     fix: `add a primary key, or set sources[].key`,
   });
 
@@ -152,7 +158,13 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
 /** Server-level checks: wal_level, replication privilege, room for a slot. */
 export async function checkServer(db: Queryable, config: Config): Promise<Finding[]> {
   const findings: Finding[] = [];
-  const s = await db.query<{ wal_level: string; rolreplication: boolean; rolsuper: boolean; can_create: boolean; version: string }>(
+  const s = await db.query<{
+    wal_level: string;
+    rolreplication: boolean;
+    rolsuper: boolean;
+    can_create: boolean;
+    version: string;
+  }>(
     `SELECT current_setting('wal_level') AS wal_level, r.rolreplication, r.rolsuper,
             has_database_privilege(current_database(), 'CREATE') AS can_create,
             current_setting('server_version') AS version
@@ -169,7 +181,10 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
   findings.push({
     check: 'replication privilege',
     ok: row.rolreplication || row.rolsuper,
-    detail: row.rolreplication || row.rolsuper ? 'the role may stream replication' : 'the role lacks the REPLICATION attribute',
+    detail:
+      row.rolreplication || row.rolsuper
+        ? 'the role may stream replication'
+        : 'the role lacks the REPLICATION attribute',
     fix: `ALTER ROLE <bridge role> WITH REPLICATION;`,
   });
   const pub = await db.query<{ owner_ok: boolean; puballtables: boolean }>(
@@ -181,9 +196,10 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
     findings.push({
       check: 'publication',
       ok: row.can_create || row.rolsuper,
-      detail: row.can_create || row.rolsuper
-        ? `publication ${config.postgres.publication} will be created`
-        : `publication ${config.postgres.publication} does not exist and the role may not create it`,
+      detail:
+        row.can_create || row.rolsuper
+          ? `publication ${config.postgres.publication} will be created`
+          : `publication ${config.postgres.publication} does not exist and the role may not create it`,
       fix: `GRANT CREATE ON DATABASE <db> TO <bridge role>; or create the publication as its owner`,
     });
   } else {

@@ -12,7 +12,11 @@ import { quoteIdent, quoteTable } from '../util/sql.js';
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
 /** Creates the publication, or alters it to hold exactly the source tables. */
-export async function ensurePublication(db: Queryable, publication: string, sources: readonly SourceConfig[]): Promise<void> {
+export async function ensurePublication(
+  db: Queryable,
+  publication: string,
+  sources: readonly SourceConfig[],
+): Promise<void> {
   const tables = [...new Set(sources.map((s) => quoteTable(s.schema, s.tableName)))].join(', ');
   const exists = await db.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [publication]);
   // Only the row changes and truncates matter; publish_via_partition_root keeps partitioned
@@ -32,7 +36,12 @@ export interface SlotInfo {
 }
 
 export async function slotInfo(db: Queryable, slot: string): Promise<SlotInfo | null> {
-  const res = await db.query<{ plugin: string; database: string; active: boolean; confirmed_flush_lsn: string | null }>(
+  const res = await db.query<{
+    plugin: string;
+    database: string;
+    active: boolean;
+    confirmed_flush_lsn: string | null;
+  }>(
     `SELECT plugin, database, active, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`,
     [slot],
   );
@@ -58,7 +67,10 @@ export interface CreatedSlot {
  * tables in that snapshot and then streaming from the slot's consistent point misses nothing and
  * sends nothing twice (PostgreSQL docs, "Exported Snapshots" of the replication protocol).
  */
-export async function createSlotWithSnapshot(clientConfig: pg.ClientConfig, slot: string): Promise<CreatedSlot> {
+export async function createSlotWithSnapshot(
+  clientConfig: pg.ClientConfig,
+  slot: string,
+): Promise<CreatedSlot> {
   const connection = new pg.Client({ ...clientConfig, replication: 'database' } as pg.ClientConfig);
   await connection.connect();
   try {
@@ -78,7 +90,10 @@ export async function createSlotWithSnapshot(clientConfig: pg.ClientConfig, slot
 export async function dropSlot(db: Queryable, slot: string): Promise<boolean> {
   for (let i = 0; ; i++) {
     try {
-      const res = await db.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+      const res = await db.query(
+        `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`,
+        [slot],
+      );
       return (res.rowCount ?? 0) > 0;
     } catch (err) {
       if ((err as { code?: string }).code !== '55006' || i >= 50) throw err;
@@ -91,7 +106,12 @@ export async function dropSlot(db: Queryable, slot: string): Promise<boolean> {
  * Moves an inactive slot's confirmed position forward (used at shutdown, after the stream is
  * closed, so a position confirmed last is not lost with the connection). Never moves it back.
  */
-export async function advanceSlot(db: Queryable, slot: string, lsn: bigint, fmt: (l: bigint) => string): Promise<void> {
+export async function advanceSlot(
+  db: Queryable,
+  slot: string,
+  lsn: bigint,
+  fmt: (l: bigint) => string,
+): Promise<void> {
   for (let i = 0; ; i++) {
     try {
       await db.query(

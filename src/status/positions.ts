@@ -46,6 +46,11 @@ export class PositionTracker {
     return this.queue.length - this.head;
   }
 
+  /** Commit time of the oldest transaction not yet confirmable (for the lag in seconds). */
+  oldestOpenCommitTime(): Date | null {
+    return this.queue[this.head]?.commitTime ?? null;
+  }
+
   onAdvance(listener: (lsn: bigint) => void): void {
     this.listeners.add(listener);
   }

@@ -122,7 +122,10 @@ export class StatusStore {
    * Keys of a source whose last outcome left groups on the platform (for `onTruncate: delete-all`),
    * page by page in key order.
    */
-  async *syncedKeys(source: string, pageSize = 1000): AsyncGenerator<Array<{ rowKey: string; payload: Record<string, unknown> }>> {
+  async *syncedKeys(
+    source: string,
+    pageSize = 1000,
+  ): AsyncGenerator<Array<{ rowKey: string; payload: Record<string, unknown> }>> {
     let after: string | null = null;
     while (true) {
       const res: pg.QueryResult<{ k: string; payload: Record<string, unknown> }> = await this.withRetry(

@@ -1,0 +1,520 @@
+/**
+ * Wires the stages together: source (slot, snapshot, stream) -> decode -> mapping -> batching ->
+ * platform client -> status store, with the position tracker deciding what the slot may confirm.
+ * `start` runs the startup checks and returns once the bridge leads its slot and streams;
+ * `stop` stops reading, drains, stores outcomes, confirms the position and closes.
+ */
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { Batcher } from './batching/batcher.js';
+import { Dispatcher, type BatchSender, type SourceRuntime } from './batching/dispatcher.js';
+import { OrderedScheduler } from './batching/scheduler.js';
+import type { Config } from './config/types.js';
+import type { ChangeMessage, Row } from './decode/pgoutput.js';
+import { BridgeError, SetupError, errorMessage } from './errors.js';
+import { toSourceChanges } from './mapping/changes.js';
+import { SourceMapper, parseGroups, identityValue, type Identity } from './mapping/source-mapper.js';
+import { createBridgeEvents, type BridgeEvents } from './ops/events.js';
+import { checkServer, checkSource, mappedColumns, type Finding } from './source/catalog.js';
+import { advanceSlot, createSlotWithSnapshot, dropSlot, ensurePublication, slotInfo } from './source/slot.js';
+import { readSnapshot } from './source/snapshot.js';
+import { ReplicationStream } from './source/stream.js';
+import { migrate } from './status/migrate.js';
+import { PositionTracker, type Tx } from './status/positions.js';
+import { StatusStore } from './status/status-store.js';
+import { IDENTITY_FIELDS } from './config/types.js';
+import { backoffDelay, sleep } from './util/backoff.js';
+import { formatLsn } from './util/lsn.js';
+import { quoteIdent, quoteTable } from './util/sql.js';
+import { leaderLockKey } from './source/leader.js';
+
+export interface BridgeOptions {
+  config: Config;
+  logger: Logger;
+  sender: BatchSender;
+  events?: BridgeEvents;
+  /** How often the slot lag is measured. */
+  lagIntervalMs?: number;
+}
+
+/** Fails startup with every failed finding, one line each, with its fix. */
+export function assertFindings(findings: Finding[]): void {
+  const failed = findings.filter((f) => !f.ok);
+  if (failed.length) {
+    throw new SetupError(
+      'STARTUP_CHECK',
+      failed.map((f) => `${f.check}: ${f.detail}${f.fix ? ` — fix: ${f.fix}` : ''}`).join('\n'),
+    );
+  }
+}
+
+export class Bridge {
+  readonly events: BridgeEvents;
+  private readonly config: Config;
+  private readonly logger: Logger;
+  private readonly pool: pg.Pool;
+  private readonly store: StatusStore;
+  private readonly scheduler: OrderedScheduler;
+  private readonly batcher: Batcher;
+  private readonly runtimes = new Map<string, SourceRuntime>();
+  private readonly byTable = new Map<string, SourceRuntime>();
+  private tracker = new PositionTracker(0n);
+  private stream: ReplicationStream | undefined;
+  private leader: pg.Client | undefined;
+  private tx: Tx | undefined;
+  private stopping = false;
+  private streaming = false;
+  private apiReachable = false;
+  private loop: Promise<void> | undefined;
+  private lagTimer: NodeJS.Timeout | undefined;
+  private ackTimer: NodeJS.Timeout | undefined;
+  private readonly abort = new AbortController();
+  private fatal: unknown;
+  private closing = false;
+
+  constructor(private readonly o: BridgeOptions) {
+    this.config = o.config;
+    this.logger = o.logger;
+    this.events = o.events ?? createBridgeEvents();
+    this.pool = new pg.Pool({
+      connectionString: this.config.postgres.url,
+      max: this.config.tuzhan.concurrency + 4,
+      application_name: 'tuzhan-cdc',
+    });
+    this.pool.on('error', (err) =>
+      this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed'),
+    );
+    this.store = new StatusStore(this.pool, this.config.postgres.statusSchema, this.logger);
+    this.scheduler = new OrderedScheduler(this.config.tuzhan);
+    const dispatcher = new Dispatcher({
+      maxBatchSize: this.config.batching.maxBatchSize,
+      sources: this.runtimes,
+      sender: o.sender,
+      store: this.store,
+      scheduler: this.scheduler,
+      events: this.events,
+      logger: this.logger,
+      onDone: (n) => this.batcher.done(n),
+      signal: this.abort.signal,
+      onFatal: (err) => this.fail(err),
+    });
+    this.batcher = new Batcher(this.config.batching, dispatcher, (buffered, inflight) =>
+      this.events.emit('buffer', { buffered, inflight }),
+    );
+    this.events.on('apiReachable', (v) => (this.apiReachable = v));
+    this.events.on('streaming', (v) => (this.streaming = v));
+  }
+
+  /** A failure that must end the daemon: nothing more is confirmed; the loop rejects with it. */
+  private fail(err: unknown): void {
+    this.fatal ??= err;
+    this.stopping = true;
+    this.abort.abort();
+    void this.stream?.stop();
+  }
+
+  /** Readiness: streaming, and the platform answered the last request. */
+  readiness(): { ready: boolean; checks: Record<string, boolean> } {
+    return {
+      ready: this.streaming && this.apiReachable,
+      checks: { streaming: this.streaming, apiReachable: this.apiReachable },
+    };
+  }
+
+  /** The confirmed position (for tests and status). */
+  get confirmedLsn(): bigint {
+    return this.tracker.confirmed;
+  }
+
+  /**
+   * Checks, migrates, waits for the slot's leadership, prepares publication and slot (with the
+   * first-start snapshot) and starts streaming. Resolves once streaming has started; `done`
+   * settles when the bridge stops.
+   */
+  async start(): Promise<void> {
+    await this.prepare();
+    this.loop = this.streamLoop().then(() => {
+      if (this.fatal !== undefined) throw this.fatal;
+    });
+    this.loop.catch(() => {});
+  }
+
+  /** Settles when the stream loop ends: resolves after `stop`, rejects on a fatal error. */
+  get done(): Promise<void> {
+    return this.loop ?? Promise.resolve();
+  }
+
+  private async prepare(): Promise<void> {
+    const db = await this.pool.connect().catch((err: unknown) => {
+      throw new SetupError('DB_UNREACHABLE', `cannot connect to postgres.url: ${errorMessage(err)}`, {
+        cause: err,
+      });
+    });
+    try {
+      const findings = await checkServer(db, this.config);
+      for (const source of this.config.sources) {
+        const r = await checkSource(db, source);
+        findings.push(...r.findings);
+        if (r.keyColumns && r.table) {
+          const table = r.table;
+          const rt: SourceRuntime = {
+            config: source,
+            mapper: new SourceMapper(source, r.keyColumns),
+            readRow: (key) => this.readRow(source.schema, source.tableName, rtColumns(rt), key),
+          };
+          void table;
+          this.runtimes.set(source.name, rt);
+          this.byTable.set(`${source.schema}.${source.tableName}`, rt);
+        }
+      }
+      assertFindings(findings);
+    } finally {
+      db.release();
+    }
+    await migrate(this.pool, this.config.postgres.statusSchema);
+    await this.becomeLeader();
+    await ensurePublication(this.pool, this.config.postgres.publication, this.config.sources);
+    await this.prepareSlot();
+    this.lagTimer = setInterval(() => void this.measureLag(), this.o.lagIntervalMs ?? 5000);
+    this.tracker.onAdvance((lsn) => {
+      this.events.emit('confirmed', { lsn: formatLsn(lsn) });
+      if (!this.ackTimer) {
+        this.ackTimer = setTimeout(() => {
+          this.ackTimer = undefined;
+          this.stream?.sendStatus();
+        }, 20);
+      }
+    });
+  }
+
+  /** One active bridge per slot: a session advisory lock; a second instance waits as a standby. */
+  private async becomeLeader(): Promise<void> {
+    const key = leaderLockKey(this.config.postgres.slot);
+    let announced = false;
+    for (let attempt = 1; !this.stopping; attempt++) {
+      const client = new pg.Client({
+        connectionString: this.config.postgres.url,
+        application_name: 'tuzhan-cdc leader',
+      });
+      client.on('error', () => {});
+      await client.connect();
+      const res = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', key);
+      if (res.rows[0]?.ok) {
+        this.leader = client;
+        if (announced) this.logger.info({ slot: this.config.postgres.slot }, 'took over the slot');
+        return;
+      }
+      await client.end().catch(() => {});
+      if (!announced) {
+        this.logger.info(
+          { slot: this.config.postgres.slot },
+          'another bridge streams from this slot; waiting as a standby',
+        );
+        announced = true;
+      }
+      await sleep(1000, this.abort.signal);
+    }
+    throw new BridgeError('STOPPED', 'stopped while waiting as a standby');
+  }
+
+  private async prepareSlot(): Promise<void> {
+    const { slot, statusSchema } = this.config.postgres;
+    const stateTable = `${quoteIdent(statusSchema)}.bridge_state`;
+    const info = await slotInfo(this.pool, slot);
+    const currentDb = (await this.pool.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db;
+    if (info && info.database !== currentDb) {
+      throw new SetupError(
+        'SLOT_ELSEWHERE',
+        `replication slot ${slot} belongs to database ${info.database}; choose another postgres.slot`,
+      );
+    }
+    const state = await this.pool.query<{ done: boolean }>(
+      `SELECT snapshot_done_at IS NOT NULL AS done FROM ${stateTable} WHERE slot = $1`,
+      [slot],
+    );
+    if (info && state.rows[0]?.done) {
+      this.tracker = new PositionTracker(info.confirmedFlushLsn ?? 0n);
+      this.logger.info({ slot, confirmed: formatLsn(this.tracker.confirmed) }, 'resuming from the slot');
+      return;
+    }
+    if (info) {
+      // A snapshot that never finished: nothing was confirmed past the consistent point, so start over.
+      this.logger.warn({ slot }, 'the first-start snapshot did not finish; recreating the slot');
+      await dropSlot(this.pool, slot);
+    }
+    const created = await createSlotWithSnapshot({ connectionString: this.config.postgres.url }, slot);
+    const started = Date.now();
+    let rows = 0;
+    try {
+      await this.pool.query(
+        `INSERT INTO ${stateTable} (slot, snapshot_lsn, snapshot_started_at) VALUES ($1, $2, now())
+         ON CONFLICT (slot) DO UPDATE SET snapshot_lsn = EXCLUDED.snapshot_lsn, snapshot_started_at = now(),
+           snapshot_done_at = NULL, snapshot_rows = NULL`,
+        [slot, formatLsn(created.consistentPoint)],
+      );
+      this.logger.info(
+        { slot, consistentPoint: formatLsn(created.consistentPoint) },
+        'slot created; reading the snapshot',
+      );
+      const holder = { hold() {}, release() {} };
+      const client = await this.pool.connect();
+      try {
+        rows = await readSnapshot(
+          client,
+          created.snapshotName,
+          [...this.runtimes.values()].map((rt) => ({ config: rt.config, columns: rt.mapper.columns })),
+          {
+            onRows: async (source, chunk) => {
+              const rt = this.runtimes.get(source.name) as SourceRuntime;
+              const commitTime = new Date();
+              for (const row of chunk) {
+                const changes = toSourceChanges(rt.mapper, {
+                  tag: 'insert',
+                  relation: undefined as never,
+                  new: row,
+                });
+                if ('error' in changes) continue;
+                for (const c of changes)
+                  this.batcher.add(source.name, c, created.consistentPoint, commitTime, holder);
+                await this.batcher.waitForRoom();
+              }
+            },
+          },
+        );
+      } finally {
+        client.release();
+      }
+    } finally {
+      await created.connection.end().catch(() => {});
+    }
+    await this.batcher.drain();
+    await this.pool.query(
+      `UPDATE ${stateTable} SET snapshot_done_at = now(), snapshot_rows = $2 WHERE slot = $1`,
+      [slot, rows],
+    );
+    const seconds = (Date.now() - started) / 1000;
+    this.logger.info(
+      { slot, rows, seconds, rowsPerSec: Math.round(rows / Math.max(seconds, 0.001)) },
+      'snapshot synced',
+    );
+    this.tracker = new PositionTracker(created.consistentPoint);
+  }
+
+  private async streamLoop(): Promise<void> {
+    for (let attempt = 1; !this.stopping;) {
+      const stream = new ReplicationStream({
+        clientConfig: { connectionString: this.config.postgres.url, application_name: 'tuzhan-cdc' },
+        slot: this.config.postgres.slot,
+        publication: this.config.postgres.publication,
+        logger: this.logger,
+        confirmed: () => this.tracker.confirmed,
+        onIdlePosition: (lsn) => {
+          if (!this.tx && this.batcher.load === 0) this.tracker.confirmIdle(lsn);
+        },
+        onMessage: (msg) => {
+          if (attempt > 1) attempt = 1;
+          return this.handle(msg);
+        },
+      });
+      this.stream = stream;
+      this.events.emit('streaming', true);
+      try {
+        await stream.run();
+        if (this.stopping) return;
+        throw new Error('replication stream ended');
+      } catch (err) {
+        this.events.emit('streaming', false);
+        if (this.stopping) return;
+        if (err instanceof BridgeError && !err.retryable) throw err;
+        const delayMs = backoffDelay(attempt++, { baseMs: 500, maxMs: 30_000 });
+        this.logger.warn(
+          { err: errorMessage(err), delayMs },
+          'replication stream lost; draining and reconnecting',
+        );
+        // What was received but not confirmed is sent again by the server: finish what we hold,
+        // forget open transactions, and start from the slot's confirmed position.
+        await this.batcher.drain();
+        this.tracker.reset();
+        this.tx = undefined;
+        await sleep(delayMs, this.abort.signal);
+      }
+    }
+  }
+
+  private async handle(msg: ChangeMessage): Promise<void> {
+    switch (msg.tag) {
+      case 'begin':
+        this.tx = this.tracker.begin(msg.commitLsn, msg.commitTime);
+        return;
+      case 'commit':
+        if (this.tx) this.tracker.commit(this.tx, msg.endLsn);
+        this.tx = undefined;
+        return;
+      case 'relation': {
+        const rt = this.byTable.get(`${msg.relation.schema}.${msg.relation.name}`);
+        if (!rt) return;
+        const have = new Set(msg.relation.columns);
+        const missing = [...mappedColumns(rt.config), ...rt.mapper.keyColumns].filter((c) => !have.has(c));
+        if (missing.length) {
+          throw new SetupError(
+            'SCHEMA_CHANGED',
+            `source ${rt.config.name}: column ${missing.map((c) => `"${c}"`).join(', ')} of ${rt.config.table} is gone; restore it or change sources[].columns`,
+          );
+        }
+        return;
+      }
+      case 'insert':
+      case 'update':
+      case 'delete': {
+        const rt = this.byTable.get(`${msg.relation.schema}.${msg.relation.name}`);
+        const tx = this.tx;
+        if (!rt || !tx) return;
+        const changes = toSourceChanges(rt.mapper, msg);
+        if ('error' in changes) {
+          this.logger.error(
+            { source: rt.config.name, reason: changes.error },
+            'a change could not be traced to a row',
+          );
+          return;
+        }
+        for (const c of changes) this.batcher.add(rt.config.name, c, tx.commitLsn, tx.commitTime, tx);
+        await this.batcher.waitForRoom();
+        return;
+      }
+      case 'truncate':
+        await this.handleTruncate(msg.relations.map((r) => `${r.schema}.${r.name}`));
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** TRUNCATE: logged, recorded in sync_batch, and `onTruncate: delete-all` deletes every synced key. */
+  private async handleTruncate(tables: string[]): Promise<void> {
+    const tx = this.tx;
+    for (const t of tables) {
+      const rt = this.byTable.get(t);
+      if (!rt) continue;
+      const source = rt.config.name;
+      this.logger.warn(
+        { source, table: rt.config.table, onTruncate: rt.config.onTruncate },
+        'source table truncated',
+      );
+      await this.store.writeRequest(
+        source,
+        {
+          optType: 'truncate' as never,
+          rows: 0,
+          httpStatus: null,
+          code: null,
+          msg: `TRUNCATE ${rt.config.table} (onTruncate: ${rt.config.onTruncate})`,
+          apiStatus: null,
+          successNum: null,
+          failNum: null,
+          startedAt: new Date(),
+          durationMs: 0,
+        },
+        [],
+      );
+      if (rt.config.onTruncate !== 'delete-all' || !tx) continue;
+      // Deletes of everything synced so far must not overtake changes still buffered.
+      await this.batcher.drain();
+      for await (const page of this.store.syncedKeys(source)) {
+        for (const k of page) {
+          const identity: Identity = {};
+          for (const f of IDENTITY_FIELDS) {
+            const v = identityValue(k.payload[f]);
+            if (v !== undefined) identity[f] = v;
+          }
+          const before = { identity, groups: parseGroups(k.payload.groups ?? null) ?? [] };
+          this.batcher.add(
+            source,
+            {
+              kind: 'delete',
+              key: { text: k.rowKey, values: JSON.parse(k.rowKey) as Record<string, unknown> },
+              before,
+              after: null,
+            },
+            tx.commitLsn,
+            tx.commitTime,
+            tx,
+          );
+        }
+        await this.batcher.waitForRoom();
+      }
+    }
+  }
+
+  private async readRow(
+    schema: string,
+    table: string,
+    columns: readonly string[],
+    key: Record<string, unknown>,
+  ): Promise<Row | null> {
+    const keys = Object.keys(key);
+    const where = keys.map((k, i) => `${quoteIdent(k)} = $${i + 1}`).join(' AND ');
+    const res = await this.store.withRetry('reading a source row', () =>
+      this.pool.query<Row>(
+        `SELECT ${columns.map(quoteIdent).join(', ')} FROM ${quoteTable(schema, table)} WHERE ${where}`,
+        keys.map((k) => key[k]),
+      ),
+    );
+    return res.rows[0] ?? null;
+  }
+
+  private async measureLag(): Promise<void> {
+    try {
+      const res = await this.pool.query<{ bytes: string | null }>(
+        `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS bytes
+           FROM pg_replication_slots WHERE slot_name = $1`,
+        [this.config.postgres.slot],
+      );
+      const bytes = Number(res.rows[0]?.bytes ?? 0);
+      const oldest = this.tracker.oldestOpenCommitTime();
+      this.events.emit('slotLag', {
+        bytes,
+        seconds: oldest ? Math.max(0, (Date.now() - oldest.getTime()) / 1000) : 0,
+      });
+    } catch (err) {
+      this.logger.debug({ err: errorMessage(err) }, 'measuring slot lag failed');
+    }
+  }
+
+  /**
+   * Graceful stop: stop reading, drain buffers and requests, store outcomes, confirm the position,
+   * close. After `timeoutMs` pending retries are aborted (nothing unstored is confirmed).
+   */
+  async stop(timeoutMs = 30_000): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.stopping = true;
+    clearInterval(this.lagTimer);
+    this.stream?.pause();
+    const timer = setTimeout(() => this.abort.abort(), timeoutMs);
+    try {
+      if (this.fatal === undefined)
+        await this.batcher
+          .drain()
+          .catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'drain failed'));
+      await this.stream?.stop();
+      await this.loop?.catch(() => {});
+      if (this.tracker.confirmed > 0n) {
+        await advanceSlot(this.pool, this.config.postgres.slot, this.tracker.confirmed, formatLsn).catch(
+          (err: unknown) =>
+            this.logger.warn({ err: errorMessage(err) }, 'confirming the final position failed'),
+        );
+      }
+    } finally {
+      clearTimeout(timer);
+      clearTimeout(this.ackTimer);
+      this.abort.abort();
+      this.store.close();
+      await this.leader?.end().catch(() => {});
+      await this.pool.end().catch(() => {});
+    }
+  }
+}
+
+function rtColumns(rt: SourceRuntime): readonly string[] {
+  return rt.mapper.columns;
+}

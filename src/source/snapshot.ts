@@ -1,0 +1,47 @@
+/**
+ * The first-start snapshot: the rows that already exist, read in the snapshot exported by the
+ * slot's creation (`SET TRANSACTION SNAPSHOT`), in chunks through a cursor so memory stays flat.
+ */
+import type pg from 'pg';
+import type { SourceConfig } from '../config/types.js';
+import type { Row } from '../decode/pgoutput.js';
+import { quoteIdent, quoteTable } from '../util/sql.js';
+
+export interface SnapshotReader {
+  /** Called for each chunk of rows of a source; awaited (backpressure). */
+  onRows(source: SourceConfig, rows: Row[]): Promise<void>;
+}
+
+/** Reads every source table in the exported snapshot. Returns the number of rows read. */
+export async function readSnapshot(
+  client: pg.ClientBase,
+  snapshotName: string,
+  sources: ReadonlyArray<{ config: SourceConfig; columns: readonly string[] }>,
+  reader: SnapshotReader,
+  chunkSize = 5000,
+): Promise<number> {
+  let total = 0;
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    // The snapshot name is a server-generated token; it cannot be a bind parameter here.
+    await client.query(`SET TRANSACTION SNAPSHOT '${snapshotName.replace(/'/g, "''")}'`);
+    for (const s of sources) {
+      const cols = s.columns.map(quoteIdent).join(', ');
+      await client.query(
+        `DECLARE tuzhan_snapshot NO SCROLL CURSOR FOR SELECT ${cols} FROM ${quoteTable(s.config.schema, s.config.tableName)}`,
+      );
+      while (true) {
+        const res = await client.query<Row>(`FETCH ${chunkSize} FROM tuzhan_snapshot`);
+        if (res.rows.length === 0) break;
+        total += res.rows.length;
+        await reader.onRows(s.config, res.rows);
+      }
+      await client.query('CLOSE tuzhan_snapshot');
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+  return total;
+}
