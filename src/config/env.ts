@@ -1,0 +1,134 @@
+/**
+ * The environment's part in the config (SPEC section 9): `${VAR}` references in values, and the
+ * override variables. Works on the plain JS tree the YAML parser produced, before validation.
+ */
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Environment variable -> the key it replaces. Applied when the variable is set and non-empty. */
+export const ENV_OVERRIDES = [
+  ['DATABASE_URL', ['postgres', 'url']],
+  ['TUZHAN_BASE_URL', ['tuzhan', 'baseUrl']],
+  ['TUZHAN_TOKEN', ['tuzhan', 'token']],
+  ['TUZHAN_APP_ID', ['tuzhan', 'appId']],
+  ['TUZHAN_APP_SECRET', ['tuzhan', 'appSecret']],
+  ['LOG_LEVEL', ['log', 'level']],
+] as const satisfies readonly (readonly [string, readonly [string, string]])[];
+
+/** A problem found while applying the environment: the key path and the text after it. */
+export interface EnvProblem {
+  path: (string | number)[];
+  message: string;
+}
+
+type Tree = Record<string, unknown>;
+
+function isMapping(v: unknown): v is Tree {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Set and non-empty: an empty variable (`TUZHAN_TOKEN=` in a compose .env file) counts as unset. */
+function envValue(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v === '' ? undefined : v;
+}
+
+/**
+ * Applies the override variables in place. Returns the paths they set (joined with `.`), mapped
+ * to the variable name, so messages can say where a bad value came from and substitution can
+ * leave those keys alone (a `${TUZHAN_TOKEN}` in the file is not an error when TUZHAN_TOKEN
+ * overrides the key anyway).
+ *
+ * Credentials are one choice, so the environment replaces them as a whole: when any of
+ * TUZHAN_TOKEN / TUZHAN_APP_ID / TUZHAN_APP_SECRET is set, the file's credentials of the other
+ * kind are dropped. The SPEC example file says `token: ${TUZHAN_TOKEN}`; an operator who sets
+ * TUZHAN_APP_ID + TUZHAN_APP_SECRET instead gets app credentials, not an error about the unset
+ * TUZHAN_TOKEN. A file `appId` is kept when only TUZHAN_APP_SECRET is set (the usual split:
+ * the id in the file, the secret in the environment). Setting TUZHAN_TOKEN together with an app
+ * variable is reported by validation as both kinds of credentials.
+ */
+export function applyOverrides(root: Tree, env: Env): Map<string, string> {
+  const applied = new Map<string, string>();
+  const token = envValue(env, 'TUZHAN_TOKEN');
+  const appSet =
+    envValue(env, 'TUZHAN_APP_ID') !== undefined || envValue(env, 'TUZHAN_APP_SECRET') !== undefined;
+  if (token !== undefined || appSet) {
+    const tuzhan = section(root, 'tuzhan');
+    if (tuzhan) {
+      if (token === undefined) delete tuzhan.token;
+      if (!appSet) {
+        delete tuzhan.appId;
+        delete tuzhan.appSecret;
+      }
+    }
+  }
+  for (const [name, [sectionKey, key]] of ENV_OVERRIDES) {
+    const value = envValue(env, name);
+    if (value === undefined) continue;
+    const target = section(root, sectionKey);
+    if (!target) continue; // the section is not a mapping: validation reports it
+    target[key] = value;
+    applied.set(`${sectionKey}.${key}`, name);
+  }
+  return applied;
+}
+
+function section(root: Tree, key: string): Tree | undefined {
+  if (root[key] === undefined || root[key] === null) root[key] = {};
+  const s = root[key];
+  return isMapping(s) ? s : undefined;
+}
+
+/** `${NAME}`, `${NAME:-default}`, or the escape `$${` for a literal `${`. */
+const REFERENCE = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Replaces `${VAR}` and `${VAR:-default}` in every string value (never in keys) in place.
+ * An unset or empty VAR without a default is a problem naming the key path and the variable.
+ * Keys listed in `skip` (set by an override) are left alone.
+ */
+export function substituteVariables(root: Tree, env: Env, skip: ReadonlyMap<string, string>): EnvProblem[] {
+  const problems: EnvProblem[] = [];
+  const walk = (node: unknown, path: (string | number)[]): unknown => {
+    if (typeof node === 'string') return substituteString(node, env, path, problems);
+    if (Array.isArray(node)) {
+      node.forEach((v, i) => (node[i] = walk(v, [...path, i])));
+    } else if (isMapping(node)) {
+      for (const key of Object.keys(node)) {
+        const p = [...path, key];
+        if (skip.has(p.join('.'))) continue;
+        node[key] = walk(node[key], p);
+      }
+    }
+    return node;
+  };
+  walk(root, []);
+  return problems;
+}
+
+function substituteString(s: string, env: Env, path: (string | number)[], problems: EnvProblem[]): string {
+  if (!s.includes('${')) return s;
+  return s.replace(REFERENCE, (match, body: string | undefined) => {
+    if (match === '$${') return '${';
+    if (body === undefined) {
+      problems.push({ path, message: 'has an unterminated ${ reference' });
+      return match;
+    }
+    const sep = body.indexOf(':-');
+    const name = sep === -1 ? body : body.slice(0, sep);
+    if (!NAME.test(name)) {
+      // The body is not echoed: a malformed reference may be part of a secret.
+      problems.push({
+        path,
+        message: 'has a malformed ${...} reference; expected ${NAME} or ${NAME:-default}',
+      });
+      return match;
+    }
+    const value = envValue(env, name);
+    if (value !== undefined) return value;
+    if (sep !== -1) return body.slice(sep + 2);
+    problems.push({ path, message: `environment variable ${name} is not set` });
+    return match;
+  });
+}
