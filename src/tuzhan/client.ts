@@ -186,14 +186,16 @@ export class TuzhanClient {
         sendable.forEach((rowIndex, k) => {
           outcomes[rowIndex] = sentOutcomes[k] as RowOutcome;
         });
-        const failed = outcomes.filter((o) => o.status === 'failed').length;
+        // Counts as the platform reports them for the sent rows, plus the rows failed locally.
+        const local = rows.length - sent.length;
+        const failed = sentOutcomes.filter((o) => o.status === 'failed').length;
         return {
           httpStatus,
           code,
           msg,
           apiStatus: cls.apiStatus,
-          successNum: Number(data.importSuccessNum ?? outcomes.length - failed),
-          failNum: Number(data.importFailNum ?? failed),
+          successNum: Number(data.importSuccessNum ?? sent.length - failed),
+          failNum: Number(data.importFailNum ?? failed) + local,
           outcomes,
           durationMs: Math.round(performance.now() - started),
         };

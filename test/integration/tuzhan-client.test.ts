@@ -112,6 +112,7 @@ describe('TuzhanClient outcomes', () => {
   it('fails rows without any identity locally and sends the rest', async () => {
     const r = await client().sendOnce(ADD, [{ groups: 'g' }, { thirdId: 'ok', groups: 'g' }, { phone: '' }]);
     expect(r.outcomes.map((o) => o.status)).toEqual(['failed', 'synced', 'failed']);
+    expect(r).toMatchObject({ successNum: 1, failNum: 2 });
     expect(sim.stats().byOptType.add.rows).toBe(1);
   });
 
