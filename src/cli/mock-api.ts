@@ -1,0 +1,76 @@
+/**
+ * `tuzhan-cdc mock-api`: runs the platform simulator (SPEC section 10) until SIGINT/SIGTERM, for the
+ * demo, docker compose and manual testing. Prints one line with its URL.
+ */
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { loadRegistry } from '../simulator/model.js';
+import { startSimulator, type Simulator } from '../simulator/server.js';
+
+export interface MockApiOptions {
+  listen: string;
+  token?: string;
+  appId?: string;
+  appSecret?: string;
+  registry?: string;
+  tokenTtl?: string;
+}
+
+/** "HOST:PORT", ":PORT" or "PORT"; IPv6 hosts in brackets ("[::1]:8080"). */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value) ?? /^()()(\d+)$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`--listen: expected HOST:PORT (e.g. 127.0.0.1:8080), got "${value}"`);
+  }
+  return { host: m[1] || m[2] || '127.0.0.1', port };
+}
+
+/** Starts the simulator from command-line options (exported for tests). */
+export async function startMockApi(o: MockApiOptions): Promise<Simulator> {
+  const { host, port } = parseListen(o.listen);
+  if ((o.appId === undefined) !== (o.appSecret === undefined)) {
+    throw new Error('--app-id and --app-secret go together');
+  }
+  if (o.token === undefined && o.appId === undefined)
+    throw new Error('give --token or --app-id/--app-secret');
+  const ttl = o.tokenTtl === undefined ? undefined : Number(o.tokenTtl);
+  if (ttl !== undefined && !(Number.isFinite(ttl) && ttl > 0))
+    throw new Error('--token-ttl: expected seconds > 0');
+  return startSimulator({
+    host,
+    port,
+    token: o.token,
+    appId: o.appId,
+    appSecret: o.appSecret,
+    registry: o.registry === undefined ? [] : await loadRegistry(o.registry),
+    tokenTtlSeconds: ttl,
+    logger: pino({ level: 'warn' }),
+  });
+}
+
+export function register(program: Command): void {
+  program
+    .command('mock-api')
+    .description('run the Tuzhan platform simulator (batchAdd, token endpoint, faults) until stopped')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
+    .option('--token <token>', 'static X-Token the simulator accepts')
+    .option('--app-id <id>', 'app id accepted by the token endpoint')
+    .option('--app-secret <secret>', 'app secret accepted by the token endpoint')
+    .option('--registry <file>', 'JSON array of platform customers {thirdId?, phone?, openid?, unionid?}')
+    .option('--token-ttl <seconds>', 'validity of issued tokens', '7200')
+    .action(async (o: MockApiOptions) => {
+      const sim = await startMockApi(o);
+      console.log(`mock-api listening on ${sim.url}`);
+      let stopping = false;
+      const stop = (): void => {
+        if (stopping) process.exit(1); // a second signal forces
+        stopping = true;
+        sim.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.on('SIGINT', stop).on('SIGTERM', stop);
+    });
+}

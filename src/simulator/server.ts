@@ -1,0 +1,391 @@
+/**
+ * The platform simulator (SPEC section 10): a real `node:http` server speaking the vendor's wire
+ * format, with token checks, strict validation, registry matching, the group semantics, per-row
+ * `errorData`, injectable faults and endpoints exposing its state. Decisions (docs/simulator.md):
+ * - a bad, expired or missing X-Token answers HTTP 200 `code: "100200"` (the vendor's usual shape;
+ *   `faults.tokenErrorAs401` answers HTTP 401 with the same body instead);
+ * - an invalid request answers HTTP 400 `code: "400"`, `errorCode: "PARAM_ERROR"`, `msg` naming
+ *   the field, and changes nothing;
+ * - 429 and 500 faults are decided before the request is looked at and never apply it; a timeout
+ *   holds the socket without applying, unless `timeoutApplies` (applied, then the answer is lost).
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { IDENTITY_FIELDS, type IdentityField } from '../config/types.js';
+import { sleep } from '../util/backoff.js';
+import type { ApiRow, OptType, PublicParams } from '../tuzhan/types.js';
+import { PlatformModel, type RegistryEntry } from './model.js';
+import { validateBatchAdd } from './validate.js';
+
+export const BATCH_ADD_PATHS = [
+  '/api/integrate/audience/group/rel/batchAdd',
+  '/api/open/audience/group/rel/batchAdd',
+];
+export const TOKEN_PATH = '/api/open/app/getOrgAccessToken';
+
+export interface Faults {
+  /** Delay before every batchAdd and token answer. */
+  latencyMs: number;
+  /** 0..1: share of batchAdd requests answered HTTP 500 (not applied). */
+  errorRate: number;
+  /** The next N batchAdd requests get HTTP 429 with `Retry-After: retryAfterSeconds` (not applied). */
+  status429: number;
+  retryAfterSeconds: number;
+  /** 0..1: share of batchAdd requests never answered (the socket is held until the client gives up). */
+  timeoutRate: number;
+  /** A timed-out request is applied before the answer is lost (exercises at-least-once). */
+  timeoutApplies: boolean;
+  /** Setting it expires every issued token now (a one-shot action, not a state). */
+  expireTokens: boolean;
+  /** Answer `data.status` 0 and apply the batch `asyncDelayMs` later. */
+  asyncStatus: boolean;
+  asyncDelayMs: number;
+  /** Answer token errors with HTTP 401 instead of HTTP 200. */
+  tokenErrorAs401: boolean;
+}
+
+const DEFAULT_FAULTS: Faults = {
+  latencyMs: 0,
+  errorRate: 0,
+  status429: 0,
+  retryAfterSeconds: 1,
+  timeoutRate: 0,
+  timeoutApplies: false,
+  expireTokens: false,
+  asyncStatus: false,
+  asyncDelayMs: 100,
+  tokenErrorAs401: false,
+};
+
+type Outcome = 'synced' | 'failed' | 'accepted';
+
+export interface SimulatorStats {
+  /** batchAdd requests received, whatever their fate. */
+  requests: number;
+  /** Requests that passed auth and validation, and their rows by outcome, per optType. */
+  byOptType: Record<OptType, { requests: number; rows: number } & Record<Outcome, number>>;
+  rejected: number;
+  authFailures: number;
+  tokenFetches: number;
+  tokenRefusals: number;
+  served429: number;
+  served500: number;
+  timeouts: number;
+  customersWithState: number;
+}
+
+export interface SimulatorOptions {
+  host?: string;
+  /** 0 = an ephemeral port. */
+  port?: number;
+  /** A static X-Token accepted forever. */
+  token?: string;
+  appId?: string;
+  appSecret?: string;
+  registry?: RegistryEntry[];
+  tokenTtlSeconds?: number;
+  logger?: Logger;
+  /** Random source for the rate faults; injectable for tests. */
+  random?: () => number;
+}
+
+export interface Simulator {
+  url: string;
+  close(): Promise<void>;
+  groupsOf(field: IdentityField, value: string): string[] | undefined;
+  stats(): SimulatorStats;
+  setFaults(f: Partial<Faults>): void;
+  /** Forgets groups, stats and faults; the registry and issued tokens stay. */
+  reset(): void;
+}
+
+function emptyStats(): SimulatorStats {
+  const opt = () => ({ requests: 0, rows: 0, synced: 0, failed: 0, accepted: 0 });
+  return {
+    requests: 0,
+    byOptType: { add: opt(), update: opt(), delete: opt() },
+    rejected: 0,
+    authFailures: 0,
+    tokenFetches: 0,
+    tokenRefusals: 0,
+    served429: 0,
+    served500: 0,
+    timeouts: 0,
+    customersWithState: 0,
+  };
+}
+
+function reply(res: ServerResponse, http: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(http, { 'content-type': 'application/json; charset=utf-8', ...headers });
+  res.end(text);
+}
+
+function platform(code: string, errorCode: string, msg: string, data: unknown = null) {
+  return { code, errorCode, msg, data };
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Starts the simulator; resolves once it listens. */
+export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
+  const model = new PlatformModel(opts.registry ?? []);
+  const random = opts.random ?? Math.random;
+  const ttlMs = (opts.tokenTtlSeconds ?? 7200) * 1000;
+  const issued = new Map<string, number>();
+  const pendingApply = new Set<NodeJS.Timeout>();
+  let faults: Faults = { ...DEFAULT_FAULTS };
+  let stats = emptyStats();
+  const log = opts.logger;
+
+  function tokenValid(token: string | undefined): boolean {
+    if (token === undefined || token === '') return false;
+    if (opts.token !== undefined && token === opts.token) return true;
+    const until = issued.get(token);
+    return until !== undefined && Date.now() < until;
+  }
+
+  function issueToken(res: ServerResponse, query: URLSearchParams): void {
+    const ok =
+      opts.appId !== undefined &&
+      opts.appSecret !== undefined &&
+      query.get('instanceAppid') === opts.appId &&
+      query.get('instanceSecrect') === opts.appSecret;
+    if (!ok) {
+      stats.tokenRefusals += 1;
+      return reply(
+        res,
+        200,
+        platform('100100', 'APPID_OR_SECRET_ERROR', 'wrong instanceAppid or instanceSecrect'),
+      );
+    }
+    stats.tokenFetches += 1;
+    const token = randomBytes(16).toString('hex');
+    issued.set(token, Date.now() + ttlMs);
+    reply(
+      res,
+      200,
+      platform('200', 'SUCCESS', 'ok', {
+        orgAccessToken: token,
+        orgRefreshToken: randomBytes(16).toString('hex'),
+        expire: ttlMs / 1000,
+      }),
+    );
+  }
+
+  function processRows(params: PublicParams, rows: ApiRow[]) {
+    const resolved = rows.map((row) => model.resolve(params, row));
+    const errorData: Array<ApiRow & { errorMsg: string }> = [];
+    resolved.forEach((r, i) => {
+      if (!r.ok) errorData.push({ ...(rows[i] as ApiRow), errorMsg: r.error });
+    });
+    const apply = () =>
+      resolved.forEach((r, i) => {
+        if (r.ok) model.apply(r.customer, params.optType, rows[i]?.groups);
+      });
+    return { errorData, apply };
+  }
+
+  async function batchAdd(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    stats.requests += 1;
+    const text = await readBody(req);
+    if (faults.latencyMs > 0) await sleep(faults.latencyMs);
+    if (faults.status429 > 0) {
+      faults.status429 -= 1;
+      stats.served429 += 1;
+      const seconds = String(faults.retryAfterSeconds);
+      return reply(res, 429, platform('429', 'TOO_MANY_REQUESTS', 'rate limited'), {
+        'retry-after': seconds,
+      });
+    }
+    if (faults.errorRate > 0 && random() < faults.errorRate) {
+      stats.served500 += 1;
+      return reply(res, 500, platform('500', 'SYSTEM_ERROR', 'internal error (simulated)'));
+    }
+    const hang = faults.timeoutRate > 0 && random() < faults.timeoutRate;
+    if (hang && !faults.timeoutApplies) {
+      stats.timeouts += 1;
+      return; // never answered: the client's timeout fires and it closes the socket
+    }
+    const token = req.headers['x-token'];
+    if (!tokenValid(Array.isArray(token) ? token[0] : token)) {
+      stats.authFailures += 1;
+      return reply(
+        res,
+        faults.tokenErrorAs401 ? 401 : 200,
+        platform('100200', 'TOKEN_INVALID', 'token invalid or expired'),
+      );
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      stats.rejected += 1;
+      return reply(res, 400, platform('400', 'PARAM_ERROR', 'body is not valid JSON'));
+    }
+    const v = validateBatchAdd(body);
+    if (!v.ok) {
+      stats.rejected += 1;
+      log?.debug({ msg: v.msg }, 'simulator rejected a request');
+      return reply(res, 400, platform('400', 'PARAM_ERROR', v.msg));
+    }
+    const { params, rows } = v;
+    const { errorData, apply } = processRows(params, rows);
+    const opt = stats.byOptType[params.optType];
+    opt.requests += 1;
+    opt.rows += rows.length;
+    if (faults.asyncStatus) {
+      const timer = setTimeout(() => {
+        pendingApply.delete(timer);
+        apply();
+      }, faults.asyncDelayMs);
+      pendingApply.add(timer);
+      opt.accepted += rows.length;
+      return reply(
+        res,
+        200,
+        platform('200', 'SUCCESS', 'ok', {
+          status: 0,
+          message: '导入中',
+          importSuccessNum: 0,
+          importFailNum: 0,
+          errorData: null,
+        }),
+      );
+    }
+    apply();
+    const failNum = errorData.length;
+    opt.failed += failNum;
+    opt.synced += rows.length - failNum;
+    if (hang) {
+      stats.timeouts += 1;
+      return; // applied, but the answer is lost
+    }
+    const status = failNum === 0 ? 1 : failNum === rows.length ? -1 : 2;
+    const message = status === 1 ? '成功' : status === 2 ? '部分导入成功' : '导入失败';
+    reply(
+      res,
+      200,
+      platform('200', 'SUCCESS', 'ok', {
+        status,
+        message,
+        importSuccessNum: rows.length - failNum,
+        importFailNum: failNum,
+        errorData: failNum === 0 ? null : errorData,
+      }),
+    );
+  }
+
+  async function control(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    if (req.method === 'GET' && url.pathname === '/__sim/groups') {
+      for (const f of IDENTITY_FIELDS) {
+        const value = url.searchParams.get(f);
+        if (value === null) continue;
+        const groups = model.groupsOf(f, value);
+        return groups === undefined
+          ? reply(res, 404, { error: `no customer state for ${f}` })
+          : reply(res, 200, { groups });
+      }
+      return reply(res, 400, { error: `give one of ${IDENTITY_FIELDS.join(', ')}` });
+    }
+    if (req.method === 'GET' && url.pathname === '/__sim/stats') return reply(res, 200, sim.stats());
+    if (req.method === 'POST' && url.pathname === '/__sim/reset') {
+      sim.reset();
+      return reply(res, 200, { ok: true });
+    }
+    if (req.method === 'POST' && url.pathname === '/__sim/faults') {
+      let body: unknown;
+      try {
+        body = JSON.parse(await readBody(req));
+      } catch {
+        return reply(res, 400, { error: 'body is not valid JSON' });
+      }
+      const problem = checkFaults(body);
+      if (problem !== undefined) return reply(res, 400, { error: problem });
+      sim.setFaults(body as Partial<Faults>);
+      return reply(res, 200, { faults });
+    }
+    return reply(res, 404, { error: 'unknown simulator endpoint' });
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://simulator');
+    if (url.pathname.startsWith('/__sim/')) return control(req, res, url);
+    if (BATCH_ADD_PATHS.includes(url.pathname)) {
+      if (req.method !== 'POST') return reply(res, 405, platform('405', 'METHOD_NOT_ALLOWED', 'use POST'));
+      return batchAdd(req, res);
+    }
+    if (url.pathname === TOKEN_PATH && req.method === 'GET') {
+      if (faults.latencyMs > 0) await sleep(faults.latencyMs);
+      return issueToken(res, url.searchParams);
+    }
+    return reply(res, 404, platform('404', 'NOT_FOUND', 'no such endpoint'));
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      log?.error({ err: err instanceof Error ? err.message : String(err) }, 'simulator failed to answer');
+      if (!res.headersSent) reply(res, 500, platform('500', 'SYSTEM_ERROR', 'simulator error'));
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+
+  const sim: Simulator = {
+    url: `http://${host}:${addr.port}`,
+    async close() {
+      for (const t of pendingApply) clearTimeout(t);
+      pendingApply.clear();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Held (timed-out) sockets and idle keep-alive connections would keep close() waiting.
+        server.closeAllConnections();
+      });
+    },
+    groupsOf: (field, value) => model.groupsOf(field, value),
+    stats: () => ({ ...structuredClone(stats), customersWithState: model.customersWithState }),
+    setFaults(f) {
+      const { expireTokens, ...rest } = f;
+      if (expireTokens) issued.clear();
+      faults = { ...faults, ...rest };
+    },
+    reset() {
+      for (const t of pendingApply) clearTimeout(t);
+      pendingApply.clear();
+      model.clear();
+      stats = emptyStats();
+      faults = { ...DEFAULT_FAULTS };
+    },
+  };
+  log?.info({ url: sim.url }, 'platform simulator listening');
+  return sim;
+}
+
+/** Why a POST /__sim/faults body is unusable, or undefined. */
+function checkFaults(body: unknown): string | undefined {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return 'expected a JSON object';
+  for (const [k, v] of Object.entries(body)) {
+    if (!(k in DEFAULT_FAULTS)) return `unknown fault ${k}`;
+    const expected = typeof DEFAULT_FAULTS[k as keyof Faults];
+    if (typeof v !== expected) return `${k} must be a ${expected}`;
+    if (typeof v === 'number' && (v < 0 || ((k === 'errorRate' || k === 'timeoutRate') && v > 1))) {
+      return `${k} is out of range`;
+    }
+  }
+  return undefined;
+}

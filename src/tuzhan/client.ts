@@ -1,0 +1,366 @@
+/**
+ * The platform's HTTP client: one keep-alive undici Pool, `sendOnce` (one request, plus one token
+ * refresh and retry on 100200/401) and `send` (retries transient and auth failures forever, SPEC
+ * section 6). Whole-batch rejections are rethrown: the caller bisects.
+ */
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import { Pool } from 'undici';
+import type { Config } from '../config/types.js';
+import { ApiAuthError, ApiRejectedError, ApiUnavailableError, BridgeError } from '../errors.js';
+import { backoffDelay, sleep } from '../util/backoff.js';
+import {
+  MAX_ROWS_PER_REQUEST,
+  buildBody,
+  classifyResponse,
+  hasIdentity,
+  outcomesOf,
+  redact,
+  parseRetryAfter,
+  type Classification,
+} from './outcomes.js';
+import { TokenManager } from './token-manager.js';
+import type { ApiRow, BatchAddResponse, PublicParams, RowOutcome } from './types.js';
+
+/** What one request achieved; `outcomes` is index-aligned with the rows given to `sendOnce`. */
+export interface BatchResult {
+  httpStatus: number;
+  code: string;
+  msg: string;
+  apiStatus: number | null;
+  successNum: number;
+  failNum: number;
+  outcomes: RowOutcome[];
+  durationMs: number;
+}
+
+export interface RetryInfo {
+  attempt: number;
+  error: BridgeError;
+  delayMs: number;
+}
+
+export interface SendOptions {
+  signal?: AbortSignal;
+  onRetry?: (info: RetryInfo) => void | Promise<void>;
+}
+
+export interface TuzhanClientOptions {
+  logger: Logger;
+  /** Backoff of transient failures (default 200 ms .. 30 s). */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** Backoff of auth failures, which need an operator (default 1 s .. 60 s). */
+  authRetryBaseMs?: number;
+  authRetryMaxMs?: number;
+  /** Upper bound for an honoured Retry-After (default 5 min). */
+  retryAfterMaxMs?: number;
+}
+
+/** `send` stopped because its signal aborted. */
+export class RequestAbortedError extends BridgeError {
+  constructor() {
+    super('ABORTED', 'request to the platform aborted');
+  }
+}
+
+type TuzhanConfig = Config['tuzhan'];
+
+export class TuzhanClient {
+  private readonly pool: Pool;
+  private readonly tokens: TokenManager;
+  private readonly queue: PQueue;
+  private readonly basePath: string;
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly config: TuzhanConfig,
+    private readonly options: TuzhanClientOptions,
+  ) {
+    const url = new URL(config.baseUrl);
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.logger = options.logger;
+    this.pool = new Pool(url.origin, {
+      connections: Math.max(1, config.concurrency),
+      headersTimeout: config.timeoutMs,
+      bodyTimeout: config.timeoutMs,
+      keepAliveTimeout: 30_000,
+    });
+    this.tokens = new TokenManager({
+      token: config.token,
+      appId: config.appId,
+      appSecret: config.appSecret,
+      basePath: this.basePath,
+      timeoutMs: config.timeoutMs,
+      dispatcher: this.pool,
+      logger: this.logger,
+    });
+    // The rate limit counts every attempt, retries included: that is what the platform sees.
+    this.queue = new PQueue({
+      concurrency: Math.max(1, config.concurrency),
+      ...(config.ratePerSecond > 0 ? { intervalCap: config.ratePerSecond, interval: 1000 } : {}),
+    });
+  }
+
+  /** The config key an operator must fix when the platform refuses the credentials. */
+  get credentialsKey(): string {
+    return this.tokens.configKey;
+  }
+
+  /**
+   * One request (plus, with app credentials, one token refresh and retry on 100200/401).
+   * Resolves with per-row outcomes; throws ApiUnavailableError, ApiAuthError or ApiRejectedError.
+   */
+  async sendOnce(
+    params: PublicParams,
+    rows: ApiRow[],
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<BatchResult> {
+    if (rows.length < 1 || rows.length > MAX_ROWS_PER_REQUEST) {
+      throw new BridgeError(
+        'BATCH_SIZE',
+        `a request carries 1..${MAX_ROWS_PER_REQUEST} rows, got ${rows.length}`,
+      );
+    }
+    const started = performance.now();
+    const body = buildBody(params, rows);
+    // A row without any identity would be rejected with the whole batch: fail it here, send the rest.
+    const sendable = body.data.map((r, i) => (hasIdentity(r) ? i : -1)).filter((i) => i >= 0);
+    const outcomes: RowOutcome[] = body.data.map(() => ({
+      status: 'failed',
+      error: 'row has no identity value (thirdId, openid, unionid or phone)',
+    }));
+    if (sendable.length === 0) {
+      return {
+        httpStatus: 0,
+        code: 'LOCAL',
+        msg: 'no row to send',
+        apiStatus: null,
+        successNum: 0,
+        failNum: rows.length,
+        outcomes,
+        durationMs: 0,
+      };
+    }
+    const sent = sendable.map((i) => body.data[i] as ApiRow);
+    const payload = JSON.stringify({ publicParams: body.publicParams, data: sent });
+
+    let token = await this.tokens.get();
+    let answer = await this.post(payload, token, opts.signal);
+    if (answer.cls.kind === 'token-expired' && this.tokens.refreshable) {
+      this.logger.info(
+        { reason: answer.cls.reason },
+        'platform refused the access token; fetching a new one',
+      );
+      token = await this.tokens.refresh(token);
+      answer = await this.post(payload, token, opts.signal);
+    }
+    const { cls, httpStatus, body: res } = answer;
+    const code = res?.code === undefined ? '' : String(res.code);
+    const msg = this.clean(res?.msg ?? '');
+    switch (cls.kind) {
+      case 'unavailable':
+        throw new ApiUnavailableError(
+          `platform unavailable: ${this.clean(cls.reason)}`,
+          httpStatus,
+          cls.retryAfterMs,
+        );
+      case 'token-expired':
+      case 'auth':
+        throw new ApiAuthError(
+          `platform refused the credentials (${this.clean(cls.reason)}); check ${this.tokens.configKey}`,
+          this.tokens.configKey,
+          cls.kind === 'token-expired' && this.tokens.refreshable,
+          httpStatus,
+          code || undefined,
+        );
+      case 'rejected':
+        throw new ApiRejectedError(
+          `platform rejected the batch (${this.clean(cls.reason)})`,
+          httpStatus,
+          code || undefined,
+        );
+      case 'result': {
+        const data = cls.data ?? { status: cls.apiStatus ?? -1 };
+        const sentOutcomes = outcomesOf(sent, cls.apiStatus ?? -1, data, msg, this.logger);
+        sendable.forEach((rowIndex, k) => {
+          outcomes[rowIndex] = sentOutcomes[k] as RowOutcome;
+        });
+        // Counts as the platform reports them for the sent rows, plus the rows failed locally.
+        const local = rows.length - sent.length;
+        const failed = sentOutcomes.filter((o) => o.status === 'failed').length;
+        return {
+          httpStatus,
+          code,
+          msg,
+          apiStatus: cls.apiStatus,
+          successNum: Number(data.importSuccessNum ?? sent.length - failed),
+          failNum: Number(data.importFailNum ?? failed) + local,
+          outcomes,
+          durationMs: Math.round(performance.now() - started),
+        };
+      }
+    }
+  }
+
+  /**
+   * `sendOnce` until it gets an answer about the rows: transient failures are retried forever
+   * (backoff with jitter, Retry-After honoured), auth failures too but slowly, with one error log
+   * naming the config key per streak. ApiRejectedError is rethrown; an aborted signal stops it.
+   */
+  async send(params: PublicParams, rows: ApiRow[], opts: SendOptions = {}): Promise<BatchResult> {
+    const { signal, onRetry } = opts;
+    const o = this.options;
+    let attempt = 0;
+    let authStreak = false;
+    for (;;) {
+      if (signal?.aborted) throw new RequestAbortedError();
+      try {
+        const result = await this.sendOnce(params, rows, { signal });
+        if (authStreak)
+          this.logger.info({ configKey: this.tokens.configKey }, 'platform accepts the credentials again');
+        return result;
+      } catch (err) {
+        if (signal?.aborted) throw new RequestAbortedError();
+        let delayMs: number;
+        if (err instanceof ApiUnavailableError) {
+          attempt += 1;
+          delayMs = backoffDelay(attempt, { baseMs: o.retryBaseMs ?? 200, maxMs: o.retryMaxMs ?? 30_000 });
+          if (err.retryAfterMs !== undefined) {
+            delayMs = Math.max(delayMs, Math.min(err.retryAfterMs, o.retryAfterMaxMs ?? 300_000));
+          }
+          this.logger.warn(
+            { attempt, delayMs, httpStatus: err.httpStatus, rows: rows.length, err: err.message },
+            'platform unavailable; retrying',
+          );
+        } else if (err instanceof ApiAuthError) {
+          attempt += 1;
+          delayMs = backoffDelay(attempt, {
+            baseMs: o.authRetryBaseMs ?? 1000,
+            maxMs: o.authRetryMaxMs ?? 60_000,
+          });
+          if (!authStreak) {
+            authStreak = true;
+            this.logger.error(
+              { configKey: err.configKey, httpStatus: err.httpStatus, code: err.apiCode, err: err.message },
+              `the platform refuses the credentials: fix ${err.configKey}; sending is paused and retried`,
+            );
+          }
+        } else {
+          throw err;
+        }
+        await onRetry?.({ attempt, error: err, delayMs });
+        await sleep(delayMs, signal);
+      }
+    }
+  }
+
+  /**
+   * Whether the platform is reachable and takes the credentials, without changing any data: in app
+   * mode a token is fetched first; then batchAdd is called with an empty `data`, which the platform
+   * refuses. A token error means the credentials are refused; any other answer (a validation error,
+   * or even a success that imports nothing) means the token is accepted.
+   */
+  async check(): Promise<{ reachable: boolean; tokenAccepted: boolean; detail: string }> {
+    let token: string;
+    try {
+      token = await this.tokens.get();
+    } catch (err) {
+      if (err instanceof ApiAuthError)
+        return { reachable: true, tokenAccepted: false, detail: this.clean(err.message) };
+      return { reachable: false, tokenAccepted: false, detail: this.clean(errorMessageOf(err)) };
+    }
+    const probe = JSON.stringify({ publicParams: { isMatching: false, optType: 'add' }, data: [] });
+    try {
+      const { cls, httpStatus } = await this.post(probe, token, undefined);
+      const base = `POST ${this.basePath}${this.config.batchAddPath} answered HTTP ${httpStatus}`;
+      switch (cls.kind) {
+        case 'token-expired':
+        case 'auth':
+          return {
+            reachable: true,
+            tokenAccepted: false,
+            detail: `${base}: credentials refused (${this.clean(cls.reason)}); check ${this.tokens.configKey}`,
+          };
+        case 'unavailable':
+          // A 404 is an answer (wrong path); 5xx/429 mean the platform cannot serve us right now.
+          return {
+            reachable: httpStatus === 404,
+            tokenAccepted: false,
+            detail: `${base}: ${this.clean(cls.reason)}`,
+          };
+        default:
+          return { reachable: true, tokenAccepted: true, detail: `${base}: token accepted` };
+      }
+    } catch (err) {
+      return { reachable: false, tokenAccepted: false, detail: this.clean(errorMessageOf(err)) };
+    }
+  }
+
+  async close(): Promise<void> {
+    this.queue.clear();
+    await this.pool.close();
+  }
+
+  private clean(text: string): string {
+    return redact(text, this.tokens.secrets());
+  }
+
+  /** One POST; network errors and timeouts become ApiUnavailableError with a secret-free message. */
+  private async post(
+    payload: string,
+    token: string,
+    signal: AbortSignal | undefined,
+  ): Promise<{ httpStatus: number; body: BatchAddResponse | undefined; cls: Classification }> {
+    if (signal?.aborted) throw new RequestAbortedError();
+    const task = this.queue.add(
+      async () => {
+        // The timeout starts when the request leaves the queue, not while it waits in it.
+        const timeout = AbortSignal.timeout(this.config.timeoutMs);
+        const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
+        let httpStatus: number;
+        let text: string;
+        let retryAfter: string | string[] | undefined;
+        try {
+          const res = await this.pool.request({
+            method: 'POST',
+            path: `${this.basePath}${this.config.batchAddPath}`,
+            headers: { 'content-type': 'application/json', accept: 'application/json', 'x-token': token },
+            body: payload,
+            signal: combined,
+          });
+          httpStatus = res.statusCode;
+          retryAfter = res.headers['retry-after'];
+          text = await res.body.text();
+        } catch (err) {
+          if (signal?.aborted) throw new RequestAbortedError();
+          const why = timeout.aborted ? `no answer within ${this.config.timeoutMs} ms` : errorMessageOf(err);
+          throw new ApiUnavailableError(`platform unreachable: ${this.clean(why)}`, undefined, undefined);
+        }
+        let body: BatchAddResponse | undefined;
+        try {
+          const parsed: unknown = JSON.parse(text);
+          body = parsed !== null && typeof parsed === 'object' ? (parsed as BatchAddResponse) : undefined;
+        } catch {
+          body = undefined;
+        }
+        return { httpStatus, body, cls: classifyResponse(httpStatus, body, parseRetryAfter(retryAfter)) };
+      },
+      { signal },
+    );
+    try {
+      return await task;
+    } catch (err) {
+      if (signal?.aborted && !(err instanceof BridgeError)) throw new RequestAbortedError();
+      throw err;
+    }
+  }
+}
+
+function errorMessageOf(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code}: ${err.message}` : err.message;
+  }
+  return String(err);
+}

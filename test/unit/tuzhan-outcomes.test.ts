@@ -1,0 +1,203 @@
+import { describe, expect, it } from 'vitest';
+import {
+  buildBody,
+  classifyResponse,
+  mapErrorData,
+  outcomesOf,
+  parseRetryAfter,
+  redact,
+} from '../../src/tuzhan/outcomes.js';
+import { tokenLifeMs } from '../../src/tuzhan/token-manager.js';
+import type { ApiRow } from '../../src/tuzhan/types.js';
+
+describe('buildBody', () => {
+  it('omits null, "" and absent identities and empty groups, never sending null or ""', () => {
+    const rows = [
+      { thirdId: 'c1', phone: '', openid: null, unionid: undefined, groups: 'a, b,,' },
+      { phone: '138', groups: '' },
+      { thirdId: 'c3', groups: ' , ' },
+    ] as unknown as ApiRow[];
+    const body = buildBody({ isMatching: false, optType: 'add', identifyWay: undefined }, rows);
+    expect(body).toEqual({
+      publicParams: { isMatching: false, optType: 'add' },
+      data: [{ thirdId: 'c1', groups: 'a,b' }, { phone: '138' }, { thirdId: 'c3' }],
+    });
+    expect(JSON.stringify(body)).not.toMatch(/null|""/);
+  });
+
+  it('keeps identityType and all identities for exact matching', () => {
+    const body = buildBody(
+      {
+        isMatching: true,
+        matchingType: 1,
+        accurateMatchType: 'gzh',
+        accurateMatchValue: 'wx1',
+        optType: 'update',
+      },
+      [{ identityType: 'openid', openid: 'o1', unionid: 'u1', groups: 'g' }],
+    );
+    expect(body.data).toEqual([{ identityType: 'openid', openid: 'o1', unionid: 'u1', groups: 'g' }]);
+    expect(body.publicParams.optType).toBe('update');
+  });
+});
+
+describe('parseRetryAfter', () => {
+  const now = Date.parse('2025-01-01T00:00:00Z');
+  it.each([
+    ['1', 1000],
+    ['0', 0],
+    ['2.5', 2500],
+    [' 30 ', 30_000],
+    ['Wed, 01 Jan 2025 00:00:10 GMT', 10_000],
+    ['Tue, 31 Dec 2024 23:00:00 GMT', 0],
+    ['soon', undefined],
+    ['', undefined],
+    [undefined, undefined],
+  ])('%s -> %s ms', (value, expected) => {
+    expect(parseRetryAfter(value, now)).toBe(expected);
+  });
+  it('takes the first of repeated headers', () => {
+    expect(parseRetryAfter(['3', '9'], now)).toBe(3000);
+  });
+});
+
+describe('classifyResponse', () => {
+  const ok = (status: number) => ({ code: '200', errorCode: 'SUCCESS', msg: 'ok', data: { status } });
+  it.each([
+    [200, ok(1), 'result'],
+    [201, ok(2), 'result'],
+    [200, ok(0), 'result'],
+    [500, undefined, 'unavailable'],
+    [502, ok(1), 'unavailable'],
+    [503, { code: '503' }, 'unavailable'],
+    [408, undefined, 'unavailable'],
+    [425, undefined, 'unavailable'],
+    [429, { code: '429' }, 'unavailable'],
+    [404, { code: '404' }, 'unavailable'],
+    [200, undefined, 'unavailable'],
+    [200, { code: '200', data: null }, 'unavailable'],
+    [200, { code: '100200', msg: 'expired' }, 'token-expired'],
+    [401, undefined, 'token-expired'],
+    [401, { code: '100200' }, 'token-expired'],
+    [200, { code: '100100' }, 'auth'],
+    [200, { code: '100300' }, 'auth'],
+    [403, undefined, 'auth'],
+    [400, { code: '400', msg: 'data[0].phone' }, 'rejected'],
+    [400, undefined, 'rejected'],
+    [413, undefined, 'rejected'],
+    [200, { code: '500123', msg: 'bad' }, 'rejected'],
+  ])('HTTP %i %j -> %s', (http, body, kind) => {
+    expect(classifyResponse(http, body as never).kind).toBe(kind);
+  });
+  it('carries Retry-After of transient answers', () => {
+    expect(classifyResponse(429, undefined, 1000)).toMatchObject({ kind: 'unavailable', retryAfterMs: 1000 });
+  });
+  it('accepts a numeric code', () => {
+    expect(classifyResponse(200, { code: 200 as never, data: { status: 1 } }).kind).toBe('result');
+  });
+});
+
+describe('mapErrorData', () => {
+  const rows: ApiRow[] = [
+    { thirdId: 'c1', phone: '111', groups: 'a' },
+    { thirdId: 'c2', phone: '222', groups: 'a' },
+    { openid: 'o3', groups: 'b' },
+    { thirdId: 'c4', groups: 'x' },
+    { thirdId: 'c4', groups: 'y' },
+  ];
+  const statuses = (o: ReturnType<typeof mapErrorData>) =>
+    o.map((x) => (x.status === 'failed' ? x.error : x.status));
+
+  it('maps reordered entries with extra fields and per-row messages', () => {
+    const out = mapErrorData(
+      rows,
+      [
+        { openid: 'o3', groups: 'b', errorMsg: 'no customer', importTime: 123 },
+        { groups: 'a', phone: '222', thirdId: 'c2', extra: true },
+      ],
+      'fallback',
+    );
+    expect(statuses(out)).toEqual(['synced', 'fallback', 'no customer', 'synced', 'synced']);
+  });
+
+  it('maps entries echoing fewer fields', () => {
+    const out = mapErrorData(rows, [{ phone: '111' }], 'partly');
+    expect(statuses(out)).toEqual(['partly', 'synced', 'synced', 'synced', 'synced']);
+  });
+
+  it('uses groups to tell rows of the same identity apart, each entry claiming one row', () => {
+    expect(statuses(mapErrorData(rows, [{ thirdId: 'c4', groups: 'y' }], 'f'))).toEqual([
+      'synced',
+      'synced',
+      'synced',
+      'synced',
+      'f',
+    ]);
+    expect(statuses(mapErrorData(rows, [{ thirdId: 'c4' }, { thirdId: 'c4' }], 'f')).slice(3)).toEqual([
+      'f',
+      'f',
+    ]);
+  });
+
+  it('never matches a row whose shared identity differs', () => {
+    const out = mapErrorData(rows, [{ thirdId: 'c1', phone: '999' }], 'f');
+    expect(out.every((o) => o.status === 'synced')).toBe(true);
+  });
+
+  it('survives entries that match nothing or are not objects, and warns', () => {
+    const warnings: unknown[] = [];
+    const logger = { warn: (o: unknown) => warnings.push(o) } as never;
+    const out = mapErrorData(rows, [{ thirdId: 'nobody' }, null, 'junk', { groups: 'a' }], 'f', logger);
+    expect(out.every((o) => o.status === 'synced')).toBe(true);
+    expect(warnings).toEqual([expect.objectContaining({ unmatched: 4 })]);
+  });
+
+  it('compares numbers echoed for strings', () => {
+    const out = mapErrorData([{ phone: '13800000000' }], [{ phone: 13800000000 }], 'f');
+    expect(out[0]).toEqual({ status: 'failed', error: 'f' });
+  });
+});
+
+describe('outcomesOf (SPEC section 6 table)', () => {
+  const rows: ApiRow[] = [{ thirdId: 'a' }, { thirdId: 'b' }];
+  it('status 1: all synced; 0: all accepted', () => {
+    expect(outcomesOf(rows, 1, { status: 1 }, 'ok')).toEqual([{ status: 'synced' }, { status: 'synced' }]);
+    expect(outcomesOf(rows, 0, { status: 0 }, 'ok')).toEqual([
+      { status: 'accepted' },
+      { status: 'accepted' },
+    ]);
+  });
+  it('status 2 and -1 with errorData: listed rows failed with the message', () => {
+    const data = { status: 2, message: '部分导入成功', errorData: [{ thirdId: 'b' }] };
+    expect(outcomesOf(rows, 2, data, 'ok')).toEqual([
+      { status: 'synced' },
+      { status: 'failed', error: '部分导入成功' },
+    ]);
+    expect(outcomesOf(rows, -1, { ...data, status: -1 }, 'ok')[1]).toMatchObject({ status: 'failed' });
+  });
+  it('status -1 without errorData: all failed with the message', () => {
+    expect(outcomesOf(rows, -1, { status: -1, message: 'quota', errorData: null }, 'ok')).toEqual([
+      { status: 'failed', error: 'quota' },
+      { status: 'failed', error: 'quota' },
+    ]);
+  });
+  it('status 2 without errorData or an unknown status: all failed, never silently synced', () => {
+    for (const s of [2, 7]) {
+      expect(outcomesOf(rows, s, { status: s }, 'ok').every((o) => o.status === 'failed')).toBe(true);
+    }
+  });
+});
+
+describe('redact / tokenLifeMs', () => {
+  it('removes raw and URL-encoded secrets', () => {
+    expect(redact('a s3c+r/t b s3c%2Br%2Ft', ['s3c+r/t'])).toBe('a *** b ***');
+  });
+  it('reads expire as seconds of validity unless it is an epoch', () => {
+    const now = 1_700_000_000_000;
+    expect(tokenLifeMs(7200, now)).toBe(7_200_000);
+    expect(tokenLifeMs('7200', now)).toBe(7_200_000);
+    expect(tokenLifeMs(now / 1000 + 600, now)).toBe(600_000);
+    expect(tokenLifeMs(now + 60_000, now)).toBe(60_000);
+    expect(tokenLifeMs(undefined, now)).toBe(7_200_000);
+  });
+});
