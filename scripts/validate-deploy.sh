@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Validates the deployment files without a Docker engine:
+#   1. docker-compose.yml: `docker compose config -q` (or Debian's docker-compose, installed when
+#      missing and we are root), plus the structure the product promises, checked with `yaml`;
+#   2. Dockerfile: every path it copies from the build context exists and is not .dockerignored,
+#      and it keeps the entrypoint, the non-root user and the health check;
+#   3. docker/crm-init.sql applies on a throwaway PostgreSQL and the bridge's role can work there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() {
+  echo "validate-deploy: $*" >&2
+  exit 1
+}
+
+# 1a. The compose implementation's own validation.
+compose=()
+if docker compose version >/dev/null 2>&1; then
+  compose=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  compose=(docker-compose)
+elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; } >/dev/null 2>&1 || true
+  command -v docker-compose >/dev/null 2>&1 && compose=(docker-compose)
+fi
+if [ ${#compose[@]} -gt 0 ]; then
+  "${compose[@]}" -f docker-compose.yml config -q || fail "docker-compose.yml is invalid"
+  echo "validate-deploy: docker-compose.yml valid (${compose[*]} config)"
+else
+  echo "validate-deploy: no docker compose here; checking structure only"
+fi
+
+# 1b + 2. What the product promises of the compose file and the Dockerfile.
+node --input-type=module - <<'EOF'
+import { readFileSync, existsSync } from 'node:fs';
+import { parse } from 'yaml';
+
+const problems = [];
+const need = (ok, what) => ok || problems.push(what);
+
+const compose = parse(readFileSync('docker-compose.yml', 'utf8'));
+const s = compose.services ?? {};
+for (const name of ['postgres', 'mock-api', 'bridge']) need(s[name], `compose: service ${name} missing`);
+const pgCmd = String(s.postgres?.command ?? '');
+for (const flag of ['wal_level=logical', 'max_replication_slots=', 'max_wal_senders='])
+  need(pgCmd.includes(flag), `compose: postgres command lacks ${flag}`);
+need(/^postgres:16/.test(s.postgres?.image ?? ''), 'compose: postgres image is not postgres:16');
+need(JSON.stringify(s.postgres?.healthcheck?.test ?? '').includes('pg_isready'), 'compose: postgres healthcheck must use pg_isready');
+for (const v of [...(s.postgres?.volumes ?? []), ...(s.bridge?.volumes ?? [])]) {
+  const host = String(v).split(':')[0];
+  if (host.startsWith('./')) need(existsSync(host), `compose: mounted file ${host} does not exist`);
+}
+need(
+  (s.postgres?.volumes ?? []).some((v) => String(v).includes('docker/crm-init.sql:/docker-entrypoint-initdb.d/')),
+  'compose: docker/crm-init.sql is not mounted into /docker-entrypoint-initdb.d',
+);
+const cmd = (svc) => [].concat(svc?.command ?? []).join(' ');
+need(cmd(s['mock-api']).startsWith('mock-api --listen 0.0.0.0:8080'), 'compose: mock-api command');
+need(cmd(s.bridge).startsWith('run --config /app/docker/bridge.yaml'), 'compose: bridge command');
+const env = s.bridge?.environment ?? {};
+for (const k of ['DATABASE_URL', 'TUZHAN_BASE_URL', 'TUZHAN_TOKEN']) need(env[k], `compose: bridge env ${k} missing`);
+need(env.TUZHAN_BASE_URL === 'http://mock-api:8080', 'compose: bridge must call http://mock-api:8080');
+need(s.bridge?.depends_on?.postgres?.condition === 'service_healthy', 'compose: bridge must wait for a healthy postgres');
+need((s.bridge?.ports ?? []).some((p) => String(p).endsWith('9464')), 'compose: bridge must publish 9464');
+
+const bridgeConfig = parse(readFileSync('docker/bridge.yaml', 'utf8'));
+need(bridgeConfig.http?.listen === '0.0.0.0:9464', 'docker/bridge.yaml: http.listen must be 0.0.0.0:9464');
+need(
+  JSON.stringify(bridgeConfig.sources?.map((x) => x.table)) === '["crm.customer_profile","crm.member_group"]',
+  'docker/bridge.yaml: sources must be crm.customer_profile and crm.member_group',
+);
+
+// Dockerfile: sources of COPY/ADD from the build context (not --from=stage) exist and are not ignored.
+const dockerfile = readFileSync('Dockerfile', 'utf8').replace(/\\\n/g, ' ');
+const ignored = readFileSync('.dockerignore', 'utf8')
+  .split('\n')
+  .map((l) => l.trim())
+  .filter((l) => l && !l.startsWith('#'));
+for (const line of dockerfile.split('\n')) {
+  const m = /^\s*(COPY|ADD)\s+(.*)$/i.exec(line);
+  if (!m || /--from=/.test(m[2])) continue;
+  const args = m[2].split(/\s+/).filter((a) => a && !a.startsWith('--'));
+  for (const src of args.slice(0, -1)) {
+    need(existsSync(src), `Dockerfile: ${line.trim()}: ${src} does not exist`);
+    need(src === '.' || !ignored.some((p) => src === p || src.startsWith(`${p}/`)), `Dockerfile: ${src} is excluded by .dockerignore`);
+  }
+}
+need(/^FROM node:20-bookworm-slim AS build$/m.test(dockerfile), 'Dockerfile: build stage must be node:20-bookworm-slim');
+need(/npm ci --omit=dev --ignore-scripts/.test(dockerfile), 'Dockerfile: runtime must npm ci --omit=dev --ignore-scripts');
+need(/^USER node$/m.test(dockerfile), 'Dockerfile: must run as the node user');
+need(/^HEALTHCHECK .*healthz|TUZHAN_CDC_HEALTH_URL/m.test(dockerfile), 'Dockerfile: HEALTHCHECK missing');
+need(/^ENTRYPOINT \["node", "bin\/tuzhan-cdc\.js"\]$/m.test(dockerfile), 'Dockerfile: ENTRYPOINT');
+// The runtime tree is what `npm pack` publishes: the entrypoint and the CLI it imports must be in it.
+const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
+need(pkg.files?.includes('bin') && pkg.files?.includes('dist'), 'package.json files must publish bin and dist');
+need(existsSync('bin/tuzhan-cdc.js') && existsSync('src/cli/main.ts'), 'bin/tuzhan-cdc.js or src/cli/main.ts missing');
+need(readFileSync('bin/tuzhan-cdc.js', 'utf8').includes('../dist/cli/main.js'), 'bin/tuzhan-cdc.js must import dist/cli/main.js');
+
+if (problems.length) {
+  for (const p of problems) console.error(`validate-deploy: ${p}`);
+  process.exit(1);
+}
+console.log('validate-deploy: compose structure, docker/bridge.yaml and Dockerfile paths ok');
+EOF
+
+# 3. The init SQL, for real.
+node --import tsx scripts/check-init-sql.ts docker/crm-init.sql
+echo "validate-deploy: all checks passed"

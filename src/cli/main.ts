@@ -1,0 +1,30 @@
+/**
+ * Entry point of `tuzhan-cdc`: importing this module runs the command line (bin/tuzhan-cdc.js
+ * imports the compiled dist/cli/main.js; `node --import tsx src/cli/main.ts` runs the source).
+ * Tests that want the program without running it import ./program.js instead.
+ */
+import { runCli, type Registrar } from './program.js';
+
+/**
+ * Every command of the CLI, in the order `--help` lists them. A command lives in
+ * src/cli/<command>.ts and exports `register(program: Command): void`; add its import here.
+ * Expected (SPEC section 9): run, check, status, retry-failed, backfill, teardown, mock-api, demo.
+ */
+const COMMANDS: readonly Registrar[] = [];
+
+// `tuzhan-cdc status | head` closes the pipe early: that is the reader's choice, not a failure.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
+const code = await runCli(process.argv.slice(2), COMMANDS, {
+  stderr: (text) => process.stderr.write(text),
+  debug: Boolean(process.env.DEBUG),
+});
+if (code === 0) {
+  // Let pending output flush; a command that leaves handles open must close them itself.
+  process.exitCode = 0;
+} else {
+  process.exit(code);
+}

@@ -1,0 +1,158 @@
+/**
+ * Prometheus metrics, fed only by the pipeline's typed events (src/ops/events.ts). The registry is
+ * our own, not prom-client's global one, so two bridges (or tests) in one process never collide.
+ * Label values come from closed sets or are sanitized: no free text, hence no secrets and no
+ * unbounded cardinality.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { listen, type BridgeEvents } from './events.js';
+import { parseLsn } from '../util/lsn.js';
+
+const PREFIX = 'tuzhan_cdc_';
+
+/** 5 ms .. 30 s: a loopback simulator answers in milliseconds, the platform under load in seconds. */
+export const REQUEST_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/**
+ * The platform's `code` (or the HTTP status when there is none) as a label value. Codes are short
+ * alphanumerics ("200", "100200"); anything else is collapsed so a strange answer cannot blow up
+ * the series count or smuggle text into labels.
+ */
+export function codeLabel(code: string | undefined, httpStatus: number | undefined): string {
+  if (code !== undefined) return /^[A-Za-z0-9_-]{1,16}$/.test(code) ? code : 'other';
+  if (httpStatus !== undefined) return `http_${httpStatus}`;
+  return 'none';
+}
+
+export interface MetricsOptions {
+  /** Also collect Node process metrics (CPU, memory, event loop, GC). Default true. */
+  processMetrics?: boolean;
+  /** Called when a listener fails; the emitter never sees the error. */
+  onListenerError?: (err: unknown) => void;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly rows: Counter<'source' | 'op' | 'status'>;
+  readonly requests: Counter<'source' | 'opt_type' | 'outcome' | 'code'>;
+  readonly requestDuration: Histogram<'opt_type' | 'outcome'>;
+  readonly retries: Counter<'source' | 'reason'>;
+  readonly bufferedRows: Gauge;
+  readonly inflightRows: Gauge;
+  readonly slotLagBytes: Gauge;
+  readonly slotLagSeconds: Gauge;
+  readonly lastSuccess: Gauge;
+  readonly streaming: Gauge;
+  readonly apiReachable: Gauge;
+  readonly confirmedLsn: Gauge;
+
+  constructor(events: BridgeEvents, options: MetricsOptions = {}) {
+    const registers = [this.registry];
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+
+    this.rows = new Counter({
+      name: `${PREFIX}rows_total`,
+      help: 'Source rows whose outcome was stored, by source, operation and status.',
+      labelNames: ['source', 'op', 'status'],
+      registers,
+    });
+    this.requests = new Counter({
+      name: `${PREFIX}requests_total`,
+      help: 'batchAdd requests by source, optType, outcome (ok, partial, rejected, transient, auth) and platform code.',
+      labelNames: ['source', 'opt_type', 'outcome', 'code'],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: `${PREFIX}request_duration_seconds`,
+      help: 'batchAdd request latency.',
+      labelNames: ['opt_type', 'outcome'],
+      buckets: REQUEST_DURATION_BUCKETS,
+      registers,
+    });
+    this.retries = new Counter({
+      name: `${PREFIX}retries_total`,
+      help: 'Requests scheduled for another try, by source and reason.',
+      labelNames: ['source', 'reason'],
+      registers,
+    });
+    this.bufferedRows = gauge(registers, 'buffered_rows', 'Rows waiting in batching buffers.');
+    this.inflightRows = gauge(registers, 'inflight_rows', 'Rows in requests in flight.');
+    this.slotLagBytes = gauge(
+      registers,
+      'slot_lag_bytes',
+      'WAL bytes between the server position and the slot confirmed position.',
+    );
+    this.slotLagSeconds = gauge(
+      registers,
+      'slot_lag_seconds',
+      'Age of the oldest change not yet confirmed on the slot.',
+    );
+    this.lastSuccess = gauge(
+      registers,
+      'last_success_timestamp_seconds',
+      'Unix time of the last request the platform accepted (outcome ok or partial).',
+    );
+    this.streaming = gauge(registers, 'streaming', '1 while the replication stream is up.');
+    this.apiReachable = gauge(registers, 'api_reachable', '1 while the last request reached the platform.');
+    this.confirmedLsn = gauge(
+      registers,
+      'confirmed_lsn_bytes',
+      'The slot position the bridge last confirmed, as a byte offset (precise up to 2^53).',
+    );
+
+    const onError = options.onListenerError ?? (() => {});
+    listen(
+      events,
+      'rows',
+      (e) => this.rows.inc({ source: e.source, op: e.op, status: e.status }, e.count),
+      onError,
+    );
+    listen(
+      events,
+      'request',
+      (e) => {
+        this.requests.inc({
+          source: e.source,
+          opt_type: e.optType,
+          outcome: e.outcome,
+          code: codeLabel(e.code, e.httpStatus),
+        });
+        this.requestDuration.observe({ opt_type: e.optType, outcome: e.outcome }, e.durationMs / 1000);
+        if (e.outcome === 'ok' || e.outcome === 'partial') this.lastSuccess.set(Date.now() / 1000);
+      },
+      onError,
+    );
+    listen(events, 'retry', (e) => this.retries.inc({ source: e.source, reason: e.reason }), onError);
+    listen(
+      events,
+      'buffer',
+      (e) => {
+        this.bufferedRows.set(e.buffered);
+        this.inflightRows.set(e.inflight);
+      },
+      onError,
+    );
+    listen(
+      events,
+      'slotLag',
+      (e) => {
+        this.slotLagBytes.set(e.bytes);
+        this.slotLagSeconds.set(e.seconds);
+      },
+      onError,
+    );
+    listen(events, 'streaming', (up) => this.streaming.set(up ? 1 : 0), onError);
+    listen(events, 'apiReachable', (up) => this.apiReachable.set(up ? 1 : 0), onError);
+    listen(events, 'confirmed', (e) => this.confirmedLsn.set(Number(parseLsn(e.lsn))), onError);
+  }
+
+  /** The exposition text and its content type, for the /metrics endpoint. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+function gauge(registers: Registry[], name: string, help: string): Gauge {
+  return new Gauge({ name: `${PREFIX}${name}`, help, registers });
+}

@@ -1,0 +1,96 @@
+/**
+ * The operators' HTTP endpoint (SPEC section 9): /healthz, /readyz and /metrics on node:http.
+ * Bound to loopback by default (config `http.listen`); it serves no secrets, but metrics and
+ * readiness are still nobody else's business.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Metrics } from './metrics.js';
+import type { Readiness } from './readiness.js';
+
+export interface OpsServerOptions {
+  listen: { host: string; port: number };
+  metrics: Metrics;
+  readiness: () => Readiness;
+  logger: Logger;
+}
+
+export interface OpsServer {
+  /** `http://host:port` with the port actually bound (port 0 asks for an ephemeral one). */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Starts the server; resolves once it listens, rejects when the address cannot be bound. */
+export async function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
+  const { metrics, readiness, logger } = options;
+
+  const server = http.createServer((req, res) => {
+    void handle(req, res).catch((err: unknown) => {
+      logger.error({ err, path: req.url }, 'ops endpoint failed');
+      if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
+      else res.destroy();
+    });
+  });
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      return;
+    }
+    switch (path) {
+      case '/healthz':
+        send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
+        return;
+      case '/readyz': {
+        const state = readiness();
+        send(res, state.ready ? 200 : 503, 'application/json', `${JSON.stringify(state)}\n`);
+        return;
+      }
+      case '/metrics': {
+        const { contentType, body } = await metrics.render();
+        send(res, 200, contentType, body);
+        return;
+      }
+      default:
+        send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
+    }
+  }
+
+  function send(res: http.ServerResponse, status: number, contentType: string, body: string): void {
+    res.writeHead(status, {
+      'Content-Type': contentType,
+      'Content-Length': Buffer.byteLength(body),
+      'Cache-Control': 'no-store',
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen(options.listen.port, options.listen.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (err) => logger.error({ err }, 'ops server error'));
+
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `http://${host}:${addr.port}`;
+  logger.info({ url }, 'ops endpoint listening (/healthz, /readyz, /metrics)');
+
+  return {
+    url,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        // Prometheus keeps scrape connections alive; without this close() waits for them to idle out.
+        server.closeAllConnections();
+      }),
+  };
+}
