@@ -39,27 +39,14 @@ export interface GlobalOptions {
   verbose?: boolean;
 }
 
-interface LoadConfigModule {
-  loadConfig(input: { file?: string; text?: string; env?: NodeJS.ProcessEnv }): Config;
-}
-
-// The module is imported lazily so `--help` and `mock-api` start without zod and YAML. The
-// specifier is a variable so the type checker does not require the module while it is built on
-// another branch; it still resolves relative to this file, compiled or run through tsx.
-const LOAD_CONFIG_MODULE = '../config/load-config.js';
-
 /**
  * Loads and validates the config named by `--config`, with the process environment for `${VAR}`
  * and the overriding variables. Throws `ConfigError` (exit 2) when it is invalid.
  */
 export async function loadConfigFromOptions(opts: Pick<GlobalOptions, 'config'>): Promise<Config> {
-  let mod: LoadConfigModule;
-  try {
-    mod = (await import(LOAD_CONFIG_MODULE)) as LoadConfigModule;
-  } catch (err) {
-    throw new BridgeError('INTERNAL', 'the config loader is missing from this build', { cause: err });
-  }
-  return mod.loadConfig({ file: opts.config, env: process.env });
+  // Imported lazily so `--help` and `mock-api` start without zod and YAML.
+  const { loadConfig } = await import('../config/load-config.js');
+  return loadConfig({ file: opts.config, env: process.env });
 }
 
 export interface SignalOptions {

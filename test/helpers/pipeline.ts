@@ -85,7 +85,11 @@ export function testConfig(o: TestConfigOptions): Config {
 }
 
 /** Polls until `fn` stops throwing (an expect inside), or rethrows its last error after `timeoutMs`. */
-export async function eventually<T>(fn: () => Promise<T> | T, timeoutMs = 15_000, intervalMs = 100): Promise<T> {
+export async function eventually<T>(
+  fn: () => Promise<T> | T,
+  timeoutMs = 15_000,
+  intervalMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -101,8 +105,14 @@ export async function eventually<T>(fn: () => Promise<T> | T, timeoutMs = 15_000
  * Waits until the slot has confirmed everything written so far: every change before now has its
  * outcome stored (the bridge confirms nothing earlier), and quiet WAL was confirmed on keepalives.
  */
-export async function waitForCatchUp(db: TestDatabase, slot = 'tuzhan_test', timeoutMs = 30_000): Promise<void> {
-  const { rows } = await db.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+export async function waitForCatchUp(
+  db: TestDatabase,
+  slot = 'tuzhan_test',
+  timeoutMs = 30_000,
+): Promise<void> {
+  // The insert position, not pg_current_wal_lsn() (the *write* position): with asynchronous
+  // commit the last commit record may not be written out yet.
+  const { rows } = await db.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
   const target = (rows[0] as { lsn: string }).lsn;
   await eventually(async () => {
     const r = await db.query<{ ok: boolean | null }>(
@@ -117,8 +127,17 @@ export async function waitForCatchUp(db: TestDatabase, slot = 'tuzhan_test', tim
 export async function statusRows(
   db: TestDatabase,
   source: string,
-): Promise<Map<string, { op: string; status: string; error: string | null; attempts: number; payload: unknown }>> {
-  const { rows } = await db.query<{ k: string; op: string; status: string; error: string | null; attempts: number; payload: unknown }>(
+): Promise<
+  Map<string, { op: string; status: string; error: string | null; attempts: number; payload: unknown }>
+> {
+  const { rows } = await db.query<{
+    k: string;
+    op: string;
+    status: string;
+    error: string | null;
+    attempts: number;
+    payload: unknown;
+  }>(
     `SELECT row_key::text AS k, op, status, error, attempts, payload FROM "Tuzhan Sync".sync_status WHERE source = $1`,
     [source],
   );
@@ -129,9 +148,18 @@ export async function statusRows(
 export async function expectedGroups(db: TestDatabase): Promise<Record<string, string[]>> {
   const out: Record<string, Set<string>> = {};
   const add = (id: string, g: string) => (out[id] ??= new Set()).add(g);
-  const p = await db.query<{ cust_no: string; groups: string | null }>(`SELECT cust_no, "Group Names" AS groups FROM crm.customer_profile`);
-  for (const r of p.rows) for (const g of (r.groups ?? '').split(',').map((s) => s.trim()).filter(Boolean)) add(r.cust_no, g);
-  const m = await db.query<{ member_id: string; group_name: string }>(`SELECT member_id, group_name FROM crm.member_group`);
+  const p = await db.query<{ cust_no: string; groups: string | null }>(
+    `SELECT cust_no, "Group Names" AS groups FROM crm.customer_profile`,
+  );
+  for (const r of p.rows)
+    for (const g of (r.groups ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean))
+      add(r.cust_no, g);
+  const m = await db.query<{ member_id: string; group_name: string }>(
+    `SELECT member_id, group_name FROM crm.member_group`,
+  );
   for (const r of m.rows) add(r.member_id, r.group_name);
   return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, [...v].sort()]));
 }

@@ -1,0 +1,125 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Bridge } from '../../src/bridge.js';
+import { silentLogger } from '../../src/ops/logger.js';
+import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { TuzhanClient } from '../../src/tuzhan/client.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import {
+  CRM_SCHEMA,
+  eventually,
+  expectedGroups,
+  statusRows,
+  testConfig,
+  waitForCatchUp,
+} from '../helpers/pipeline.js';
+
+describe('pipeline: replication -> batchAdd -> sync_status', () => {
+  let db: TestDatabase;
+  let sim: Simulator;
+  let bridge: Bridge;
+  let client: TuzhanClient;
+
+  beforeAll(async () => {
+    sim = await startSimulator({ token: 'test-token' });
+  });
+  afterAll(async () => {
+    await sim.close();
+  });
+
+  beforeEach(async () => {
+    sim.reset();
+    db = await createTestDatabase('pipeline');
+    await db.query(CRM_SCHEMA);
+  });
+  afterEach(async () => {
+    await bridge?.stop(5000);
+    await client?.close();
+    await db.drop();
+  });
+
+  async function startBridge(): Promise<void> {
+    const config = testConfig({ db, apiUrl: sim.url });
+    const logger = process.env.TEST_LOG
+      ? (await import('../../src/ops/logger.js')).createLogger({ level: 'debug', pretty: false })
+      : silentLogger();
+    client = new TuzhanClient(config.tuzhan, { logger, retryBaseMs: 20, retryMaxMs: 200 });
+    bridge = new Bridge({ config, logger, sender: client });
+    await bridge.start();
+  }
+
+  async function platformState(): Promise<Record<string, string[]>> {
+    const expected = await expectedGroups(db);
+    const ids = new Set([...Object.keys(expected), 'c1', 'c2', 'c3', 'c4', 'm1', 'm2', 'm3']);
+    const out: Record<string, string[]> = {};
+    for (const id of ids) {
+      const g = sim.groupsOf('thirdId', id);
+      if (g && g.length) out[id] = [...g].sort();
+    }
+    return out;
+  }
+
+  it('syncs existing rows, then inserts, updates and deletes of both source shapes', async () => {
+    await db.query(`
+      INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES ('c1', '13800000001', 'vip,north'), ('c2', NULL, 'south');
+      INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'gold'), ('m1', 'silver'), ('m2', 'gold');
+    `);
+    await startBridge();
+    await waitForCatchUp(db);
+    expect(await platformState()).toEqual(await expectedGroups(db));
+    expect([...(await statusRows(db, 'profiles')).values()].map((r) => r.status)).toEqual([
+      'synced',
+      'synced',
+    ]);
+
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c3', 'east')`);
+    await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'vip' WHERE cust_no = 'c1'`);
+    await db.query(`DELETE FROM crm.customer_profile WHERE cust_no = 'c2'`);
+    await db.query(`DELETE FROM crm.member_group WHERE member_id = 'm1' AND group_name = 'silver'`);
+    await db.query(`UPDATE crm.member_group SET member_id = 'm3' WHERE member_id = 'm2'`);
+    await db.query(`INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'bronze')`);
+    await waitForCatchUp(db);
+    if (process.env.TEST_LOG)
+      console.log(
+        JSON.stringify([...(await statusRows(db, 'memberships')).entries()]),
+        JSON.stringify(sim.stats()),
+      );
+    expect(await platformState()).toEqual(await expectedGroups(db));
+    const profiles = await statusRows(db, 'profiles');
+    expect(profiles.get('{"cust_no":"c2"}')).toMatchObject({ op: 'delete', status: 'synced' });
+    expect(profiles.get('{"cust_no":"c1"}')).toMatchObject({
+      op: 'update',
+      status: 'synced',
+      payload: { thirdId: 'c1', phone: '13800000001', groups: 'vip' },
+    });
+  });
+
+  it('never sends rolled-back work', async () => {
+    await startBridge();
+    await db.query(
+      `BEGIN; INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c4', 'ghost'); ROLLBACK;`,
+    );
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'real')`);
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 'c4')).toBeUndefined();
+    expect(sim.groupsOf('thirdId', 'c1')).toEqual(['real']);
+  });
+
+  it('confirms quiet WAL: writes outside the publication advance the slot', async () => {
+    await startBridge();
+    await waitForCatchUp(db);
+    const before = await db.query<{ lsn: string }>(
+      `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'tuzhan_test'`,
+    );
+    await db.query(`INSERT INTO crm.unrelated (v) SELECT 'x' FROM generate_series(1, 100)`);
+    const { rows } = await db.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`);
+    await eventually(async () => {
+      const r = await db.query<{ ok: boolean }>(
+        `SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = 'tuzhan_test'`,
+        [rows[0]?.lsn],
+      );
+      expect(r.rows[0]?.ok).toBe(true);
+    });
+    expect(before.rows[0]?.lsn).not.toBe(rows[0]?.lsn);
+    expect(sim.stats().requests).toBe(0);
+  });
+});
