@@ -1,0 +1,197 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Bridge } from '../../src/bridge.js';
+import type { Config } from '../../src/config/types.js';
+import { silentLogger } from '../../src/ops/logger.js';
+import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { TuzhanClient } from '../../src/tuzhan/client.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { CRM_SCHEMA, eventually, statusRows, testConfig, waitForCatchUp, type TestConfigOptions } from '../helpers/pipeline.js';
+
+describe('pipeline semantics', () => {
+  let db: TestDatabase;
+  let sim: Simulator;
+  let bridge: Bridge | undefined;
+  let client: TuzhanClient | undefined;
+
+  beforeAll(async () => {
+    sim = await startSimulator({ token: 'test-token', registry: [{ thirdId: 'known-1' }, { thirdId: 'known-2', phone: '13900000002' }] });
+  });
+  afterAll(async () => {
+    await sim.close();
+  });
+  beforeEach(async () => {
+    sim.reset();
+    db = await createTestDatabase('semantics');
+    await db.query(CRM_SCHEMA);
+  });
+  afterEach(async () => {
+    await bridge?.stop(5000);
+    await client?.close();
+    bridge = undefined;
+    client = undefined;
+    await db.drop();
+  });
+
+  async function startBridge(o: Partial<TestConfigOptions> = {}): Promise<Config> {
+    const config = testConfig({ db, apiUrl: sim.url, ...o });
+    const logger = silentLogger();
+    client = new TuzhanClient(config.tuzhan, { logger, retryBaseMs: 20, retryMaxMs: 200 });
+    bridge = new Bridge({ config, logger, sender: client });
+    await bridge.start();
+    return config;
+  }
+
+  it('keeps the groups of an update whose large groups value was unchanged (TOAST)', async () => {
+    // REPLICA IDENTITY DEFAULT: the update carries no old tuple, and the unchanged TOASTed groups
+    // value is not sent at all. The bridge must read it, never send the groups as empty.
+    await db.query(`ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`);
+    // Out of line and uncompressed: an UPDATE that leaves it alone logs it as "unchanged toast".
+    await db.query(`ALTER TABLE crm.customer_profile ALTER COLUMN "Group Names" SET STORAGE EXTERNAL`);
+    const groups = Array.from({ length: 400 }, (_, i) => `g${i}-${Math.random().toString(36).slice(2, 12)}`);
+    await startBridge({
+      sources: `
+  - name: profiles
+    table: crm.customer_profile
+    mode: row
+    columns: { thirdId: cust_no, groups: "Group Names" }
+    deleteLookup: state
+    match: { isMatching: false }`,
+    });
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('t1', $1)`, [groups.join(',')]);
+    await waitForCatchUp(db);
+    await db.query(`UPDATE crm.customer_profile SET note = 'touched' WHERE cust_no = 't1'`);
+    await waitForCatchUp(db);
+    expect(sim.stats().byOptType.update.requests).toBe(1);
+    expect(sim.groupsOf('thirdId', 't1')).toEqual([...groups].sort());
+    const row = (await statusRows(db, 'profiles')).get('{"cust_no":"t1"}');
+    expect(row).toMatchObject({ op: 'update', status: 'synced' });
+  });
+
+  it('moves the groups from an old identity to the new one, and deletes by stored state', async () => {
+    await db.query(`ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`);
+    await startBridge({
+      sources: `
+  - name: profiles
+    table: crm.customer_profile
+    mode: row
+    key: [cust_no]
+    columns: { thirdId: cust_no, phone: mobile, groups: "Group Names" }
+    deleteLookup: state
+    match: { isMatching: false }`,
+    });
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES ('p1', '13800000001', 'a,b')`);
+    await waitForCatchUp(db);
+    // The simulator keys a customer without matching by its first identity: thirdId. Change the
+    // customer number (the key) and the phone: the old identity must end up empty.
+    await db.query(`UPDATE crm.customer_profile SET cust_no = 'p2', mobile = '13800000002' WHERE cust_no = 'p1'`);
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 'p1')).toEqual([]);
+    expect(sim.groupsOf('thirdId', 'p2')).toEqual(['a', 'b']);
+    // A delete carries only the key (REPLICA IDENTITY DEFAULT): deleteLookup: state supplies the rest.
+    await db.query(`DELETE FROM crm.customer_profile WHERE cust_no = 'p2'`);
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 'p2')).toEqual([]);
+    const rows = await statusRows(db, 'profiles');
+    expect(rows.get('{"cust_no":"p1"}')).toMatchObject({ op: 'delete', status: 'synced' });
+    expect(rows.get('{"cust_no":"p2"}')).toMatchObject({ op: 'delete', status: 'synced' });
+  });
+
+  it('sends delete for the old phone and add for the new when an identity column changes', async () => {
+    await startBridge({
+      sources: `
+  - name: phones
+    table: crm.customer_profile
+    mode: row
+    columns: { phone: mobile, groups: "Group Names" }
+    match: { isMatching: false }`,
+    });
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES ('x', '13700000001', 'vip')`);
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('phone', '13700000001')).toEqual(['vip']);
+    await db.query(`UPDATE crm.customer_profile SET mobile = '13700000002' WHERE cust_no = 'x'`);
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('phone', '13700000001')).toEqual([]);
+    expect(sim.groupsOf('phone', '13700000002')).toEqual(['vip']);
+  });
+
+  it('records rows the platform reports in errorData as failed, the rest synced; unmappable rows fail locally', async () => {
+    await startBridge({
+      sources: `
+  - name: memberships
+    table: crm.member_group
+    mode: membership
+    columns: { thirdId: member_id, groups: group_name }
+    match: { isMatching: true, matchingType: 2, identifyWay: 2 }
+  - name: profiles
+    table: crm.customer_profile
+    mode: row
+    columns: { thirdId: wx_unionid, phone: mobile, groups: "Group Names" }
+    match: { isMatching: false }`,
+    });
+    await db.query(`INSERT INTO crm.member_group (member_id, group_name) VALUES ('known-1', 'gold'), ('stranger', 'gold'), ('known-2', 'silver')`);
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('nobody', 'x')`);
+    await waitForCatchUp(db);
+    const rows = [...(await statusRows(db, 'memberships')).values()];
+    expect(rows.map((r) => r.status).sort()).toEqual(['failed', 'synced', 'synced']);
+    const failed = rows.find((r) => r.status === 'failed');
+    expect(failed?.error).toBeTruthy();
+    expect(failed?.payload).toMatchObject({ thirdId: 'stranger' });
+    expect(sim.groupsOf('thirdId', 'known-1')).toEqual(['gold']);
+    expect(sim.groupsOf('phone', '13900000002')).toEqual(['silver']);
+    const local = (await statusRows(db, 'profiles')).get('{"cust_no":"nobody"}');
+    expect(local).toMatchObject({ status: 'failed', attempts: 0 });
+    expect(local?.error).toMatch(/no identity value/);
+    const failures = await db.query(`SELECT source FROM "Tuzhan Sync".sync_failures`);
+    expect(failures.rowCount).toBe(2);
+  });
+
+  it('on TRUNCATE with onTruncate: delete-all, deletes every synced key and records the truncate', async () => {
+    await startBridge({
+      sources: `
+  - name: profiles
+    table: crm.customer_profile
+    mode: row
+    columns: { thirdId: cust_no, groups: "Group Names" }
+    onTruncate: delete-all
+    match: { isMatching: false }`,
+    });
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('t1', 'a'), ('t2', 'b')`);
+    await waitForCatchUp(db);
+    await db.query(`TRUNCATE crm.customer_profile`);
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 't1')).toEqual([]);
+    expect(sim.groupsOf('thirdId', 't2')).toEqual([]);
+    const batches = await db.query<{ opt_type: string; msg: string }>(`SELECT opt_type, msg FROM "Tuzhan Sync".sync_batch WHERE opt_type = 'truncate'`);
+    expect(batches.rows[0]?.msg).toMatch(/TRUNCATE/);
+  });
+
+  it('goes on when an unmapped column is added or dropped, and stops with a clear error when a mapped one is dropped', async () => {
+    await startBridge();
+    await db.query(`ALTER TABLE crm.customer_profile ADD COLUMN extra int`);
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names", extra) VALUES ('s1', 'a', 1)`);
+    await db.query(`ALTER TABLE crm.customer_profile DROP COLUMN note`);
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('s2', 'b')`);
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 's2')).toEqual(['b']);
+    await db.query(`ALTER TABLE crm.customer_profile DROP COLUMN wx_openid`);
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('s3', 'c')`);
+    await expect(bridge?.done).rejects.toThrow(/column "wx_openid" of crm.customer_profile is gone/);
+    expect(sim.groupsOf('thirdId', 's3')).toBeUndefined();
+  });
+
+  it('refuses to start when deletes could not be translated, naming the ALTER TABLE to run', async () => {
+    await db.query(`ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`);
+    await expect(startBridge()).rejects.toThrow(/ALTER TABLE "crm"."customer_profile" REPLICA IDENTITY FULL;/);
+    bridge = undefined;
+  });
+
+  it('keeps memory bounded: a transaction larger than maxBufferedRows streams through', async () => {
+    await startBridge({ batching: { maxBufferedRows: 300, maxBatchSize: 100 } });
+    await db.query(`INSERT INTO crm.member_group (member_id, group_name) SELECT 'bulk-' || i, 'g' FROM generate_series(1, 5000) i`);
+    await waitForCatchUp(db, 'tuzhan_test', 60_000);
+    const { rows } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM "Tuzhan Sync".sync_status WHERE source = 'memberships' AND status = 'synced'`);
+    expect(Number(rows[0]?.n)).toBe(5000);
+    expect(sim.stats().byOptType.add.rows).toBe(5000);
+    await eventually(() => expect(sim.groupsOf('thirdId', 'bulk-4999')).toEqual(['g']));
+  });
+});
