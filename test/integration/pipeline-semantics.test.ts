@@ -5,7 +5,14 @@ import { silentLogger } from '../../src/ops/logger.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { TuzhanClient } from '../../src/tuzhan/client.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, eventually, statusRows, testConfig, waitForCatchUp, type TestConfigOptions } from '../helpers/pipeline.js';
+import {
+  CRM_SCHEMA,
+  eventually,
+  statusRows,
+  testConfig,
+  waitForCatchUp,
+  type TestConfigOptions,
+} from '../helpers/pipeline.js';
 
 describe('pipeline semantics', () => {
   let db: TestDatabase;
@@ -14,7 +21,10 @@ describe('pipeline semantics', () => {
   let client: TuzhanClient | undefined;
 
   beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token', registry: [{ thirdId: 'known-1' }, { thirdId: 'known-2', phone: '13900000002' }] });
+    sim = await startSimulator({
+      token: 'test-token',
+      registry: [{ thirdId: 'known-1' }, { thirdId: 'known-2', phone: '13900000002' }],
+    });
   });
   afterAll(async () => {
     await sim.close();
@@ -57,7 +67,9 @@ describe('pipeline semantics', () => {
     deleteLookup: state
     match: { isMatching: false }`,
     });
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('t1', $1)`, [groups.join(',')]);
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('t1', $1)`, [
+      groups.join(','),
+    ]);
     await waitForCatchUp(db);
     await db.query(`UPDATE crm.customer_profile SET note = 'touched' WHERE cust_no = 't1'`);
     await waitForCatchUp(db);
@@ -79,11 +91,15 @@ describe('pipeline semantics', () => {
     deleteLookup: state
     match: { isMatching: false }`,
     });
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES ('p1', '13800000001', 'a,b')`);
+    await db.query(
+      `INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES ('p1', '13800000001', 'a,b')`,
+    );
     await waitForCatchUp(db);
     // The simulator keys a customer without matching by its first identity: thirdId. Change the
     // customer number (the key) and the phone: the old identity must end up empty.
-    await db.query(`UPDATE crm.customer_profile SET cust_no = 'p2', mobile = '13800000002' WHERE cust_no = 'p1'`);
+    await db.query(
+      `UPDATE crm.customer_profile SET cust_no = 'p2', mobile = '13800000002' WHERE cust_no = 'p1'`,
+    );
     await waitForCatchUp(db);
     expect(sim.groupsOf('thirdId', 'p1')).toEqual([]);
     expect(sim.groupsOf('thirdId', 'p2')).toEqual(['a', 'b']);
@@ -105,7 +121,9 @@ describe('pipeline semantics', () => {
     columns: { phone: mobile, groups: "Group Names" }
     match: { isMatching: false }`,
     });
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES ('x', '13700000001', 'vip')`);
+    await db.query(
+      `INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES ('x', '13700000001', 'vip')`,
+    );
     await waitForCatchUp(db);
     expect(sim.groupsOf('phone', '13700000001')).toEqual(['vip']);
     await db.query(`UPDATE crm.customer_profile SET mobile = '13700000002' WHERE cust_no = 'x'`);
@@ -128,7 +146,9 @@ describe('pipeline semantics', () => {
     columns: { thirdId: wx_unionid, phone: mobile, groups: "Group Names" }
     match: { isMatching: false }`,
     });
-    await db.query(`INSERT INTO crm.member_group (member_id, group_name) VALUES ('known-1', 'gold'), ('stranger', 'gold'), ('known-2', 'silver')`);
+    await db.query(
+      `INSERT INTO crm.member_group (member_id, group_name) VALUES ('known-1', 'gold'), ('stranger', 'gold'), ('known-2', 'silver')`,
+    );
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('nobody', 'x')`);
     await waitForCatchUp(db);
     const rows = [...(await statusRows(db, 'memberships')).values()];
@@ -155,13 +175,17 @@ describe('pipeline semantics', () => {
     onTruncate: delete-all
     match: { isMatching: false }`,
     });
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('t1', 'a'), ('t2', 'b')`);
+    await db.query(
+      `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('t1', 'a'), ('t2', 'b')`,
+    );
     await waitForCatchUp(db);
     await db.query(`TRUNCATE crm.customer_profile`);
     await waitForCatchUp(db);
     expect(sim.groupsOf('thirdId', 't1')).toEqual([]);
     expect(sim.groupsOf('thirdId', 't2')).toEqual([]);
-    const batches = await db.query<{ opt_type: string; msg: string }>(`SELECT opt_type, msg FROM "Tuzhan Sync".sync_batch WHERE opt_type = 'truncate'`);
+    const batches = await db.query<{ opt_type: string; msg: string }>(
+      `SELECT opt_type, msg FROM "Tuzhan Sync".sync_batch WHERE opt_type = 'truncate'`,
+    );
     expect(batches.rows[0]?.msg).toMatch(/TRUNCATE/);
   });
 
@@ -181,15 +205,21 @@ describe('pipeline semantics', () => {
 
   it('refuses to start when deletes could not be translated, naming the ALTER TABLE to run', async () => {
     await db.query(`ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`);
-    await expect(startBridge()).rejects.toThrow(/ALTER TABLE "crm"."customer_profile" REPLICA IDENTITY FULL;/);
+    await expect(startBridge()).rejects.toThrow(
+      /ALTER TABLE "crm"."customer_profile" REPLICA IDENTITY FULL;/,
+    );
     bridge = undefined;
   });
 
   it('keeps memory bounded: a transaction larger than maxBufferedRows streams through', async () => {
     await startBridge({ batching: { maxBufferedRows: 300, maxBatchSize: 100 } });
-    await db.query(`INSERT INTO crm.member_group (member_id, group_name) SELECT 'bulk-' || i, 'g' FROM generate_series(1, 5000) i`);
+    await db.query(
+      `INSERT INTO crm.member_group (member_id, group_name) SELECT 'bulk-' || i, 'g' FROM generate_series(1, 5000) i`,
+    );
     await waitForCatchUp(db, 'tuzhan_test', 60_000);
-    const { rows } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM "Tuzhan Sync".sync_status WHERE source = 'memberships' AND status = 'synced'`);
+    const { rows } = await db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM "Tuzhan Sync".sync_status WHERE source = 'memberships' AND status = 'synced'`,
+    );
     expect(Number(rows[0]?.n)).toBe(5000);
     expect(sim.stats().byOptType.add.rows).toBe(5000);
     await eventually(() => expect(sim.groupsOf('thirdId', 'bulk-4999')).toEqual(['g']));
