@@ -1,0 +1,172 @@
+/**
+ * SPEC section 5: a crash at any instant, then a restart, loses nothing. The bridge runs as its own
+ * process and is SIGKILLed at six different moments of a stream of transactions, restarted each
+ * time; at the end the simulator equals the database and every row has an outcome.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { spawnBridge, writeConfigFile, type BridgeProcess } from '../helpers/bridge-process.js';
+import { CRM_SCHEMA, eventually, expectedGroups, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
+
+describe('crash safety', () => {
+  let db: TestDatabase;
+  let sim: Simulator;
+  let configFile: string;
+  let bridge: BridgeProcess | undefined;
+  const ids = new Set<string>();
+  let seq = 0;
+
+  beforeAll(async () => {
+    sim = await startSimulator({ token: 'test-token' });
+    db = await createTestDatabase('crash');
+    await db.query(CRM_SCHEMA);
+    configFile = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url, batching: { maxBatchSize: 200, debounceMs: 20, maxWaitMs: 100, maxBufferedRows: 2000 } }));
+  });
+  afterAll(async () => {
+    await bridge?.kill('SIGKILL');
+    await sim.close();
+    await db.drop();
+  });
+
+  /** A few transactions touching both sources: inserts, group changes, moves, deletes. */
+  async function writeSome(n = 5): Promise<void> {
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      for (let t = 0; t < n; t++) {
+        const i = seq++;
+        const p = `p${i % 40}`;
+        const m = `m${i % 25}`;
+        ids.add(p).add(m).add(`m${(i + 7) % 25}`);
+        await c.query('BEGIN');
+        await c.query(
+          `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ($1, $2)
+           ON CONFLICT (cust_no) DO UPDATE SET "Group Names" = EXCLUDED."Group Names"`,
+          [p, `g${i % 3},h${i % 5}`],
+        );
+        await c.query(`INSERT INTO crm.member_group (member_id, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [m, `g${i % 4}`]);
+        if (i % 3 === 0) await c.query(`DELETE FROM crm.customer_profile WHERE cust_no = $1`, [`p${(i + 13) % 40}`]);
+        if (i % 4 === 0) {
+          await c.query(
+            `UPDATE crm.member_group SET member_id = $2 WHERE member_id = $1 AND group_name = $3
+               AND NOT EXISTS (SELECT 1 FROM crm.member_group WHERE member_id = $2 AND group_name = $3)`,
+            [m, `m${(i + 7) % 25}`, `g${i % 4}`],
+          );
+        }
+        if (i % 5 === 0) await c.query(`DELETE FROM crm.member_group WHERE member_id = $1`, [`m${(i + 3) % 25}`]);
+        await c.query('COMMIT');
+      }
+    } finally {
+      await c.end();
+    }
+  }
+
+  function start(): BridgeProcess {
+    bridge = spawnBridge(configFile);
+    return bridge;
+  }
+
+  async function crash(): Promise<void> {
+    const b = bridge as BridgeProcess;
+    expect(await b.kill('SIGKILL')).toBe('SIGKILL');
+    bridge = undefined;
+  }
+
+  async function streaming(): Promise<void> {
+    await eventually(() => expect((bridge as BridgeProcess).output()).toMatch(/replication stream started/), 30_000);
+  }
+
+  it('loses nothing when killed at any moment', async () => {
+    // 1. During the first-start snapshot of existing rows.
+    await db.query(`INSERT INTO crm.member_group (member_id, group_name) SELECT 'm' || (i % 25), 'snap' || i FROM generate_series(1, 4000) i`);
+    for (let i = 0; i < 25; i++) ids.add(`m${i}`);
+    sim.setFaults({ latencyMs: 30 });
+    start();
+    await eventually(() => expect(sim.stats().requests).toBeGreaterThanOrEqual(2), 30_000, 10);
+    await crash();
+    sim.setFaults({ latencyMs: 0 });
+
+    // 2. While a request is in flight (the platform is slow to answer).
+    start();
+    await streaming();
+    sim.setFaults({ latencyMs: 500 });
+    const before = sim.stats().requests;
+    await writeSome();
+    await eventually(() => expect(sim.stats().requests).toBeGreaterThan(before), 10_000, 10);
+    await crash();
+    sim.setFaults({ latencyMs: 0 });
+
+    // 3. Between the platform's answer and the status write: the status table is locked, so the
+    //    bridge holds the answer it cannot store yet.
+    start();
+    await streaming();
+    await waitForCatchUp(db);
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE "Tuzhan Sync".sync_status IN EXCLUSIVE MODE');
+    const applied = sim.stats().byOptType.update.requests + sim.stats().byOptType.add.requests;
+    await writeSome(2);
+    await eventually(
+      () => expect(sim.stats().byOptType.update.requests + sim.stats().byOptType.add.requests).toBeGreaterThan(applied),
+      10_000,
+      10,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    await crash();
+    await locker.query('ROLLBACK');
+    await locker.end();
+
+    // 4. While retrying a failing platform.
+    start();
+    await streaming();
+    sim.setFaults({ errorRate: 1 });
+    await writeSome();
+    await eventually(() => expect(sim.stats().served500).toBeGreaterThanOrEqual(3), 15_000, 10);
+    await crash();
+    sim.setFaults({ errorRate: 0 });
+
+    // 5. In the middle of a large transaction.
+    start();
+    await streaming();
+    const rowsBefore = sim.stats().byOptType.add.rows;
+    await db.query(`INSERT INTO crm.member_group (member_id, group_name) SELECT 'm' || (i % 25), 'bulk' || i FROM generate_series(1, 20000) i`);
+    await eventually(() => expect(sim.stats().byOptType.add.rows).toBeGreaterThan(rowsBefore + 1000), 30_000, 10);
+    await crash();
+
+    // 6. At an arbitrary instant while transactions keep coming.
+    start();
+    await streaming();
+    const writer = writeSome(40);
+    await new Promise((r) => setTimeout(r, 400));
+    await crash();
+    await writer;
+
+    // The last start: everything converges, every row has an outcome, and SIGTERM stops cleanly.
+    start();
+    await streaming();
+    await writeSome(3);
+    await waitForCatchUp(db, 'tuzhan_test', 60_000);
+    const platform: Record<string, string[]> = {};
+    for (const id of ids) {
+      const g = sim.groupsOf('thirdId', id);
+      if (g && g.length) platform[id] = [...g].sort();
+    }
+    expect(platform).toEqual(await expectedGroups(db));
+    const missing = await db.query(`
+      SELECT m.id FROM crm.member_group m
+       WHERE NOT EXISTS (SELECT 1 FROM "Tuzhan Sync".sync_status s
+                          WHERE s.source = 'memberships' AND s.row_key = jsonb_build_object('id', m.id::text) AND s.status = 'synced')
+      UNION ALL
+      SELECT NULL FROM crm.customer_profile p
+       WHERE NOT EXISTS (SELECT 1 FROM "Tuzhan Sync".sync_status s
+                          WHERE s.source = 'profiles' AND s.row_key = jsonb_build_object('cust_no', p.cust_no) AND s.status = 'synced')`);
+    expect(missing.rowCount).toBe(0);
+    const retrying = await db.query(`SELECT 1 FROM "Tuzhan Sync".sync_status WHERE status = 'retrying'`);
+    expect(retrying.rowCount).toBe(0);
+    expect(await (bridge as BridgeProcess).kill('SIGTERM')).toBe(0);
+    bridge = undefined;
+  }, 240_000);
+});
