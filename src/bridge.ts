@@ -63,8 +63,6 @@ export class Bridge {
   private leader: pg.Client | undefined;
   private tx: Tx | undefined;
   private stopping = false;
-  private streaming = false;
-  private apiReachable = false;
   private loop: Promise<void> | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
   private ackTimer: NodeJS.Timeout | undefined;
@@ -85,7 +83,9 @@ export class Bridge {
       this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed'),
     );
     this.store = new StatusStore(this.pool, this.config.postgres.statusSchema, this.logger);
-    this.scheduler = new OrderedScheduler(this.config.tuzhan);
+    // The platform client enforces ratePerSecond on every attempt; the scheduler orders and bounds
+    // concurrency only.
+    this.scheduler = new OrderedScheduler({ concurrency: this.config.tuzhan.concurrency, ratePerSecond: 0 });
     const dispatcher = new Dispatcher({
       maxBatchSize: this.config.batching.maxBatchSize,
       sources: this.runtimes,
@@ -101,8 +101,6 @@ export class Bridge {
     this.batcher = new Batcher(this.config.batching, dispatcher, (buffered, inflight) =>
       this.events.emit('buffer', { buffered, inflight }),
     );
-    this.events.on('apiReachable', (v) => (this.apiReachable = v));
-    this.events.on('streaming', (v) => (this.streaming = v));
   }
 
   /** A failure that must end the daemon: nothing more is confirmed; the loop rejects with it. */
@@ -111,14 +109,6 @@ export class Bridge {
     this.stopping = true;
     this.abort.abort();
     void this.stream?.stop();
-  }
-
-  /** Readiness: streaming, and the platform answered the last request. */
-  readiness(): { ready: boolean; checks: Record<string, boolean> } {
-    return {
-      ready: this.streaming && this.apiReachable,
-      checks: { streaming: this.streaming, apiReachable: this.apiReachable },
-    };
   }
 
   /** The confirmed position (for tests and status). */

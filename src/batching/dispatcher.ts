@@ -216,6 +216,9 @@ export class Dispatcher {
           signal: this.o.signal,
           onRetry: async ({ attempt, error, delayMs }) => {
             tries = attempt + 1;
+            const httpStatus = (error as { httpStatus?: number }).httpStatus;
+            // Any HTTP answer means the platform is reachable; a network error or timeout does not.
+            this.o.events.emit('apiReachable', httpStatus !== undefined);
             this.o.events.emit('retry', {
               source,
               reason: error.code === 'API_AUTH' ? 'auth' : 'transient',
@@ -228,7 +231,7 @@ export class Dispatcher {
               rows: rows.length,
               outcome: error.code === 'API_AUTH' ? 'auth' : 'transient',
               durationMs: 0,
-              httpStatus: (error as { httpStatus?: number }).httpStatus,
+              httpStatus,
             });
             if (attempt === 1) {
               await this.o.store.writeRequest(

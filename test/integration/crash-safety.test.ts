@@ -8,7 +8,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { spawnBridge, writeConfigFile, type BridgeProcess } from '../helpers/bridge-process.js';
-import { CRM_SCHEMA, eventually, expectedGroups, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
+import {
+  CRM_SCHEMA,
+  eventually,
+  expectedGroups,
+  testConfigYaml,
+  waitForCatchUp,
+} from '../helpers/pipeline.js';
 
 describe('crash safety', () => {
   let db: TestDatabase;
@@ -22,7 +28,13 @@ describe('crash safety', () => {
     sim = await startSimulator({ token: 'test-token' });
     db = await createTestDatabase('crash');
     await db.query(CRM_SCHEMA);
-    configFile = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url, batching: { maxBatchSize: 200, debounceMs: 20, maxWaitMs: 100, maxBufferedRows: 2000 } }));
+    configFile = writeConfigFile(
+      testConfigYaml({
+        db,
+        apiUrl: sim.url,
+        batching: { maxBatchSize: 200, debounceMs: 20, maxWaitMs: 100, maxBufferedRows: 2000 },
+      }),
+    );
   });
   afterAll(async () => {
     await bridge?.kill('SIGKILL');
@@ -39,15 +51,22 @@ describe('crash safety', () => {
         const i = seq++;
         const p = `p${i % 40}`;
         const m = `m${i % 25}`;
-        ids.add(p).add(m).add(`m${(i + 7) % 25}`);
+        ids
+          .add(p)
+          .add(m)
+          .add(`m${(i + 7) % 25}`);
         await c.query('BEGIN');
         await c.query(
           `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ($1, $2)
            ON CONFLICT (cust_no) DO UPDATE SET "Group Names" = EXCLUDED."Group Names"`,
           [p, `g${i % 3},h${i % 5}`],
         );
-        await c.query(`INSERT INTO crm.member_group (member_id, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [m, `g${i % 4}`]);
-        if (i % 3 === 0) await c.query(`DELETE FROM crm.customer_profile WHERE cust_no = $1`, [`p${(i + 13) % 40}`]);
+        await c.query(
+          `INSERT INTO crm.member_group (member_id, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+          [m, `g${i % 4}`],
+        );
+        if (i % 3 === 0)
+          await c.query(`DELETE FROM crm.customer_profile WHERE cust_no = $1`, [`p${(i + 13) % 40}`]);
         if (i % 4 === 0) {
           await c.query(
             `UPDATE crm.member_group SET member_id = $2 WHERE member_id = $1 AND group_name = $3
@@ -55,7 +74,8 @@ describe('crash safety', () => {
             [m, `m${(i + 7) % 25}`, `g${i % 4}`],
           );
         }
-        if (i % 5 === 0) await c.query(`DELETE FROM crm.member_group WHERE member_id = $1`, [`m${(i + 3) % 25}`]);
+        if (i % 5 === 0)
+          await c.query(`DELETE FROM crm.member_group WHERE member_id = $1`, [`m${(i + 3) % 25}`]);
         await c.query('COMMIT');
       }
     } finally {
@@ -75,12 +95,17 @@ describe('crash safety', () => {
   }
 
   async function streaming(): Promise<void> {
-    await eventually(() => expect((bridge as BridgeProcess).output()).toMatch(/replication stream started/), 30_000);
+    await eventually(
+      () => expect((bridge as BridgeProcess).output()).toMatch(/replication stream started/),
+      30_000,
+    );
   }
 
   it('loses nothing when killed at any moment', async () => {
     // 1. During the first-start snapshot of existing rows.
-    await db.query(`INSERT INTO crm.member_group (member_id, group_name) SELECT 'm' || (i % 25), 'snap' || i FROM generate_series(1, 4000) i`);
+    await db.query(
+      `INSERT INTO crm.member_group (member_id, group_name) SELECT 'm' || (i % 25), 'snap' || i FROM generate_series(1, 4000) i`,
+    );
     for (let i = 0; i < 25; i++) ids.add(`m${i}`);
     sim.setFaults({ latencyMs: 30 });
     start();
@@ -110,7 +135,10 @@ describe('crash safety', () => {
     const applied = sim.stats().byOptType.update.requests + sim.stats().byOptType.add.requests;
     await writeSome(2);
     await eventually(
-      () => expect(sim.stats().byOptType.update.requests + sim.stats().byOptType.add.requests).toBeGreaterThan(applied),
+      () =>
+        expect(sim.stats().byOptType.update.requests + sim.stats().byOptType.add.requests).toBeGreaterThan(
+          applied,
+        ),
       10_000,
       10,
     );
@@ -132,8 +160,14 @@ describe('crash safety', () => {
     start();
     await streaming();
     const rowsBefore = sim.stats().byOptType.add.rows;
-    await db.query(`INSERT INTO crm.member_group (member_id, group_name) SELECT 'm' || (i % 25), 'bulk' || i FROM generate_series(1, 20000) i`);
-    await eventually(() => expect(sim.stats().byOptType.add.rows).toBeGreaterThan(rowsBefore + 1000), 30_000, 10);
+    await db.query(
+      `INSERT INTO crm.member_group (member_id, group_name) SELECT 'm' || (i % 25), 'bulk' || i FROM generate_series(1, 20000) i`,
+    );
+    await eventually(
+      () => expect(sim.stats().byOptType.add.rows).toBeGreaterThan(rowsBefore + 1000),
+      30_000,
+      10,
+    );
     await crash();
 
     // 6. At an arbitrary instant while transactions keep coming.
