@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import { Bridge } from '../bridge.js';
 import type { Config } from '../config/types.js';
+import { BridgeError, errorMessage } from '../errors.js';
 import { attachEventLogger } from '../ops/event-log.js';
 import { createBridgeEvents, type BridgeEvents } from '../ops/events.js';
 import { createLogger } from '../ops/logger.js';

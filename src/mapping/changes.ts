@@ -39,6 +39,13 @@ function afterOf(mapper: SourceMapper, row: Row): Image | null {
  * check of the replica identity rules out); the caller reports that.
  */
 export function toSourceChanges(mapper: SourceMapper, msg: RowMessage): SourceChange[] | { error: string } {
+  const changes = translate(mapper, msg);
+  // A row outside the `where` filter before and after the change means nothing to the platform:
+  // no outcome is recorded for it (sync_status lists the rows the source syncs).
+  return 'error' in changes ? changes : changes.filter((c) => c.before !== null || c.after !== null);
+}
+
+function translate(mapper: SourceMapper, msg: RowMessage): SourceChange[] | { error: string } {
   switch (msg.tag) {
     case 'insert': {
       const key = mapper.keyOf(msg.new);

@@ -3,6 +3,7 @@
  * stream that survives a lost replication connection.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/util/throwaway-postgres.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { spawnBridge, writeConfigFile, type BridgeProcess } from '../helpers/bridge-process.js';
@@ -12,13 +13,25 @@ describe('availability', () => {
   let db: TestDatabase;
   let sim: Simulator;
   let configFile: string;
+  let standbyConfigFile: string;
+  let metricsPort: number;
   const running: BridgeProcess[] = [];
 
   beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
+    sim = await startSimulator({ token: 'tok-s3cret-value' });
     db = await createTestDatabase('availability');
     await db.query(CRM_SCHEMA);
-    configFile = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+    // A password in the URL (trust auth ignores it) and the token must never reach the logs.
+    const url = new URL(db.url);
+    url.password = 'pg-s3cret-pw';
+    metricsPort = await freePort();
+    const yaml = testConfigYaml({
+      db: { ...db, url: url.toString() },
+      apiUrl: sim.url,
+      token: 'tok-s3cret-value',
+    });
+    configFile = writeConfigFile(yaml);
+    standbyConfigFile = writeConfigFile(yaml.replace('listen: "off"', `listen: 127.0.0.1:${metricsPort}`));
   });
   afterAll(async () => {
     await Promise.all(running.map((b) => b.kill('SIGKILL')));
@@ -26,8 +39,8 @@ describe('availability', () => {
     await db.drop();
   });
 
-  function start(): BridgeProcess {
-    const b = spawnBridge(configFile);
+  function start(file = configFile): BridgeProcess {
+    const b = spawnBridge(file);
     running.push(b);
     return b;
   }
@@ -35,7 +48,7 @@ describe('availability', () => {
   it('a second bridge waits as a standby and takes over when the first dies', async () => {
     const first = start();
     await eventually(() => expect(first.output()).toMatch(/replication stream started/), 30_000);
-    const second = start();
+    const second = start(standbyConfigFile);
     await eventually(() => expect(second.output()).toMatch(/waiting as a standby/), 30_000);
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('a1', 'one')`);
     await waitForCatchUp(db);
@@ -48,7 +61,29 @@ describe('availability', () => {
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('a2', 'two')`);
     await waitForCatchUp(db);
     expect(sim.groupsOf('thirdId', 'a2')).toEqual(['two']);
+
+    // The ops endpoint of the bridge that took over: ready, and the named series after a sync.
+    const ready = await fetch(`http://127.0.0.1:${metricsPort}/readyz`);
+    expect(ready.status).toBe(200);
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^tuzhan_cdc_rows_total\{source="profiles",op="add",status="synced"\} 1$/m);
+    expect(metrics).toMatch(/^tuzhan_cdc_requests_total\{.*outcome="ok".*\} \d+$/m);
+    for (const series of [
+      'tuzhan_cdc_request_duration_seconds_bucket',
+      'tuzhan_cdc_retries_total',
+      'tuzhan_cdc_buffered_rows',
+      'tuzhan_cdc_inflight_rows',
+      'tuzhan_cdc_slot_lag_bytes',
+      'tuzhan_cdc_slot_lag_seconds',
+      'tuzhan_cdc_last_success_timestamp_seconds',
+    ]) {
+      expect(metrics).toContain(series);
+    }
     expect(await second.kill('SIGTERM')).toBe(0);
+    for (const b of [first, second]) {
+      expect(b.output()).not.toContain('tok-s3cret-value');
+      expect(b.output()).not.toContain('pg-s3cret-pw');
+    }
   }, 90_000);
 
   it('reconnects after the replication connection is lost, and misses nothing', async () => {

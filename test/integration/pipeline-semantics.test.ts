@@ -203,6 +203,34 @@ describe('pipeline semantics', () => {
     expect(sim.groupsOf('thirdId', 's3')).toBeUndefined();
   });
 
+  it('applies the where filter: rows entering it are added, rows leaving it deleted', async () => {
+    await startBridge({
+      sources: `
+  - name: profiles
+    table: crm.customer_profile
+    mode: row
+    columns: { thirdId: cust_no, groups: "Group Names" }
+    where: { note: [active, vip] }
+    match: { isMatching: false }`,
+    });
+    await db.query(
+      `INSERT INTO crm.customer_profile (cust_no, "Group Names", note) VALUES ('f1', 'a', 'active'), ('f2', 'b', 'inactive')`,
+    );
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 'f1')).toEqual(['a']);
+    expect(sim.groupsOf('thirdId', 'f2')).toBeUndefined();
+    expect((await statusRows(db, 'profiles')).has('{"cust_no":"f2"}')).toBe(false);
+    await db.query(
+      `UPDATE crm.customer_profile SET note = CASE cust_no WHEN 'f1' THEN 'inactive' ELSE 'vip' END`,
+    );
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 'f1')).toEqual([]);
+    expect(sim.groupsOf('thirdId', 'f2')).toEqual(['b']);
+    const rows = await statusRows(db, 'profiles');
+    expect(rows.get('{"cust_no":"f1"}')).toMatchObject({ op: 'delete', status: 'synced' });
+    expect(rows.get('{"cust_no":"f2"}')).toMatchObject({ op: 'add', status: 'synced' });
+  });
+
   it('refuses to start when deletes could not be translated, naming the ALTER TABLE to run', async () => {
     await db.query(`ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`);
     await expect(startBridge()).rejects.toThrow(
