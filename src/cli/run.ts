@@ -44,13 +44,17 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     await ops?.close().catch(() => {});
   };
   try {
-    if (config.http.listen) {
-      ops = await startOpsServer({
-        listen: config.http.listen,
-        metrics,
-        readiness: () => readiness.readiness(),
-        logger,
-      });
+    const listen = config.http.listen;
+    if (listen) {
+      ops = await startOpsServer({ listen, metrics, readiness: () => readiness.readiness(), logger }).catch(
+        (err: unknown) => {
+          throw new BridgeError(
+            'HTTP_LISTEN',
+            `http.listen ${listen.host}:${listen.port}: ${errorMessage(err)}; choose another address, or "off"`,
+            { cause: err },
+          );
+        },
+      );
       logger.info({ url: ops.url }, 'ops endpoint listening');
     }
     await bridge.start();
