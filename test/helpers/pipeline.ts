@@ -34,6 +34,7 @@ export interface TestConfigOptions {
   db: TestDatabase;
   apiUrl: string;
   token?: string;
+  /** Slot and publication name; default the database's name (slots are cluster-wide). */
   slot?: string;
   sources?: string;
   batching?: Partial<Config['batching']>;
@@ -59,8 +60,8 @@ export function testConfigYaml(o: TestConfigOptions): string {
   return `
 postgres:
   url: ${o.db.url}
-  slot: ${o.slot ?? 'tuzhan_test'}
-  publication: ${o.slot ?? 'tuzhan_test'}
+  slot: ${o.slot ?? o.db.name}
+  publication: ${o.slot ?? o.db.name}
   statusSchema: Tuzhan Sync
 tuzhan:
   baseUrl: ${o.apiUrl}
@@ -107,7 +108,7 @@ export async function eventually<T>(
  */
 export async function waitForCatchUp(
   db: TestDatabase,
-  slot = 'tuzhan_test',
+  slot = db.name,
   timeoutMs = 30_000,
 ): Promise<void> {
   // The insert position, not pg_current_wal_lsn() (the *write* position): with asynchronous

@@ -182,7 +182,7 @@ describe('crash safety', () => {
     start();
     await streaming();
     await writeSome(3);
-    await waitForCatchUp(db, 'tuzhan_test', 60_000);
+    await waitForCatchUp(db, db.name, 60_000);
     const platform: Record<string, string[]> = {};
     for (const id of ids) {
       const g = sim.groupsOf('thirdId', id);

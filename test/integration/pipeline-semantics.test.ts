@@ -244,7 +244,7 @@ describe('pipeline semantics', () => {
     await db.query(
       `INSERT INTO crm.member_group (member_id, group_name) SELECT 'bulk-' || i, 'g' FROM generate_series(1, 5000) i`,
     );
-    await waitForCatchUp(db, 'tuzhan_test', 60_000);
+    await waitForCatchUp(db, db.name, 60_000);
     const { rows } = await db.query<{ n: string }>(
       `SELECT count(*) AS n FROM "Tuzhan Sync".sync_status WHERE source = 'memberships' AND status = 'synced'`,
     );

@@ -108,14 +108,15 @@ describe('pipeline: replication -> batchAdd -> sync_status', () => {
     await startBridge();
     await waitForCatchUp(db);
     const before = await db.query<{ lsn: string }>(
-      `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'tuzhan_test'`,
+      `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
+      [db.name],
     );
     await db.query(`INSERT INTO crm.unrelated (v) SELECT 'x' FROM generate_series(1, 100)`);
     const { rows } = await db.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`);
     await eventually(async () => {
       const r = await db.query<{ ok: boolean }>(
-        `SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = 'tuzhan_test'`,
-        [rows[0]?.lsn],
+        `SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2`,
+        [rows[0]?.lsn, db.name],
       );
       expect(r.rows[0]?.ok).toBe(true);
     });
