@@ -382,3 +382,53 @@ describe('toSourceChanges', () => {
     });
   });
 });
+
+/**
+ * A membership table whose primary key is (member_id, group_name), REPLICA IDENTITY DEFAULT: the
+ * startup check accepts it ("REPLICA IDENTITY DEFAULT carries the mapped columns"), and a DELETE's
+ * key tuple ('K') does hold every column the source needs. toSourceChanges only looks at `old` (null
+ * here) for the row before the change, so the platform state is 'unknown' and the delete is recorded
+ * as failed ("the old row is not in the WAL") instead of removing the group. Known bug, owned by the
+ * lead: these tests pass once `before` is taken from `old ?? key` when that tuple is complete.
+ */
+describe('toSourceChanges: replica identity carrying every mapped column (composite primary key)', () => {
+  const membership = new SourceMapper(
+    source({ mode: 'membership', columns: { thirdId: 'member_id', groups: 'group_name' } }),
+    ['member_id', 'group_name'],
+  );
+  const rel: Relation = {
+    oid: 2,
+    schema: 'crm',
+    name: 'member_group',
+    columns: ['member_id', 'group_name', 'joined_at'],
+    keyColumns: ['member_id', 'group_name'],
+    replicaIdentity: 'default',
+  };
+  const keyTuple = { member_id: 'M1', group_name: 'gold' };
+
+  it.fails('delete: before is the image of the key tuple (actual: unknown)', () => {
+    const out = toSourceChanges(membership, { tag: 'delete', relation: rel, old: null, key: keyTuple });
+    expect(out).toEqual([
+      {
+        kind: 'delete',
+        key: { text: '{"member_id":"M1","group_name":"gold"}', values: keyTuple },
+        before: { identity: { thirdId: 'M1' }, groups: ['gold'] },
+        after: null,
+      },
+    ]);
+  });
+
+  it.fails('key-changing update: the delete of the old pair uses the key tuple (actual: unknown)', () => {
+    const out = toSourceChanges(membership, {
+      tag: 'update',
+      relation: rel,
+      old: null,
+      key: keyTuple,
+      new: { member_id: 'M1', group_name: 'silver', joined_at: null },
+    });
+    expect(out).toMatchObject([
+      { kind: 'delete', before: { identity: { thirdId: 'M1' }, groups: ['gold'] } },
+      { kind: 'insert', after: { groups: ['silver'] } },
+    ]);
+  });
+});
