@@ -1,0 +1,158 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { OrderedScheduler } from '../../src/batching/scheduler.js';
+
+/** A promise the test resolves. */
+function gate() {
+  let open!: () => void;
+  const promise = new Promise<void>((r) => (open = r));
+  return { promise, open };
+}
+
+const tick = () => new Promise<void>((r) => setTimeout(r, 0));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+describe('OrderedScheduler', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('runs tasks sharing a resource in scheduling order, never overlapping', async () => {
+    const s = new OrderedScheduler({ concurrency: 4, ratePerSecond: 0 });
+    const log: string[] = [];
+    const task = (name: string, ms: number) => async () => {
+      log.push(`start ${name}`);
+      await sleep(ms);
+      log.push(`end ${name}`);
+      return name;
+    };
+    const results = await Promise.all([
+      s.schedule(['k'], task('a', 15)),
+      s.schedule(['k', 'x'], task('b', 5)),
+      s.schedule(['k'], task('c', 1)),
+    ]);
+    expect(results).toEqual(['a', 'b', 'c']);
+    expect(log).toEqual(['start a', 'end a', 'start b', 'end b', 'start c', 'end c']);
+  });
+
+  it('orders through a shared resource transitively', async () => {
+    const s = new OrderedScheduler({ concurrency: 4, ratePerSecond: 0 });
+    const log: string[] = [];
+    const g = gate();
+    const a = s.schedule(['x'], async () => {
+      log.push('a');
+      await g.promise;
+      log.push('a done');
+    });
+    const b = s.schedule(['x', 'y'], async () => void log.push('b'));
+    const c = s.schedule(['y'], async () => void log.push('c'));
+    const d = s.schedule(['z'], async () => void log.push('d'));
+    await tick();
+    expect(log).toEqual(['a', 'd']);
+    g.open();
+    await Promise.all([a, b, c, d]);
+    expect(log).toEqual(['a', 'd', 'a done', 'b', 'c']);
+  });
+
+  it('runs disjoint tasks concurrently, at most `concurrency` at once', async () => {
+    const s = new OrderedScheduler({ concurrency: 2, ratePerSecond: 0 });
+    let running = 0;
+    let peak = 0;
+    const gates = [gate(), gate(), gate(), gate()];
+    const started: number[] = [];
+    const all = gates.map((g, i) =>
+      s.schedule([`r${i}`], async () => {
+        started.push(i);
+        running += 1;
+        peak = Math.max(peak, running);
+        await g.promise;
+        running -= 1;
+      }),
+    );
+    await tick();
+    expect(started).toEqual([0, 1]);
+    expect(s.pending).toBe(4);
+    gates[1]?.open();
+    await tick();
+    expect(started).toEqual([0, 1, 2]);
+    for (const g of gates) g.open();
+    await Promise.all(all);
+    expect(peak).toBe(2);
+    expect(s.pending).toBe(0);
+  });
+
+  it('direct tasks do not take a concurrency slot', async () => {
+    const s = new OrderedScheduler({ concurrency: 1, ratePerSecond: 0 });
+    const g = gate();
+    const slow = s.schedule(['a'], () => g.promise);
+    let ran = false;
+    await s.schedule(['b'], async () => void (ran = true), { direct: true });
+    expect(ran).toBe(true);
+    g.open();
+    await slow;
+  });
+
+  it('settled(resources) waits only for tasks on those resources', async () => {
+    const s = new OrderedScheduler({ concurrency: 4, ratePerSecond: 0 });
+    const ga = gate();
+    const gb = gate();
+    let aDone = false;
+    void s.schedule(['a'], async () => {
+      await ga.promise;
+      aDone = true;
+    });
+    const b = s.schedule(['b'], () => gb.promise);
+    let settled = false;
+    const waiting = s.settled(['a', 'c']).then(() => (settled = true));
+    await tick();
+    expect(settled).toBe(false);
+    ga.open();
+    await waiting;
+    expect(aDone).toBe(true);
+    expect(s.pending).toBe(1);
+    await expect(s.settled(['nothing'])).resolves.toBeUndefined();
+    gb.open();
+    await b;
+  });
+
+  it('idle() resolves when every scheduled task has finished', async () => {
+    const s = new OrderedScheduler({ concurrency: 2, ratePerSecond: 0 });
+    await expect(s.idle()).resolves.toBeUndefined();
+    const g1 = gate();
+    const g2 = gate();
+    void s.schedule(['a'], () => g1.promise);
+    void s.schedule(['a'], () => g2.promise);
+    let idle = false;
+    const waiting = s.idle().then(() => (idle = true));
+    g1.open();
+    await tick();
+    expect(idle).toBe(false);
+    g2.open();
+    await waiting;
+    expect(s.pending).toBe(0);
+  });
+
+  it('a failing task rejects its own promise and does not block later tasks on the resource', async () => {
+    const s = new OrderedScheduler({ concurrency: 2, ratePerSecond: 0 });
+    const failing = s.schedule(['k'], async () => {
+      await sleep(2);
+      throw new Error('boom');
+    });
+    const next = s.schedule(['k'], async () => 'next ran');
+    await expect(failing).rejects.toThrow('boom');
+    await expect(next).resolves.toBe('next ran');
+    await s.idle();
+    expect(s.pending).toBe(0);
+  });
+
+  it('limits task starts per second with ratePerSecond', async () => {
+    vi.useFakeTimers();
+    const s = new OrderedScheduler({ concurrency: 10, ratePerSecond: 2 });
+    const started: number[] = [];
+    const all = [0, 1, 2, 3].map((i) => s.schedule([`r${i}`], async () => void started.push(i)));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(started).toEqual([0, 1]);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(started).toEqual([0, 1, 2, 3]);
+    await Promise.all(all);
+  });
+});
