@@ -60,17 +60,17 @@ function translate(mapper: SourceMapper, msg: RowMessage): SourceChange[] | { er
       const after = afterOf(mapper, msg.new);
       if (oldKey && oldKey.text !== key.text) {
         return [
-          { kind: 'delete', key: oldKey, before: beforeOf(mapper, msg.old), after: null },
+          { kind: 'delete', key: oldKey, before: beforeOf(mapper, msg.old ?? msg.key), after: null },
           { kind: 'insert', key, before: null, after },
         ];
       }
-      return [{ kind: 'update', key, before: beforeOf(mapper, msg.old), after }];
+      return [{ kind: 'update', key, before: beforeOf(mapper, msg.old ?? msg.key), after }];
     }
     case 'delete': {
       const row = msg.old ?? msg.key;
       const key = row ? mapper.keyOf(row) : null;
       if (!key) return { error: 'deleted row carries no key (REPLICA IDENTITY NOTHING?)' };
-      return [{ kind: 'delete', key, before: beforeOf(mapper, msg.old), after: null }];
+      return [{ kind: 'delete', key, before: beforeOf(mapper, msg.old ?? msg.key), after: null }];
     }
   }
 }

@@ -106,11 +106,7 @@ export async function eventually<T>(
  * Waits until the slot has confirmed everything written so far: every change before now has its
  * outcome stored (the bridge confirms nothing earlier), and quiet WAL was confirmed on keepalives.
  */
-export async function waitForCatchUp(
-  db: TestDatabase,
-  slot = db.name,
-  timeoutMs = 30_000,
-): Promise<void> {
+export async function waitForCatchUp(db: TestDatabase, slot = db.name, timeoutMs = 30_000): Promise<void> {
   // The insert position, not pg_current_wal_lsn() (the *write* position): with asynchronous
   // commit the last commit record may not be written out yet.
   const { rows } = await db.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');

@@ -91,9 +91,9 @@ describe('availability', () => {
     await eventually(() => expect(b.output()).toMatch(/replication stream started/), 30_000);
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('r1', 'x')`);
     await waitForCatchUp(db);
-    await db.query(
-      `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, [db.name],
-    );
+    await db.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, [
+      db.name,
+    ]);
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('r2', 'y')`);
     await waitForCatchUp(db);
     expect(sim.groupsOf('thirdId', 'r2')).toEqual(['y']);
