@@ -403,8 +403,8 @@ function formatResults(results: SourceRetry[], dryRun: boolean): string {
       out.push(`${r.source}: no failed rows`);
       continue;
     }
-    const sent = Object.entries(r.sent)
-      .map(([op, n]) => `${n} ${op}`)
+    const sent = OP_ORDER.filter((op) => r.sent[op])
+      .map((op) => `${r.sent[op]} ${op}`)
       .join(', ');
     if (dryRun) {
       out.push(`${r.source}: ${r.rows} failed rows; would send ${sent || 'nothing'}`);
