@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import type pg from 'pg';
 import type { Config } from '../config/types.js';
 import { BridgeError } from '../errors.js';
-import { dropSlot, slotInfo } from '../source/slot.js';
+import { dropSlot } from '../source/slot.js';
 import { quoteIdent } from '../util/sql.js';
 import { loadConfigFromOptions, UsageError, type GlobalOptions } from './common.js';
 import { connectDatabase, databaseLabel } from './output.js';
@@ -28,11 +28,11 @@ interface Plan {
 
 async function readPlan(db: pg.Client, config: Config): Promise<Plan> {
   const { slot, publication, statusSchema } = config.postgres;
-  const s = await db.query<{ active_pid: number | null }>(
-    `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`,
+  const s = await db.query<{ active: boolean; active_pid: number | null; database: string }>(
+    `SELECT active, active_pid, database FROM pg_replication_slots WHERE slot_name = $1`,
     [slot],
   );
-  const info = await slotInfo(db, slot);
+  const info = s.rows[0];
   const other = await db.query<{ db: string; pub: boolean; schema: boolean }>(
     `SELECT current_database() AS db,
             EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1) AS pub,
@@ -42,9 +42,9 @@ async function readPlan(db: pg.Client, config: Config): Promise<Plan> {
   const o = other.rows[0] as { db: string; pub: boolean; schema: boolean };
   return {
     slot: {
-      exists: info !== null,
+      exists: info !== undefined,
       active: info?.active ?? false,
-      activePid: s.rows[0]?.active_pid ?? null,
+      activePid: info?.active_pid ?? null,
       database: info?.database ?? null,
     },
     publication: o.pub,
@@ -87,14 +87,12 @@ async function execute(db: pg.Client, config: Config, plan: Plan, opts: Teardown
             'stop the bridge first, or add --force to end that connection; nothing was dropped',
         );
       }
-      // A standby bridge may take the slot over right away; dropSlot waits for it to let go.
-      await db.query(
-        `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`,
-        [slot],
-      );
+      await terminateAndDrop(db, slot);
       done.push(`ended the walsender of slot ${slot} (pid ${plan.slot.activePid ?? '?'})`);
+      done.push(`dropped replication slot ${slot}`);
+    } else if (await dropSlot(db, slot)) {
+      done.push(`dropped replication slot ${slot}`);
     }
-    if (await dropSlot(db, slot)) done.push(`dropped replication slot ${slot}`);
   }
   if (plan.publication) {
     await db.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(publication)}`);
@@ -117,6 +115,30 @@ async function execute(db: pg.Client, config: Config, plan: Plan, opts: Teardown
     }
   }
   return done;
+}
+
+/**
+ * Ends the slot's walsender and drops the slot. A bridge (or its standby) reconnects within
+ * moments and may hold the slot again before the drop: end whoever holds it until the drop wins.
+ */
+async function terminateAndDrop(db: pg.Client, slot: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    await db.query(
+      `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`,
+      [slot],
+    );
+    try {
+      await db.query(
+        `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`,
+        [slot],
+      );
+      return;
+    } catch (err) {
+      // 55006: the slot is (again) in use.
+      if ((err as { code?: string }).code !== '55006' || i >= 50) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 export function register(program: Command): void {
