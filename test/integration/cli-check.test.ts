@@ -4,7 +4,14 @@ import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { freePort, startPostgres } from '../../src/util/throwaway-postgres.js';
 import { runCli, STACK_FRAME, writeConfigFile } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, testConfigYaml } from '../helpers/pipeline.js';
+import { CRM_SCHEMA, testConfigYaml as baseConfigYaml } from '../helpers/pipeline.js';
+
+/** Slot names are server-wide: each test file streams from its own. */
+const SLOT = 'cli_check';
+
+/** The test config with a platform timeout that survives a loaded CI machine. */
+const testConfigYaml: typeof baseConfigYaml = (o) =>
+  baseConfigYaml(o).replace('timeoutMs: 2000', 'timeoutMs: 15000');
 
 /** The finding row of a check in `check`'s table output, and the line after it. */
 function finding(stdout: string, check: string): { row: string; next: string } {
@@ -29,10 +36,10 @@ describe('tuzhan-cdc check', () => {
   });
 
   it('passes on a healthy setup and exits 0, without printing the password', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
     const r = await runCli(['--config', file, 'check']);
     expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^check\s+result\s+detail$/m);
     for (const c of ['database', 'wal_level', 'replication privilege', 'publication', 'status schema']) {
       expect(finding(r.stdout, c).row).toMatch(/\sok\s/);
@@ -44,7 +51,7 @@ describe('tuzhan-cdc check', () => {
     if (password) expect(r.stdout).not.toContain(password);
 
     const json = await runCli(['--config', file, 'check', '--json']);
-    expect(json.code).toBe(0);
+    expect(json.code, json.stdout + json.stderr).toBe(0);
     const report = JSON.parse(json.stdout) as { ok: boolean; findings: Array<{ ok: boolean }> };
     expect(report.ok).toBe(true);
     expect(report.findings.every((f) => f.ok)).toBe(true);
@@ -55,6 +62,7 @@ describe('tuzhan-cdc check', () => {
     const file = writeConfigFile(
       testConfigYaml({
         db,
+        slot: SLOT,
         apiUrl: sim.url,
         sources: `
   - name: loyalty
@@ -66,7 +74,7 @@ describe('tuzhan-cdc check', () => {
       }),
     );
     const r = await runCli(['--config', file, 'check']);
-    expect(r.code).toBe(3);
+    expect(r.code, r.stdout + r.stderr).toBe(3);
     const f = finding(r.stdout, 'source loyalty: replica identity');
     expect(f.row).toMatch(/FAIL\s+deletes and identity changes of "crm"\."Loyalty" cannot be translated/);
     expect(f.next).toContain('fix: run: ALTER TABLE "crm"."Loyalty" REPLICA IDENTITY FULL;');
@@ -84,9 +92,11 @@ describe('tuzhan-cdc check', () => {
       const u = new URL(db.url);
       u.username = role;
       u.password = password;
-      const file = writeConfigFile(testConfigYaml({ db: { ...db, url: u.toString() }, apiUrl: sim.url }));
+      const file = writeConfigFile(
+        testConfigYaml({ db: { ...db, url: u.toString() }, slot: SLOT, apiUrl: sim.url }),
+      );
       const r = await runCli(['--config', file, 'check']);
-      expect(r.code).toBe(3);
+      expect(r.code, r.stdout + r.stderr).toBe(3);
       const f = finding(r.stdout, 'replication privilege');
       expect(f.row).toMatch(/FAIL\s+the role lacks the REPLICATION attribute/);
       expect(f.next).toContain(`fix: ALTER ROLE "${role}" WITH REPLICATION;`);
@@ -100,9 +110,9 @@ describe('tuzhan-cdc check', () => {
 
   it('reports an unreachable platform naming tuzhan.baseUrl, exit 3', async () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
-    const file = writeConfigFile(testConfigYaml({ db, apiUrl: closed }));
+    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: closed }));
     const r = await runCli(['--config', file, 'check']);
-    expect(r.code).toBe(3);
+    expect(r.code, r.stdout + r.stderr).toBe(3);
     const f = finding(r.stdout, 'platform reachable');
     expect(f.row).toMatch(/FAIL\s+http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
     expect(f.next).toContain('fix: check tuzhan.baseUrl (or TUZHAN_BASE_URL)');
@@ -116,9 +126,9 @@ describe('tuzhan-cdc check', () => {
     });
     try {
       const admin = { ...db, url: replica.url };
-      const file = writeConfigFile(testConfigYaml({ db: admin, apiUrl: sim.url }));
+      const file = writeConfigFile(testConfigYaml({ db: admin, slot: SLOT, apiUrl: sim.url }));
       const r = await runCli(['--config', file, 'check']);
-      expect(r.code).toBe(3);
+      expect(r.code, r.stdout + r.stderr).toBe(3);
       const f = finding(r.stdout, 'wal_level');
       expect(f.row).toMatch(/FAIL\s+wal_level is replica/);
       expect(f.next).toContain('fix: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL');
@@ -131,22 +141,42 @@ describe('tuzhan-cdc check', () => {
     const u = new URL(db.url);
     u.port = String(await freePort());
     u.password = 'not-to-be-printed';
-    const file = writeConfigFile(testConfigYaml({ db: { ...db, url: u.toString() }, apiUrl: sim.url }));
+    const file = writeConfigFile(
+      testConfigYaml({ db: { ...db, url: u.toString() }, slot: SLOT, apiUrl: sim.url }),
+    );
     const r = await runCli(['--config', file, 'check']);
-    expect(r.code).toBe(3);
+    expect(r.code, r.stdout + r.stderr).toBe(3);
     const f = finding(r.stdout, 'database');
     expect(f.row).toMatch(/FAIL\s+cannot connect to postgres\.url/);
     expect(f.next).toContain('fix: check postgres.url (or DATABASE_URL)');
     expect(r.stdout + r.stderr).not.toContain('not-to-be-printed');
   });
 
+  it('reports a slot of the same name in another database, exit 3', async () => {
+    const other = await createTestDatabase('cli check other');
+    try {
+      const slot = `${SLOT}_taken`;
+      await other.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+      const file = writeConfigFile(testConfigYaml({ db, slot, apiUrl: sim.url }));
+      const r = await runCli(['--config', file, 'check']);
+      expect(r.code, r.stdout + r.stderr).toBe(3);
+      const f = finding(r.stdout, 'replication slot');
+      expect(f.row).toMatch(
+        new RegExp(`FAIL\\s+slot ${slot} belongs to database ${other.name}, not ${db.name}`),
+      );
+      expect(f.next).toContain('fix: choose another postgres.slot');
+    } finally {
+      await other.drop();
+    }
+  });
+
   it('a bad config prints one line per problem naming the key path, exits 2, no stack trace', async () => {
-    const yaml = testConfigYaml({ db, apiUrl: sim.url })
+    const yaml = testConfigYaml({ db, slot: SLOT, apiUrl: sim.url })
       .replace(`url: ${db.url}`, 'url: ${DATABASE_URL}')
       .replace('debounceMs:', 'debounceMS:');
     const file = writeConfigFile(yaml);
     const r = await runCli(['--config', file, 'check'], { DATABASE_URL: undefined });
-    expect(r.code).toBe(2);
+    expect(r.code, r.stdout + r.stderr).toBe(2);
     expect(r.stdout).toBe('');
     const lines = r.stderr.trimEnd().split('\n');
     expect(lines.every((l) => l.startsWith('tuzhan-cdc: invalid config: '))).toBe(true);

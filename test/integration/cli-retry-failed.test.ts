@@ -5,6 +5,9 @@ import { runCli, startCli, writeConfigFile } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { CRM_SCHEMA, eventually, statusRows, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
 
+/** Slot names are server-wide: each test file streams from its own. */
+const SLOT = 'cli_retry_failed';
+
 const SOURCES = `
   - name: memberships
     table: crm.member_group
@@ -29,7 +32,7 @@ describe('tuzhan-cdc retry-failed', () => {
     before = await startSimulator({ token: 'test-token', registry: [] });
     db = await createTestDatabase('cli retry');
     await db.query(CRM_SCHEMA);
-    file = writeConfigFile(testConfigYaml({ db, apiUrl: before.url, sources: SOURCES }));
+    file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: before.url, sources: SOURCES }));
   });
   afterAll(async () => {
     await before?.close();
@@ -46,14 +49,14 @@ describe('tuzhan-cdc retry-failed', () => {
     try {
       await eventually(async () => {
         const s = await db.query(
-          `SELECT 1 FROM pg_replication_slots WHERE slot_name = 'tuzhan_test' AND active`,
+          `SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cli_retry_failed' AND active`,
         );
         expect(s.rowCount).toBe(1);
       }, 30_000);
       // Changed and deleted while failed: the retry must use the current rows, not the old payloads.
       await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'vip,gold' WHERE cust_no = 'c1'`);
       await db.query(`DELETE FROM crm.member_group WHERE member_id = 'm2'`);
-      await waitForCatchUp(db);
+      await waitForCatchUp(db, SLOT);
     } finally {
       run.child.kill('SIGTERM');
     }

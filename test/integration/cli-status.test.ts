@@ -4,6 +4,9 @@ import { runCli, startCli, writeConfigFile, type RunningCli } from '../helpers/c
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { CRM_SCHEMA, eventually, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
 
+/** Slot names are server-wide: each test file streams from its own. */
+const SLOT = 'cli_status';
+
 interface StatusJson {
   slot: { name: string; exists: boolean; active: boolean; lagBytes: number; confirmedFlushLsn: string };
   statusSchema: { exists: boolean };
@@ -29,22 +32,22 @@ describe('tuzhan-cdc status', () => {
   });
 
   it('before the first run: no slot, no status schema, exit 0', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
     const r = await runCli(['--config', file, 'status']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/slot\s+tuzhan_test: does not exist/);
+    expect(r.stdout).toMatch(/slot\s+cli_status: does not exist/);
     expect(r.stdout).toMatch(/schema "Tuzhan Sync" does not exist yet/);
   });
 
   it('after a short run: counts per source and status, the slot and its lag, the failures', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
     await db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'vip'), ('c2', 'north')`,
     );
     run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn' });
     await eventually(async () => {
       const s = await db.query(
-        `SELECT 1 FROM pg_replication_slots WHERE slot_name = 'tuzhan_test' AND active`,
+        `SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cli_status' AND active`,
       );
       expect(s.rowCount).toBe(1);
     }, 30_000);
@@ -54,12 +57,12 @@ describe('tuzhan-cdc status', () => {
     await db.query(
       `INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'gold'), ('', 'gold')`,
     );
-    await waitForCatchUp(db);
+    await waitForCatchUp(db, SLOT);
 
     const live = await runCli(['--config', file, 'status', '--json']);
     expect(live.code).toBe(0);
     const liveReport = JSON.parse(live.stdout) as StatusJson;
-    expect(liveReport.slot).toMatchObject({ name: 'tuzhan_test', exists: true, active: true });
+    expect(liveReport.slot).toMatchObject({ name: 'cli_status', exists: true, active: true });
 
     run.child.kill('SIGTERM');
     const stopped = await run.exited;
@@ -68,7 +71,7 @@ describe('tuzhan-cdc status', () => {
 
     const r = await runCli(['--config', file, 'status']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/slot\s+tuzhan_test: INACTIVE .*confirmed \d+\/[0-9A-F]+, lag \d/);
+    expect(r.stdout).toMatch(/slot\s+cli_status: INACTIVE .*confirmed \d+\/[0-9A-F]+, lag \d/);
     expect(r.stdout).toMatch(/^profiles\s+synced\s+3\s/m);
     expect(r.stdout).toMatch(/^memberships\s+failed\s+1\s/m);
     expect(r.stdout).toMatch(/^memberships\s+synced\s+1\s/m);
@@ -88,7 +91,7 @@ describe('tuzhan-cdc status', () => {
   });
 
   it('an unknown --source is a usage error (exit 2)', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
     const r = await runCli(['--config', file, 'status', '--source', 'nope']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^tuzhan-cdc: unknown source 'nope' \(sources: profiles, memberships\)$/m);

@@ -4,6 +4,9 @@ import { runCli, startCli, writeConfigFile, type RunningCli } from '../helpers/c
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { CRM_SCHEMA, eventually, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
 
+/** Slot names are server-wide: each test file streams from its own. */
+const SLOT = 'cli_teardown';
+
 describe('tuzhan-cdc teardown', () => {
   let db: TestDatabase;
   let sim: Simulator;
@@ -27,43 +30,43 @@ describe('tuzhan-cdc teardown', () => {
     snapshot: boolean;
   }> {
     const { rows } = await db.query<{ slot: boolean; publication: boolean; schema: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'tuzhan_test') AS slot,
-              EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'tuzhan_test') AS publication,
+      `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cli_teardown') AS slot,
+              EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'cli_teardown') AS publication,
               EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'Tuzhan Sync') AS schema`,
     );
     const s = rows[0] as { slot: boolean; publication: boolean; schema: boolean };
     const snapshot = s.schema
-      ? ((await db.query(`SELECT 1 FROM "Tuzhan Sync".bridge_state WHERE slot = 'tuzhan_test'`)).rowCount ??
+      ? ((await db.query(`SELECT 1 FROM "Tuzhan Sync".bridge_state WHERE slot = 'cli_teardown'`)).rowCount ??
           0) > 0
       : false;
     return { ...s, snapshot };
   }
 
   it('prints its plan without --yes, refuses an active slot, then drops slot and publication', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
     run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn' });
     await eventually(async () => {
       const s = await db.query(
-        `SELECT 1 FROM pg_replication_slots WHERE slot_name = 'tuzhan_test' AND active`,
+        `SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cli_teardown' AND active`,
       );
       expect(s.rowCount).toBe(1);
     }, 30_000);
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'vip')`);
-    await waitForCatchUp(db);
+    await waitForCatchUp(db, SLOT);
 
     const plan = await runCli(['--config', file, 'teardown']);
     expect(plan.code).toBe(2);
     expect(plan.stdout).toMatch(
-      /replication slot tuzhan_test: drop \(ACTIVE: a bridge streams from it, pid \d+\)/,
+      /replication slot cli_teardown: drop \(ACTIVE: a bridge streams from it, pid \d+\)/,
     );
-    expect(plan.stdout).toContain('publication tuzhan_test: drop');
+    expect(plan.stdout).toContain('publication cli_teardown: drop');
     expect(plan.stdout).toContain('status schema "Tuzhan Sync": kept (--drop-status-schema drops it)');
     expect(plan.stderr.trim()).toBe('tuzhan-cdc: nothing dropped: add --yes to drop');
 
     const refused = await runCli(['--config', file, 'teardown', '--yes']);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(
-      /replication slot tuzhan_test is active .*stop the bridge first, or add --force/,
+      /replication slot cli_teardown is active .*stop the bridge first, or add --force/,
     );
     expect(await state()).toEqual({ slot: true, publication: true, schema: true, snapshot: true });
 
@@ -73,8 +76,8 @@ describe('tuzhan-cdc teardown', () => {
 
     const r = await runCli(['--config', file, 'teardown', '--yes']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain('dropped replication slot tuzhan_test');
-    expect(r.stdout).toContain('dropped publication tuzhan_test');
+    expect(r.stdout).toContain('dropped replication slot cli_teardown');
+    expect(r.stdout).toContain('dropped publication cli_teardown');
     // The status schema stays (with the outcomes); only the slot's snapshot record goes with the slot.
     expect(await state()).toEqual({ slot: false, publication: false, schema: true, snapshot: false });
     const kept = await db.query(`SELECT 1 FROM "Tuzhan Sync".sync_status`);
@@ -91,18 +94,18 @@ describe('tuzhan-cdc teardown', () => {
   });
 
   it('--force ends the walsender of an active slot and drops it', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
     run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn' });
     await eventually(async () => {
       const s = await db.query(
-        `SELECT 1 FROM pg_replication_slots WHERE slot_name = 'tuzhan_test' AND active`,
+        `SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cli_teardown' AND active`,
       );
       expect(s.rowCount).toBe(1);
     }, 30_000);
     const r = await runCli(['--config', file, 'teardown', '--yes', '--force']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/ended the walsender of slot tuzhan_test \(pid \d+\)/);
-    expect(r.stdout).toContain('dropped replication slot tuzhan_test');
+    expect(r.stdout).toMatch(/ended the walsender of slot cli_teardown \(pid \d+\)/);
+    expect(r.stdout).toContain('dropped replication slot cli_teardown');
     // The bridge loses its slot and stops with an error (not our concern here beyond not hanging).
     run.child.kill('SIGKILL');
     await run.exited;
