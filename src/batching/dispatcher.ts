@@ -7,7 +7,7 @@
  * stored in one statement before its entries are released to the position tracker.
  */
 import type { Logger } from 'pino';
-import type { SourceConfig } from '../config/types.js';
+import type { MatchConfig, SourceConfig } from '../config/types.js';
 import { ApiRejectedError, BridgeError, errorMessage } from '../errors.js';
 import type { Before } from '../mapping/changes.js';
 import {
@@ -144,22 +144,12 @@ export class Dispatcher {
     }
   }
 
-  /** The API row for one part, as the platform expects it (absent fields omitted). */
   private apiRow(rt: SourceRuntime, part: Part): ApiRow {
-    const row: ApiRow = {};
-    const identityType = rt.config.match.identityType;
-    if (identityType) row.identityType = identityType;
-    for (const f of IDENTITY_FIELDS) {
-      const v = part.identity[f];
-      if (v !== undefined) row[f] = v;
-    }
-    if (part.groups.length) row.groups = part.groups.join(',');
-    return row;
+    return apiRow(rt.config.match, part.identity, part.groups);
   }
 
   private params(rt: SourceRuntime, op: OptType): PublicParams {
-    const { identityType: _identityType, ...match } = rt.config.match;
-    return { ...match, optType: op };
+    return publicParams(rt.config.match, op);
   }
 
   /** Stores outcomes decided locally (skipped, unmappable rows), in order with the keys' requests. */
@@ -429,11 +419,30 @@ export class Dispatcher {
   }
 }
 
+/** The API row for a customer's identity and groups, as the platform expects it (absent fields omitted). */
+export function apiRow(match: Readonly<MatchConfig>, identity: Identity, groups: readonly string[]): ApiRow {
+  const row: ApiRow = {};
+  if (match.identityType) row.identityType = match.identityType;
+  for (const f of IDENTITY_FIELDS) {
+    const v = identity[f];
+    if (v !== undefined) row[f] = v;
+  }
+  if (groups.length) row.groups = groups.join(',');
+  return row;
+}
+
+/** publicParams of a source's requests: its `match` without the per-row identityType. */
+export function publicParams(match: Readonly<MatchConfig>, op: OptType): PublicParams {
+  const { identityType: _identityType, ...params } = match;
+  return { ...params, optType: op };
+}
+
 function keyResource(rt: SourceRuntime, e: Entry): string {
   return `key:${rt.config.name}:${e.key.text}`;
 }
 
-function identityKey(identity: Identity): string {
+/** One text per customer identity: membership rows of one customer merge on it. */
+export function identityKey(identity: Identity): string {
   return IDENTITY_FIELDS.map((f) => identity[f] ?? '').join('\u0000');
 }
 
@@ -443,12 +452,14 @@ function identityOf(row: ApiRow): Identity {
   return id;
 }
 
-function mergeGroups(a: string | undefined, b: string | undefined): string | undefined {
+/** The union of two `groups` values, order kept; undefined when empty. */
+export function mergeGroups(a: string | undefined, b: string | undefined): string | undefined {
   const set = new Set([...(parseGroups(a ?? null) ?? []), ...(parseGroups(b ?? null) ?? [])]);
   return set.size ? [...set].join(',') : undefined;
 }
 
-function imageFromPayload(payload: Record<string, unknown>): Image {
+/** The identity and groups a stored payload (an API row sent before) names. */
+export function imageFromPayload(payload: Record<string, unknown>): Image {
   const identity: Identity = {};
   for (const f of IDENTITY_FIELDS) {
     const v = payload[f];

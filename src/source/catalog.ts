@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import type { Config, SourceConfig } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
-import { quoteTable } from '../util/sql.js';
+import { quoteIdent, quoteTable } from '../util/sql.js';
 
 export interface Finding {
   check: string;
@@ -155,7 +155,10 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
   return { findings, keyColumns, table };
 }
 
-/** Server-level checks: wal_level, replication privilege, room for a slot. */
+/**
+ * Server-level checks: wal_level, the REPLICATION attribute, the publication (and ownership of
+ * the tables it must hold), the status schema, and the slot (its plugin and its database).
+ */
 export async function checkServer(db: Queryable, config: Config): Promise<Finding[]> {
   const findings: Finding[] = [];
   const s = await db.query<{
@@ -164,10 +167,11 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
     rolsuper: boolean;
     can_create: boolean;
     version: string;
+    db: string;
   }>(
     `SELECT current_setting('wal_level') AS wal_level, r.rolreplication, r.rolsuper,
             has_database_privilege(current_database(), 'CREATE') AS can_create,
-            current_setting('server_version') AS version
+            current_setting('server_version') AS version, current_database() AS db
        FROM pg_roles r WHERE r.rolname = current_user`,
   );
   const row = s.rows[0];
@@ -214,20 +218,93 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
       fix: `use another postgres.publication name, or ALTER PUBLICATION ... OWNER TO <bridge role>`,
     });
   }
+  findings.push(...(await checkPublicationTables(db, config, row.rolsuper)));
+  findings.push(await checkStatusSchema(db, config.postgres.statusSchema, row.can_create || row.rolsuper));
   const slot = await db.query<{ plugin: string; database: string; active: boolean }>(
     `SELECT plugin, database, active FROM pg_replication_slots WHERE slot_name = $1`,
     [config.postgres.slot],
   );
   const sl = slot.rows[0];
-  findings.push(
-    sl
-      ? {
-          check: 'replication slot',
-          ok: sl.plugin === 'pgoutput',
-          detail: `slot ${config.postgres.slot} exists (${sl.plugin}, database ${sl.database}, ${sl.active ? 'active' : 'inactive'})`,
-          fix: `the slot must use pgoutput: choose another postgres.slot or drop it (tuzhan-cdc teardown)`,
-        }
-      : { check: 'replication slot', ok: true, detail: `slot ${config.postgres.slot} will be created` },
-  );
+  const slotName = config.postgres.slot;
+  if (!sl) {
+    findings.push({ check: 'replication slot', ok: true, detail: `slot ${slotName} will be created` });
+  } else if (sl.database !== row.db) {
+    // Slot names are cluster-wide: another database's slot can neither be streamed nor replaced from here.
+    findings.push({
+      check: 'replication slot',
+      ok: false,
+      detail: `slot ${slotName} belongs to database ${sl.database}, not ${row.db}`,
+      fix: `choose another postgres.slot (slot names are unique across the whole server)`,
+    });
+  } else {
+    findings.push({
+      check: 'replication slot',
+      ok: sl.plugin === 'pgoutput',
+      detail: `slot ${slotName} exists (${sl.plugin}, ${sl.active ? 'active' : 'inactive'})`,
+      fix: `the slot must use pgoutput: choose another postgres.slot or drop it (tuzhan-cdc teardown)`,
+    });
+  }
   return findings;
+}
+
+/**
+ * The bridge runs `CREATE PUBLICATION ... FOR TABLE` or `ALTER PUBLICATION ... SET TABLE` at every
+ * start, and PostgreSQL lets only a table's owner (or a member of the owning role) add it to a
+ * publication (CREATE PUBLICATION, "Notes").
+ */
+async function checkPublicationTables(db: Queryable, config: Config, superuser: boolean): Promise<Finding[]> {
+  if (superuser) return [];
+  const res = await db.query<{ schema: string; name: string; owner: string }>(
+    `SELECT s.schema, s.name, pg_get_userbyid(c.relowner) AS owner
+       FROM unnest($1::text[], $2::text[]) AS s(schema, name)
+       JOIN pg_namespace n ON n.nspname = s.schema
+       JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.name
+      WHERE NOT pg_has_role(c.relowner, 'USAGE')`,
+    [config.sources.map((s) => s.schema), config.sources.map((s) => s.tableName)],
+  );
+  if (res.rows.length === 0) {
+    return [{ check: 'publication tables', ok: true, detail: 'the role owns every source table' }];
+  }
+  const tables = [...new Set(res.rows.map((r) => quoteTable(r.schema, r.name)))];
+  const owners = [...new Set(res.rows.map((r) => quoteIdent(r.owner)))];
+  return [
+    {
+      check: 'publication tables',
+      ok: false,
+      detail: `the role does not own ${tables.join(', ')}; only a table's owner may put it into publication ${config.postgres.publication}`,
+      fix: `GRANT ${owners.join(', ')} TO <bridge role>;`,
+    },
+  ];
+}
+
+/** The status schema exists and is usable, or the role may create it (migrations run at start). */
+async function checkStatusSchema(db: Queryable, statusSchema: string, canCreate: boolean): Promise<Finding> {
+  const res = await db.query<{ found: boolean; usage: boolean | null; writable: boolean | null }>(
+    `SELECT n.oid IS NOT NULL AS found, has_schema_privilege(n.oid, 'USAGE') AS usage,
+            (SELECT has_table_privilege(c.oid, 'INSERT, UPDATE') FROM pg_class c
+              WHERE c.relnamespace = n.oid AND c.relname = 'sync_status') AS writable
+       FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = $1`,
+    [statusSchema],
+  );
+  const r = res.rows[0];
+  const schema = quoteIdent(statusSchema);
+  if (!r?.found) {
+    return {
+      check: 'status schema',
+      ok: canCreate,
+      detail: canCreate
+        ? `schema ${schema} will be created`
+        : `schema ${schema} does not exist and the role may not create it`,
+      fix: `GRANT CREATE ON DATABASE <db> TO <bridge role>; or create the schema and apply sql/*.sql by hand (docs/status-schema.md)`,
+    };
+  }
+  const ok = r.usage === true && r.writable !== false;
+  return {
+    check: 'status schema',
+    ok,
+    detail: ok
+      ? `schema ${schema} exists`
+      : `the role cannot ${r.usage ? 'write to' : 'use'} schema ${schema}`,
+    fix: `GRANT USAGE, CREATE ON SCHEMA ${schema} TO <bridge role>; GRANT INSERT, UPDATE, SELECT ON ALL TABLES IN SCHEMA ${schema} TO <bridge role>;`,
+  };
 }

@@ -1,0 +1,305 @@
+/**
+ * `tuzhan-cdc status`: what an operator asks first. The `sync_summary` view per source and
+ * status, the slot (active or not, its confirmed position and the WAL it holds back), the backlog
+ * age, and the newest failures. Reads only.
+ *
+ * Lag has two measures. Bytes: `pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)`, the
+ * WAL the slot pins; authoritative, and it also counts changes the bridge has read but not yet
+ * sent. Age: from the oldest change that has an unfinished outcome in sync_status (`retrying` or
+ * `accepted`), `now() - committed_at`; changes still buffered in a running bridge have no row yet,
+ * so the age is a lower bound (the daemon's `tuzhan_cdc_slot_lag_seconds` metric is exact). Without
+ * such rows the age is 0.
+ */
+import type { Command } from 'commander';
+import type pg from 'pg';
+import type { Config } from '../config/types.js';
+import { quoteIdent } from '../util/sql.js';
+import { loadConfigFromOptions, UsageError, type GlobalOptions } from './common.js';
+import { connectDatabase, databaseLabel, formatTable, printJson } from './output.js';
+
+export interface SlotStatus {
+  name: string;
+  exists: boolean;
+  active?: boolean;
+  activePid?: number | null;
+  database?: string;
+  plugin?: string;
+  confirmedFlushLsn?: string | null;
+  /** WAL bytes between the server's current position and the slot's confirmed position. */
+  lagBytes?: number | null;
+  /** `reserved`, `extended`, `unreserved` or `lost` (PostgreSQL 13+). */
+  walStatus?: string | null;
+}
+
+export interface StatusReport {
+  database: string;
+  slot: SlotStatus;
+  statusSchema: { name: string; exists: boolean };
+  summary: Array<{
+    source: string;
+    status: string;
+    rows: number;
+    oldestCommittedAt: string | null;
+    lastSyncedAt: string | null;
+  }>;
+  /** Rows retrying or accepted: sent or being sent, without a final outcome. */
+  backlog: { rows: number; oldestCommittedAt: string | null; ageSeconds: number };
+  failures: {
+    total: number;
+    newest: Array<{
+      source: string;
+      rowKey: unknown;
+      op: string;
+      error: string | null;
+      attempts: number;
+      syncedAt: string;
+    }>;
+  };
+}
+
+const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
+
+async function slotStatus(db: pg.Client, slot: string): Promise<SlotStatus> {
+  // to_jsonb(s) reads wal_status where the server has it (13+) without failing where it does not.
+  const res = await db.query<{
+    active: boolean;
+    active_pid: number | null;
+    database: string;
+    plugin: string;
+    lsn: string | null;
+    lag: string | null;
+    wal_status: string | null;
+  }>(
+    `SELECT s.active, s.active_pid, s.database, s.plugin, s.confirmed_flush_lsn::text AS lsn,
+            pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::text AS lag,
+            to_jsonb(s) ->> 'wal_status' AS wal_status
+       FROM pg_replication_slots s WHERE s.slot_name = $1`,
+    [slot],
+  );
+  const r = res.rows[0];
+  if (!r) return { name: slot, exists: false };
+  return {
+    name: slot,
+    exists: true,
+    active: r.active,
+    activePid: r.active_pid,
+    database: r.database,
+    plugin: r.plugin,
+    confirmedFlushLsn: r.lsn,
+    lagBytes: r.lag === null ? null : Number(r.lag),
+    walStatus: r.wal_status,
+  };
+}
+
+/** Reads the whole status report. */
+export async function readStatus(
+  db: pg.Client,
+  config: Config,
+  options: { failures: number; source?: string },
+): Promise<StatusReport> {
+  const schemaName = config.postgres.statusSchema;
+  const schema = quoteIdent(schemaName);
+  const report: StatusReport = {
+    database: databaseLabel(config),
+    slot: await slotStatus(db, config.postgres.slot),
+    statusSchema: { name: schemaName, exists: false },
+    summary: [],
+    backlog: { rows: 0, oldestCommittedAt: null, ageSeconds: 0 },
+    failures: { total: 0, newest: [] },
+  };
+  const found = await db.query<{ ok: boolean }>(
+    `SELECT to_regclass(format('%I.sync_summary', $1::text)) IS NOT NULL AS ok`,
+    [schemaName],
+  );
+  if (!found.rows[0]?.ok) return report;
+  report.statusSchema.exists = true;
+  const source = options.source ?? null;
+
+  const summary = await db.query<{
+    source: string;
+    status: string;
+    rows: string;
+    oldest_committed_at: Date | null;
+    last_synced_at: Date | null;
+  }>(
+    `SELECT source, status, rows::text, oldest_committed_at, last_synced_at FROM ${schema}.sync_summary
+      WHERE $1::text IS NULL OR source = $1 ORDER BY source, status`,
+    [source],
+  );
+  report.summary = summary.rows.map((r) => ({
+    source: r.source,
+    status: r.status,
+    rows: Number(r.rows),
+    oldestCommittedAt: iso(r.oldest_committed_at),
+    lastSyncedAt: iso(r.last_synced_at),
+  }));
+  report.failures.total = report.summary.filter((s) => s.status === 'failed').reduce((n, s) => n + s.rows, 0);
+
+  const backlog = await db.query<{ rows: string; oldest: Date | null; age: string | null }>(
+    `SELECT count(*)::text AS rows, min(committed_at) AS oldest,
+            extract(epoch FROM now() - min(committed_at))::text AS age
+       FROM ${schema}.sync_status
+      WHERE status IN ('retrying', 'accepted') AND ($1::text IS NULL OR source = $1)`,
+    [source],
+  );
+  const b = backlog.rows[0];
+  report.backlog = {
+    rows: Number(b?.rows ?? 0),
+    oldestCommittedAt: iso(b?.oldest ?? null),
+    ageSeconds: Math.max(0, Math.round(Number(b?.age ?? 0))),
+  };
+
+  if (options.failures > 0) {
+    const failures = await db.query<{
+      source: string;
+      row_key: unknown;
+      op: string;
+      error: string | null;
+      attempts: number;
+      synced_at: Date;
+    }>(
+      `SELECT source, row_key, op, error, attempts, synced_at FROM ${schema}.sync_failures
+        WHERE $1::text IS NULL OR source = $1 LIMIT $2`,
+      [source, options.failures],
+    );
+    report.failures.newest = failures.rows.map((r) => ({
+      source: r.source,
+      rowKey: r.row_key,
+      op: r.op,
+      error: r.error,
+      attempts: r.attempts,
+      syncedAt: r.synced_at.toISOString(),
+    }));
+  }
+  return report;
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = -1;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+function duration(seconds: number): string {
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172_800) return `${(seconds / 3600).toFixed(1)} h`;
+  return `${(seconds / 86_400).toFixed(1)} days`;
+}
+
+/** The report as text for a terminal. */
+export function formatStatus(r: StatusReport): string {
+  const out: string[] = [`database  ${r.database}`];
+  const s = r.slot;
+  if (!s.exists) {
+    out.push(`slot      ${s.name}: does not exist (the bridge creates it at its first start)`);
+  } else {
+    const state = s.active
+      ? `active (pid ${s.activePid ?? '?'})`
+      : 'INACTIVE (no bridge is streaming from it)';
+    const lag = s.lagBytes === null || s.lagBytes === undefined ? 'unknown' : bytes(s.lagBytes);
+    const wal = s.walStatus && s.walStatus !== 'reserved' ? `, wal_status ${s.walStatus}` : '';
+    out.push(
+      `slot      ${s.name}: ${state}, confirmed ${s.confirmedFlushLsn ?? 'none'}, lag ${lag}${wal}` +
+        (s.database ? `, database ${s.database}` : ''),
+    );
+  }
+  if (!r.statusSchema.exists) {
+    out.push(
+      `status    schema ${quoteIdent(r.statusSchema.name)} does not exist yet (the bridge has not run)`,
+    );
+    return `${out.join('\n')}\n`;
+  }
+  out.push(
+    r.backlog.rows === 0
+      ? 'backlog   none (no row retrying or awaiting the platform)'
+      : `backlog   ${r.backlog.rows} rows retrying or accepted, oldest committed ${duration(r.backlog.ageSeconds)} ago`,
+  );
+  out.push('');
+  if (r.summary.length === 0) {
+    out.push('no outcomes recorded yet');
+  } else {
+    out.push(
+      formatTable(
+        ['source', 'status', 'rows', 'oldest unsynced change', 'last outcome'],
+        r.summary.map((x) => [
+          x.source,
+          x.status,
+          String(x.rows),
+          x.oldestCommittedAt ?? '',
+          x.lastSyncedAt ?? '',
+        ]),
+      ).trimEnd(),
+    );
+  }
+  if (r.failures.total > 0) {
+    out.push(
+      '',
+      `failed rows: ${r.failures.total}${r.failures.newest.length ? `; newest ${r.failures.newest.length}:` : ''}`,
+    );
+    if (r.failures.newest.length) {
+      out.push(
+        formatTable(
+          ['source', 'row_key', 'op', 'attempts', 'at', 'error'],
+          r.failures.newest.map((f) => [
+            f.source,
+            JSON.stringify(f.rowKey),
+            f.op,
+            String(f.attempts),
+            f.syncedAt,
+            f.error ?? '',
+          ]),
+        ).trimEnd(),
+      );
+      out.push('(tuzhan-cdc retry-failed sends them again)');
+    }
+  }
+  return `${out.join('\n')}\n`;
+}
+
+export function register(program: Command): void {
+  program
+    .command('status')
+    .description('show sync_summary per source and status, slot lag (bytes and age) and the newest failures')
+    .option('--source <name>', 'only this source')
+    .option('--failures <n>', 'how many of the newest failures to list', '5')
+    .option('--json', 'print the report as JSON')
+    .addHelpText(
+      'after',
+      `
+Lag: bytes are the WAL the slot holds back (pg_wal_lsn_diff(pg_current_wal_lsn(),
+confirmed_flush_lsn)); the age is that of the oldest change still retrying or awaiting the
+platform in sync_status (changes buffered in a running bridge have no row yet: a lower bound).
+
+Examples:
+  tuzhan-cdc status
+  tuzhan-cdc status --source memberships --failures 20
+  tuzhan-cdc status --json | jq .slot.lagBytes`,
+    )
+    .action(async (opts: { source?: string; failures: string; json?: boolean }, cmd: Command) => {
+      const config = await loadConfigFromOptions(cmd.optsWithGlobals<GlobalOptions>());
+      const failures = Number(opts.failures);
+      if (!Number.isInteger(failures) || failures < 0) {
+        throw new UsageError(`--failures must be a whole number >= 0, got '${opts.failures}'`);
+      }
+      if (opts.source !== undefined && !config.sources.some((s) => s.name === opts.source)) {
+        throw new UsageError(
+          `unknown source '${opts.source}' (sources: ${config.sources.map((s) => s.name).join(', ')})`,
+        );
+      }
+      const db = await connectDatabase(config, 'tuzhan-cdc status');
+      try {
+        const report = await readStatus(db, config, { failures, source: opts.source });
+        if (opts.json) printJson(report);
+        else process.stdout.write(formatStatus(report));
+      } finally {
+        await db.end().catch(() => {});
+      }
+    });
+}

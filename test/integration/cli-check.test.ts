@@ -1,0 +1,189 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { freePort, startPostgres } from '../../src/util/throwaway-postgres.js';
+import { runCli, STACK_FRAME, writeConfigFile } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { CRM_SCHEMA, testConfigYaml as baseConfigYaml } from '../helpers/pipeline.js';
+
+/** Slot names are server-wide: each test file streams from its own. */
+const SLOT = 'cli_check';
+
+/** The test config with a platform timeout that survives a loaded CI machine. */
+const testConfigYaml: typeof baseConfigYaml = (o) =>
+  baseConfigYaml(o).replace('timeoutMs: 2000', 'timeoutMs: 15000');
+
+/** The finding row of a check in `check`'s table output, and the line after it. */
+function finding(stdout: string, check: string): { row: string; next: string } {
+  const lines = stdout.split('\n');
+  const i = lines.findIndex((l) => l.startsWith(`${check} `));
+  expect(i, `finding "${check}" in:\n${stdout}`).toBeGreaterThanOrEqual(0);
+  return { row: lines[i] as string, next: lines[i + 1] ?? '' };
+}
+
+describe('tuzhan-cdc check', () => {
+  let db: TestDatabase;
+  let sim: Simulator;
+
+  beforeAll(async () => {
+    sim = await startSimulator({ token: 'test-token' });
+    db = await createTestDatabase('cli check');
+    await db.query(CRM_SCHEMA);
+  });
+  afterAll(async () => {
+    await sim?.close();
+    await db?.drop();
+  });
+
+  it('passes on a healthy setup and exits 0, without printing the password', async () => {
+    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
+    const r = await runCli(['--config', file, 'check']);
+    expect(r.stderr).toBe('');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^check\s+result\s+detail$/m);
+    for (const c of ['database', 'wal_level', 'replication privilege', 'publication', 'status schema']) {
+      expect(finding(r.stdout, c).row).toMatch(/\sok\s/);
+    }
+    expect(finding(r.stdout, 'source profiles: replica identity').row).toMatch(/\sok\s/);
+    expect(finding(r.stdout, 'platform credentials').row).toMatch(/token accepted/);
+    expect(r.stdout).toMatch(/all \d+ checks passed/);
+    const password = new URL(db.url).password;
+    if (password) expect(r.stdout).not.toContain(password);
+
+    const json = await runCli(['--config', file, 'check', '--json']);
+    expect(json.code, json.stdout + json.stderr).toBe(0);
+    const report = JSON.parse(json.stdout) as { ok: boolean; findings: Array<{ ok: boolean }> };
+    expect(report.ok).toBe(true);
+    expect(report.findings.every((f) => f.ok)).toBe(true);
+  });
+
+  it('reports a row source without REPLICA IDENTITY FULL with the ALTER TABLE to run, exit 3', async () => {
+    await db.query(`CREATE TABLE crm."Loyalty" (cust_no text PRIMARY KEY, mobile text, tiers text)`);
+    const file = writeConfigFile(
+      testConfigYaml({
+        db,
+        slot: SLOT,
+        apiUrl: sim.url,
+        sources: `
+  - name: loyalty
+    table: crm."Loyalty"
+    mode: row
+    columns: { thirdId: cust_no, phone: mobile, groups: tiers }
+    match: { isMatching: false }
+`,
+      }),
+    );
+    const r = await runCli(['--config', file, 'check']);
+    expect(r.code, r.stdout + r.stderr).toBe(3);
+    const f = finding(r.stdout, 'source loyalty: replica identity');
+    expect(f.row).toMatch(/FAIL\s+deletes and identity changes of "crm"\."Loyalty" cannot be translated/);
+    expect(f.next).toContain('fix: run: ALTER TABLE "crm"."Loyalty" REPLICA IDENTITY FULL;');
+    expect(r.stderr.trim()).toMatch(/^tuzhan-cdc: 1 of \d+ checks failed$/);
+  });
+
+  it('reports a role without REPLICATION (and without ownership of the tables), exit 3', async () => {
+    const role = `tz_norepl_${randomBytes(3).toString('hex')}`;
+    const password = `pw-${randomBytes(6).toString('hex')}`;
+    await db.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+    await db.query(
+      `GRANT USAGE ON SCHEMA crm TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA crm TO ${role};`,
+    );
+    try {
+      const u = new URL(db.url);
+      u.username = role;
+      u.password = password;
+      const file = writeConfigFile(
+        testConfigYaml({ db: { ...db, url: u.toString() }, slot: SLOT, apiUrl: sim.url }),
+      );
+      const r = await runCli(['--config', file, 'check']);
+      expect(r.code, r.stdout + r.stderr).toBe(3);
+      const f = finding(r.stdout, 'replication privilege');
+      expect(f.row).toMatch(/FAIL\s+the role lacks the REPLICATION attribute/);
+      expect(f.next).toContain(`fix: ALTER ROLE "${role}" WITH REPLICATION;`);
+      expect(finding(r.stdout, 'publication tables').row).toMatch(/FAIL\s+the role does not own/);
+      expect(finding(r.stdout, 'source profiles: SELECT privilege').row).toMatch(/\sok\s/);
+      expect(r.stdout + r.stderr).not.toContain(password);
+    } finally {
+      await db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+
+  it('reports an unreachable platform naming tuzhan.baseUrl, exit 3', async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: closed }));
+    const r = await runCli(['--config', file, 'check']);
+    expect(r.code, r.stdout + r.stderr).toBe(3);
+    const f = finding(r.stdout, 'platform reachable');
+    expect(f.row).toMatch(/FAIL\s+http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+    expect(f.next).toContain('fix: check tuzhan.baseUrl (or TUZHAN_BASE_URL)');
+    expect(finding(r.stdout, 'wal_level').row).toMatch(/\sok\s/);
+  });
+
+  it('reports wal_level=replica with the setting to change, exit 3', async () => {
+    const replica = await startPostgres({
+      settings: { wal_level: 'replica' },
+      prefer: ['local', 'embedded'],
+    });
+    try {
+      const admin = { ...db, url: replica.url };
+      const file = writeConfigFile(testConfigYaml({ db: admin, slot: SLOT, apiUrl: sim.url }));
+      const r = await runCli(['--config', file, 'check']);
+      expect(r.code, r.stdout + r.stderr).toBe(3);
+      const f = finding(r.stdout, 'wal_level');
+      expect(f.row).toMatch(/FAIL\s+wal_level is replica/);
+      expect(f.next).toContain('fix: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL');
+    } finally {
+      await replica.stop();
+    }
+  });
+
+  it('reports an unreachable database with its fix and without the password, exit 3', async () => {
+    const u = new URL(db.url);
+    u.port = String(await freePort());
+    u.password = 'not-to-be-printed';
+    const file = writeConfigFile(
+      testConfigYaml({ db: { ...db, url: u.toString() }, slot: SLOT, apiUrl: sim.url }),
+    );
+    const r = await runCli(['--config', file, 'check']);
+    expect(r.code, r.stdout + r.stderr).toBe(3);
+    const f = finding(r.stdout, 'database');
+    expect(f.row).toMatch(/FAIL\s+cannot connect to postgres\.url/);
+    expect(f.next).toContain('fix: check postgres.url (or DATABASE_URL)');
+    expect(r.stdout + r.stderr).not.toContain('not-to-be-printed');
+  });
+
+  it('reports a slot of the same name in another database, exit 3', async () => {
+    const other = await createTestDatabase('cli check other');
+    try {
+      const slot = `${SLOT}_taken`;
+      await other.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+      const file = writeConfigFile(testConfigYaml({ db, slot, apiUrl: sim.url }));
+      const r = await runCli(['--config', file, 'check']);
+      expect(r.code, r.stdout + r.stderr).toBe(3);
+      const f = finding(r.stdout, 'replication slot');
+      expect(f.row).toMatch(
+        new RegExp(`FAIL\\s+slot ${slot} belongs to database ${other.name}, not ${db.name}`),
+      );
+      expect(f.next).toContain('fix: choose another postgres.slot');
+    } finally {
+      await other.drop();
+    }
+  });
+
+  it('a bad config prints one line per problem naming the key path, exits 2, no stack trace', async () => {
+    const yaml = testConfigYaml({ db, slot: SLOT, apiUrl: sim.url })
+      .replace(`url: ${db.url}`, 'url: ${DATABASE_URL}')
+      .replace('debounceMs:', 'debounceMS:');
+    const file = writeConfigFile(yaml);
+    const r = await runCli(['--config', file, 'check'], { DATABASE_URL: undefined });
+    expect(r.code, r.stdout + r.stderr).toBe(2);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines.every((l) => l.startsWith('tuzhan-cdc: invalid config: '))).toBe(true);
+    expect(r.stderr).toMatch(/^tuzhan-cdc: invalid config: batching\.debounceMS: unknown key.*debounceMs/m);
+    expect(r.stderr).toMatch(
+      /^tuzhan-cdc: invalid config: postgres\.url: environment variable DATABASE_URL is not set$/m,
+    );
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+  });
+});
