@@ -4,17 +4,18 @@
  * bench/results/latest.json and ends with one JSON line of the headline figures.
  *
  *   npm run bench -- [--only throughput,latency,memory,snapshot] [--repeat N] [--profile]
- *                    [--latency-seconds S]
+ *                    [--latency-seconds S] [--tsx]
  *
  * `--repeat N` runs the selected scenarios N times and reports medians; `--profile` runs every
- * bridge child with `--cpu-prof` (profiles in .tmp/bench/prof/).
+ * bridge child with `--cpu-prof` (profiles in .tmp/bench/prof/). The bridge runs as a child
+ * process from a compiled build, as in production; `--tsx` runs it from source instead.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSimulator } from '../src/simulator/server.js';
 import { startPostgres } from '../src/util/throwaway-postgres.js';
-import { ROOT, TOKEN, median, type BenchContext, type RowsHook } from './common.js';
+import { ROOT, TOKEN, buildCli, median, type BenchContext, type RowsHook } from './common.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { runMemory, type MemoryResult } from './memory.js';
 import { runSnapshot, type SnapshotResult } from './snapshot.js';
@@ -28,6 +29,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     repeat: { type: 'string', default: '1' },
     profile: { type: 'boolean', default: false },
+    tsx: { type: 'boolean', default: false },
     'latency-seconds': { type: 'string', default: '30' },
   },
 });
@@ -38,6 +40,10 @@ const repeat = Math.max(1, Number(values.repeat) || 1);
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 const started = Date.now();
 
+log(
+  values.tsx ? 'bench: the bridge runs from source (tsx)' : 'bench: compiling the bridge (as npm run build)',
+);
+const cli = values.tsx ? ['--import', 'tsx', 'src/cli/main.ts'] : buildCli();
 log('bench: starting PostgreSQL and the simulator');
 const pg = await startPostgres({
   log,
@@ -52,7 +58,7 @@ const pg = await startPostgres({
 });
 let hook: RowsHook | undefined;
 const sim = await startSimulator({ token: TOKEN, onRows: (op, rows, at) => hook?.(op, rows, at) });
-const ctx: BenchContext = { adminUrl: pg.url, apiUrl: sim.url, profile: values.profile, log };
+const ctx: BenchContext = { adminUrl: pg.url, apiUrl: sim.url, profile: values.profile, cli, log };
 
 const runs: {
   throughput: ThroughputResult[];
