@@ -89,6 +89,11 @@ export interface SimulatorOptions {
   logger?: Logger;
   /** Random source for the rate faults; injectable for tests. */
   random?: () => number;
+  /**
+   * Called (in-process) for every batchAdd request that passed auth and validation, with the time
+   * its body had been read: the benchmark measures commit-to-platform latency with it.
+   */
+  onRows?: (optType: OptType, rows: readonly ApiRow[], receivedAtMs: number) => void;
 }
 
 export interface Simulator {
@@ -195,6 +200,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   async function batchAdd(req: IncomingMessage, res: ServerResponse): Promise<void> {
     stats.requests += 1;
     const text = await readBody(req);
+    const receivedAtMs = Date.now();
     if (faults.latencyMs > 0) await sleep(faults.latencyMs);
     if (faults.status429 > 0) {
       faults.status429 -= 1;
@@ -236,6 +242,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       return reply(res, 400, platform('400', 'PARAM_ERROR', v.msg));
     }
     const { params, rows } = v;
+    opts.onRows?.(params.optType, rows, receivedAtMs);
     const { errorData, apply } = processRows(params, rows);
     const opt = stats.byOptType[params.optType];
     opt.requests += 1;

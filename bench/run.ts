@@ -1,0 +1,141 @@
+/**
+ * `npm run bench`: starts a throwaway PostgreSQL and the platform simulator, runs the scenarios
+ * one after the other (never two measurements at once), prints a table, writes
+ * bench/results/latest.json and ends with one JSON line of the headline figures.
+ *
+ *   npm run bench -- [--only throughput,latency,memory,snapshot] [--repeat N] [--profile]
+ *                    [--latency-seconds S] [--tsx]
+ *
+ * `--repeat N` runs the selected scenarios N times and reports medians; `--profile` runs every
+ * bridge child with `--cpu-prof` (profiles in .tmp/bench/prof/). The bridge runs as a child
+ * process from a compiled build, as in production; `--tsx` runs it from source instead.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startSimulator } from '../src/simulator/server.js';
+import { startPostgres } from '../src/util/throwaway-postgres.js';
+import { ROOT, TOKEN, buildCli, median, type BenchContext, type RowsHook } from './common.js';
+import { runLatency, type LatencyResult } from './latency.js';
+import { runMemory, type MemoryResult } from './memory.js';
+import { runSnapshot, type SnapshotResult } from './snapshot.js';
+import { runThroughput, type ThroughputResult } from './throughput.js';
+
+const SCENARIOS = ['throughput', 'latency', 'memory', 'snapshot'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+const { values } = parseArgs({
+  options: {
+    only: { type: 'string' },
+    repeat: { type: 'string', default: '1' },
+    profile: { type: 'boolean', default: false },
+    tsx: { type: 'boolean', default: false },
+    'latency-seconds': { type: 'string', default: '30' },
+  },
+});
+const only = (values.only?.split(',').map((s) => s.trim()) ?? [...SCENARIOS]) as Scenario[];
+for (const s of only) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
+const repeat = Math.max(1, Number(values.repeat) || 1);
+
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+const started = Date.now();
+
+log(
+  values.tsx ? 'bench: the bridge runs from source (tsx)' : 'bench: compiling the bridge (as npm run build)',
+);
+const cli = values.tsx ? ['--import', 'tsx', 'src/cli/main.ts'] : buildCli();
+log('bench: starting PostgreSQL and the simulator');
+const pg = await startPostgres({
+  log,
+  settings: {
+    // Large enough that 1M-row transactions do not force checkpoints mid-measurement.
+    max_wal_size: '8GB',
+    checkpoint_timeout: '30min',
+    // The bridge's outcome commits wait for their WAL like in production (fsync stays off: the
+    // throwaway server's disk is shared and noisy; see docs/benchmark.md).
+    synchronous_commit: 'on',
+  },
+});
+let hook: RowsHook | undefined;
+const sim = await startSimulator({ token: TOKEN, onRows: (op, rows, at) => hook?.(op, rows, at) });
+const ctx: BenchContext = { adminUrl: pg.url, apiUrl: sim.url, profile: values.profile, cli, log };
+
+const runs: {
+  throughput: ThroughputResult[];
+  latency: LatencyResult[];
+  memory: MemoryResult[];
+  snapshot: SnapshotResult[];
+} = { throughput: [], latency: [], memory: [], snapshot: [] };
+
+try {
+  for (let i = 0; i < repeat; i++) {
+    for (const s of only) {
+      sim.reset();
+      const t = Date.now();
+      if (s === 'throughput') runs.throughput.push(await runThroughput(ctx));
+      if (s === 'latency')
+        runs.latency.push(
+          await runLatency(ctx, (h) => (hook = h), { seconds: Number(values['latency-seconds']) }),
+        );
+      if (s === 'memory') runs.memory.push(await runMemory(ctx, sim));
+      if (s === 'snapshot') runs.snapshot.push(await runSnapshot(ctx));
+      log(`bench: ${s} run ${i + 1} took ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    }
+  }
+} finally {
+  await sim.close();
+  await pg.stop();
+}
+
+const med = <T>(xs: T[], f: (x: T) => number): number | null => (xs.length ? median(xs.map(f)) : null);
+const summary = {
+  e2eRowsPerSec: med(runs.throughput, (r) => r.e2eRowsPerSec),
+  baselineRowsPerSec: med(runs.throughput, (r) => r.baselineRowsPerSec),
+  ratio: med(runs.throughput, (r) => r.ratio),
+  p50LatencyMs: med(runs.latency, (r) => r.p50LatencyMs),
+  p99LatencyMs: med(runs.latency, (r) => r.p99LatencyMs),
+  peakRssMB: med(runs.memory, (r) => r.peakRssMB),
+  snapshotRowsPerSec: med(runs.snapshot, (r) => r.snapshotRowsPerSec),
+};
+
+const fmt = (v: number | null, digits = 0): string =>
+  v === null
+    ? '-'
+    : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const table: Array<[string, string, string, string]> = [
+  ['throughput e2e (rows/s)', fmt(summary.e2eRowsPerSec), '', 'backlog of 200k rows, 2,000 tx'],
+  ['throughput baseline (rows/s)', fmt(summary.baselineRowsPerSec), '', 'bare consumer, manual ack'],
+  ['ratio e2e / baseline', fmt(summary.ratio, 2), '>= 0.5', ''],
+  ['latency p50 (ms)', fmt(summary.p50LatencyMs), '', '2,000 rows/s, debounce 50, maxWait 100'],
+  ['latency p99 (ms)', fmt(summary.p99LatencyMs), '<= 150', ''],
+  ['peak RSS (MB)', fmt(summary.peakRssMB, 1), '<= 150', '1M-row tx, API 50 ms late'],
+  ['snapshot (rows/s)', fmt(summary.snapshotRowsPerSec), '>= 100,000', '500k existing rows'],
+];
+const widths = [0, 1, 2, 3].map((i) => Math.max(...table.map((r) => r[i as 0].length), 6));
+const line = (r: readonly string[]): string =>
+  r.map((c, i) => (i === 1 ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number))).join('  ');
+log('');
+log(line(['figure', 'value', 'goal', 'scenario']));
+for (const r of table) log(line(r));
+log(
+  `(${repeat} run${repeat > 1 ? 's, medians' : ''}; ${pg.version}; ${((Date.now() - started) / 1000).toFixed(0)} s in all)`,
+);
+
+const resultsDir = join(ROOT, 'bench', 'results');
+mkdirSync(resultsDir, { recursive: true });
+writeFileSync(
+  join(resultsDir, 'latest.json'),
+  `${JSON.stringify({ at: new Date().toISOString(), postgres: pg.version, repeat, summary, runs }, null, 2)}\n`,
+);
+const round = (v: number | null, d = 0): number | null => (v === null ? null : Number(v.toFixed(d)));
+process.stdout.write(
+  `${JSON.stringify({
+    e2eRowsPerSec: round(summary.e2eRowsPerSec),
+    baselineRowsPerSec: round(summary.baselineRowsPerSec),
+    ratio: round(summary.ratio, 3),
+    p50LatencyMs: round(summary.p50LatencyMs, 1),
+    p99LatencyMs: round(summary.p99LatencyMs, 1),
+    peakRssMB: round(summary.peakRssMB, 1),
+    snapshotRowsPerSec: round(summary.snapshotRowsPerSec),
+  })}\n`,
+);

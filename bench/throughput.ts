@@ -1,0 +1,139 @@
+/**
+ * Throughput: a backlog after an outage. The bridge's first start creates its slot (snapshot of an
+ * empty table) and stops; a second slot is created for the baseline; then 200,000 rows are
+ * inserted in 2,000 transactions of 100. The baseline (a bare pg-logical-replication consumer with
+ * manual acknowledgement, doing nothing else) drains its slot; then the bridge restarts and
+ * streams the same backlog end to end (API answered, outcomes stored, slot confirmed). The two
+ * never run at once.
+ */
+import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
+import { parseLsn } from '../src/util/lsn.js';
+import {
+  TABLE_SQL,
+  bridgeConfigYaml,
+  connect,
+  countStatus,
+  createDatabase,
+  insertLsn,
+  spawnBridge,
+  waitConfirmed,
+  type BenchContext,
+} from './common.js';
+
+export interface ThroughputResult {
+  rows: number;
+  writeSeconds: number;
+  baselineSeconds: number;
+  baselineRowsPerSec: number;
+  bridgeStartupSeconds: number;
+  e2eSeconds: number;
+  e2eRowsPerSec: number;
+  ratio: number;
+  bridgePeakRssMB: number;
+  statusRows: number;
+}
+
+const TXS = 2000;
+const ROWS_PER_TX = 100;
+const SLOT = 'bench_e2e';
+const BASE_SLOT = 'bench_base';
+
+/**
+ * Drains `slot` until a commit ends at or past `target`, acknowledging every commit (manual ack,
+ * the library's timer off). Returns the inserts seen and the seconds from subscribe to the end.
+ */
+export async function drainBaseline(
+  dbUrl: string,
+  slot: string,
+  publication: string,
+  target: bigint,
+): Promise<{ rows: number; seconds: number }> {
+  const service = new LogicalReplicationService(
+    { connectionString: dbUrl },
+    { acknowledge: { auto: false, timeoutSeconds: 0 } },
+  );
+  const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [publication] });
+  let rows = 0;
+  const started = Date.now();
+  let ended = 0;
+  const done = new Promise<void>((resolve, reject) => {
+    service.on('error', reject);
+    service.on('data', (lsn: string, msg: { tag: string; commitEndLsn?: string }) => {
+      if (msg.tag === 'insert') rows += 1;
+      else if (msg.tag === 'commit') {
+        void service.acknowledge(lsn).catch(() => {});
+        if (msg.commitEndLsn && parseLsn(msg.commitEndLsn) >= target && !ended) {
+          ended = Date.now();
+          resolve();
+        }
+      }
+    });
+  });
+  const sub = service.subscribe(plugin, slot, '0/0').catch(() => {});
+  await done;
+  await service.stop();
+  await sub;
+  return { rows, seconds: (ended - started) / 1000 };
+}
+
+export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult> {
+  const dbUrl = await createDatabase(ctx, 'bench_throughput');
+  const db = await connect(dbUrl);
+  try {
+    await db.query(TABLE_SQL);
+    const yaml = bridgeConfigYaml({ dbUrl, apiUrl: ctx.apiUrl, slot: SLOT });
+
+    ctx.log('throughput: first start on the empty table (creates the slot), then stop');
+    const first = spawnBridge(ctx, 'throughput-first', yaml);
+    await first.waitForLog('replication stream started');
+    await first.stop();
+    await db.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [BASE_SLOT]);
+
+    ctx.log(`throughput: writing ${TXS} transactions of ${ROWS_PER_TX} rows`);
+    const w0 = Date.now();
+    for (let t = 0; t < TXS; t++) {
+      const from = t * ROWS_PER_TX + 1;
+      await db.query(
+        `INSERT INTO crm.customer SELECT g, 'c-' || g, 'vip,north' FROM generate_series($1::bigint, $2::bigint) g`,
+        [from, from + ROWS_PER_TX - 1],
+      );
+    }
+    const writeSeconds = (Date.now() - w0) / 1000;
+    const target = await insertLsn(db);
+    const rows = TXS * ROWS_PER_TX;
+
+    ctx.log('throughput: baseline consumer draining its own slot');
+    const base = await drainBaseline(dbUrl, BASE_SLOT, SLOT, parseLsn(target));
+    if (base.rows !== rows) throw new Error(`baseline saw ${base.rows} inserts, expected ${rows}`);
+    await db.query(`SELECT pg_drop_replication_slot($1)`, [BASE_SLOT]);
+
+    ctx.log('throughput: bridge restarts and streams the backlog');
+    const spawned = Date.now();
+    const bridge = spawnBridge(ctx, 'throughput', yaml);
+    const streaming = await bridge.waitForLog('replication stream started');
+    const confirmedAt = await waitConfirmed(db, SLOT, target, 180_000);
+    const peak = bridge.peakRssMB();
+    await bridge.stop();
+    const status = await countStatus(db);
+    const statusRows = Object.values(status).reduce((a, b) => a + b, 0);
+    if ((status.synced ?? 0) !== rows) throw new Error(`sync_status: ${JSON.stringify(status)}`);
+
+    const e2eSeconds = (confirmedAt - streaming) / 1000;
+    const e2eRowsPerSec = rows / e2eSeconds;
+    const baselineRowsPerSec = rows / base.seconds;
+    return {
+      rows,
+      writeSeconds,
+      baselineSeconds: base.seconds,
+      baselineRowsPerSec,
+      bridgeStartupSeconds: (streaming - spawned) / 1000,
+      e2eSeconds,
+      e2eRowsPerSec,
+      ratio: e2eRowsPerSec / baselineRowsPerSec,
+      bridgePeakRssMB: peak,
+      statusRows,
+    };
+  } finally {
+    await db.end();
+  }
+}
