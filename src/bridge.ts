@@ -266,7 +266,7 @@ export class Bridge {
                 if ('error' in changes) continue;
                 for (const c of changes)
                   this.batcher.add(source.name, c, created.consistentPoint, commitTime, holder);
-                await this.batcher.waitForRoom();
+                if (this.batcher.full) await this.batcher.waitForRoom();
               }
             },
           },
@@ -368,7 +368,7 @@ export class Bridge {
           return;
         }
         for (const c of changes) this.batcher.add(rt.config.name, c, tx.commitLsn, tx.commitTime, tx);
-        await this.batcher.waitForRoom();
+        if (this.batcher.full) await this.batcher.waitForRoom();
         return;
       }
       case 'truncate':

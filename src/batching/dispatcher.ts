@@ -103,7 +103,9 @@ export class Dispatcher {
     await this.resolveToast(rt, entries);
 
     const local: Array<{ flight: Flight; status: RowStatus; error: string | null }> = [];
-    const byOp = new Map<OptType, Map<string, RequestRow>>();
+    const byOp = new Map<OptType, RequestRow[]>();
+    // Membership rows of one customer and operation are merged into one API row.
+    const merged = rt.config.mode === 'membership' ? new Map<string, RequestRow>() : undefined;
     const mode = rt.config.mode;
     for (const entry of entries) {
       const effect = netEffect(mode, entry.before as Exclude<Before, 'lookup'>, entry.after);
@@ -118,26 +120,25 @@ export class Dispatcher {
       const flight: Flight = { entry, partsLeft: effect.parts.length, failure: effect.failure };
       for (const part of effect.parts) {
         const payload = this.apiRow(rt, part);
-        let rows = byOp.get(part.op);
-        if (!rows) byOp.set(part.op, (rows = new Map()));
-        // Membership rows of one customer and operation are merged into one API row.
-        const mergeKey = mode === 'membership' ? identityKey(part.identity) : entry.key.text;
-        const existing = rows.get(mergeKey);
-        if (existing && mode === 'membership') {
+        const contribution: Contribution = { flight, payload, op: part.op };
+        const mergeKey = merged ? `${part.op}\u0001${identityKey(part.identity)}` : undefined;
+        const existing = mergeKey === undefined ? undefined : merged?.get(mergeKey);
+        if (existing) {
           existing.row.groups = mergeGroups(existing.row.groups, payload.groups);
-          existing.contributions.push({ flight, payload, op: part.op });
-        } else {
-          rows.set(mode === 'membership' ? mergeKey : `${mergeKey}#${rows.size}`, {
-            row: { ...payload },
-            contributions: [{ flight, payload, op: part.op }],
-          });
+          existing.contributions.push(contribution);
+          continue;
         }
+        const requestRow: RequestRow = { row: { ...payload }, contributions: [contribution] };
+        if (mergeKey !== undefined) merged?.set(mergeKey, requestRow);
+        let rows = byOp.get(part.op);
+        if (!rows) byOp.set(part.op, (rows = []));
+        rows.push(requestRow);
       }
     }
 
     if (local.length) this.scheduleLocal(rt, local);
     for (const op of OP_ORDER) {
-      const rows = [...(byOp.get(op)?.values() ?? [])];
+      const rows = byOp.get(op) ?? [];
       for (let i = 0; i < rows.length; i += this.o.maxBatchSize) {
         this.scheduleRequest(rt, op, rows.slice(i, i + this.o.maxBatchSize));
       }
@@ -345,18 +346,19 @@ export class Dispatcher {
     return out;
   }
 
+  /** Counts the request's source rows by status (a request carries one operation type). */
   private emitOutcomes(rt: SourceRuntime, rows: RequestRow[], status: (i: number) => RowStatus): void {
-    const counts = new Map<string, number>();
+    const counts: Partial<Record<RowStatus, number>> = {};
+    let op: OptType | undefined;
     rows.forEach((r, i) => {
       for (const c of r.contributions) {
-        const k = `${c.op}|${c.flight.failure ? 'failed' : status(i)}`;
-        counts.set(k, (counts.get(k) ?? 0) + 1);
+        op = c.op;
+        const st = c.flight.failure ? 'failed' : status(i);
+        counts[st] = (counts[st] ?? 0) + 1;
       }
     });
-    for (const [k, n] of counts) {
-      const [op, st] = k.split('|') as [OptType, RowStatus];
-      this.emitRows(rt, op, st, n);
-    }
+    if (!op) return;
+    for (const [st, n] of Object.entries(counts) as Array<[RowStatus, number]>) this.emitRows(rt, op, st, n);
   }
 
   private emitRows(rt: SourceRuntime, op: OptType, status: RowStatus, count: number): void {

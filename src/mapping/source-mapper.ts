@@ -31,7 +31,9 @@ export interface RowKey {
  * we build equals what PostgreSQL returns for the stored `row_key` after JSON.parse/stringify.
  */
 export function canonicalJson(values: Record<string, unknown>): string {
-  const keys = Object.keys(values).sort((a, b) => {
+  const keys = Object.keys(values);
+  if (keys.length === 1) return JSON.stringify(values);
+  keys.sort((a, b) => {
     const la = Buffer.byteLength(a);
     const lb = Buffer.byteLength(b);
     return la !== lb ? la - lb : Buffer.compare(Buffer.from(a), Buffer.from(b));

@@ -67,7 +67,7 @@ export class StatusStore {
   /** Stores the outcomes of one API request and its sync_batch row in one statement. */
   async writeRequest(source: string, batch: BatchRecord | null, rows: readonly StatusRow[]): Promise<void> {
     if (!batch && rows.length === 0) return;
-    const params: unknown[] = [source, JSON.stringify(rows.map(toJson))];
+    const params: unknown[] = [source, rowsJson(rows)];
     let batchCte = '';
     if (batch) {
       params.push(
@@ -160,17 +160,32 @@ export class StatusStore {
   }
 }
 
-function toJson(r: StatusRow): Record<string, unknown> {
-  return {
-    k: JSON.parse(r.rowKey) as unknown,
-    op: r.op,
-    status: r.status,
-    attempts: r.attempts,
-    error: r.error,
-    lsn: formatLsn(r.lsn),
-    at: r.committedAt.toISOString(),
-    payload: r.payload,
-  };
+/**
+ * The JSON text of a request's rows, built by hand: this runs for every row the bridge syncs.
+ * Rows of one transaction share its LSN and commit time, so their text is formatted once.
+ */
+function rowsJson(rows: readonly StatusRow[]): string {
+  let lastLsn = -1n;
+  let lsnText = '';
+  let lastAt: Date | undefined;
+  let atText = '';
+  const parts: string[] = new Array<string>(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i] as StatusRow;
+    if (r.lsn !== lastLsn) {
+      lastLsn = r.lsn;
+      lsnText = formatLsn(r.lsn);
+    }
+    if (r.committedAt !== lastAt) {
+      lastAt = r.committedAt;
+      atText = r.committedAt.toISOString();
+    }
+    parts[i] =
+      `{"k":${r.rowKey},"op":"${r.op}","status":"${r.status}","attempts":${r.attempts},` +
+      `"error":${r.error === null ? 'null' : JSON.stringify(r.error)},"lsn":"${lsnText}","at":"${atText}",` +
+      `"payload":${r.payload === null || r.payload === undefined ? 'null' : JSON.stringify(r.payload)}}`;
+  }
+  return `[${parts.join(',')}]`;
 }
 
 /** jsonb prints objects with its own key order and spacing; re-serialize to our canonical text. */
