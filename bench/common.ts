@@ -145,8 +145,9 @@ export function spawnBridge(ctx: BenchContext, name: string, yaml: string): Brid
   // One directory per child: the tsx loader thread writes a profile of its own beside the main one.
   const profDir = join(TMP, 'prof', name);
   const args = [
-    // Extra node flags for experiments, e.g. BENCH_NODE_ARGS=--max-old-space-size=64.
-    ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+    // The heap cap the Dockerfile deploys with (NODE_OPTIONS there); BENCH_NODE_ARGS adds or
+    // overrides flags for experiments, e.g. BENCH_NODE_ARGS=--max-old-space-size=4096.
+    ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? ['--max-old-space-size=160']),
     ...(ctx.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
     ...ctx.cli,
     'run',
