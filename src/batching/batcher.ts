@@ -73,7 +73,8 @@ export class Batcher {
     buf.debounce = setTimeout(() => {
       buf.debounce = undefined;
       const quietFor = performance.now() - buf.lastAt;
-      if (quietFor + 1 < this.options.debounceMs) this.armDebounce(source, buf, this.options.debounceMs - quietFor);
+      if (quietFor + 1 < this.options.debounceMs)
+        this.armDebounce(source, buf, this.options.debounceMs - quietFor);
       else this.flush(source);
     }, delayMs);
   }
