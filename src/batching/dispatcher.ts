@@ -18,23 +18,12 @@ import {
   type SourceMapper,
 } from '../mapping/source-mapper.js';
 import type { BridgeEvents, RowStatus } from '../ops/events.js';
-import type { StatusRow, StatusStore } from '../status/status-store.js';
+import { answeredBatch, rejectedBatch, type StatusRow, type StatusStore } from '../status/status-store.js';
+import type { BatchResult } from '../tuzhan/client.js';
 import type { ApiRow, OptType, PublicParams, RowOutcome } from '../tuzhan/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
 import { netEffect, releaseEntry, type Entry, type Part } from './coalesce.js';
 import type { OrderedScheduler } from './scheduler.js';
-
-/** What a request to the platform returned (the platform client's result). */
-export interface BatchResult {
-  httpStatus: number;
-  code: string;
-  msg: string;
-  apiStatus: number | null;
-  successNum: number;
-  failNum: number;
-  outcomes: RowOutcome[];
-  durationMs: number;
-}
 
 /** The platform client as the dispatcher uses it. */
 export interface BatchSender {
@@ -247,18 +236,7 @@ export class Dispatcher {
       });
       await this.o.store.writeRequest(
         source,
-        {
-          optType: op,
-          rows: rows.length,
-          httpStatus: err.httpStatus,
-          code: err.apiCode ?? null,
-          msg: err.message,
-          apiStatus: null,
-          successNum: 0,
-          failNum: rows.length,
-          startedAt,
-          durationMs: Date.now() - startedAt.getTime(),
-        },
+        rejectedBatch(op, rows.length, startedAt, err),
         rows.length === 1
           ? this.statusRows(
               rows,
@@ -292,18 +270,7 @@ export class Dispatcher {
     });
     await this.o.store.writeRequest(
       source,
-      {
-        optType: op,
-        rows: rows.length,
-        httpStatus: result.httpStatus,
-        code: result.code,
-        msg: result.msg,
-        apiStatus: result.apiStatus,
-        successNum: result.successNum,
-        failNum: result.failNum,
-        startedAt,
-        durationMs: result.durationMs,
-      },
+      answeredBatch(op, rows.length, startedAt, result),
       this.statusRows(
         rows,
         (i) => {

@@ -29,7 +29,7 @@ import { SourceMapper } from '../mapping/source-mapper.js';
 import type { RowStatus } from '../ops/events.js';
 import { redactText, silentLogger } from '../ops/logger.js';
 import { checkSource } from '../source/catalog.js';
-import { StatusStore, type StatusRow } from '../status/status-store.js';
+import { StatusStore, answeredBatch, rejectedBatch, type StatusRow } from '../status/status-store.js';
 import { TuzhanClient, type BatchResult } from '../tuzhan/client.js';
 import type { ApiRow, OptType } from '../tuzhan/types.js';
 import { backoffDelay, sleep } from '../util/backoff.js';
@@ -227,18 +227,7 @@ class Retrier {
         if (!(err instanceof ApiRejectedError)) throw err;
         await this.store.writeRequest(
           source.name,
-          {
-            optType: op,
-            rows: rows.length,
-            httpStatus: err.httpStatus,
-            code: err.apiCode ?? null,
-            msg: err.message,
-            apiStatus: null,
-            successNum: 0,
-            failNum: rows.length,
-            startedAt,
-            durationMs: Date.now() - startedAt.getTime(),
-          },
+          rejectedBatch(op, rows.length, startedAt, err),
           rows.length === 1
             ? statusRows(rows, () => ['failed', `rejected by the platform: ${err.message}`], tries)
             : [],
@@ -260,18 +249,7 @@ class Retrier {
     };
     await this.store.writeRequest(
       source.name,
-      {
-        optType: op,
-        rows: rows.length,
-        httpStatus: done.httpStatus,
-        code: done.code,
-        msg: done.msg,
-        apiStatus: done.apiStatus,
-        successNum: done.successNum,
-        failNum: done.failNum,
-        startedAt,
-        durationMs: done.durationMs,
-      },
+      answeredBatch(op, rows.length, startedAt, done),
       statusRows(rows, outcome, tries),
     );
     rows.forEach((r, i) => count(result, outcome(i)[0], r.items.length));

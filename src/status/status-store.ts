@@ -40,6 +40,56 @@ export interface BatchRecord {
   durationMs: number;
 }
 
+/** The sync_batch row of a request the platform answered. */
+export function answeredBatch(
+  optType: OptType,
+  rows: number,
+  startedAt: Date,
+  r: {
+    httpStatus: number;
+    code: string;
+    msg: string;
+    apiStatus: number | null;
+    successNum: number;
+    failNum: number;
+    durationMs: number;
+  },
+): BatchRecord {
+  return {
+    optType,
+    rows,
+    httpStatus: r.httpStatus,
+    code: r.code,
+    msg: r.msg,
+    apiStatus: r.apiStatus,
+    successNum: r.successNum,
+    failNum: r.failNum,
+    startedAt,
+    durationMs: r.durationMs,
+  };
+}
+
+/** The sync_batch row of a request the platform rejected as a whole. */
+export function rejectedBatch(
+  optType: OptType,
+  rows: number,
+  startedAt: Date,
+  err: { httpStatus: number; apiCode: string | undefined; message: string },
+): BatchRecord {
+  return {
+    optType,
+    rows,
+    httpStatus: err.httpStatus,
+    code: err.apiCode ?? null,
+    msg: err.message,
+    apiStatus: null,
+    successNum: 0,
+    failNum: rows,
+    startedAt,
+    durationMs: Date.now() - startedAt.getTime(),
+  };
+}
+
 export interface LastSent {
   op: OptType;
   status: RowStatus;
