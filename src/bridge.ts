@@ -25,7 +25,7 @@ import { StatusStore } from './status/status-store.js';
 import { IDENTITY_FIELDS } from './config/types.js';
 import { backoffDelay, sleep } from './util/backoff.js';
 import { formatLsn } from './util/lsn.js';
-import { quoteIdent, quoteTable } from './util/sql.js';
+import { guardCheckedOut, quoteIdent, quoteTable } from './util/sql.js';
 import { leaderLockKey } from './source/leader.js';
 
 export interface BridgeOptions {
@@ -140,6 +140,7 @@ export class Bridge {
         cause: err,
       });
     });
+    const unguard = guardCheckedOut(db);
     try {
       const findings = await checkServer(db, this.config);
       for (const source of this.config.sources) {
@@ -159,6 +160,7 @@ export class Bridge {
       }
       assertFindings(findings);
     } finally {
+      unguard();
       db.release();
     }
     await migrate(this.pool, this.config.postgres.statusSchema);
@@ -248,6 +250,7 @@ export class Bridge {
       );
       const holder = { hold() {}, release() {} };
       const client = await this.pool.connect();
+      const unguard = guardCheckedOut(client);
       try {
         rows = await readSnapshot(
           client,
@@ -272,6 +275,7 @@ export class Bridge {
           },
         );
       } finally {
+        unguard();
         client.release();
       }
     } finally {

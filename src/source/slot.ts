@@ -72,6 +72,9 @@ export async function createSlotWithSnapshot(
   slot: string,
 ): Promise<CreatedSlot> {
   const connection = new pg.Client({ ...clientConfig, replication: 'database' } as pg.ClientConfig);
+  // The connection idles while the snapshot is read elsewhere: a server shutdown then arrives as an
+  // 'error' event, which without a listener crashes the process. The snapshot was imported by then.
+  connection.on('error', () => {});
   await connection.connect();
   try {
     const res = await connection.query<{ consistent_point: string; snapshot_name: string }>(

@@ -36,6 +36,8 @@ export class ReplicationStream {
   private statusTimer: NodeJS.Timeout | undefined;
   private lastSent = -1n;
   private stopping = false;
+  private stopCalled = false;
+  private onStopCalled: (() => void) | undefined;
 
   constructor(private readonly o: StreamOptions) {}
 
@@ -75,12 +77,23 @@ export class ReplicationStream {
     });
     service.on('start', () => {
       this.o.logger.info({ slot: this.o.slot }, 'replication stream started');
+      // stop() came while the library was still connecting, before it had a client to end: its
+      // connect went on regardless. End this stream now rather than stream on unread.
+      if (this.stopCalled) void service.stop().catch(() => {});
     });
     this.statusTimer = setInterval(() => this.sendStatus(true), this.o.statusIntervalMs ?? 5000);
     try {
       // 0/0: the server starts at the slot's confirmed_flush_lsn. Never pass the last *received*
       // position: transactions before it that were not confirmed would be skipped.
-      await service.subscribe(plugin, this.o.slot, '0/0');
+      // stop() also ends the wait: ending a pg client that is still connecting leaves its connect()
+      // pending forever (pg 8), and with it the library's subscribe().
+      const stopped = new Promise<void>((resolve) => {
+        this.onStopCalled = resolve;
+        if (this.stopCalled) resolve();
+      });
+      const subscribed = service.subscribe(plugin, this.o.slot, '0/0');
+      subscribed.catch(() => {}); // once stop() won the race, its late failure is expected
+      await Promise.race([subscribed, stopped]);
     } catch (err) {
       failure ??= err;
     } finally {
@@ -102,6 +115,8 @@ export class ReplicationStream {
   /** Stops reading; handlers in progress finish, queued messages are dropped (not confirmed). */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopCalled = true;
+    this.onStopCalled?.();
     this.sendStatus(true);
     await this.service?.stop();
   }

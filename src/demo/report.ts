@@ -1,0 +1,129 @@
+/**
+ * The demo's closing report: the status views an operator queries (`sync_summary`,
+ * `sync_failures`), printed as tables, and a check that the platform (the simulator) holds the
+ * groups the database says each sampled customer should have.
+ */
+import type pg from 'pg';
+import type { IdentityField } from '../config/types.js';
+import type { Simulator } from '../simulator/server.js';
+import { quoteIdent } from '../util/sql.js';
+import { isUnknownMember } from './crm-sample.js';
+
+type Out = NodeJS.WritableStream;
+
+/** Formats rows as an aligned text table, like psql does. */
+export function formatTable(headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const width = (s: string): number => [...s].reduce((w, ch) => w + (/[\u1100-\uffff]/.test(ch) ? 2 : 1), 0);
+  const widths = headers.map((h, i) => Math.max(width(h), ...rows.map((r) => width(r[i] ?? ''))));
+  const cell = (s: string, i: number): string => s + ' '.repeat((widths[i] ?? 0) - width(s));
+  const line = (cells: readonly string[]): string => ` ${cells.map(cell).join(' | ')}`.trimEnd();
+  return [line(headers), ` ${widths.map((w) => '-'.repeat(w)).join('-+-')}`, ...rows.map(line)].join('\n');
+}
+
+/** Prints `sync_summary` as a table. */
+export async function printSummary(db: pg.ClientBase, schema: string, out: Out): Promise<void> {
+  const { rows } = await db.query<{ source: string; status: string; rows: string }>(
+    `SELECT source, status, rows::text FROM ${quoteIdent(schema)}.sync_summary ORDER BY source, status`,
+  );
+  out.write(`\n${schema}.sync_summary:\n`);
+  out.write(
+    `${formatTable(
+      ['source', 'status', 'rows'],
+      rows.map((r) => [r.source, r.status, Number(r.rows).toLocaleString('en-US')]),
+    )}\n`,
+  );
+}
+
+/** Prints a few rows of `sync_failures`, newest first but at most two per kind of error. */
+export async function printFailures(db: pg.ClientBase, schema: string, out: Out, limit = 6): Promise<void> {
+  const s = quoteIdent(schema);
+  const { rows } = await db.query<{ source: string; row_key: string; op: string; error: string | null }>(
+    `SELECT source, row_key::text, op, error
+       FROM (SELECT *, row_number() OVER (PARTITION BY source, error ORDER BY synced_at DESC) AS nth
+               FROM ${s}.sync_failures) f
+      WHERE nth <= 2 ORDER BY source, synced_at DESC LIMIT $1`,
+    [limit],
+  );
+  const total = Number(
+    (await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${s}.sync_failures`)).rows[0]?.n ?? 0,
+  );
+  out.write(`\n${schema}.sync_failures (${rows.length} of ${total.toLocaleString('en-US')} rows):\n`);
+  out.write(
+    `${formatTable(
+      ['source', 'row_key', 'op', 'error'],
+      rows.map((r) => [r.source, r.row_key, r.op, (r.error ?? '').slice(0, 100)]),
+    )}\n`,
+  );
+}
+
+export interface Comparison {
+  checked: number;
+  matched: number;
+  /** The first few differences, for the report. */
+  mismatches: string[];
+}
+
+function parseList(text: string | null): string[] {
+  return [
+    ...new Set(
+      (text ?? '')
+        .split(',')
+        .map((g) => g.trim())
+        .filter(Boolean),
+    ),
+  ].sort();
+}
+
+/**
+ * Compares the platform with the database for a random sample of customers: profiles (by the
+ * identity the platform keys them on: phone, else openid, else unionid) and members the platform
+ * knows. A customer with no groups matches a platform that has none for it (or never heard of it).
+ */
+export async function comparePlatform(
+  db: pg.ClientBase,
+  sim: Simulator,
+  perSource = 100,
+): Promise<Comparison> {
+  const result: Comparison = { checked: 0, matched: 0, mismatches: [] };
+  const check = (who: string, field: IdentityField, value: string, expected: string[]): void => {
+    const actual = [...(sim.groupsOf(field, value) ?? [])].sort();
+    result.checked += 1;
+    if (JSON.stringify(actual) === JSON.stringify(expected)) result.matched += 1;
+    else if (result.mismatches.length < 5)
+      result.mismatches.push(`${who}: database [${expected.join(',')}], platform [${actual.join(',')}]`);
+  };
+
+  const profiles = await db.query<{
+    cust_no: string;
+    mobile: string | null;
+    wx_openid: string | null;
+    wx_unionid: string | null;
+    groups: string | null;
+  }>(
+    `SELECT cust_no, mobile, wx_openid, wx_unionid, "Group Names" AS groups FROM crm.customer_profile
+      WHERE coalesce(mobile, wx_openid, wx_unionid) IS NOT NULL ORDER BY random() LIMIT $1`,
+    [perSource],
+  );
+  for (const p of profiles.rows) {
+    // The simulator keys a customer sent without matching on its first identity in this order.
+    const [field, value] = (
+      [
+        ['phone', p.mobile],
+        ['openid', p.wx_openid],
+        ['unionid', p.wx_unionid],
+      ] as Array<[IdentityField, string | null]>
+    ).find(([, v]) => v !== null) as [IdentityField, string];
+    check(`profile ${p.cust_no}`, field, value, parseList(p.groups));
+  }
+
+  const members = await db.query<{ member_id: string; groups: string[] }>(
+    `SELECT member_id, array_agg(group_name ORDER BY group_name) AS groups FROM crm.member_group
+      GROUP BY member_id ORDER BY random() LIMIT $1`,
+    [perSource * 2],
+  );
+  const known = members.rows
+    .filter((m) => !isUnknownMember(Number(m.member_id.slice(1))))
+    .slice(0, perSource);
+  for (const m of known) check(`member ${m.member_id}`, 'thirdId', m.member_id, [...m.groups].sort());
+  return result;
+}

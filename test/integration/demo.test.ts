@@ -1,0 +1,63 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `tuzhan-cdc demo` from source, as `npm run demo` would (stdout is a pipe: periodic lines). */
+function demo(...args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'demo', ...args], {
+      env: { ...process.env, DEBUG: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGINT'), 75_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const count = (text: string, re: RegExp): number => Number((re.exec(text)?.[1] ?? 'NaN').replace(/,/g, ''));
+
+describe('tuzhan-cdc demo', () => {
+  it('streams a sample CRM to the simulator, reports outcomes, checks the platform and cleans up', async () => {
+    const r = await demo('--duration', '5', '--rate', '30', '--customers', '1000');
+    const context = `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+    expect(r.code, context).toBe(0);
+
+    // Progress and totals: rows synced, rows failed (unknown members, customers without identity).
+    const totals = /^totals \|.*$/m.exec(r.stdout)?.[0] ?? '';
+    expect(count(totals, /synced ([\d,]+)/), context).toBeGreaterThan(1000);
+    expect(count(totals, /failed ([\d,]+)/), context).toBeGreaterThan(0);
+    expect(count(r.stdout, /rows changed: ([\d,]+)/)).toBeGreaterThan(0);
+    expect(count(r.stdout, /(\d+) answered HTTP 429/)).toBeGreaterThan(0);
+
+    // The status views, as tables.
+    expect(r.stdout).toMatch(/^ memberships \| failed +\| [\d,]+$/m);
+    expect(r.stdout).toMatch(/^ profiles +\| synced +\| [\d,]+$/m);
+    expect(r.stdout).toContain('no customer matches the row');
+    expect(r.stdout).toMatch(/no identity value/);
+
+    const match = /platform matches database for (\d+)\/(\d+) sampled customers/.exec(r.stdout);
+    expect(match, context).not.toBeNull();
+    expect(Number(match?.[2])).toBeGreaterThan(0);
+    expect(match?.[1]).toBe(match?.[2]);
+
+    // Everything it started is gone: its temp directory (bridge config and log) was removed.
+    const dir = /config (\/\S+)\/bridge\.yaml/.exec(r.stdout)?.[1];
+    expect(dir).toBeDefined();
+    expect(existsSync(dir as string)).toBe(false);
+    expect(r.stderr).toBe('');
+  }, 90_000);
+});
