@@ -8,6 +8,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { errorMessage, isRetryablePgError } from '../errors.js';
 import type { RowStatus } from '../ops/events.js';
+import type { BatchResult } from '../tuzhan/client.js';
 import type { OptType } from '../tuzhan/types.js';
 import { backoffDelay, sleep } from '../util/backoff.js';
 import { formatLsn } from '../util/lsn.js';
@@ -45,15 +46,7 @@ export function answeredBatch(
   optType: OptType,
   rows: number,
   startedAt: Date,
-  r: {
-    httpStatus: number;
-    code: string;
-    msg: string;
-    apiStatus: number | null;
-    successNum: number;
-    failNum: number;
-    durationMs: number;
-  },
+  r: Omit<BatchResult, 'outcomes'>,
 ): BatchRecord {
   return {
     optType,
