@@ -486,10 +486,19 @@ export class Bridge {
     this.stream?.pause();
     const timer = setTimeout(() => this.abort.abort(), timeoutMs);
     try {
-      if (this.fatal === undefined)
-        await this.batcher
-          .drain()
-          .catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'drain failed'));
+      if (this.fatal === undefined) {
+        // Past the timeout, retries are aborted and what is still unanswered stays unconfirmed:
+        // the next start sends it again.
+        const aborted = new Promise<void>((resolve) =>
+          this.abort.signal.addEventListener('abort', () => resolve()),
+        );
+        await Promise.race([
+          this.batcher
+            .drain()
+            .catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'drain failed')),
+          aborted.then(() => this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out')),
+        ]);
+      }
       await this.stream?.stop();
       await this.loop?.catch(() => {});
       if (this.tracker.confirmed > 0n) {

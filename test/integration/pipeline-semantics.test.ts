@@ -231,6 +231,30 @@ describe('pipeline semantics', () => {
     expect(rows.get('{"cust_no":"f2"}')).toMatchObject({ op: 'add', status: 'synced' });
   });
 
+  it('stops within its timeout while the platform is down, leaving the change unconfirmed', async () => {
+    await startBridge();
+    await waitForCatchUp(db);
+    const { rows } = await db.query<{ lsn: string }>(
+      `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
+      [db.name],
+    );
+    sim.setFaults({ errorRate: 1 });
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('down', 'x')`);
+    await eventually(() => expect(sim.stats().served500).toBeGreaterThanOrEqual(2));
+    const started = Date.now();
+    await bridge?.stop(500);
+    bridge = undefined;
+    expect(Date.now() - started).toBeLessThan(5000);
+    const after = await db.query<{ lsn: string }>(
+      `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
+      [db.name],
+    );
+    expect(after.rows[0]?.lsn).toBe(rows[0]?.lsn);
+    const status = (await statusRows(db, 'profiles')).get('{"cust_no":"down"}');
+    expect(status).toMatchObject({ status: 'retrying' });
+    sim.setFaults({ errorRate: 0 });
+  });
+
   it('refuses to start when deletes could not be translated, naming the ALTER TABLE to run', async () => {
     await db.query(`ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`);
     await expect(startBridge()).rejects.toThrow(
