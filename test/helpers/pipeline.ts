@@ -4,8 +4,11 @@
  * simulator's state, sync_status rows).
  */
 import { expect } from 'vitest';
+import { Bridge } from '../../src/bridge.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import type { Config } from '../../src/config/types.js';
+import { createLogger, silentLogger } from '../../src/ops/logger.js';
+import { TuzhanClient } from '../../src/tuzhan/client.js';
 import type { TestDatabase } from './database.js';
 
 /** Customer profiles (row mode, mixed-case groups column) and memberships (membership mode). */
@@ -83,6 +86,35 @@ ${o.sources ?? DEFAULT_SOURCES}
 
 export function testConfig(o: TestConfigOptions): Config {
   return loadConfig({ text: testConfigYaml(o), env: {} });
+}
+
+export interface TestBridge {
+  bridge: Bridge;
+  config: Config;
+  /** Stops the bridge (drain, confirm) and closes its platform client. */
+  stop(timeoutMs?: number): Promise<void>;
+}
+
+/**
+ * Starts a bridge in this process on a test config, with fast retries. TEST_LOG=1 shows its log.
+ * When start fails, everything it opened is closed before the error is rethrown.
+ */
+export async function startTestBridge(o: TestConfigOptions): Promise<TestBridge> {
+  const config = testConfig(o);
+  const logger = process.env.TEST_LOG ? createLogger({ level: 'debug', pretty: false }) : silentLogger();
+  const client = new TuzhanClient(config.tuzhan, { logger, retryBaseMs: 10, retryMaxMs: 200 });
+  const bridge = new Bridge({ config, logger, sender: client });
+  const stop = async (timeoutMs = 5000): Promise<void> => {
+    await bridge.stop(timeoutMs);
+    await client.close();
+  };
+  try {
+    await bridge.start();
+  } catch (err) {
+    await stop(1000);
+    throw err;
+  }
+  return { bridge, config, stop };
 }
 
 /** Polls until `fn` stops throwing (an expect inside), or rethrows its last error after `timeoutMs`. */

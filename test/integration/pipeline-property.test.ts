@@ -5,12 +5,15 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Bridge } from '../../src/bridge.js';
-import { silentLogger } from '../../src/ops/logger.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { TuzhanClient } from '../../src/tuzhan/client.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, expectedGroups, testConfig, waitForCatchUp } from '../helpers/pipeline.js';
+import {
+  CRM_SCHEMA,
+  expectedGroups,
+  startTestBridge,
+  waitForCatchUp,
+  type TestBridge,
+} from '../helpers/pipeline.js';
 
 const CUSTOMERS = ['c0', 'c1', 'c2', 'c3', 'c4'];
 const MEMBERS = ['m0', 'm1', 'm2'];
@@ -102,27 +105,21 @@ async function apply(db: TestDatabase, o: Op): Promise<[string, unknown[]]> {
 describe('pipeline property: the platform converges to the database', () => {
   let db: TestDatabase;
   let sim: Simulator;
-  let bridge: Bridge;
-  let client: TuzhanClient;
+  let running: TestBridge | undefined;
 
   beforeAll(async () => {
     sim = await startSimulator({ token: 'test-token' });
     db = await createTestDatabase('property');
     await db.query(CRM_SCHEMA);
     // Small batches and short waits, so coalescing, ordering and concurrency all get exercised.
-    const config = testConfig({
+    running = await startTestBridge({
       db,
       apiUrl: sim.url,
       batching: { maxBatchSize: 3, debounceMs: 5, maxWaitMs: 30, maxBufferedRows: 8 },
     });
-    const logger = silentLogger();
-    client = new TuzhanClient(config.tuzhan, { logger, retryBaseMs: 10, retryMaxMs: 100 });
-    bridge = new Bridge({ config, logger, sender: client });
-    await bridge.start();
   });
   afterAll(async () => {
-    await bridge?.stop(5000);
-    await client?.close();
+    await running?.stop();
     await sim.close();
     await db.drop();
   });

@@ -1,24 +1,20 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Bridge } from '../../src/bridge.js';
-import type { Config } from '../../src/config/types.js';
-import { silentLogger } from '../../src/ops/logger.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { TuzhanClient } from '../../src/tuzhan/client.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import {
   CRM_SCHEMA,
   eventually,
   statusRows,
-  testConfig,
+  startTestBridge,
   waitForCatchUp,
+  type TestBridge,
   type TestConfigOptions,
 } from '../helpers/pipeline.js';
 
 describe('pipeline semantics', () => {
   let db: TestDatabase;
   let sim: Simulator;
-  let bridge: Bridge | undefined;
-  let client: TuzhanClient | undefined;
+  let running: TestBridge | undefined;
 
   beforeAll(async () => {
     sim = await startSimulator({
@@ -35,20 +31,13 @@ describe('pipeline semantics', () => {
     await db.query(CRM_SCHEMA);
   });
   afterEach(async () => {
-    await bridge?.stop(5000);
-    await client?.close();
-    bridge = undefined;
-    client = undefined;
+    await running?.stop();
+    running = undefined;
     await db.drop();
   });
 
-  async function startBridge(o: Partial<TestConfigOptions> = {}): Promise<Config> {
-    const config = testConfig({ db, apiUrl: sim.url, ...o });
-    const logger = silentLogger();
-    client = new TuzhanClient(config.tuzhan, { logger, retryBaseMs: 20, retryMaxMs: 200 });
-    bridge = new Bridge({ config, logger, sender: client });
-    await bridge.start();
-    return config;
+  async function startBridge(o: Partial<TestConfigOptions> = {}): Promise<void> {
+    running = await startTestBridge({ db, apiUrl: sim.url, ...o });
   }
 
   it('keeps the groups of an update whose large groups value was unchanged (TOAST)', async () => {
@@ -199,7 +188,7 @@ describe('pipeline semantics', () => {
     expect(sim.groupsOf('thirdId', 's2')).toEqual(['b']);
     await db.query(`ALTER TABLE crm.customer_profile DROP COLUMN wx_openid`);
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('s3', 'c')`);
-    await expect(bridge?.done).rejects.toThrow(/column "wx_openid" of crm.customer_profile is gone/);
+    await expect(running?.bridge.done).rejects.toThrow(/column "wx_openid" of crm.customer_profile is gone/);
     expect(sim.groupsOf('thirdId', 's3')).toBeUndefined();
   });
 
@@ -242,8 +231,8 @@ describe('pipeline semantics', () => {
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('down', 'x')`);
     await eventually(() => expect(sim.stats().served500).toBeGreaterThanOrEqual(2));
     const started = Date.now();
-    await bridge?.stop(500);
-    bridge = undefined;
+    await running?.stop(500);
+    running = undefined;
     expect(Date.now() - started).toBeLessThan(5000);
     const after = await db.query<{ lsn: string }>(
       `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
@@ -260,7 +249,6 @@ describe('pipeline semantics', () => {
     await expect(startBridge()).rejects.toThrow(
       /ALTER TABLE "crm"."customer_profile" REPLICA IDENTITY FULL;/,
     );
-    bridge = undefined;
   });
 
   it('keeps memory bounded: a transaction larger than maxBufferedRows streams through', async () => {

@@ -1,23 +1,20 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Bridge } from '../../src/bridge.js';
-import { silentLogger } from '../../src/ops/logger.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { TuzhanClient } from '../../src/tuzhan/client.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import {
   CRM_SCHEMA,
   eventually,
   expectedGroups,
   statusRows,
-  testConfig,
+  startTestBridge,
   waitForCatchUp,
+  type TestBridge,
 } from '../helpers/pipeline.js';
 
 describe('pipeline: replication -> batchAdd -> sync_status', () => {
   let db: TestDatabase;
   let sim: Simulator;
-  let bridge: Bridge;
-  let client: TuzhanClient;
+  let running: TestBridge | undefined;
 
   beforeAll(async () => {
     sim = await startSimulator({ token: 'test-token' });
@@ -32,19 +29,13 @@ describe('pipeline: replication -> batchAdd -> sync_status', () => {
     await db.query(CRM_SCHEMA);
   });
   afterEach(async () => {
-    await bridge?.stop(5000);
-    await client?.close();
+    await running?.stop();
+    running = undefined;
     await db.drop();
   });
 
   async function startBridge(): Promise<void> {
-    const config = testConfig({ db, apiUrl: sim.url });
-    const logger = process.env.TEST_LOG
-      ? (await import('../../src/ops/logger.js')).createLogger({ level: 'debug', pretty: false })
-      : silentLogger();
-    client = new TuzhanClient(config.tuzhan, { logger, retryBaseMs: 20, retryMaxMs: 200 });
-    bridge = new Bridge({ config, logger, sender: client });
-    await bridge.start();
+    running = await startTestBridge({ db, apiUrl: sim.url });
   }
 
   async function platformState(): Promise<Record<string, string[]>> {
