@@ -147,13 +147,12 @@ export class Bridge {
         const r = await checkSource(db, source);
         findings.push(...r.findings);
         if (r.keyColumns && r.table) {
-          const table = r.table;
+          const mapper = new SourceMapper(source, r.keyColumns);
           const rt: SourceRuntime = {
             config: source,
-            mapper: new SourceMapper(source, r.keyColumns),
-            readRow: (key) => this.readRow(source.schema, source.tableName, rtColumns(rt), key),
+            mapper,
+            readRow: (key) => this.readRow(source.schema, source.tableName, mapper.columns, key),
           };
-          void table;
           this.runtimes.set(source.name, rt);
           this.byTable.set(`${source.schema}.${source.tableName}`, rt);
         }
@@ -516,8 +515,4 @@ export class Bridge {
       await this.pool.end().catch(() => {});
     }
   }
-}
-
-function rtColumns(rt: SourceRuntime): readonly string[] {
-  return rt.mapper.columns;
 }
