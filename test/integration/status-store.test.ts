@@ -1,0 +1,186 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/ops/logger.js';
+import { migrate } from '../../src/status/migrate.js';
+import { StatusStore, encodeStatusRows, type StatusRow } from '../../src/status/status-store.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+
+const SCHEMA = 'Store Test';
+
+function row(id: number, over: Partial<StatusRow> = {}): StatusRow {
+  return {
+    rowKey: JSON.stringify({ id: String(id) }),
+    op: 'add',
+    status: 'synced',
+    attempts: 1,
+    error: null,
+    lsn: 0x1500e910n,
+    committedAt: new Date('2026-11-28T10:00:00.123Z'),
+    payload: { thirdId: `c-${id}`, groups: 'vip,north' },
+    ...over,
+  };
+}
+
+describe('encodeStatusRows', () => {
+  it('points rows that share an outcome at one tuple, in first-seen order', () => {
+    const t2 = new Date('2026-11-28T10:00:01Z');
+    const e = encodeStatusRows([
+      row(1),
+      row(2, { lsn: 0x1600n, committedAt: t2 }),
+      row(3),
+      row(4, { status: 'failed', error: 'bad "quote" \\ and, {braces}' }),
+      row(5, { payload: null }),
+    ]);
+    expect(e.tupleOf).toBe('{1,2,1,3,1}');
+    expect(e.ops).toBe('{add,add,add}');
+    expect(e.statuses).toBe('{synced,synced,failed}');
+    expect(e.errors).toBe('{NULL,NULL,"bad \\"quote\\" \\\\ and, {braces}"}');
+    expect(e.lsns).toBe('{0/1500E910,0/1600,0/1500E910}');
+    expect(e.committedAts).toBe(
+      '{"2026-11-28T10:00:00.123Z","2026-11-28T10:00:01.000Z","2026-11-28T10:00:00.123Z"}',
+    );
+    expect(JSON.parse(e.keys)).toEqual([1, 2, 3, 4, 5].map((id) => ({ id: String(id) })));
+    expect(JSON.parse(e.payloads)[4]).toBeNull();
+  });
+
+  it('tells an error that reads like the null marker from no error', () => {
+    const e = encodeStatusRows([row(1, { error: 'N' }), row(2)]);
+    expect(e.tupleOf).toBe('{1,2}');
+    expect(e.errors).toBe('{"N",NULL}');
+  });
+});
+
+describe('StatusStore.writeRequest', () => {
+  let db: TestDatabase;
+  let pool: pg.Pool;
+  let store: StatusStore;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('status_store');
+    await migrate(db.url, SCHEMA);
+    pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    store = new StatusStore(pool, SCHEMA, silentLogger());
+  });
+  afterAll(async () => {
+    store?.close();
+    await pool?.end();
+    await db?.drop();
+  });
+
+  async function stored(source: string) {
+    const { rows } = await pool.query(
+      `SELECT row_key, op, status, attempts, error, lsn::text AS lsn, committed_at, payload
+         FROM "Store Test".sync_status WHERE source = $1 ORDER BY (row_key->>'id')::int`,
+      [source],
+    );
+    return rows;
+  }
+
+  it('stores every row with its own outcome, and errors byte for byte', async () => {
+    const nasty = 'rejected: "x" \\ {a,b} NULL\nline two, 兔展 \u00e9';
+    const t2 = new Date('2026-11-28T10:00:01.5Z');
+    await store.writeRequest('s1', null, [
+      row(1),
+      row(2, { op: 'delete', status: 'failed', attempts: 3, error: nasty, lsn: 0x2a00n, committedAt: t2 }),
+      row(3, { status: 'skipped', attempts: 0, error: 'NULL', payload: null }),
+      row(4, { rowKey: '{"a":"x\\"y","id":"4"}' }),
+    ]);
+    const rows = await stored('s1');
+    expect(rows).toEqual([
+      {
+        row_key: { id: '1' },
+        op: 'add',
+        status: 'synced',
+        attempts: 1,
+        error: null,
+        lsn: '0/1500E910',
+        committed_at: new Date('2026-11-28T10:00:00.123Z'),
+        payload: { thirdId: 'c-1', groups: 'vip,north' },
+      },
+      {
+        row_key: { id: '2' },
+        op: 'delete',
+        status: 'failed',
+        attempts: 3,
+        error: nasty,
+        lsn: '0/2A00',
+        committed_at: t2,
+        payload: { thirdId: 'c-2', groups: 'vip,north' },
+      },
+      {
+        row_key: { id: '3' },
+        op: 'add',
+        status: 'skipped',
+        attempts: 0,
+        error: 'NULL',
+        lsn: '0/1500E910',
+        committed_at: new Date('2026-11-28T10:00:00.123Z'),
+        payload: null,
+      },
+      {
+        row_key: { a: 'x"y', id: '4' },
+        op: 'add',
+        status: 'synced',
+        attempts: 1,
+        error: null,
+        lsn: '0/1500E910',
+        committed_at: new Date('2026-11-28T10:00:00.123Z'),
+        payload: { thirdId: 'c-4', groups: 'vip,north' },
+      },
+    ]);
+  });
+
+  it('replaces a key’s earlier outcome and records the request in sync_batch', async () => {
+    await store.writeRequest('s2', null, [row(1, { status: 'retrying', error: 'timeout' }), row(2)]);
+    const startedAt = new Date('2026-11-28T10:00:02Z');
+    await store.writeRequest(
+      's2',
+      {
+        optType: 'update',
+        rows: 1,
+        httpStatus: 200,
+        code: '200',
+        msg: 'ok',
+        apiStatus: 1,
+        successNum: 1,
+        failNum: 0,
+        startedAt,
+        durationMs: 12,
+      },
+      [row(1, { op: 'update', attempts: 2 })],
+    );
+    const rows = await stored('s2');
+    expect(rows.map((r) => [r.row_key.id, r.op, r.status, r.attempts, r.error])).toEqual([
+      ['1', 'update', 'synced', 2, null],
+      ['2', 'add', 'synced', 1, null],
+    ]);
+    const batches = await pool.query(
+      `SELECT opt_type, rows, http_status, code, success_num, started_at FROM "Store Test".sync_batch WHERE source = 's2'`,
+    );
+    expect(batches.rows).toEqual([
+      { opt_type: 'update', rows: 1, http_status: 200, code: '200', success_num: 1, started_at: startedAt },
+    ]);
+  });
+
+  it('records a request with no rows (a TRUNCATE) in sync_batch only', async () => {
+    await store.writeRequest(
+      's3',
+      {
+        optType: 'truncate' as never,
+        rows: 0,
+        httpStatus: null,
+        code: null,
+        msg: 'TRUNCATE',
+        apiStatus: null,
+        successNum: null,
+        failNum: null,
+        startedAt: new Date(),
+        durationMs: 0,
+      },
+      [],
+    );
+    expect(await stored('s3')).toEqual([]);
+    const n = await pool.query(`SELECT count(*)::int AS n FROM "Store Test".sync_batch WHERE source = 's3'`);
+    expect(n.rows[0].n).toBe(1);
+  });
+});
