@@ -334,7 +334,8 @@ export class Bridge {
     }
   }
 
-  private async handle(msg: ChangeMessage): Promise<void> {
+  /** Handles one message; returns a promise only when the stream must wait (backpressure, TRUNCATE). */
+  private handle(msg: ChangeMessage): Promise<void> | void {
     switch (msg.tag) {
       case 'begin':
         this.tx = this.tracker.begin(msg.commitLsn, msg.commitTime);
@@ -371,12 +372,11 @@ export class Bridge {
           return;
         }
         for (const c of changes) this.batcher.add(rt.config.name, c, tx.commitLsn, tx.commitTime, tx);
-        if (this.batcher.full) await this.batcher.waitForRoom();
+        if (this.batcher.full) return this.batcher.waitForRoom();
         return;
       }
       case 'truncate':
-        await this.handleTruncate(msg.relations.map((r) => `${r.schema}.${r.name}`));
-        return;
+        return this.handleTruncate(msg.relations.map((r) => `${r.schema}.${r.name}`));
       default:
         return;
     }
@@ -491,11 +491,16 @@ export class Bridge {
         const aborted = new Promise<void>((resolve) =>
           this.abort.signal.addEventListener('abort', () => resolve()),
         );
+        let drained = false;
         await Promise.race([
           this.batcher
             .drain()
-            .catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'drain failed')),
-          aborted.then(() => this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out')),
+            .catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'drain failed'))
+            .finally(() => (drained = true)),
+          // (The abort also fires at the end of every stop: only a drain still running timed out.)
+          aborted.then(() => {
+            if (!drained) this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out');
+          }),
         ]);
       }
       await this.stream?.stop();

@@ -9,6 +9,8 @@ import type pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import type { Logger } from 'pino';
 import { decodeMessage, type ChangeMessage } from '../decode/pgoutput.js';
+
+type LibMessage = Parameters<typeof decodeMessage>[0];
 import { formatLsn, parseLsn } from '../util/lsn.js';
 
 export interface StreamOptions {
@@ -23,7 +25,10 @@ export interface StreamOptions {
    * confirm it when nothing is pending.
    */
   onIdlePosition(lsn: bigint): void;
-  /** Handles one message; the stream does not read on until it resolves. */
+  /**
+   * Handles one message. Returning a promise means "wait": the stream reads on only once it
+   * resolves, so return one only when needed (backpressure), not for every message.
+   */
   onMessage(msg: ChangeMessage): Promise<void> | void;
   statusIntervalMs?: number;
 }
@@ -31,8 +36,10 @@ export interface StreamOptions {
 /** One replication connection's life: resolves when it ends, rejects with the reason it broke. */
 export class ReplicationStream {
   private service: LogicalReplicationService | undefined;
-  private received = 0;
-  private handled = 0;
+  /** A handler is waiting: messages already read are queued here, the socket is paused. */
+  private waiting = false;
+  private queue: LibMessage[] = [];
+  private failure: unknown;
   private statusTimer: NodeJS.Timeout | undefined;
   private lastSent = -1n;
   private stopping = false;
@@ -43,36 +50,26 @@ export class ReplicationStream {
 
   /** Streams from the slot's confirmed position until `stop` or an error. */
   async run(): Promise<void> {
+    // The library's flow control awaits every message through a promise chain, which halves the
+    // rate of the stream. Messages are handled synchronously instead; only when a handler has to
+    // wait (backpressure, TRUNCATE) is the socket paused and what was already read queued.
     const service = new LogicalReplicationService(this.o.clientConfig, {
       acknowledge: { auto: false, timeoutSeconds: 0 },
-      flowControl: { enabled: true },
+      flowControl: { enabled: false },
     });
     this.service = service;
     const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.o.publication] });
-    // Count messages as the library parses them, to know when all received ones are handled.
-    const parse = plugin.parse.bind(plugin);
-    plugin.parse = (buf: Buffer) => {
-      this.received += 1;
-      return parse(buf);
-    };
 
-    let failure: unknown;
     service.on('error', (err: Error) => {
-      failure ??= err;
+      this.failure ??= err;
     });
-    service.on('data', async (_lsn: string, msg: { tag: string }) => {
-      try {
-        if (this.stopping) return;
-        await this.o.onMessage(decodeMessage(msg as never));
-      } catch (err) {
-        failure ??= err;
-        void service.stop();
-      } finally {
-        this.handled += 1;
-      }
+    service.on('data', (_lsn: string, msg: LibMessage) => {
+      if (this.stopping || this.failure !== undefined) return;
+      if (this.waiting) this.queue.push(msg);
+      else this.handle(msg);
     });
     service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
-      if (this.received === this.handled && !this.stopping) this.o.onIdlePosition(parseLsn(lsn));
+      if (!this.waiting && !this.stopping) this.o.onIdlePosition(parseLsn(lsn));
       if (shouldRespond) this.sendStatus(true);
     });
     service.on('start', () => {
@@ -95,12 +92,59 @@ export class ReplicationStream {
       subscribed.catch(() => {}); // once stop() won the race, its late failure is expected
       await Promise.race([subscribed, stopped]);
     } catch (err) {
-      failure ??= err;
+      this.failure ??= err;
     } finally {
       clearInterval(this.statusTimer);
       await service.stop().catch(() => {});
     }
-    if (failure !== undefined && !this.stopping) throw failure;
+    if (this.failure !== undefined && !this.stopping) throw this.failure;
+  }
+
+  /** Handles one message; if the handler has to wait, reading stops until it and the queue are done. */
+  private handle(msg: LibMessage): void {
+    let pending: Promise<void> | void;
+    try {
+      pending = this.o.onMessage(decodeMessage(msg));
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    if (!pending) return;
+    this.waiting = true;
+    this.socket()?.pause();
+    void pending.then(
+      () => this.handleQueued(),
+      (err: unknown) => this.fail(err),
+    );
+  }
+
+  private async handleQueued(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        if (this.stopping || this.failure !== undefined) return;
+        const msg = this.queue.shift() as LibMessage;
+        await this.o.onMessage(decodeMessage(msg));
+      }
+      this.waiting = false;
+      this.socket()?.resume();
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private fail(err: unknown): void {
+    this.failure ??= err;
+    this.queue = [];
+    void this.service?.stop().catch(() => {});
+  }
+
+  /**
+   * The replication connection's socket. The library keeps it private but pauses it the same way
+   * for its own flow control; pausing is what stops the server's data from piling up in memory.
+   */
+  private socket(): { pause(): void; resume(): void } | undefined {
+    return (this.service as unknown as { _connection?: { stream?: { pause(): void; resume(): void } } })
+      ?._connection?.stream;
   }
 
   /** Sends the confirmed position (if it moved, or always when `force`). */

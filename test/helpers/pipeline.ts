@@ -3,6 +3,7 @@
  * and a simulator, and waits on what a user would watch (the slot's confirmed position, the
  * simulator's state, sync_status rows).
  */
+import type { Logger } from 'pino';
 import { expect } from 'vitest';
 import { Bridge } from '../../src/bridge.js';
 import { loadConfig } from '../../src/config/load-config.js';
@@ -99,9 +100,10 @@ export interface TestBridge {
  * Starts a bridge in this process on a test config, with fast retries. TEST_LOG=1 shows its log.
  * When start fails, everything it opened is closed before the error is rethrown.
  */
-export async function startTestBridge(o: TestConfigOptions): Promise<TestBridge> {
+export async function startTestBridge(o: TestConfigOptions & { logger?: Logger }): Promise<TestBridge> {
   const config = testConfig(o);
-  const logger = process.env.TEST_LOG ? createLogger({ level: 'debug', pretty: false }) : silentLogger();
+  const logger =
+    o.logger ?? (process.env.TEST_LOG ? createLogger({ level: 'debug', pretty: false }) : silentLogger());
   const client = new TuzhanClient(config.tuzhan, { logger, retryBaseMs: 10, retryMaxMs: 200 });
   const bridge = new Bridge({ config, logger, sender: client });
   const stop = async (timeoutMs = 5000): Promise<void> => {

@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Logger } from 'pino';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import {
   CRM_SCHEMA,
@@ -36,7 +38,7 @@ describe('pipeline semantics', () => {
     await db.drop();
   });
 
-  async function startBridge(o: Partial<TestConfigOptions> = {}): Promise<void> {
+  async function startBridge(o: Partial<TestConfigOptions> & { logger?: Logger } = {}): Promise<void> {
     running = await startTestBridge({ db, apiUrl: sim.url, ...o });
   }
 
@@ -221,7 +223,8 @@ describe('pipeline semantics', () => {
   });
 
   it('stops within its timeout while the platform is down, leaving the change unconfirmed', async () => {
-    await startBridge();
+    const log = captureLogger('warn');
+    await startBridge({ logger: log.logger });
     await waitForCatchUp(db);
     const { rows } = await db.query<{ lsn: string }>(
       `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
@@ -241,7 +244,18 @@ describe('pipeline semantics', () => {
     expect(after.rows[0]?.lsn).toBe(rows[0]?.lsn);
     const status = (await statusRows(db, 'profiles')).get('{"cust_no":"down"}');
     expect(status).toMatchObject({ status: 'retrying' });
+    expect(log.lines().map((l) => l.msg)).toContain('stopping without a full drain: timed out');
     sim.setFaults({ errorRate: 0 });
+  });
+
+  it('says nothing of a timeout when a stop drains in time', async () => {
+    const log = captureLogger('warn');
+    await startBridge({ logger: log.logger });
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('fine', 'x')`);
+    await waitForCatchUp(db);
+    await running?.stop(5000);
+    running = undefined;
+    expect(log.lines()).toEqual([]);
   });
 
   it('refuses to start when deletes could not be translated, naming the ALTER TABLE to run', async () => {
@@ -253,6 +267,10 @@ describe('pipeline semantics', () => {
 
   it('keeps memory bounded: a transaction larger than maxBufferedRows streams through', async () => {
     await startBridge({ batching: { maxBufferedRows: 300, maxBatchSize: 100 } });
+    let peak = 0;
+    running?.bridge.events.on('buffer', ({ buffered, inflight }) => {
+      peak = Math.max(peak, buffered + inflight);
+    });
     await db.query(
       `INSERT INTO crm.member_group (member_id, group_name) SELECT 'bulk-' || i, 'g' FROM generate_series(1, 5000) i`,
     );
@@ -263,5 +281,7 @@ describe('pipeline semantics', () => {
     expect(Number(rows[0]?.n)).toBe(5000);
     expect(sim.stats().byOptType.add.rows).toBe(5000);
     await eventually(() => expect(sim.groupsOf('thirdId', 'bulk-4999')).toEqual(['g']));
+    // The stream stopped reading while 300 rows were buffered or in flight, and went on after.
+    expect(peak).toBe(300);
   });
 });
