@@ -10,7 +10,7 @@ import { Batcher } from './batching/batcher.js';
 import { Dispatcher, type BatchSender, type SourceRuntime } from './batching/dispatcher.js';
 import { OrderedScheduler } from './batching/scheduler.js';
 import type { Config } from './config/types.js';
-import type { ChangeMessage, Row } from './decode/pgoutput.js';
+import type { ChangeMessage, Relation, Row } from './decode/pgoutput.js';
 import { BridgeError, SetupError, errorMessage } from './errors.js';
 import { toSourceChanges } from './mapping/changes.js';
 import { SourceMapper, parseGroups, identityValue, type Identity } from './mapping/source-mapper.js';
@@ -58,6 +58,8 @@ export class Bridge {
   private readonly batcher: Batcher;
   private readonly runtimes = new Map<string, SourceRuntime>();
   private readonly byTable = new Map<string, SourceRuntime>();
+  /** byTable by the decoder's relation objects (one per relation message), saving a string per row. */
+  private readonly byRelation = new WeakMap<Relation, SourceRuntime | null>();
   private tracker = new PositionTracker(0n);
   private stream: ReplicationStream | undefined;
   private leader: pg.Client | undefined;
@@ -360,7 +362,7 @@ export class Bridge {
       case 'insert':
       case 'update':
       case 'delete': {
-        const rt = this.byTable.get(`${msg.relation.schema}.${msg.relation.name}`);
+        const rt = this.runtimeOf(msg.relation);
         const tx = this.tx;
         if (!rt || !tx) return;
         const changes = toSourceChanges(rt.mapper, msg);
@@ -380,6 +382,15 @@ export class Bridge {
       default:
         return;
     }
+  }
+
+  private runtimeOf(relation: Relation): SourceRuntime | undefined {
+    let rt = this.byRelation.get(relation);
+    if (rt === undefined) {
+      rt = this.byTable.get(`${relation.schema}.${relation.name}`) ?? null;
+      this.byRelation.set(relation, rt);
+    }
+    return rt ?? undefined;
   }
 
   /** TRUNCATE: logged, recorded in sync_batch, and `onTruncate: delete-all` deletes every synced key. */

@@ -10,13 +10,7 @@ import type { Logger } from 'pino';
 import type { MatchConfig, SourceConfig } from '../config/types.js';
 import { ApiRejectedError, BridgeError, errorMessage } from '../errors.js';
 import type { Before } from '../mapping/changes.js';
-import {
-  identityResources,
-  parseGroups,
-  type Identity,
-  type Image,
-  type SourceMapper,
-} from '../mapping/source-mapper.js';
+import { parseGroups, type Identity, type Image, type SourceMapper } from '../mapping/source-mapper.js';
 import type { BridgeEvents, RowStatus } from '../ops/events.js';
 import { answeredBatch, rejectedBatch, type StatusRow, type StatusStore } from '../status/status-store.js';
 import type { BatchResult } from '../tuzhan/client.js';
@@ -117,7 +111,11 @@ export class Dispatcher {
           existing.contributions.push(contribution);
           continue;
         }
-        const requestRow: RequestRow = { row: { ...payload }, contributions: [contribution] };
+        // A merged row's groups grow; the payload stays what this key contributed.
+        const requestRow: RequestRow = {
+          row: merged ? { ...payload } : payload,
+          contributions: [contribution],
+        };
         if (mergeKey !== undefined) merged?.set(mergeKey, requestRow);
         let rows = byOp.get(part.op);
         if (!rows) byOp.set(part.op, (rows = []));
@@ -175,7 +173,10 @@ export class Dispatcher {
     const resources = new Set<string>();
     for (const r of rows) {
       for (const c of r.contributions) resources.add(keyResource(rt, c.flight.entry));
-      for (const id of identityResources(identityOf(r.row))) resources.add(`id:${id}`);
+      for (const f of IDENTITY_FIELDS) {
+        const v = r.row[f];
+        if (v !== undefined) resources.add(`id:${f}:${v}`);
+      }
     }
     void this.o.scheduler
       .schedule([...resources], () => this.sendRows(rt, op, rows))
@@ -413,12 +414,6 @@ function keyResource(rt: SourceRuntime, e: Entry): string {
 /** One text per customer identity: membership rows of one customer merge on it. */
 export function identityKey(identity: Identity): string {
   return IDENTITY_FIELDS.map((f) => identity[f] ?? '').join('\u0000');
-}
-
-function identityOf(row: ApiRow): Identity {
-  const id: Identity = {};
-  for (const f of IDENTITY_FIELDS) if (row[f] !== undefined) id[f] = row[f];
-  return id;
 }
 
 /** The union of two `groups` values, order kept; undefined when empty. */

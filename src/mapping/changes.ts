@@ -40,9 +40,12 @@ function afterOf(mapper: SourceMapper, row: Row): Image | null {
  */
 export function toSourceChanges(mapper: SourceMapper, msg: RowMessage): SourceChange[] | { error: string } {
   const changes = translate(mapper, msg);
+  if ('error' in changes) return changes;
   // A row outside the `where` filter before and after the change means nothing to the platform:
   // no outcome is recorded for it (sync_status lists the rows the source syncs).
-  return 'error' in changes ? changes : changes.filter((c) => c.before !== null || c.after !== null);
+  const [first] = changes;
+  if (changes.length === 1 && first && (first.before !== null || first.after !== null)) return changes;
+  return changes.filter((c) => c.before !== null || c.after !== null);
 }
 
 function translate(mapper: SourceMapper, msg: RowMessage): SourceChange[] | { error: string } {

@@ -47,15 +47,26 @@ export function canonicalJson(values: Record<string, unknown>): string {
 export function parseGroups(value: unknown): string[] | null {
   if (value === undefined) return null;
   if (value === null) return [];
+  // Runs for every row: a few names, usually distinct, so a linear check beats a Set.
   const parts = Array.isArray(value)
     ? value.map((v) => (v === null ? '' : String(v)))
     : String(value).split(',');
-  const seen = new Set<string>();
+  const out: string[] = [];
+  let seen: Set<string> | undefined;
   for (const p of parts) {
     const g = p.trim();
-    if (g) seen.add(g);
+    if (g === '') continue;
+    if (seen === undefined) {
+      if (out.includes(g)) continue;
+      if (out.length === 16) seen = new Set(out);
+    }
+    if (seen !== undefined) {
+      if (seen.has(g)) continue;
+      seen.add(g);
+    }
+    out.push(g);
   }
-  return [...seen];
+  return out;
 }
 
 /** An identity value as the API wants it: a non-empty string, or absent. */
@@ -156,14 +167,4 @@ export class SourceMapper {
 export function sameIdentity(a: Identity, b: Identity): boolean {
   for (const f of IDENTITY_FIELDS) if (a[f] !== b[f]) return false;
   return true;
-}
-
-/** Resource names of an identity, used to order requests that touch the same customer. */
-export function identityResources(identity: Identity): string[] {
-  const out: string[] = [];
-  for (const f of IDENTITY_FIELDS) {
-    const v = identity[f];
-    if (v !== undefined) out.push(`${f}:${v}`);
-  }
-  return out;
 }

@@ -13,9 +13,14 @@ function nonEmpty(v: unknown): v is string | number {
   return (typeof v === 'string' && v.trim() !== '') || (typeof v === 'number' && Number.isFinite(v));
 }
 
+/** An empty name (leading, trailing or doubled comma) or a name with spaces around it. */
+const NOT_NORMAL = /(?:^|,)(?:\s|,|$)|\s(?:,|$)/;
+
 /** Normalizes "a, ,b," to "a,b"; undefined when no group name is left. */
 export function normalizeGroups(groups: unknown): string | undefined {
   if (typeof groups !== 'string') return undefined;
+  // Runs for every row sent; what the bridge builds is already normal: keep it as it is.
+  if (groups !== '' && !NOT_NORMAL.test(groups)) return groups;
   const names = groups
     .split(',')
     .map((g) => g.trim())

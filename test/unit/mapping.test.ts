@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../src/config/load-config.js';
@@ -6,7 +7,6 @@ import type { Relation, Row } from '../../src/decode/pgoutput.js';
 import { toSourceChanges, type RowMessage } from '../../src/mapping/changes.js';
 import {
   canonicalJson,
-  identityResources,
   identityValue,
   parseGroups,
   sameIdentity,
@@ -58,6 +58,34 @@ describe('parseGroups', () => {
   it('null is no groups; undefined (unchanged TOAST) is unknown', () => {
     expect(parseGroups(null)).toEqual([]);
     expect(parseGroups(undefined)).toBeNull();
+  });
+
+  it('agrees with split-trim-dedupe on any text, including long lists with repeats', () => {
+    const reference = (text: string): string[] => [
+      ...new Set(
+        text
+          .split(',')
+          .map((g) => g.trim())
+          .filter((g) => g !== ''),
+      ),
+    ];
+    const name = fc.constantFrom('a', 'b', ' a', 'b ', '', ' ', '\t', '老客户', 'vip', 'g1', 'g2', 'g3');
+    const many = fc.array(
+      fc.oneof(
+        name,
+        fc.nat(40).map((n) => `n${n}`),
+      ),
+      { maxLength: 80, size: 'max' },
+    );
+    fc.assert(
+      fc.property(many, (names) => {
+        const text = names.join(',');
+        expect(parseGroups(text)).toEqual(reference(text));
+      }),
+      { numRuns: 500 },
+    );
+    const long = Array.from({ length: 20 }, (_, i) => `g${i}`);
+    expect(parseGroups([...long, 'g0', 'g19', 'g20'].join(','))).toEqual([...long, 'g20']);
   });
 });
 
@@ -260,10 +288,6 @@ describe('identity helpers', () => {
     expect(sameIdentity({ thirdId: 'a', phone: '1' }, { phone: '1', thirdId: 'a' })).toBe(true);
     expect(sameIdentity({ thirdId: 'a' }, { thirdId: 'a', phone: '1' })).toBe(false);
     expect(sameIdentity({ thirdId: 'a' }, { thirdId: 'b' })).toBe(false);
-  });
-
-  it('identityResources names each identity value', () => {
-    expect(identityResources({ phone: '1', thirdId: 'a' })).toEqual(['thirdId:a', 'phone:1']);
   });
 });
 

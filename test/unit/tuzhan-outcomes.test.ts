@@ -1,8 +1,10 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   buildBody,
   classifyResponse,
   mapErrorData,
+  normalizeGroups,
   outcomesOf,
   parseRetryAfter,
   redact,
@@ -199,5 +201,31 @@ describe('redact / tokenLifeMs', () => {
     expect(tokenLifeMs(now / 1000 + 600, now)).toBe(600_000);
     expect(tokenLifeMs(now + 60_000, now)).toBe(60_000);
     expect(tokenLifeMs(undefined, now)).toBe(7_200_000);
+  });
+});
+
+describe('normalizeGroups', () => {
+  it('keeps normal text as it is and cleans the rest, like split-trim-join', () => {
+    const reference = (text: string): string | undefined => {
+      const names = text
+        .split(',')
+        .map((g) => g.trim())
+        .filter((g) => g !== '');
+      return names.length ? names.join(',') : undefined;
+    };
+    const text = fc
+      .array(fc.constantFrom('a', 'b c', ' ', '', ',', '\t', '\n', 'vip', '老客户', '\u3000', 'x '), {
+        maxLength: 12,
+      })
+      .map((parts) => parts.join(''));
+    fc.assert(
+      fc.property(text, (t) => {
+        expect(normalizeGroups(t)).toBe(reference(t));
+      }),
+      { numRuns: 1000 },
+    );
+    expect(normalizeGroups('vip,north')).toBe('vip,north');
+    expect(normalizeGroups(' vip,,north ,')).toBe('vip,north');
+    expect(normalizeGroups(' , ')).toBeUndefined();
   });
 });
