@@ -48,7 +48,7 @@ export class OrderedScheduler {
     this.running += 1;
     const result = (async () => {
       if (deps.size) await Promise.all(deps);
-      return options.direct ? task() : (this.queue.add(task) as Promise<T>);
+      return options.direct ? task() : (this.queue.add(releasing(task)) as Promise<T>);
     })();
     const done = result.then(
       () => undefined,
@@ -78,4 +78,18 @@ export class OrderedScheduler {
     if (this.running === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
+}
+
+/**
+ * A stand-in for `task` that lets go of it once started. p-queue keeps up to ~100 started tasks in
+ * its array until it compacts (and never while it stays busy), so a request's closure, with
+ * every row of the request, would outlive the request by minutes under a steady backlog.
+ */
+function releasing<T>(task: () => Promise<T>): () => Promise<T> {
+  let pending: (() => Promise<T>) | undefined = task;
+  return () => {
+    const run = pending as () => Promise<T>;
+    pending = undefined;
+    return run();
+  };
 }

@@ -1,3 +1,5 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { OrderedScheduler } from '../../src/batching/scheduler.js';
 
@@ -154,5 +156,37 @@ describe('OrderedScheduler', () => {
     await vi.advanceTimersByTimeAsync(1000);
     expect(started).toEqual([0, 1, 2, 3]);
     await Promise.all(all);
+  });
+
+  it('lets go of a started task while the queue stays busy (its rows are not kept alive)', async () => {
+    // p-queue keeps started tasks in its array while more wait: the scheduler must not hand it ours.
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const s = new OrderedScheduler({ concurrency: 1, ratePerSecond: 0 });
+    const refs: Array<WeakRef<object>> = [];
+    const done: Array<Promise<number>> = [];
+    let started = 0;
+    const release = gate();
+    for (let i = 0; i < 300; i++) {
+      const rows = { rows: new Array(100).fill(i) }; // what a request's closure holds
+      refs.push(new WeakRef(rows));
+      done.push(
+        s.schedule([`k${i}`], async () => {
+          started += 1;
+          if (started === 140) await release.promise;
+          return rows.rows.length;
+        }),
+      );
+    }
+    await vi.waitFor(() => expect(started).toBe(140));
+    // 139 tasks finished, 160 wait: p-queue still holds the finished ones in its array.
+    await tick();
+    gc();
+    await tick();
+    gc();
+    const alive = refs.slice(0, 139).filter((r) => r.deref() !== undefined).length;
+    release.open();
+    await Promise.all(done);
+    expect(alive).toBe(0);
   });
 });
