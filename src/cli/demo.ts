@@ -5,7 +5,6 @@
  * src/demo/; this file parses the options and turns Ctrl-C into a clean stop.
  */
 import { Option, type Command } from 'commander';
-import { DemoSession } from '../demo/session.js';
 import { ExitCode, UsageError } from './common.js';
 
 interface DemoCliOptions {
@@ -54,6 +53,8 @@ Examples:
   tuzhan-cdc demo --follow            # then: curl 127.0.0.1:9464/metrics`,
     )
     .action(async (opts: DemoCliOptions) => {
+      // Loaded here, not at the top: `run` (a long-lived daemon) should not carry the demo's code.
+      const { DemoSession } = await import('../demo/session.js');
       const session = new DemoSession({
         durationSeconds: positive('--duration', opts.duration, 24 * 3600),
         rate: positive('--rate', opts.rate, 1000),

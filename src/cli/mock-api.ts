@@ -3,9 +3,7 @@
  * demo, docker compose and manual testing. Prints one line with its URL.
  */
 import type { Command } from 'commander';
-import { pino } from 'pino';
-import { loadRegistry } from '../simulator/model.js';
-import { startSimulator, type Simulator } from '../simulator/server.js';
+import type { Simulator } from '../simulator/server.js';
 
 export interface MockApiOptions {
   listen: string;
@@ -37,6 +35,12 @@ export async function startMockApi(o: MockApiOptions): Promise<Simulator> {
   const ttl = o.tokenTtl === undefined ? undefined : Number(o.tokenTtl);
   if (ttl !== undefined && !(Number.isFinite(ttl) && ttl > 0))
     throw new Error('--token-ttl: expected seconds > 0');
+  // Loaded here, not at the top: `run` (a long-lived daemon) should not carry the simulator.
+  const [{ pino }, { loadRegistry }, { startSimulator }] = await Promise.all([
+    import('pino'),
+    import('../simulator/model.js'),
+    import('../simulator/server.js'),
+  ]);
   return startSimulator({
     host,
     port,
