@@ -16,11 +16,12 @@ RUN npm run build \
   && tar -xzf /tmp/tuzhan-cdc-*.tgz -C /pkg --strip-components=1
 
 FROM node:20-bookworm-slim AS runtime
-# The heap cap: without it V8 lets short-lived per-row garbage grow the heap to ~300 MB before a
-# full collection during a large backlog; at 160 MB the same 1M-row drain runs as fast with a
-# peak RSS near 195 MB (docs/benchmark.md). The bench runs the bridge with the same flag.
+# The heap caps: without them V8 lets short-lived per-row garbage grow the heap far past the live
+# set (~40 MB at maxBufferedRows 10000) before collecting it. With these the 1M-row drain of the
+# bench peaks near 135 MB of RSS, as fast as without them (docs/benchmark.md). Raise both with
+# maxBufferedRows (about 1 KB of heap per buffered row). The bench reads this line.
 ENV NODE_ENV=production \
-    NODE_OPTIONS=--max-old-space-size=160 \
+    NODE_OPTIONS="--max-old-space-size=96 --max-semi-space-size=4" \
     TUZHAN_CDC_HEALTH_URL=http://127.0.0.1:9464/healthz
 WORKDIR /app
 COPY --from=build /pkg/ ./

@@ -137,6 +137,13 @@ function readStatusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   }
 }
 
+/** The NODE_OPTIONS of the Dockerfile: the bench measures the bridge as it is deployed. */
+export function deployedNodeOptions(): string[] {
+  const m = /^\s*NODE_OPTIONS="([^"]*)"/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
+  if (!m?.[1]) throw new Error('Dockerfile: no NODE_OPTIONS="..." line for the bench to use');
+  return m[1].split(' ').filter(Boolean);
+}
+
 /** Starts `tuzhan-cdc run` on a config (written to .tmp/bench/<name>.yaml). */
 export function spawnBridge(ctx: BenchContext, name: string, yaml: string): BridgeProcess {
   mkdirSync(TMP, { recursive: true });
@@ -145,9 +152,9 @@ export function spawnBridge(ctx: BenchContext, name: string, yaml: string): Brid
   // One directory per child: the tsx loader thread writes a profile of its own beside the main one.
   const profDir = join(TMP, 'prof', name);
   const args = [
-    // The heap cap the Dockerfile deploys with (NODE_OPTIONS there); BENCH_NODE_ARGS adds or
-    // overrides flags for experiments, e.g. BENCH_NODE_ARGS=--max-old-space-size=4096.
-    ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? ['--max-old-space-size=160']),
+    // The heap caps the Dockerfile deploys with (NODE_OPTIONS there); BENCH_NODE_ARGS replaces
+    // them for experiments, e.g. BENCH_NODE_ARGS=--max-old-space-size=4096.
+    ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? deployedNodeOptions()),
     ...(ctx.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
     ...ctx.cli,
     'run',
