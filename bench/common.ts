@@ -5,7 +5,7 @@
  * would watch (the slot's confirmed position, bridge_state).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
@@ -312,4 +312,68 @@ export function median(xs: readonly number[]): number {
     [...xs].sort((a, b) => a - b),
     50,
   );
+}
+
+/** CPU seconds used so far by each live process (Linux /proc), by pid. */
+export function cpuTimes(): Map<number, { comm: string; seconds: number }> {
+  const out = new Map<number, { comm: string; seconds: number }>();
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return out;
+  }
+  for (const p of pids) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      // pid (comm) state ... : comm may hold spaces and parentheses, so split after the last ')'.
+      const close = stat.lastIndexOf(')');
+      const comm = stat.slice(stat.indexOf('(') + 1, close);
+      const f = stat.slice(close + 2).split(' ');
+      // utime and stime are fields 14 and 15 of stat, 12 and 13 after "state".
+      const ticks = Number(f[11]) + Number(f[12]);
+      out.set(Number(p), { comm, seconds: ticks / CLOCK_TICKS });
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return out;
+}
+
+const CLOCK_TICKS = 100;
+
+/** Where CPU went between two `cpuTimes()`: the bridge child, PostgreSQL, this harness (simulator included). */
+export interface CpuSplit {
+  bridge: number;
+  postgres: number;
+  harness: number;
+  other: number;
+}
+
+export function cpuSplit(
+  before: ReturnType<typeof cpuTimes>,
+  after: ReturnType<typeof cpuTimes>,
+  bridgePid: number,
+): CpuSplit {
+  const split: CpuSplit = { bridge: 0, postgres: 0, harness: 0, other: 0 };
+  for (const [pid, a] of after) {
+    const used = a.seconds - (before.get(pid)?.seconds ?? 0);
+    if (used <= 0) continue;
+    if (pid === bridgePid) split.bridge += used;
+    else if (a.comm === 'postgres') split.postgres += used;
+    else if (pid === process.pid) split.harness += used;
+    else split.other += used;
+  }
+  return split;
+}
+
+/** A split as microseconds of CPU per row. */
+export function perRowMicros(split: CpuSplit, rows: number): CpuSplit {
+  const f = (s: number): number => Math.round((s * 1e6) / rows);
+  return {
+    bridge: f(split.bridge),
+    postgres: f(split.postgres),
+    harness: f(split.harness),
+    other: f(split.other),
+  };
 }

@@ -11,11 +11,12 @@
  * process from a compiled build, as in production; `--tsx` runs it from source instead.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSimulator } from '../src/simulator/server.js';
 import { startPostgres } from '../src/util/throwaway-postgres.js';
-import { ROOT, TOKEN, buildCli, median, type BenchContext, type RowsHook } from './common.js';
+import { ROOT, TOKEN, buildCli, median, type BenchContext, type CpuSplit, type RowsHook } from './common.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { runMemory, type MemoryResult } from './memory.js';
 import { runSnapshot, type SnapshotResult } from './snapshot.js';
@@ -120,6 +121,30 @@ for (const r of table) log(line(r));
 log(
   `(${repeat} run${repeat > 1 ? 's, medians' : ''}; ${pg.version}; ${((Date.now() - started) / 1000).toFixed(0)} s in all)`,
 );
+
+// Where the CPU went, per row: what bounds throughput when the machine's cores are all busy.
+const cpuRows: Array<[string, CpuSplit[]]> = [
+  ['baseline drain', runs.throughput.map((r) => r.baselineCpuUsPerRow)],
+  ['bridge, backlog', runs.throughput.map((r) => r.e2eCpuUsPerRow)],
+  ['bridge, snapshot', runs.snapshot.map((r) => r.cpuUsPerRow)],
+];
+if (cpuRows.some(([, xs]) => xs.length)) {
+  const cores = availableParallelism();
+  log('');
+  log(`CPU per row (µs, medians; harness = simulator + baseline consumer; ${cores} cores)`);
+  log(
+    `${'phase'.padEnd(18)}${['bridge', 'postgres', 'harness', 'other', 'total', `${cores}-core bound rows/s`].map((h) => h.padStart(10)).join('')}`,
+  );
+  for (const [label, xs] of cpuRows) {
+    if (!xs.length) continue;
+    const m = (f: (x: CpuSplit) => number): number => median(xs.map(f));
+    const total = m((x) => x.bridge + x.postgres + x.harness + x.other);
+    const cells = [m((x) => x.bridge), m((x) => x.postgres), m((x) => x.harness), m((x) => x.other), total];
+    log(
+      `${label.padEnd(18)}${cells.map((c) => String(c).padStart(10)).join('')}${fmt(total ? (cores * 1e6) / total : null).padStart(10)}`,
+    );
+  }
+}
 
 const resultsDir = join(ROOT, 'bench', 'results');
 mkdirSync(resultsDir, { recursive: true });

@@ -9,10 +9,14 @@ import {
   bridgeConfigYaml,
   connect,
   countStatus,
+  cpuSplit,
+  cpuTimes,
   createDatabase,
+  perRowMicros,
   spawnBridge,
   waitSnapshotDone,
   type BenchContext,
+  type CpuSplit,
 } from './common.js';
 
 export interface SnapshotResult {
@@ -22,6 +26,8 @@ export interface SnapshotResult {
   wallSecondsFromSpawn: number;
   bridgePeakRssMB: number;
   statusRows: number;
+  /** CPU microseconds per row from the bridge's start until the snapshot was done, by process group. */
+  cpuUsPerRow: CpuSplit;
 }
 
 export async function runSnapshot(ctx: BenchContext, rows = 500_000): Promise<SnapshotResult> {
@@ -35,6 +41,7 @@ export async function runSnapshot(ctx: BenchContext, rows = 500_000): Promise<Sn
     );
     await db.query('VACUUM ANALYZE crm.customer');
     ctx.log(`snapshot: first start on ${rows} existing rows`);
+    const cpuBefore = cpuTimes();
     const spawned = Date.now();
     const bridge = spawnBridge(
       ctx,
@@ -42,6 +49,7 @@ export async function runSnapshot(ctx: BenchContext, rows = 500_000): Promise<Sn
       bridgeConfigYaml({ dbUrl, apiUrl: ctx.apiUrl, slot: 'bench_snapshot' }),
     );
     const done = await waitSnapshotDone(db, 'bench_snapshot', 240_000);
+    const cpu = cpuSplit(cpuBefore, cpuTimes(), bridge.pid);
     const wall = (Date.now() - spawned) / 1000;
     const peak = bridge.peakRssMB();
     await bridge.waitForLog('replication stream started');
@@ -57,6 +65,7 @@ export async function runSnapshot(ctx: BenchContext, rows = 500_000): Promise<Sn
       wallSecondsFromSpawn: wall,
       bridgePeakRssMB: peak,
       statusRows,
+      cpuUsPerRow: perRowMicros(cpu, rows),
     };
   } finally {
     await db.end();

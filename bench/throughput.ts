@@ -13,11 +13,15 @@ import {
   bridgeConfigYaml,
   connect,
   countStatus,
+  cpuSplit,
+  cpuTimes,
   createDatabase,
+  perRowMicros,
   insertLsn,
   spawnBridge,
   waitConfirmed,
   type BenchContext,
+  type CpuSplit,
 } from './common.js';
 
 export interface ThroughputResult {
@@ -31,6 +35,10 @@ export interface ThroughputResult {
   ratio: number;
   bridgePeakRssMB: number;
   statusRows: number;
+  /** CPU microseconds per row while the baseline drained, by process group. */
+  baselineCpuUsPerRow: CpuSplit;
+  /** CPU microseconds per row while the bridge streamed the backlog, by process group. */
+  e2eCpuUsPerRow: CpuSplit;
 }
 
 const TXS = 2000;
@@ -103,7 +111,9 @@ export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult
     const rows = TXS * ROWS_PER_TX;
 
     ctx.log('throughput: baseline consumer draining its own slot');
+    const baseCpu = cpuTimes();
     const base = await drainBaseline(dbUrl, BASE_SLOT, SLOT, parseLsn(target));
+    const baselineCpu = cpuSplit(baseCpu, cpuTimes(), -1);
     if (base.rows !== rows) throw new Error(`baseline saw ${base.rows} inserts, expected ${rows}`);
     await db.query(`SELECT pg_drop_replication_slot($1)`, [BASE_SLOT]);
 
@@ -111,7 +121,9 @@ export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult
     const spawned = Date.now();
     const bridge = spawnBridge(ctx, 'throughput', yaml);
     const streaming = await bridge.waitForLog('replication stream started');
+    const streamCpu = cpuTimes();
     const confirmedAt = await waitConfirmed(db, SLOT, target, 180_000);
+    const e2eCpu = cpuSplit(streamCpu, cpuTimes(), bridge.pid);
     const peak = bridge.peakRssMB();
     await bridge.stop();
     const status = await countStatus(db);
@@ -132,6 +144,8 @@ export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult
       ratio: e2eRowsPerSec / baselineRowsPerSec,
       bridgePeakRssMB: peak,
       statusRows,
+      baselineCpuUsPerRow: perRowMicros(baselineCpu, rows),
+      e2eCpuUsPerRow: perRowMicros(e2eCpu, rows),
     };
   } finally {
     await db.end();
