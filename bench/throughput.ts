@@ -6,6 +6,7 @@
  * streams the same backlog end to end (API answered, outcomes stored, slot confirmed). The two
  * never run at once.
  */
+import type pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import { parseLsn } from '../src/util/lsn.js';
 import {
@@ -84,6 +85,23 @@ export async function drainBaseline(
   return { rows, seconds: (ended - started) / 1000 };
 }
 
+/**
+ * Drops a slot once its walsender has let go of it: the server ends the walsender a moment after
+ * the client disconnects, and dropping an active slot fails.
+ */
+async function dropWhenReleased(db: pg.Client, slot: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await db.query<{ active: boolean }>(
+      'SELECT active FROM pg_replication_slots WHERE slot_name = $1',
+      [slot],
+    );
+    if (!r.rows[0]?.active || Date.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await db.query('SELECT pg_drop_replication_slot($1)', [slot]);
+}
+
 export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult> {
   const dbUrl = await createDatabase(ctx, 'bench_throughput');
   const db = await connect(dbUrl);
@@ -115,7 +133,7 @@ export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult
     const base = await drainBaseline(dbUrl, BASE_SLOT, SLOT, parseLsn(target));
     const baselineCpu = cpuSplit(baseCpu, cpuTimes(), -1);
     if (base.rows !== rows) throw new Error(`baseline saw ${base.rows} inserts, expected ${rows}`);
-    await db.query(`SELECT pg_drop_replication_slot($1)`, [BASE_SLOT]);
+    await dropWhenReleased(db, BASE_SLOT);
 
     ctx.log('throughput: bridge restarts and streams the backlog');
     const spawned = Date.now();

@@ -23,8 +23,11 @@ export interface Entry {
   lsn: bigint;
   commitTime: Date;
   changes: number;
-  /** Transactions waiting for this entry's outcome, with how many of their changes it holds. */
-  holders: Array<[Holder, number]>;
+  /** The latest transaction waiting for this entry's outcome, and how many of its changes it holds. */
+  holder: Holder | undefined;
+  held: number;
+  /** Earlier transactions waiting for it (the key changed in several before a flush), oldest first. */
+  earlier: Array<[Holder, number]> | undefined;
 }
 
 /** Starts an entry for a key's first buffered change. */
@@ -37,7 +40,9 @@ export function newEntry(change: SourceChange, lsn: bigint, commitTime: Date, ho
     lsn,
     commitTime,
     changes: 1,
-    holders: [[holder, 1]],
+    holder,
+    held: 1,
+    earlier: undefined,
   };
 }
 
@@ -59,15 +64,29 @@ export function mergeChange(
   entry.commitTime = commitTime;
   entry.changes += 1;
   holder.hold(1);
-  const last = entry.holders[entry.holders.length - 1];
-  if (last && last[0] === holder) last[1] += 1;
-  else entry.holders.push([holder, 1]);
+  if (entry.holder === holder) {
+    entry.held += 1;
+  } else {
+    if (entry.holder) (entry.earlier ??= []).push([entry.holder, entry.held]);
+    entry.holder = holder;
+    entry.held = 1;
+  }
 }
 
 /** Releases every transaction the entry holds: its outcome is stored. */
 export function releaseEntry(entry: Entry): void {
-  for (const [h, n] of entry.holders) h.release(n);
-  entry.holders = [];
+  if (entry.earlier) for (const [h, n] of entry.earlier) h.release(n);
+  entry.holder?.release(entry.held);
+  entry.holder = undefined;
+  entry.held = 0;
+  entry.earlier = undefined;
+}
+
+/** The transactions an entry holds, oldest first, with how many of their changes. */
+export function holdersOf(entry: Entry): Array<[Holder, number]> {
+  const all: Array<[Holder, number]> = entry.earlier ? [...entry.earlier] : [];
+  if (entry.holder) all.push([entry.holder, entry.held]);
+  return all;
 }
 
 /** One API row to send: an operation on one customer. `groups` empty on a delete means "all". */

@@ -170,16 +170,17 @@ export class Dispatcher {
   }
 
   private scheduleRequest(rt: SourceRuntime, op: OptType, rows: RequestRow[]): void {
-    const resources = new Set<string>();
+    // (A name twice is harmless to the scheduler: no Set needed for a thousand names a request.)
+    const resources: string[] = [];
     for (const r of rows) {
-      for (const c of r.contributions) resources.add(keyResource(rt, c.flight.entry));
+      for (const c of r.contributions) resources.push(keyResource(rt, c.flight.entry));
       for (const f of IDENTITY_FIELDS) {
         const v = r.row[f];
-        if (v !== undefined) resources.add(`id:${f}:${v}`);
+        if (v !== undefined) resources.push(`id:${f}:${v}`);
       }
     }
     void this.o.scheduler
-      .schedule([...resources], () => this.sendRows(rt, op, rows))
+      .schedule(resources, () => this.sendRows(rt, op, rows))
       .catch((err: unknown) => this.fatal(err));
   }
 

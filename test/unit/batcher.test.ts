@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Batcher, type FlushSink } from '../../src/batching/batcher.js';
-import type { Entry } from '../../src/batching/coalesce.js';
+import { holdersOf, type Entry } from '../../src/batching/coalesce.js';
 import type { Config } from '../../src/config/types.js';
 import type { SourceChange } from '../../src/mapping/changes.js';
 
@@ -143,7 +143,7 @@ describe('Batcher', () => {
       commitTime: later,
       changes: 3,
     });
-    expect(entry?.holders.map(([h, n]) => [h === holder ? 'tx1' : 'tx2', n])).toEqual([
+    expect(holdersOf(entry as Entry).map(([h, n]) => [h === holder ? 'tx1' : 'tx2', n])).toEqual([
       ['tx1', 2],
       ['tx2', 1],
     ]);

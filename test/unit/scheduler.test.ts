@@ -158,6 +158,26 @@ describe('OrderedScheduler', () => {
     await Promise.all(all);
   });
 
+  it('takes a resource named twice in one task like once', async () => {
+    const s = new OrderedScheduler({ concurrency: 4, ratePerSecond: 0 });
+    const log: string[] = [];
+    const first = gate();
+    const a = s.schedule(['k', 'x', 'k'], async () => {
+      await first.promise;
+      log.push('a');
+    });
+    const b = s.schedule(['k'], async () => {
+      log.push('b');
+    });
+    await tick();
+    expect(log).toEqual([]);
+    first.open();
+    await Promise.all([a, b]);
+    expect(log).toEqual(['a', 'b']);
+    await s.idle();
+    expect(s.pending).toBe(0);
+  });
+
   it('lets go of a started task while the queue stays busy (its rows are not kept alive)', async () => {
     // p-queue keeps started tasks in its array while more wait: the scheduler must not hand it ours.
     v8.setFlagsFromString('--expose-gc');
