@@ -56,6 +56,7 @@ export async function drainBaseline(
   slot: string,
   publication: string,
   target: bigint,
+  atEnd: () => void = () => {},
 ): Promise<{ rows: number; seconds: number }> {
   const service = new LogicalReplicationService(
     { connectionString: dbUrl },
@@ -73,6 +74,7 @@ export async function drainBaseline(
         void service.acknowledge(lsn).catch(() => {});
         if (msg.commitEndLsn && parseLsn(msg.commitEndLsn) >= target && !ended) {
           ended = Date.now();
+          atEnd(); // before stopping: the walsender's CPU is counted while it lives
           resolve();
         }
       }
@@ -130,8 +132,11 @@ export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult
 
     ctx.log('throughput: baseline consumer draining its own slot');
     const baseCpu = cpuTimes();
-    const base = await drainBaseline(dbUrl, BASE_SLOT, SLOT, parseLsn(target));
-    const baselineCpu = cpuSplit(baseCpu, cpuTimes(), -1);
+    let baseCpuEnd = baseCpu;
+    const base = await drainBaseline(dbUrl, BASE_SLOT, SLOT, parseLsn(target), () => {
+      baseCpuEnd = cpuTimes();
+    });
+    const baselineCpu = cpuSplit(baseCpu, baseCpuEnd, -1);
     if (base.rows !== rows) throw new Error(`baseline saw ${base.rows} inserts, expected ${rows}`);
     await dropWhenReleased(db, BASE_SLOT);
 
