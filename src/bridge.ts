@@ -14,10 +14,10 @@ import type { ChangeMessage, Relation, Row } from './decode/pgoutput.js';
 import { BridgeError, SetupError, errorMessage } from './errors.js';
 import { toSourceChanges } from './mapping/changes.js';
 import { SourceMapper, parseGroups, identityValue, type Identity } from './mapping/source-mapper.js';
+import { prepareSlot } from './first-start.js';
 import { createBridgeEvents, type BridgeEvents } from './ops/events.js';
 import { checkServer, checkSource, mappedColumns, type Finding } from './source/catalog.js';
-import { advanceSlot, createSlotWithSnapshot, dropSlot, ensurePublication, slotInfo } from './source/slot.js';
-import { readSnapshot } from './source/snapshot.js';
+import { advanceSlot, ensurePublication } from './source/slot.js';
 import { ReplicationStream } from './source/stream.js';
 import { migrate } from './status/migrate.js';
 import { PositionTracker, type Tx } from './status/positions.js';
@@ -167,7 +167,15 @@ export class Bridge {
     await migrate(this.pool, this.config.postgres.statusSchema);
     await this.becomeLeader();
     await ensurePublication(this.pool, this.config.postgres.publication, this.config.sources);
-    await this.prepareSlot();
+    this.tracker = new PositionTracker(
+      await prepareSlot({
+        pool: this.pool,
+        config: this.config,
+        runtimes: this.runtimes,
+        batcher: this.batcher,
+        logger: this.logger,
+      }),
+    );
     this.lagTimer = setInterval(() => void this.measureLag(), this.o.lagIntervalMs ?? 5000);
     this.tracker.onAdvance((lsn) => {
       this.events.emit('confirmed', { lsn: formatLsn(lsn) });
@@ -208,91 +216,6 @@ export class Bridge {
       await sleep(1000, this.abort.signal);
     }
     throw new BridgeError('STOPPED', 'stopped while waiting as a standby');
-  }
-
-  private async prepareSlot(): Promise<void> {
-    const { slot, statusSchema } = this.config.postgres;
-    const stateTable = `${quoteIdent(statusSchema)}.bridge_state`;
-    const info = await slotInfo(this.pool, slot);
-    const currentDb = (await this.pool.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db;
-    if (info && info.database !== currentDb) {
-      throw new SetupError(
-        'SLOT_ELSEWHERE',
-        `replication slot ${slot} belongs to database ${info.database}; choose another postgres.slot`,
-      );
-    }
-    const state = await this.pool.query<{ done: boolean }>(
-      `SELECT snapshot_done_at IS NOT NULL AS done FROM ${stateTable} WHERE slot = $1`,
-      [slot],
-    );
-    if (info && state.rows[0]?.done) {
-      this.tracker = new PositionTracker(info.confirmedFlushLsn ?? 0n);
-      this.logger.info({ slot, confirmed: formatLsn(this.tracker.confirmed) }, 'resuming from the slot');
-      return;
-    }
-    if (info) {
-      // A snapshot that never finished: nothing was confirmed past the consistent point, so start over.
-      this.logger.warn({ slot }, 'the first-start snapshot did not finish; recreating the slot');
-      await dropSlot(this.pool, slot);
-    }
-    const created = await createSlotWithSnapshot({ connectionString: this.config.postgres.url }, slot);
-    const started = Date.now();
-    let rows = 0;
-    try {
-      await this.pool.query(
-        `INSERT INTO ${stateTable} (slot, snapshot_lsn, snapshot_started_at) VALUES ($1, $2, now())
-         ON CONFLICT (slot) DO UPDATE SET snapshot_lsn = EXCLUDED.snapshot_lsn, snapshot_started_at = now(),
-           snapshot_done_at = NULL, snapshot_rows = NULL`,
-        [slot, formatLsn(created.consistentPoint)],
-      );
-      this.logger.info(
-        { slot, consistentPoint: formatLsn(created.consistentPoint) },
-        'slot created; reading the snapshot',
-      );
-      const holder = { hold() {}, release() {} };
-      const client = await this.pool.connect();
-      const unguard = guardCheckedOut(client);
-      try {
-        rows = await readSnapshot(
-          client,
-          created.snapshotName,
-          [...this.runtimes.values()].map((rt) => ({ config: rt.config, columns: rt.mapper.columns })),
-          {
-            onRows: async (source, chunk) => {
-              const rt = this.runtimes.get(source.name) as SourceRuntime;
-              const commitTime = new Date();
-              for (const row of chunk) {
-                const changes = toSourceChanges(rt.mapper, {
-                  tag: 'insert',
-                  relation: undefined as never,
-                  new: row,
-                });
-                if ('error' in changes) continue;
-                for (const c of changes)
-                  this.batcher.add(source.name, c, created.consistentPoint, commitTime, holder);
-                if (this.batcher.full) await this.batcher.waitForRoom();
-              }
-            },
-          },
-        );
-      } finally {
-        unguard();
-        client.release();
-      }
-    } finally {
-      await created.connection.end().catch(() => {});
-    }
-    await this.batcher.drain();
-    await this.pool.query(
-      `UPDATE ${stateTable} SET snapshot_done_at = now(), snapshot_rows = $2 WHERE slot = $1`,
-      [slot, rows],
-    );
-    const seconds = (Date.now() - started) / 1000;
-    this.logger.info(
-      { slot, rows, seconds, rowsPerSec: Math.round(rows / Math.max(seconds, 0.001)) },
-      'snapshot synced',
-    );
-    this.tracker = new PositionTracker(created.consistentPoint);
   }
 
   private async streamLoop(): Promise<void> {
