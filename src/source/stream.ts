@@ -74,6 +74,13 @@ export class ReplicationStream {
     });
     service.on('start', () => {
       this.o.logger.info({ slot: this.o.slot }, 'replication stream started');
+      if (!this.socket()) {
+        // Only an upgrade of the (pinned) library can cause this: backpressure would not hold.
+        this.o.logger.error(
+          { slot: this.o.slot },
+          'cannot pause the replication socket: memory is not bounded under backpressure',
+        );
+      }
       // stop() came while the library was still connecting, before it had a client to end: its
       // connect went on regardless. End this stream now rather than stream on unread.
       if (this.stopCalled) void service.stop().catch(() => {});
@@ -145,6 +152,11 @@ export class ReplicationStream {
   private socket(): { pause(): void; resume(): void } | undefined {
     return (this.service as unknown as { _connection?: { stream?: { pause(): void; resume(): void } } })
       ?._connection?.stream;
+  }
+
+  /** Messages read while a handler waits, not handled yet (bounded: the socket is paused). */
+  get queued(): number {
+    return this.queue.length;
   }
 
   /** Sends the confirmed position (if it moved, or always when `force`). */

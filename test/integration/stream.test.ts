@@ -1,0 +1,57 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChangeMessage } from '../../src/decode/pgoutput.js';
+import { silentLogger } from '../../src/ops/logger.js';
+import { ReplicationStream } from '../../src/source/stream.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { eventually } from '../helpers/pipeline.js';
+
+describe('ReplicationStream', () => {
+  let db: TestDatabase;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('stream');
+    await db.query(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
+    await db.query(`CREATE PUBLICATION ${db.name} FOR TABLE t`);
+    await db.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [db.name]);
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('stops reading while a handler waits and hands on every message in order after', async () => {
+    const ids: number[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const stream = new ReplicationStream({
+      clientConfig: { connectionString: db.url },
+      slot: db.name,
+      publication: db.name,
+      logger: silentLogger(),
+      confirmed: () => 0n,
+      onIdlePosition: () => {},
+      // Synchronous for every message but the 10th insert, which waits (as under backpressure).
+      onMessage: (msg: ChangeMessage) => {
+        if (msg.tag !== 'insert') return;
+        ids.push(Number(msg.new.id));
+        if (ids.length === 10) return gate;
+      },
+    });
+    const running = stream.run();
+    const rows = 20_000;
+    await db.query(`INSERT INTO t SELECT g, repeat('x', 50) FROM generate_series(1, $1) g`, [rows]);
+
+    await eventually(() => expect(stream.queued).toBeGreaterThan(0));
+    await new Promise((r) => setTimeout(r, 300));
+    // The socket is paused: what was read before the pause waits, the rest stays with the server.
+    const queuedWhileWaiting = stream.queued;
+    expect(ids).toHaveLength(10);
+    expect(queuedWhileWaiting).toBeLessThan(rows / 2);
+
+    release();
+    await eventually(() => expect(ids).toHaveLength(rows), 30_000);
+    expect(ids).toEqual(Array.from({ length: rows }, (_, i) => i + 1));
+    expect(stream.queued).toBe(0);
+    await stream.stop();
+    await running;
+  });
+});
