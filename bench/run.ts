@@ -133,7 +133,7 @@ if (cpuRows.some(([, xs]) => xs.length)) {
   log('');
   log(`CPU per row (µs, medians; harness = simulator + baseline consumer; ${cores} cores)`);
   log(
-    `${'phase'.padEnd(18)}${['bridge', 'postgres', 'harness', 'other', 'total', `${cores}-core bound rows/s`].map((h) => h.padStart(10)).join('')}`,
+    `${'phase'.padEnd(18)}${['bridge', 'postgres', 'harness', 'other', 'total'].map((h) => h.padStart(10)).join('')}  ${cores} cores allow (rows/s)`,
   );
   for (const [label, xs] of cpuRows) {
     if (!xs.length) continue;
@@ -141,7 +141,7 @@ if (cpuRows.some(([, xs]) => xs.length)) {
     const total = m((x) => x.bridge + x.postgres + x.harness + x.other);
     const cells = [m((x) => x.bridge), m((x) => x.postgres), m((x) => x.harness), m((x) => x.other), total];
     log(
-      `${label.padEnd(18)}${cells.map((c) => String(c).padStart(10)).join('')}${fmt(total ? (cores * 1e6) / total : null).padStart(10)}`,
+      `${label.padEnd(18)}${cells.map((c) => String(c).padStart(10)).join('')}  ${fmt(total ? (cores * 1e6) / total : null).padStart(22)}`,
     );
   }
 }
