@@ -7,7 +7,7 @@
  * stored in one statement before its entries are released to the position tracker.
  */
 import type { Logger } from 'pino';
-import type { MatchConfig, SourceConfig } from '../config/types.js';
+import type { IdentityField, MatchConfig, SourceConfig } from '../config/types.js';
 import { ApiRejectedError, BridgeError, errorMessage } from '../errors.js';
 import type { Before } from '../mapping/changes.js';
 import { parseGroups, type Identity, type Image, type SourceMapper } from '../mapping/source-mapper.js';
@@ -17,7 +17,7 @@ import type { BatchResult } from '../tuzhan/client.js';
 import type { ApiRow, OptType, PublicParams, RowOutcome } from '../tuzhan/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
 import { netEffect, releaseEntry, type Entry, type Part } from './coalesce.js';
-import type { OrderedScheduler } from './scheduler.js';
+import { Resources, type OrderedScheduler } from './scheduler.js';
 
 /** The platform client as the dispatcher uses it. */
 export interface BatchSender {
@@ -145,7 +145,9 @@ export class Dispatcher {
     rt: SourceRuntime,
     local: Array<{ flight: Flight; status: RowStatus; error: string | null }>,
   ): void {
-    const resources = local.map((l) => keyResource(rt, l.flight.entry));
+    const resources = new Resources();
+    const keyLane = keyLaneOf(rt);
+    for (const l of local) resources.add(keyLane, l.flight.entry.key.text);
     void this.o.scheduler
       .schedule(
         resources,
@@ -171,12 +173,13 @@ export class Dispatcher {
 
   private scheduleRequest(rt: SourceRuntime, op: OptType, rows: RequestRow[]): void {
     // (A name twice is harmless to the scheduler: no Set needed for a thousand names a request.)
-    const resources: string[] = [];
+    const resources = new Resources();
+    const keyLane = keyLaneOf(rt);
     for (const r of rows) {
-      for (const c of r.contributions) resources.push(keyResource(rt, c.flight.entry));
+      for (const c of r.contributions) resources.add(keyLane, c.flight.entry.key.text);
       for (const f of IDENTITY_FIELDS) {
         const v = r.row[f];
-        if (v !== undefined) resources.push(`id:${f}:${v}`);
+        if (v !== undefined) resources.add(ID_LANES[f], v);
       }
     }
     void this.o.scheduler
@@ -360,7 +363,9 @@ export class Dispatcher {
     const pending = entries.filter((e) => e.before === 'lookup');
     if (pending.length === 0) return;
     // What was last sent is only known once earlier requests for these keys have finished.
-    await this.o.scheduler.settled(pending.map((e) => keyResource(rt, e)));
+    const keys = new Resources();
+    for (const e of pending) keys.add(keyLaneOf(rt), e.key.text);
+    await this.o.scheduler.settled(keys);
     const last = await this.o.store.lastSent(
       rt.config.name,
       pending.map((e) => e.key.text),
@@ -408,9 +413,15 @@ export function publicParams(match: Readonly<MatchConfig>, op: OptType): PublicP
   return { ...params, optType: op };
 }
 
-function keyResource(rt: SourceRuntime, e: Entry): string {
-  return `key:${rt.config.name}:${e.key.text}`;
+/** Requests are ordered per source row key (a lane per source) and per platform identity value. */
+function keyLaneOf(rt: SourceRuntime): string {
+  return `key:${rt.config.name}`;
 }
+
+const ID_LANES = Object.fromEntries(IDENTITY_FIELDS.map((f) => [f, `id:${f}`])) as Record<
+  IdentityField,
+  string
+>;
 
 /** One text per customer identity: membership rows of one customer merge on it. */
 export function identityKey(identity: Identity): string {

@@ -1,7 +1,7 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { OrderedScheduler } from '../../src/batching/scheduler.js';
+import { OrderedScheduler, Resources } from '../../src/batching/scheduler.js';
 
 /** A promise the test resolves. */
 function gate() {
@@ -156,6 +156,31 @@ describe('OrderedScheduler', () => {
     await vi.advanceTimersByTimeAsync(1000);
     expect(started).toEqual([0, 1, 2, 3]);
     await Promise.all(all);
+  });
+
+  it('orders by lane and name: one name in two lanes is two resources', async () => {
+    const s = new OrderedScheduler({ concurrency: 4, ratePerSecond: 0 });
+    const log: string[] = [];
+    const first = gate();
+    const a = s.schedule(new Resources().add('key:a', '{"id":1}').add('id:thirdId', 'c-1'), async () => {
+      await first.promise;
+      log.push('a');
+    });
+    // Another source's key with the same text: not the same row, runs at once.
+    const b = s.schedule(new Resources().add('key:b', '{"id":1}'), async () => {
+      log.push('b');
+    });
+    // The same customer through another source's row: waits for a.
+    const c = s.schedule(new Resources().add('key:b', '{"id":2}').add('id:thirdId', 'c-1'), async () => {
+      log.push('c');
+    });
+    await b;
+    expect(log).toEqual(['b']);
+    first.open();
+    await Promise.all([a, c]);
+    expect(log).toEqual(['b', 'a', 'c']);
+    await s.settled(new Resources().add('key:a', '{"id":1}'));
+    expect(s.pending).toBe(0);
   });
 
   it('takes a resource named twice in one task like once', async () => {
