@@ -81,13 +81,24 @@ Examples:
       const config = await loadConfigFromOptions(cmd.optsWithGlobals<GlobalOptions>());
       const logger = createLogger({ level: config.log.level });
       const timeoutMs = Number(opts.shutdownTimeout) || 30_000;
-      const daemon = await startDaemon(config, logger);
-      const removeSignals = withSignals(() => daemon.stop(timeoutMs), { timeoutMs: timeoutMs + 5000 });
+      // Signals are taken from the start. One that comes before streaming (checks, migrations,
+      // the first-start snapshot) exits at once: nothing is confirmed yet, and the next start
+      // redoes what was cut short (an unfinished snapshot is started over). Once streaming, a
+      // signal drains, stores outcomes and confirms before exiting.
+      let daemon: Daemon | undefined;
+      const removeSignals = withSignals(
+        async () => {
+          if (daemon) await daemon.stop(timeoutMs);
+          else logger.warn('stopped before streaming began; the next start redoes what this one had begun');
+        },
+        { timeoutMs: timeoutMs + 5000 },
+      );
       try {
+        daemon = await startDaemon(config, logger);
         await daemon.done;
       } catch (err) {
         removeSignals();
-        await daemon.stop(1000).catch(() => {});
+        await daemon?.stop(1000).catch(() => {});
         throw err;
       }
     });

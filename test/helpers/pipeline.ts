@@ -119,6 +119,21 @@ export async function startTestBridge(o: TestConfigOptions & { logger?: Logger }
   return { bridge, config, stop };
 }
 
+/**
+ * Waits until a bridge streams from `slot`: its first-start snapshot is done and the slot is in use.
+ * (The slot is in use during the snapshot too, by the connection that created it.)
+ */
+export async function waitForStreaming(db: TestDatabase, slot: string, timeoutMs = 30_000): Promise<void> {
+  await eventually(async () => {
+    const { rowCount } = await db.query(
+      `SELECT 1 FROM pg_replication_slots s JOIN "Tuzhan Sync".bridge_state b ON b.slot = s.slot_name
+        WHERE s.slot_name = $1 AND s.active AND b.snapshot_done_at IS NOT NULL`,
+      [slot],
+    );
+    expect(rowCount).toBe(1);
+  }, timeoutMs);
+}
+
 /** Polls until `fn` stops throwing (an expect inside), or rethrows its last error after `timeoutMs`. */
 export async function eventually<T>(
   fn: () => Promise<T> | T,

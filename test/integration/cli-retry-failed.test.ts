@@ -3,7 +3,13 @@ import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { freePort } from '../../src/util/throwaway-postgres.js';
 import { runCli, startCli, writeConfigFile } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, eventually, statusRows, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
+import {
+  CRM_SCHEMA,
+  statusRows,
+  testConfigYaml,
+  waitForCatchUp,
+  waitForStreaming,
+} from '../helpers/pipeline.js';
 
 /** Slot names are server-wide: each test file streams from its own. */
 const SLOT = 'cli_retry_failed';
@@ -47,12 +53,7 @@ describe('tuzhan-cdc retry-failed', () => {
     `);
     const run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn' });
     try {
-      await eventually(async () => {
-        const s = await db.query(
-          `SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cli_retry_failed' AND active`,
-        );
-        expect(s.rowCount).toBe(1);
-      }, 30_000);
+      await waitForStreaming(db, 'cli_retry_failed');
       // Changed and deleted while failed: the retry must use the current rows, not the old payloads.
       await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'vip,gold' WHERE cust_no = 'c1'`);
       await db.query(`DELETE FROM crm.member_group WHERE member_id = 'm2'`);

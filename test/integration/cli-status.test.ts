@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { runCli, startCli, writeConfigFile, type RunningCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, eventually, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
+import { CRM_SCHEMA, testConfigYaml, waitForCatchUp, waitForStreaming } from '../helpers/pipeline.js';
 
 /** Slot names are server-wide: each test file streams from its own. */
 const SLOT = 'cli_status';
@@ -45,12 +45,7 @@ describe('tuzhan-cdc status', () => {
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'vip'), ('c2', 'north')`,
     );
     run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn' });
-    await eventually(async () => {
-      const s = await db.query(
-        `SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cli_status' AND active`,
-      );
-      expect(s.rowCount).toBe(1);
-    }, 30_000);
+    await waitForStreaming(db, 'cli_status');
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c3', 'east')`);
     await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'vip,gold' WHERE cust_no = 'c1'`);
     // An empty member id maps to no identity: recorded as failed locally, never sent.

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { runCli, startCli, writeConfigFile, type RunningCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, eventually, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
+import { CRM_SCHEMA, testConfigYaml, waitForCatchUp, waitForStreaming } from '../helpers/pipeline.js';
 
 /** Slot names are server-wide: each test file streams from its own. */
 const SLOT = 'cli_teardown';
@@ -45,12 +45,7 @@ describe('tuzhan-cdc teardown', () => {
   it('prints its plan without --yes, refuses an active slot, then drops slot and publication', async () => {
     const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
     run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn' });
-    await eventually(async () => {
-      const s = await db.query(
-        `SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cli_teardown' AND active`,
-      );
-      expect(s.rowCount).toBe(1);
-    }, 30_000);
+    await waitForStreaming(db, 'cli_teardown');
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'vip')`);
     await waitForCatchUp(db, SLOT);
 
@@ -96,12 +91,7 @@ describe('tuzhan-cdc teardown', () => {
   it('--force ends the walsender of an active slot and drops it', async () => {
     const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
     run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn' });
-    await eventually(async () => {
-      const s = await db.query(
-        `SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cli_teardown' AND active`,
-      );
-      expect(s.rowCount).toBe(1);
-    }, 30_000);
+    await waitForStreaming(db, 'cli_teardown');
     const r = await runCli(['--config', file, 'teardown', '--yes', '--force']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/ended the walsender of slot cli_teardown \(pid \d+\)/);
