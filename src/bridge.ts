@@ -270,7 +270,7 @@ export class Bridge {
         this.tx = undefined;
         return;
       case 'relation': {
-        const rt = this.byTable.get(`${msg.relation.schema}.${msg.relation.name}`);
+        const rt = this.runtimeOf(msg.relation);
         if (!rt) return;
         const have = new Set(msg.relation.columns);
         const missing = [...mappedColumns(rt.config), ...rt.mapper.keyColumns].filter((c) => !have.has(c));
@@ -425,17 +425,17 @@ export class Bridge {
         const aborted = new Promise<void>((resolve) =>
           this.abort.signal.addEventListener('abort', () => resolve()),
         );
-        let drained = false;
-        await Promise.race([
-          this.batcher
-            .drain()
-            .catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'drain failed'))
-            .finally(() => (drained = true)),
-          // (The abort also fires at the end of every stop: only a drain still running timed out.)
-          aborted.then(() => {
-            if (!drained) this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out');
-          }),
+        const drained = await Promise.race([
+          this.batcher.drain().then(
+            () => true,
+            (err: unknown) => {
+              this.logger.warn({ err: errorMessage(err) }, 'drain failed');
+              return true;
+            },
+          ),
+          aborted.then(() => false),
         ]);
+        if (!drained) this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out');
       }
       await this.stream?.stop();
       await this.loop?.catch(() => {});

@@ -364,7 +364,8 @@ export class Dispatcher {
     if (pending.length === 0) return;
     // What was last sent is only known once earlier requests for these keys have finished.
     const keys = new Resources();
-    for (const e of pending) keys.add(keyLaneOf(rt), e.key.text);
+    const keyLane = keyLaneOf(rt);
+    for (const e of pending) keys.add(keyLane, e.key.text);
     await this.o.scheduler.settled(keys);
     const last = await this.o.store.lastSent(
       rt.config.name,

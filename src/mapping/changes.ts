@@ -43,9 +43,11 @@ export function toSourceChanges(mapper: SourceMapper, msg: RowMessage): SourceCh
   if ('error' in changes) return changes;
   // A row outside the `where` filter before and after the change means nothing to the platform:
   // no outcome is recorded for it (sync_status lists the rows the source syncs).
-  const [first] = changes;
-  if (changes.length === 1 && first && (first.before !== null || first.after !== null)) return changes;
-  return changes.filter((c) => c.before !== null || c.after !== null);
+  return changes.every(matters) ? changes : changes.filter(matters);
+}
+
+function matters(c: SourceChange): boolean {
+  return c.before !== null || c.after !== null;
 }
 
 function translate(mapper: SourceMapper, msg: RowMessage): SourceChange[] | { error: string } {

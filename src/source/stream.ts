@@ -9,9 +9,9 @@ import type pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import type { Logger } from 'pino';
 import { decodeMessage, type ChangeMessage } from '../decode/pgoutput.js';
+import { formatLsn, parseLsn } from '../util/lsn.js';
 
 type LibMessage = Parameters<typeof decodeMessage>[0];
-import { formatLsn, parseLsn } from '../util/lsn.js';
 
 export interface StreamOptions {
   clientConfig: pg.ClientConfig;
