@@ -103,6 +103,26 @@ if (problems.length) {
 console.log('validate-deploy: compose structure, docker/bridge.yaml and Dockerfile paths ok');
 EOF
 
+# 1c. The bridge's config loads as the product loads it, with the environment compose gives it.
+node --import tsx --input-type=module - <<'EOF'
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { loadConfig } from './src/config/load-config.ts';
+
+const env = parse(readFileSync('docker-compose.yml', 'utf8')).services.bridge.environment;
+// Compose substitutes ${VAR:-default} in its own file before the bridge sees the value.
+const resolved = Object.fromEntries(
+  Object.entries(env).map(([k, v]) => [k, String(v).replace(/\$\{[A-Z_]+:-([^}]*)\}/g, '$1')]),
+);
+try {
+  loadConfig({ file: 'docker/bridge.yaml', env: resolved });
+} catch (err) {
+  console.error(`validate-deploy: docker/bridge.yaml with the compose environment: ${err.message}`);
+  process.exit(1);
+}
+console.log('validate-deploy: docker/bridge.yaml loads with the compose environment');
+EOF
+
 # 3. The init SQL, for real.
 node --import tsx scripts/check-init-sql.ts docker/crm-init.sql
 echo "validate-deploy: all checks passed"

@@ -27,6 +27,7 @@ import { backoffDelay, sleep } from './util/backoff.js';
 import { formatLsn } from './util/lsn.js';
 import { guardCheckedOut, quoteIdent, quoteTable } from './util/sql.js';
 import { leaderLockKey } from './source/leader.js';
+import { pgClientConfig } from './util/pg-connection.js';
 
 export interface BridgeOptions {
   config: Config;
@@ -77,9 +78,8 @@ export class Bridge {
     this.logger = o.logger;
     this.events = o.events ?? createBridgeEvents();
     this.pool = new pg.Pool({
-      connectionString: this.config.postgres.url,
+      ...pgClientConfig(this.config.postgres, 'tuzhan-cdc'),
       max: this.config.tuzhan.concurrency + 4,
-      application_name: 'tuzhan-cdc',
     });
     this.pool.on('error', (err) =>
       this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed'),
@@ -193,10 +193,7 @@ export class Bridge {
     const key = leaderLockKey(this.config.postgres.slot);
     let announced = false;
     for (let attempt = 1; !this.stopping; attempt++) {
-      const client = new pg.Client({
-        connectionString: this.config.postgres.url,
-        application_name: 'tuzhan-cdc leader',
-      });
+      const client = new pg.Client(pgClientConfig(this.config.postgres, 'tuzhan-cdc leader'));
       client.on('error', () => {});
       await client.connect();
       const res = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', key);
@@ -221,7 +218,7 @@ export class Bridge {
   private async streamLoop(): Promise<void> {
     for (let attempt = 1; !this.stopping;) {
       const stream = new ReplicationStream({
-        clientConfig: { connectionString: this.config.postgres.url, application_name: 'tuzhan-cdc' },
+        clientConfig: pgClientConfig(this.config.postgres, 'tuzhan-cdc'),
         slot: this.config.postgres.slot,
         publication: this.config.postgres.publication,
         logger: this.logger,

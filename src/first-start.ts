@@ -14,6 +14,7 @@ import { toSourceChanges } from './mapping/changes.js';
 import { createSlotWithSnapshot, dropSlot, slotInfo } from './source/slot.js';
 import { readSnapshot } from './source/snapshot.js';
 import { formatLsn } from './util/lsn.js';
+import { pgClientConfig } from './util/pg-connection.js';
 import { guardCheckedOut, quoteIdent } from './util/sql.js';
 
 export interface PrepareSlotOptions {
@@ -50,7 +51,7 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
     o.logger.warn({ slot }, 'the first-start snapshot did not finish; recreating the slot');
     await dropSlot(o.pool, slot);
   }
-  const created = await createSlotWithSnapshot({ connectionString: o.config.postgres.url }, slot);
+  const created = await createSlotWithSnapshot(pgClientConfig(o.config.postgres, 'tuzhan-cdc snapshot'), slot);
   const started = Date.now();
   let rows = 0;
   try {

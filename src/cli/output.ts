@@ -6,6 +6,7 @@ import pg from 'pg';
 import type { Config } from '../config/types.js';
 import { BridgeError, errorMessage } from '../errors.js';
 import { redactText, redactUrl } from '../ops/redact.js';
+import { pgClientConfig } from '../util/pg-connection.js';
 
 /** `postgres.url` without its password, for output. */
 export function databaseLabel(config: Config): string {
@@ -17,11 +18,9 @@ export function databaseLabel(config: Config): string {
  * (exit 1) naming the redacted URL and PostgreSQL's reason.
  */
 export async function connectDatabase(config: Config, applicationName: string): Promise<pg.Client> {
-  const client = new pg.Client({
-    connectionString: config.postgres.url,
-    application_name: applicationName,
-    connectionTimeoutMillis: 10_000,
-  });
+  const client = new pg.Client(
+    pgClientConfig(config.postgres, applicationName, { connectionTimeoutMillis: 10_000 }),
+  );
   // An error on an idle client (server restart) must not crash a short command.
   client.on('error', () => {});
   try {

@@ -34,6 +34,7 @@ import { TuzhanClient, type BatchResult } from '../tuzhan/client.js';
 import type { ApiRow, OptType } from '../tuzhan/types.js';
 import { backoffDelay, sleep } from '../util/backoff.js';
 import { parseLsn } from '../util/lsn.js';
+import { pgClientConfig } from '../util/pg-connection.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
 import { loadConfigFromOptions, UsageError, type GlobalOptions } from './common.js';
 import { databaseLabel, printJson } from './output.js';
@@ -317,9 +318,8 @@ function mergeRows(source: SourceConfig, planned: Planned[]): RequestRow[] {
 export async function retryFailed(config: Config, options: RetryOptions): Promise<SourceRetry[]> {
   const sources = options.source ? config.sources.filter((s) => s.name === options.source) : config.sources;
   const pool = new pg.Pool({
-    connectionString: config.postgres.url,
+    ...pgClientConfig(config.postgres, 'tuzhan-cdc retry-failed'),
     max: 2,
-    application_name: 'tuzhan-cdc retry-failed',
     connectionTimeoutMillis: 10_000,
   });
   pool.on('error', () => {});

@@ -46,7 +46,13 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   try {
     const listen = config.http.listen;
     if (listen) {
-      ops = await startOpsServer({ listen, metrics, readiness: () => readiness.readiness(), logger }).catch(
+      ops = await startOpsServer({
+        listen,
+        metrics,
+        readiness: () => readiness.readiness(),
+        logger,
+        token: config.http.token,
+      }).catch(
         (err: unknown) => {
           throw new BridgeError(
             'HTTP_LISTEN',

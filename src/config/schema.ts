@@ -49,6 +49,18 @@ export const postgresSchema = z.strictObject({
       error: 'must be a schema name of 1 to 63 bytes',
     })
     .default('tuzhan_sync'),
+  /** What a start does with a slot the server invalidated or that vanished (SPEC section 8). */
+  onSlotLost: z.enum(['stop', 'resync']).default('stop'),
+  /** TLS to the database, instead of (or on top of) `sslmode` in the URL. */
+  ssl: z
+    .strictObject({
+      ca: nonEmpty().optional(),
+      cert: nonEmpty().optional(),
+      key: nonEmpty().optional(),
+      /** full: certificate and host name; ca: certificate only; none: encrypt without checking. */
+      verify: z.enum(['full', 'ca', 'none']).default('full'),
+    })
+    .optional(),
 });
 
 export const tuzhanSchema = z.strictObject({
@@ -115,6 +127,8 @@ export const httpSchema = z.strictObject({
       return parsed;
     })
     .default({ host: '127.0.0.1', port: 9464 }),
+  /** Required when `listen` is not loopback: every endpoint but /healthz and /readyz asks for it. */
+  token: nonEmpty().optional(),
 });
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -193,6 +207,7 @@ export type ParsedConfig = z.output<typeof configSchema>;
 export const KNOWN_KEYS: ReadonlyMap<string, readonly string[]> = new Map([
   ['', Object.keys(configSchema.shape)],
   ['postgres', Object.keys(postgresSchema.shape)],
+  ['postgres.ssl', ['ca', 'cert', 'key', 'verify']],
   ['tuzhan', Object.keys(tuzhanSchema.shape)],
   ['batching', Object.keys(batchingSchema.shape)],
   ['http', Object.keys(httpSchema.shape)],

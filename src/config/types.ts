@@ -61,6 +61,10 @@ export interface Config {
     slot: string;
     publication: string;
     statusSchema: string;
+    /** `stop`: a lost slot stops the bridge with the remedy; `resync`: re-sync from a new slot. */
+    onSlotLost: 'stop' | 'resync';
+    /** Paths of PEM files; `verify` full (default), ca or none. */
+    ssl?: { ca?: string; cert?: string; key?: string; verify: 'full' | 'ca' | 'none' };
   };
   tuzhan: {
     baseUrl: string;
@@ -82,6 +86,8 @@ export interface Config {
   http: {
     /** null when `listen: off`. */
     listen: { host: string; port: number } | null;
+    /** Bearer token for the ops endpoints (required when `listen` is not loopback). */
+    token?: string;
   };
   log: {
     level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';

@@ -7,6 +7,7 @@ import type * as z from 'zod';
 import {
   batchingSchema,
   configSchema,
+  httpSchema,
   KNOWN_KEYS,
   matchSchema,
   SOURCE_NAME,
@@ -268,6 +269,22 @@ function sourceProblems(ctx: ValidationContext): string[] {
   return problems;
 }
 
+/** Whether a listen host only accepts connections from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function httpProblems(ctx: ValidationContext): string[] {
+  const h = ctx.root.http;
+  if (!isMapping(h)) return [];
+  const listen = field(httpSchema, h, 'listen');
+  if (listen && !isLoopbackHost(listen.host) && !present(h, 'token'))
+    return [
+      `${formatPath(['http', 'token'], ctx)}: is required when http.listen is not loopback (${listen.host}): the endpoints would be open to the network`,
+    ];
+  return [];
+}
+
 function batchingProblems(ctx: ValidationContext): string[] {
   const b = ctx.root.batching;
   const debounceMs = field(batchingSchema, b, 'debounceMs');
@@ -286,6 +303,7 @@ export function validate(ctx: ValidationContext): { config: Config } | { problem
     ...(result.success ? [] : result.error.issues.flatMap((issue) => issueLines(issue, ctx))),
     ...credentialProblems(ctx),
     ...batchingProblems(ctx),
+    ...httpProblems(ctx),
     ...sourceProblems(ctx),
   ];
   if (problems.length > 0 || !result.success) return { problems: sortProblems([...new Set(problems)]) };

@@ -3,6 +3,7 @@
  * Bound to loopback by default (config `http.listen`); it serves no secrets, but metrics and
  * readiness are still nobody else's business.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -14,6 +15,16 @@ export interface OpsServerOptions {
   metrics: Metrics;
   readiness: () => Readiness;
   logger: Logger;
+  /** `http.token`: asked for as `Authorization: Bearer <token>` everywhere but /healthz and /readyz. */
+  token?: string;
+}
+
+/** Whether the request carries the token; compared in constant time (digests of equal length). */
+export function hasToken(req: http.IncomingMessage, token: string): boolean {
+  const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+  if (!m) return false;
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest((m[1] as string).trim()), digest(token));
 }
 
 export interface OpsServer {
@@ -51,6 +62,11 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
         return;
       }
       case '/metrics': {
+        if (options.token !== undefined && !hasToken(req, options.token)) {
+          res.setHeader('WWW-Authenticate', 'Bearer');
+          send(res, 401, 'text/plain; charset=utf-8', 'a token is required (http.token)\n');
+          return;
+        }
         const { contentType, body } = await metrics.render();
         send(res, 200, contentType, body);
         return;

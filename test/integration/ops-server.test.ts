@@ -29,7 +29,10 @@ describe('ops HTTP server', () => {
     server = undefined;
   });
 
-  async function start(events: BridgeEvents): Promise<{ server: OpsServer; metrics: Metrics }> {
+  async function start(
+    events: BridgeEvents,
+    token?: string,
+  ): Promise<{ server: OpsServer; metrics: Metrics }> {
     const metrics = new Metrics(events);
     const tracker = new ReadinessTracker(events);
     server = await startOpsServer({
@@ -37,6 +40,7 @@ describe('ops HTTP server', () => {
       metrics,
       readiness: () => tracker.readiness(),
       logger: silentLogger(),
+      token,
     });
     return { server, metrics };
   }
@@ -50,6 +54,20 @@ describe('ops HTTP server', () => {
     expect((await health.text()).trim()).toBe('ok');
     expect((await fetch(`${server.url}/nope`)).status).toBe(404);
     expect((await fetch(`${server.url}/healthz`, { method: 'POST' })).status).toBe(405);
+  });
+
+  it('with http.token, /metrics asks for it as a Bearer token; /healthz and /readyz stay open', async () => {
+    const { server } = await start(createBridgeEvents(), 'ops-secret');
+    const denied = await fetch(`${server.url}/metrics`);
+    expect(denied.status).toBe(401);
+    expect(denied.headers.get('www-authenticate')).toBe('Bearer');
+    const wrong = await fetch(`${server.url}/metrics`, { headers: { authorization: 'Bearer ops-secreT' } });
+    expect(wrong.status).toBe(401);
+    const ok = await fetch(`${server.url}/metrics`, { headers: { authorization: 'Bearer ops-secret' } });
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toContain('tuzhan_cdc_streaming');
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
   });
 
   it('/readyz is 503 until streaming, 200 when streaming and the platform answers', async () => {

@@ -56,6 +56,7 @@ describe('loadConfig: defaults and the SPEC example', () => {
       slot: 'tuzhan_cdc',
       publication: 'tuzhan_cdc',
       statusSchema: 'tuzhan_sync',
+      onSlotLost: 'stop',
     });
     expect(config.tuzhan).toEqual({
       baseUrl: 'https://integrate.rabbitpre.com',
@@ -101,6 +102,34 @@ describe('loadConfig: defaults and the SPEC example', () => {
     expect(config.sources[0]!.key).toEqual(['cust_no']);
     expect(config.sources[0]!.columns.groups).toBe('Group Names');
     expect(config.sources[1]!.match).toEqual({ isMatching: true, matchingType: 2, identifyWay: 2 });
+    expect(config.postgres.onSlotLost).toBe('stop');
+  });
+
+  it('takes the keys SPEC section 11 shows commented out: postgres.ssl and http.token', () => {
+    const config = load(
+      with_((c) => {
+        (c.postgres as Tree).onSlotLost = 'resync';
+        (c.postgres as Tree).ssl = { ca: '/run/secrets/ca.pem', verify: 'ca' };
+        c.http = { listen: '0.0.0.0:9464', token: 'ops-secret' };
+      }),
+    );
+    expect(config.postgres.onSlotLost).toBe('resync');
+    expect(config.postgres.ssl).toEqual({ ca: '/run/secrets/ca.pem', verify: 'ca' });
+    expect(config.http).toEqual({ listen: { host: '0.0.0.0', port: 9464 }, token: 'ops-secret' });
+    expect(load(with_((c) => ((c.postgres as Tree).ssl = {}))).postgres.ssl).toEqual({ verify: 'full' });
+  });
+
+  it('requires http.token when the ops endpoint listens beyond loopback', () => {
+    expect(problems(with_((c) => (c.http = { listen: '0.0.0.0:9464' })))).toEqual([
+      'http.token: is required when http.listen is not loopback (0.0.0.0): the endpoints would be open to the network',
+    ]);
+    expect(load(with_((c) => (c.http = { listen: '127.0.0.2:9464' }))).http.token).toBeUndefined();
+    expect(problems(with_((c) => ((c.postgres as Tree).onSlotLost = 'ignore')))).toEqual([
+      'postgres.onSlotLost: expected stop or resync, got "ignore"',
+    ]);
+    expect(problems(with_((c) => ((c.postgres as Tree).ssl = { verify: 'yes' })))).toEqual([
+      'postgres.ssl.verify: expected one of full, ca, none, got "yes"',
+    ]);
   });
 
   it('names the key and the variable when a ${VAR} is not set', () => {
@@ -254,7 +283,7 @@ describe('loadConfig: file-level problems', () => {
 
   it('lists the known keys when nothing is close', () => {
     expect(problems(with_((c) => (c.http = { zzzzzzzz: 1 })))).toEqual([
-      'http.zzzzzzzz: unknown key (known keys: listen)',
+      'http.zzzzzzzz: unknown key (known keys: listen, token)',
     ]);
   });
 });
@@ -491,7 +520,7 @@ describe('loadConfig: numbers, names and URLs', () => {
   });
 
   it('parses http.listen', () => {
-    const listen = (v: unknown) => load(with_((c) => (c.http = { listen: v }))).http.listen;
+    const listen = (v: unknown) => load(with_((c) => (c.http = { listen: v, token: 't' }))).http.listen;
     expect(listen('off')).toBeNull();
     expect(listen(':9000')).toEqual({ host: '127.0.0.1', port: 9000 });
     expect(listen(9001)).toEqual({ host: '127.0.0.1', port: 9001 });
