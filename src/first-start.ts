@@ -51,7 +51,10 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
     o.logger.warn({ slot }, 'the first-start snapshot did not finish; recreating the slot');
     await dropSlot(o.pool, slot);
   }
-  const created = await createSlotWithSnapshot(pgClientConfig(o.config.postgres, 'tuzhan-cdc snapshot'), slot);
+  const created = await createSlotWithSnapshot(
+    pgClientConfig(o.config.postgres, 'tuzhan-cdc snapshot'),
+    slot,
+  );
   const started = Date.now();
   let rows = 0;
   try {

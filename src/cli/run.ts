@@ -52,15 +52,13 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         readiness: () => readiness.readiness(),
         logger,
         token: config.http.token,
-      }).catch(
-        (err: unknown) => {
-          throw new BridgeError(
-            'HTTP_LISTEN',
-            `http.listen ${listen.host}:${listen.port}: ${errorMessage(err)}; choose another address, or "off"`,
-            { cause: err },
-          );
-        },
-      );
+      }).catch((err: unknown) => {
+        throw new BridgeError(
+          'HTTP_LISTEN',
+          `http.listen ${listen.host}:${listen.port}: ${errorMessage(err)}; choose another address, or "off"`,
+          { cause: err },
+        );
+      });
       logger.info({ url: ops.url }, 'ops endpoint listening');
     }
     await bridge.start();
