@@ -21,6 +21,7 @@ import { advanceSlot, ensurePublication } from './source/slot.js';
 import { ReplicationStream } from './source/stream.js';
 import { migrate } from './status/migrate.js';
 import { PositionTracker, type Tx } from './status/positions.js';
+import { SentMark } from './status/sent-mark.js';
 import { StatusStore } from './status/status-store.js';
 import { IDENTITY_FIELDS } from './config/types.js';
 import { backoffDelay, sleep } from './util/backoff.js';
@@ -55,6 +56,7 @@ export class Bridge {
   private readonly logger: Logger;
   private readonly pool: pg.Pool;
   private readonly store: StatusStore;
+  private readonly sent: SentMark;
   private readonly scheduler: OrderedScheduler;
   private readonly batcher: Batcher;
   private readonly runtimes = new Map<string, SourceRuntime>();
@@ -65,6 +67,8 @@ export class Bridge {
   private stream: ReplicationStream | undefined;
   private leader: pg.Client | undefined;
   private tx: Tx | undefined;
+  /** Row changes seen so far in the current transaction: a change's index, the same on replay. */
+  private txSeq = 0;
   private stopping = false;
   private loop: Promise<void> | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
@@ -85,11 +89,18 @@ export class Bridge {
       this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed'),
     );
     this.store = new StatusStore(this.pool, this.config.postgres.statusSchema, this.logger);
+    this.sent = new SentMark(
+      this.pool,
+      this.config.postgres.statusSchema,
+      this.config.postgres.slot,
+      (what, fn) => this.store.withRetry(what, fn),
+    );
     // The platform client enforces ratePerSecond on every attempt; the scheduler orders and bounds
     // concurrency only.
     this.scheduler = new OrderedScheduler({ concurrency: this.config.tuzhan.concurrency, ratePerSecond: 0 });
     const dispatcher = new Dispatcher({
       maxBatchSize: this.config.batching.maxBatchSize,
+      sent: this.sent,
       sources: this.runtimes,
       sender: o.sender,
       store: this.store,
@@ -173,6 +184,7 @@ export class Bridge {
         config: this.config,
         runtimes: this.runtimes,
         batcher: this.batcher,
+        sent: this.sent,
         logger: this.logger,
       }),
     );
@@ -261,6 +273,7 @@ export class Bridge {
     switch (msg.tag) {
       case 'begin':
         this.tx = this.tracker.begin(msg.commitLsn, msg.commitTime);
+        this.txSeq = 0;
         return;
       case 'commit':
         if (this.tx) this.tracker.commit(this.tx, msg.endLsn);
@@ -293,7 +306,8 @@ export class Bridge {
           );
           return;
         }
-        for (const c of changes) this.batcher.add(rt.config.name, c, tx.commitLsn, tx.commitTime, tx);
+        const seq = this.txSeq++;
+        for (const c of changes) this.batcher.add(rt.config.name, c, tx.commitLsn, seq, tx.commitTime, tx);
         if (this.batcher.full) return this.batcher.waitForRoom();
         return;
       }
@@ -316,6 +330,7 @@ export class Bridge {
   /** TRUNCATE: logged, recorded in sync_batch, and `onTruncate: delete-all` deletes every synced key. */
   private async handleTruncate(tables: string[]): Promise<void> {
     const tx = this.tx;
+    const seq = this.txSeq++;
     for (const t of tables) {
       const rt = this.byTable.get(t);
       if (!rt) continue;
@@ -360,6 +375,7 @@ export class Bridge {
               after: null,
             },
             tx.commitLsn,
+            seq,
             tx.commitTime,
             tx,
           );

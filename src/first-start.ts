@@ -8,6 +8,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Batcher } from './batching/batcher.js';
 import type { SourceRuntime } from './batching/dispatcher.js';
+import type { SentMark } from './status/sent-mark.js';
 import type { Config } from './config/types.js';
 import { SetupError } from './errors.js';
 import { toSourceChanges } from './mapping/changes.js';
@@ -22,6 +23,7 @@ export interface PrepareSlotOptions {
   config: Config;
   runtimes: ReadonlyMap<string, SourceRuntime>;
   batcher: Batcher;
+  sent: SentMark;
   logger: Logger;
 }
 
@@ -43,6 +45,10 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
   );
   if (info && state.rows[0]?.done) {
     const confirmed = info.confirmedFlushLsn ?? 0n;
+    await o.sent.load(
+      o.config.sources.map((s) => s.name),
+      true,
+    );
     o.logger.info({ slot, confirmed: formatLsn(confirmed) }, 'resuming from the slot');
     return confirmed;
   }
@@ -51,6 +57,10 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
     o.logger.warn({ slot }, 'the first-start snapshot did not finish; recreating the slot');
     await dropSlot(o.pool, slot);
   }
+  await o.sent.load(
+    o.config.sources.map((s) => s.name),
+    false,
+  );
   const created = await createSlotWithSnapshot(
     pgClientConfig(o.config.postgres, 'tuzhan-cdc snapshot'),
     slot,
@@ -69,6 +79,7 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
       'slot created; reading the snapshot',
     );
     const holder = { hold() {}, release() {} };
+    let seq = 0;
     const client = await o.pool.connect();
     const unguard = guardCheckedOut(client);
     try {
@@ -87,8 +98,12 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
                 new: row,
               });
               if ('error' in changes) continue;
-              for (const c of changes)
-                o.batcher.add(source.name, c, created.consistentPoint, commitTime, holder);
+              for (const c of changes) {
+                // What the platform holds for an existing row is not known: its state is set (row
+                // mode replaces the set), never added to.
+                if (c.after) c.before = 'unknown';
+                o.batcher.add(source.name, c, created.consistentPoint, seq++, commitTime, holder);
+              }
               if (o.batcher.full) await o.batcher.waitForRoom();
             }
           },

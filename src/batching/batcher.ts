@@ -42,8 +42,18 @@ export class Batcher {
     return this.buffered + this.inflight;
   }
 
-  /** Buffers a change of a source row. Synchronous: call `waitForRoom` between changes. */
-  add(source: string, change: SourceChange, lsn: bigint, commitTime: Date, holder: Holder): void {
+  /**
+   * Buffers a change of a source row: `lsn` is its transaction's commit position, `seq` its index
+   * among the transaction's row changes. Synchronous: call `waitForRoom` between changes.
+   */
+  add(
+    source: string,
+    change: SourceChange,
+    lsn: bigint,
+    seq: number,
+    commitTime: Date,
+    holder: Holder,
+  ): void {
     let buf = this.buffers.get(source);
     if (!buf) {
       buf = new SourceBuffer();
@@ -51,9 +61,9 @@ export class Batcher {
     }
     const existing = buf.entries.get(change.key.text);
     if (existing) {
-      mergeChange(existing, change, lsn, commitTime, holder);
+      mergeChange(existing, change, lsn, seq, commitTime, holder);
     } else {
-      buf.entries.set(change.key.text, newEntry(change, lsn, commitTime, holder));
+      buf.entries.set(change.key.text, newEntry(change, lsn, seq, commitTime, holder));
       this.buffered += 1;
       if (buf.entries.size === 1) {
         buf.maxWait = setTimeout(() => this.flush(source), this.options.maxWaitMs);

@@ -1,8 +1,17 @@
 /**
- * Coalescing (SPEC section 4): per source row key a buffer keeps the platform's state before the
- * first buffered change and the row's latest state; at flush time the net effect of the two is
- * sent. insert+update -> add(latest); insert+...+delete -> nothing (skipped); update+update ->
- * update(latest); update+delete -> delete; delete+insert -> update. Pure functions.
+ * Coalescing (SPEC section 4) made safe under replay. Per source row key a buffer keeps the
+ * platform's state before the first buffered change (`before`), every other state the row passed
+ * through while buffered (`passed`), and its latest state (`after`). At flush time the calls are
+ * chosen so that, whatever prefix of these changes the platform already applied (delivery is at
+ * least once: a lost answer, a dropped connection or a crash replays them), it ends where the
+ * database is. Requests set state rather than apply diffs:
+ * - row mode: a live row replaces its customer's set (`update`; an empty set is a `delete` of all
+ *   groups); every other identity the row had is cleared (`delete` without groups);
+ * - membership mode: the latest pair is added; every other pair the row passed through is deleted.
+ * A key's changes that were never sent ("fresh", see `netEffect`) keep SPEC section 4's table:
+ * insert+update -> add(latest); insert+...+delete -> nothing (skipped); update+update ->
+ * update(latest); update+delete -> delete; delete+insert -> update. docs/design.md has the why.
+ * Pure functions.
  */
 import type { SourceMode } from '../config/types.js';
 import type { Before, SourceChange } from '../mapping/changes.js';
@@ -19,8 +28,23 @@ export interface Entry {
   key: RowKey;
   before: Before;
   after: Image | null;
-  /** Commit position and time of the latest change. */
+  /**
+   * States between `before` and `after` (earlier `after`s that named another identity or group),
+   * without duplicates; undefined while there is none. A replayed window may have sent any of them.
+   */
+  passed: Image[] | undefined;
+  /** The row was gone (deleted, filtered out, unmappable) at some moment between `before` and `after`. */
+  gap: boolean;
+  /**
+   * Position of the first buffered change: its transaction's commit position and its index among
+   * that transaction's row changes (the same on every replay). The window is fresh when nothing
+   * of the source at or after it was ever sent.
+   */
+  firstLsn: bigint;
+  firstSeq: number;
+  /** Commit position, change index and commit time of the latest change. */
   lsn: bigint;
+  seq: number;
   commitTime: Date;
   changes: number;
   /** The latest transaction waiting for this entry's outcome, and how many of its changes it holds. */
@@ -31,13 +55,24 @@ export interface Entry {
 }
 
 /** Starts an entry for a key's first buffered change. */
-export function newEntry(change: SourceChange, lsn: bigint, commitTime: Date, holder: Holder): Entry {
+export function newEntry(
+  change: SourceChange,
+  lsn: bigint,
+  seq: number,
+  commitTime: Date,
+  holder: Holder,
+): Entry {
   holder.hold(1);
   return {
     key: change.key,
     before: change.before,
     after: change.after,
+    passed: undefined,
+    gap: false,
+    firstLsn: lsn,
+    firstSeq: seq,
     lsn,
+    seq,
     commitTime,
     changes: 1,
     holder,
@@ -46,11 +81,15 @@ export function newEntry(change: SourceChange, lsn: bigint, commitTime: Date, ho
   };
 }
 
-/** Folds a later change of the same key into its entry: the first `before` stays, `after` moves on. */
+/**
+ * Folds a later change of the same key into its entry: the first `before` stays, `after` moves on,
+ * and the state it leaves joins `passed` when it named another customer or group.
+ */
 export function mergeChange(
   entry: Entry,
   change: SourceChange,
   lsn: bigint,
+  seq: number,
   commitTime: Date,
   holder: Holder,
 ): void {
@@ -59,8 +98,12 @@ export function mergeChange(
   if (after && after.groups === null && entry.after && entry.after.groups !== null) {
     after = { ...after, groups: entry.after.groups };
   }
+  const left = entry.after;
+  if (!left || left.error) entry.gap = true;
+  else if (!sameTarget(left, after)) addPassed(entry, left);
   entry.after = after;
   entry.lsn = lsn;
+  entry.seq = seq;
   entry.commitTime = commitTime;
   entry.changes += 1;
   holder.hold(1);
@@ -71,6 +114,17 @@ export function mergeChange(
     entry.holder = holder;
     entry.held = 1;
   }
+}
+
+/** Records a state the key passed through (once per identity and groups). */
+export function addPassed(entry: Entry, image: Image): void {
+  if (entry.passed === undefined) entry.passed = [image];
+  else if (!entry.passed.some((p) => sameTarget(p, image))) entry.passed.push(image);
+}
+
+/** Whether two images address the same customer with the same groups (so neither adds a call). */
+function sameTarget(a: Image, b: Image | null): boolean {
+  return b !== null && sameIdentity(a.identity, b.identity) && sameGroups(a.groups ?? [], b.groups ?? []);
 }
 
 /** Releases every transaction the entry holds: its outcome is stored. */
@@ -105,74 +159,147 @@ export type NetEffect =
   | { kind: 'skipped'; reason: string }
   | { kind: 'failed'; reason: string };
 
+const UNCHANGED: NetEffect = { kind: 'skipped', reason: 'no mapped column changed' };
+
 const UNTRANSLATABLE =
   'the old row is not in the WAL, so this change cannot be translated: run ALTER TABLE ... REPLICA IDENTITY FULL or set deleteLookup: state';
 
-function valid(image: Image | null): Image | null {
-  return image && !image.error ? image : null;
+/** An image whose identity can be addressed on the platform (it may still be unsendable for its groups). */
+function addressable(image: Image | null): image is Image {
+  return image !== null && (!image.error || image.groupsError === true);
+}
+
+/** A key's buffered window as `netEffect` reads it (an Entry, once `lookup` is resolved). */
+export interface Window {
+  before: Exclude<Before, 'lookup'>;
+  after: Image | null;
+  passed?: readonly Image[] | undefined;
+  gap?: boolean;
 }
 
 /**
- * The API calls that take the platform from `before` to `after`. `before` must not be `lookup` and
- * groups must be resolved (not null) by now.
+ * The API calls that bring the platform from wherever this key's buffered changes may have left it
+ * to `after`. `before` must not be `lookup`; groups must be resolved (not null) by now, except in
+ * `passed` and in a row-mode `before`, where only the identity counts.
+ *
+ * `fresh` says no change of the window was ever sent (the dispatcher knows the highest position it
+ * may have sent, across restarts). Only then may a state the key passed through be ignored, and
+ * only then is "nothing to send" right for a row that came and went: SPEC's table for that case.
+ * Otherwise every identity (row mode) or pair (membership mode) the key held in the window, other
+ * than its latest, is removed, and the latest is set.
  */
-export function netEffect(
-  mode: SourceMode,
-  before: Exclude<Before, 'lookup'>,
-  after: Image | null,
-): NetEffect {
-  const b = before === 'unknown' ? before : valid(before);
-  const a = valid(after);
-  const afterError = after?.error;
-  const groupsOf = (img: Image): string[] => img.groups ?? [];
+export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect {
+  const { before, after, passed } = w;
+  const b = before === 'unknown' ? null : addressable(before) ? before : null;
+  const a = addressable(after) ? after : null;
+  const failure = after?.error;
+  const prior: Image[] = b ? [b] : [];
+  if (!fresh && passed) for (const p of passed) if (addressable(p)) prior.push(p);
 
-  if (b === 'unknown') {
-    if (!a)
-      return afterError ? { kind: 'failed', reason: afterError } : { kind: 'failed', reason: UNTRANSLATABLE };
-    if (mode === 'membership')
-      return { kind: 'send', parts: [{ op: 'add', identity: a.identity, groups: groupsOf(a) }] };
-    return { kind: 'send', parts: [replace(a)] };
-  }
-
-  const parts: Part[] = [];
-  if (b && a && sameIdentity(b.identity, a.identity)) {
-    if (mode === 'membership') {
-      if (sameGroups(groupsOf(b), groupsOf(a)))
-        return { kind: 'skipped', reason: 'no mapped column changed' };
-      parts.push({ op: 'delete', identity: b.identity, groups: groupsOf(b) });
-      parts.push({ op: 'add', identity: a.identity, groups: groupsOf(a) });
-    } else {
-      parts.push(replace(a));
-    }
-  } else {
-    if (b) parts.push({ op: 'delete', identity: b.identity, groups: groupsOf(b) });
-    if (a && groupsOf(a).length > 0) parts.push({ op: 'add', identity: a.identity, groups: groupsOf(a) });
-  }
-  if (afterError) {
-    return parts.length
-      ? { kind: 'send', parts, failure: afterError }
-      : { kind: 'failed', reason: afterError };
-  }
+  // A row the platform provably never saw before this window: SPEC's insert -> add applies.
+  const isNew = fresh && before === null && prior.length === 0;
+  const parts =
+    mode === 'row' ? rowParts(prior, a, isNew) : membershipParts(b, prior, a, !fresh && w.gap === true);
+  if (parts === SKIP_UNCHANGED) return UNCHANGED;
+  // With `unknown`, what the row held before the window cannot be removed: say so on the row.
+  const reason = failure ?? (before === 'unknown' && !a ? UNTRANSLATABLE : undefined);
+  if (reason !== undefined)
+    return parts.length ? { kind: 'send', parts, failure: reason } : { kind: 'failed', reason };
   if (parts.length === 0) {
-    if (!b && !a)
-      return {
-        kind: 'skipped',
-        reason: after === null ? 'row gone (or outside the filter) before it was sent' : 'no change',
-      };
+    if (a === null) return { kind: 'skipped', reason: 'row gone (or outside the filter) before it was sent' };
     return { kind: 'skipped', reason: 'no groups to add' };
   }
   return { kind: 'send', parts };
 }
 
-/** Row mode replaces the customer's set: an empty set is a delete of all groups. */
-function replace(a: Image): Part {
-  const groups = a.groups ?? [];
-  return groups.length
-    ? { op: 'update', identity: a.identity, groups }
-    : { op: 'delete', identity: a.identity, groups: [] };
+/** The order a flush's requests start in: a key's old identities go before its new ones are set. */
+export const OP_ORDER: readonly OptType[] = ['delete', 'update', 'add'];
+
+/**
+ * The net effects of one flush's entries (one per key), index-aligned. Keys interact: a pair one
+ * key left may be taken by another key within the same window, and the first key's replay deletes
+ * it (deletes go first). So a membership row that kept its pair is re-added when another key of
+ * the flush deletes that pair, instead of being skipped as unchanged.
+ */
+export function planFlush(
+  mode: SourceMode,
+  entries: readonly Entry[],
+  isFresh: (entry: Entry) => boolean,
+): NetEffect[] {
+  const effects = entries.map((e) => netEffect(mode, e as Window, isFresh(e)));
+  if (mode !== 'membership') return effects;
+  const deleted = new Set<string>();
+  for (const e of effects)
+    if (e.kind === 'send') for (const p of e.parts) if (p.op === 'delete') deleted.add(pairKey(p));
+  if (deleted.size === 0) return effects;
+  return effects.map((effect, i) => {
+    const after = (entries[i] as Entry).after;
+    if (effect !== UNCHANGED || !after) return effect;
+    const add: Part = { op: 'add', identity: after.identity, groups: after.groups ?? [] };
+    return deleted.has(pairKey(add)) ? { kind: 'send', parts: [add] } : effect;
+  });
 }
 
-function sameGroups(x: string[], y: string[]): boolean {
+function pairKey(p: Part): string {
+  return `${JSON.stringify(p.identity)}\u0000${p.groups.join(',')}`;
+}
+
+/** Marks "the pair did not change": a distinct empty list, so callers compare by identity. */
+const SKIP_UNCHANGED: Part[] = [];
+
+/**
+ * Row mode: one row owns its customer's set. Identities the row held other than its latest lose
+ * every group; the latest gets the row's set (replace), or all removed when the set is empty.
+ */
+function rowParts(prior: readonly Image[], a: Image | null, isNew: boolean): Part[] {
+  const parts: Part[] = [];
+  const cleared: Image[] = [];
+  for (const p of prior) {
+    if (a && sameIdentity(p.identity, a.identity)) continue;
+    if (cleared.some((c) => sameIdentity(c.identity, p.identity))) continue;
+    cleared.push(p);
+    parts.push({ op: 'delete', identity: p.identity, groups: [] });
+  }
+  if (!a || a.error) return parts;
+  const groups = a.groups ?? [];
+  if (isNew) {
+    // Nothing to add: nothing to send.
+    if (groups.length) parts.push({ op: 'add', identity: a.identity, groups });
+    return parts;
+  }
+  parts.push(
+    groups.length
+      ? { op: 'update', identity: a.identity, groups }
+      : { op: 'delete', identity: a.identity, groups: [] },
+  );
+  return parts;
+}
+
+/**
+ * Membership mode: one row is one (customer, group) pair among others of the same customer, so
+ * state is set per pair: every pair the row held other than its latest is deleted, the latest added.
+ */
+function membershipParts(b: Image | null, prior: readonly Image[], a: Image | null, gap: boolean): Part[] {
+  const live = a && !a.error ? a : null;
+  // A pair whose group cannot be sent (or is unknown) was never sent either.
+  const others = prior.filter(
+    (p) => !p.error && p.groups !== null && p.groups.length > 0 && !(live && sameTarget(p, live)),
+  );
+  // Unchanged, unless the pair may have been deleted in between (the row was gone for a moment).
+  if (live && b && sameTarget(b, live) && others.length === 0 && !gap) return SKIP_UNCHANGED;
+  const parts: Part[] = [];
+  const deleted: Image[] = [];
+  for (const p of others) {
+    if (deleted.some((d) => sameTarget(d, p))) continue;
+    deleted.push(p);
+    parts.push({ op: 'delete', identity: p.identity, groups: p.groups ?? [] });
+  }
+  if (live && (live.groups ?? []).length > 0)
+    parts.push({ op: 'add', identity: live.identity, groups: live.groups ?? [] });
+  return parts;
+}
+
+function sameGroups(x: readonly string[], y: readonly string[]): boolean {
   if (x.length !== y.length) return false;
   const s = new Set(x);
   return y.every((g) => s.has(g));

@@ -9,14 +9,21 @@
 import type { Logger } from 'pino';
 import type { IdentityField, MatchConfig, SourceConfig } from '../config/types.js';
 import { ApiRejectedError, BridgeError, errorMessage } from '../errors.js';
-import type { Before } from '../mapping/changes.js';
 import { parseGroups, type Identity, type Image, type SourceMapper } from '../mapping/source-mapper.js';
 import type { BridgeEvents, RowStatus } from '../ops/events.js';
 import { answeredBatch, rejectedBatch, type StatusRow, type StatusStore } from '../status/status-store.js';
 import type { BatchResult } from '../tuzhan/client.js';
 import type { ApiRow, OptType, PublicParams, RowOutcome } from '../tuzhan/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
-import { netEffect, releaseEntry, type Entry, type Part } from './coalesce.js';
+import {
+  addPassed,
+  OP_ORDER,
+  planFlush,
+  releaseEntry,
+  type Entry,
+  type NetEffect,
+  type Part,
+} from './coalesce.js';
 import { Resources, type OrderedScheduler } from './scheduler.js';
 
 /** The platform client as the dispatcher uses it. */
@@ -44,6 +51,13 @@ interface Flight {
   entry: Entry;
   partsLeft: number;
   failure?: string;
+  /**
+   * A key can put several rows into one request (row mode clears every old identity with one
+   * `delete` each): it still gets one status row per request. `seenIn` marks the status rows being
+   * built, `seenAt` where this key's row is among them.
+   */
+  seenIn?: object;
+  seenAt?: number;
 }
 
 interface Contribution {
@@ -58,10 +72,16 @@ interface RequestRow {
   contributions: Contribution[];
 }
 
-const OP_ORDER: OptType[] = ['delete', 'update', 'add'];
+/** How far each source's changes may have reached the platform (src/status/sent-mark.ts). */
+export interface SentPosition {
+  isFresh(source: string, lsn: bigint, seq: number): boolean;
+  /** Resolves once the source's changes up to this position are durably recorded as possibly sent. */
+  cover(source: string, lsn: bigint, seq: number): Promise<void>;
+}
 
 export interface DispatcherOptions {
   maxBatchSize: number;
+  sent: SentPosition;
   sources: ReadonlyMap<string, SourceRuntime>;
   sender: BatchSender;
   store: StatusStore;
@@ -90,16 +110,21 @@ export class Dispatcher {
     // Membership rows of one customer and operation are merged into one API row.
     const merged = rt.config.mode === 'membership' ? new Map<string, RequestRow>() : undefined;
     const mode = rt.config.mode;
-    for (const entry of entries) {
-      const effect = netEffect(mode, entry.before as Exclude<Before, 'lookup'>, entry.after);
+    // A key whose first buffered change lies past the sent position was never sent (not even by
+    // an earlier run): only then may its window be coalesced as if the platform were at `before`.
+    const effects = planFlush(mode, entries, (e) => this.o.sent.isFresh(sourceName, e.firstLsn, e.firstSeq));
+    let last: Entry | undefined;
+    entries.forEach((entry, i) => {
+      const effect = effects[i] as NetEffect;
       if (effect.kind !== 'send') {
         local.push({
           flight: { entry, partsLeft: 1 },
           status: effect.kind,
           error: effect.reason,
         });
-        continue;
+        return;
       }
+      if (!last || entry.lsn > last.lsn || (entry.lsn === last.lsn && entry.seq > last.seq)) last = entry;
       const flight: Flight = { entry, partsLeft: effect.parts.length, failure: effect.failure };
       for (const part of effect.parts) {
         const payload = this.apiRow(rt, part);
@@ -121,8 +146,10 @@ export class Dispatcher {
         if (!rows) byOp.set(part.op, (rows = []));
         rows.push(requestRow);
       }
-    }
+    });
 
+    // Durable before anything leaves: a crash from here on replays these changes as maybe-sent.
+    if (last) await this.o.sent.cover(sourceName, last.lsn, last.seq);
     if (local.length) this.scheduleLocal(rt, local);
     for (const op of OP_ORDER) {
       const rows = byOp.get(op) ?? [];
@@ -291,28 +318,35 @@ export class Dispatcher {
     this.release(rows);
   }
 
-  /** sync_status rows for every source key of the request rows. */
+  /** sync_status rows for the source keys of the request rows: one per key, its last row's payload. */
   private statusRows(
     rows: RequestRow[],
     outcome: (i: number) => { status: RowStatus; error: string | null },
     attempts: number,
   ): StatusRow[] {
     const out: StatusRow[] = [];
+    const building = {};
     rows.forEach((r, i) => {
       const o = outcome(i);
       for (const c of r.contributions) {
-        if (o.status === 'failed' && !c.flight.failure) c.flight.failure = o.error ?? 'failed';
-        const failure = o.status !== 'retrying' ? c.flight.failure : undefined;
-        out.push({
-          rowKey: c.flight.entry.key.text,
+        const f = c.flight;
+        if (o.status === 'failed' && !f.failure) f.failure = o.error ?? 'failed';
+        const failure = o.status !== 'retrying' ? f.failure : undefined;
+        const row: StatusRow = {
+          rowKey: f.entry.key.text,
           op: c.op,
           status: failure ? 'failed' : o.status,
           attempts,
           error: failure ?? o.error,
-          lsn: c.flight.entry.lsn,
-          committedAt: c.flight.entry.commitTime,
+          lsn: f.entry.lsn,
+          committedAt: f.entry.commitTime,
           payload: c.payload,
-        });
+        };
+        if (f.seenIn === building) out[f.seenAt as number] = row;
+        else {
+          f.seenIn = building;
+          f.seenAt = out.push(row) - 1;
+        }
       }
     });
     return out;
@@ -322,14 +356,22 @@ export class Dispatcher {
   private emitOutcomes(rt: SourceRuntime, rows: RequestRow[], status: (i: number) => RowStatus): void {
     const counts: Partial<Record<RowStatus, number>> = {};
     let op: OptType | undefined;
+    const counting = {};
+    const statuses: RowStatus[] = [];
     rows.forEach((r, i) => {
       for (const c of r.contributions) {
         op = c.op;
         const st = c.flight.failure ? 'failed' : status(i);
-        counts[st] = (counts[st] ?? 0) + 1;
+        if (c.flight.seenIn === counting) {
+          statuses[c.flight.seenAt as number] = st;
+          continue;
+        }
+        c.flight.seenIn = counting;
+        c.flight.seenAt = statuses.push(st) - 1;
       }
     });
     if (!op) return;
+    for (const st of statuses) counts[st] = (counts[st] ?? 0) + 1;
     for (const [st, n] of Object.entries(counts) as Array<[RowStatus, number]>) this.emitRows(rt, op, st, n);
   }
 
@@ -388,9 +430,10 @@ export class Dispatcher {
       } else if (e.before && typeof e.before === 'object' && e.before.groups !== null) {
         after.groups = e.before.groups;
       } else {
-        // The row is gone: a later change (its delete) is on its way and will supersede this one.
+        // The row is gone (its delete is on its way). What this change set may have been sent by
+        // an earlier run: clear it, as for a delete.
+        addPassed(e, after);
         e.after = null;
-        e.before = null;
       }
     }
   }

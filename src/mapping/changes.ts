@@ -23,7 +23,7 @@ export interface SourceChange {
 export type RowMessage = Extract<ChangeMessage, { tag: 'insert' | 'update' | 'delete' }>;
 
 function beforeOf(mapper: SourceMapper, old: Row | null): Before {
-  if (old && mapper.isComplete(old)) {
+  if (old && mapper.describesBefore(old)) {
     return mapper.passes(old) === false ? null : mapper.image(old);
   }
   return mapper.source.deleteLookup === 'state' ? 'lookup' : 'unknown';

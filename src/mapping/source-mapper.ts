@@ -6,6 +6,7 @@
 import type { FilterValue, IdentityField, SourceConfig } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
 import type { Row } from '../decode/pgoutput.js';
+import { oldImageColumns } from '../source/catalog.js';
 
 export type Identity = Partial<Record<IdentityField, string>>;
 
@@ -18,6 +19,8 @@ export interface Image {
   identity: Identity;
   groups: string[] | null;
   error?: string;
+  /** The error is about the groups only: the identity is fine (and may hold groups on the platform). */
+  groupsError?: boolean;
 }
 
 export interface RowKey {
@@ -86,6 +89,8 @@ export class SourceMapper {
   readonly identityFields: readonly IdentityField[];
   /** Every column the source reads (key, identities, groups, filter). */
   readonly columns: readonly string[];
+  /** Columns an old row must carry to say what the platform held (see `oldImageColumns`). */
+  private readonly beforeColumns: readonly string[];
 
   constructor(
     readonly source: SourceConfig,
@@ -100,6 +105,7 @@ export class SourceMapper {
         ...Object.keys(source.where ?? {}),
       ]),
     ];
+    this.beforeColumns = [...new Set([...keyColumns, ...oldImageColumns(source)])];
   }
 
   /** The row's key, or null when a key column is missing from the tuple. */
@@ -132,6 +138,11 @@ export class SourceMapper {
     return this.columns.every((c) => c in row);
   }
 
+  /** Whether an old tuple says what the platform held: see `oldImageColumns`. */
+  describesBefore(row: Row): boolean {
+    return this.beforeColumns.every((c) => c in row);
+  }
+
   /** The platform's view of a full row. */
   image(row: Row): Image {
     const identity: Identity = {};
@@ -158,6 +169,13 @@ export class SourceMapper {
       image.error = `exact matching by ${identityType}, but ${identityType} (${this.source.columns[identityType]}) is empty`;
     } else if (this.source.mode === 'membership' && groups !== null && groups.length === 0) {
       image.error = `membership row without a group (${this.source.columns.groups} is empty)`;
+    } else {
+      const bad = groups?.find((g) => g.includes(','));
+      if (bad !== undefined) {
+        // The platform splits `groups` at every comma: sending it would create other groups.
+        image.error = `group name ${JSON.stringify(bad)} contains a comma, which the platform's groups field cannot carry (it would become ${bad.split(',').length} groups); rename the group`;
+        image.groupsError = true;
+      }
     }
     return image;
   }

@@ -70,6 +70,18 @@ export function mappedColumns(source: SourceConfig): string[] {
   return [...new Set(cols)];
 }
 
+/**
+ * The mapped columns an old row (a DELETE's, or an UPDATE's before image) must carry. Row mode
+ * clears a gone identity whole, so the identities (and the filter) are enough, not the groups;
+ * membership mode removes one pair, so its group too.
+ */
+export function oldImageColumns(source: SourceConfig): string[] {
+  const cols = IDENTITY_FIELDS.map((f) => source.columns[f]).filter((c): c is string => c !== undefined);
+  if (source.mode === 'membership') cols.push(source.columns.groups);
+  cols.push(...Object.keys(source.where ?? {}));
+  return [...new Set(cols)];
+}
+
 export interface SourceFindings {
   findings: Finding[];
   /** Key columns, when the table and key could be resolved. */
@@ -127,9 +139,12 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
 
   const identity = new Set(table.identityColumns);
   const keyInIdentity = keyColumns.every((c) => identity.has(c));
-  const mappedInIdentity = mappedColumns(source).every((c) => identity.has(c));
+  const needed = oldImageColumns(source);
+  const mappedInIdentity = needed.every((c) => identity.has(c));
   const fullFix = `ALTER TABLE ${qualified} REPLICA IDENTITY FULL;`;
-  if (!keyInIdentity) {
+  if (missing.length > 0 || keyColumns.length === 0) {
+    // Judged once the columns and the key exist: a fix for a column that is not there helps nobody.
+  } else if (!keyInIdentity) {
     findings.push({
       check: `${name}: replica identity`,
       ok: false,
@@ -140,7 +155,10 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
     findings.push({
       check: `${name}: replica identity`,
       ok: false,
-      detail: `deletes and identity changes of ${qualified} cannot be translated: REPLICA IDENTITY ${table.replicaIdentity.toUpperCase()} carries only (${table.identityColumns.join(', ') || 'nothing'}), not the mapped columns`,
+      detail: `deletes and identity changes of ${qualified} cannot be translated: REPLICA IDENTITY ${table.replicaIdentity.toUpperCase()} carries only (${table.identityColumns.join(', ') || 'nothing'}), not ${needed
+        .filter((c) => !identity.has(c))
+        .map((c) => `"${c}"`)
+        .join(', ')}`,
       fix: `run: ${fullFix} (or set deleteLookup: state on the source)`,
     });
   } else {
@@ -148,7 +166,7 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
       check: `${name}: replica identity`,
       ok: true,
       detail: mappedInIdentity
-        ? `REPLICA IDENTITY ${table.replicaIdentity.toUpperCase()} carries the mapped columns`
+        ? `REPLICA IDENTITY ${table.replicaIdentity.toUpperCase()} carries what deletes need (${needed.join(', ')})`
         : `deletes use the bridge's state (deleteLookup: state)`,
     });
   }

@@ -52,7 +52,7 @@ function setup(over: Partial<Config['batching']> = {}) {
   const batcher = new Batcher({ ...OPTIONS, ...over }, sink, (b, i) => loads.push([b, i]));
   const holder = new CountingHolder();
   const add = (id: number, groups?: string[], source = 'profiles', kind?: SourceChange['kind']) =>
-    batcher.add(source, change(id, groups, kind), BigInt(id), T, holder);
+    batcher.add(source, change(id, groups, kind), BigInt(id), 0, T, holder);
   return { sink, batcher, holder, add, loads };
 }
 
@@ -127,10 +127,10 @@ describe('Batcher', () => {
   it("coalesces a key's changes into one entry: first before, latest after, every change held", async () => {
     const { sink, batcher, holder } = setup();
     const h2 = new CountingHolder();
-    batcher.add('profiles', change(1, ['a']), 10n, T, holder);
-    batcher.add('profiles', change(1, ['b'], 'update'), 20n, T, holder);
+    batcher.add('profiles', change(1, ['a']), 10n, 0, T, holder);
+    batcher.add('profiles', change(1, ['b'], 'update'), 20n, 0, T, holder);
     const later = new Date('2024-05-02T00:00:00Z');
-    batcher.add('profiles', change(1, ['c'], 'update'), 30n, later, h2);
+    batcher.add('profiles', change(1, ['c'], 'update'), 30n, 0, later, h2);
     batcher.flushAll();
     await settle();
     expect(sink.dispatched).toHaveLength(1);
@@ -179,9 +179,9 @@ describe('Batcher', () => {
     };
     const batcher = new Batcher(OPTIONS, sink);
     const holder = new CountingHolder();
-    batcher.add('a', change(1), 1n, T, holder);
+    batcher.add('a', change(1), 1n, 0, T, holder);
     batcher.flush('a');
-    batcher.add('b', change(2), 2n, T, holder);
+    batcher.add('b', change(2), 2n, 0, T, holder);
     batcher.flush('b');
     await settle();
     expect(order).toEqual(['start a']);

@@ -1,147 +1,356 @@
+/**
+ * Coalescing under replay. The expected platform state never comes from the code under test: it
+ * comes from a plain model of SPEC sections 2 and 3 (each change translated on its own and applied
+ * to a set of groups per customer), and is checked against what the database rows say.
+ */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { mergeChange, netEffect, newEntry, releaseEntry, type Part } from '../../src/batching/coalesce.js';
+import {
+  mergeChange,
+  netEffect,
+  newEntry,
+  OP_ORDER,
+  planFlush,
+  releaseEntry,
+  type Entry,
+  type Part,
+} from '../../src/batching/coalesce.js';
 import type { SourceMode } from '../../src/config/types.js';
 import type { SourceChange } from '../../src/mapping/changes.js';
 import type { Image } from '../../src/mapping/source-mapper.js';
 
-/** The platform's group model of SPEC section 2. */
+// ---------------------------------------------------------------------------------------------
+// The independent model: SPEC section 2's groups per customer, section 3's translation per change.
+
+type Op = 'add' | 'update' | 'delete';
+
+/** The platform: groups per customer identity. add = union, update = replace, delete = remove (all if none). */
 class Platform {
   readonly sets = new Map<string, Set<string>>();
-  apply(p: Part): void {
-    const id = JSON.stringify(p.identity);
-    const set = this.sets.get(id) ?? new Set<string>();
-    if (p.op === 'add') p.groups.forEach((g) => set.add(g));
-    else if (p.op === 'update') {
+
+  apply(op: Op, customer: string, groups: readonly string[]): void {
+    const set = this.sets.get(customer) ?? new Set<string>();
+    if (op === 'add') for (const g of groups) set.add(g);
+    else if (op === 'update') {
       set.clear();
-      p.groups.forEach((g) => set.add(g));
-    } else if (p.groups.length === 0) set.clear();
-    else p.groups.forEach((g) => set.delete(g));
-    this.sets.set(id, set);
+      for (const g of groups) set.add(g);
+    } else if (groups.length === 0) set.clear();
+    else for (const g of groups) set.delete(g);
+    this.sets.set(customer, set);
   }
-  snapshot(): Record<string, string[]> {
+
+  clone(): Platform {
+    const p = new Platform();
+    for (const [k, v] of this.sets) p.sets.set(k, new Set(v));
+    return p;
+  }
+
+  state(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
-    for (const [k, v] of this.sets) if (v.size) out[k] = [...v].sort();
+    for (const [k, v] of [...this.sets].sort(([a], [b]) => a.localeCompare(b)))
+      if (v.size) out[k] = [...v].sort();
     return out;
   }
 }
 
-const holder = {
-  n: 0,
-  hold(k: number) {
-    this.n += k;
-  },
-  release(k: number) {
-    this.n -= k;
-  },
-};
-const key = { text: '{"id":1}', values: { id: 1 } };
-
-function img(id: string, groups: string[]): Image {
-  return { identity: { thirdId: id }, groups };
+/** A source row in the model: its customer and its groups (membership rows: one group). */
+interface RowState {
+  id: string;
+  groups: string[];
 }
 
-/** A random history of one source row: insert / update / delete, valid in order. */
-function histories(mode: SourceMode) {
-  const image =
-    mode === 'row'
-      ? fc
-          .record({ id: fc.constantFrom('a', 'b'), groups: fc.subarray(['g1', 'g2', 'g3']) })
-          .map((r) => img(r.id, r.groups))
-      : fc
-          .record({ id: fc.constantFrom('a', 'b'), g: fc.constantFrom('g1', 'g2') })
-          .map((r) => img(r.id, [r.g]));
-  return fc.record({
-    initial: fc.option(image, { nil: null }),
-    steps: fc.array(fc.record({ op: fc.constantFrom('write', 'delete'), image }), {
-      minLength: 1,
-      maxLength: 8,
-    }),
-  });
+/** SPEC section 3, one change at a time (the way a bridge that never coalesced would send it). */
+function applyOneByOne(p: Platform, mode: SourceMode, before: RowState | null, after: RowState | null): void {
+  if (mode === 'row') {
+    if (before && after && before.id === after.id) return p.apply('update', after.id, after.groups);
+    if (before) p.apply('delete', before.id, before.groups.length ? before.groups : []);
+    if (after && after.groups.length) p.apply('add', after.id, after.groups);
+    return;
+  }
+  const same = before && after && before.id === after.id && before.groups[0] === after.groups[0];
+  if (same) return;
+  if (before) p.apply('delete', before.id, before.groups);
+  if (after) p.apply('add', after.id, after.groups);
 }
 
-function toChanges(initial: Image | null, steps: Array<{ op: string; image: Image }>): SourceChange[] {
-  const out: SourceChange[] = [];
-  let current = initial;
+/** What the rows say the platform must hold. */
+function desired(mode: SourceMode, rows: ReadonlyMap<number, RowState>): Record<string, string[]> {
+  const p = new Platform();
+  for (const r of rows.values()) p.apply('add', r.id, r.groups);
+  void mode;
+  return p.state();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generated histories: several source rows sharing a few customers, identities (row mode) and
+// pairs (membership mode) unique among live rows at every moment, as a unique constraint keeps them.
+
+interface ModelChange {
+  key: number;
+  before: RowState | null;
+  after: RowState | null;
+}
+
+const IDS = ['a', 'b', 'c'];
+const GROUPS = ['g1', 'g2', 'g3'];
+
+const step = fc.record({
+  kind: fc.constantFrom('write', 'write', 'delete'),
+  key: fc.integer({ min: 0, max: 2 }),
+  id: fc.constantFrom(...IDS),
+  groups: fc.subarray(GROUPS),
+  g: fc.constantFrom(...GROUPS),
+});
+
+type Step = typeof step extends fc.Arbitrary<infer T> ? T : never;
+
+/** Plays steps against the rows (skipping those a unique constraint would refuse). */
+function play(mode: SourceMode, rows: Map<number, RowState>, steps: readonly Step[]): ModelChange[] {
+  const out: ModelChange[] = [];
   for (const s of steps) {
-    if (s.op === 'delete') {
+    const current = rows.get(s.key) ?? null;
+    if (s.kind === 'delete') {
       if (!current) continue;
-      out.push({ kind: 'delete', key, before: current, after: null });
-      current = null;
-    } else {
-      out.push({ kind: current ? 'update' : 'insert', key, before: current, after: s.image });
-      current = s.image;
+      rows.delete(s.key);
+      out.push({ key: s.key, before: current, after: null });
+      continue;
     }
+    const next: RowState = mode === 'row' ? { id: s.id, groups: s.groups } : { id: s.id, groups: [s.g] };
+    const taken = [...rows].some(
+      ([k, r]) => k !== s.key && r.id === next.id && (mode === 'row' || r.groups[0] === next.groups[0]),
+    );
+    if (taken) continue;
+    rows.set(s.key, next);
+    out.push({ key: s.key, before: current, after: next });
   }
   return out;
 }
 
-function send(platform: Platform, mode: SourceMode, before: Image | null, after: Image | null): void {
-  const effect = netEffect(mode, before, after);
-  if (effect.kind === 'send') effect.parts.forEach((p) => platform.apply(p));
+const history = fc.record({
+  mode: fc.constantFrom<SourceMode>('row', 'membership'),
+  initial: fc.array(step, { maxLength: 4 }),
+  window: fc.array(step, { minLength: 1, maxLength: 10 }),
+  /** Where the window splits into the flushes of the final (replayed) delivery. */
+  flushAt: fc.nat(),
+  /** How many of the earlier attempt's requests reached the platform. */
+  sentParts: fc.nat(),
+  earlierChanges: fc.nat(),
+});
+
+// ---------------------------------------------------------------------------------------------
+// The code under test, driven as the dispatcher drives it: one entry per key per flush, then the
+// flush's parts sent deletes first, then updates, then adds (docs/design.md, "Ordering").
+
+const T = new Date('2024-05-01T00:00:00Z');
+const holder = { hold() {}, release() {} };
+
+function image(r: RowState | null): Image | null {
+  return r ? { identity: { thirdId: r.id }, groups: [...r.groups] } : null;
 }
 
-describe('coalescing', () => {
-  for (const mode of ['row', 'membership'] as const) {
-    it(`${mode} mode: the coalesced calls reach the same platform state as every change one by one`, () => {
-      fc.assert(
-        fc.property(histories(mode), ({ initial, steps }) => {
-          const changes = toChanges(initial, steps);
-          fc.pre(changes.length > 0);
-          const oneByOne = new Platform();
-          const coalesced = new Platform();
-          if (initial) {
-            send(oneByOne, mode, null, initial);
-            send(coalesced, mode, null, initial);
-          }
-          for (const c of changes) send(oneByOne, mode, c.before as Image | null, c.after);
-          const first = changes[0] as SourceChange;
-          const entry = newEntry(first, 1n, new Date(), holder);
-          for (const c of changes.slice(1)) mergeChange(entry, c, 2n, new Date(), holder);
-          send(coalesced, mode, entry.before as Image | null, entry.after);
-          releaseEntry(entry);
-          expect(coalesced.snapshot()).toEqual(oneByOne.snapshot());
-        }),
-        { numRuns: 2000 },
-      );
-      expect(holder.n).toBe(0);
-    });
-  }
+function sourceChange(c: ModelChange): SourceChange {
+  return {
+    kind: c.before ? (c.after ? 'update' : 'delete') : 'insert',
+    key: { text: JSON.stringify({ id: c.key }), values: { id: c.key } },
+    before: image(c.before),
+    after: image(c.after),
+  };
+}
 
-  it('follows the table of SPEC section 4', () => {
-    const a = img('a', ['g1']);
-    const b = img('a', ['g2']);
-    const ops = (before: Image | null, after: Image | null) => {
-      const e = netEffect('row', before, after);
-      return e.kind === 'send' ? e.parts.map((p) => p.op) : e.kind;
-    };
-    expect(ops(null, b)).toEqual(['add']); // insert + update -> add(latest)
-    expect(ops(null, null)).toBe('skipped'); // insert + ... + delete -> nothing
-    expect(ops(a, b)).toEqual(['update']); // update + update -> update(latest); delete + insert -> update
-    expect(ops(a, null)).toEqual(['delete']); // update + delete -> delete
-    expect(ops(a, img('b', ['g1']))).toEqual(['delete', 'add']); // identity change: old deleted first
+/** The parts one flush of these changes sends, in the order they reach the platform. */
+function flushParts(mode: SourceMode, changes: readonly ModelChange[], fresh: boolean): Part[] {
+  const entries = new Map<number, Entry>();
+  changes.forEach((c, i) => {
+    const e = entries.get(c.key);
+    if (e) mergeChange(e, sourceChange(c), BigInt(i + 1), 0, T, holder);
+    else entries.set(c.key, newEntry(sourceChange(c), BigInt(i + 1), 0, T, holder));
+  });
+  const list = [...entries.values()];
+  const parts: Part[] = [];
+  for (const effect of planFlush(mode, list, () => fresh))
+    if (effect.kind === 'send') parts.push(...effect.parts);
+  list.forEach(releaseEntry);
+  return OP_ORDER.flatMap((op) => parts.filter((p) => p.op === op));
+}
+
+function send(p: Platform, parts: readonly Part[]): void {
+  for (const part of parts) p.apply(part.op, part.identity.thirdId as string, part.groups);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('coalescing under replay (property, against an independent model)', () => {
+  it('from any prefix the platform already applied, the coalesced calls reach the database state', () => {
+    fc.assert(
+      fc.property(history, ({ mode, initial, window, flushAt, sentParts, earlierChanges }) => {
+        const rows = new Map<number, RowState>();
+        play(mode, rows, initial);
+        const start = new Platform();
+        for (const [k, v] of Object.entries(desired(mode, rows))) start.apply('update', k, v);
+        const changes = play(mode, rows, window);
+        fc.pre(changes.length > 0);
+        const target = desired(mode, rows);
+
+        // The model itself: every change one by one from a consistent start gives the rows' state.
+        const oneByOne = start.clone();
+        for (const c of changes) applyOneByOne(oneByOne, mode, c.before, c.after);
+        expect(oneByOne.state()).toEqual(target);
+
+        // Nothing sent yet (a first delivery): coalescing may assume the platform is at `before`.
+        const first = start.clone();
+        send(first, flushParts(mode, changes, true));
+        expect(first.state(), 'fresh window').toEqual(target);
+
+        const split = flushAt % (changes.length + 1);
+        for (let prefix = 0; prefix <= changes.length; prefix++) {
+          // (1) The platform applied the first `prefix` changes one by one, answers lost.
+          const replayed = start.clone();
+          for (const c of changes.slice(0, prefix)) applyOneByOne(replayed, mode, c.before, c.after);
+          // The replay: the whole window again, as one flush and as two.
+          const once = replayed.clone();
+          send(once, flushParts(mode, changes, false));
+          expect(once.state(), `prefix ${prefix} one by one, one flush`).toEqual(target);
+          const twice = replayed.clone();
+          send(twice, flushParts(mode, changes.slice(0, split), false));
+          send(twice, flushParts(mode, changes.slice(split), false));
+          expect(twice.state(), `prefix ${prefix} one by one, flushes split at ${split}`).toEqual(target);
+        }
+
+        // (2) An earlier attempt coalesced the first changes itself, and only some of its requests
+        // reached the platform before the answers were lost.
+        const earlier = changes.slice(0, earlierChanges % (changes.length + 1));
+        const earlierParts = flushParts(mode, earlier, true);
+        const partial = start.clone();
+        send(partial, earlierParts.slice(0, sentParts % (earlierParts.length + 1)));
+        send(partial, flushParts(mode, changes, false));
+        expect(partial.state(), 'after a partly delivered earlier flush').toEqual(target);
+      }),
+      { numRuns: 3000 },
+    );
   });
 
-  it('never sends an unmappable row, and says why', () => {
-    const e = netEffect('row', null, { identity: {}, groups: ['g'], error: 'no identity value' });
-    expect(e).toEqual({ kind: 'failed', reason: 'no identity value' });
+  it('the model agrees with SPEC section 3 on the example of the replay issue', () => {
+    // Synced with old1,old2; updated to new1,new2; deleted. Any prefix applied, then the replay.
+    const changes: ModelChange[] = [
+      { key: 1, before: { id: 'p', groups: ['old1', 'old2'] }, after: { id: 'p', groups: ['new1', 'new2'] } },
+      { key: 1, before: { id: 'p', groups: ['new1', 'new2'] }, after: null },
+    ];
+    for (let prefix = 0; prefix <= changes.length; prefix++) {
+      const p = new Platform();
+      p.apply('add', 'p', ['old1', 'old2']);
+      for (const c of changes.slice(0, prefix)) applyOneByOne(p, 'row', c.before, c.after);
+      send(p, flushParts('row', changes, false));
+      expect(p.state(), `prefix ${prefix}`).toEqual({});
+    }
+  });
+});
+
+describe('netEffect', () => {
+  const a1 = { identity: { thirdId: 'a' }, groups: ['g1'] };
+  const a2 = { identity: { thirdId: 'a' }, groups: ['g2'] };
+  const b1 = { identity: { thirdId: 'b' }, groups: ['g1'] };
+  const ops = (e: ReturnType<typeof netEffect>) =>
+    e.kind === 'send' ? e.parts.map((p) => `${p.op}:${p.identity.thirdId}:${p.groups.join('+')}`) : e.kind;
+
+  it('keeps SPEC section 4 table for a window that was never sent (fresh)', () => {
+    expect(ops(netEffect('row', { before: null, after: a2, passed: [a1] }, true))).toEqual(['add:a:g2']); // insert + update -> add
+    expect(ops(netEffect('row', { before: null, after: null, passed: [a1] }, true))).toBe('skipped'); // insert + delete -> nothing
+    expect(ops(netEffect('row', { before: a1, after: a2 }, true))).toEqual(['update:a:g2']); // update + update
+    expect(ops(netEffect('row', { before: a1, after: null, passed: [a2] }, true))).toEqual(['delete:a:']); // update + delete
+    expect(ops(netEffect('row', { before: a1, after: a2, passed: [] }, true))).toEqual(['update:a:g2']); // delete + insert -> update
+    expect(ops(netEffect('row', { before: a1, after: b1 }, true))).toEqual(['delete:a:', 'update:b:g1']);
+  });
+
+  it('sets state when the window may have been sent before: deletes clear, passed identities too', () => {
+    // The issue's kill -9 case: an insert reached the platform, then a delete, then a replay.
+    expect(ops(netEffect('row', { before: null, after: null, passed: [a1] }, false))).toEqual(['delete:a:']);
+    // A row that moved a -> b -> a: b may hold groups from the earlier attempt.
+    expect(ops(netEffect('row', { before: a1, after: a2, passed: [b1] }, false))).toEqual([
+      'delete:b:',
+      'update:a:g2',
+    ]);
+    // An insert replayed: replace, never add to what an earlier attempt may have left.
+    expect(ops(netEffect('row', { before: null, after: a2 }, false))).toEqual(['update:a:g2']);
+    // Membership: every pair passed through is deleted, the latest added again.
+    expect(ops(netEffect('membership', { before: a1, after: a1, passed: [a2] }, false))).toEqual([
+      'delete:a:g2',
+      'add:a:g1',
+    ]);
+    expect(ops(netEffect('membership', { before: a1, after: a1, passed: [a2] }, true))).toBe('skipped');
+    // Deleted and inserted again: the delete may have reached the platform.
+    expect(ops(netEffect('membership', { before: a1, after: a1, gap: true }, false))).toEqual(['add:a:g1']);
+    expect(ops(netEffect('membership', { before: a1, after: a1, gap: true }, true))).toBe('skipped');
+  });
+
+  it('an empty set is a delete of all groups; a new row without groups sends nothing', () => {
+    const none = { identity: { thirdId: 'a' }, groups: [] };
+    expect(ops(netEffect('row', { before: a1, after: none }))).toEqual(['delete:a:']);
+    expect(ops(netEffect('row', { before: null, after: none }, true))).toBe('skipped');
+    expect(ops(netEffect('row', { before: null, after: none }, false))).toEqual(['delete:a:']);
+  });
+
+  it('never sends an unmappable row, and says why; a gone identity is still cleared', () => {
+    const bad = { identity: {}, groups: ['g'], error: 'no identity value' };
+    expect(netEffect('row', { before: null, after: bad })).toEqual({
+      kind: 'failed',
+      reason: 'no identity value',
+    });
+    expect(netEffect('row', { before: a1, after: bad })).toEqual({
+      kind: 'send',
+      parts: [{ op: 'delete', identity: { thirdId: 'a' }, groups: [] }],
+      failure: 'no identity value',
+    });
+  });
+
+  it('a group the platform cannot carry fails the row and leaves its customer alone', () => {
+    const comma = { identity: { thirdId: 'a' }, groups: ['VIP, Gold'], error: 'comma', groupsError: true };
+    expect(netEffect('row', { before: a1, after: comma }, false)).toEqual({
+      kind: 'failed',
+      reason: 'comma',
+    });
+    expect(ops(netEffect('row', { before: b1, after: comma }, false))).toEqual(['delete:b:']);
+    expect(netEffect('membership', { before: a1, after: comma }, false)).toEqual({
+      kind: 'send',
+      parts: [{ op: 'delete', identity: { thirdId: 'a' }, groups: ['g1'] }],
+      failure: 'comma',
+    });
+  });
+
+  it('without the old row (unknown), sets the new state and reports what it cannot remove', () => {
+    expect(ops(netEffect('row', { before: 'unknown', after: a1 }, true))).toEqual(['update:a:g1']);
+    expect(netEffect('row', { before: 'unknown', after: null }, true)).toMatchObject({ kind: 'failed' });
+    expect(netEffect('row', { before: 'unknown', after: null, passed: [b1] }, false)).toMatchObject({
+      kind: 'send',
+      parts: [{ op: 'delete', identity: { thirdId: 'b' }, groups: [] }],
+      failure: expect.stringContaining('REPLICA IDENTITY FULL'),
+    });
+  });
+});
+
+describe('entries', () => {
+  const key = { text: '{"id":1}', values: { id: 1 } };
+  const img = (id: string, groups: string[] | null): Image => ({ identity: { thirdId: id }, groups });
+
+  it('records each other identity or group the row passed through, once', () => {
+    const e = newEntry({ kind: 'insert', key, before: null, after: img('a', ['g1']) }, 1n, 0, T, holder);
+    for (const [id, g] of [
+      ['b', 'g1'],
+      ['a', 'g1'],
+      ['b', 'g1'],
+      ['b', 'g2'],
+    ] as const)
+      mergeChange(e, { kind: 'update', key, before: null, after: img(id, [g]) }, 2n, 0, T, holder);
+    expect(e.passed?.map((p) => `${p.identity.thirdId}:${p.groups?.join()}`)).toEqual(['a:g1', 'b:g1']);
+    expect(e.firstLsn).toBe(1n);
+    expect(e.lsn).toBe(2n);
+    releaseEntry(e);
   });
 
   it('keeps the previous groups when the latest change carried an unchanged TOAST value', () => {
-    const entry = newEntry(
-      { kind: 'insert', key, before: null, after: img('a', ['big']) },
-      1n,
-      new Date(),
-      holder,
-    );
-    mergeChange(
-      entry,
-      { kind: 'update', key, before: 'unknown', after: { identity: { thirdId: 'a' }, groups: null } },
-      2n,
-      new Date(),
-      holder,
-    );
-    expect(entry.after?.groups).toEqual(['big']);
-    releaseEntry(entry);
+    const e = newEntry({ kind: 'insert', key, before: null, after: img('a', ['big']) }, 1n, 0, T, holder);
+    mergeChange(e, { kind: 'update', key, before: 'unknown', after: img('a', null) }, 2n, 0, T, holder);
+    expect(e.after?.groups).toEqual(['big']);
+    expect(e.passed).toBeUndefined();
+    releaseEntry(e);
   });
 });

@@ -141,11 +141,31 @@ describe('SourceMapper.image', () => {
       source({ mode: 'membership', columns: { thirdId: 'member_id', groups: 'group_name' } }),
       ['member_id', 'group_name'],
     );
-    expect(m.image({ member_id: 7, group_name: ' a,b ' })).toEqual({
+    expect(m.image({ member_id: 7, group_name: ' 老客户 ' })).toEqual({
       identity: { thirdId: '7' },
-      groups: ['a,b'],
+      groups: ['老客户'],
     });
     expect(m.image({ member_id: 7, group_name: undefined }).groups).toBeNull();
+  });
+
+  it('a group name with a comma fails the row (the platform would split it), identity kept', () => {
+    const m = new SourceMapper(
+      source({ mode: 'membership', columns: { thirdId: 'member_id', groups: 'group_name' } }),
+      ['member_id', 'group_name'],
+    );
+    const img = m.image({ member_id: 7, group_name: ' with,comma ' });
+    expect(img.identity).toEqual({ thirdId: '7' });
+    expect(img.groupsError).toBe(true);
+    expect(img.error).toBe(
+      'group name "with,comma" contains a comma, which the platform\'s groups field cannot carry (it would become 2 groups); rename the group',
+    );
+    // Row mode: a text column is a comma-separated list by definition; a text[] element is one name.
+    const r = new SourceMapper(source(), ['id']);
+    expect(r.image(row({ 'Group Names': 'VIP, Gold' })).groups).toEqual(['VIP', 'Gold']);
+    const arr = r.image(row({ 'Group Names': ['north', 'VIP, Gold'] }));
+    expect(arr.error).toContain('group name "VIP, Gold" contains a comma');
+    expect(arr.groupsError).toBe(true);
+    expect(r.image(row({ 'Group Names': ['north', ' VIP Gold '] })).error).toBeUndefined();
   });
 
   it('error: no identity value at all, naming the columns', () => {

@@ -1,0 +1,85 @@
+/**
+ * How far each source's changes may have been sent to the platform (`<statusSchema>.sent_position`).
+ * Raised, durably, before a flush's requests leave; so after a crash or a dropped connection a
+ * replayed change at or before the mark may already have reached the platform, and one after it
+ * provably has not. Coalescing needs that distinction (src/batching/coalesce.ts): only a key whose
+ * changes never left may be coalesced as if the platform were where its buffer starts.
+ *
+ * A change's position is its transaction's commit LSN and its index among that transaction's row
+ * changes: both are the same on every replay, and the index keeps a large transaction that is
+ * flushed in parts from counting as sent as a whole.
+ */
+import type pg from 'pg';
+import { formatLsn, parseLsn } from '../util/lsn.js';
+import { quoteIdent } from '../util/sql.js';
+
+/** How a query is run with the status store's retries. */
+export type RetryingQuery = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
+
+interface Position {
+  lsn: bigint;
+  seq: number;
+}
+
+const NOTHING: Position = { lsn: 0n, seq: -1 };
+/** The largest `seq` PostgreSQL's bigint column and a JS number both hold exactly. */
+const LAST_SEQ = Number.MAX_SAFE_INTEGER;
+
+export class SentMark {
+  private readonly marks = new Map<string, Position>();
+  private readonly table: string;
+
+  constructor(
+    private readonly pool: Pick<pg.Pool, 'query'>,
+    statusSchema: string,
+    private readonly slot: string,
+    private readonly withRetry: RetryingQuery,
+  ) {
+    this.table = `${quoteIdent(statusSchema)}.sent_position`;
+  }
+
+  /** Whether a change of `source` at this position can never have reached the platform. */
+  isFresh(source: string, lsn: bigint, seq: number): boolean {
+    const m = this.marks.get(source) ?? NOTHING;
+    return lsn > m.lsn || (lsn === m.lsn && seq > m.seq);
+  }
+
+  /**
+   * Reads the stored marks. A source of a slot that streamed before marks existed (an upgrade) has
+   * none: then anything up to the server's current position may have been sent.
+   */
+  async load(sources: readonly string[], resuming: boolean): Promise<void> {
+    const res = await this.pool.query<{ source: string; lsn: string; seq: string }>(
+      `SELECT source, lsn::text AS lsn, seq::text AS seq FROM ${this.table} WHERE slot = $1`,
+      [this.slot],
+    );
+    this.marks.clear();
+    for (const r of res.rows) this.marks.set(r.source, { lsn: parseLsn(r.lsn), seq: Number(r.seq) });
+    const unknown = sources.filter((s) => !this.marks.has(s));
+    if (resuming && unknown.length > 0) await this.coverServerPosition(unknown);
+  }
+
+  /** Records that changes of `source` up to this position may be sent from now on; durable on return. */
+  async cover(source: string, lsn: bigint, seq: number): Promise<void> {
+    if (!this.isFresh(source, lsn, seq)) return;
+    await this.withRetry('recording the sent position', () =>
+      this.pool.query(
+        `INSERT INTO ${this.table} AS t (slot, source, lsn, seq) VALUES ($1, $2, $3::pg_lsn, $4)
+         ON CONFLICT (slot, source) DO UPDATE SET lsn = EXCLUDED.lsn, seq = EXCLUDED.seq
+          WHERE (t.lsn, t.seq) < (EXCLUDED.lsn, EXCLUDED.seq)`,
+        [this.slot, source, formatLsn(lsn), seq],
+      ),
+    );
+    if (this.isFresh(source, lsn, seq)) this.marks.set(source, { lsn, seq });
+  }
+
+  /**
+   * Covers everything committed so far, for sends outside the stream's order (`retry-failed`, an
+   * upgrade from a version without marks).
+   */
+  async coverServerPosition(sources: readonly string[]): Promise<void> {
+    const res = await this.pool.query<{ now: string }>(`SELECT pg_current_wal_insert_lsn()::text AS now`);
+    const now = parseLsn((res.rows[0] as { now: string }).now);
+    for (const source of sources) await this.cover(source, now, LAST_SEQ);
+  }
+}
