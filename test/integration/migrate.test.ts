@@ -1,5 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +6,7 @@ import { BridgeError } from '../../src/errors.js';
 import { listMigrations, migrate, MIGRATIONS_DIR } from '../../src/status/migrate.js';
 import { quoteIdent } from '../../src/util/sql.js';
 import { startPostgres } from '../../src/util/throwaway-postgres.js';
+import { tempDir } from '../helpers/cleanup.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 const ALL = listMigrations().map((m) => m.name);
@@ -238,14 +238,13 @@ describe('status schema migrations', () => {
   describe('with a broken migration file', () => {
     let dir: string;
     beforeAll(() => {
-      dir = mkdtempSync(join(tmpdir(), 'tuzhan-migrations-'));
+      dir = tempDir('migrations');
       copyFileSync(join(MIGRATIONS_DIR, '001_status_schema.sql'), join(dir, '001_status_schema.sql'));
       writeFileSync(
         join(dir, '900_broken.sql'),
         'CREATE TABLE fine (id int);\n\nCREATE TABLE oops (id nosuchtype);\n',
       );
     });
-    afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
     it('names the file and line, and keeps what was applied before it', async () => {
       const err = await migrate(db.url, 'broken', { dir }).then(
