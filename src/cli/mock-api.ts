@@ -63,6 +63,18 @@ export function register(program: Command): void {
     .option('--app-secret <secret>', 'app secret accepted by the token endpoint')
     .option('--registry <file>', 'JSON array of platform customers {thirdId?, phone?, openid?, unionid?}')
     .option('--token-ttl <seconds>', 'validity of issued tokens', '7200')
+    .addHelpText(
+      'after',
+      `
+Besides batchAdd and the token endpoint it serves GET /__sim/groups?thirdId=... (a
+customer's groups), GET /__sim/stats, POST /__sim/faults (latency, errors, 429s, timeouts)
+and POST /__sim/reset.
+
+Examples:
+  tuzhan-cdc mock-api --listen 127.0.0.1:8080 --token dev-token
+  tuzhan-cdc mock-api --listen 0.0.0.0:8080 --app-id demo --app-secret s3cret --token-ttl 60
+  tuzhan-cdc mock-api --token dev-token --registry customers.json   # isMatching: only these match`,
+    )
     .action(async (o: MockApiOptions) => {
       const sim = await startMockApi(o);
       console.log(`mock-api listening on ${sim.url}`);

@@ -54,10 +54,11 @@ export function buildProgram(
   });
 
   // Applied to every command, also those created with `new Command()` and `addCommand`, which do
-  // not inherit the program's settings: commander must throw instead of exiting, and print its
-  // messages in our one-line format.
+  // not inherit the program's settings: commander must throw instead of exiting, print its
+  // messages in our one-line format, and list --config and --verbose in each command's --help.
   const configure = (cmd: Command): void => {
     cmd.exitOverride();
+    cmd.configureHelp({ ...cmd.configureHelp(), showGlobalOptions: true });
     cmd.configureOutput({
       writeErr,
       outputError: (str, write) => write(`tuzhan-cdc: ${str.replace(/^error: /, '')}`),

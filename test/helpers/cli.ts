@@ -3,9 +3,9 @@
  * test's event loop (the simulator the CLI talks to runs in the test process).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir, trackChild } from './cleanup.js';
 
 export interface CliResult {
   code: number | null;
@@ -28,10 +28,12 @@ export function startCli(args: readonly string[], env: Record<string, string | u
   for (const [k, v] of Object.entries({ ...process.env, DEBUG: undefined, LOG_LEVEL: undefined, ...env })) {
     if (v !== undefined && v !== '') merged[k] = v;
   }
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-    env: merged,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = trackChild(
+    spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+      env: merged,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   let out = '';
   let err = '';
   child.stdout?.setEncoding('utf8').on('data', (s: string) => (out += s));
@@ -57,9 +59,13 @@ export async function runCli(
   }
 }
 
-/** Writes a config file into a fresh temporary directory and returns its path. */
+/**
+ * Writes a config file into a fresh temporary directory and returns its path. The directory (it
+ * holds a database URL and a token) is removed after the test, or after the file when written in
+ * a beforeAll.
+ */
 export function writeConfigFile(yaml: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'tuzhan-cli-'));
+  const dir = tempDir('cli');
   const file = join(dir, 'bridge.yaml');
   writeFileSync(file, yaml);
   return file;

@@ -36,25 +36,40 @@ describe('tuzhan-cdc check', () => {
   });
 
   it('passes on a healthy setup and exits 0, without printing the password', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
-    const r = await runCli(['--config', file, 'check']);
-    expect(r.stderr).toBe('');
-    expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^check\s+result\s+detail$/m);
-    for (const c of ['database', 'wal_level', 'replication privilege', 'publication', 'status schema']) {
-      expect(finding(r.stdout, c).row).toMatch(/\sok\s/);
-    }
-    expect(finding(r.stdout, 'source profiles: replica identity').row).toMatch(/\sok\s/);
-    expect(finding(r.stdout, 'platform credentials').row).toMatch(/token accepted/);
-    expect(r.stdout).toMatch(/all \d+ checks passed/);
-    const password = new URL(db.url).password;
-    if (password) expect(r.stdout).not.toContain(password);
+    // The harness's URL has no password: connect as a role that has one, so there is one to leak.
+    const role = `tz_check_${randomBytes(3).toString('hex')}`;
+    const password = `pw-${randomBytes(6).toString('hex')}`;
+    await db.query(`CREATE ROLE ${role} LOGIN SUPERUSER PASSWORD '${password}'`);
+    try {
+      const u = new URL(db.url);
+      u.username = role;
+      u.password = password;
+      const file = writeConfigFile(
+        testConfigYaml({ db: { ...db, url: u.toString() }, slot: SLOT, apiUrl: sim.url }),
+      );
+      const r = await runCli(['--config', file, 'check']);
+      expect(r.stderr).toBe('');
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^check\s+result\s+detail$/m);
+      for (const c of ['database', 'wal_level', 'replication privilege', 'publication', 'status schema']) {
+        expect(finding(r.stdout, c).row).toMatch(/\sok\s/);
+      }
+      // Connected as that role, so the password was in the URL check used.
+      expect(finding(r.stdout, 'database').row).toContain(`as ${role}`);
+      expect(finding(r.stdout, 'source profiles: replica identity').row).toMatch(/\sok\s/);
+      expect(finding(r.stdout, 'platform credentials').row).toMatch(/token accepted/);
+      expect(r.stdout).toMatch(/all \d+ checks passed/);
+      expect(r.stdout + r.stderr).not.toContain(password);
 
-    const json = await runCli(['--config', file, 'check', '--json']);
-    expect(json.code, json.stdout + json.stderr).toBe(0);
-    const report = JSON.parse(json.stdout) as { ok: boolean; findings: Array<{ ok: boolean }> };
-    expect(report.ok).toBe(true);
-    expect(report.findings.every((f) => f.ok)).toBe(true);
+      const json = await runCli(['--config', file, 'check', '--json']);
+      expect(json.code, json.stdout + json.stderr).toBe(0);
+      const report = JSON.parse(json.stdout) as { ok: boolean; findings: Array<{ ok: boolean }> };
+      expect(report.ok).toBe(true);
+      expect(report.findings.every((f) => f.ok)).toBe(true);
+      expect(json.stdout + json.stderr).not.toContain(password);
+    } finally {
+      await db.query(`DROP ROLE ${role}`);
+    }
   });
 
   it('reports a row source without REPLICA IDENTITY FULL with the ALTER TABLE to run, exit 3', async () => {

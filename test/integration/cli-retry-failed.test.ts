@@ -88,6 +88,10 @@ describe('tuzhan-cdc retry-failed', () => {
     expect(dry.stdout).toContain('memberships: 3 failed rows; would send 1 delete, 2 add');
     expect(after.stats().requests).toBe(0);
 
+    // sync_batch already holds the requests of `run`: only rows after this id are the retry's.
+    const lastBatch = await db.query<{ id: string }>(
+      `SELECT coalesce(max(id), 0)::text AS id FROM "Tuzhan Sync".sync_batch`,
+    );
     const r = await runCli(['--config', file, 'retry-failed'], { TUZHAN_BASE_URL: after.url });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -118,10 +122,18 @@ describe('tuzhan-cdc retry-failed', () => {
     });
     expect(profiles.get('{"cust_no":"c9"}')).toMatchObject({ status: 'failed' });
     expect(profiles.get('{"cust_no":"c9"}')?.attempts).toBeGreaterThanOrEqual(2);
-    const batches = await db.query<{ n: string }>(
-      `SELECT count(*)::text AS n FROM "Tuzhan Sync".sync_batch WHERE started_at > now() - interval '1 minute'`,
+    // One sync_batch row per request the retry sent: memberships' delete and merged add, the
+    // profiles' update (c1 imported, c9 not).
+    const batches = await db.query(
+      `SELECT source, opt_type, rows, api_status, success_num, fail_num FROM "Tuzhan Sync".sync_batch
+        WHERE id > $1 ORDER BY source, opt_type`,
+      [lastBatch.rows[0]?.id],
     );
-    expect(Number(batches.rows[0]?.n)).toBeGreaterThanOrEqual(3);
+    expect(batches.rows).toEqual([
+      { source: 'memberships', opt_type: 'add', rows: 1, api_status: 1, success_num: 1, fail_num: 0 },
+      { source: 'memberships', opt_type: 'delete', rows: 1, api_status: 1, success_num: 1, fail_num: 0 },
+      { source: 'profiles', opt_type: 'update', rows: 2, api_status: 2, success_num: 1, fail_num: 1 },
+    ]);
 
     const again = await runCli(['--config', file, 'retry-failed', '--source', 'memberships'], {
       TUZHAN_BASE_URL: after.url,

@@ -1,31 +1,19 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { startCli, type CliResult } from '../helpers/cli.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `tuzhan-cdc demo` from source, as `npm run demo` would (stdout is a pipe: periodic lines). */
-function demo(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'demo', ...args], {
-      env: { ...process.env, DEBUG: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGINT'), 75_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/**
+ * Runs `tuzhan-cdc demo` from source, as `npm run demo` would (stdout is a pipe: periodic lines).
+ * If the test fails first, the helpers stop the demo with SIGTERM, which removes what it started.
+ */
+async function demo(...args: string[]): Promise<CliResult> {
+  const running = startCli(['demo', ...args]);
+  const timer = setTimeout(() => running.child.kill('SIGINT'), 75_000);
+  try {
+    return await running.exited;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const count = (text: string, re: RegExp): number => Number((re.exec(text)?.[1] ?? 'NaN').replace(/,/g, ''));

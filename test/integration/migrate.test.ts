@@ -1,5 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +6,7 @@ import { BridgeError } from '../../src/errors.js';
 import { listMigrations, migrate, MIGRATIONS_DIR } from '../../src/status/migrate.js';
 import { quoteIdent } from '../../src/util/sql.js';
 import { startPostgres } from '../../src/util/throwaway-postgres.js';
+import { tempDir } from '../helpers/cleanup.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 const ALL = listMigrations().map((m) => m.name);
@@ -32,6 +32,12 @@ describe('status schema migrations', () => {
   afterAll(async () => {
     await db?.drop();
   });
+
+  /** Each test that needs a migrated schema makes its own, so it passes run alone. */
+  async function migrated(name: string): Promise<string> {
+    expect(await migrate(db.url, name)).toEqual({ applied: ALL });
+    return quoteIdent(name);
+  }
 
   it('finds the sql/ directory and lists the files in order', () => {
     expect(MIGRATIONS_DIR).toMatch(/[/\\]sql$/);
@@ -115,6 +121,7 @@ describe('status schema migrations', () => {
   });
 
   it('rejects an invalid op, status or opt_type', async () => {
+    const q = await migrated('Tuzhan Checks');
     const insert = (op: string, status: string) =>
       db.query(
         `INSERT INTO ${q}.sync_status (source, row_key, op, status) VALUES ('s', '{"id": 1}', $1, $2)`,
@@ -134,6 +141,7 @@ describe('status schema migrations', () => {
   });
 
   it('summarises and lists failures through the views', async () => {
+    const q = await migrated('Tuzhan Views');
     await db.query(
       `INSERT INTO ${q}.sync_status (source, row_key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
        VALUES
@@ -198,10 +206,12 @@ describe('status schema migrations', () => {
   });
 
   it('does nothing when run again, through a client or a pool, and records every file', async () => {
+    const again = 'Tuzhan Again';
+    const q = await migrated(again);
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
     try {
-      expect(await migrate(client, schema)).toEqual({ applied: [] });
+      expect(await migrate(client, again)).toEqual({ applied: [] });
       // The caller's session is left as it was: SET LOCAL ended with the transaction.
       const { rows } = await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path`);
       expect(rows[0]?.path).toBe('"$user", public');
@@ -210,7 +220,7 @@ describe('status schema migrations', () => {
     }
     const pool = new pg.Pool({ connectionString: db.url, max: 1 });
     try {
-      expect(await migrate(pool, schema)).toEqual({ applied: [] });
+      expect(await migrate(pool, again)).toEqual({ applied: [] });
     } finally {
       await pool.end();
     }
@@ -232,20 +242,22 @@ describe('status schema migrations', () => {
     );
     expect(rows[0]).toEqual({ schemas: 1, records: ALL.length });
     // The lock is per schema: another schema in the same database is independent of it.
-    expect(await columns(db, racing, 'sync_status')).toEqual(await columns(db, schema, 'sync_status'));
+    await migrated('Tuzhan Alone');
+    expect(await columns(db, racing, 'sync_status')).toEqual(
+      await columns(db, 'Tuzhan Alone', 'sync_status'),
+    );
   });
 
   describe('with a broken migration file', () => {
     let dir: string;
     beforeAll(() => {
-      dir = mkdtempSync(join(tmpdir(), 'tuzhan-migrations-'));
+      dir = tempDir('migrations');
       copyFileSync(join(MIGRATIONS_DIR, '001_status_schema.sql'), join(dir, '001_status_schema.sql'));
       writeFileSync(
         join(dir, '900_broken.sql'),
         'CREATE TABLE fine (id int);\n\nCREATE TABLE oops (id nosuchtype);\n',
       );
     });
-    afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
     it('names the file and line, and keeps what was applied before it', async () => {
       const err = await migrate(db.url, 'broken', { dir }).then(
@@ -264,12 +276,14 @@ describe('status schema migrations', () => {
     });
 
     it('refuses a schema migrated by a newer version', async () => {
+      // 001 applied, then the broken file stopped the run (as in the test above).
+      await expect(migrate(db.url, 'newer', { dir })).rejects.toMatchObject({ code: 'MIGRATION_FAILED' });
       // The real migrations after 001 (the broken file's 900 is not among them) apply on top.
-      await expect(migrate(db.url, 'broken', { dir: MIGRATIONS_DIR })).resolves.toEqual({
+      await expect(migrate(db.url, 'newer', { dir: MIGRATIONS_DIR })).resolves.toEqual({
         applied: ALL.filter((m) => m !== '001_status_schema'),
       });
-      await db.query(`INSERT INTO broken.schema_migrations (id, name) VALUES (999, '999_future')`);
-      await expect(migrate(db.url, 'broken')).rejects.toMatchObject({ code: 'STATUS_SCHEMA_NEWER' });
+      await db.query(`INSERT INTO newer.schema_migrations (id, name) VALUES (999, '999_future')`);
+      await expect(migrate(db.url, 'newer')).rejects.toMatchObject({ code: 'STATUS_SCHEMA_NEWER' });
     });
   });
 

@@ -102,16 +102,30 @@ describe('pipeline: replication -> batchAdd -> sync_status', () => {
       `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
       [db.name],
     );
+    const confirmedBefore = before.rows[0]?.lsn;
+    expect(confirmedBefore).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
     await db.query(`INSERT INTO crm.unrelated (v) SELECT 'x' FROM generate_series(1, 100)`);
-    const { rows } = await db.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`);
+    // The insert position once the commit returned: at or past the end of its commit record.
+    const { rows } = await db.query<{ lsn: string; ahead: boolean }>(
+      `SELECT pg_current_wal_insert_lsn()::text AS lsn, pg_current_wal_insert_lsn() > $1::pg_lsn AS ahead`,
+      [confirmedBefore],
+    );
+    const committed = rows[0]?.lsn;
+    expect(rows[0]?.ahead, `the insert at ${committed} is past ${confirmedBefore}`).toBe(true);
+    // No row of the publication changed, yet the slot moves past the commit: the bridge confirmed
+    // the keepalives' position, so the server may recycle that WAL.
     await eventually(async () => {
-      const r = await db.query<{ ok: boolean }>(
-        `SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2`,
-        [rows[0]?.lsn, db.name],
+      const r = await db.query<{ lsn: string; covers: boolean; moved: boolean }>(
+        `SELECT confirmed_flush_lsn::text AS lsn, confirmed_flush_lsn >= $1::pg_lsn AS covers,
+                confirmed_flush_lsn > $2::pg_lsn AS moved
+           FROM pg_replication_slots WHERE slot_name = $3`,
+        [committed, confirmedBefore, db.name],
       );
-      expect(r.rows[0]?.ok).toBe(true);
+      expect(r.rows[0], `confirmed ${r.rows[0]?.lsn}; commit at ${committed}`).toMatchObject({
+        covers: true,
+        moved: true,
+      });
     });
-    expect(before.rows[0]?.lsn).not.toBe(rows[0]?.lsn);
     expect(sim.stats().requests).toBe(0);
   });
 });

@@ -1,10 +1,10 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseListen, startMockApi } from '../../src/cli/mock-api.js';
 import { loadRegistry } from '../../src/simulator/model.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { tempDir } from '../helpers/cleanup.js';
 
 const TOKEN = 'sim-token';
 const PATH = '/api/integrate/audience/group/rel/batchAdd';
@@ -384,10 +384,9 @@ describe('faults', () => {
 
 describe('registry file and mock-api', () => {
   let dir: string;
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sim-registry-'));
+  beforeAll(() => {
+    dir = tempDir('sim-registry');
   });
-  afterAll(() => rm(dir, { recursive: true, force: true }));
 
   it('loads a registry file and serves it through mock-api', async () => {
     const file = join(dir, 'registry.json');

@@ -5,6 +5,22 @@ import { ReplicationStream } from '../../src/source/stream.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { eventually } from '../helpers/pipeline.js';
 
+/** Polls `stream.queued` until it has not changed for `quietMs`, and returns it. */
+async function settledQueue(stream: ReplicationStream, quietMs = 500, timeoutMs = 30_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let last = stream.queued;
+  let since = Date.now();
+  while (Date.now() - since < quietMs) {
+    if (Date.now() > deadline) throw new Error(`the queue kept growing: ${stream.queued} messages`);
+    await new Promise((r) => setTimeout(r, 25));
+    if (stream.queued !== last) {
+      last = stream.queued;
+      since = Date.now();
+    }
+  }
+  return last;
+}
+
 describe('ReplicationStream', () => {
   let db: TestDatabase;
 
@@ -40,12 +56,17 @@ describe('ReplicationStream', () => {
     const rows = 20_000;
     await db.query(`INSERT INTO t SELECT g, repeat('x', 50) FROM generate_series(1, $1) g`, [rows]);
 
-    await eventually(() => expect(stream.queued).toBeGreaterThan(0));
-    await new Promise((r) => setTimeout(r, 300));
-    // The socket is paused: what was read before the pause waits, the rest stays with the server.
-    const queuedWhileWaiting = stream.queued;
+    // The handler now waits on the 10th insert while the server has the other 19,990 to send.
+    await eventually(() => expect(ids).toHaveLength(10));
+    // The socket is paused: only what was read before the pause (the rest of a socket chunk, maybe
+    // nothing) is queued, and the queue stops growing. Without the pause it would grow until the
+    // server had sent everything.
+    const settled = await settledQueue(stream);
+    expect(settled).toBeLessThan(rows / 2);
+    // ... and it stays there: nothing more is read while the handler waits.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(stream.queued).toBe(settled);
     expect(ids).toHaveLength(10);
-    expect(queuedWhileWaiting).toBeLessThan(rows / 2);
 
     release();
     await eventually(() => expect(ids).toHaveLength(rows), 30_000);

@@ -178,7 +178,7 @@ describe('TuzhanClient errors', () => {
     expect(sim.stats().requests).toBe(0);
   });
 
-  it('an invalid request is rejected whole (the caller bisects) and changes nothing', async () => {
+  it('an invalid request is an ApiRejectedError naming the field, from send as from sendOnce; nothing changes', async () => {
     const exactWithoutType: PublicParams = { isMatching: true, matchingType: 1, optType: 'add' };
     const err = await rejection(
       client().sendOnce(exactWithoutType, [{ identityType: 'thirdId', thirdId: 'm1' }]),
