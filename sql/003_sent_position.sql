@@ -15,3 +15,5 @@ COMMENT ON TABLE sent_position IS
   'tuzhan-cdc: per slot and source, the last change the bridge may have sent to the platform (changes after it never reached it).';
 COMMENT ON COLUMN sent_position.lsn IS 'Commit position of the transaction of that change.';
 COMMENT ON COLUMN sent_position.seq IS 'Index of the change among the row changes of its transaction.';
+COMMENT ON COLUMN sent_position.slot IS 'Replication slot name (postgres.slot).';
+COMMENT ON COLUMN sent_position.source IS 'Source name from the bridge config (sources[].name).';

@@ -100,6 +100,7 @@ describe('status schema migrations', () => {
     expect(pk).toEqual([
       { table: `${q}.bridge_state`, def: 'PRIMARY KEY (slot)' },
       { table: `${q}.schema_migrations`, def: 'PRIMARY KEY (id)' },
+      { table: `${q}.sent_position`, def: 'PRIMARY KEY (slot, source)' },
       { table: `${q}.sync_batch`, def: 'PRIMARY KEY (id)' },
       { table: `${q}.sync_status`, def: 'PRIMARY KEY (source, row_key)' },
     ]);
@@ -113,7 +114,7 @@ describe('status schema migrations', () => {
     // \d+ explains every column to operators.
     const { rows: undocumented } = await db.query(
       `SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-        WHERE c.relnamespace = $1::regnamespace AND c.relname IN ('sync_status', 'sync_batch')
+        WHERE c.relnamespace = $1::regnamespace AND c.relname IN ('sync_status', 'sync_batch', 'sent_position')
           AND a.attnum > 0 AND col_description(c.oid, a.attnum) IS NULL`,
       [q],
     );
