@@ -37,6 +37,11 @@ export interface Faults {
   timeoutRate: number;
   /** A timed-out request is applied before the answer is lost (exercises at-least-once). */
   timeoutApplies: boolean;
+  /**
+   * 0..1: share of valid batchAdd requests that are applied and then answered HTTP 503, as when
+   * the platform's answer is lost after it imported the rows (replays must not leave it wrong).
+   */
+  applyThenFailRate: number;
   /** Setting it expires every issued token now (a one-shot action, not a state). */
   expireTokens: boolean;
   /** Answer `data.status` 0 and apply the batch `asyncDelayMs` later. */
@@ -53,6 +58,7 @@ const DEFAULT_FAULTS: Faults = {
   retryAfterSeconds: 1,
   timeoutRate: 0,
   timeoutApplies: false,
+  applyThenFailRate: 0,
   expireTokens: false,
   asyncStatus: false,
   asyncDelayMs: 100,
@@ -72,6 +78,8 @@ export interface SimulatorStats {
   tokenRefusals: number;
   served429: number;
   served500: number;
+  /** Requests applied and then answered 503 (applyThenFailRate). */
+  appliedThenFailed: number;
   timeouts: number;
   customersWithState: number;
 }
@@ -117,6 +125,7 @@ function emptyStats(): SimulatorStats {
     tokenRefusals: 0,
     served429: 0,
     served500: 0,
+    appliedThenFailed: 0,
     timeouts: 0,
     customersWithState: 0,
   };
@@ -274,6 +283,14 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       stats.timeouts += 1;
       return; // applied, but the answer is lost
     }
+    if (faults.applyThenFailRate > 0 && random() < faults.applyThenFailRate) {
+      stats.appliedThenFailed += 1;
+      return reply(
+        res,
+        503,
+        platform('503', 'SYSTEM_BUSY', 'service unavailable (simulated, after applying)'),
+      );
+    }
     const status = failNum === 0 ? 1 : failNum === rows.length ? -1 : 2;
     const message = status === 1 ? '成功' : status === 2 ? '部分导入成功' : '导入失败';
     reply(
@@ -390,7 +407,8 @@ function checkFaults(body: unknown): string | undefined {
     if (!(k in DEFAULT_FAULTS)) return `unknown fault ${k}`;
     const expected = typeof DEFAULT_FAULTS[k as keyof Faults];
     if (typeof v !== expected) return `${k} must be a ${expected}`;
-    if (typeof v === 'number' && (v < 0 || ((k === 'errorRate' || k === 'timeoutRate') && v > 1))) {
+    const rate = k === 'errorRate' || k === 'timeoutRate' || k === 'applyThenFailRate';
+    if (typeof v === 'number' && (v < 0 || (rate && v > 1))) {
       return `${k} is out of range`;
     }
   }

@@ -1,0 +1,225 @@
+/**
+ * At-least-once without lies (issue 15): answers lost after the platform applied a request, a
+ * dropped replication connection, a killed bridge. Whatever the platform already saw of a replayed
+ * window, it must end equal to the database, and sync_status must say what was done.
+ */
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { spawnBridge, writeConfigFile, type BridgeProcess } from '../helpers/bridge-process.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import {
+  CRM_SCHEMA,
+  eventually,
+  expectedGroups,
+  startTestBridge,
+  statusRows,
+  testConfigYaml,
+  waitForCatchUp,
+  type TestBridge,
+} from '../helpers/pipeline.js';
+
+describe('replay', () => {
+  let db: TestDatabase;
+  let sim: Simulator;
+  let running: TestBridge | undefined;
+
+  beforeAll(async () => {
+    sim = await startSimulator({ token: 'test-token' });
+    db = await createTestDatabase('replay');
+    await db.query(CRM_SCHEMA);
+  });
+  afterEach(async () => {
+    sim.setFaults({ applyThenFailRate: 0, errorRate: 0 });
+    await running?.stop();
+    running = undefined;
+  });
+  afterAll(async () => {
+    await sim.close();
+    await db.drop();
+  });
+
+  /** Ends the walsender serving the bridge's slot, as a network cut or a proxy restart would. */
+  async function dropReplicationConnection(): Promise<void> {
+    const { rows } = await db.query<{ ended: boolean }>(
+      `SELECT pg_terminate_backend(active_pid) AS ended FROM pg_replication_slots
+        WHERE slot_name = $1 AND active_pid IS NOT NULL`,
+      [db.name],
+    );
+    expect(rows[0]?.ended, 'a walsender was streaming to the bridge').toBe(true);
+  }
+
+  async function confirmed(): Promise<string> {
+    const { rows } = await db.query<{ lsn: string }>(
+      `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
+      [db.name],
+    );
+    return (rows[0] as { lsn: string }).lsn;
+  }
+
+  it('row mode: an update applied with its answer lost, a dropped connection, then a delete', async () => {
+    running = await startTestBridge({ db, apiUrl: sim.url });
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('p1', 'old1,old2')`);
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 'p1')).toEqual(['old1', 'old2']);
+
+    const lost = sim.stats().appliedThenFailed;
+    sim.setFaults({ applyThenFailRate: 1 });
+    await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'new1,new2' WHERE cust_no = 'p1'`);
+    // The moment: the platform applied the update (twice), the bridge saw only failures.
+    await eventually(() => {
+      expect(sim.groupsOf('thirdId', 'p1')).toEqual(['new1', 'new2']);
+      expect(sim.stats().appliedThenFailed).toBeGreaterThanOrEqual(lost + 2);
+    });
+    expect((await statusRows(db, 'profiles')).get('{"cust_no":"p1"}')?.status).toBe('retrying');
+    await dropReplicationConnection();
+    await db.query(`DELETE FROM crm.customer_profile WHERE cust_no = 'p1'`);
+    sim.setFaults({ applyThenFailRate: 0 });
+    await waitForCatchUp(db);
+
+    expect(sim.groupsOf('thirdId', 'p1')).toEqual([]);
+    expect((await statusRows(db, 'profiles')).get('{"cust_no":"p1"}')).toMatchObject({
+      op: 'delete',
+      status: 'synced',
+    });
+  });
+
+  it('membership mode: a pair moved while answers were lost, a dropped connection, then a delete', async () => {
+    running = await startTestBridge({ db, apiUrl: sim.url });
+    const {
+      rows: [row],
+    } = await db.query<{ id: string }>(
+      `INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'gA') RETURNING id::text`,
+    );
+    const key = JSON.stringify({ id: (row as { id: string }).id });
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 'm1')).toEqual(['gA']);
+
+    const lost = sim.stats().appliedThenFailed;
+    sim.setFaults({ applyThenFailRate: 1 });
+    await db.query(`UPDATE crm.member_group SET group_name = 'gB' WHERE member_id = 'm1'`);
+    await eventually(() => expect(sim.stats().appliedThenFailed).toBeGreaterThanOrEqual(lost + 2));
+    expect((await statusRows(db, 'memberships')).get(key)?.status).toBe('retrying');
+    await dropReplicationConnection();
+    await db.query(`DELETE FROM crm.member_group WHERE member_id = 'm1'`);
+    sim.setFaults({ applyThenFailRate: 0 });
+    await waitForCatchUp(db);
+
+    // gB was added while the bridge drained; the replayed window removes it with gA.
+    expect(sim.groupsOf('thirdId', 'm1')).toEqual([]);
+    expect((await statusRows(db, 'memberships')).get(key)).toMatchObject({ op: 'delete', status: 'synced' });
+  });
+
+  it('SIGKILL: an insert that reached the platform, then a delete, then a restart', async () => {
+    const config = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+    let bridge: BridgeProcess = spawnBridge(config);
+    try {
+      await eventually(() => expect(bridge.output()).toMatch(/replication stream started/), 30_000);
+      await waitForCatchUp(db);
+      const before = await confirmed();
+
+      const lost = sim.stats().appliedThenFailed;
+      sim.setFaults({ applyThenFailRate: 1 });
+      await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('k1', 'g1,g2')`);
+      await eventually(() => {
+        expect(sim.groupsOf('thirdId', 'k1')).toEqual(['g1', 'g2']);
+        expect(sim.stats().appliedThenFailed).toBeGreaterThan(lost);
+      });
+      await db.query(`DELETE FROM crm.customer_profile WHERE cust_no = 'k1'`);
+      // The moment: the insert reached the platform, and the slot has confirmed neither change.
+      expect(await confirmed()).toBe(before);
+      expect(await bridge.kill('SIGKILL')).toBe('SIGKILL');
+
+      sim.setFaults({ applyThenFailRate: 0 });
+      bridge = spawnBridge(config);
+      await waitForCatchUp(db);
+      expect(sim.groupsOf('thirdId', 'k1')).toEqual([]);
+      expect((await statusRows(db, 'profiles')).get('{"cust_no":"k1"}')).toMatchObject({
+        op: 'delete',
+        status: 'synced',
+      });
+      expect(await bridge.kill('SIGTERM')).toBe(0);
+    } finally {
+      await bridge.kill('SIGKILL');
+    }
+  }, 90_000);
+
+  it('hot keys under lost answers and dropped connections: the platform ends equal to the database', async () => {
+    running = await startTestBridge({
+      db,
+      apiUrl: sim.url,
+      batching: { maxBatchSize: 20, debounceMs: 10, maxWaitMs: 50, maxBufferedRows: 200 },
+    });
+    await db.query('TRUNCATE crm.customer_profile, crm.member_group');
+    await waitForCatchUp(db);
+    sim.reset();
+    const ids = new Set<string>();
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    let drops = 0;
+    try {
+      sim.setFaults({ applyThenFailRate: 0.3 });
+      const until = Date.now() + 8000;
+      let nextDrop = Date.now() + 700;
+      for (let i = 0; Date.now() < until; i++) {
+        const p = `h${i % 15}`;
+        const q = `h${(i * 7 + 3) % 15}`;
+        const m = `n${i % 10}`;
+        ids.add(p).add(q).add(m).add(`n${(i + 4) % 10}`);
+        await client.query('BEGIN');
+        await client.query(
+          `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ($1, $2)
+           ON CONFLICT (cust_no) DO UPDATE SET "Group Names" = EXCLUDED."Group Names"`,
+          [p, `g${i % 4},h${i % 3}`],
+        );
+        if (i % 3 === 0) await client.query(`DELETE FROM crm.customer_profile WHERE cust_no = $1`, [q]);
+        if (i % 5 === 0)
+          await client.query(
+            `UPDATE crm.customer_profile SET cust_no = $2 WHERE cust_no = $1
+               AND NOT EXISTS (SELECT 1 FROM crm.customer_profile WHERE cust_no = $2)`,
+            [p, q],
+          );
+        await client.query(
+          `INSERT INTO crm.member_group (member_id, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+          [m, `g${i % 3}`],
+        );
+        if (i % 4 === 0)
+          await client.query(
+            `UPDATE crm.member_group SET member_id = $2 WHERE member_id = $1 AND group_name = $3
+               AND NOT EXISTS (SELECT 1 FROM crm.member_group WHERE member_id = $2 AND group_name = $3)`,
+            [m, `n${(i + 4) % 10}`, `g${i % 3}`],
+          );
+        if (i % 6 === 0) await client.query(`DELETE FROM crm.member_group WHERE member_id = $1`, [m]);
+        await client.query('COMMIT');
+        if (Date.now() >= nextDrop) {
+          const { rowCount } = await db.query(
+            `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+              WHERE slot_name = $1 AND active_pid IS NOT NULL`,
+            [db.name],
+          );
+          drops += rowCount ?? 0;
+          nextDrop = Date.now() + 700;
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    } finally {
+      await client.end();
+    }
+    sim.setFaults({ applyThenFailRate: 0 });
+    await waitForCatchUp(db, db.name, 60_000);
+    // The moments this test is about happened: answers were lost, connections dropped.
+    expect(sim.stats().appliedThenFailed).toBeGreaterThan(10);
+    expect(drops).toBeGreaterThanOrEqual(3);
+
+    const platform: Record<string, string[]> = {};
+    for (const id of ids) {
+      const g = sim.groupsOf('thirdId', id);
+      if (g && g.length) platform[id] = [...g].sort();
+    }
+    expect(platform).toEqual(await expectedGroups(db));
+    const unsettled = await db.query(
+      `SELECT 1 FROM "Tuzhan Sync".sync_status WHERE status NOT IN ('synced', 'skipped')`,
+    );
+    expect(unsettled.rowCount).toBe(0);
+  }, 120_000);
+});
