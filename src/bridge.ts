@@ -11,7 +11,7 @@ import { Dispatcher, type BatchSender, type SourceRuntime } from './batching/dis
 import { OrderedScheduler } from './batching/scheduler.js';
 import type { Config } from './config/types.js';
 import type { ChangeMessage, Relation, Row } from './decode/pgoutput.js';
-import { BridgeError, SetupError, errorMessage } from './errors.js';
+import { BridgeError, SetupError, errorMessage, isConnectionLoss } from './errors.js';
 import { toSourceChanges } from './mapping/changes.js';
 import { SourceMapper, parseGroups, identityValue, type Identity } from './mapping/source-mapper.js';
 import { prepareSlot } from './first-start.js';
@@ -27,7 +27,7 @@ import { IDENTITY_FIELDS } from './config/types.js';
 import { backoffDelay, sleep } from './util/backoff.js';
 import { formatLsn } from './util/lsn.js';
 import { guardCheckedOut, quoteIdent, quoteTable } from './util/sql.js';
-import { leaderLockKey } from './source/leader.js';
+import { Leadership } from './source/leader.js';
 import { pgClientConfig } from './util/pg-connection.js';
 
 export interface BridgeOptions {
@@ -65,7 +65,9 @@ export class Bridge {
   private readonly byRelation = new WeakMap<Relation, SourceRuntime | null>();
   private tracker = new PositionTracker(0n);
   private stream: ReplicationStream | undefined;
-  private leader: pg.Client | undefined;
+  private readonly leadership: Leadership;
+  /** Why the current stream was let go of (see `letGo`). */
+  private letGoReason: string | undefined;
   private tx: Tx | undefined;
   /** Row changes seen so far in the current transaction: a change's index, the same on replay. */
   private txSeq = 0;
@@ -74,6 +76,8 @@ export class Bridge {
   private lagTimer: NodeJS.Timeout | undefined;
   private ackTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
+  /** Aborted when a stop begins: ends waits (standby, reconnect backoff) that would outlive it. */
+  private readonly stopRequested = new AbortController();
   private fatal: unknown;
   private closing = false;
 
@@ -85,10 +89,19 @@ export class Bridge {
       ...pgClientConfig(this.config.postgres, 'tuzhan-cdc'),
       max: this.config.tuzhan.concurrency + 4,
     });
-    this.pool.on('error', (err) =>
-      this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed'),
+    this.pool.on('error', (err) => {
+      this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed');
+      if (isConnectionLoss(err)) this.letGo(`the database closed a connection: ${errorMessage(err)}`);
+    });
+    this.store = new StatusStore(this.pool, this.config.postgres.statusSchema, this.logger, (err) =>
+      this.letGo(`cannot store outcomes: ${errorMessage(err)}`),
     );
-    this.store = new StatusStore(this.pool, this.config.postgres.statusSchema, this.logger);
+    this.leadership = new Leadership({
+      clientConfig: pgClientConfig(this.config.postgres, 'tuzhan-cdc leader'),
+      slot: this.config.postgres.slot,
+      logger: this.logger,
+    });
+    this.leadership.onLost((reason) => this.letGo(`lost the slot's leader lock: ${reason}`));
     this.sent = new SentMark(
       this.pool,
       this.config.postgres.statusSchema,
@@ -120,6 +133,7 @@ export class Bridge {
   private fail(err: unknown): void {
     this.fatal ??= err;
     this.stopping = true;
+    this.stopRequested.abort();
     this.abort.abort();
     void this.stream?.stop();
   }
@@ -176,7 +190,7 @@ export class Bridge {
       db.release();
     }
     await migrate(this.pool, this.config.postgres.statusSchema);
-    await this.becomeLeader();
+    await this.leadership.acquire(this.stopRequested.signal);
     await ensurePublication(this.pool, this.config.postgres.publication, this.config.sources);
     this.tracker = new PositionTracker(
       await prepareSlot({
@@ -200,35 +214,36 @@ export class Bridge {
     });
   }
 
-  /** One active bridge per slot: a session advisory lock; a second instance waits as a standby. */
-  private async becomeLeader(): Promise<void> {
-    const key = leaderLockKey(this.config.postgres.slot);
-    let announced = false;
-    for (let attempt = 1; !this.stopping; attempt++) {
-      const client = new pg.Client(pgClientConfig(this.config.postgres, 'tuzhan-cdc leader'));
-      client.on('error', () => {});
-      await client.connect();
-      const res = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', key);
-      if (res.rows[0]?.ok) {
-        this.leader = client;
-        if (announced) this.logger.info({ slot: this.config.postgres.slot }, 'took over the slot');
-        return;
-      }
-      await client.end().catch(() => {});
-      if (!announced) {
-        this.logger.info(
-          { slot: this.config.postgres.slot },
-          'another bridge streams from this slot; waiting as a standby',
-        );
-        announced = true;
-      }
-      await sleep(1000, this.abort.signal);
-    }
-    throw new BridgeError('STOPPED', 'stopped while waiting as a standby');
+  /**
+   * Lets go of the replication connection at once, without draining: the server is shutting down
+   * (its walsender would wait for confirmations the bridge cannot give while outcomes cannot be
+   * stored, holding the shutdown hostage), or the leader lock is gone. The stream loop drains what
+   * it holds, waits for the lock, and streams again from the slot's confirmed position.
+   */
+  private letGo(reason: string): void {
+    const stream = this.stream;
+    if (this.stopping || !stream || this.letGoReason !== undefined) return;
+    this.letGoReason = reason;
+    this.logger.warn(
+      { reason },
+      'letting go of the replication connection; streaming again once the database is back',
+    );
+    void stream.stop().catch(() => {});
   }
 
   private async streamLoop(): Promise<void> {
     for (let attempt = 1; !this.stopping;) {
+      if (!this.leadership.held) {
+        // Another instance may have streamed meanwhile: its sent positions count too.
+        await this.leadership.acquire(this.stopRequested.signal).catch((err: unknown) => {
+          if (!this.stopping) throw err;
+        });
+        if (this.stopping) return;
+        await this.sent.load(
+          this.config.sources.map((s) => s.name),
+          true,
+        );
+      }
       const stream = new ReplicationStream({
         clientConfig: pgClientConfig(this.config.postgres, 'tuzhan-cdc'),
         slot: this.config.postgres.slot,
@@ -244,11 +259,12 @@ export class Bridge {
         },
       });
       this.stream = stream;
+      this.letGoReason = undefined;
       this.events.emit('streaming', true);
       try {
         await stream.run();
         if (this.stopping) return;
-        throw new Error('replication stream ended');
+        throw new Error(this.letGoReason ?? 'replication stream ended');
       } catch (err) {
         this.events.emit('streaming', false);
         if (this.stopping) return;
@@ -263,7 +279,7 @@ export class Bridge {
         await this.batcher.drain();
         this.tracker.reset();
         this.tx = undefined;
-        await sleep(delayMs, this.abort.signal);
+        await sleep(delayMs, this.stopRequested.signal);
       }
     }
   }
@@ -428,6 +444,7 @@ export class Bridge {
     if (this.closing) return;
     this.closing = true;
     this.stopping = true;
+    this.stopRequested.abort();
     clearInterval(this.lagTimer);
     this.stream?.pause();
     const timer = setTimeout(() => this.abort.abort(), timeoutMs);
@@ -463,7 +480,7 @@ export class Bridge {
       clearTimeout(this.ackTimer);
       this.abort.abort();
       this.store.close();
-      await this.leader?.end().catch(() => {});
+      await this.leadership.release();
       await this.pool.end().catch(() => {});
     }
   }

@@ -94,6 +94,23 @@ export function isRetryablePgError(err: unknown): boolean {
   );
 }
 
+/**
+ * Whether an error says the database connection is gone or the server is going away (shutting
+ * down, restarting, unreachable), as opposed to a statement that failed on a live connection.
+ */
+export function isConnectionLoss(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (code.startsWith('08') || code.startsWith('57P0')) return true;
+    if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN'].includes(code))
+      return true;
+  }
+  return /Connection terminated|connection ended|terminating connection|server closed the connection|shutting down/i.test(
+    err.message,
+  );
+}
+
 /** The message of any thrown value, for one-line reports. */
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;

@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { errorMessage, isRetryablePgError } from '../errors.js';
+import { errorMessage, isConnectionLoss, isRetryablePgError } from '../errors.js';
 import type { RowStatus } from '../ops/events.js';
 import type { BatchResult } from '../tuzhan/client.js';
 import type { OptType } from '../tuzhan/types.js';
@@ -98,6 +98,8 @@ export class StatusStore {
     private readonly pool: pg.Pool,
     statusSchema: string,
     private readonly logger: Logger,
+    /** Told of every failure that means the database is gone or going away (before the retry). */
+    private readonly onConnectionLoss: (err: unknown) => void = () => {},
   ) {
     this.statusTable = `${quoteIdent(statusSchema)}.sync_status`;
     this.batchTable = `${quoteIdent(statusSchema)}.sync_batch`;
@@ -145,6 +147,8 @@ export class StatusStore {
       )`;
     }
     // Row i has key $2[i], payload $3[i] and the outcome tuple number $4[i] of the arrays $5..$10.
+    // An outcome never replaces that of a later change of the key: a replayed window may be cut
+    // into flushes differently, and a bridge that just lost its lock may still be finishing.
     const sql = `${batchCte}
       INSERT INTO ${this.statusTable}
         (source, row_key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
@@ -155,7 +159,8 @@ export class StatusStore {
       ON CONFLICT (source, row_key) DO UPDATE SET
         op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
         lsn = EXCLUDED.lsn, committed_at = EXCLUDED.committed_at, synced_at = EXCLUDED.synced_at,
-        payload = EXCLUDED.payload`;
+        payload = EXCLUDED.payload
+      WHERE ${this.statusTable}.lsn IS NULL OR ${this.statusTable}.lsn <= EXCLUDED.lsn`;
     await this.withRetry('storing outcomes', () => this.pool.query(sql, params));
   }
 
@@ -208,6 +213,7 @@ export class StatusStore {
         return await fn();
       } catch (err) {
         if (this.closed || !isRetryablePgError(err)) throw err;
+        if (isConnectionLoss(err)) this.onConnectionLoss(err);
         const delayMs = backoffDelay(attempt, { baseMs: 200, maxMs: 10_000 });
         this.logger.warn({ attempt, delayMs, err: errorMessage(err) }, `${what} failed; retrying`);
         await sleep(delayMs);

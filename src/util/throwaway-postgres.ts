@@ -9,7 +9,7 @@
  * Used by the test harness, the demo and the benchmark; testcontainers is only imported where
  * a Docker engine answers (it is a dev dependency).
  */
-import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -22,6 +22,11 @@ export interface RunningPostgres {
   kind: 'env' | 'local' | 'docker' | 'embedded';
   version: string;
   stop(): Promise<void>;
+  /**
+   * `pg_ctl restart -m <mode>` (servers started with pg_ctl only). Rejects when the old server did
+   * not stop within `timeoutSeconds` (pg_ctl's -t), e.g. because a client holds a walsender.
+   */
+  restart?(mode: 'fast' | 'smart' | 'immediate', timeoutSeconds: number): Promise<void>;
 }
 
 export interface StartOptions {
@@ -111,11 +116,13 @@ async function startLocal(binDir: string, settings: Record<string, string>): Pro
     if (!ids) throw new Error('running as root, but there is no `postgres` OS user to run the server as');
     chownSync(base, ids.uid, ids.gid);
   }
-  const run = (cmd: string, args: string[]): void => {
-    const full = asPostgres
+  const command = (cmd: string, args: string[]): [string, string[]] =>
+    asPostgres
       ? ['runuser', ['-u', 'postgres', '--', join(binDir, cmd), ...args]]
       : [join(binDir, cmd), args];
-    const res = spawnSync(full[0] as string, full[1] as string[], { encoding: 'utf8' });
+  const run = (cmd: string, args: string[]): void => {
+    const [file, argv] = command(cmd, args);
+    const res = spawnSync(file, argv, { encoding: 'utf8' });
     if (res.status !== 0) {
       throw new Error(`${cmd} failed (${res.status}): ${res.stderr || res.stdout}`);
     }
@@ -155,6 +162,25 @@ async function startLocal(binDir: string, settings: Record<string, string>): Pro
         rmSync(base, { recursive: true, force: true });
       }
     },
+    // Asynchronous: the caller's event loop (a bridge in the same process) must go on meanwhile.
+    restart: (mode, timeoutSeconds) =>
+      new Promise<void>((resolve, reject) => {
+        const args = [
+          '-D',
+          data,
+          '-w',
+          '-t',
+          String(timeoutSeconds),
+          '-m',
+          mode,
+          '-l',
+          join(base, 'server.log'),
+        ];
+        const [file, argv] = command('pg_ctl', [...args, 'restart', '-o', opts]);
+        execFile(file, argv, { encoding: 'utf8' }, (err, stdout, stderr) =>
+          err ? reject(new Error(`pg_ctl restart failed: ${stderr || stdout || err.message}`)) : resolve(),
+        );
+      }),
   };
 }
 

@@ -100,4 +100,44 @@ describe('availability', () => {
     expect(b.output()).toMatch(/replication stream lost/);
     expect(await b.kill('SIGTERM')).toBe(0);
   }, 90_000);
+
+  it('a bridge whose lock connection dies stops streaming at once; the standby takes over, nothing lost', async () => {
+    const first = start();
+    await eventually(() => expect(first.output()).toMatch(/replication stream started/), 30_000);
+    const second = start();
+    await eventually(() => expect(second.output()).toMatch(/waiting as a standby/), 30_000);
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('l1', 'before')`);
+    await waitForCatchUp(db);
+
+    // The first bridge's lock connection is the one holding the advisory lock.
+    const { rows } = await db.query<{ pid: number }>(
+      `SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.database =
+         (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    );
+    expect(rows).toHaveLength(1);
+    const streamingPid = async () =>
+      (
+        await db.query<{ pid: number | null }>(
+          `SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1`,
+          [db.name],
+        )
+      ).rows[0]?.pid ?? null;
+    const firstWalsender = await streamingPid();
+    expect(firstWalsender).not.toBeNull();
+    await db.query('SELECT pg_terminate_backend($1)', [rows[0]?.pid]);
+    const cutAt = Date.now();
+    await eventually(() => expect(first.output()).toMatch(/lost the leader lock of the slot/), 10_000, 50);
+    await eventually(() => expect(second.output()).toMatch(/replication stream started/), 15_000, 50);
+    expect(Date.now() - cutAt).toBeLessThan(10_000);
+    // The first let go of its walsender; the slot is streamed by the second alone.
+    expect(await streamingPid()).not.toBe(firstWalsender);
+    await eventually(() => expect(first.output()).toMatch(/waiting as a standby/), 15_000, 50);
+
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('l2', 'after')`);
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 'l1')).toEqual(['before']);
+    expect(sim.groupsOf('thirdId', 'l2')).toEqual(['after']);
+    expect(await second.kill('SIGTERM')).toBe(0);
+    expect(await first.kill('SIGTERM')).toBe(0);
+  }, 90_000);
 });

@@ -49,12 +49,28 @@ describe('replay', () => {
     expect(rows[0]?.ended, 'a walsender was streaming to the bridge').toBe(true);
   }
 
-  async function confirmed(): Promise<string> {
-    const { rows } = await db.query<{ lsn: string }>(
-      `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
-      [db.name],
+  /** Runs a statement in a transaction; resolves with the WAL position just before its commit. */
+  async function inTransaction(sql: string): Promise<string> {
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query(sql);
+      const { rows } = await c.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+      await c.query('COMMIT');
+      return (rows[0] as { lsn: string }).lsn;
+    } finally {
+      await c.end();
+    }
+  }
+
+  /** Whether the slot's confirmed position is at or before `lsn`. */
+  async function notPast(lsn: string): Promise<boolean> {
+    const { rows } = await db.query<{ ok: boolean }>(
+      `SELECT confirmed_flush_lsn <= $2::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $1`,
+      [db.name, lsn],
     );
-    return (rows[0] as { lsn: string }).lsn;
+    return rows[0]?.ok === true;
   }
 
   it('row mode: an update applied with its answer lost, a dropped connection, then a delete', async () => {
@@ -116,18 +132,20 @@ describe('replay', () => {
     try {
       await eventually(() => expect(bridge.output()).toMatch(/replication stream started/), 30_000);
       await waitForCatchUp(db);
-      const before = await confirmed();
 
       const lost = sim.stats().appliedThenFailed;
       sim.setFaults({ applyThenFailRate: 1 });
-      await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('k1', 'g1,g2')`);
+      // The insert's commit record comes after `inserted`: a slot confirmed past it confirmed the insert.
+      const inserted = await inTransaction(
+        `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('k1', 'g1,g2')`,
+      );
       await eventually(() => {
         expect(sim.groupsOf('thirdId', 'k1')).toEqual(['g1', 'g2']);
         expect(sim.stats().appliedThenFailed).toBeGreaterThan(lost);
       });
       await db.query(`DELETE FROM crm.customer_profile WHERE cust_no = 'k1'`);
-      // The moment: the insert reached the platform, and the slot has confirmed neither change.
-      expect(await confirmed()).toBe(before);
+      // The moment: the insert reached the platform, and the slot has not confirmed it.
+      expect(await notPast(inserted)).toBe(true);
       expect(await bridge.kill('SIGKILL')).toBe('SIGKILL');
 
       sim.setFaults({ applyThenFailRate: 0 });
@@ -165,7 +183,11 @@ describe('replay', () => {
         const p = `h${i % 15}`;
         const q = `h${(i * 7 + 3) % 15}`;
         const m = `n${i % 10}`;
-        ids.add(p).add(q).add(m).add(`n${(i + 4) % 10}`);
+        ids
+          .add(p)
+          .add(q)
+          .add(m)
+          .add(`n${(i + 4) % 10}`);
         await client.query('BEGIN');
         await client.query(
           `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ($1, $2)
