@@ -34,7 +34,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const metrics = new Metrics(events, {
     onListenerError: (err) => logger.warn({ err }, 'metrics listener failed'),
   });
-  const readiness = new ReadinessTracker(events);
+  const readiness = new ReadinessTracker(events, { notReadyAfterMs: config.tuzhan.notReadyAfterMs });
   const client = new TuzhanClient(config.tuzhan, { logger });
   const bridge = new Bridge({ config, logger, sender: client, events });
   let ops: OpsServer | undefined;

@@ -81,6 +81,8 @@ export const tuzhanSchema = z.strictObject({
   concurrency: int(1).default(4),
   /** Fractions are fine: 0.5 is one request every two seconds. */
   ratePerSecond: z.preprocess(fromText, z.number().min(0)).default(0),
+  /** /readyz turns false once the platform has answered only failures for this long. */
+  notReadyAfterMs: int(0).default(30_000),
 });
 
 export const MAX_BATCH_SIZE = 500;

@@ -76,6 +76,8 @@ export interface Config {
     concurrency: number;
     /** Requests per second; 0 means no limit. */
     ratePerSecond: number;
+    /** How long only failed requests (5xx, timeouts, refused credentials) may go on before not ready. */
+    notReadyAfterMs: number;
   };
   batching: {
     maxBatchSize: number;

@@ -45,6 +45,7 @@ export class Metrics {
   readonly lastSuccess: Gauge;
   readonly streaming: Gauge;
   readonly apiReachable: Gauge;
+  readonly platformAuthOk: Gauge;
   readonly confirmedLsn: Gauge;
 
   constructor(events: BridgeEvents, options: MetricsOptions = {}) {
@@ -95,6 +96,12 @@ export class Metrics {
     );
     this.streaming = gauge(registers, 'streaming', '1 while the replication stream is up.');
     this.apiReachable = gauge(registers, 'api_reachable', '1 while the last request reached the platform.');
+    this.platformAuthOk = gauge(
+      registers,
+      'platform_auth_ok',
+      '1 while the platform accepts the credentials, 0 once it refused them (until it accepts them again).',
+    );
+    this.platformAuthOk.set(1);
     this.confirmedLsn = gauge(
       registers,
       'confirmed_lsn_bytes',
@@ -120,6 +127,8 @@ export class Metrics {
         });
         this.requestDuration.observe({ opt_type: e.optType, outcome: e.outcome }, e.durationMs / 1000);
         if (e.outcome === 'ok' || e.outcome === 'partial') this.lastSuccess.set(Date.now() / 1000);
+        // A transient failure says nothing about the credentials; every other answer does.
+        if (e.outcome !== 'transient') this.platformAuthOk.set(e.outcome === 'auth' ? 0 : 1);
       },
       onError,
     );

@@ -64,7 +64,8 @@ export class RequestAbortedError extends BridgeError {
   }
 }
 
-type TuzhanConfig = Config['tuzhan'];
+/** The client's part of the config (readiness is not its business). */
+type TuzhanConfig = Omit<Config['tuzhan'], 'notReadyAfterMs'>;
 
 export class TuzhanClient {
   private readonly pool: Pool;

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createBridgeEvents, listen, type BridgeEvents } from '../../src/ops/events.js';
 import { Metrics } from '../../src/ops/metrics.js';
-import { ReadinessTracker } from '../../src/ops/readiness.js';
+import { ReadinessTracker, type ReadinessOptions } from '../../src/ops/readiness.js';
 import { startOpsServer, type OpsServer } from '../../src/ops/ops-server.js';
 import { silentLogger } from '../../src/ops/logger.js';
 
@@ -18,6 +18,7 @@ const SERIES = [
   'tuzhan_cdc_last_success_timestamp_seconds',
   'tuzhan_cdc_streaming',
   'tuzhan_cdc_api_reachable',
+  'tuzhan_cdc_platform_auth_ok',
   'tuzhan_cdc_confirmed_lsn_bytes',
   'tuzhan_cdc_process_cpu_seconds_total',
 ];
@@ -32,9 +33,10 @@ describe('ops HTTP server', () => {
   async function start(
     events: BridgeEvents,
     token?: string,
+    readiness?: ReadinessOptions,
   ): Promise<{ server: OpsServer; metrics: Metrics }> {
     const metrics = new Metrics(events);
-    const tracker = new ReadinessTracker(events);
+    const tracker = new ReadinessTracker(events, readiness);
     server = await startOpsServer({
       listen: { host: '127.0.0.1', port: 0 },
       metrics,
@@ -75,25 +77,56 @@ describe('ops HTTP server', () => {
     const { server } = await start(events);
     let res = await fetch(`${server.url}/readyz`);
     expect(res.status).toBe(503);
-    expect(await res.json()).toEqual({ ready: false, checks: { streaming: false, apiReachable: 'unknown' } });
+    expect(await res.json()).toEqual({
+      ready: false,
+      checks: { streaming: false, apiReachable: 'unknown', platformOk: true, credentials: 'unknown' },
+    });
 
     events.emit('streaming', true);
     res = await fetch(`${server.url}/readyz`);
     expect(res.status).toBe(200);
-
-    events.emit('apiReachable', false);
-    res = await fetch(`${server.url}/readyz`);
-    expect(res.status).toBe(503);
-    expect(await res.json()).toEqual({ ready: false, checks: { streaming: true, apiReachable: false } });
-
-    events.emit('apiReachable', true);
-    res = await fetch(`${server.url}/readyz`);
-    expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/json');
-    expect(await res.json()).toEqual({ ready: true, checks: { streaming: true, apiReachable: true } });
 
     events.emit('streaming', false);
     expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
+  });
+
+  it('/readyz turns 503 once the platform has answered only failures for notReadyAfterMs', async () => {
+    const events = createBridgeEvents();
+    let now = 1_000_000;
+    const { server } = await start(events, undefined, { notReadyAfterMs: 30_000, now: () => now });
+    const request = (outcome: 'ok' | 'partial' | 'rejected' | 'transient' | 'auth') =>
+      events.emit('request', { source: 's', optType: 'add', rows: 1, outcome, durationMs: 1 });
+    const readyz = async () => {
+      const res = await fetch(`${server.url}/readyz`);
+      return { status: res.status, body: (await res.json()) as { checks: Record<string, unknown> } };
+    };
+    events.emit('streaming', true);
+    request('ok');
+    expect((await readyz()).body.checks.credentials).toBe('accepted');
+
+    // 5xx and timeouts: ready within the grace period, not ready after it, ready at the next answer.
+    request('transient');
+    now += 29_000;
+    request('transient');
+    expect((await readyz()).status).toBe(200);
+    now += 2_000;
+    let r = await readyz();
+    expect(r.status).toBe(503);
+    expect(r.body.checks).toMatchObject({ platformOk: false, failingForSeconds: 31 });
+    request('rejected'); // an answer about the data: the platform works
+    expect((await readyz()).status).toBe(200);
+
+    // Refused credentials, likewise, and they say so.
+    request('auth');
+    now += 30_000;
+    r = await readyz();
+    expect(r.status).toBe(503);
+    expect(r.body.checks).toMatchObject({ credentials: 'refused', platformOk: false });
+    request('partial');
+    r = await readyz();
+    expect(r.status).toBe(200);
+    expect(r.body.checks).toMatchObject({ credentials: 'accepted', platformOk: true });
   });
 
   it('/metrics exposes every series fed by the events', async () => {

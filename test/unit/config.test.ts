@@ -65,6 +65,7 @@ describe('loadConfig: defaults and the SPEC example', () => {
       timeoutMs: 10000,
       concurrency: 4,
       ratePerSecond: 0,
+      notReadyAfterMs: 30000,
     });
     expect(config.batching).toEqual({
       maxBatchSize: 500,
