@@ -14,10 +14,10 @@ import type { ChangeMessage, Relation, Row } from './decode/pgoutput.js';
 import { BridgeError, SetupError, errorMessage, isConnectionLoss } from './errors.js';
 import { toSourceChanges } from './mapping/changes.js';
 import { SourceMapper, parseGroups, identityValue, type Identity } from './mapping/source-mapper.js';
-import { prepareSlot } from './first-start.js';
+import { prepareSlot, RESYNC_REMEDY, slotLostError } from './first-start.js';
 import { createBridgeEvents, type BridgeEvents } from './ops/events.js';
 import { checkServer, checkSource, mappedColumns, type Finding } from './source/catalog.js';
-import { advanceSlot, ensurePublication } from './source/slot.js';
+import { advanceSlot, ensurePublication, isSlotLostError } from './source/slot.js';
 import { ReplicationStream } from './source/stream.js';
 import { migrate } from './status/migrate.js';
 import { PositionTracker, type Tx } from './status/positions.js';
@@ -37,6 +37,8 @@ export interface BridgeOptions {
   events?: BridgeEvents;
   /** How often the slot lag is measured. */
   lagIntervalMs?: number;
+  /** `run --resync`: drop the slot, create a new one and re-sync every source from its snapshot. */
+  resync?: boolean;
 }
 
 /** Fails startup with every failed finding, one line each, with its fix. */
@@ -175,9 +177,11 @@ export class Bridge {
         findings.push(...r.findings);
         if (r.keyColumns && r.table) {
           const mapper = new SourceMapper(source, r.keyColumns);
+          const table = r.table;
           const rt: SourceRuntime = {
             config: source,
             mapper,
+            keyTypes: r.keyColumns.map((c) => table.columns.get(c)?.type ?? 'text'),
             readRow: (key) => this.readRow(source.schema, source.tableName, mapper.columns, key),
           };
           this.runtimes.set(source.name, rt);
@@ -192,16 +196,7 @@ export class Bridge {
     await migrate(this.pool, this.config.postgres.statusSchema);
     await this.leadership.acquire(this.stopRequested.signal);
     await ensurePublication(this.pool, this.config.postgres.publication, this.config.sources);
-    this.tracker = new PositionTracker(
-      await prepareSlot({
-        pool: this.pool,
-        config: this.config,
-        runtimes: this.runtimes,
-        batcher: this.batcher,
-        sent: this.sent,
-        logger: this.logger,
-      }),
-    );
+    this.tracker = new PositionTracker(await this.prepareSlot(this.o.resync === true));
     this.lagTimer = setInterval(() => void this.measureLag(), this.o.lagIntervalMs ?? 5000);
     this.tracker.onAdvance((lsn) => {
       this.events.emit('confirmed', { lsn: formatLsn(lsn) });
@@ -211,6 +206,20 @@ export class Bridge {
           this.stream?.sendStatus();
         }, 20);
       }
+    });
+  }
+
+  /** Resumes the slot, or (re)creates it and syncs every source from its snapshot. */
+  private prepareSlot(resync: boolean): Promise<bigint> {
+    return prepareSlot({
+      pool: this.pool,
+      store: this.store,
+      resync,
+      config: this.config,
+      runtimes: this.runtimes,
+      batcher: this.batcher,
+      sent: this.sent,
+      logger: this.logger,
     });
   }
 
@@ -269,6 +278,18 @@ export class Bridge {
         this.events.emit('streaming', false);
         if (this.stopping) return;
         if (err instanceof BridgeError && !err.retryable) throw err;
+        if (isSlotLostError(err)) {
+          if (this.config.postgres.onSlotLost !== 'resync')
+            throw slotLostError(this.config.postgres.slot, `cannot be streamed from (${errorMessage(err)})`);
+          this.logger.warn(
+            { err: errorMessage(err) },
+            'the slot is lost; re-syncing every source from a new slot',
+          );
+          await this.batcher.drain();
+          this.tx = undefined;
+          this.tracker = new PositionTracker(await this.prepareSlot(true));
+          continue;
+        }
         const delayMs = backoffDelay(attempt++, { baseMs: 500, maxMs: 30_000 });
         this.logger.warn(
           { err: errorMessage(err), delayMs },
@@ -301,9 +322,11 @@ export class Bridge {
         const have = new Set(msg.relation.columns);
         const missing = [...mappedColumns(rt.config), ...rt.mapper.keyColumns].filter((c) => !have.has(c));
         if (missing.length) {
+          // The WAL keeps the relation as it was when each change was made: restoring the column,
+          // or renaming it in the config, does not make these changes readable. A new slot does.
           throw new SetupError(
             'SCHEMA_CHANGED',
-            `source ${rt.config.name}: column ${missing.map((c) => `"${c}"`).join(', ')} of ${rt.config.table} is gone; restore it or change sources[].columns`,
+            `source ${rt.config.name}: column ${missing.map((c) => `"${c}"`).join(', ')} of ${rt.config.table} is gone from the changes at ${formatLsn(this.tx?.commitLsn ?? 0n)}; nothing after that point is confirmed. Make the table and sources[].columns agree again (restore the column, or map its new name), then run \`${RESYNC_REMEDY}\`: the changes made meanwhile cannot be read from the WAL, so a new slot re-syncs every source`,
           );
         }
         return;

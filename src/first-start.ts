@@ -1,35 +1,55 @@
 /**
- * Where a start streams from. A slot whose first-start snapshot finished resumes at its confirmed
- * position; otherwise the slot is (re)created with an exported snapshot, the rows that already
- * exist are synced through the same buffers as the stream (SPEC section 8), and streaming starts
- * at the slot's consistent point. Progress is kept in `<statusSchema>.bridge_state`.
+ * Where a start streams from (SPEC section 8). A slot whose snapshot finished resumes at its
+ * confirmed position. Otherwise the slot is (re)created with an exported snapshot, every source is
+ * synced from it (src/snapshot-sync.ts), and streaming starts at the slot's consistent point.
+ * Progress and the reason of each snapshot are kept in `<statusSchema>.bridge_state`.
+ *
+ * A slot that was streamed from but is gone, or that the server invalidated (`wal_status = lost`,
+ * past `max_slot_wal_keep_size`), is never streamed past silently: the changes it no longer holds
+ * cannot be read, so the start stops with the remedy, `run --resync`, unless the operator made that
+ * automatic (`postgres.onSlotLost: resync`).
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Batcher } from './batching/batcher.js';
 import type { SourceRuntime } from './batching/dispatcher.js';
-import type { SentMark } from './status/sent-mark.js';
 import type { Config } from './config/types.js';
 import { SetupError } from './errors.js';
-import { toSourceChanges } from './mapping/changes.js';
+import { syncFromSnapshot } from './snapshot-sync.js';
 import { createSlotWithSnapshot, dropSlot, slotInfo } from './source/slot.js';
-import { readSnapshot } from './source/snapshot.js';
+import type { SentMark } from './status/sent-mark.js';
+import type { StatusStore } from './status/status-store.js';
 import { formatLsn } from './util/lsn.js';
 import { pgClientConfig } from './util/pg-connection.js';
-import { guardCheckedOut, quoteIdent } from './util/sql.js';
+import { quoteIdent } from './util/sql.js';
 
 export interface PrepareSlotOptions {
   pool: pg.Pool;
+  store: StatusStore;
   config: Config;
   runtimes: ReadonlyMap<string, SourceRuntime>;
   batcher: Batcher;
   sent: SentMark;
   logger: Logger;
+  /** `run --resync`: a new slot and a full re-sync, whatever state the old slot is in. */
+  resync?: boolean;
+}
+
+/** The remedy for a slot whose changes are lost, as the operator types it. */
+export const RESYNC_REMEDY = 'tuzhan-cdc run --resync';
+
+/** A slot that cannot give the changes since its confirmed position. */
+export function slotLostError(slot: string, what: string): SetupError {
+  return new SetupError(
+    'SLOT_LOST',
+    `replication slot ${slot} ${what}: the changes since its last confirmed position cannot be read; run \`${RESYNC_REMEDY}\` to create a new slot and re-sync every source (or set postgres.onSlotLost: resync)`,
+  );
 }
 
 /** Resumes or creates the slot (syncing the snapshot); resolves with the position to start from. */
 export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
-  const { slot, statusSchema } = o.config.postgres;
+  const { slot, statusSchema, onSlotLost } = o.config.postgres;
+  const sources = o.config.sources.map((s) => s.name);
   const stateTable = `${quoteIdent(statusSchema)}.bridge_state`;
   const info = await slotInfo(o.pool, slot);
   const currentDb = (await o.pool.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db;
@@ -43,24 +63,31 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
     `SELECT snapshot_done_at IS NOT NULL AS done FROM ${stateTable} WHERE slot = $1`,
     [slot],
   );
-  if (info && state.rows[0]?.done) {
+  const synced = state.rows[0]?.done === true;
+
+  let reason: string;
+  if (o.resync) {
+    reason = 'run --resync';
+  } else if (synced && (!info || info.walStatus === 'lost')) {
+    const what = info ? 'was invalidated by the server (wal_status lost)' : 'no longer exists';
+    if (onSlotLost !== 'resync') throw slotLostError(slot, what);
+    reason = `the slot ${what} (onSlotLost: resync)`;
+    o.logger.warn({ slot, reason }, 're-syncing every source from a new slot');
+  } else if (info && synced) {
     const confirmed = info.confirmedFlushLsn ?? 0n;
-    await o.sent.load(
-      o.config.sources.map((s) => s.name),
-      true,
-    );
+    await o.sent.load(sources, true);
     o.logger.info({ slot, confirmed: formatLsn(confirmed) }, 'resuming from the slot');
     return confirmed;
-  }
-  if (info) {
+  } else if (info) {
     // A snapshot that never finished: nothing was confirmed past the consistent point, so start over.
-    o.logger.warn({ slot }, 'the first-start snapshot did not finish; recreating the slot');
-    await dropSlot(o.pool, slot);
+    o.logger.warn({ slot }, 'the snapshot did not finish; recreating the slot');
+    reason = 'first start (again: the snapshot did not finish)';
+  } else {
+    reason = 'first start';
   }
-  await o.sent.load(
-    o.config.sources.map((s) => s.name),
-    false,
-  );
+  if (info) await dropSlot(o.pool, slot);
+
+  await o.sent.load(sources, false);
   const created = await createSlotWithSnapshot(
     pgClientConfig(o.config.postgres, 'tuzhan-cdc snapshot'),
     slot,
@@ -69,61 +96,36 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
   let rows = 0;
   try {
     await o.pool.query(
-      `INSERT INTO ${stateTable} (slot, snapshot_lsn, snapshot_started_at) VALUES ($1, $2, now())
+      `INSERT INTO ${stateTable} (slot, snapshot_lsn, snapshot_started_at, snapshot_reason) VALUES ($1, $2, now(), $3)
        ON CONFLICT (slot) DO UPDATE SET snapshot_lsn = EXCLUDED.snapshot_lsn, snapshot_started_at = now(),
-         snapshot_done_at = NULL, snapshot_rows = NULL`,
-      [slot, formatLsn(created.consistentPoint)],
+         snapshot_done_at = NULL, snapshot_rows = NULL, snapshot_reason = EXCLUDED.snapshot_reason`,
+      [slot, formatLsn(created.consistentPoint), reason],
     );
     o.logger.info(
-      { slot, consistentPoint: formatLsn(created.consistentPoint) },
+      { slot, consistentPoint: formatLsn(created.consistentPoint), reason },
       'slot created; reading the snapshot',
     );
-    const holder = { hold() {}, release() {} };
-    let seq = 0;
-    const client = await o.pool.connect();
-    const unguard = guardCheckedOut(client);
-    try {
-      rows = await readSnapshot(
-        client,
-        created.snapshotName,
-        [...o.runtimes.values()].map((rt) => ({ config: rt.config, columns: rt.mapper.columns })),
-        {
-          onRows: async (source, chunk) => {
-            const rt = o.runtimes.get(source.name) as SourceRuntime;
-            const commitTime = new Date();
-            for (const row of chunk) {
-              const changes = toSourceChanges(rt.mapper, {
-                tag: 'insert',
-                relation: undefined as never,
-                new: row,
-              });
-              if ('error' in changes) continue;
-              for (const c of changes) {
-                // What the platform holds for an existing row is not known: its state is set (row
-                // mode replaces the set), never added to.
-                if (c.after) c.before = 'unknown';
-                o.batcher.add(source.name, c, created.consistentPoint, seq++, commitTime, holder);
-              }
-              if (o.batcher.full) await o.batcher.waitForRoom();
-            }
-          },
-        },
-      );
-    } finally {
-      unguard();
-      client.release();
-    }
+    rows = await syncFromSnapshot(
+      {
+        pool: o.pool,
+        store: o.store,
+        statusSchema,
+        runtimes: o.runtimes,
+        batcher: o.batcher,
+        logger: o.logger,
+      },
+      created,
+    );
   } finally {
     await created.connection.end().catch(() => {});
   }
-  await o.batcher.drain();
   await o.pool.query(
     `UPDATE ${stateTable} SET snapshot_done_at = now(), snapshot_rows = $2 WHERE slot = $1`,
     [slot, rows],
   );
   const seconds = (Date.now() - started) / 1000;
   o.logger.info(
-    { slot, rows, seconds, rowsPerSec: Math.round(rows / Math.max(seconds, 0.001)) },
+    { slot, rows, seconds, rowsPerSec: Math.round(rows / Math.max(seconds, 0.001)), reason },
     'snapshot synced',
   );
   return created.consistentPoint;

@@ -35,6 +35,8 @@ export interface Entry {
   passed: Image[] | undefined;
   /** The row was gone (deleted, filtered out, unmappable) at some moment between `before` and `after`. */
   gap: boolean;
+  /** Set the latest state even where it looks unchanged (see SourceChange.restate). */
+  restate: boolean;
   /**
    * Position of the first buffered change: its transaction's commit position and its index among
    * that transaction's row changes (the same on every replay). The window is fresh when nothing
@@ -69,6 +71,7 @@ export function newEntry(
     after: change.after,
     passed: undefined,
     gap: false,
+    restate: change.restate === true,
     firstLsn: lsn,
     firstSeq: seq,
     lsn,
@@ -102,6 +105,7 @@ export function mergeChange(
   if (!left || left.error) entry.gap = true;
   else if (!sameTarget(left, after)) addPassed(entry, left);
   entry.after = after;
+  if (change.restate) entry.restate = true;
   entry.lsn = lsn;
   entry.seq = seq;
   entry.commitTime = commitTime;
@@ -175,6 +179,7 @@ export interface Window {
   after: Image | null;
   passed?: readonly Image[] | undefined;
   gap?: boolean;
+  restate?: boolean;
 }
 
 /**
@@ -199,7 +204,9 @@ export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect
   // A row the platform provably never saw before this window: SPEC's insert -> add applies.
   const isNew = fresh && before === null && prior.length === 0;
   const parts =
-    mode === 'row' ? rowParts(prior, a, isNew) : membershipParts(b, prior, a, !fresh && w.gap === true);
+    mode === 'row'
+      ? rowParts(prior, a, isNew)
+      : membershipParts(b, prior, a, w.restate === true || (!fresh && w.gap === true));
   if (parts === SKIP_UNCHANGED) return UNCHANGED;
   // With `unknown`, what the row held before the window cannot be removed: say so on the row.
   const reason = failure ?? (before === 'unknown' && !a ? UNTRANSLATABLE : undefined);
@@ -279,14 +286,15 @@ function rowParts(prior: readonly Image[], a: Image | null, isNew: boolean): Par
  * Membership mode: one row is one (customer, group) pair among others of the same customer, so
  * state is set per pair: every pair the row held other than its latest is deleted, the latest added.
  */
-function membershipParts(b: Image | null, prior: readonly Image[], a: Image | null, gap: boolean): Part[] {
+function membershipParts(b: Image | null, prior: readonly Image[], a: Image | null, resend: boolean): Part[] {
   const live = a && !a.error ? a : null;
   // A pair whose group cannot be sent (or is unknown) was never sent either.
   const others = prior.filter(
     (p) => !p.error && p.groups !== null && p.groups.length > 0 && !(live && sameTarget(p, live)),
   );
-  // Unchanged, unless the pair may have been deleted in between (the row was gone for a moment).
-  if (live && b && sameTarget(b, live) && others.length === 0 && !gap) return SKIP_UNCHANGED;
+  // Unchanged, unless the pair may have been deleted in between (the row was gone for a moment)
+  // or the platform may have drifted (a re-sync).
+  if (live && b && sameTarget(b, live) && others.length === 0 && !resend) return SKIP_UNCHANGED;
   const parts: Part[] = [];
   const deleted: Image[] = [];
   for (const p of others) {

@@ -42,6 +42,8 @@ export interface BatchSender {
 export interface SourceRuntime {
   config: SourceConfig;
   mapper: SourceMapper;
+  /** SQL types of the key columns, in key order (`format_type`), to compare stored keys with rows. */
+  keyTypes: readonly string[];
   /** Reads the current values of a row by key (for unchanged TOAST values), or null if gone. */
   readRow(keyValues: Record<string, unknown>): Promise<Record<string, unknown> | null>;
 }

@@ -28,7 +28,11 @@ export interface Daemon {
 }
 
 /** Starts the whole daemon; resolves once the bridge streams (used by `run` and `demo`). */
-export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
+export async function startDaemon(
+  config: Config,
+  logger: Logger,
+  options: { resync?: boolean } = {},
+): Promise<Daemon> {
   const events = createBridgeEvents();
   attachEventLogger(events, logger);
   const metrics = new Metrics(events, {
@@ -36,7 +40,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   });
   const readiness = new ReadinessTracker(events, { notReadyAfterMs: config.tuzhan.notReadyAfterMs });
   const client = new TuzhanClient(config.tuzhan, { logger });
-  const bridge = new Bridge({ config, logger, sender: client, events });
+  const bridge = new Bridge({ config, logger, sender: client, events, resync: options.resync });
   let ops: OpsServer | undefined;
   const stop = async (timeoutMs = 30_000): Promise<void> => {
     await bridge.stop(timeoutMs);
@@ -74,14 +78,19 @@ export function register(program: Command): void {
     .command('run')
     .description('run the bridge: stream changes to the platform and record outcomes (until SIGTERM)')
     .option('--shutdown-timeout <ms>', 'how long a clean stop may take', '30000')
+    .option(
+      '--resync',
+      'create a new slot and re-sync every source from its snapshot, removing what the tables no longer hold (after a lost slot or a schema change); then stream as usual',
+    )
     .addHelpText(
       'after',
       `
 Examples:
   tuzhan-cdc run --config config/bridge.yaml
-  DATABASE_URL=postgres://bridge@db/crm TUZHAN_TOKEN=... tuzhan-cdc run`,
+  DATABASE_URL=postgres://bridge@db/crm TUZHAN_TOKEN=... tuzhan-cdc run
+  tuzhan-cdc run --resync      # once, after "replication slot ... was invalidated" or a schema change`,
     )
-    .action(async (opts: { shutdownTimeout: string }, cmd: Command) => {
+    .action(async (opts: { shutdownTimeout: string; resync?: boolean }, cmd: Command) => {
       const config = await loadConfigFromOptions(cmd.optsWithGlobals<GlobalOptions>());
       const logger = createLogger({ level: config.log.level });
       const timeoutMs = Number(opts.shutdownTimeout) || 30_000;
@@ -98,7 +107,7 @@ Examples:
         { timeoutMs: timeoutMs + 5000 },
       );
       try {
-        daemon = await startDaemon(config, logger);
+        daemon = await startDaemon(config, logger, { resync: opts.resync === true });
         await daemon.done;
       } catch (err) {
         removeSignals();

@@ -18,6 +18,11 @@ export interface SourceChange {
   key: RowKey;
   before: Before;
   after: Image | null;
+  /**
+   * The platform may have drifted from `before` (a snapshot re-sync): send the row's state even
+   * where it looks unchanged.
+   */
+  restate?: boolean;
 }
 
 export type RowMessage = Extract<ChangeMessage, { tag: 'insert' | 'update' | 'delete' }>;

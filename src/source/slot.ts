@@ -33,6 +33,8 @@ export interface SlotInfo {
   database: string;
   active: boolean;
   confirmedFlushLsn: bigint | null;
+  /** reserved, extended, unreserved, or lost (the server removed WAL the slot needs). */
+  walStatus: string | null;
 }
 
 export async function slotInfo(db: Queryable, slot: string): Promise<SlotInfo | null> {
@@ -41,8 +43,9 @@ export async function slotInfo(db: Queryable, slot: string): Promise<SlotInfo | 
     database: string;
     active: boolean;
     confirmed_flush_lsn: string | null;
+    wal_status: string | null;
   }>(
-    `SELECT plugin, database, active, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`,
+    `SELECT plugin, database, active, confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = $1`,
     [slot],
   );
   const r = res.rows[0];
@@ -52,7 +55,25 @@ export async function slotInfo(db: Queryable, slot: string): Promise<SlotInfo | 
     database: r.database,
     active: r.active,
     confirmedFlushLsn: r.confirmed_flush_lsn ? parseLsn(r.confirmed_flush_lsn) : null,
+    walStatus: r.wal_status,
   };
+}
+
+/**
+ * Whether a replication error says the slot cannot stream any more. What PostgreSQL says (13-18):
+ * - `replication slot "s" does not exist` (42704) when it was dropped;
+ * - `can no longer get changes from replication slot "s"` (PG 13-16) or
+ *   `cannot read from logical replication slot "s"` (17+), with the detail `This slot has been
+ *   invalidated because it exceeded the maximum reserved size.` once `max_slot_wal_keep_size` was
+ *   exceeded (`wal_status = lost`).
+ */
+export function isSlotLostError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const detail = (err as { detail?: unknown }).detail;
+  const text = `${err.message} ${typeof detail === 'string' ? detail : ''}`;
+  return /replication slot "[^"]*" does not exist|can no longer get changes from replication slot|cannot read from logical replication slot|slot has been invalidated/i.test(
+    text,
+  );
 }
 
 export interface CreatedSlot {

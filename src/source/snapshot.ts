@@ -10,6 +10,8 @@ import { quoteIdent, quoteTable } from '../util/sql.js';
 export interface SnapshotReader {
   /** Called for each chunk of rows of a source; awaited (backpressure). */
   onRows(source: SourceConfig, rows: Row[]): Promise<void>;
+  /** Called after a source's last chunk, with the client still in the snapshot's transaction. */
+  onSourceDone?(source: SourceConfig, client: pg.ClientBase): Promise<void>;
 }
 
 /** Reads every source table in the exported snapshot. Returns the number of rows read. */
@@ -37,6 +39,7 @@ export async function readSnapshot(
         await reader.onRows(s.config, res.rows);
       }
       await client.query('CLOSE tuzhan_snapshot');
+      await reader.onSourceDone?.(s.config, client);
     }
     await client.query('COMMIT');
   } catch (err) {

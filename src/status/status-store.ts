@@ -164,6 +164,14 @@ export class StatusStore {
     await this.withRetry('storing outcomes', () => this.pool.query(sql, params));
   }
 
+  /** Whether sync_status holds any row of the source (a source the bridge synced before). */
+  async hasRows(source: string): Promise<boolean> {
+    const res = await this.withRetry('reading sync state', () =>
+      this.pool.query(`SELECT 1 FROM ${this.statusTable} WHERE source = $1 LIMIT 1`, [source]),
+    );
+    return (res.rowCount ?? 0) > 0;
+  }
+
   /** What the bridge last recorded for these keys of a source. */
   async lastSent(source: string, rowKeys: readonly string[]): Promise<Map<string, LastSent>> {
     const out = new Map<string, LastSent>();

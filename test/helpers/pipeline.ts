@@ -43,6 +43,8 @@ export interface TestConfigOptions {
   sources?: string;
   batching?: Partial<Config['batching']>;
   extra?: string;
+  /** postgres.onSlotLost */
+  onSlotLost?: 'stop' | 'resync';
 }
 
 export const DEFAULT_SOURCES = `
@@ -67,6 +69,7 @@ postgres:
   slot: ${o.slot ?? o.db.name}
   publication: ${o.slot ?? o.db.name}
   statusSchema: Tuzhan Sync
+  onSlotLost: ${o.onSlotLost ?? 'stop'}
 tuzhan:
   baseUrl: ${o.apiUrl}
   token: ${o.token ?? 'test-token'}
@@ -100,12 +103,14 @@ export interface TestBridge {
  * Starts a bridge in this process on a test config, with fast retries. TEST_LOG=1 shows its log.
  * When start fails, everything it opened is closed before the error is rethrown.
  */
-export async function startTestBridge(o: TestConfigOptions & { logger?: Logger }): Promise<TestBridge> {
+export async function startTestBridge(
+  o: TestConfigOptions & { logger?: Logger; resync?: boolean },
+): Promise<TestBridge> {
   const config = testConfig(o);
   const logger =
     o.logger ?? (process.env.TEST_LOG ? createLogger({ level: 'debug', pretty: false }) : silentLogger());
   const client = new TuzhanClient(config.tuzhan, { logger, retryBaseMs: 10, retryMaxMs: 200 });
-  const bridge = new Bridge({ config, logger, sender: client });
+  const bridge = new Bridge({ config, logger, sender: client, resync: o.resync });
   const stop = async (timeoutMs = 5000): Promise<void> => {
     await bridge.stop(timeoutMs);
     await client.close();

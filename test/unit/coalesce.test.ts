@@ -280,6 +280,11 @@ describe('netEffect', () => {
     // Deleted and inserted again: the delete may have reached the platform.
     expect(ops(netEffect('membership', { before: a1, after: a1, gap: true }, false))).toEqual(['add:a:g1']);
     expect(ops(netEffect('membership', { before: a1, after: a1, gap: true }, true))).toBe('skipped');
+    // A re-sync: the platform may have drifted from what sync_status says, so the pair is sent.
+    expect(ops(netEffect('membership', { before: a1, after: a1, restate: true }, true))).toEqual([
+      'add:a:g1',
+    ]);
+    expect(ops(netEffect('row', { before: a1, after: a1, restate: true }, true))).toEqual(['update:a:g1']);
   });
 
   it('an empty set is a delete of all groups; a new row without groups sends nothing', () => {

@@ -1,0 +1,156 @@
+/**
+ * Re-syncing from a new slot (issue 15): after a schema change the WAL cannot get past, or a slot
+ * that is gone, `run --resync` (or `postgres.onSlotLost: resync`) re-syncs every source, and it
+ * removes too: customers deleted and groups removed while nothing was streamed leave the platform.
+ */
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { checkSource } from '../../src/source/catalog.js';
+import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import {
+  CRM_SCHEMA,
+  expectedGroups,
+  startTestBridge,
+  statusRows,
+  testConfig,
+  waitForCatchUp,
+  type TestBridge,
+} from '../helpers/pipeline.js';
+
+describe('re-sync', () => {
+  let db: TestDatabase;
+  let sim: Simulator;
+  let running: TestBridge | undefined;
+
+  beforeAll(async () => {
+    sim = await startSimulator({ token: 'test-token' });
+  });
+  beforeEach(async () => {
+    db = await createTestDatabase('resync');
+    await db.query(CRM_SCHEMA);
+    sim.reset();
+  });
+  afterEach(async () => {
+    await running?.stop().catch(() => {});
+    running = undefined;
+    await db.drop();
+  });
+  afterAll(async () => {
+    await sim.close();
+  });
+
+  const IDS = ['c1', 'c2', 'c3', 'c4', 'c9', 'm1', 'm2'];
+
+  function platform(): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    for (const id of IDS) {
+      const g = sim.groupsOf('thirdId', id);
+      if (g && g.length) out[id] = [...g].sort();
+    }
+    return out;
+  }
+
+  async function seed(): Promise<void> {
+    await db.query(`
+      INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES
+        ('c1', '1391', 'a,b'), ('c2', '1392', 'b'), ('c3', '1393', 'c');
+      INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'x'), ('m1', 'y'), ('m2', 'x');`);
+  }
+
+  /** What happens while nothing streams: a delete, a group change, an identity change, memberships. */
+  async function changeWhileDark(mobile = true): Promise<void> {
+    await db.query(`
+      DELETE FROM crm.customer_profile WHERE cust_no = 'c1';
+      UPDATE crm.customer_profile SET "Group Names" = 'z' WHERE cust_no = 'c2';
+      UPDATE crm.customer_profile SET cust_no = 'c4'${mobile ? ", mobile = '1394'" : ''} WHERE cust_no = 'c3';
+      DELETE FROM crm.member_group WHERE member_id = 'm1' AND group_name = 'y';
+      UPDATE crm.member_group SET group_name = 'w' WHERE member_id = 'm2';`);
+  }
+
+  it('a dropped mapped column stops with a remedy that works: restore it, then run --resync', async () => {
+    running = await startTestBridge({ db, apiUrl: sim.url });
+    await seed();
+    await waitForCatchUp(db);
+    const before = platform();
+    expect(before).toEqual(await expectedGroups(db));
+
+    await db.query(`ALTER TABLE crm.customer_profile DROP COLUMN mobile`);
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c9', 'dark')`);
+    const message = /column "mobile" of crm.customer_profile is gone .*run `tuzhan-cdc run --resync`/;
+    await expect(running.bridge.done).rejects.toThrow(message);
+    await running.stop();
+    running = undefined;
+    await changeWhileDark(false);
+
+    // While the column is gone, the start says so, and says nothing wrong about replica identity.
+    const config = testConfig({ db, apiUrl: sim.url });
+    const findings = (await checkSource(db as never, config.sources[0] as never)).findings;
+    const failed = findings.filter((f) => !f.ok).map((f) => f.check);
+    expect(failed).toEqual(['source profiles: columns']);
+
+    // Restored, the replay still cannot get past the changes made without it...
+    await db.query(`ALTER TABLE crm.customer_profile ADD COLUMN mobile text`);
+    await db.query(`UPDATE crm.customer_profile SET mobile = '139' || cust_no`);
+    running = await startTestBridge({ db, apiUrl: sim.url });
+    await expect(running.bridge.done).rejects.toThrow(message);
+    await running.stop();
+    // ...and --resync gets past them: the platform ends equal to the database.
+    running = await startTestBridge({ db, apiUrl: sim.url, resync: true });
+    await waitForCatchUp(db);
+    expect(platform()).toEqual(await expectedGroups(db));
+    expect(platform()).not.toHaveProperty('c1');
+    const { rows } = await db.query<{ reason: string }>(
+      `SELECT snapshot_reason AS reason FROM "Tuzhan Sync".bridge_state WHERE slot = $1`,
+      [db.name],
+    );
+    expect(rows[0]?.reason).toBe('run --resync');
+    // Later changes stream as usual.
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c3', 'again')`);
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 'c3')).toEqual(['again']);
+  });
+
+  it('a slot that vanished stops the start with the remedy; run --resync removes what is gone', async () => {
+    running = await startTestBridge({ db, apiUrl: sim.url });
+    await seed();
+    await waitForCatchUp(db);
+    await running.stop();
+    running = undefined;
+    await db.query(`SELECT pg_drop_replication_slot($1)`, [db.name]);
+    await changeWhileDark();
+
+    await expect(startTestBridge({ db, apiUrl: sim.url })).rejects.toThrow(
+      /replication slot \S+ no longer exists: .*run `tuzhan-cdc run --resync`/,
+    );
+    // The stale state is still on the platform: c1's groups, c3 under its old key, m1's y, m2's x.
+    expect(sim.groupsOf('thirdId', 'c1')).toEqual(['a', 'b']);
+
+    running = await startTestBridge({ db, apiUrl: sim.url, resync: true });
+    await waitForCatchUp(db);
+    expect(platform()).toEqual(await expectedGroups(db));
+    expect(sim.groupsOf('thirdId', 'c1')).toEqual([]);
+    expect(sim.groupsOf('thirdId', 'c3')).toEqual([]);
+    const profiles = await statusRows(db, 'profiles');
+    expect(profiles.get('{"cust_no":"c1"}')).toMatchObject({ op: 'delete', status: 'synced' });
+    expect(profiles.get('{"cust_no":"c2"}')).toMatchObject({ op: 'update', status: 'synced' });
+  });
+
+  it('postgres.onSlotLost: resync re-syncs on its own, and replaces sets the platform drifted on', async () => {
+    running = await startTestBridge({ db, apiUrl: sim.url, onSlotLost: 'resync' });
+    await seed();
+    await waitForCatchUp(db);
+    await running.stop();
+    running = undefined;
+    await db.query(`SELECT pg_drop_replication_slot($1)`, [db.name]);
+    await changeWhileDark();
+
+    running = await startTestBridge({ db, apiUrl: sim.url, onSlotLost: 'resync' });
+    await waitForCatchUp(db);
+    expect(platform()).toEqual(await expectedGroups(db));
+    const { rows } = await db.query<{ reason: string }>(
+      `SELECT snapshot_reason AS reason FROM "Tuzhan Sync".bridge_state WHERE slot = $1`,
+      [db.name],
+    );
+    expect(rows[0]?.reason).toMatch(/no longer exists \(onSlotLost: resync\)/);
+  });
+});
