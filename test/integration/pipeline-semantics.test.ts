@@ -156,6 +156,24 @@ describe('pipeline semantics', () => {
     expect(failures.rowCount).toBe(2);
   });
 
+  it('fails a group name with a comma (never split in two); trims spaces around names and identities', async () => {
+    await startBridge();
+    await db.query(
+      `INSERT INTO crm.member_group (member_id, group_name) VALUES ('cm1', 'with,comma'), ('cm1', '  spaced  '), ('  cm2 ', 'ok')`,
+    );
+    await db.query(
+      `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('cp1', ' VIP , Gold ')`,
+    );
+    await waitForCatchUp(db);
+    const rows = [...(await statusRows(db, 'memberships')).values()];
+    const comma = rows.find((r) => r.status === 'failed');
+    expect(comma?.error).toMatch(/group name "with,comma" contains a comma/);
+    expect(rows.filter((r) => r.status === 'synced')).toHaveLength(2);
+    expect(sim.groupsOf('thirdId', 'cm1')).toEqual(['spaced']);
+    expect(sim.groupsOf('thirdId', 'cm2')).toEqual(['ok']);
+    expect(sim.groupsOf('thirdId', 'cp1')).toEqual(['Gold', 'VIP']);
+  });
+
   it('on TRUNCATE with onTruncate: delete-all, deletes every synced key and records the truncate', async () => {
     await startBridge({
       sources: `
