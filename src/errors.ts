@@ -111,8 +111,14 @@ export function isConnectionLoss(err: unknown): boolean {
   );
 }
 
-/** The message of any thrown value, for one-line reports. */
-export function errorMessage(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
+/**
+ * The message of any thrown value, for one-line reports. With `code`, a string `code` (a Node
+ * errno such as ECONNREFUSED, an SQLSTATE) goes first: network failures say little without it.
+ */
+export function errorMessage(err: unknown, options: { code?: boolean } = {}): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  return options.code && typeof code === 'string' && !err.message.startsWith(code)
+    ? `${code}: ${err.message}`
+    : err.message;
 }

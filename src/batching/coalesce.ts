@@ -16,13 +16,9 @@
 import type { SourceMode } from '../config/types.js';
 import type { Before, SourceChange } from '../mapping/changes.js';
 import { sameIdentity, type Identity, type Image, type RowKey } from '../mapping/source-mapper.js';
-import type { OptType } from '../tuzhan/types.js';
+import type { Holder, OptType } from '../domain/types.js';
 
-/** Something that waits for the entry's outcome: a transaction of the position tracker. */
-export interface Holder {
-  hold(n: number): void;
-  release(n: number): void;
-}
+export type { Holder } from '../domain/types.js';
 
 export interface Entry {
   key: RowKey;

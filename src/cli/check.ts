@@ -13,7 +13,8 @@ import { checkServer, checkSource, type Finding } from '../source/catalog.js';
 import { TuzhanClient } from '../tuzhan/client.js';
 import { quoteIdent } from '../util/sql.js';
 import { CheckFailedError, loadConfigFromOptions, type GlobalOptions } from './common.js';
-import { connectDatabase, databaseLabel, formatTable, printJson } from './output.js';
+import { formatTable } from '../util/format.js';
+import { connectDatabase, databaseLabel, printJson } from './output.js';
 
 /** What `check` found, as `--json` prints it. */
 export interface CheckReport {

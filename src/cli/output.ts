@@ -36,17 +36,6 @@ export async function connectDatabase(config: Config, applicationName: string): 
   return client;
 }
 
-/** Left-aligned columns separated by two spaces; the header underlined with dashes. */
-export function formatTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]): string =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n') + '\n';
-}
-
 /** Writes JSON for `--json` (one document, pretty-printed, newline-terminated). */
 export function printJson(value: unknown): void {
   process.stdout.write(

@@ -13,9 +13,13 @@
 import type { Command } from 'commander';
 import type pg from 'pg';
 import type { Config } from '../config/types.js';
+import { readSlot } from '../source/slot.js';
+import { statusSql } from '../status/sql.js';
+import { formatLsn } from '../util/lsn.js';
 import { quoteIdent } from '../util/sql.js';
 import { loadConfigFromOptions, UsageError, type GlobalOptions } from './common.js';
-import { connectDatabase, databaseLabel, formatTable, printJson } from './output.js';
+import { formatBytes, formatDuration, formatTable } from '../util/format.js';
+import { connectDatabase, databaseLabel, printJson } from './output.js';
 
 export interface SlotStatus {
   name: string;
@@ -29,6 +33,8 @@ export interface SlotStatus {
   lagBytes?: number | null;
   /** `reserved`, `extended`, `unreserved` or `lost` (PostgreSQL 13+). */
   walStatus?: string | null;
+  /** Bytes the server may still write before the slot is in danger of being invalidated (null: no limit). */
+  safeWalSize?: number | null;
 }
 
 export interface StatusReport {
@@ -60,34 +66,19 @@ export interface StatusReport {
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
 async function slotStatus(db: pg.Client, slot: string): Promise<SlotStatus> {
-  // to_jsonb(s) reads wal_status where the server has it (13+) without failing where it does not.
-  const res = await db.query<{
-    active: boolean;
-    active_pid: number | null;
-    database: string;
-    plugin: string;
-    lsn: string | null;
-    lag: string | null;
-    wal_status: string | null;
-  }>(
-    `SELECT s.active, s.active_pid, s.database, s.plugin, s.confirmed_flush_lsn::text AS lsn,
-            pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::text AS lag,
-            to_jsonb(s) ->> 'wal_status' AS wal_status
-       FROM pg_replication_slots s WHERE s.slot_name = $1`,
-    [slot],
-  );
-  const r = res.rows[0];
-  if (!r) return { name: slot, exists: false };
+  const s = await readSlot(db, slot);
+  if (!s) return { name: slot, exists: false };
   return {
     name: slot,
     exists: true,
-    active: r.active,
-    activePid: r.active_pid,
-    database: r.database,
-    plugin: r.plugin,
-    confirmedFlushLsn: r.lsn,
-    lagBytes: r.lag === null ? null : Number(r.lag),
-    walStatus: r.wal_status,
+    active: s.active,
+    activePid: s.activePid,
+    database: s.database,
+    plugin: s.plugin,
+    confirmedFlushLsn: s.confirmedFlushLsn === null ? null : formatLsn(s.confirmedFlushLsn),
+    lagBytes: s.lagBytes,
+    walStatus: s.walStatus,
+    safeWalSize: s.safeWalSize,
   };
 }
 
@@ -98,7 +89,6 @@ export async function readStatus(
   options: { failures: number; source?: string },
 ): Promise<StatusReport> {
   const schemaName = config.postgres.statusSchema;
-  const schema = quoteIdent(schemaName);
   const report: StatusReport = {
     database: databaseLabel(config),
     slot: await slotStatus(db, config.postgres.slot),
@@ -107,10 +97,8 @@ export async function readStatus(
     backlog: { rows: 0, oldestCommittedAt: null, ageSeconds: 0 },
     failures: { total: 0, newest: [] },
   };
-  const found = await db.query<{ ok: boolean }>(
-    `SELECT to_regclass(format('%I.sync_summary', $1::text)) IS NOT NULL AS ok`,
-    [schemaName],
-  );
+  const sql = statusSql(schemaName);
+  const found = await db.query<{ ok: boolean }>(sql.exists, [schemaName]);
   if (!found.rows[0]?.ok) return report;
   report.statusSchema.exists = true;
   const source = options.source ?? null;
@@ -121,11 +109,7 @@ export async function readStatus(
     rows: string;
     oldest_committed_at: Date | null;
     last_synced_at: Date | null;
-  }>(
-    `SELECT source, status, rows::text, oldest_committed_at, last_synced_at FROM ${schema}.sync_summary
-      WHERE $1::text IS NULL OR source = $1 ORDER BY source, status`,
-    [source],
-  );
+  }>(sql.summary, [source]);
   report.summary = summary.rows.map((r) => ({
     source: r.source,
     status: r.status,
@@ -135,13 +119,9 @@ export async function readStatus(
   }));
   report.failures.total = report.summary.filter((s) => s.status === 'failed').reduce((n, s) => n + s.rows, 0);
 
-  const backlog = await db.query<{ rows: string; oldest: Date | null; age: string | null }>(
-    `SELECT count(*)::text AS rows, min(committed_at) AS oldest,
-            extract(epoch FROM now() - min(committed_at))::text AS age
-       FROM ${schema}.sync_status
-      WHERE status IN ('retrying', 'accepted') AND ($1::text IS NULL OR source = $1)`,
-    [source],
-  );
+  const backlog = await db.query<{ rows: string; oldest: Date | null; age: string | null }>(sql.backlog, [
+    source,
+  ]);
   const b = backlog.rows[0];
   report.backlog = {
     rows: Number(b?.rows ?? 0),
@@ -157,11 +137,7 @@ export async function readStatus(
       error: string | null;
       attempts: number;
       synced_at: Date;
-    }>(
-      `SELECT source, row_key, op, error, attempts, synced_at FROM ${schema}.sync_failures
-        WHERE $1::text IS NULL OR source = $1 LIMIT $2`,
-      [source, options.failures],
-    );
+    }>(sql.failures, [source, options.failures]);
     report.failures.newest = failures.rows.map((r) => ({
       source: r.source,
       rowKey: r.row_key,
@@ -174,25 +150,6 @@ export async function readStatus(
   return report;
 }
 
-function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let i = -1;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
-}
-
-function duration(seconds: number): string {
-  if (seconds < 120) return `${seconds} s`;
-  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
-  if (seconds < 172_800) return `${(seconds / 3600).toFixed(1)} h`;
-  return `${(seconds / 86_400).toFixed(1)} days`;
-}
-
 /** The report as text for a terminal. */
 export function formatStatus(r: StatusReport): string {
   const out: string[] = [`database  ${r.database}`];
@@ -203,7 +160,7 @@ export function formatStatus(r: StatusReport): string {
     const state = s.active
       ? `active (pid ${s.activePid ?? '?'})`
       : 'INACTIVE (no bridge is streaming from it)';
-    const lag = s.lagBytes === null || s.lagBytes === undefined ? 'unknown' : bytes(s.lagBytes);
+    const lag = s.lagBytes === null || s.lagBytes === undefined ? 'unknown' : formatBytes(s.lagBytes);
     const wal = s.walStatus && s.walStatus !== 'reserved' ? `, wal_status ${s.walStatus}` : '';
     out.push(
       `slot      ${s.name}: ${state}, confirmed ${s.confirmedFlushLsn ?? 'none'}, lag ${lag}${wal}` +
@@ -219,7 +176,7 @@ export function formatStatus(r: StatusReport): string {
   out.push(
     r.backlog.rows === 0
       ? 'backlog   none (no row retrying or awaiting the platform)'
-      : `backlog   ${r.backlog.rows} rows retrying or accepted, oldest committed ${duration(r.backlog.ageSeconds)} ago`,
+      : `backlog   ${r.backlog.rows} rows retrying or accepted, oldest committed ${formatDuration(r.backlog.ageSeconds)} ago`,
   );
   out.push('');
   if (r.summary.length === 0) {

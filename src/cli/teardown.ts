@@ -8,7 +8,8 @@ import type { Command } from 'commander';
 import type pg from 'pg';
 import type { Config } from '../config/types.js';
 import { BridgeError } from '../errors.js';
-import { dropSlot } from '../source/slot.js';
+import { dropSlot, readSlot, terminateAndDropSlot } from '../source/slot.js';
+import { statusSql } from '../status/sql.js';
 import { quoteIdent } from '../util/sql.js';
 import { loadConfigFromOptions, UsageError, type GlobalOptions } from './common.js';
 import { connectDatabase, databaseLabel } from './output.js';
@@ -28,11 +29,7 @@ interface Plan {
 
 async function readPlan(db: pg.Client, config: Config): Promise<Plan> {
   const { slot, publication, statusSchema } = config.postgres;
-  const s = await db.query<{ active: boolean; active_pid: number | null; database: string }>(
-    `SELECT active, active_pid, database FROM pg_replication_slots WHERE slot_name = $1`,
-    [slot],
-  );
-  const info = s.rows[0];
+  const info = (await readSlot(db, slot)) ?? undefined;
   const other = await db.query<{ db: string; pub: boolean; schema: boolean }>(
     `SELECT current_database() AS db,
             EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1) AS pub,
@@ -44,7 +41,7 @@ async function readPlan(db: pg.Client, config: Config): Promise<Plan> {
     slot: {
       exists: info !== undefined,
       active: info?.active ?? false,
-      activePid: info?.active_pid ?? null,
+      activePid: info?.activePid ?? null,
       database: info?.database ?? null,
     },
     publication: o.pub,
@@ -87,7 +84,7 @@ async function execute(db: pg.Client, config: Config, plan: Plan, opts: Teardown
             'stop the bridge first, or add --force to end that connection; nothing was dropped',
         );
       }
-      await terminateAndDrop(db, slot);
+      await terminateAndDropSlot(db, slot);
       done.push(`ended the walsender of slot ${slot} (pid ${plan.slot.activePid ?? '?'})`);
       done.push(`dropped replication slot ${slot}`);
     } else if (await dropSlot(db, slot)) {
@@ -105,40 +102,12 @@ async function execute(db: pg.Client, config: Config, plan: Plan, opts: Teardown
       done.push(`dropped status schema ${schema}`);
     } else {
       // The slot's snapshot record goes with the slot: a new slot starts with a new snapshot.
-      const stateTable = await db.query<{ t: string | null }>(
-        `SELECT to_regclass(format('%I.bridge_state', $1::text))::text AS t`,
-        [statusSchema],
-      );
-      if (stateTable.rows[0]?.t) {
-        await db.query(`DELETE FROM ${schema}.bridge_state WHERE slot = $1`, [slot]);
-      }
+      const sql = statusSql(statusSchema);
+      const state = await db.query<{ ok: boolean }>(sql.stateExists, [statusSchema]);
+      if (state.rows[0]?.ok) await db.query(sql.forgetSlot, [slot]);
     }
   }
   return done;
-}
-
-/**
- * Ends the slot's walsender and drops the slot. A bridge (or its standby) reconnects within
- * moments and may hold the slot again before the drop: end whoever holds it until the drop wins.
- */
-async function terminateAndDrop(db: pg.Client, slot: string): Promise<void> {
-  for (let i = 0; ; i++) {
-    await db.query(
-      `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`,
-      [slot],
-    );
-    try {
-      await db.query(
-        `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`,
-        [slot],
-      );
-      return;
-    } catch (err) {
-      // 55006: the slot is (again) in use.
-      if ((err as { code?: string }).code !== '55006' || i >= 50) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 }
 
 export function register(program: Command): void {

@@ -5,8 +5,10 @@
  * `request` events; the lag is what the slot still holds back from the WAL insert position.
  */
 import type pg from 'pg';
-import { listen, type BridgeEvents } from '../ops/events.js';
-import { quoteIdent } from '../util/sql.js';
+import { listen, type BridgeEvents } from '../domain/events.js';
+import { formatBytes, formatCount } from '../util/format.js';
+import { readSlot } from '../source/slot.js';
+import { statusSql } from '../status/sql.js';
 
 export interface ProgressOptions {
   out: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
@@ -29,16 +31,6 @@ export interface StatusCounts {
 }
 
 const REQUEST_WINDOW_MS = 5000;
-
-export function formatCount(n: number): string {
-  return n.toLocaleString('en-US');
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} kB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MB`;
-}
 
 export class Progress {
   private readonly tty: boolean;
@@ -89,22 +81,17 @@ export class Progress {
 
   /** Latest counts from sync_status and the slot. */
   async poll(): Promise<StatusCounts> {
-    const schema = quoteIdent(this.o.statusSchema);
     try {
       const { rows } = await this.o.db.query<{ status: string; n: string }>(
-        `SELECT status, count(*)::text AS n FROM ${schema}.sync_status GROUP BY status`,
+        statusSql(this.o.statusSchema).countsByStatus,
       );
-      const lag = await this.o.db.query<{ bytes: string | null }>(
-        `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn)::text AS bytes
-           FROM pg_replication_slots WHERE slot_name = $1`,
-        [this.o.slot],
-      );
+      const slot = await readSlot(this.o.db, this.o.slot);
       const by = new Map(rows.map((r) => [r.status, Number(r.n)]));
       this.counts = {
         synced: by.get('synced') ?? 0,
         failed: by.get('failed') ?? 0,
         retrying: by.get('retrying') ?? 0,
-        lagBytes: Math.max(0, Number(lag.rows[0]?.bytes ?? 0)),
+        lagBytes: Math.max(0, slot?.lagBytes ?? 0),
       };
     } catch {
       // The database may be going away (Ctrl-C); the last counts stay on screen.

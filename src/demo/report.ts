@@ -6,53 +6,43 @@
 import type pg from 'pg';
 import type { IdentityField } from '../config/types.js';
 import type { Simulator } from '../simulator/server.js';
-import { quoteIdent } from '../util/sql.js';
+import { statusSql } from '../status/sql.js';
+import { formatCount, formatTable } from '../util/format.js';
 import { isUnknownMember } from './crm-sample.js';
 
 type Out = NodeJS.WritableStream;
 
-/** Formats rows as an aligned text table, like psql does. */
-export function formatTable(headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
-  const width = (s: string): number => [...s].reduce((w, ch) => w + (/[\u1100-\uffff]/.test(ch) ? 2 : 1), 0);
-  const widths = headers.map((h, i) => Math.max(width(h), ...rows.map((r) => width(r[i] ?? ''))));
-  const cell = (s: string, i: number): string => s + ' '.repeat((widths[i] ?? 0) - width(s));
-  const line = (cells: readonly string[]): string => ` ${cells.map(cell).join(' | ')}`.trimEnd();
-  return [line(headers), ` ${widths.map((w) => '-'.repeat(w)).join('-+-')}`, ...rows.map(line)].join('\n');
-}
-
 /** Prints `sync_summary` as a table. */
 export async function printSummary(db: pg.ClientBase, schema: string, out: Out): Promise<void> {
   const { rows } = await db.query<{ source: string; status: string; rows: string }>(
-    `SELECT source, status, rows::text FROM ${quoteIdent(schema)}.sync_summary ORDER BY source, status`,
+    statusSql(schema).summary,
+    [null],
   );
   out.write(`\n${schema}.sync_summary:\n`);
   out.write(
-    `${formatTable(
+    formatTable(
       ['source', 'status', 'rows'],
-      rows.map((r) => [r.source, r.status, Number(r.rows).toLocaleString('en-US')]),
-    )}\n`,
+      rows.map((r) => [r.source, r.status, formatCount(Number(r.rows))]),
+      'psql',
+    ),
   );
 }
 
 /** Prints a few rows of `sync_failures`, newest first but at most two per kind of error. */
 export async function printFailures(db: pg.ClientBase, schema: string, out: Out, limit = 6): Promise<void> {
-  const s = quoteIdent(schema);
+  const sql = statusSql(schema);
   const { rows } = await db.query<{ source: string; row_key: string; op: string; error: string | null }>(
-    `SELECT source, row_key::text, op, error
-       FROM (SELECT *, row_number() OVER (PARTITION BY source, error ORDER BY synced_at DESC) AS nth
-               FROM ${s}.sync_failures) f
-      WHERE nth <= 2 ORDER BY source, synced_at DESC LIMIT $1`,
+    sql.failureSample,
     [limit],
   );
-  const total = Number(
-    (await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${s}.sync_failures`)).rows[0]?.n ?? 0,
-  );
-  out.write(`\n${schema}.sync_failures (${rows.length} of ${total.toLocaleString('en-US')} rows):\n`);
+  const total = Number((await db.query<{ n: string }>(sql.failureCount)).rows[0]?.n ?? 0);
+  out.write(`\n${schema}.sync_failures (${rows.length} of ${formatCount(total)} rows):\n`);
   out.write(
-    `${formatTable(
+    formatTable(
       ['source', 'row_key', 'op', 'error'],
       rows.map((r) => [r.source, r.row_key, r.op, (r.error ?? '').slice(0, 100)]),
-    )}\n`,
+      'psql',
+    ),
   );
 }
 

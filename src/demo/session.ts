@@ -10,15 +10,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
-import { startDaemon, type Daemon } from '../cli/run.js';
+import { startDaemon, type Daemon } from '../daemon.js';
 import { BridgeError, errorMessage } from '../errors.js';
 import { createLogger } from '../ops/logger.js';
 import { startSimulator, type Simulator } from '../simulator/server.js';
+import { readSlot } from '../source/slot.js';
+import { statusSql } from '../status/sql.js';
 import { sleep } from '../util/backoff.js';
+import { formatCount } from '../util/format.js';
+import { formatLsn, parseLsn } from '../util/lsn.js';
 import { quoteIdent } from '../util/sql.js';
 import { findLocalBinDirs, startPostgres, type RunningPostgres } from '../util/throwaway-postgres.js';
 import * as sample from './crm-sample.js';
-import { Progress, formatCount } from './progress.js';
+import { Progress } from './progress.js';
 import { comparePlatform, printFailures, printSummary } from './report.js';
 import { Workload } from './workload.js';
 
@@ -192,7 +196,7 @@ export class DemoSession {
     });
     failure.catch(() => {});
     const snap = await monitor.query<{ rows: string | null }>(
-      `SELECT snapshot_rows::text AS rows FROM ${quoteIdent(sample.DEMO_STATUS_SCHEMA)}.bridge_state WHERE slot = $1`,
+      statusSql(sample.DEMO_STATUS_SCHEMA).snapshotState,
       [sample.DEMO_SLOT],
     );
     this.say(
@@ -262,16 +266,13 @@ export class DemoSession {
     const wait = async (): Promise<void> => {
       for (;;) {
         this.check();
-        const { rows } = await db.query<{ ok: boolean | null; confirmed: string | null }>(
-          `SELECT confirmed_flush_lsn >= $2::pg_lsn AS ok, confirmed_flush_lsn::text AS confirmed
-             FROM pg_replication_slots WHERE slot_name = $1`,
-          [sample.DEMO_SLOT, target],
-        );
-        if (rows[0]?.ok) return;
+        const slot = await readSlot(db, sample.DEMO_SLOT);
+        const confirmed = slot?.confirmedFlushLsn ?? null;
+        if (confirmed !== null && confirmed >= parseLsn(target)) return;
         if (Date.now() - t0 > timeoutMs)
           throw new BridgeError(
             'DEMO_CATCH_UP',
-            `the bridge did not catch up within ${timeoutMs / 1000} s (slot confirmed ${rows[0]?.confirmed ?? 'nothing'}, last write ${target})`,
+            `the bridge did not catch up within ${timeoutMs / 1000} s (slot confirmed ${confirmed === null ? 'nothing' : formatLsn(confirmed)}, last write ${target})`,
           );
         await sleep(250, this.interrupt.signal);
       }

@@ -3,7 +3,7 @@
  * state changes at warn. Failures of these listeners are logged, never thrown into the pipeline.
  */
 import type { Logger } from 'pino';
-import { listen, type BridgeEvents } from './events.js';
+import { listen, type BridgeEvents } from '../domain/events.js';
 
 /** Subscribes a logger to the bridge's events. */
 export function attachEventLogger(events: BridgeEvents, logger: Logger): void {

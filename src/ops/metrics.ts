@@ -5,7 +5,7 @@
  * unbounded cardinality.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { listen, type BridgeEvents } from './events.js';
+import { listen, type BridgeEvents } from '../domain/events.js';
 import { parseLsn } from '../util/lsn.js';
 
 const PREFIX = 'tuzhan_cdc_';

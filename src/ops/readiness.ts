@@ -3,7 +3,7 @@
  * does its job. Derived from the pipeline's events, so the ops server needs no handle on the
  * pipeline.
  */
-import { listen, type BridgeEvents } from './events.js';
+import { listen, type BridgeEvents } from '../domain/events.js';
 
 export interface Readiness {
   ready: boolean;

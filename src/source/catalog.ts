@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { Config, SourceConfig } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
+import { readSlot } from './slot.js';
 
 export interface Finding {
   check: string;
@@ -238,11 +239,7 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
   }
   findings.push(...(await checkPublicationTables(db, config, row.rolsuper)));
   findings.push(await checkStatusSchema(db, config.postgres.statusSchema, row.can_create || row.rolsuper));
-  const slot = await db.query<{ plugin: string; database: string; active: boolean }>(
-    `SELECT plugin, database, active FROM pg_replication_slots WHERE slot_name = $1`,
-    [config.postgres.slot],
-  );
-  const sl = slot.rows[0];
+  const sl = await readSlot(db, config.postgres.slot);
   const slotName = config.postgres.slot;
   if (!sl) {
     findings.push({ check: 'replication slot', ok: true, detail: `slot ${slotName} will be created` });

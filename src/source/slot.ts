@@ -7,6 +7,7 @@ import pg from 'pg';
 import type { SourceConfig } from '../config/types.js';
 import { SetupError } from '../errors.js';
 import { parseLsn } from '../util/lsn.js';
+import { RETRY, retry } from '../util/retry.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
@@ -28,34 +29,57 @@ export async function ensurePublication(
   }
 }
 
-export interface SlotInfo {
+/** Everything about a slot, as pg_replication_slots tells it. */
+export interface SlotState {
+  name: string;
   plugin: string;
+  /** The database the slot belongs to (slot names are server-wide). */
   database: string;
   active: boolean;
+  activePid: number | null;
   confirmedFlushLsn: bigint | null;
+  /** WAL the slot keeps: bytes from its confirmed position to the server's current position. */
+  lagBytes: number | null;
   /** reserved, extended, unreserved, or lost (the server removed WAL the slot needs). */
   walStatus: string | null;
+  /** Bytes that can still be written before the slot is in danger of `lost` (null: no limit). */
+  safeWalSize: number | null;
 }
 
-export async function slotInfo(db: Queryable, slot: string): Promise<SlotInfo | null> {
+/**
+ * The slot's whole state, or null when it does not exist: one query for the daemon, `check`,
+ * `status`, `teardown` and the demo. `to_jsonb(s)` reads the columns newer servers have
+ * (wal_status, safe_wal_size: PostgreSQL 13+) without failing where they are missing.
+ */
+export async function readSlot(db: Queryable, slot: string): Promise<SlotState | null> {
   const res = await db.query<{
     plugin: string;
     database: string;
     active: boolean;
-    confirmed_flush_lsn: string | null;
+    active_pid: number | null;
+    lsn: string | null;
+    lag: string | null;
     wal_status: string | null;
+    safe_wal_size: string | null;
   }>(
-    `SELECT plugin, database, active, confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = $1`,
+    `SELECT s.plugin, s.database, s.active, s.active_pid, s.confirmed_flush_lsn::text AS lsn,
+            pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::text AS lag,
+            to_jsonb(s) ->> 'wal_status' AS wal_status, to_jsonb(s) ->> 'safe_wal_size' AS safe_wal_size
+       FROM pg_replication_slots s WHERE s.slot_name = $1`,
     [slot],
   );
   const r = res.rows[0];
   if (!r) return null;
   return {
+    name: slot,
     plugin: r.plugin,
     database: r.database,
     active: r.active,
-    confirmedFlushLsn: r.confirmed_flush_lsn ? parseLsn(r.confirmed_flush_lsn) : null,
+    activePid: r.active_pid,
+    confirmedFlushLsn: r.lsn ? parseLsn(r.lsn) : null,
+    lagBytes: r.lag === null ? null : Number(r.lag),
     walStatus: r.wal_status,
+    safeWalSize: r.safe_wal_size === null ? null : Number(r.safe_wal_size),
   };
 }
 
@@ -112,18 +136,36 @@ export async function createSlotWithSnapshot(
 
 /** Drops the slot; waits for a walsender that is still letting go of it. */
 export async function dropSlot(db: Queryable, slot: string): Promise<boolean> {
-  for (let i = 0; ; i++) {
-    try {
-      const res = await db.query(
-        `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`,
-        [slot],
-      );
-      return (res.rowCount ?? 0) > 0;
-    } catch (err) {
-      if ((err as { code?: string }).code !== '55006' || i >= 50) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  const res = await whenSlotFree(() =>
+    db.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [
+      slot,
+    ]),
+  );
+  return (res.rowCount ?? 0) > 0;
+}
+
+/** Runs `fn` again while the slot is still held by a walsender letting go of it (55006). */
+export function whenSlotFree<T>(fn: () => Promise<T>): Promise<T> {
+  return retry(fn, {
+    policy: (err) => ((err as { code?: string }).code === '55006' ? RETRY.slotBusy : undefined),
+  });
+}
+
+/**
+ * Ends the slot's walsender and drops the slot. A bridge (or its standby) reconnects within
+ * moments and may hold the slot again before the drop: end whoever holds it until the drop wins.
+ */
+export async function terminateAndDropSlot(db: Queryable, slot: string): Promise<void> {
+  await whenSlotFree(async () => {
+    await db.query(
+      `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`,
+      [slot],
+    );
+    await db.query(
+      `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`,
+      [slot],
+    );
+  });
 }
 
 /**
@@ -136,18 +178,11 @@ export async function advanceSlot(
   lsn: bigint,
   fmt: (l: bigint) => string,
 ): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      await db.query(
-        `SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_replication_slots
-          WHERE slot_name = $1 AND confirmed_flush_lsn < $2::pg_lsn`,
-        [slot, fmt(lsn)],
-      );
-      return;
-    } catch (err) {
-      // 55006: the walsender has not released the slot yet.
-      if ((err as { code?: string }).code !== '55006' || i >= 50) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  await whenSlotFree(() =>
+    db.query(
+      `SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_replication_slots
+        WHERE slot_name = $1 AND confirmed_flush_lsn < $2::pg_lsn`,
+      [slot, fmt(lsn)],
+    ),
+  );
 }

@@ -1,6 +1,7 @@
 /**
- * The first-start snapshot: the rows that already exist, read in the snapshot exported by the
- * slot's creation (`SET TRANSACTION SNAPSHOT`), in chunks through a cursor so memory stays flat.
+ * Reading source tables: the snapshot (the rows that already exist, read in the snapshot exported by
+ * the slot's creation with `SET TRANSACTION SNAPSHOT`, in chunks through a cursor so memory stays
+ * flat), and single rows by key.
  */
 import type pg from 'pg';
 import type { SourceConfig } from '../config/types.js';
@@ -47,4 +48,21 @@ export async function readSnapshot(
     throw err;
   }
   return total;
+}
+
+/** The current values of a source row by key (unchanged TOAST values, `retry-failed`), or null when gone. */
+export async function readRowByKey(
+  db: Pick<pg.ClientBase, 'query'>,
+  schema: string,
+  table: string,
+  columns: readonly string[],
+  key: Record<string, unknown>,
+): Promise<Row | null> {
+  const keys = Object.keys(key);
+  const where = keys.map((k, i) => `${quoteIdent(k)} = $${i + 1}`).join(' AND ');
+  const res = await db.query<Row>(
+    `SELECT ${columns.map(quoteIdent).join(', ')} FROM ${quoteTable(schema, table)} WHERE ${where}`,
+    keys.map((k) => key[k]),
+  );
+  return res.rows[0] ?? null;
 }

@@ -11,7 +11,7 @@
  */
 import type pg from 'pg';
 import { formatLsn, parseLsn } from '../util/lsn.js';
-import { quoteIdent } from '../util/sql.js';
+import { statusSql, type StatusSql } from './sql.js';
 
 /** How a query is run with the status store's retries. */
 export type RetryingQuery = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
@@ -27,7 +27,7 @@ const LAST_SEQ = Number.MAX_SAFE_INTEGER;
 
 export class SentMark {
   private readonly marks = new Map<string, Position>();
-  private readonly table: string;
+  private readonly sql: StatusSql;
 
   constructor(
     private readonly pool: Pick<pg.Pool, 'query'>,
@@ -35,7 +35,7 @@ export class SentMark {
     private readonly slot: string,
     private readonly withRetry: RetryingQuery,
   ) {
-    this.table = `${quoteIdent(statusSchema)}.sent_position`;
+    this.sql = statusSql(statusSchema);
   }
 
   /** Whether a change of `source` at this position can never have reached the platform. */
@@ -49,10 +49,9 @@ export class SentMark {
    * none: then anything up to the server's current position may have been sent.
    */
   async load(sources: readonly string[], resuming: boolean): Promise<void> {
-    const res = await this.pool.query<{ source: string; lsn: string; seq: string }>(
-      `SELECT source, lsn::text AS lsn, seq::text AS seq FROM ${this.table} WHERE slot = $1`,
-      [this.slot],
-    );
+    const res = await this.pool.query<{ source: string; lsn: string; seq: string }>(this.sql.sentPositions, [
+      this.slot,
+    ]);
     this.marks.clear();
     for (const r of res.rows) this.marks.set(r.source, { lsn: parseLsn(r.lsn), seq: Number(r.seq) });
     const unknown = sources.filter((s) => !this.marks.has(s));
@@ -63,12 +62,7 @@ export class SentMark {
   async cover(source: string, lsn: bigint, seq: number): Promise<void> {
     if (!this.isFresh(source, lsn, seq)) return;
     await this.withRetry('recording the sent position', () =>
-      this.pool.query(
-        `INSERT INTO ${this.table} AS t (slot, source, lsn, seq) VALUES ($1, $2, $3::pg_lsn, $4)
-         ON CONFLICT (slot, source) DO UPDATE SET lsn = EXCLUDED.lsn, seq = EXCLUDED.seq
-          WHERE (t.lsn, t.seq) < (EXCLUDED.lsn, EXCLUDED.seq)`,
-        [this.slot, source, formatLsn(lsn), seq],
-      ),
+      this.pool.query(this.sql.coverSent, [this.slot, source, formatLsn(lsn), seq]),
     );
     if (this.isFresh(source, lsn, seq)) this.marks.set(source, { lsn, seq });
   }

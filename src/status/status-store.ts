@@ -7,12 +7,10 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { errorMessage, isConnectionLoss, isRetryablePgError } from '../errors.js';
-import type { RowStatus } from '../ops/events.js';
-import type { BatchResult } from '../tuzhan/client.js';
-import type { OptType } from '../tuzhan/types.js';
-import { backoffDelay, sleep } from '../util/backoff.js';
-import { formatLsn } from '../util/lsn.js';
-import { quoteIdent } from '../util/sql.js';
+import type { OptType, RowStatus } from '../domain/types.js';
+import { RETRY, retry } from '../util/retry.js';
+import { formatLsn, parseLsn } from '../util/lsn.js';
+import { statusSql, type StatusSql } from './sql.js';
 
 /** One row of sync_status. */
 export interface StatusRow {
@@ -41,57 +39,23 @@ export interface BatchRecord {
   durationMs: number;
 }
 
-/** The sync_batch row of a request the platform answered. */
-export function answeredBatch(
-  optType: OptType,
-  rows: number,
-  startedAt: Date,
-  r: Omit<BatchResult, 'outcomes'>,
-): BatchRecord {
-  return {
-    optType,
-    rows,
-    httpStatus: r.httpStatus,
-    code: r.code,
-    msg: r.msg,
-    apiStatus: r.apiStatus,
-    successNum: r.successNum,
-    failNum: r.failNum,
-    startedAt,
-    durationMs: r.durationMs,
-  };
-}
-
-/** The sync_batch row of a request the platform rejected as a whole. */
-export function rejectedBatch(
-  optType: OptType,
-  rows: number,
-  startedAt: Date,
-  err: { httpStatus: number; apiCode: string | undefined; message: string },
-): BatchRecord {
-  return {
-    optType,
-    rows,
-    httpStatus: err.httpStatus,
-    code: err.apiCode ?? null,
-    msg: err.message,
-    apiStatus: null,
-    successNum: 0,
-    failNum: rows,
-    startedAt,
-    durationMs: Date.now() - startedAt.getTime(),
-  };
-}
-
 export interface LastSent {
   op: OptType;
   status: RowStatus;
   payload: Record<string, unknown> | null;
 }
 
+/** A sync_status row in status `failed` (for `retry-failed`). */
+export interface FailedRow {
+  rowKey: string;
+  attempts: number;
+  lsn: bigint;
+  committedAt: Date;
+  payload: Record<string, unknown> | null;
+}
+
 export class StatusStore {
-  private readonly statusTable: string;
-  private readonly batchTable: string;
+  readonly sql: StatusSql;
   private closed = false;
 
   constructor(
@@ -101,8 +65,7 @@ export class StatusStore {
     /** Told of every failure that means the database is gone or going away (before the retry). */
     private readonly onConnectionLoss: (err: unknown) => void = () => {},
   ) {
-    this.statusTable = `${quoteIdent(statusSchema)}.sync_status`;
-    this.batchTable = `${quoteIdent(statusSchema)}.sync_batch`;
+    this.sql = statusSql(statusSchema);
   }
 
   close(): void {
@@ -125,7 +88,6 @@ export class StatusStore {
       e.lsns,
       e.committedAts,
     ];
-    let batchCte = '';
     if (batch) {
       params.push(
         batch.optType,
@@ -139,36 +101,21 @@ export class StatusStore {
         batch.startedAt,
         batch.durationMs,
       );
-      batchCte = `WITH b AS (
-        INSERT INTO ${this.batchTable}
-          (source, opt_type, rows, http_status, code, msg, api_status, success_num, fail_num, started_at, duration_ms)
-        VALUES ($1, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-        RETURNING id
-      )`;
     }
-    // Row i has key $2[i], payload $3[i] and the outcome tuple number $4[i] of the arrays $5..$10.
-    // An outcome never replaces that of a later change of the key: a replayed window may be cut
-    // into flushes differently, and a bridge that just lost its lock may still be finishing.
-    const sql = `${batchCte}
-      INSERT INTO ${this.statusTable}
-        (source, row_key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
-      SELECT $1, r.k, ($5::text[])[r.t], ($6::text[])[r.t], ($7::int[])[r.t], ($8::text[])[r.t],
-             ($9::pg_lsn[])[r.t], ($10::timestamptz[])[r.t], now(), NULLIF(r.p, 'null'::jsonb)
-        FROM ROWS FROM (jsonb_array_elements($2::jsonb), jsonb_array_elements($3::jsonb), unnest($4::int[]))
-          AS r(k, p, t)
-      ON CONFLICT (source, row_key) DO UPDATE SET
-        op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
-        lsn = EXCLUDED.lsn, committed_at = EXCLUDED.committed_at, synced_at = EXCLUDED.synced_at,
-        payload = EXCLUDED.payload
-      WHERE ${this.statusTable}.lsn IS NULL OR ${this.statusTable}.lsn <= EXCLUDED.lsn`;
+    const sql = this.sql.writeRequest(batch !== null);
     await this.withRetry('storing outcomes', () => this.pool.query(sql, params));
+  }
+
+  /** Records a TRUNCATE of a source table in sync_batch (opt_type `truncate`, no request). */
+  async recordTruncate(source: string, msg: string): Promise<void> {
+    await this.withRetry('recording a truncate', () =>
+      this.pool.query(this.sql.recordTruncate, [source, msg]),
+    );
   }
 
   /** Whether sync_status holds any row of the source (a source the bridge synced before). */
   async hasRows(source: string): Promise<boolean> {
-    const res = await this.withRetry('reading sync state', () =>
-      this.pool.query(`SELECT 1 FROM ${this.statusTable} WHERE source = $1 LIMIT 1`, [source]),
-    );
+    const res = await this.withRetry('reading sync state', () => this.pool.query(this.sql.hasRows, [source]));
     return (res.rowCount ?? 0) > 0;
   }
 
@@ -178,8 +125,7 @@ export class StatusStore {
     if (rowKeys.length === 0) return out;
     const res = await this.withRetry('reading sync state', () =>
       this.pool.query<{ k: string; op: OptType; status: RowStatus; payload: Record<string, unknown> | null }>(
-        `SELECT row_key::text AS k, op, status, payload FROM ${this.statusTable}
-          WHERE source = $1 AND row_key = ANY($2::jsonb[])`,
+        this.sql.lastSent,
         [source, rowKeys],
       ),
     );
@@ -191,42 +137,87 @@ export class StatusStore {
    * Keys of a source whose last outcome left groups on the platform (for `onTruncate: delete-all`),
    * page by page in key order.
    */
-  async *syncedKeys(
+  syncedKeys(
     source: string,
     pageSize = 1000,
   ): AsyncGenerator<Array<{ rowKey: string; payload: Record<string, unknown> }>> {
+    return this.pages(
+      source,
+      pageSize,
+      this.sql.syncedKeys,
+      (r: { k: string; payload: Record<string, unknown> }) => ({
+        rowKey: canonicalKey(r.k),
+        payload: r.payload,
+      }),
+    );
+  }
+
+  /** A source's failed rows, page by page in key order. */
+  failedRows(source: string, pageSize: number): AsyncGenerator<FailedRow[]> {
+    type R = {
+      k: string;
+      attempts: number;
+      lsn: string | null;
+      committed_at: Date | null;
+      payload: Record<string, unknown> | null;
+    };
+    return this.pages(source, pageSize, this.sql.failedRows, (r: R) => ({
+      rowKey: canonicalKey(r.k),
+      attempts: r.attempts,
+      lsn: r.lsn ? parseLsn(r.lsn) : 0n,
+      committedAt: r.committed_at ?? new Date(),
+      payload: r.payload,
+    }));
+  }
+
+  /** The newest failures of a source (at most `limit`), with their errors. */
+  async newestFailures(
+    source: string,
+    limit: number,
+  ): Promise<Array<{ rowKey: unknown; error: string | null }>> {
+    const res = await this.pool.query<{ row_key: unknown; error: string | null }>(this.sql.failures, [
+      source,
+      limit,
+    ]);
+    return res.rows.map((r) => ({ rowKey: r.row_key, error: r.error }));
+  }
+
+  /** Failed rows per source; empty when the status schema does not exist yet. */
+  async failedCounts(schemaName: string): Promise<Map<string, number>> {
+    const exists = await this.pool.query<{ ok: boolean }>(this.sql.exists, [schemaName]);
+    if (!exists.rows[0]?.ok) return new Map();
+    const res = await this.pool.query<{ source: string; n: string }>(this.sql.failedCounts);
+    return new Map(res.rows.map((r) => [r.source, Number(r.n)]));
+  }
+
+  /** Keyset paging over a statement taking ($1 source, $2 last key, $3 page size). */
+  private async *pages<R extends { k: string }, T>(
+    source: string,
+    pageSize: number,
+    sql: string,
+    map: (row: R) => T,
+  ): AsyncGenerator<T[]> {
     let after: string | null = null;
-    while (true) {
-      const res: pg.QueryResult<{ k: string; payload: Record<string, unknown> }> = await this.withRetry(
-        'reading synced keys',
-        () =>
-          this.pool.query(
-            `SELECT row_key::text AS k, payload FROM ${this.statusTable}
-              WHERE source = $1 AND op <> 'delete' AND status IN ('synced', 'accepted', 'retrying')
-                AND payload IS NOT NULL AND ($2::jsonb IS NULL OR row_key > $2::jsonb)
-              ORDER BY row_key LIMIT $3`,
-            [source, after, pageSize],
-          ),
+    for (;;) {
+      const res: pg.QueryResult<R> = await this.withRetry('reading sync state', () =>
+        this.pool.query<R>(sql, [source, after, pageSize]),
       );
       if (res.rows.length === 0) return;
-      yield res.rows.map((r) => ({ rowKey: canonicalKey(r.k), payload: r.payload }));
-      after = (res.rows[res.rows.length - 1] as { k: string }).k;
+      yield res.rows.map(map);
+      if (res.rows.length < pageSize) return;
+      after = (res.rows[res.rows.length - 1] as R).k;
     }
   }
 
   /** Runs a query, retrying connection-level failures with backoff until it succeeds or the store closes. */
   async withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (this.closed || !isRetryablePgError(err)) throw err;
-        if (isConnectionLoss(err)) this.onConnectionLoss(err);
-        const delayMs = backoffDelay(attempt, { baseMs: 200, maxMs: 10_000 });
-        this.logger.warn({ attempt, delayMs, err: errorMessage(err) }, `${what} failed; retrying`);
-        await sleep(delayMs);
-      }
-    }
+    return retry(fn, {
+      policy: (err) => (this.closed || !isRetryablePgError(err) ? undefined : RETRY.database),
+      onRetry: ({ attempt, error, delayMs }) => {
+        if (isConnectionLoss(error)) this.onConnectionLoss(error);
+        this.logger.warn({ attempt, delayMs, err: errorMessage(error) }, `${what} failed; retrying`);
+      },
+    });
   }
 }
 

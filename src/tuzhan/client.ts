@@ -7,8 +7,8 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import type { Config } from '../config/types.js';
-import { ApiAuthError, ApiRejectedError, ApiUnavailableError, BridgeError } from '../errors.js';
-import { backoffDelay, sleep } from '../util/backoff.js';
+import { ApiAuthError, ApiRejectedError, ApiUnavailableError, BridgeError, errorMessage } from '../errors.js';
+import { RETRY, retry } from '../util/retry.js';
 import {
   MAX_ROWS_PER_REQUEST,
   buildBody,
@@ -212,48 +212,42 @@ export class TuzhanClient {
   async send(params: PublicParams, rows: ApiRow[], opts: SendOptions = {}): Promise<BatchResult> {
     const { signal, onRetry } = opts;
     const o = this.options;
-    let attempt = 0;
+    const transient = { ...RETRY.platform, baseMs: o.retryBaseMs ?? 200, maxMs: o.retryMaxMs ?? 30_000 };
+    const auth = {
+      ...RETRY.platformAuth,
+      baseMs: o.authRetryBaseMs ?? 1000,
+      maxMs: o.authRetryMaxMs ?? 60_000,
+    };
     let authStreak = false;
-    for (;;) {
-      if (signal?.aborted) throw new RequestAbortedError();
-      try {
-        const result = await this.sendOnce(params, rows, { signal });
-        if (authStreak)
-          this.logger.info({ configKey: this.tokens.configKey }, 'platform accepts the credentials again');
-        return result;
-      } catch (err) {
-        if (signal?.aborted) throw new RequestAbortedError();
-        let delayMs: number;
+    const result = await retry(() => this.sendOnce(params, rows, { signal }), {
+      policy: (err) =>
+        err instanceof ApiUnavailableError ? transient : err instanceof ApiAuthError ? auth : undefined,
+      signal,
+      onAbort: () => new RequestAbortedError(),
+      minDelayMs: (err) =>
+        err instanceof ApiUnavailableError && err.retryAfterMs !== undefined
+          ? Math.min(err.retryAfterMs, o.retryAfterMaxMs ?? 300_000)
+          : undefined,
+      onRetry: async ({ attempt, error, delayMs }) => {
+        const err = error as ApiUnavailableError | ApiAuthError;
         if (err instanceof ApiUnavailableError) {
-          attempt += 1;
-          delayMs = backoffDelay(attempt, { baseMs: o.retryBaseMs ?? 200, maxMs: o.retryMaxMs ?? 30_000 });
-          if (err.retryAfterMs !== undefined) {
-            delayMs = Math.max(delayMs, Math.min(err.retryAfterMs, o.retryAfterMaxMs ?? 300_000));
-          }
           this.logger.warn(
             { attempt, delayMs, httpStatus: err.httpStatus, rows: rows.length, err: err.message },
             'platform unavailable; retrying',
           );
-        } else if (err instanceof ApiAuthError) {
-          attempt += 1;
-          delayMs = backoffDelay(attempt, {
-            baseMs: o.authRetryBaseMs ?? 1000,
-            maxMs: o.authRetryMaxMs ?? 60_000,
-          });
-          if (!authStreak) {
-            authStreak = true;
-            this.logger.error(
-              { configKey: err.configKey, httpStatus: err.httpStatus, code: err.apiCode, err: err.message },
-              `the platform refuses the credentials: fix ${err.configKey}; sending is paused and retried`,
-            );
-          }
-        } else {
-          throw err;
+        } else if (!authStreak) {
+          authStreak = true;
+          this.logger.error(
+            { configKey: err.configKey, httpStatus: err.httpStatus, code: err.apiCode, err: err.message },
+            `the platform refuses the credentials: fix ${err.configKey}; sending is paused and retried`,
+          );
         }
         await onRetry?.({ attempt, error: err, delayMs });
-        await sleep(delayMs, signal);
-      }
-    }
+      },
+    });
+    if (authStreak)
+      this.logger.info({ configKey: this.tokens.configKey }, 'platform accepts the credentials again');
+    return result;
   }
 
   /**
@@ -269,7 +263,11 @@ export class TuzhanClient {
     } catch (err) {
       if (err instanceof ApiAuthError)
         return { reachable: true, tokenAccepted: false, detail: this.clean(err.message) };
-      return { reachable: false, tokenAccepted: false, detail: this.clean(errorMessageOf(err)) };
+      return {
+        reachable: false,
+        tokenAccepted: false,
+        detail: this.clean(errorMessage(err, { code: true })),
+      };
     }
     const probe = JSON.stringify({ publicParams: { isMatching: false, optType: 'add' }, data: [] });
     try {
@@ -294,7 +292,11 @@ export class TuzhanClient {
           return { reachable: true, tokenAccepted: true, detail: `${base}: token accepted` };
       }
     } catch (err) {
-      return { reachable: false, tokenAccepted: false, detail: this.clean(errorMessageOf(err)) };
+      return {
+        reachable: false,
+        tokenAccepted: false,
+        detail: this.clean(errorMessage(err, { code: true })),
+      };
     }
   }
 
@@ -335,7 +337,9 @@ export class TuzhanClient {
           text = await res.body.text();
         } catch (err) {
           if (signal?.aborted) throw new RequestAbortedError();
-          const why = timeout.aborted ? `no answer within ${this.config.timeoutMs} ms` : errorMessageOf(err);
+          const why = timeout.aborted
+            ? `no answer within ${this.config.timeoutMs} ms`
+            : errorMessage(err, { code: true });
           throw new ApiUnavailableError(`platform unreachable: ${this.clean(why)}`, undefined, undefined);
         }
         let body: BatchAddResponse | undefined;
@@ -356,12 +360,4 @@ export class TuzhanClient {
       throw err;
     }
   }
-}
-
-function errorMessageOf(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return typeof code === 'string' ? `${code}: ${err.message}` : err.message;
-  }
-  return String(err);
 }

@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
-import { ApiAuthError, ApiUnavailableError } from '../errors.js';
+import { ApiAuthError, ApiUnavailableError, errorMessage } from '../errors.js';
 import { redact } from './outcomes.js';
 
 export const TOKEN_PATH = '/api/open/app/getOrgAccessToken';
@@ -115,7 +115,10 @@ export class TokenManager {
       text = await res.body.text();
     } catch (err) {
       // The URL carries the secret in its query: never let the raw error (or its cause) escape.
-      const message = redact(`token endpoint unreachable: ${errorText(err)}`, this.secrets());
+      const message = redact(
+        `token endpoint unreachable: ${errorMessage(err, { code: true })}`,
+        this.secrets(),
+      );
       throw new ApiUnavailableError(message, undefined, undefined);
     }
     let body: { code?: unknown; msg?: unknown; data?: Record<string, unknown> | null } | undefined;
@@ -157,12 +160,4 @@ export class TokenManager {
     );
     return token;
   }
-}
-
-function errorText(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return `${err.name}${typeof code === 'string' ? ` ${code}` : ''}: ${err.message}`;
-  }
-  return String(err);
 }

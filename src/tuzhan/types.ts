@@ -1,7 +1,9 @@
 /** The platform's wire format (SPEC section 2, shared/reference/): what the client sends and reads. */
 import type { AccurateMatchType, IdentityField } from '../config/types.js';
 
-export type OptType = 'add' | 'update' | 'delete';
+import type { OptType } from '../domain/types.js';
+
+export type { OptType } from '../domain/types.js';
 
 export interface PublicParams {
   isMatching: boolean;

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { expect } from 'vitest';
-import { Bridge } from '../../src/bridge.js';
+import { Bridge } from '../../src/pipeline/supervisor.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import type { Config } from '../../src/config/types.js';
 import { createLogger, silentLogger } from '../../src/ops/logger.js';

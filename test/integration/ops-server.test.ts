@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createBridgeEvents, listen, type BridgeEvents } from '../../src/ops/events.js';
+import { createBridgeEvents, listen, type BridgeEvents } from '../../src/domain/events.js';
 import { Metrics } from '../../src/ops/metrics.js';
 import { ReadinessTracker, type ReadinessOptions } from '../../src/ops/readiness.js';
 import { startOpsServer, type OpsServer } from '../../src/ops/ops-server.js';

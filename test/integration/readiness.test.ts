@@ -3,7 +3,7 @@
  * credentials, for longer than `tuzhan.notReadyAfterMs` is not ready, and says why.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type Daemon } from '../../src/cli/run.js';
+import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/ops/logger.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { freePort } from '../../src/util/throwaway-postgres.js';

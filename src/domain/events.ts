@@ -3,9 +3,9 @@
  * the daemon: `listen` wraps every listener.
  */
 import { EventEmitter } from 'node:events';
-import type { OptType } from '../tuzhan/types.js';
+import type { OptType, RowStatus } from './types.js';
 
-export type RowStatus = 'synced' | 'failed' | 'retrying' | 'accepted' | 'skipped';
+export type { RowStatus } from './types.js';
 
 export interface BridgeEventMap {
   /** One API request finished (any outcome). */

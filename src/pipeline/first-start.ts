@@ -11,17 +11,16 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { Batcher } from './batching/batcher.js';
-import type { SourceRuntime } from './batching/dispatcher.js';
-import type { Config } from './config/types.js';
-import { SetupError } from './errors.js';
+import type { Batcher } from '../batching/batcher.js';
+import type { SourceRuntime } from '../domain/types.js';
+import type { Config } from '../config/types.js';
+import { SetupError } from '../errors.js';
 import { syncFromSnapshot } from './snapshot-sync.js';
-import { createSlotWithSnapshot, dropSlot, slotInfo } from './source/slot.js';
-import type { SentMark } from './status/sent-mark.js';
-import type { StatusStore } from './status/status-store.js';
-import { formatLsn } from './util/lsn.js';
-import { pgClientConfig } from './util/pg-connection.js';
-import { quoteIdent } from './util/sql.js';
+import { createSlotWithSnapshot, dropSlot, readSlot } from '../source/slot.js';
+import type { SentMark } from '../status/sent-mark.js';
+import type { StatusStore } from '../status/status-store.js';
+import { formatLsn } from '../util/lsn.js';
+import { pgClientConfig } from '../util/pg-connection.js';
 
 export interface PrepareSlotOptions {
   pool: pg.Pool;
@@ -33,6 +32,8 @@ export interface PrepareSlotOptions {
   logger: Logger;
   /** `run --resync`: a new slot and a full re-sync, whatever state the old slot is in. */
   resync?: boolean;
+  /** Aborted when the bridge stops: the snapshot stops reading. */
+  signal?: AbortSignal;
 }
 
 /** The remedy for a slot whose changes are lost, as the operator types it. */
@@ -50,8 +51,8 @@ export function slotLostError(slot: string, what: string): SetupError {
 export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
   const { slot, statusSchema, onSlotLost } = o.config.postgres;
   const sources = o.config.sources.map((s) => s.name);
-  const stateTable = `${quoteIdent(statusSchema)}.bridge_state`;
-  const info = await slotInfo(o.pool, slot);
+  const sql = o.store.sql;
+  const info = await readSlot(o.pool, slot);
   const currentDb = (await o.pool.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db;
   if (info && info.database !== currentDb) {
     throw new SetupError(
@@ -59,10 +60,7 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
       `replication slot ${slot} belongs to database ${info.database}; choose another postgres.slot`,
     );
   }
-  const state = await o.pool.query<{ done: boolean }>(
-    `SELECT snapshot_done_at IS NOT NULL AS done FROM ${stateTable} WHERE slot = $1`,
-    [slot],
-  );
+  const state = await o.pool.query<{ done: boolean }>(sql.snapshotState, [slot]);
   const synced = state.rows[0]?.done === true;
 
   let reason: string;
@@ -95,12 +93,7 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
   const started = Date.now();
   let rows = 0;
   try {
-    await o.pool.query(
-      `INSERT INTO ${stateTable} (slot, snapshot_lsn, snapshot_started_at, snapshot_reason) VALUES ($1, $2, now(), $3)
-       ON CONFLICT (slot) DO UPDATE SET snapshot_lsn = EXCLUDED.snapshot_lsn, snapshot_started_at = now(),
-         snapshot_done_at = NULL, snapshot_rows = NULL, snapshot_reason = EXCLUDED.snapshot_reason`,
-      [slot, formatLsn(created.consistentPoint), reason],
-    );
+    await o.pool.query(sql.snapshotStarted, [slot, formatLsn(created.consistentPoint), reason]);
     o.logger.info(
       { slot, consistentPoint: formatLsn(created.consistentPoint), reason },
       'slot created; reading the snapshot',
@@ -113,16 +106,14 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
         runtimes: o.runtimes,
         batcher: o.batcher,
         logger: o.logger,
+        signal: o.signal,
       },
       created,
     );
   } finally {
     await created.connection.end().catch(() => {});
   }
-  await o.pool.query(
-    `UPDATE ${stateTable} SET snapshot_done_at = now(), snapshot_rows = $2 WHERE slot = $1`,
-    [slot, rows],
-  );
+  await o.pool.query(sql.snapshotDone, [slot, rows]);
   const seconds = (Date.now() - started) / 1000;
   o.logger.info(
     { slot, rows, seconds, rowsPerSec: Math.round(rows / Math.max(seconds, 0.001)), reason },

@@ -11,14 +11,17 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { Batcher } from './batching/batcher.js';
-import { imageFromPayload, type SourceRuntime } from './batching/dispatcher.js';
-import type { Before, SourceChange } from './mapping/changes.js';
-import type { Image, RowKey } from './mapping/source-mapper.js';
-import type { CreatedSlot } from './source/slot.js';
-import { readSnapshot } from './source/snapshot.js';
-import { canonicalKey, type LastSent, type StatusStore } from './status/status-store.js';
-import { guardCheckedOut, quoteIdent, quoteTable } from './util/sql.js';
+import type { Batcher } from '../batching/batcher.js';
+import type { SourceRuntime } from '../domain/types.js';
+import { BridgeError } from '../errors.js';
+import { imageFromPayload } from '../tuzhan/rows.js';
+import type { Before, SourceChange } from '../mapping/changes.js';
+import type { Image, RowKey } from '../mapping/source-mapper.js';
+import type { CreatedSlot } from '../source/slot.js';
+import { readSnapshot } from '../source/snapshot.js';
+import { canonicalKey, type LastSent, type StatusStore } from '../status/status-store.js';
+import { statusSql } from '../status/sql.js';
+import { guardCheckedOut } from '../util/sql.js';
 
 export interface SnapshotSyncOptions {
   pool: pg.Pool;
@@ -27,6 +30,8 @@ export interface SnapshotSyncOptions {
   runtimes: ReadonlyMap<string, SourceRuntime>;
   batcher: Batcher;
   logger: Logger;
+  /** Aborted when the bridge stops: reading stops (the next start takes a new snapshot). */
+  signal?: AbortSignal;
 }
 
 /** The snapshot's rows are not held by a transaction: nothing to confirm before the consistent point. */
@@ -39,6 +44,7 @@ export async function syncFromSnapshot(o: SnapshotSyncOptions, created: CreatedS
   const commitTime = new Date();
   let seq = 0;
   const add = async (rt: SourceRuntime, change: SourceChange): Promise<void> => {
+    if (o.signal?.aborted) throw new BridgeError('STOPPED', 'stopped during the snapshot');
     o.batcher.add(rt.config.name, change, lsn, seq++, commitTime, NO_HOLDER);
     if (o.batcher.full) await o.batcher.waitForRoom();
   };
@@ -120,15 +126,8 @@ async function* staleKeys(
   rt: SourceRuntime,
 ): AsyncGenerator<Array<{ key: RowKey; image: Image }>> {
   const keyColumns = rt.mapper.keyColumns;
-  // $1 source, $2 the page's last key, $3.. the key columns' names in row_key.
-  const matches = keyColumns
-    .map((c, i) => `t.${quoteIdent(c)} = (s.row_key ->> $${i + 3}::text)::${rt.keyTypes[i] ?? 'text'}`)
-    .join(' AND ');
-  const sql = `SELECT s.row_key::text AS k, s.payload FROM ${quoteIdent(statusSchema)}.sync_status s
-     WHERE s.source = $1 AND ($2::jsonb IS NULL OR s.row_key > $2::jsonb)
-       AND s.op <> 'delete' AND s.status IN ('synced', 'accepted', 'retrying') AND s.payload IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM ${quoteTable(rt.config.schema, rt.config.tableName)} t WHERE ${matches})
-     ORDER BY s.row_key LIMIT ${STALE_PAGE}`;
+  const table = { schema: rt.config.schema, name: rt.config.tableName };
+  const sql = statusSql(statusSchema).staleKeys(table, keyColumns, rt.keyTypes, STALE_PAGE);
   let after: string | null = null;
   for (;;) {
     const res: pg.QueryResult<{ k: string; payload: Record<string, unknown> }> = await client.query(sql, [

@@ -1,0 +1,102 @@
+/**
+ * What the dispatcher (and `retry-failed`) hand to delivery: one request's rows, each an operation
+ * on one customer that speaks for one or more source keys. Declared here, where the rows are
+ * built; the delivery unit (src/delivery/) implements `Deliverer`.
+ */
+import type { SourceConfig, SourceMode } from '../config/types.js';
+import { IDENTITY_FIELDS } from '../config/types.js';
+import type { OptType, RowStatus } from '../domain/types.js';
+import type { Identity } from '../mapping/source-mapper.js';
+import type { Part } from './coalesce.js';
+
+/** A source key's change, as its outcome is stored. */
+export interface KeyChange {
+  /** Canonical JSON of the key columns (sync_status.row_key). */
+  rowKey: string;
+  lsn: bigint;
+  committedAt: Date;
+  /** Attempts made for this change before (`retry-failed` adds to the stored count). */
+  priorAttempts: number;
+  /** Shared by a change's parts: once one of them fails, the others record `failed` too. */
+  failure?: string;
+}
+
+/** A key's contribution to a row: its operation and the groups it brings (its stored payload). */
+export interface DeliveryItem {
+  change: KeyChange;
+  op: OptType;
+  groups: readonly string[];
+}
+
+/** One API row: an operation on one customer, for the keys it carries. */
+export interface DeliveryRow {
+  identity: Identity;
+  groups: readonly string[];
+  items: DeliveryItem[];
+}
+
+export interface DeliveryRequest {
+  source: SourceConfig;
+  op: OptType;
+  rows: DeliveryRow[];
+  /** `daemon`: retry the platform forever; `command`: a few tries (an operator waits). */
+  policy: 'daemon' | 'command';
+  /** Aborts retries (a forced stop). */
+  signal?: AbortSignal;
+}
+
+/** An outcome decided without sending (skipped, unmappable). */
+export interface LocalOutcome {
+  change: KeyChange;
+  op: OptType;
+  status: RowStatus;
+  error: string | null;
+}
+
+export interface Deliverer {
+  /** Sends, retries by policy, bisects a whole-batch rejection, stores outcomes; each row's status. */
+  deliver(request: DeliveryRequest): Promise<RowStatus[]>;
+  /** Stores outcomes decided locally. */
+  record(source: string, outcomes: readonly LocalOutcome[]): Promise<void>;
+}
+
+/**
+ * The rows of a flush (or a retry) per operation. Membership rows of one customer and operation are
+ * merged into one API row (their groups joined), as SPEC section 3 asks; row mode sends one row per
+ * key and part.
+ */
+export function requestRows(
+  mode: SourceMode,
+  planned: Iterable<{ change: KeyChange; parts: readonly Part[] }>,
+): Map<OptType, DeliveryRow[]> {
+  const byOp = new Map<OptType, DeliveryRow[]>();
+  const merged = mode === 'membership' ? new Map<string, DeliveryRow>() : undefined;
+  for (const { change, parts } of planned) {
+    for (const part of parts) {
+      const item: DeliveryItem = { change, op: part.op, groups: part.groups };
+      const mergeKey = merged ? `${part.op}\u0001${identityKey(part.identity)}` : undefined;
+      const existing = mergeKey === undefined ? undefined : merged?.get(mergeKey);
+      if (existing) {
+        existing.groups = unionGroups(existing.groups, part.groups);
+        existing.items.push(item);
+        continue;
+      }
+      const row = { identity: part.identity, groups: part.groups, items: [item] };
+      if (mergeKey !== undefined) merged?.set(mergeKey, row);
+      let rows = byOp.get(part.op);
+      if (!rows) byOp.set(part.op, (rows = []));
+      rows.push(row);
+    }
+  }
+  return byOp;
+}
+
+/** One text per customer identity: membership rows of one customer merge on it. */
+export function identityKey(identity: Identity): string {
+  return IDENTITY_FIELDS.map((f) => identity[f] ?? '').join('\u0000');
+}
+
+/** The union of two group lists, order kept. */
+function unionGroups(a: readonly string[], b: readonly string[]): string[] {
+  return [...new Set([...a, ...b])];
+}

@@ -1,0 +1,309 @@
+/**
+ * The one place that delivers (issue 10; Sequin's `handle_batch`): given a source, an operation and
+ * its rows, it sends them, retries by policy, splits a batch the platform rejects as a whole in
+ * halves until the bad rows are isolated, and stores each source key's outcome with the request's
+ * sync_batch row, in one statement per request. The dispatcher (stream, snapshot, backfill, TRUNCATE)
+ * and `retry-failed` all deliver through it.
+ */
+import type { BridgeEventMap, BridgeEvents } from '../domain/events.js';
+import type { OptType, RowStatus } from '../domain/types.js';
+import { ApiRejectedError, ApiUnavailableError, type BridgeError, errorMessage } from '../errors.js';
+import type {
+  DeliveryItem,
+  Deliverer,
+  DeliveryRequest,
+  DeliveryRow,
+  KeyChange,
+  LocalOutcome,
+} from '../batching/requests.js';
+import type { BatchRecord, StatusRow } from '../status/status-store.js';
+import type { BatchResult } from '../tuzhan/client.js';
+import { apiRow, publicParams } from '../tuzhan/rows.js';
+import type { ApiRow, PublicParams, RowOutcome } from '../tuzhan/types.js';
+import { RETRY, retry } from '../util/retry.js';
+
+/** The platform client as delivery uses it (TuzhanClient). */
+export interface PlatformSender {
+  /** One request; throws ApiUnavailableError, ApiAuthError or ApiRejectedError. */
+  sendOnce(params: PublicParams, rows: ApiRow[], options: { signal?: AbortSignal }): Promise<BatchResult>;
+  /** `sendOnce` until the platform answers about the rows (transient and auth failures retried forever). */
+  send(
+    params: PublicParams,
+    rows: ApiRow[],
+    options: {
+      signal?: AbortSignal;
+      onRetry?: (info: { attempt: number; error: BridgeError; delayMs: number }) => void | Promise<void>;
+    },
+  ): Promise<BatchResult>;
+}
+
+/** Where outcomes go (StatusStore). */
+export interface OutcomeStore {
+  writeRequest(source: string, batch: BatchRecord | null, rows: readonly StatusRow[]): Promise<void>;
+}
+
+export interface DeliveryOptions {
+  sender: PlatformSender;
+  store: OutcomeStore;
+  events?: BridgeEvents;
+}
+
+export class Delivery implements Deliverer {
+  constructor(private readonly o: DeliveryOptions) {}
+
+  async deliver(req: DeliveryRequest): Promise<RowStatus[]> {
+    const statuses = new Array<RowStatus>(req.rows.length);
+    await this.send(req, req.rows, statuses, 0);
+    return statuses;
+  }
+
+  async record(source: string, outcomes: readonly LocalOutcome[]): Promise<void> {
+    if (outcomes.length === 0) return;
+    await this.o.store.writeRequest(
+      source,
+      null,
+      outcomes.map((l) => ({
+        rowKey: l.change.rowKey,
+        op: l.op,
+        status: l.status,
+        attempts: l.change.priorAttempts,
+        error: l.error,
+        lsn: l.change.lsn,
+        committedAt: l.change.committedAt,
+        payload: null,
+      })),
+    );
+    for (const l of outcomes) this.emit('rows', { source, op: l.op, status: l.status, count: 1 });
+  }
+
+  /** Sends `rows` (a slice of the request, at `offset`), bisecting on a whole-batch rejection. */
+  private async send(
+    req: DeliveryRequest,
+    rows: DeliveryRow[],
+    out: RowStatus[],
+    offset: number,
+  ): Promise<void> {
+    const source = req.source.name;
+    const { op } = req;
+    const params = publicParams(req.source.match, op);
+    const api = rows.map((r) => apiRow(req.source.match, r.identity, r.groups));
+    const startedAt = new Date();
+    let tries = 1;
+    let result: BatchResult;
+    try {
+      result =
+        req.policy === 'daemon'
+          ? await this.o.sender.send(params, api, {
+              signal: req.signal,
+              onRetry: async ({ attempt, error, delayMs }) => {
+                tries = attempt + 1;
+                this.retried(source, op, rows.length, error, attempt, delayMs);
+                // The first failed try makes the rows `retrying` in sync_status (SPEC section 6).
+                if (attempt === 1)
+                  await this.o.store.writeRequest(
+                    source,
+                    null,
+                    this.statusRows(req, rows, () => ({ status: 'retrying', error: errorMessage(error) }), 1),
+                  );
+              },
+            })
+          : await retry(
+              (attempt) => {
+                tries = attempt;
+                return this.o.sender.sendOnce(params, api, { signal: req.signal });
+              },
+              {
+                policy: (err) => (err instanceof ApiUnavailableError ? RETRY.command : undefined),
+                signal: req.signal,
+              },
+            );
+    } catch (err) {
+      if (!(err instanceof ApiRejectedError)) throw err;
+      this.emit('request', {
+        source,
+        optType: op,
+        rows: rows.length,
+        outcome: 'rejected',
+        httpStatus: err.httpStatus,
+        code: err.apiCode,
+        durationMs: Date.now() - startedAt.getTime(),
+      });
+      const alone = rows.length === 1;
+      const reason = `rejected by the platform: ${err.message}`;
+      await this.o.store.writeRequest(
+        source,
+        rejectedBatch(op, rows.length, startedAt, err),
+        alone ? this.statusRows(req, rows, () => ({ status: 'failed', error: reason }), tries) : [],
+      );
+      if (alone) {
+        out[offset] = 'failed';
+        this.countOutcomes(source, op, rows, () => 'failed');
+        return;
+      }
+      this.emit('retry', { source, reason: 'rejected-split', attempt: tries, delayMs: 0 });
+      const half = Math.ceil(rows.length / 2);
+      await this.send(req, rows.slice(0, half), out, offset);
+      await this.send(req, rows.slice(half), out, offset + half);
+      return;
+    }
+
+    const outcomeOf = (i: number): RowOutcome => result.outcomes[i] ?? { status: 'synced' };
+    this.emit('apiReachable', true);
+    this.emit('request', {
+      source,
+      optType: op,
+      rows: rows.length,
+      outcome: result.outcomes.every((o) => o.status === 'synced') ? 'ok' : 'partial',
+      httpStatus: result.httpStatus,
+      code: result.code,
+      durationMs: result.durationMs,
+    });
+    await this.o.store.writeRequest(
+      source,
+      answeredBatch(op, rows.length, startedAt, result),
+      this.statusRows(
+        req,
+        rows,
+        (i) => {
+          const o = outcomeOf(i);
+          return o.status === 'failed'
+            ? { status: 'failed', error: o.error }
+            : { status: o.status, error: null };
+        },
+        tries,
+      ),
+    );
+    rows.forEach((_, i) => (out[offset + i] = outcomeOf(i).status));
+    this.countOutcomes(source, op, rows, (i) => outcomeOf(i).status);
+  }
+
+  private retried(
+    source: string,
+    op: OptType,
+    rows: number,
+    error: BridgeError,
+    attempt: number,
+    delayMs: number,
+  ): void {
+    const httpStatus = (error as { httpStatus?: number }).httpStatus;
+    const auth = error.code === 'API_AUTH';
+    // Any HTTP answer means the platform is reachable; a network error or timeout does not.
+    this.emit('apiReachable', httpStatus !== undefined);
+    this.emit('retry', { source, reason: auth ? 'auth' : 'transient', attempt, delayMs });
+    this.emit('request', {
+      source,
+      optType: op,
+      rows,
+      outcome: auth ? 'auth' : 'transient',
+      durationMs: 0,
+      httpStatus,
+    });
+  }
+
+  /**
+   * sync_status rows for the keys the rows carry: one per key (a key can put several rows into one
+   * request: row mode clears each old identity with its own `delete`), with its last row's payload.
+   */
+  private statusRows(
+    req: DeliveryRequest,
+    rows: readonly DeliveryRow[],
+    outcome: (i: number) => { status: RowStatus; error: string | null },
+    tries: number,
+  ): StatusRow[] {
+    const out: StatusRow[] = [];
+    const at = new Map<KeyChange, number>();
+    rows.forEach((r, i) => {
+      const o = outcome(i);
+      for (const item of r.items) {
+        const c = item.change;
+        if (o.status === 'failed' && !c.failure) c.failure = o.error ?? 'failed';
+        const failure = o.status !== 'retrying' ? c.failure : undefined;
+        const row: StatusRow = {
+          rowKey: c.rowKey,
+          op: item.op,
+          status: failure ? 'failed' : o.status,
+          attempts: c.priorAttempts + tries,
+          error: failure ?? o.error,
+          lsn: c.lsn,
+          committedAt: c.committedAt,
+          payload: payloadOf(req, r, item),
+        };
+        const seen = at.get(c);
+        if (seen === undefined) at.set(c, out.push(row) - 1);
+        else out[seen] = row;
+      }
+    });
+    return out;
+  }
+
+  /** Counts the request's keys by status (a request carries one operation). */
+  private countOutcomes(
+    source: string,
+    op: OptType,
+    rows: readonly DeliveryRow[],
+    status: (i: number) => RowStatus,
+  ): void {
+    const last = new Map<KeyChange, RowStatus>();
+    rows.forEach((r, i) => {
+      for (const item of r.items) last.set(item.change, item.change.failure ? 'failed' : status(i));
+    });
+    const counts = new Map<RowStatus, number>();
+    for (const s of last.values()) counts.set(s, (counts.get(s) ?? 0) + 1);
+    for (const [st, n] of counts) this.emit('rows', { source, op, status: st, count: n });
+  }
+
+  private emit<K extends keyof BridgeEventMap>(name: K, ...args: BridgeEventMap[K]): void {
+    (this.o.events?.emit as ((n: K, ...a: BridgeEventMap[K]) => boolean) | undefined)?.call(
+      this.o.events,
+      name,
+      ...args,
+    );
+  }
+}
+
+/** What a key contributed to a row: its stored payload (not the merged row). */
+function payloadOf(req: DeliveryRequest, row: DeliveryRow, item: DeliveryItem): ApiRow {
+  return apiRow(req.source.match, row.identity, item.groups);
+}
+
+/** The sync_batch row of a request the platform answered. */
+export function answeredBatch(
+  optType: OptType,
+  rows: number,
+  startedAt: Date,
+  r: Omit<BatchResult, 'outcomes'>,
+): BatchRecord {
+  return {
+    optType,
+    rows,
+    httpStatus: r.httpStatus,
+    code: r.code,
+    msg: r.msg,
+    apiStatus: r.apiStatus,
+    successNum: r.successNum,
+    failNum: r.failNum,
+    startedAt,
+    durationMs: r.durationMs,
+  };
+}
+
+/** The sync_batch row of a request the platform rejected as a whole. */
+export function rejectedBatch(
+  optType: OptType,
+  rows: number,
+  startedAt: Date,
+  err: { httpStatus: number; apiCode: string | undefined; message: string },
+): BatchRecord {
+  return {
+    optType,
+    rows,
+    httpStatus: err.httpStatus,
+    code: err.apiCode ?? null,
+    msg: err.message,
+    apiStatus: null,
+    successNum: 0,
+    failNum: rows,
+    startedAt,
+    durationMs: Date.now() - startedAt.getTime(),
+  };
+}

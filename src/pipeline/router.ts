@@ -1,0 +1,135 @@
+/**
+ * pgoutput messages -> sources. Tracks each transaction from BEGIN to COMMIT for the position
+ * tracker, numbers its row changes (a change's position, the same on every replay), hands each row
+ * change of a source table to the buffers, checks relation messages against the mapped columns, and
+ * handles TRUNCATE. Returns a promise only when the stream must wait (backpressure, TRUNCATE).
+ */
+import type { Logger } from 'pino';
+import type { Batcher } from '../batching/batcher.js';
+import type { Relation, ChangeMessage } from '../decode/pgoutput.js';
+import type { SourceRuntime } from '../domain/types.js';
+import { SetupError } from '../errors.js';
+import { toSourceChanges } from '../mapping/changes.js';
+import { mappedColumns } from '../source/catalog.js';
+import type { PositionTracker, Tx } from '../status/positions.js';
+import type { StatusStore } from '../status/status-store.js';
+import { imageFromPayload } from '../tuzhan/rows.js';
+import { formatLsn } from '../util/lsn.js';
+import { RESYNC_REMEDY } from './first-start.js';
+
+export interface RouterOptions {
+  runtimes: ReadonlyMap<string, SourceRuntime>;
+  batcher: Batcher;
+  store: StatusStore;
+  tracker: () => PositionTracker;
+  logger: Logger;
+}
+
+export class Router {
+  private readonly byTable = new Map<string, SourceRuntime>();
+  /** byTable by the decoder's relation objects (one per relation message), saving a string per row. */
+  private readonly byRelation = new WeakMap<Relation, SourceRuntime | null>();
+  private tx: Tx | undefined;
+  /** Row changes seen so far in the current transaction: a change's index, the same on replay. */
+  private txSeq = 0;
+
+  constructor(private readonly o: RouterOptions) {
+    for (const rt of o.runtimes.values()) this.byTable.set(`${rt.config.schema}.${rt.config.tableName}`, rt);
+  }
+
+  /** Whether a transaction's BEGIN came and its COMMIT not yet. */
+  get inTransaction(): boolean {
+    return this.tx !== undefined;
+  }
+
+  /** Forgets the open transaction (the connection that carried it is gone). */
+  reset(): void {
+    this.tx = undefined;
+  }
+
+  handle(msg: ChangeMessage): Promise<void> | void {
+    switch (msg.tag) {
+      case 'begin':
+        this.tx = this.o.tracker().begin(msg.commitLsn, msg.commitTime);
+        this.txSeq = 0;
+        return;
+      case 'commit':
+        if (this.tx) this.o.tracker().commit(this.tx, msg.endLsn);
+        this.tx = undefined;
+        return;
+      case 'relation':
+        return this.checkRelation(msg.relation);
+      case 'insert':
+      case 'update':
+      case 'delete': {
+        const rt = this.runtimeOf(msg.relation);
+        const tx = this.tx;
+        if (!rt || !tx) return;
+        const changes = toSourceChanges(rt.mapper, msg);
+        if ('error' in changes) {
+          this.o.logger.error(
+            { source: rt.config.name, reason: changes.error },
+            'a change could not be traced to a row',
+          );
+          return;
+        }
+        const seq = this.txSeq++;
+        for (const c of changes) this.o.batcher.add(rt.config.name, c, tx.commitLsn, seq, tx.commitTime, tx);
+        if (this.o.batcher.full) return this.o.batcher.waitForRoom();
+        return;
+      }
+      case 'truncate':
+        return this.truncate(msg.relations.map((r) => `${r.schema}.${r.name}`));
+      default:
+        return;
+    }
+  }
+
+  private runtimeOf(relation: Relation): SourceRuntime | undefined {
+    let rt = this.byRelation.get(relation);
+    if (rt === undefined) {
+      rt = this.byTable.get(`${relation.schema}.${relation.name}`) ?? null;
+      this.byRelation.set(relation, rt);
+    }
+    return rt ?? undefined;
+  }
+
+  /** A mapped or key column gone from a source's relation stops the bridge (SPEC section 4). */
+  private checkRelation(relation: Relation): void {
+    const rt = this.runtimeOf(relation);
+    if (!rt) return;
+    const have = new Set(relation.columns);
+    const missing = [...mappedColumns(rt.config), ...rt.mapper.keyColumns].filter((c) => !have.has(c));
+    if (missing.length === 0) return;
+    // The WAL keeps the relation as it was when each change was made: restoring the column, or
+    // renaming it in the config, does not make these changes readable. A new slot does.
+    throw new SetupError(
+      'SCHEMA_CHANGED',
+      `source ${rt.config.name}: column ${missing.map((c) => `"${c}"`).join(', ')} of ${rt.config.table} is gone from the changes at ${formatLsn(this.tx?.commitLsn ?? 0n)}; nothing after that point is confirmed. Make the table and sources[].columns agree again (restore the column, or map its new name), then run \`${RESYNC_REMEDY}\`: the changes made meanwhile cannot be read from the WAL, so a new slot re-syncs every source`,
+    );
+  }
+
+  /** TRUNCATE: logged, recorded in sync_batch, and `onTruncate: delete-all` deletes every synced key. */
+  private async truncate(tables: string[]): Promise<void> {
+    const tx = this.tx;
+    const seq = this.txSeq++;
+    for (const t of tables) {
+      const rt = this.byTable.get(t);
+      if (!rt) continue;
+      const { name: source, table, onTruncate } = rt.config;
+      this.o.logger.warn({ source, table, onTruncate }, 'source table truncated');
+      await this.o.store.recordTruncate(source, `TRUNCATE ${table} (onTruncate: ${onTruncate})`);
+      if (onTruncate !== 'delete-all' || !tx) continue;
+      // Deletes of everything synced so far must not overtake changes still buffered.
+      await this.o.batcher.drain();
+      for await (const page of this.o.store.syncedKeys(source)) {
+        for (const k of page) {
+          const key = { text: k.rowKey, values: JSON.parse(k.rowKey) as Record<string, unknown> };
+          const change = { kind: 'delete' as const, key, before: imageFromPayload(k.payload), after: null };
+          this.o.batcher.add(source, change, tx.commitLsn, seq, tx.commitTime, tx);
+        }
+        await this.o.batcher.waitForRoom();
+      }
+    }
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * The sources as the pipeline runs them, from the startup checks (SPEC section 4): each source's
+ * table, key and replica identity are checked against the catalog, and a source that passes gets
+ * its mapper. Any failed finding stops the start with one line per problem and its fix.
+ */
+import type pg from 'pg';
+import type { Config, SourceConfig } from '../config/types.js';
+import type { SourceRuntime } from '../domain/types.js';
+import { SetupError, errorMessage } from '../errors.js';
+import { SourceMapper } from '../mapping/source-mapper.js';
+import { checkServer, checkSource, type Finding } from '../source/catalog.js';
+import { guardCheckedOut } from '../util/sql.js';
+
+/** Fails startup with every failed finding, one line each, with its fix. */
+export function assertFindings(findings: Finding[]): void {
+  const failed = findings.filter((f) => !f.ok);
+  if (failed.length) {
+    throw new SetupError(
+      'STARTUP_CHECK',
+      failed.map((f) => `${f.check}: ${f.detail}${f.fix ? ` — fix: ${f.fix}` : ''}`).join('\n'),
+    );
+  }
+}
+
+/** Checks the server and every source; resolves with the runtimes, or throws the findings. */
+export async function loadSources(
+  pool: pg.Pool,
+  config: Config,
+  rowReader: (source: SourceConfig, mapper: SourceMapper) => SourceRuntime['readRow'],
+): Promise<SourceRuntime[]> {
+  const db = await pool.connect().catch((err: unknown) => {
+    throw new SetupError('DB_UNREACHABLE', `cannot connect to postgres.url: ${errorMessage(err)}`, {
+      cause: err,
+    });
+  });
+  const unguard = guardCheckedOut(db);
+  try {
+    const findings = await checkServer(db, config);
+    const runtimes: SourceRuntime[] = [];
+    for (const source of config.sources) {
+      const r = await checkSource(db, source);
+      findings.push(...r.findings);
+      if (!r.keyColumns || !r.table) continue;
+      const table = r.table;
+      const mapper = new SourceMapper(source, r.keyColumns);
+      runtimes.push({
+        config: source,
+        mapper,
+        keyTypes: r.keyColumns.map((c) => table.columns.get(c)?.type ?? 'text'),
+        readRow: rowReader(source, mapper),
+      });
+    }
+    assertFindings(findings);
+    return runtimes;
+  } finally {
+    unguard();
+    db.release();
+  }
+}

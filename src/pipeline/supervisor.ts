@@ -1,0 +1,370 @@
+/**
+ * The supervisor (powersync's `WalStreamReplicationJob`): wires the stages, checks and prepares the
+ * database, holds the slot's leader lock, runs one replication session after another (reconnecting,
+ * re-syncing a lost slot when configured), and owns the lifecycle. `start` and `stop` return the
+ * operation already in progress; one signal (`halt`) ends reading, and its reason carries the fatal
+ * error that ended things, if any; a second (`force`) aborts retries once a stop has waited long
+ * enough.
+ */
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { Batcher } from '../batching/batcher.js';
+import { Dispatcher } from '../batching/dispatcher.js';
+import { OrderedScheduler } from '../batching/scheduler.js';
+import type { Config } from '../config/types.js';
+import { createBridgeEvents, type BridgeEvents } from '../domain/events.js';
+import type { SourceRuntime } from '../domain/types.js';
+import { Delivery, type PlatformSender } from '../delivery/delivery.js';
+import { BridgeError, errorMessage, isConnectionLoss } from '../errors.js';
+import { Leadership } from '../source/leader.js';
+import { advanceSlot, ensurePublication, isSlotLostError, readSlot } from '../source/slot.js';
+import { readRowByKey } from '../source/snapshot.js';
+import { migrate } from '../status/migrate.js';
+import { PositionTracker } from '../status/positions.js';
+import { SentMark } from '../status/sent-mark.js';
+import { StatusStore } from '../status/status-store.js';
+import { sleep } from '../util/backoff.js';
+import { formatLsn } from '../util/lsn.js';
+import { pgClientConfig } from '../util/pg-connection.js';
+import { RETRY, retryDelay } from '../util/retry.js';
+import { prepareSlot, slotLostError } from './first-start.js';
+import { Router } from './router.js';
+import { ReplicationSession } from './session.js';
+import { loadSources } from './sources.js';
+
+export { assertFindings } from './sources.js';
+
+export interface BridgeOptions {
+  config: Config;
+  logger: Logger;
+  sender: PlatformSender;
+  events?: BridgeEvents;
+  /** How often the slot lag is measured. */
+  lagIntervalMs?: number;
+  /** `run --resync`: drop the slot, create a new one and re-sync every source from its snapshot. */
+  resync?: boolean;
+}
+
+/** The reason of `halt` for a stop that was asked for (anything else is a fatal error). */
+class StopRequested extends Error {
+  constructor() {
+    super('stop requested');
+  }
+}
+
+export class Bridge {
+  readonly events: BridgeEvents;
+  private readonly config: Config;
+  private readonly logger: Logger;
+  private readonly pool: pg.Pool;
+  private readonly store: StatusStore;
+  private readonly sent: SentMark;
+  private readonly leadership: Leadership;
+  private readonly scheduler: OrderedScheduler;
+  private readonly batcher: Batcher;
+  private readonly runtimes = new Map<string, SourceRuntime>();
+  private router: Router | undefined;
+  private tracker = new PositionTracker(0n);
+  private session: ReplicationSession | undefined;
+  private readonly halt = new AbortController();
+  private readonly force = new AbortController();
+  private starting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+  private loop: Promise<void> | undefined;
+  private lagTimer: NodeJS.Timeout | undefined;
+  private ackTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly o: BridgeOptions) {
+    this.config = o.config;
+    this.logger = o.logger;
+    this.events = o.events ?? createBridgeEvents();
+    const { postgres } = this.config;
+    this.pool = new pg.Pool({
+      ...pgClientConfig(postgres, 'tuzhan-cdc'),
+      max: this.config.tuzhan.concurrency + 4,
+    });
+    this.pool.on('error', (err) => {
+      this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed');
+      if (isConnectionLoss(err)) this.letGo(`the database closed a connection: ${errorMessage(err)}`);
+    });
+    this.store = new StatusStore(this.pool, postgres.statusSchema, this.logger, (err) =>
+      this.letGo(`cannot store outcomes: ${errorMessage(err)}`),
+    );
+    this.leadership = new Leadership({
+      clientConfig: pgClientConfig(postgres, 'tuzhan-cdc leader'),
+      slot: postgres.slot,
+      logger: this.logger,
+    });
+    this.leadership.onLost((reason) => this.letGo(`lost the slot's leader lock: ${reason}`));
+    this.sent = new SentMark(this.pool, postgres.statusSchema, postgres.slot, (what, fn) =>
+      this.store.withRetry(what, fn),
+    );
+    // The platform client enforces ratePerSecond on every attempt; the scheduler orders and bounds
+    // concurrency only.
+    this.scheduler = new OrderedScheduler({ concurrency: this.config.tuzhan.concurrency, ratePerSecond: 0 });
+    const dispatcher = new Dispatcher({
+      maxBatchSize: this.config.batching.maxBatchSize,
+      sent: this.sent,
+      sources: this.runtimes,
+      delivery: new Delivery({ sender: o.sender, store: this.store, events: this.events }),
+      state: this.store,
+      scheduler: this.scheduler,
+      logger: this.logger,
+      onDone: (n) => this.batcher.done(n),
+      signal: this.force.signal,
+      onFatal: (err) => this.fail(err),
+    });
+    this.batcher = new Batcher(this.config.batching, dispatcher, (buffered, inflight) =>
+      this.events.emit('buffer', { buffered, inflight }),
+    );
+  }
+
+  /** The confirmed position (for tests and status). */
+  get confirmedLsn(): bigint {
+    return this.tracker.confirmed;
+  }
+
+  /** Settles when streaming ends: resolves after `stop`, rejects with a fatal error. */
+  get done(): Promise<void> {
+    return this.loop ?? Promise.resolve();
+  }
+
+  /**
+   * Checks, migrates, waits for the slot's leader lock, prepares publication and slot (with the
+   * snapshot when the slot is new) and starts streaming. Resolves once streaming has begun.
+   */
+  start(): Promise<void> {
+    return (this.starting ??= this.begin());
+  }
+
+  /**
+   * Graceful stop: stop reading, drain buffers and requests, store outcomes, confirm the position,
+   * close. After `timeoutMs` pending retries are aborted (nothing unstored is confirmed). A second
+   * call returns the stop in progress.
+   */
+  stop(timeoutMs = 30_000): Promise<void> {
+    return (this.stopping ??= this.end(timeoutMs));
+  }
+
+  private get halted(): boolean {
+    return this.halt.signal.aborted;
+  }
+
+  /** The error that ended the bridge, if one did. */
+  private get fatal(): unknown {
+    const reason: unknown = this.halt.signal.reason;
+    return this.halted && !(reason instanceof StopRequested) ? reason : undefined;
+  }
+
+  /** A failure that must end the daemon: nothing more is confirmed; `done` rejects with it. */
+  private fail(err: unknown): void {
+    if (!this.halted) this.halt.abort(err);
+    if (!this.force.signal.aborted) this.force.abort(err);
+    void this.session?.stop().catch(() => {});
+  }
+
+  private async begin(): Promise<void> {
+    const { postgres, sources } = this.config;
+    const loaded = await loadSources(
+      this.pool,
+      this.config,
+      (source, mapper) => (key) => this.readRow(source, mapper.columns, key),
+    );
+    for (const rt of loaded) this.runtimes.set(rt.config.name, rt);
+    this.router = new Router({
+      runtimes: this.runtimes,
+      batcher: this.batcher,
+      store: this.store,
+      tracker: () => this.tracker,
+      logger: this.logger,
+    });
+    await migrate(this.pool, postgres.statusSchema);
+    await this.leadership.acquire(this.halt.signal);
+    await ensurePublication(this.pool, postgres.publication, sources);
+    this.track(await this.prepareSlot(this.o.resync === true));
+    this.lagTimer = setInterval(() => void this.measureLag(), this.o.lagIntervalMs ?? 5000);
+    this.loop = this.runSessions().then(() => {
+      if (this.fatal !== undefined) throw this.fatal;
+    });
+    this.loop.catch(() => {});
+  }
+
+  /** Resumes the slot, or (re)creates it and syncs every source from its snapshot. */
+  private prepareSlot(resync: boolean): Promise<bigint> {
+    return prepareSlot({
+      pool: this.pool,
+      store: this.store,
+      resync,
+      config: this.config,
+      runtimes: this.runtimes,
+      batcher: this.batcher,
+      sent: this.sent,
+      logger: this.logger,
+      signal: this.halt.signal,
+    });
+  }
+
+  /** A position tracker from `lsn`, confirming to the server as it moves. */
+  private track(lsn: bigint): void {
+    this.tracker = new PositionTracker(lsn);
+    this.tracker.onAdvance((at) => {
+      this.events.emit('confirmed', { lsn: formatLsn(at) });
+      this.ackTimer ??= setTimeout(() => {
+        this.ackTimer = undefined;
+        this.session?.sendStatus();
+      }, 20);
+    });
+  }
+
+  /** One session after another until stopped: the supervisor's retry loop. */
+  private async runSessions(): Promise<void> {
+    const sources = this.config.sources.map((s) => s.name);
+    for (let attempt = 1; !this.halted;) {
+      if (!this.leadership.held) {
+        try {
+          await this.leadership.acquire(this.halt.signal);
+        } catch (err) {
+          if (this.halted) return;
+          throw err;
+        }
+        // Another instance may have streamed meanwhile: its sent positions count too.
+        await this.sent.load(sources, true);
+      }
+      const session = this.newSession(() => (attempt = 1));
+      this.session = session;
+      this.events.emit('streaming', true);
+      try {
+        await session.run(() => this.halted);
+        return;
+      } catch (err) {
+        this.events.emit('streaming', false);
+        if (this.halted) return;
+        if (err instanceof BridgeError && !err.retryable) throw err;
+        await this.batcher.drain();
+        this.router?.reset();
+        if (isSlotLostError(err)) {
+          const { slot, onSlotLost } = this.config.postgres;
+          if (onSlotLost !== 'resync')
+            throw slotLostError(slot, `cannot be streamed from (${errorMessage(err)})`);
+          this.logger.warn(
+            { err: errorMessage(err) },
+            'the slot is lost; re-syncing every source from a new slot',
+          );
+          this.track(await this.prepareSlot(true));
+          continue;
+        }
+        // What was received but not confirmed is sent again by the server: finish what we hold
+        // (done above), forget open transactions, and start from the slot's confirmed position.
+        this.tracker.reset();
+        const delayMs = retryDelay(RETRY.reconnect, attempt++);
+        this.logger.warn(
+          { err: errorMessage(err), delayMs },
+          'replication stream lost; draining and reconnecting',
+        );
+        await sleep(delayMs, this.halt.signal);
+      }
+    }
+  }
+
+  private newSession(onWorking: () => void): ReplicationSession {
+    const router = this.router as Router;
+    return new ReplicationSession({
+      clientConfig: pgClientConfig(this.config.postgres, 'tuzhan-cdc'),
+      slot: this.config.postgres.slot,
+      publication: this.config.postgres.publication,
+      logger: this.logger,
+      confirmed: () => this.tracker.confirmed,
+      onIdlePosition: (lsn) => {
+        if (!router.inTransaction && this.batcher.load === 0) this.tracker.confirmIdle(lsn);
+      },
+      onMessage: (msg) => router.handle(msg),
+      onFirstMessage: onWorking,
+    });
+  }
+
+  /**
+   * Lets go of the replication connection at once, without draining: the server is shutting down
+   * (its walsender would wait for confirmations the bridge cannot give while outcomes cannot be
+   * stored, holding the shutdown hostage), or the leader lock is gone. The session loop drains what
+   * it holds, waits for the lock, and streams again from the slot's confirmed position.
+   */
+  private letGo(reason: string): void {
+    if (this.halted || !this.session?.letGo(reason)) return;
+    this.logger.warn(
+      { reason },
+      'letting go of the replication connection; streaming again once the database is back',
+    );
+  }
+
+  private async readRow(
+    source: SourceRuntime['config'],
+    columns: readonly string[],
+    key: Record<string, unknown>,
+  ): Promise<Record<string, unknown> | null> {
+    return this.store.withRetry('reading a source row', () =>
+      readRowByKey(this.pool, source.schema, source.tableName, columns, key),
+    );
+  }
+
+  private async measureLag(): Promise<void> {
+    try {
+      const slot = await readSlot(this.pool, this.config.postgres.slot);
+      const oldest = this.tracker.oldestOpenCommitTime();
+      this.events.emit('slotLag', {
+        bytes: slot?.lagBytes ?? 0,
+        seconds: oldest ? Math.max(0, (Date.now() - oldest.getTime()) / 1000) : 0,
+      });
+    } catch (err) {
+      this.logger.debug({ err: errorMessage(err) }, 'measuring slot lag failed');
+    }
+  }
+
+  private async end(timeoutMs: number): Promise<void> {
+    if (!this.halted) this.halt.abort(new StopRequested());
+    clearInterval(this.lagTimer);
+    this.session?.pause();
+    const timer = setTimeout(
+      () => this.force.abort(new Error(`stop took longer than ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    try {
+      // A stop during the start waits for it to give up (the snapshot and the standby wait listen).
+      await this.starting?.catch(() => {});
+      if (this.fatal === undefined) await this.drain(timeoutMs);
+      await this.session?.stop();
+      await this.loop?.catch(() => {});
+      if (this.tracker.confirmed > 0n) {
+        await advanceSlot(this.pool, this.config.postgres.slot, this.tracker.confirmed, formatLsn).catch(
+          (err: unknown) =>
+            this.logger.warn({ err: errorMessage(err) }, 'confirming the final position failed'),
+        );
+      }
+    } finally {
+      clearTimeout(timer);
+      clearTimeout(this.ackTimer);
+      if (!this.force.signal.aborted) this.force.abort(new StopRequested());
+      this.store.close();
+      await this.leadership.release();
+      await this.pool.end().catch(() => {});
+    }
+  }
+
+  /** Drains buffers and requests, or gives up when `force` aborts (what is unanswered stays unconfirmed). */
+  private async drain(timeoutMs: number): Promise<void> {
+    const forced = new Promise<false>((resolve) => {
+      if (this.force.signal.aborted) resolve(false);
+      this.force.signal.addEventListener('abort', () => resolve(false), { once: true });
+    });
+    const drained = await Promise.race([
+      this.batcher.drain().then(
+        () => true,
+        (err: unknown) => {
+          this.logger.warn({ err: errorMessage(err) }, 'drain failed');
+          return true;
+        },
+      ),
+      forced,
+    ]);
+    if (!drained) this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out');
+  }
+}

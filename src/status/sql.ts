@@ -1,0 +1,148 @@
+/**
+ * Every statement on the status schema, as pure functions of the schema name (pg-boss's `plans.ts`):
+ * the rest of the code runs them by name with parameters, so what the bridge does to the customer's
+ * database reads in one place. The schema name is quoted here; values are always parameters.
+ */
+import { quoteIdent, quoteTable } from '../util/sql.js';
+
+export type StatusSql = ReturnType<typeof statusSql>;
+
+/** The statements of one status schema. */
+export function statusSql(schemaName: string) {
+  const schema = quoteIdent(schemaName);
+  const status = `${schema}.sync_status`;
+  const batch = `${schema}.sync_batch`;
+  const state = `${schema}.bridge_state`;
+  const sent = `${schema}.sent_position`;
+  return {
+    /** $1 schema name: whether the schema's sync_status exists yet. */
+    exists: `SELECT to_regclass(format('%I.sync_status', $1::text)) IS NOT NULL AS ok`,
+
+    /**
+     * One request's outcomes and its sync_batch row in one statement (see `encodeStatusRows`):
+     * $1 source, $2 keys, $3 payloads (JSON arrays), $4 each row's tuple number in $5..$10 (op,
+     * status, attempts, error, lsn, committed_at); with a batch, $11..$20 its sync_batch columns.
+     * An outcome never replaces that of a later change of the key: a replayed window may be cut
+     * into flushes differently, and a bridge that just lost its lock may still be finishing.
+     */
+    writeRequest(withBatch: boolean): string {
+      const batchCte = withBatch
+        ? `WITH b AS (
+        INSERT INTO ${batch}
+          (source, opt_type, rows, http_status, code, msg, api_status, success_num, fail_num, started_at, duration_ms)
+        VALUES ($1, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+        RETURNING id
+      )`
+        : '';
+      return `${batchCte}
+      INSERT INTO ${status}
+        (source, row_key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
+      SELECT $1, r.k, ($5::text[])[r.t], ($6::text[])[r.t], ($7::int[])[r.t], ($8::text[])[r.t],
+             ($9::pg_lsn[])[r.t], ($10::timestamptz[])[r.t], now(), NULLIF(r.p, 'null'::jsonb)
+        FROM ROWS FROM (jsonb_array_elements($2::jsonb), jsonb_array_elements($3::jsonb), unnest($4::int[]))
+          AS r(k, p, t)
+      ON CONFLICT (source, row_key) DO UPDATE SET
+        op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
+        lsn = EXCLUDED.lsn, committed_at = EXCLUDED.committed_at, synced_at = EXCLUDED.synced_at,
+        payload = EXCLUDED.payload
+      WHERE ${status}.lsn IS NULL OR ${status}.lsn <= EXCLUDED.lsn`;
+    },
+
+    /** $1 source, $2 message: a TRUNCATE of a source table, recorded with no request. */
+    recordTruncate: `INSERT INTO ${batch} (source, opt_type, rows, msg, started_at, duration_ms)
+      VALUES ($1, 'truncate', 0, $2, now(), 0)`,
+
+    /** $1 source, $2 keys (jsonb[]): what was last recorded for them. */
+    lastSent: `SELECT row_key::text AS k, op, status, payload FROM ${status}
+      WHERE source = $1 AND row_key = ANY($2::jsonb[])`,
+
+    /** $1 source: whether sync_status knows the source. */
+    hasRows: `SELECT 1 FROM ${status} WHERE source = $1 LIMIT 1`,
+
+    /** $1 source, $2 last key of the previous page (or null), $3 page size: keys left on the platform. */
+    syncedKeys: `SELECT row_key::text AS k, payload FROM ${status}
+      WHERE source = $1 AND op <> 'delete' AND status IN ('synced', 'accepted', 'retrying')
+        AND payload IS NOT NULL AND ($2::jsonb IS NULL OR row_key > $2::jsonb)
+      ORDER BY row_key LIMIT $3`,
+
+    /**
+     * Keys sync_status shows on the platform that the source table no longer holds (a re-sync),
+     * compared in the key columns' own types through the table's key index: $1 source, $2 last key
+     * (or null), $3.. the key columns' names in row_key.
+     */
+    staleKeys(
+      table: { schema: string; name: string },
+      keyColumns: readonly string[],
+      keyTypes: readonly string[],
+      page: number,
+    ): string {
+      const matches = keyColumns
+        .map((c, i) => `t.${quoteIdent(c)} = (s.row_key ->> $${i + 3}::text)::${keyTypes[i] ?? 'text'}`)
+        .join(' AND ');
+      return `SELECT s.row_key::text AS k, s.payload FROM ${status} s
+       WHERE s.source = $1 AND ($2::jsonb IS NULL OR s.row_key > $2::jsonb)
+         AND s.op <> 'delete' AND s.status IN ('synced', 'accepted', 'retrying') AND s.payload IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM ${quoteTable(table.schema, table.name)} t WHERE ${matches})
+       ORDER BY s.row_key LIMIT ${Math.trunc(page)}`;
+    },
+
+    /** $1 source, $2 last key (or null), $3 page size: failed rows, in key order. */
+    failedRows: `SELECT row_key::text AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${status}
+      WHERE source = $1 AND status = 'failed' AND ($2::jsonb IS NULL OR row_key > $2::jsonb)
+      ORDER BY row_key LIMIT $3`,
+
+    /** Failed rows per source. */
+    failedCounts: `SELECT source, count(*)::text AS n FROM ${status} WHERE status = 'failed' GROUP BY source`,
+
+    /** $1 source (or null), $2 limit: the newest failures, from the sync_failures view. */
+    failures: `SELECT source, row_key, op, error, attempts, synced_at FROM ${schema}.sync_failures
+      WHERE $1::text IS NULL OR source = $1 LIMIT $2`,
+
+    /** $1 limit: a few failures, newest first, at most two per source and error (the demo). */
+    failureSample: `SELECT source, row_key::text, op, error
+       FROM (SELECT *, row_number() OVER (PARTITION BY source, error ORDER BY synced_at DESC) AS nth
+               FROM ${schema}.sync_failures) f
+      WHERE nth <= 2 ORDER BY source, synced_at DESC LIMIT $1`,
+
+    /** All failed rows. */
+    failureCount: `SELECT count(*)::text AS n FROM ${schema}.sync_failures`,
+
+    /** $1 source (or null): the sync_summary view. */
+    summary: `SELECT source, status, rows::text, oldest_committed_at, last_synced_at FROM ${schema}.sync_summary
+      WHERE $1::text IS NULL OR source = $1 ORDER BY source, status`,
+
+    /** Rows per status, all sources. */
+    countsByStatus: `SELECT status, count(*)::text AS n FROM ${status} GROUP BY status`,
+
+    /** $1 source (or null): rows the bridge is still working on, and the oldest commit among them. */
+    backlog: `SELECT count(*)::text AS rows, min(committed_at) AS oldest,
+            extract(epoch FROM now() - min(committed_at))::text AS age
+       FROM ${status}
+      WHERE status IN ('retrying', 'accepted') AND ($1::text IS NULL OR source = $1)`,
+
+    /** $1 slot: whether its snapshot finished, and how many rows it read. */
+    snapshotState: `SELECT snapshot_done_at IS NOT NULL AS done, snapshot_rows::text AS rows FROM ${state} WHERE slot = $1`,
+
+    /** $1 slot, $2 consistent point, $3 reason: a snapshot begins. */
+    snapshotStarted: `INSERT INTO ${state} (slot, snapshot_lsn, snapshot_started_at, snapshot_reason) VALUES ($1, $2, now(), $3)
+       ON CONFLICT (slot) DO UPDATE SET snapshot_lsn = EXCLUDED.snapshot_lsn, snapshot_started_at = now(),
+         snapshot_done_at = NULL, snapshot_rows = NULL, snapshot_reason = EXCLUDED.snapshot_reason`,
+
+    /** $1 slot, $2 rows read: the snapshot's outcomes are all stored. */
+    snapshotDone: `UPDATE ${state} SET snapshot_done_at = now(), snapshot_rows = $2 WHERE slot = $1`,
+
+    /** $1 schema name: whether bridge_state exists yet. */
+    stateExists: `SELECT to_regclass(format('%I.bridge_state', $1::text)) IS NOT NULL AS ok`,
+
+    /** $1 slot: the slot's records go with it (teardown). */
+    forgetSlot: `DELETE FROM ${state} WHERE slot = $1`,
+
+    /** $1 slot: the sent position of every source. */
+    sentPositions: `SELECT source, lsn::text AS lsn, seq::text AS seq FROM ${sent} WHERE slot = $1`,
+
+    /** $1 slot, $2 source, $3 lsn, $4 seq: raise a source's sent position (never lower it). */
+    coverSent: `INSERT INTO ${sent} AS t (slot, source, lsn, seq) VALUES ($1, $2, $3::pg_lsn, $4)
+         ON CONFLICT (slot, source) DO UPDATE SET lsn = EXCLUDED.lsn, seq = EXCLUDED.seq
+          WHERE (t.lsn, t.seq) < (EXCLUDED.lsn, EXCLUDED.seq)`,
+  };
+}

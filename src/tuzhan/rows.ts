@@ -1,0 +1,36 @@
+/**
+ * API rows as the platform expects them (SPEC section 2), built from what the pipeline knows of a
+ * customer (its identity and groups), and read back from a stored payload. Pure functions.
+ */
+import { IDENTITY_FIELDS, type MatchConfig } from '../config/types.js';
+import type { OptType } from '../domain/types.js';
+import { parseGroups, type Identity, type Image } from '../mapping/source-mapper.js';
+import type { ApiRow, PublicParams } from './types.js';
+
+/** The API row for a customer's identity and groups (absent fields omitted; no groups: none sent). */
+export function apiRow(match: Readonly<MatchConfig>, identity: Identity, groups: readonly string[]): ApiRow {
+  const row: ApiRow = {};
+  if (match.identityType) row.identityType = match.identityType;
+  for (const f of IDENTITY_FIELDS) {
+    const v = identity[f];
+    if (v !== undefined) row[f] = v;
+  }
+  if (groups.length) row.groups = groups.join(',');
+  return row;
+}
+
+/** publicParams of a source's requests: its `match` without the per-row identityType. */
+export function publicParams(match: Readonly<MatchConfig>, op: OptType): PublicParams {
+  const { identityType: _identityType, ...params } = match;
+  return { ...params, optType: op };
+}
+
+/** The identity and groups a stored payload (an API row sent before) names. */
+export function imageFromPayload(payload: Record<string, unknown>): Image {
+  const identity: Identity = {};
+  for (const f of IDENTITY_FIELDS) {
+    const v = payload[f];
+    if (typeof v === 'string' && v !== '') identity[f] = v;
+  }
+  return { identity, groups: parseGroups(payload.groups ?? null) ?? [] };
+}
