@@ -8,7 +8,8 @@
  */
 import type { Logger } from 'pino';
 import { IDENTITY_FIELDS, type IdentityField } from '../config/types.js';
-import type { OptType, SourceRuntime } from '../domain/types.js';
+import type { OptType } from '../domain/types.js';
+import type { SourceRuntime } from '../mapping/runtime.js';
 import { errorMessage } from '../errors.js';
 import type { Image } from '../mapping/source-mapper.js';
 import type { LastSent } from '../status/status-store.js';
@@ -23,7 +24,7 @@ import {
 } from './requests.js';
 import { Resources, type OrderedScheduler } from './scheduler.js';
 
-export type { SourceRuntime } from '../domain/types.js';
+export type { SourceRuntime } from '../mapping/runtime.js';
 
 /** How far each source's changes may have reached the platform (src/status/sent-mark.ts). */
 export interface SentPosition {

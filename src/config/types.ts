@@ -1,7 +1,11 @@
 /**
  * The validated, frozen configuration (SPEC section 11). `load-config.ts` builds it from YAML and
  * the environment; every other module receives it (or a part of it) and never reads process.env.
+ * The types are derived from the zod schema (`schema.ts`, where each key is described), so they are
+ * written once; a source adds the parts of its parsed table name.
  */
+import type * as z from 'zod';
+import type { configSchema, matchSchema, sourceSchema } from './schema.js';
 
 export type SourceMode = 'row' | 'membership';
 
@@ -20,79 +24,19 @@ export const ACCURATE_MATCH_TYPES = [
 export type AccurateMatchType = (typeof ACCURATE_MATCH_TYPES)[number];
 
 /** publicParams besides optType, plus the per-row identityType used for exact matching. */
-export interface MatchConfig {
-  isMatching: boolean;
-  /** 1 exact, 2 fuzzy. */
-  matchingType?: 1 | 2;
-  /** Fuzzy only: 1 = unionid>openid>phone>thirdId, 2 = thirdId>phone>openid>unionid. */
-  identifyWay?: 1 | 2;
-  accurateMatchType?: AccurateMatchType;
-  accurateMatchValue?: string;
-  /** Exact only: which identity each row is matched by. */
-  identityType?: IdentityField;
-}
+export type MatchConfig = z.output<typeof matchSchema>;
 
 /** A value a `where` filter compares a column with; a list means "any of". */
 export type FilterValue = string | number | boolean | null;
 
-export interface SourceConfig {
-  name: string;
-  /** As written in the config, e.g. `crm.customer_profile`. */
-  table: string;
-  /** Parsed parts of `table` (unquoted; `"Crm"."Member Group"` gives Crm / Member Group). */
-  schema: string;
-  tableName: string;
-  mode: SourceMode;
-  /** Columns identifying a source row; undefined means the table's primary key. */
-  key?: readonly string[];
-  /** API field -> column. `groups` is required; at least one identity field is required. */
-  columns: Readonly<Partial<Record<IdentityField, string>> & { groups: string }>;
-  /** Only rows whose columns equal these values (or one of a list) are synced. */
-  where?: Readonly<Record<string, FilterValue | readonly FilterValue[]>>;
-  match: Readonly<MatchConfig>;
-  /** `state`: translate deletes from the last payload the bridge sent for the key. */
-  deleteLookup: 'none' | 'state';
-  onTruncate: 'ignore' | 'delete-all';
-}
+export type SourceConfig = Readonly<
+  z.output<typeof sourceSchema> & {
+    /** Parsed parts of `table` (unquoted; `"Crm"."Member Group"` gives Crm / Member Group). */
+    schema: string;
+    tableName: string;
+  }
+>;
 
-export interface Config {
-  postgres: {
-    url: string;
-    slot: string;
-    publication: string;
-    statusSchema: string;
-    /** `stop`: a lost slot stops the bridge with the remedy; `resync`: re-sync from a new slot. */
-    onSlotLost: 'stop' | 'resync';
-    /** Paths of PEM files; `verify` full (default), ca or none. */
-    ssl?: { ca?: string; cert?: string; key?: string; verify: 'full' | 'ca' | 'none' };
-  };
-  tuzhan: {
-    baseUrl: string;
-    batchAddPath: string;
-    token?: string;
-    appId?: string;
-    appSecret?: string;
-    timeoutMs: number;
-    concurrency: number;
-    /** Requests per second; 0 means no limit. */
-    ratePerSecond: number;
-    /** How long only failed requests (5xx, timeouts, refused credentials) may go on before not ready. */
-    notReadyAfterMs: number;
-  };
-  batching: {
-    maxBatchSize: number;
-    debounceMs: number;
-    maxWaitMs: number;
-    maxBufferedRows: number;
-  };
-  http: {
-    /** null when `listen: off`. */
-    listen: { host: string; port: number } | null;
-    /** Bearer token for the ops endpoints (required when `listen` is not loopback). */
-    token?: string;
-  };
-  log: {
-    level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
-  };
-  sources: readonly SourceConfig[];
-}
+export type Config = Readonly<
+  Omit<z.output<typeof configSchema>, 'sources'> & { sources: readonly SourceConfig[] }
+>;

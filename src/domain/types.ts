@@ -1,9 +1,7 @@
 /**
- * Words every stage shares: what the platform is asked to do, what became of a source row, a
- * source as the pipeline runs it, and what waits for an outcome. Types only, no behaviour.
+ * Words every stage shares: what the platform is asked to do, what became of a source row, and what
+ * waits for an outcome. Types only, no behaviour.
  */
-import type { SourceConfig } from '../config/types.js';
-import type { SourceMapper } from '../mapping/source-mapper.js';
 
 /** The platform's operations (publicParams.optType). */
 export type OptType = 'add' | 'update' | 'delete';
@@ -15,14 +13,4 @@ export type RowStatus = 'synced' | 'failed' | 'retrying' | 'accepted' | 'skipped
 export interface Holder {
   hold(n: number): void;
   release(n: number): void;
-}
-
-/** A source as the pipeline runs it. */
-export interface SourceRuntime {
-  config: SourceConfig;
-  mapper: SourceMapper;
-  /** SQL types of the key columns, in key order (`format_type`), to compare stored keys with rows. */
-  keyTypes: readonly string[];
-  /** Reads the current values of a row by key (for unchanged TOAST values), or null if gone. */
-  readRow(keyValues: Record<string, unknown>): Promise<Record<string, unknown> | null>;
 }

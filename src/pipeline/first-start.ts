@@ -12,7 +12,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Batcher } from '../batching/batcher.js';
-import type { SourceRuntime } from '../domain/types.js';
+import type { SourceRuntime } from '../mapping/runtime.js';
 import type { Config } from '../config/types.js';
 import { SetupError } from '../errors.js';
 import { syncFromSnapshot } from './snapshot-sync.js';

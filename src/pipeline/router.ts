@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import type { Batcher } from '../batching/batcher.js';
 import type { Relation, ChangeMessage } from '../decode/pgoutput.js';
-import type { SourceRuntime } from '../domain/types.js';
+import type { SourceRuntime } from '../mapping/runtime.js';
 import { SetupError } from '../errors.js';
 import { toSourceChanges } from '../mapping/changes.js';
 import { mappedColumns } from '../source/catalog.js';

@@ -12,7 +12,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Batcher } from '../batching/batcher.js';
-import type { SourceRuntime } from '../domain/types.js';
+import type { SourceRuntime } from '../mapping/runtime.js';
 import { BridgeError } from '../errors.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
 import type { Before, SourceChange } from '../mapping/changes.js';

@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import type { Config, SourceConfig } from '../config/types.js';
-import type { SourceRuntime } from '../domain/types.js';
+import type { SourceRuntime } from '../mapping/runtime.js';
 import { SetupError, errorMessage } from '../errors.js';
 import { SourceMapper } from '../mapping/source-mapper.js';
 import { checkServer, checkSource, type Finding } from '../source/catalog.js';

@@ -13,7 +13,7 @@ import { Dispatcher } from '../batching/dispatcher.js';
 import { OrderedScheduler } from '../batching/scheduler.js';
 import type { Config } from '../config/types.js';
 import { createBridgeEvents, type BridgeEvents } from '../domain/events.js';
-import type { SourceRuntime } from '../domain/types.js';
+import type { SourceRuntime } from '../mapping/runtime.js';
 import { Delivery, type PlatformSender } from '../delivery/delivery.js';
 import { BridgeError, errorMessage, isConnectionLoss } from '../errors.js';
 import { Leadership } from '../source/leader.js';

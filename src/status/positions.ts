@@ -4,7 +4,7 @@
  * change's outcome is stored. The confirmable position is the end LSN of the latest transaction
  * such that it and every transaction before it are committed (COMMIT received) and hold nothing.
  */
-import type { Holder } from '../batching/coalesce.js';
+import type { Holder } from '../domain/types.js';
 
 export class Tx implements Holder {
   pending = 0;
