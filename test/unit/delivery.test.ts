@@ -1,0 +1,240 @@
+/**
+ * The delivery unit with a fake platform and a fake store: bisection of whole-batch rejections,
+ * one outcome per key, carried failures, retry policies. Expected answers are worked out by hand
+ * from the rules (docs/design.md), not by running the code.
+ */
+import { describe, expect, it, vi } from 'vitest';
+import type { DeliveryRow, KeyChange } from '../../src/batching/requests.js';
+import type { SourceConfig } from '../../src/config/types.js';
+import { createBridgeEvents } from '../../src/domain/events.js';
+import { Delivery, type PlatformSender } from '../../src/delivery/delivery.js';
+import { ApiRejectedError, ApiUnavailableError } from '../../src/errors.js';
+import type { BatchRecord, StatusRow } from '../../src/status/status-store.js';
+import type { BatchResult } from '../../src/tuzhan/client.js';
+import type { ApiRow, PublicParams } from '../../src/tuzhan/types.js';
+import { RETRY } from '../../src/util/retry.js';
+
+const SOURCE = {
+  name: 'profiles',
+  match: { isMatching: false },
+} as unknown as SourceConfig;
+
+/** A platform that rejects a whole request carrying `bad`, and fails rows named in `failRows`. */
+class FakePlatform implements PlatformSender {
+  readonly requests: string[][] = [];
+  transientFailures = 0;
+  constructor(
+    private readonly bad = new Set<string>(),
+    private readonly failRows = new Set<string>(),
+  ) {}
+
+  async sendOnce(_params: PublicParams, rows: ApiRow[]): Promise<BatchResult> {
+    this.requests.push(rows.map((r) => r.thirdId ?? '?'));
+    if (this.transientFailures > 0) {
+      this.transientFailures -= 1;
+      throw new ApiUnavailableError('platform unavailable: HTTP 503', 503, undefined);
+    }
+    if (rows.some((r) => this.bad.has(r.thirdId ?? ''))) throw new ApiRejectedError('bad row', 400, '400');
+    const outcomes = rows.map((r) =>
+      this.failRows.has(r.thirdId ?? '')
+        ? { status: 'failed' as const, error: 'no customer matches' }
+        : { status: 'synced' as const },
+    );
+    const failed = outcomes.filter((o) => o.status === 'failed').length;
+    return {
+      httpStatus: 200,
+      code: '200',
+      msg: 'ok',
+      apiStatus: failed ? 2 : 1,
+      successNum: rows.length - failed,
+      failNum: failed,
+      outcomes,
+      durationMs: 1,
+    };
+  }
+
+  async send(
+    params: PublicParams,
+    rows: ApiRow[],
+    o: {
+      onRetry?: (i: { attempt: number; error: ApiUnavailableError; delayMs: number }) => void | Promise<void>;
+    },
+  ): Promise<BatchResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.sendOnce(params, rows);
+      } catch (err) {
+        if (!(err instanceof ApiUnavailableError)) throw err;
+        await o.onRetry?.({ attempt, error: err, delayMs: 0 });
+      }
+    }
+  }
+}
+
+class FakeStore {
+  readonly writes: Array<{ batch: BatchRecord | null; rows: StatusRow[] }> = [];
+  async writeRequest(_source: string, batch: BatchRecord | null, rows: readonly StatusRow[]): Promise<void> {
+    this.writes.push({ batch, rows: [...rows] });
+  }
+  /** The last stored row per key. */
+  latest(): Map<string, StatusRow> {
+    const out = new Map<string, StatusRow>();
+    for (const w of this.writes) for (const r of w.rows) out.set(r.rowKey, r);
+    return out;
+  }
+}
+
+function change(id: string): KeyChange {
+  return { rowKey: JSON.stringify({ id }), lsn: 100n, committedAt: new Date(0), priorAttempts: 0 };
+}
+
+function row(id: string, c = change(id)): DeliveryRow {
+  return { identity: { thirdId: id }, groups: ['g'], items: [{ change: c, op: 'update', groups: ['g'] }] };
+}
+
+describe('delivery', () => {
+  it('halves a rejected batch until the bad row is alone; it fails, the rest are synced', async () => {
+    const platform = new FakePlatform(new Set(['c5']));
+    const store = new FakeStore();
+    const delivery = new Delivery({ sender: platform, store });
+    const ids = ['c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7'];
+    const statuses = await delivery.deliver({
+      source: SOURCE,
+      op: 'update',
+      rows: ids.map((i) => row(i)),
+      policy: 'daemon',
+    });
+    expect(statuses).toEqual([
+      'synced',
+      'synced',
+      'synced',
+      'synced',
+      'synced',
+      'failed',
+      'synced',
+      'synced',
+    ]);
+    // 8 rejected -> [0..3] ok, [4..7] rejected -> [4,5] rejected, [6,7] ok -> [4] ok, [5] rejected.
+    expect(platform.requests).toEqual([
+      ids,
+      ['c0', 'c1', 'c2', 'c3'],
+      ['c4', 'c5', 'c6', 'c7'],
+      ['c4', 'c5'],
+      ['c4'],
+      ['c5'],
+      ['c6', 'c7'],
+    ]);
+    const latest = store.latest();
+    expect(latest.get('{"id":"c5"}')).toMatchObject({
+      status: 'failed',
+      error: 'rejected by the platform: bad row',
+    });
+    expect([...latest.values()].filter((r) => r.status === 'synced')).toHaveLength(7);
+    // Every request leaves a sync_batch row, in the order above: rejected (400) and answered (200).
+    expect(store.writes.map((w) => w.batch?.httpStatus)).toEqual([400, 200, 400, 400, 200, 400, 200]);
+  });
+
+  it('stores one outcome per key and request, with the payload the key contributed', async () => {
+    const platform = new FakePlatform();
+    const store = new FakeStore();
+    const delivery = new Delivery({ sender: platform, store });
+    const a = change('a');
+    // Membership rows of one customer merged: one API row, two keys; and one key clearing two identities.
+    const merged: DeliveryRow = {
+      identity: { thirdId: 'm1' },
+      groups: ['x', 'y'],
+      items: [
+        { change: change('k1'), op: 'add', groups: ['x'] },
+        { change: change('k2'), op: 'add', groups: ['y'] },
+      ],
+    };
+    const clears: DeliveryRow[] = [
+      { identity: { thirdId: 'old1' }, groups: [], items: [{ change: a, op: 'delete', groups: [] }] },
+      { identity: { thirdId: 'old2' }, groups: [], items: [{ change: a, op: 'delete', groups: [] }] },
+    ];
+    await delivery.deliver({ source: SOURCE, op: 'add', rows: [merged], policy: 'daemon' });
+    await delivery.deliver({ source: SOURCE, op: 'delete', rows: clears, policy: 'daemon' });
+    expect(platform.requests).toEqual([['m1'], ['old1', 'old2']]);
+    expect(store.writes[0]?.rows.map((r) => [r.rowKey, r.payload])).toEqual([
+      ['{"id":"k1"}', { thirdId: 'm1', groups: 'x' }],
+      ['{"id":"k2"}', { thirdId: 'm1', groups: 'y' }],
+    ]);
+    expect(store.writes[1]?.rows).toHaveLength(1);
+    expect(store.writes[1]?.rows[0]).toMatchObject({
+      rowKey: '{"id":"a"}',
+      op: 'delete',
+      payload: { thirdId: 'old2' },
+    });
+  });
+
+  it('a key whose part failed records failed for its later parts too; a row the platform fails carries its error', async () => {
+    const platform = new FakePlatform(new Set(), new Set(['b']));
+    const store = new FakeStore();
+    const delivery = new Delivery({ sender: platform, store });
+    const carried = { ...change('a'), failure: 'no identity value' };
+    await delivery.deliver({
+      source: SOURCE,
+      op: 'update',
+      rows: [row('a', carried), row('b')],
+      policy: 'daemon',
+    });
+    expect(store.latest().get('{"id":"a"}')).toMatchObject({ status: 'failed', error: 'no identity value' });
+    expect(store.latest().get('{"id":"b"}')).toMatchObject({
+      status: 'failed',
+      error: 'no customer matches',
+    });
+  });
+
+  it('daemon: retries transient failures, marking the rows retrying after the first; command: gives up', async () => {
+    const events = createBridgeEvents();
+    const retries: number[] = [];
+    events.on('retry', (r) => retries.push(r.attempt));
+    const platform = new FakePlatform();
+    platform.transientFailures = 2;
+    const store = new FakeStore();
+    const delivery = new Delivery({ sender: platform, store, events });
+    expect(
+      await delivery.deliver({ source: SOURCE, op: 'update', rows: [row('a')], policy: 'daemon' }),
+    ).toEqual(['synced']);
+    expect(retries).toEqual([1, 2]);
+    expect(store.writes.map((w) => w.rows.map((r) => [r.status, r.attempts]))).toEqual([
+      [['retrying', 1]],
+      [['synced', 3]],
+    ]);
+
+    // A command gives up after RETRY.command's tries (its backoff waits on fake timers here).
+    platform.transientFailures = 10;
+    vi.useFakeTimers();
+    try {
+      const given = platform.requests.length;
+      const failed = delivery.deliver({ source: SOURCE, op: 'update', rows: [row('z')], policy: 'command' });
+      const outcome = expect(failed).rejects.toThrow(ApiUnavailableError);
+      await vi.runAllTimersAsync();
+      await outcome;
+      expect(platform.requests.length - given).toBe(RETRY.command.maxTries);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('records outcomes decided without sending', async () => {
+    const store = new FakeStore();
+    const delivery = new Delivery({ sender: new FakePlatform(), store });
+    await delivery.record('profiles', [
+      { change: change('gone'), op: 'delete', status: 'skipped', error: 'row gone' },
+    ]);
+    expect(store.writes).toEqual([
+      {
+        batch: null,
+        rows: [
+          expect.objectContaining({
+            rowKey: '{"id":"gone"}',
+            status: 'skipped',
+            error: 'row gone',
+            payload: null,
+          }),
+        ],
+      },
+    ]);
+  });
+});
