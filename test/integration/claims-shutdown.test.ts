@@ -29,7 +29,7 @@ describe('SIGTERM with requests in flight', () => {
       writeConfigFile(testConfigYaml({ db, apiUrl: sim.url, batching: { maxBatchSize: 5 } })),
     );
     await waitForStreaming(db, db.name);
-    sim.setFaults({ latencyMs: 700 });
+    sim.setFaults({ latencyMs: 1000 });
     const lsn = await commitReturningLsn(db, [
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 'c' || i, 'g' || (i % 3) FROM generate_series(1, 20) i`,
       `INSERT INTO crm.member_group (member_id, group_name) SELECT 'c' || i, 'm' FROM generate_series(1, 10) i`,

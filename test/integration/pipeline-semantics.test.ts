@@ -273,7 +273,7 @@ describe('pipeline semantics', () => {
     let load = { buffered: 0, inflight: 0 };
     running?.bridge.events.on('buffer', (b) => (load = b));
     // A slow platform, so that the stop comes while requests are in flight.
-    sim.setFaults({ latencyMs: 400 });
+    sim.setFaults({ latencyMs: 1000 });
     const lsn = await commitReturningLsn(db, [
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 'fine' || i, 'x' FROM generate_series(1, 6) i`,
     ]);
