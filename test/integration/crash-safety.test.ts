@@ -1,12 +1,15 @@
 /**
  * SPEC section 5: a crash at any instant, then a restart, loses nothing. The bridge runs as its own
  * process and is SIGKILLed at six different moments of a stream of transactions, restarted each
- * time; at the end the simulator equals the database and every row has an outcome.
+ * time; at the end the simulator equals the database and every row has an outcome. Each moment is
+ * asserted, mostly after the kill, when what held at the kill can no longer change (an unfinished
+ * snapshot stays unfinished, an unanswered request stays unanswered by a dead process).
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { commitReturningLsn, confirmedPast, currentLsn, unanswered } from '../helpers/moments.js';
 import { spawnBridge, writeConfigFile, type BridgeProcess } from '../helpers/bridge-process.js';
 import {
   CRM_SCHEMA,
@@ -83,6 +86,15 @@ describe('crash safety', () => {
     }
   }
 
+  /** Outcomes stored for changes committed after `lsn` (skipped rows need no answer: not counted). */
+  async function storedSince(lsn: string): Promise<number> {
+    const { rows } = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM "Tuzhan Sync".sync_status WHERE lsn > $1::pg_lsn AND status <> 'skipped'`,
+      [lsn],
+    );
+    return rows[0]?.n ?? -1;
+  }
+
   function start(): BridgeProcess {
     bridge = spawnBridge(configFile);
     return bridge;
@@ -107,21 +119,38 @@ describe('crash safety', () => {
       `INSERT INTO crm.member_group (member_id, group_name) SELECT 'm' || (i % 25), 'snap' || i FROM generate_series(1, 4000) i`,
     );
     for (let i = 0; i < 25; i++) ids.add(`m${i}`);
-    sim.setFaults({ latencyMs: 30 });
+    // 20 requests (one per 200-row flush, merged per member), one after the other since they share
+    // customers, each answered after 100 ms: two seconds at least.
+    sim.setFaults({ latencyMs: 100 });
     start();
     await eventually(() => expect(sim.stats().requests).toBeGreaterThanOrEqual(2), 30_000, 10);
     await crash();
     sim.setFaults({ latencyMs: 0 });
+    // The moment (read after the kill, so it held at the kill): the slot's snapshot had begun and
+    // not finished.
+    const snapshot = await db.query<{ started: boolean; done: boolean }>(
+      `SELECT snapshot_started_at IS NOT NULL AS started, snapshot_done_at IS NOT NULL AS done
+         FROM "Tuzhan Sync".bridge_state WHERE slot = $1`,
+      [db.name],
+    );
+    expect(snapshot.rows).toEqual([{ started: true, done: false }]);
 
     // 2. While a request is in flight (the platform is slow to answer).
     start();
     await streaming();
     sim.setFaults({ latencyMs: 500 });
+    // Requests of an earlier stage that never got an answer (cut off by a kill) stay counted.
+    const unansweredBefore = unanswered(sim.stats());
     const before = sim.stats().requests;
+    let stageStart = await currentLsn(db);
     await writeSome();
     await eventually(() => expect(sim.stats().requests).toBeGreaterThan(before), 10_000, 10);
     await crash();
     sim.setFaults({ latencyMs: 0 });
+    // The moment (read after the kill, when answers can only have grown): the platform had received
+    // a request it had not answered, and no outcome of this stage's changes was stored.
+    expect(unanswered(sim.stats())).toBeGreaterThan(unansweredBefore);
+    expect(await storedSince(stageStart)).toBe(0);
 
     // 3. Between the platform's answer and the status write: the status table is locked, so the
     //    bridge holds the answer it cannot store yet.
@@ -133,6 +162,7 @@ describe('crash safety', () => {
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE "Tuzhan Sync".sync_status IN EXCLUSIVE MODE');
     const applied = sim.stats().byOptType.update.requests + sim.stats().byOptType.add.requests;
+    stageStart = await currentLsn(db);
     await writeSome(2);
     await eventually(
       () =>
@@ -142,8 +172,17 @@ describe('crash safety', () => {
       10_000,
       10,
     );
-    await new Promise((r) => setTimeout(r, 300));
+    // The moment: the platform applied rows of this stage, the bridge's status write waits for the
+    // lock, and sync_status (readable under an EXCLUSIVE lock) has none of their outcomes.
+    await eventually(async () => {
+      const { rowCount } = await db.query(
+        `SELECT 1 FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'tuzhan-cdc' AND wait_event_type = 'Lock'`,
+      );
+      expect(rowCount).toBeGreaterThan(0);
+    }, 10_000);
     await crash();
+    expect(await storedSince(stageStart)).toBe(0);
     await locker.query('ROLLBACK');
     await locker.end();
 
@@ -151,30 +190,47 @@ describe('crash safety', () => {
     start();
     await streaming();
     sim.setFaults({ errorRate: 1 });
+    stageStart = await currentLsn(db);
     await writeSome();
     await eventually(() => expect(sim.stats().served500).toBeGreaterThanOrEqual(3), 15_000, 10);
+    // The moment: sync_status shows this stage's rows as retrying.
+    await eventually(async () => {
+      const { rowCount } = await db.query(
+        `SELECT 1 FROM "Tuzhan Sync".sync_status WHERE status = 'retrying' AND lsn > $1::pg_lsn`,
+        [stageStart],
+      );
+      expect(rowCount).toBeGreaterThan(0);
+    }, 10_000);
     await crash();
     sim.setFaults({ errorRate: 0 });
 
     // 5. In the middle of a large transaction.
     start();
     await streaming();
-    const rowsBefore = sim.stats().byOptType.add.rows;
-    await db.query(
+    // Membership rows of one customer are merged into one API row: count the groups themselves.
+    const bulkOnPlatform = (): number =>
+      Array.from({ length: 25 }, (_, i) => sim.groupsOf('thirdId', `m${i}`) ?? [])
+        .flat()
+        .filter((g) => g.startsWith('bulk')).length;
+    const bigCommit = await commitReturningLsn(db, [
       `INSERT INTO crm.member_group (member_id, group_name) SELECT 'm' || (i % 25), 'bulk' || i FROM generate_series(1, 20000) i`,
-    );
-    await eventually(
-      () => expect(sim.stats().byOptType.add.rows).toBeGreaterThan(rowsBefore + 1000),
-      30_000,
-      10,
-    );
+    ]);
+    await eventually(() => expect(bulkOnPlatform()).toBeGreaterThan(1000), 30_000, 10);
     await crash();
+    // The moment: the platform had some of the transaction's rows but not all, and the slot had not
+    // confirmed past its commit.
+    expect(bulkOnPlatform()).toBeLessThan(20000);
+    expect(await confirmedPast(db, db.name, bigCommit)).toBe(false);
 
     // 6. At an arbitrary instant while transactions keep coming.
     start();
     await streaming();
-    const writer = writeSome(40);
-    await new Promise((r) => setTimeout(r, 400));
+    const seqBefore = seq;
+    let writing = true;
+    const writer = writeSome(40).finally(() => (writing = false));
+    await eventually(() => expect(seq).toBeGreaterThanOrEqual(seqBefore + 10), 10_000, 5);
+    // The moment: the writer is still running.
+    expect(writing).toBe(true);
     await crash();
     await writer;
 

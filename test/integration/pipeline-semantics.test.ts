@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { commitReturningLsn, confirmedPast, unanswered } from '../helpers/moments.js';
 import {
   CRM_SCHEMA,
   eventually,
@@ -268,11 +269,27 @@ describe('pipeline semantics', () => {
 
   it('says nothing of a timeout when a stop drains in time', async () => {
     const log = captureLogger('warn');
-    await startBridge({ logger: log.logger });
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('fine', 'x')`);
-    await waitForCatchUp(db);
+    await startBridge({ logger: log.logger, batching: { maxBatchSize: 2 } });
+    let load = { buffered: 0, inflight: 0 };
+    running?.bridge.events.on('buffer', (b) => (load = b));
+    // A slow platform, so that the stop comes while requests are in flight.
+    sim.setFaults({ latencyMs: 1000 });
+    const lsn = await commitReturningLsn(db, [
+      `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 'fine' || i, 'x' FROM generate_series(1, 6) i`,
+    ]);
+    await eventually(() => expect(unanswered(sim.stats())).toBeGreaterThan(0), 10_000, 5);
+    // The moment: rows in flight, none of their outcomes stored, the commit not confirmed.
+    expect(load.inflight).toBeGreaterThan(0);
+    expect([...(await statusRows(db, 'profiles')).values()]).toEqual([]);
+    expect(await confirmedPast(db, db.name, lsn)).toBe(false);
+
     await running?.stop(5000);
     running = undefined;
+    // Drained: every outcome stored, the commit confirmed, and nothing said of a timeout.
+    const rows = await statusRows(db, 'profiles');
+    expect([...rows.values()].map((r) => `${r.op}/${r.status}`)).toEqual(Array(6).fill('add/synced'));
+    expect(sim.stats().byOptType.add.rows).toBe(6);
+    expect(await confirmedPast(db, db.name, lsn)).toBe(true);
     expect(log.lines()).toEqual([]);
   });
 

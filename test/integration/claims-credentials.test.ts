@@ -1,0 +1,100 @@
+/**
+ * SPEC section 6: when the platform refuses the credentials, the bridge stops sending, logs an
+ * error naming the config key, keeps retrying slowly; nothing is acknowledged, nothing is lost
+ * (README "Failures"). Only the platform client had a test of this; here the whole bridge runs.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { captureLogger } from '../helpers/capture-logger.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { commitReturningLsn, confirmedPast } from '../helpers/moments.js';
+import {
+  CRM_SCHEMA,
+  eventually,
+  startTestBridge,
+  statusRows,
+  waitForCatchUp,
+  type TestBridge,
+} from '../helpers/pipeline.js';
+
+describe('credentials the platform refuses', () => {
+  let db: TestDatabase;
+  let sim: Simulator;
+  let running: TestBridge | undefined;
+
+  beforeAll(async () => {
+    sim = await startSimulator({ token: 'test-token' });
+    db = await createTestDatabase('claims credentials');
+    await db.query(CRM_SCHEMA);
+  });
+  afterEach(async () => {
+    await running?.stop(500);
+    running = undefined;
+  });
+  afterAll(async () => {
+    await sim.close();
+    await db.drop();
+  });
+
+  it('stop the sending, name tuzhan.token once, keep the rows retrying and unconfirmed; the right token delivers them', async () => {
+    const log = captureLogger('warn');
+    running = await startTestBridge({ db, apiUrl: sim.url, token: 'wrong-token', logger: log.logger });
+    const lsn = await commitReturningLsn(db, [
+      `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('a1', 'x')`,
+    ]);
+    await eventually(() => expect(sim.stats().authFailures).toBeGreaterThanOrEqual(3), 15_000, 20);
+
+    // The moment: the platform refused every request it got, and applied nothing.
+    const stats = sim.stats();
+    expect(stats.requests).toBe(stats.authFailures);
+    expect(stats.byOptType.add.requests + stats.byOptType.update.requests).toBe(0);
+    const errors = log.lines().filter((l) => l.level === 50);
+    expect(errors).toEqual([
+      expect.objectContaining({
+        configKey: 'tuzhan.token',
+        msg: 'the platform refuses the credentials: fix tuzhan.token; sending is paused and retried',
+      }),
+    ]);
+    expect((await statusRows(db, 'profiles')).get('{"cust_no":"a1"}')).toMatchObject({
+      op: 'add',
+      status: 'retrying',
+    });
+    expect(await confirmedPast(db, db.name, lsn)).toBe(false);
+
+    await running.stop(500);
+    running = undefined;
+    expect(await confirmedPast(db, db.name, lsn)).toBe(false);
+
+    running = await startTestBridge({ db, apiUrl: sim.url, token: 'test-token' });
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 'a1')).toEqual(['x']);
+    expect((await statusRows(db, 'profiles')).get('{"cust_no":"a1"}')).toMatchObject({ status: 'synced' });
+  });
+
+  // BUG: the refusal is handled per request (TuzhanClient.send retries each request on its own and
+  // logs once per request's streak), not by the bridge: a change committed after the refusal is
+  // flushed into a new request, which is sent, refused, logged and retried in its own loop, up to
+  // tuzhan.concurrency loops at once. So the bridge does not "stop sending" and names tuzhan.token
+  // once per request (four error lines for four later changes). Remove `.fails` once a refusal
+  // pauses all sending (one request probing) and is logged once.
+  it.fails('sends nothing new and logs once when more changes come after the refusal', async () => {
+    const log = captureLogger('warn');
+    running = await startTestBridge({ db, apiUrl: sim.url, token: 'wrong-token', logger: log.logger });
+    const refusedBefore = sim.stats().authFailures;
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('b1', 'x')`);
+    await eventually(() => expect(sim.stats().authFailures).toBeGreaterThan(refusedBefore), 15_000, 10);
+    const refusedAt = Date.now() - 20;
+    for (const k of ['b2', 'b3', 'b4']) {
+      await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ($1, 'x')`, [k]);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await new Promise((r) => setTimeout(r, 1500));
+    // One streak of retries (the client's auth backoff: 1 s doubling, at least half of it each
+    // time) makes at most this many attempts in the time since the first refusal.
+    const elapsed = Date.now() - refusedAt;
+    let attempts = 1;
+    while (500 * (2 ** attempts - 1) <= elapsed) attempts += 1;
+    expect(sim.stats().authFailures - refusedBefore).toBeLessThanOrEqual(attempts);
+    expect(log.lines().filter((l) => l.level === 50)).toHaveLength(1);
+  });
+});

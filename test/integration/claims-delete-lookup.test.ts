@@ -1,0 +1,163 @@
+/**
+ * `deleteLookup: state` under concurrency (docs/design.md "What the WAL does not carry"): with
+ * REPLICA IDENTITY DEFAULT a delete carries only the key and an update no old row, so the identity
+ * a row had (here its phone, a non-key column) comes from what sync_status says was last sent for
+ * the key, read after that key's earlier requests have finished. Several clients change the same
+ * keys at once (phones moving between rows, groups, deletes, re-inserts) while a slow platform
+ * keeps several small requests in flight; at the end the platform equals the table.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { unanswered } from '../helpers/moments.js';
+import { CRM_SCHEMA, startTestBridge, waitForCatchUp, type TestBridge } from '../helpers/pipeline.js';
+
+const KEYS = 30;
+const PHONES = 60;
+const CLIENTS = 4;
+const TRANSACTIONS = 40;
+const phone = (i: number): string => String(13800000000 + i);
+
+/** A small seeded PRNG (mulberry32), so that a failing run can be repeated. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('deleteLookup: state under concurrency', () => {
+  let db: TestDatabase;
+  let sim: Simulator;
+  let running: TestBridge | undefined;
+
+  beforeAll(async () => {
+    sim = await startSimulator({ token: 'test-token' });
+    db = await createTestDatabase('claims lookup');
+    await db.query(CRM_SCHEMA);
+    await db.query(`ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`);
+    // Identities are unique per source row (docs/design.md, "Assumptions").
+    await db.query(`ALTER TABLE crm.customer_profile ADD CONSTRAINT mobile_unique UNIQUE (mobile)`);
+  });
+  afterAll(async () => {
+    await running?.stop();
+    await sim.close();
+    await db.drop();
+  });
+
+  /** One client's transactions of one to three changes; conflicts and deadlocks roll back. */
+  async function client(random: () => number): Promise<number> {
+    const pick = (n: number): number => Math.floor(random() * n);
+    const groups = (): string =>
+      ['a', 'b', 'c', 'd', 'e'].filter(() => random() < 0.4).join(',') || (random() < 0.5 ? '' : 'z');
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    let committed = 0;
+    try {
+      for (let t = 0; t < TRANSACTIONS; t++) {
+        try {
+          await c.query('BEGIN');
+          for (let s = 1 + pick(3); s > 0; s--) {
+            const key = `k${pick(KEYS)}`;
+            const r = random();
+            if (r < 0.3) {
+              await c.query(`UPDATE crm.customer_profile SET "Group Names" = $2 WHERE cust_no = $1`, [
+                key,
+                groups(),
+              ]);
+            } else if (r < 0.55) {
+              await c.query(`UPDATE crm.customer_profile SET mobile = $2 WHERE cust_no = $1`, [
+                key,
+                phone(pick(PHONES)),
+              ]);
+            } else if (r < 0.7) {
+              await c.query(
+                `UPDATE crm.customer_profile SET mobile = $2, "Group Names" = $3 WHERE cust_no = $1`,
+                [key, phone(pick(PHONES)), groups()],
+              );
+            } else if (r < 0.85) {
+              await c.query(`DELETE FROM crm.customer_profile WHERE cust_no = $1`, [key]);
+            } else {
+              await c.query(
+                `INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING`,
+                [key, phone(pick(PHONES)), groups()],
+              );
+            }
+          }
+          await c.query('COMMIT');
+          committed += 1;
+        } catch (err) {
+          const code = (err as { code?: string }).code;
+          if (code !== '23505' && code !== '40P01') throw err;
+          await c.query('ROLLBACK');
+        }
+      }
+    } finally {
+      await c.end();
+    }
+    return committed;
+  }
+
+  it('leaves the platform equal to the table', async () => {
+    await db.query(
+      `INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names")
+       SELECT 'k' || i, (13800000000 + i)::text, 'a,b' FROM generate_series(0, ${KEYS - 1}) i`,
+    );
+    running = await startTestBridge({
+      db,
+      apiUrl: sim.url,
+      batching: { maxBatchSize: 5, debounceMs: 5, maxWaitMs: 50 },
+      sources: `
+  - name: phones
+    table: crm.customer_profile
+    mode: row
+    columns: { phone: mobile, groups: "Group Names" }
+    deleteLookup: state
+    match: { isMatching: false }`,
+    });
+    sim.setFaults({ latencyMs: 40 });
+
+    const seed = Date.now() % 100_000;
+    const random = prng(seed);
+    let mostInFlight = 0;
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        mostInFlight = Math.max(mostInFlight, unanswered(sim.stats()));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const committed = await Promise.all(
+      Array.from({ length: CLIENTS }, () => client(prng(Math.floor(random() * 2 ** 32)))),
+    );
+    await waitForCatchUp(db, db.name, 60_000).finally(() => (watching = false));
+    await watcher;
+
+    // The moment: the clients' transactions were streamed while the platform held several
+    // requests at once.
+    expect(committed.reduce((a, b) => a + b, 0)).toBeGreaterThan(CLIENTS * TRANSACTIONS * 0.5);
+    expect(mostInFlight, `seed ${seed}`).toBeGreaterThan(1);
+
+    const { rows } = await db.query<{ mobile: string; groups: string }>(
+      `SELECT mobile, "Group Names" AS groups FROM crm.customer_profile`,
+    );
+    const expected: Record<string, string[]> = {};
+    const actual: Record<string, string[]> = {};
+    for (let i = 0; i < PHONES; i++) {
+      expected[phone(i)] = [];
+      actual[phone(i)] = sim.groupsOf('phone', phone(i)) ?? [];
+    }
+    for (const r of rows) expected[r.mobile] = r.groups.split(',').filter(Boolean).sort();
+    expect(actual, `seed ${seed}`).toEqual(expected);
+    const unsettled = await db.query(
+      `SELECT row_key, status, error FROM "Tuzhan Sync".sync_status WHERE status NOT IN ('synced', 'skipped')`,
+    );
+    expect(unsettled.rows).toEqual([]);
+  });
+});

@@ -1,0 +1,56 @@
+/**
+ * SIGTERM with work pending (README "Command line": SIGTERM drains, stores outcomes, confirms and
+ * exits; docs/design.md "Positions"). The signal is sent to a real `tuzhan-cdc run` while the
+ * platform is still answering its requests, not after catch-up when nothing is left to drain.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { spawnBridge, writeConfigFile } from '../helpers/bridge-process.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { commitReturningLsn, confirmedPast, unanswered } from '../helpers/moments.js';
+import { CRM_SCHEMA, eventually, statusRows, testConfigYaml, waitForStreaming } from '../helpers/pipeline.js';
+
+describe('SIGTERM with requests in flight', () => {
+  let db: TestDatabase;
+  let sim: Simulator;
+
+  beforeAll(async () => {
+    sim = await startSimulator({ token: 'test-token' });
+    db = await createTestDatabase('claims shutdown');
+    await db.query(CRM_SCHEMA);
+  });
+  afterAll(async () => {
+    await sim?.close();
+    await db?.drop();
+  });
+
+  it('drains: exit code 0, every outcome stored, the slot confirmed past the changes', async () => {
+    const bridge = spawnBridge(
+      writeConfigFile(testConfigYaml({ db, apiUrl: sim.url, batching: { maxBatchSize: 5 } })),
+    );
+    await waitForStreaming(db, db.name);
+    sim.setFaults({ latencyMs: 1000 });
+    const lsn = await commitReturningLsn(db, [
+      `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 'c' || i, 'g' || (i % 3) FROM generate_series(1, 20) i`,
+      `INSERT INTO crm.member_group (member_id, group_name) SELECT 'c' || i, 'm' FROM generate_series(1, 10) i`,
+    ]);
+    await eventually(() => expect(unanswered(sim.stats())).toBeGreaterThan(0), 15_000, 5);
+    // The moment: the platform holds requests it has not answered, no outcome is stored yet, and
+    // the transaction is not confirmed.
+    const pending = await db.query(`SELECT 1 FROM "Tuzhan Sync".sync_status`);
+    expect(pending.rowCount).toBe(0);
+    expect(await confirmedPast(db, db.name, lsn)).toBe(false);
+    const inFlight = unanswered(sim.stats());
+    expect(inFlight).toBeGreaterThan(0);
+
+    expect(await bridge.kill('SIGTERM')).toBe(0);
+    const profiles = [...(await statusRows(db, 'profiles')).values()];
+    const members = [...(await statusRows(db, 'memberships')).values()];
+    expect(profiles.map((r) => r.status)).toEqual(Array(20).fill('synced'));
+    expect(members.map((r) => r.status)).toEqual(Array(10).fill('synced'));
+    expect(await confirmedPast(db, db.name, lsn)).toBe(true);
+    expect(sim.groupsOf('thirdId', 'c7')).toEqual(['g1', 'm']);
+    expect(sim.groupsOf('thirdId', 'c20')).toEqual(['g2']);
+    expect(bridge.output()).not.toMatch(/timed out/);
+  });
+});
