@@ -212,14 +212,14 @@ export class Dispatcher {
       const after = e.after as Image;
       if (row) {
         after.groups = rt.mapper.image(row).groups ?? [];
-      } else if (e.before && typeof e.before === 'object' && e.before.groups !== null) {
-        after.groups = e.before.groups;
-      } else {
-        // The row is gone (its delete is on its way). What this change set may have been sent by
-        // an earlier run: clear it, as for a delete.
-        addPassed(e, after);
-        e.after = null;
+        continue;
       }
+      // The row is gone (its delete is on its way): treat it as gone, clearing its identity. Without
+      // an old tuple (`unknown`), the new tuple's identity is the old one: the startup check keeps
+      // the identity columns in the replica identity, so an update without one did not change them.
+      if (e.before === 'unknown') e.before = { identity: after.identity, groups: null };
+      else addPassed(e, after);
+      e.after = null;
     }
   }
 }

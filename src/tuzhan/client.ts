@@ -54,6 +54,8 @@ type TuzhanConfig = Omit<Config['tuzhan'], 'notReadyAfterMs'>;
 
 export class TuzhanClient {
   private readonly transport: Transport;
+  /** Set while the platform refuses the credentials: the request that probes them, and its waiters. */
+  private refused: Gate | undefined;
   private readonly tokens: TokenManager;
   private readonly basePath: string;
   private readonly logger: Logger;
@@ -191,36 +193,59 @@ export class TuzhanClient {
       baseMs: o.authRetryBaseMs ?? 1000,
       maxMs: o.authRetryMaxMs ?? 60_000,
     };
-    let authStreak = false;
-    const result = await retry(() => this.sendOnce(params, rows, { signal }), {
-      policy: (err) =>
-        err instanceof ApiUnavailableError ? transient : err instanceof ApiAuthError ? auth : undefined,
-      signal,
-      onAbort: () => new RequestAbortedError(),
-      minDelayMs: (err) =>
-        err instanceof ApiUnavailableError && err.retryAfterMs !== undefined
-          ? Math.min(err.retryAfterMs, o.retryAfterMaxMs ?? 300_000)
-          : undefined,
-      onRetry: async ({ attempt, error, delayMs }) => {
-        const err = error as ApiUnavailableError | ApiAuthError;
-        if (err instanceof ApiUnavailableError) {
-          this.logger.warn(
-            { attempt, delayMs, httpStatus: err.httpStatus, rows: rows.length, err: err.message },
-            'platform unavailable; retrying',
-          );
-        } else if (!authStreak) {
-          authStreak = true;
-          this.logger.error(
-            { configKey: err.configKey, httpStatus: err.httpStatus, code: err.apiCode, err: err.message },
-            `the platform refuses the credentials: fix ${err.configKey}; sending is paused and retried`,
-          );
-        }
-        await onRetry?.({ attempt, error: err, delayMs });
-      },
-    });
-    if (authStreak)
-      this.logger.info({ configKey: this.tokens.configKey }, 'platform accepts the credentials again');
-    return result;
+    const me = Symbol('request');
+    let answered = false;
+    try {
+      const result = await retry(
+        async () => {
+          // While the platform refuses the credentials, one request tries them and the rest wait:
+          // sending stops (SPEC section 6), and the refusal is logged once, not once per request.
+          for (let gate = this.refused; gate && gate.owner !== me; gate = this.refused)
+            await gate.opened(signal);
+          return this.sendOnce(params, rows, { signal });
+        },
+        {
+          policy: (err) =>
+            err instanceof ApiUnavailableError ? transient : err instanceof ApiAuthError ? auth : undefined,
+          signal,
+          onAbort: () => new RequestAbortedError(),
+          minDelayMs: (err) =>
+            err instanceof ApiUnavailableError && err.retryAfterMs !== undefined
+              ? Math.min(err.retryAfterMs, o.retryAfterMaxMs ?? 300_000)
+              : undefined,
+          onRetry: async ({ attempt, error, delayMs }) => {
+            const err = error as ApiUnavailableError | ApiAuthError;
+            if (err instanceof ApiUnavailableError) {
+              this.logger.warn(
+                { attempt, delayMs, httpStatus: err.httpStatus, rows: rows.length, err: err.message },
+                'platform unavailable; retrying',
+              );
+            } else if (!this.refused) {
+              this.refused = new Gate(me);
+              this.logger.error(
+                { configKey: err.configKey, httpStatus: err.httpStatus, code: err.apiCode, err: err.message },
+                `the platform refuses the credentials: fix ${err.configKey}; sending is paused and retried`,
+              );
+            }
+            await onRetry?.({ attempt, error: err, delayMs });
+          },
+        },
+      );
+      answered = true;
+      return result;
+    } catch (err) {
+      // A whole-batch rejection is an answer about the data: the credentials were accepted.
+      if (err instanceof ApiRejectedError) answered = true;
+      throw err;
+    } finally {
+      if (this.refused?.owner === me) {
+        // Accepted again, or this request gave up (a stop): the others go on (one probes next).
+        this.refused.open();
+        this.refused = undefined;
+        if (answered)
+          this.logger.info({ configKey: this.tokens.configKey }, 'platform accepts the credentials again');
+      }
+    }
   }
 
   /**
@@ -279,5 +304,29 @@ export class TuzhanClient {
 
   private clean(text: string): string {
     return redact(text, this.tokens.secrets());
+  }
+}
+
+/** The credentials gate: opened when its owner's request is answered or gives up. */
+class Gate {
+  private readonly done: Promise<void>;
+  open: () => void = () => {};
+
+  constructor(readonly owner: symbol) {
+    this.done = new Promise<void>((resolve) => (this.open = resolve));
+  }
+
+  /** Resolves when the gate opens; rejects with RequestAbortedError when `signal` aborts first. */
+  opened(signal: AbortSignal | undefined): Promise<void> {
+    if (!signal) return this.done;
+    if (signal.aborted) return Promise.reject(new RequestAbortedError());
+    return new Promise<void>((resolve, reject) => {
+      const abort = (): void => reject(new RequestAbortedError());
+      signal.addEventListener('abort', abort, { once: true });
+      void this.done.then(() => {
+        signal.removeEventListener('abort', abort);
+        resolve();
+      });
+    });
   }
 }

@@ -71,13 +71,9 @@ describe('credentials the platform refuses', () => {
     expect((await statusRows(db, 'profiles')).get('{"cust_no":"a1"}')).toMatchObject({ status: 'synced' });
   });
 
-  // BUG: the refusal is handled per request (TuzhanClient.send retries each request on its own and
-  // logs once per request's streak), not by the bridge: a change committed after the refusal is
-  // flushed into a new request, which is sent, refused, logged and retried in its own loop, up to
-  // tuzhan.concurrency loops at once. So the bridge does not "stop sending" and names tuzhan.token
-  // once per request (four error lines for four later changes). Remove `.fails` once a refusal
-  // pauses all sending (one request probing) and is logged once.
-  it.fails('sends nothing new and logs once when more changes come after the refusal', async () => {
+  // A refusal pauses all sending: one request probes the credentials, later changes' requests wait
+  // behind it (TuzhanClient's credentials gate), and tuzhan.token is named once, not per request.
+  it('sends nothing new and logs once when more changes come after the refusal', async () => {
     const log = captureLogger('warn');
     running = await startTestBridge({ db, apiUrl: sim.url, token: 'wrong-token', logger: log.logger });
     const refusedBefore = sim.stats().authFailures;

@@ -137,14 +137,11 @@ describe('an unchanged TOAST value whose row is gone', () => {
     },
   );
 
-  // BUG: docs/design.md says a row gone at the read "is treated as gone (its identity cleared)".
   // Without deleteLookup (REPLICA IDENTITY DEFAULT is accepted when the identity is the key), the
-  // update's before is `unknown`, its window is fresh, so `netEffect` ignores the passed state and
-  // has nothing to send: the update is stored as failed, "the old row is not in the WAL, so this
-  // change cannot be translated: run ALTER TABLE ... REPLICA IDENTITY FULL or set deleteLookup:
-  // state", until the delete's own flush overwrites it. Operators see a false failure (and the
-  // failed-rows counter keeps it). Remove `.fails` once the gone row's identity is cleared.
-  it.fails('records no failure for the row while its delete is on its way (no deleteLookup)', async () => {
+  // update's before is `unknown`; a row gone at the read is treated as gone with the new tuple's
+  // identity (the same as the old one), so no false "cannot be translated" failure is stored while
+  // its delete is on its way (docs/design.md, "What the WAL does not carry").
+  it('records no failure for the row while its delete is on its way (no deleteLookup)', async () => {
     const { statuses } = await goneBeforeTheRead(false, true);
     expect(statuses.filter((s) => s.includes('failed'))).toEqual([]);
   });
