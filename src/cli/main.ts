@@ -3,6 +3,7 @@
  * imports the compiled dist/cli/main.js; `node --import tsx src/cli/main.ts` runs the source).
  * Tests that want the program without running it import ./program.js instead.
  */
+import { register as backfill } from './backfill.js';
 import { register as check } from './check.js';
 import { register as demo } from './demo.js';
 import { register as mockApi } from './mock-api.js';
@@ -17,7 +18,7 @@ import { register as teardown } from './teardown.js';
  * src/cli/<command>.ts and exports `register(program: Command): void`; add its import here.
  * Expected (SPEC section 9): run, check, status, retry-failed, backfill, teardown, mock-api, demo.
  */
-const COMMANDS: readonly Registrar[] = [run, check, status, retryFailed, teardown, mockApi, demo];
+const COMMANDS: readonly Registrar[] = [run, check, status, retryFailed, backfill, teardown, mockApi, demo];
 
 // `tuzhan-cdc status | head` closes the pipe early: that is the reader's choice, not a failure.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

@@ -18,7 +18,7 @@ import { statusSql } from '../status/sql.js';
 import { formatLsn } from '../util/lsn.js';
 import { quoteIdent } from '../util/sql.js';
 import { loadConfigFromOptions, UsageError, type GlobalOptions } from './common.js';
-import { formatBytes, formatDuration, formatTable } from '../util/format.js';
+import { formatBytes, formatCount, formatDuration, formatTable } from '../util/format.js';
 import { connectDatabase, databaseLabel, printJson } from './output.js';
 
 export interface SlotStatus {
@@ -50,6 +50,18 @@ export interface StatusReport {
   }>;
   /** Rows retrying or accepted: sent or being sent, without a final outcome. */
   backlog: { rows: number; oldestCommittedAt: string | null; ageSeconds: number };
+  /** The slot's snapshot: null before the first start. */
+  snapshot: { done: boolean; rows: number; reason: string | null } | null;
+  /** Running backfills first, then the latest finished ones. */
+  backfills: Array<{
+    id: string;
+    source: string;
+    reason: string;
+    status: string;
+    done: number;
+    total: number | null;
+    error: string | null;
+  }>;
   failures: {
     total: number;
     newest: Array<{
@@ -95,6 +107,8 @@ export async function readStatus(
     statusSchema: { name: schemaName, exists: false },
     summary: [],
     backlog: { rows: 0, oldestCommittedAt: null, ageSeconds: 0 },
+    snapshot: null,
+    backfills: [],
     failures: { total: 0, newest: [] },
   };
   const sql = statusSql(schemaName);
@@ -147,7 +161,49 @@ export async function readStatus(
       syncedAt: r.synced_at.toISOString(),
     }));
   }
+  const state = await db.query<{ done: boolean; rows: string | null; reason: string | null }>(
+    sql.snapshotReport,
+    [config.postgres.slot],
+  );
+  const st = state.rows[0];
+  if (st) report.snapshot = { done: st.done, rows: Number(st.rows ?? 0), reason: st.reason };
+  const hasBackfills = await db.query<{ ok: boolean }>(sql.backfillExists, [schemaName]);
+  if (hasBackfills.rows[0]?.ok) {
+    const b = await db.query<{
+      id: string;
+      source: string;
+      reason: string;
+      status: string;
+      done: string;
+      total: string | null;
+      error: string | null;
+    }>(sql.recentBackfills, [config.postgres.slot, 5]);
+    report.backfills = b.rows.map((x) => ({
+      id: x.id,
+      source: x.source,
+      reason: x.reason,
+      status: x.status,
+      done: Number(x.done),
+      total: x.total === null ? null : Number(x.total),
+      error: x.error,
+    }));
+  }
   return report;
+}
+
+/** What the slot's WAL headroom means, with the remedy. */
+function walLine(s: SlotStatus): string | undefined {
+  if (s.walStatus === 'lost')
+    return 'wal       LOST: the server removed WAL this slot needs; run `tuzhan-cdc run --resync`';
+  const room =
+    s.safeWalSize === null || s.safeWalSize === undefined
+      ? 'no max_slot_wal_keep_size (no limit)'
+      : `${formatBytes(s.safeWalSize)} before the server invalidates the slot`;
+  const risk =
+    s.walStatus === 'unreserved' || s.walStatus === 'extended'
+      ? `; wal_status ${s.walStatus}: keep the bridge streaming, or raise max_slot_wal_keep_size`
+      : '';
+  return `wal       headroom ${room}${risk}`;
 }
 
 /** The report as text for a terminal. */
@@ -166,12 +222,24 @@ export function formatStatus(r: StatusReport): string {
       `slot      ${s.name}: ${state}, confirmed ${s.confirmedFlushLsn ?? 'none'}, lag ${lag}${wal}` +
         (s.database ? `, database ${s.database}` : ''),
     );
+    const w = walLine(s);
+    if (w) out.push(w);
   }
   if (!r.statusSchema.exists) {
     out.push(
       `status    schema ${quoteIdent(r.statusSchema.name)} does not exist yet (the bridge has not run)`,
     );
     return `${out.join('\n')}\n`;
+  }
+  if (r.snapshot && !r.snapshot.done)
+    out.push(
+      `snapshot  in progress (${r.snapshot.reason ?? 'first start'}): ${formatCount(r.snapshot.rows)} rows so far`,
+    );
+  for (const b of r.backfills) {
+    const total = b.total === null ? '' : ` of ~${formatCount(Math.max(b.total, b.done))}`;
+    out.push(
+      `backfill  #${b.id} ${b.source} (${b.reason}): ${b.status}, ${formatCount(b.done)}${total} rows${b.error ? `: ${b.error}` : ''}`,
+    );
   }
   out.push(
     r.backlog.rows === 0

@@ -51,6 +51,8 @@ export const postgresSchema = z.strictObject({
     .default('tuzhan_sync'),
   /** What a start does with a slot the server invalidated or that vanished (SPEC section 8). */
   onSlotLost: z.enum(['stop', 'resync']).default('stop'),
+  /** Warn when the slot keeps more WAL than this and the server sets no max_slot_wal_keep_size. */
+  lagWarnBytes: int(0).default(1024 ** 3),
   /** TLS to the database, instead of (or on top of) `sslmode` in the URL. */
   ssl: z
     .strictObject({

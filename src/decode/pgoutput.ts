@@ -27,6 +27,8 @@ export type ChangeMessage =
   | { tag: 'update'; relation: Relation; old: Row | null; key: Row | null; new: Row }
   | { tag: 'delete'; relation: Relation; old: Row | null; key: Row | null }
   | { tag: 'truncate'; relations: Relation[] }
+  /** A logical decoding message (`pg_logical_emit_message`): the bridge's own watermarks. */
+  | { tag: 'message'; transactional: boolean; prefix: string; content: string }
   | { tag: 'other' };
 
 interface LibRelation {
@@ -107,6 +109,13 @@ export function decodeMessage(msg: LibMessage): ChangeMessage {
       return {
         tag: 'truncate',
         relations: (msg.relations as LibRelation[]).filter(Boolean).map(toRelation),
+      };
+    case 'message':
+      return {
+        tag: 'message',
+        transactional: msg.transactional === true,
+        prefix: String(msg.prefix),
+        content: Buffer.isBuffer(msg.content) ? msg.content.toString('utf8') : String(msg.content ?? ''),
       };
     default:
       return { tag: 'other' };

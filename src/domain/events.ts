@@ -31,10 +31,14 @@ export interface BridgeEventMap {
   buffer: [{ buffered: number; inflight: number }];
   /** Slot lag, as read from pg_replication_slots. */
   slotLag: [{ bytes: number; seconds: number }];
+  /** The slot's WAL headroom: wal_status, safe_wal_size (null: no limit), max_slot_wal_keep_size (-1: none). */
+  walSafety: [{ walStatus: string | null; safeWalSize: number | null; maxKeepBytes: number }];
   /** Whether the replication stream is up. */
   streaming: [boolean];
   /** Whether the last request reached the platform (any answer counts). */
   apiReachable: [boolean];
+  /** Rows of a source synced by the snapshot or a backfill so far, and the estimate of all. */
+  progress: [{ source: string; kind: 'snapshot' | 'backfill'; done: number; total: number }];
   /** The confirmed position moved. */
   confirmed: [{ lsn: string }];
 }

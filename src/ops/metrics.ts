@@ -46,6 +46,10 @@ export class Metrics {
   readonly streaming: Gauge;
   readonly apiReachable: Gauge;
   readonly platformAuthOk: Gauge;
+  readonly safeWalSize: Gauge;
+  readonly walStatus: Gauge<'status'>;
+  readonly syncRowsDone: Gauge<'source' | 'kind'>;
+  readonly syncRowsTotal: Gauge<'source' | 'kind'>;
   readonly confirmedLsn: Gauge;
 
   constructor(events: BridgeEvents, options: MetricsOptions = {}) {
@@ -102,6 +106,29 @@ export class Metrics {
       '1 while the platform accepts the credentials, 0 once it refused them (until it accepts them again).',
     );
     this.platformAuthOk.set(1);
+    this.safeWalSize = gauge(
+      registers,
+      'slot_safe_wal_size_bytes',
+      'WAL the server may still write before it invalidates the slot (pg_replication_slots.safe_wal_size); -1 without max_slot_wal_keep_size.',
+    );
+    this.walStatus = new Gauge({
+      name: `${PREFIX}slot_wal_status`,
+      help: "1 for the slot's wal_status (reserved, extended, unreserved, lost), 0 for the others.",
+      labelNames: ['status'],
+      registers,
+    });
+    this.syncRowsDone = new Gauge({
+      name: `${PREFIX}sync_rows_done`,
+      help: 'Rows of a source synced by the running snapshot or backfill (kind).',
+      labelNames: ['source', 'kind'],
+      registers,
+    });
+    this.syncRowsTotal = new Gauge({
+      name: `${PREFIX}sync_rows_total`,
+      help: 'Estimate of the rows the running snapshot or backfill (kind) of a source has to sync.',
+      labelNames: ['source', 'kind'],
+      registers,
+    });
     this.confirmedLsn = gauge(
       registers,
       'confirmed_lsn_bytes',
@@ -152,6 +179,24 @@ export class Metrics {
       onError,
     );
     listen(events, 'streaming', (up) => this.streaming.set(up ? 1 : 0), onError);
+    listen(
+      events,
+      'walSafety',
+      (e) => {
+        this.safeWalSize.set(e.safeWalSize ?? -1);
+        for (const s of WAL_STATUSES) this.walStatus.set({ status: s }, e.walStatus === s ? 1 : 0);
+      },
+      onError,
+    );
+    listen(
+      events,
+      'progress',
+      (e) => {
+        this.syncRowsDone.set({ source: e.source, kind: e.kind }, e.done);
+        this.syncRowsTotal.set({ source: e.source, kind: e.kind }, e.total);
+      },
+      onError,
+    );
     listen(events, 'apiReachable', (up) => this.apiReachable.set(up ? 1 : 0), onError);
     listen(events, 'confirmed', (e) => this.confirmedLsn.set(Number(parseLsn(e.lsn))), onError);
   }
@@ -161,6 +206,8 @@ export class Metrics {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 }
+
+const WAL_STATUSES = ['reserved', 'extended', 'unreserved', 'lost'];
 
 function gauge(registers: Registry[], name: string, help: string): Gauge {
   return new Gauge({ name: `${PREFIX}${name}`, help, registers });

@@ -12,6 +12,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Batcher } from '../batching/batcher.js';
+import type { BridgeEvents } from '../domain/events.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import type { Config } from '../config/types.js';
 import { SetupError } from '../errors.js';
@@ -30,6 +31,7 @@ export interface PrepareSlotOptions {
   batcher: Batcher;
   sent: SentMark;
   logger: Logger;
+  events: BridgeEvents;
   /** `run --resync`: a new slot and a full re-sync, whatever state the old slot is in. */
   resync?: boolean;
   /** Aborted when the bridge stops: the snapshot stops reading. */
@@ -74,6 +76,7 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
   } else if (info && synced) {
     const confirmed = info.confirmedFlushLsn ?? 0n;
     await o.sent.load(sources, true);
+    await backfillNewSources(o, sources);
     o.logger.info({ slot, confirmed: formatLsn(confirmed) }, 'resuming from the slot');
     return confirmed;
   } else if (info) {
@@ -106,6 +109,8 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
         runtimes: o.runtimes,
         batcher: o.batcher,
         logger: o.logger,
+        events: o.events,
+        slot,
         signal: o.signal,
       },
       created,
@@ -113,11 +118,32 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
   } finally {
     await created.connection.end().catch(() => {});
   }
-  await o.pool.query(sql.snapshotDone, [slot, rows]);
+  await o.pool.query(sql.snapshotDone, [slot, rows, sources]);
   const seconds = (Date.now() - started) / 1000;
   o.logger.info(
     { slot, rows, seconds, rowsPerSec: Math.round(rows / Math.max(seconds, 0.001)), reason },
     'snapshot synced',
   );
   return created.consistentPoint;
+}
+
+/**
+ * Sources configured since the slot's snapshot have existing rows the stream will never carry: each
+ * gets a backfill (run by the daemon while it streams), recorded so it is asked for once.
+ */
+async function backfillNewSources(o: PrepareSlotOptions, sources: readonly string[]): Promise<void> {
+  const { slot } = o.config.postgres;
+  const sql = o.store.sql;
+  const res = await o.pool.query<{ sources: string[] }>(sql.coveredSources, [slot]);
+  const covered = new Set(res.rows[0]?.sources ?? []);
+  const fresh = sources.filter((s) => !covered.has(s));
+  if (fresh.length === 0) return;
+  for (const source of fresh) {
+    const r = await o.pool.query<{ id: string }>(sql.requestBackfill, [slot, source, null, 'new source']);
+    o.logger.info(
+      { source, backfill: r.rows[0]?.id },
+      'source new to the slot: its existing rows are backfilled while streaming',
+    );
+  }
+  await o.pool.query(sql.coverSources, [slot, fresh]);
 }

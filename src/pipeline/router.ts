@@ -16,12 +16,14 @@ import type { StatusStore } from '../status/status-store.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
 import { formatLsn } from '../util/lsn.js';
 import { RESYNC_REMEDY } from './first-start.js';
+import { WATERMARK_PREFIX, type Watermarks } from './watermarks.js';
 
 export interface RouterOptions {
   runtimes: ReadonlyMap<string, SourceRuntime>;
   batcher: Batcher;
   store: StatusStore;
   tracker: () => PositionTracker;
+  watermarks: Watermarks;
   logger: Logger;
 }
 
@@ -74,7 +76,23 @@ export class Router {
           return;
         }
         const seq = this.txSeq++;
-        for (const c of changes) this.o.batcher.add(rt.config.name, c, tx.commitLsn, seq, tx.commitTime, tx);
+        for (const c of changes) {
+          this.o.watermarks.onChange(rt.config.name, c.key.text);
+          this.o.batcher.add(rt.config.name, c, tx.commitLsn, seq, tx.commitTime, tx);
+        }
+        if (this.o.batcher.full) return this.o.batcher.waitForRoom();
+        return;
+      }
+      case 'message': {
+        if (msg.prefix !== WATERMARK_PREFIX) return;
+        const tx = this.tx;
+        if (!tx) return;
+        // A backfill chunk's high watermark buffers the chunk here, held by this transaction.
+        this.o.watermarks.onMessage(msg.content, (source, changes) => {
+          for (const c of changes)
+            this.o.batcher.add(source, c, tx.commitLsn, this.txSeq++, tx.commitTime, tx);
+          return tx.commitLsn;
+        });
         if (this.o.batcher.full) return this.o.batcher.waitForRoom();
         return;
       }

@@ -12,6 +12,8 @@ export interface SessionOptions {
   clientConfig: pg.ClientConfig;
   slot: string;
   publication: string;
+  /** Ask for logical decoding messages (watermarks; PostgreSQL 14+). */
+  messages: boolean;
   logger: Logger;
   /** The position to confirm now. */
   confirmed(): bigint;
@@ -33,6 +35,7 @@ export class ReplicationSession {
       clientConfig: o.clientConfig,
       slot: o.slot,
       publication: o.publication,
+      messages: o.messages,
       logger: o.logger,
       confirmed: o.confirmed,
       onIdlePosition: o.onIdlePosition,

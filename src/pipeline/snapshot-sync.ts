@@ -12,13 +12,15 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Batcher } from '../batching/batcher.js';
+import type { BridgeEvents } from '../domain/events.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import { BridgeError } from '../errors.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
 import type { Before, SourceChange } from '../mapping/changes.js';
 import type { Image, RowKey } from '../mapping/source-mapper.js';
+import type { Row } from '../decode/pgoutput.js';
 import type { CreatedSlot } from '../source/slot.js';
-import { readSnapshot } from '../source/snapshot.js';
+import { estimateRows, readSnapshot } from '../source/snapshot.js';
 import { canonicalKey, type LastSent, type StatusStore } from '../status/status-store.js';
 import { statusSql } from '../status/sql.js';
 import { guardCheckedOut } from '../util/sql.js';
@@ -30,8 +32,30 @@ export interface SnapshotSyncOptions {
   runtimes: ReadonlyMap<string, SourceRuntime>;
   batcher: Batcher;
   logger: Logger;
+  events: BridgeEvents;
+  slot: string;
   /** Aborted when the bridge stops: reading stops (the next start takes a new snapshot). */
   signal?: AbortSignal;
+}
+
+/** Reports a snapshot's progress: every chunk in the metrics, every few seconds in the log and bridge_state. */
+class SnapshotProgress {
+  private readonly done = new Map<string, number>();
+  private all = 0;
+  private last = Date.now();
+
+  constructor(private readonly o: SnapshotSyncOptions) {}
+
+  async chunk(source: string, rows: number, total: number): Promise<void> {
+    const done = (this.done.get(source) ?? 0) + rows;
+    this.done.set(source, done);
+    this.all += rows;
+    this.o.events.emit('progress', { source, kind: 'snapshot', done, total });
+    if (Date.now() - this.last < 5000) return;
+    this.last = Date.now();
+    this.o.logger.info({ source, rows: done, total }, 'snapshot progress');
+    await this.o.pool.query(this.o.store.sql.snapshotProgress, [this.o.slot, this.all]).catch(() => {});
+  }
 }
 
 /** The snapshot's rows are not held by a transaction: nothing to confirm before the consistent point. */
@@ -51,6 +75,16 @@ export async function syncFromSnapshot(o: SnapshotSyncOptions, created: CreatedS
   const known = new Set<string>();
   for (const rt of o.runtimes.values()) if (await o.store.hasRows(rt.config.name)) known.add(rt.config.name);
 
+  // Rows done and the planner's estimate per source, in the log, the metrics and bridge_state.
+  const totals = new Map<string, number>();
+  for (const rt of o.runtimes.values())
+    totals.set(
+      rt.config.name,
+      await estimateRows(o.pool, { schema: rt.config.schema, name: rt.config.tableName }),
+    );
+  const snapshotTotal = (rt: SourceRuntime): number => totals.get(rt.config.name) ?? 0;
+  const progress = new SnapshotProgress(o);
+
   const client = await o.pool.connect();
   const unguard = guardCheckedOut(client);
   let rows: number;
@@ -62,24 +96,9 @@ export async function syncFromSnapshot(o: SnapshotSyncOptions, created: CreatedS
       {
         onRows: async (source, chunk) => {
           const rt = o.runtimes.get(source.name) as SourceRuntime;
-          const keyed = chunk.flatMap((row) => {
-            const key = rt.mapper.keyOf(row);
-            if (!key) return [];
-            const after = rt.mapper.passes(row) === false ? null : rt.mapper.image(row);
-            return [{ key, after }];
-          });
-          const stored = known.has(source.name)
-            ? await o.store.lastSent(
-                source.name,
-                keyed.map((k) => k.key.text),
-              )
-            : undefined;
-          for (const { key, after } of keyed) {
-            // Without a record, what the platform holds is not known: its state is set, never added to.
-            const before: Before = onPlatform(stored?.get(key.text)) ?? (after ? 'unknown' : null);
-            if (before === null && after === null) continue;
-            await add(rt, { kind: 'insert', key, before, after, restate: true });
-          }
+          for (const c of await restate(rt, chunk, known.has(source.name) ? o.store : undefined))
+            await add(rt, c);
+          await progress.chunk(source.name, chunk.length, snapshotTotal(rt));
         },
         onSourceDone: async (source, snapshotClient) => {
           if (!known.has(source.name)) return;
@@ -107,6 +126,37 @@ export async function syncFromSnapshot(o: SnapshotSyncOptions, created: CreatedS
   return rows;
 }
 
+/**
+ * Source rows read to re-sync them, as changes that set their state on the platform: what
+ * sync_status says the platform holds for a key is its `before` (so an identity or pair it no
+ * longer has is removed); without a record, `unknown` (the state is set, never added to).
+ */
+export async function restate(
+  rt: SourceRuntime,
+  rows: readonly Row[],
+  store: Pick<StatusStore, 'lastSent'> | undefined,
+): Promise<SourceChange[]> {
+  const keyed = rows.flatMap((row) => {
+    const key = rt.mapper.keyOf(row);
+    if (!key) return [];
+    const after = rt.mapper.passes(row) === false ? null : rt.mapper.image(row);
+    return [{ key, after }];
+  });
+  const stored = store
+    ? await store.lastSent(
+        rt.config.name,
+        keyed.map((k) => k.key.text),
+      )
+    : undefined;
+  const changes: SourceChange[] = [];
+  for (const { key, after } of keyed) {
+    const before: Before = onPlatform(stored?.get(key.text)) ?? (after ? 'unknown' : null);
+    if (before === null && after === null) continue;
+    changes.push({ kind: 'insert', key, before, after, restate: true });
+  }
+  return changes;
+}
+
 /** What an earlier sync left on the platform for a key, as far as sync_status knows. */
 function onPlatform(last: LastSent | undefined): Image | undefined {
   if (!last || last.op === 'delete' || !last.payload) return undefined;
@@ -120,14 +170,15 @@ function onPlatform(last: LastSent | undefined): Image | undefined {
  * in key order. Stored keys are compared with rows in the key columns' own types, through the
  * table's key index.
  */
-async function* staleKeys(
-  client: pg.ClientBase,
+export async function* staleKeys(
+  client: Pick<pg.ClientBase, 'query'>,
   statusSchema: string,
   rt: SourceRuntime,
+  page = STALE_PAGE,
 ): AsyncGenerator<Array<{ key: RowKey; image: Image }>> {
   const keyColumns = rt.mapper.keyColumns;
   const table = { schema: rt.config.schema, name: rt.config.tableName };
-  const sql = statusSql(statusSchema).staleKeys(table, keyColumns, rt.keyTypes, STALE_PAGE);
+  const sql = statusSql(statusSchema).staleKeys(table, keyColumns, rt.keyTypes, page);
   let after: string | null = null;
   for (;;) {
     const res: pg.QueryResult<{ k: string; payload: Record<string, unknown> }> = await client.query(sql, [
@@ -144,6 +195,6 @@ async function* staleKeys(
       };
     });
     after = (res.rows[res.rows.length - 1] as { k: string }).k;
-    if (res.rows.length < STALE_PAGE) return;
+    if (res.rows.length < page) return;
   }
 }

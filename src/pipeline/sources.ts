@@ -9,6 +9,8 @@ import type { SourceRuntime } from '../mapping/runtime.js';
 import { SetupError, errorMessage } from '../errors.js';
 import { SourceMapper } from '../mapping/source-mapper.js';
 import { checkServer, checkSource, type Finding } from '../source/catalog.js';
+import { readRowByKey } from '../source/snapshot.js';
+import type { StatusStore } from '../status/status-store.js';
 import { guardCheckedOut } from '../util/sql.js';
 
 /** Fails startup with every failed finding, one line each, with its fix. */
@@ -26,8 +28,15 @@ export function assertFindings(findings: Finding[]): void {
 export async function loadSources(
   pool: pg.Pool,
   config: Config,
-  rowReader: (source: SourceConfig, mapper: SourceMapper) => SourceRuntime['readRow'],
+  store: StatusStore,
 ): Promise<SourceRuntime[]> {
+  // Current rows by key (unchanged TOAST values), retried like the status writes.
+  const rowReader =
+    (source: SourceConfig, mapper: SourceMapper): SourceRuntime['readRow'] =>
+    (key) =>
+      store.withRetry('reading a source row', () =>
+        readRowByKey(pool, source.schema, source.tableName, mapper.columns, key),
+      );
   const db = await pool.connect().catch((err: unknown) => {
     throw new SetupError('DB_UNREACHABLE', `cannot connect to postgres.url: ${errorMessage(err)}`, {
       cause: err,
@@ -56,4 +65,10 @@ export async function loadSources(
     unguard();
     db.release();
   }
+}
+
+/** Whether pgoutput sends logical decoding messages (the backfills' watermarks): PostgreSQL 14+. */
+export async function sendsMessages(pool: pg.Pool): Promise<boolean> {
+  const res = await pool.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
+  return Number(res.rows[0]?.v ?? 0) >= 140_000;
 }

@@ -17,8 +17,7 @@ import type { Config } from '../config/types.js';
 import { createBridgeEvents, type BridgeEvents } from '../domain/events.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import { BridgeError, errorMessage } from '../errors.js';
-import { advanceSlot, ensurePublication, isSlotLostError, readSlot } from '../source/slot.js';
-import { readRowByKey } from '../source/snapshot.js';
+import { advanceSlot, ensurePublication, isSlotLostError } from '../source/slot.js';
 import { migrate } from '../status/migrate.js';
 import { PositionTracker } from '../status/positions.js';
 import { sleep } from '../util/backoff.js';
@@ -28,10 +27,11 @@ import { RETRY, retryDelay } from '../util/retry.js';
 import { prepareSlot, slotLostError } from './first-start.js';
 import { Router } from './router.js';
 import { ReplicationSession } from './session.js';
+import { watchSlot } from './slot-watch.js';
 import { buildStages } from './stages.js';
-import { loadSources } from './sources.js';
-
-export { assertFindings } from './sources.js';
+import { runBackfills, type BackfillOptions } from './backfill.js';
+import { Watermarks } from './watermarks.js';
+import { loadSources, sendsMessages } from './sources.js';
 
 export interface BridgeOptions {
   config: Config;
@@ -62,6 +62,9 @@ export class Bridge {
   private readonly batcher: Batcher;
   private readonly runtimes = new Map<string, SourceRuntime>();
   private router: Router | undefined;
+  private readonly watermarks = new Watermarks();
+  private messages = false;
+  private backfills: Promise<void> | undefined;
   private tracker = new PositionTracker(0n);
   private session: ReplicationSession | undefined;
   private readonly halt = new AbortController();
@@ -69,7 +72,7 @@ export class Bridge {
   private starting: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
   private loop: Promise<void> | undefined;
-  private lagTimer: NodeJS.Timeout | undefined;
+  private unwatch: (() => void) | undefined;
   private ackTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: BridgeOptions) {
@@ -140,28 +143,50 @@ export class Bridge {
 
   private async begin(): Promise<void> {
     const { postgres, sources } = this.config;
-    const loaded = await loadSources(
-      this.pool,
-      this.config,
-      (source, mapper) => (key) => this.readRow(source, mapper.columns, key),
-    );
+    const loaded = await loadSources(this.pool, this.config, this.store);
     for (const rt of loaded) this.runtimes.set(rt.config.name, rt);
     this.router = new Router({
       runtimes: this.runtimes,
       batcher: this.batcher,
       store: this.store,
       tracker: () => this.tracker,
+      watermarks: this.watermarks,
       logger: this.logger,
     });
+    this.messages = await sendsMessages(this.pool);
     await migrate(this.pool, postgres.statusSchema);
     await this.leadership.acquire(this.halt.signal);
     await ensurePublication(this.pool, postgres.publication, sources);
     this.track(await this.prepareSlot(this.o.resync === true));
-    this.lagTimer = setInterval(() => void this.measureLag(), this.o.lagIntervalMs ?? 5000);
+    this.unwatch = watchSlot({
+      pool: this.pool,
+      slot: postgres.slot,
+      lagWarnBytes: postgres.lagWarnBytes,
+      oldestOpen: () => this.tracker.oldestOpenCommitTime(),
+      events: this.events,
+      logger: this.logger,
+      intervalMs: this.o.lagIntervalMs,
+    });
     this.loop = this.runSessions().then(() => {
       if (this.fatal !== undefined) throw this.fatal;
     });
     this.loop.catch(() => {});
+    if (this.messages) this.backfills = runBackfills(this.backfillOptions());
+  }
+
+  private backfillOptions(): BackfillOptions {
+    return {
+      pool: this.pool,
+      store: this.store,
+      statusSchema: this.config.postgres.statusSchema,
+      slot: this.config.postgres.slot,
+      runtimes: this.runtimes,
+      watermarks: this.watermarks,
+      confirmed: () => this.tracker.confirmed,
+      events: this.events,
+      logger: this.logger,
+      signal: this.halt.signal,
+    };
   }
 
   /** Resumes the slot, or (re)creates it and syncs every source from its snapshot. */
@@ -175,6 +200,7 @@ export class Bridge {
       batcher: this.batcher,
       sent: this.sent,
       logger: this.logger,
+      events: this.events,
       signal: this.halt.signal,
     });
   }
@@ -247,6 +273,7 @@ export class Bridge {
       clientConfig: pgClientConfig(this.config.postgres, 'tuzhan-cdc'),
       slot: this.config.postgres.slot,
       publication: this.config.postgres.publication,
+      messages: this.messages,
       logger: this.logger,
       confirmed: () => this.tracker.confirmed,
       onIdlePosition: (lsn) => {
@@ -271,32 +298,9 @@ export class Bridge {
     );
   }
 
-  private async readRow(
-    source: SourceRuntime['config'],
-    columns: readonly string[],
-    key: Record<string, unknown>,
-  ): Promise<Record<string, unknown> | null> {
-    return this.store.withRetry('reading a source row', () =>
-      readRowByKey(this.pool, source.schema, source.tableName, columns, key),
-    );
-  }
-
-  private async measureLag(): Promise<void> {
-    try {
-      const slot = await readSlot(this.pool, this.config.postgres.slot);
-      const oldest = this.tracker.oldestOpenCommitTime();
-      this.events.emit('slotLag', {
-        bytes: slot?.lagBytes ?? 0,
-        seconds: oldest ? Math.max(0, (Date.now() - oldest.getTime()) / 1000) : 0,
-      });
-    } catch (err) {
-      this.logger.debug({ err: errorMessage(err) }, 'measuring slot lag failed');
-    }
-  }
-
   private async end(timeoutMs: number): Promise<void> {
     if (!this.halted) this.halt.abort(new StopRequested());
-    clearInterval(this.lagTimer);
+    this.unwatch?.();
     this.session?.pause();
     const timer = setTimeout(
       () => this.force.abort(new Error(`stop took longer than ${timeoutMs} ms`)),
@@ -308,6 +312,7 @@ export class Bridge {
       if (this.fatal === undefined) await this.drain(timeoutMs);
       await this.session?.stop();
       await this.loop?.catch(() => {});
+      await this.backfills;
       if (this.tracker.confirmed > 0n) {
         await advanceSlot(this.pool, this.config.postgres.slot, this.tracker.confirmed, formatLsn).catch(
           (err: unknown) =>

@@ -4,7 +4,7 @@
  * flat), and single rows by key.
  */
 import type pg from 'pg';
-import type { SourceConfig } from '../config/types.js';
+import type { FilterValue, SourceConfig } from '../config/types.js';
 import type { Row } from '../decode/pgoutput.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
 
@@ -65,4 +65,76 @@ export async function readRowByKey(
     keys.map((k) => key[k]),
   );
   return res.rows[0] ?? null;
+}
+
+/** A filter of `sources[].where`'s syntax as SQL (values compared as text, as the mapper does). */
+export function filterSql(
+  filter: Readonly<Record<string, FilterValue | readonly FilterValue[]>>,
+  firstParam: number,
+): { sql: string; params: unknown[] } {
+  const parts: string[] = [];
+  const params: unknown[] = [];
+  for (const [col, expected] of Object.entries(filter)) {
+    const values = Array.isArray(expected) ? expected : [expected];
+    const nonNull = values.filter((v) => v !== null).map(String);
+    const terms: string[] = [];
+    if (values.some((v) => v === null)) terms.push(`${quoteIdent(col)} IS NULL`);
+    if (nonNull.length) {
+      params.push(nonNull);
+      terms.push(`${quoteIdent(col)}::text = ANY($${firstParam + params.length - 1}::text[])`);
+    }
+    parts.push(terms.length === 1 ? (terms[0] as string) : `(${terms.join(' OR ')})`);
+  }
+  return { sql: parts.join(' AND ') || 'true', params };
+}
+
+/**
+ * The next chunk of a source's rows in key order, after `afterKey` (the key columns' values of the
+ * last row done), optionally filtered. A plain read in its own snapshot: a backfill orders it
+ * against the stream with watermarks.
+ */
+export async function readChunk(
+  db: Pick<pg.ClientBase, 'query'>,
+  table: { schema: string; name: string },
+  columns: readonly string[],
+  keyColumns: readonly string[],
+  afterKey: readonly unknown[] | undefined,
+  filter: Readonly<Record<string, FilterValue | readonly FilterValue[]>> | undefined,
+  limit: number,
+): Promise<Row[]> {
+  const keys = keyColumns.map(quoteIdent);
+  const params: unknown[] = [];
+  const where: string[] = [];
+  if (afterKey) {
+    params.push(...afterKey);
+    where.push(`(${keys.join(', ')}) > (${afterKey.map((_, i) => `$${i + 1}`).join(', ')})`);
+  }
+  if (filter) {
+    const f = filterSql(filter, params.length + 1);
+    params.push(...f.params);
+    where.push(f.sql);
+  }
+  params.push(limit);
+  const res = await db.query<Row>(
+    `SELECT ${columns.map(quoteIdent).join(', ')} FROM ${quoteTable(table.schema, table.name)}
+      ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${keys.join(', ')} LIMIT $${params.length}`,
+    params,
+  );
+  return res.rows;
+}
+
+/** The planner's estimate of a table's rows (counted when it has none). */
+export async function estimateRows(
+  db: Pick<pg.ClientBase, 'query'>,
+  table: { schema: string; name: string },
+): Promise<number> {
+  const qualified = quoteTable(table.schema, table.name);
+  const res = await db.query<{ n: string }>(
+    `SELECT reltuples::bigint::text AS n FROM pg_class WHERE oid = $1::regclass`,
+    [qualified],
+  );
+  const n = Number(res.rows[0]?.n ?? -1);
+  if (n >= 0) return n;
+  const counted = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${qualified}`);
+  return Number(counted.rows[0]?.n ?? 0);
 }

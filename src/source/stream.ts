@@ -17,6 +17,8 @@ export interface StreamOptions {
   clientConfig: pg.ClientConfig;
   slot: string;
   publication: string;
+  /** Ask for logical decoding messages (the bridge's watermarks; PostgreSQL 14+). */
+  messages?: boolean;
   logger: Logger;
   /** The position to confirm now (the tracker's). */
   confirmed(): bigint;
@@ -58,7 +60,11 @@ export class ReplicationStream {
       flowControl: { enabled: false },
     });
     this.service = service;
-    const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.o.publication] });
+    const plugin = new PgoutputPlugin({
+      protoVersion: 1,
+      publicationNames: [this.o.publication],
+      ...(this.o.messages ? { messages: true } : {}),
+    });
 
     service.on('error', (err: Error) => {
       this.failure ??= err;

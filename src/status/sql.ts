@@ -120,6 +120,13 @@ export function statusSql(schemaName: string) {
        FROM ${status}
       WHERE status IN ('retrying', 'accepted') AND ($1::text IS NULL OR source = $1)`,
 
+    /** $1 schema name: whether the backfill table exists yet (migration 005). */
+    backfillExists: `SELECT to_regclass(format('%I.backfill', $1::text)) IS NOT NULL AS ok`,
+
+    /** $1 slot: its snapshot, as `status` shows it (columns of later migrations read if present). */
+    snapshotReport: `SELECT snapshot_done_at IS NOT NULL AS done, snapshot_rows::text AS rows,
+            to_jsonb(b) ->> 'snapshot_reason' AS reason FROM ${state} b WHERE slot = $1`,
+
     /** $1 slot: whether its snapshot finished, and how many rows it read. */
     snapshotState: `SELECT snapshot_done_at IS NOT NULL AS done, snapshot_rows::text AS rows FROM ${state} WHERE slot = $1`,
 
@@ -128,8 +135,44 @@ export function statusSql(schemaName: string) {
        ON CONFLICT (slot) DO UPDATE SET snapshot_lsn = EXCLUDED.snapshot_lsn, snapshot_started_at = now(),
          snapshot_done_at = NULL, snapshot_rows = NULL, snapshot_reason = EXCLUDED.snapshot_reason`,
 
-    /** $1 slot, $2 rows read: the snapshot's outcomes are all stored. */
-    snapshotDone: `UPDATE ${state} SET snapshot_done_at = now(), snapshot_rows = $2 WHERE slot = $1`,
+    /** $1 slot, $2 rows read, $3 the sources it covered: the snapshot's outcomes are all stored. */
+    snapshotDone: `UPDATE ${state} SET snapshot_done_at = now(), snapshot_rows = $2, sources = $3 WHERE slot = $1`,
+
+    /** $1 slot, $2 rows read so far: the snapshot's progress. */
+    snapshotProgress: `UPDATE ${state} SET snapshot_rows = $2 WHERE slot = $1`,
+
+    /** $1 slot: the sources whose existing rows the slot synced. */
+    coveredSources: `SELECT coalesce(sources, '{}') AS sources FROM ${state} WHERE slot = $1`,
+
+    /** $1 slot, $2 sources: these sources' existing rows are (being) synced. */
+    coverSources: `UPDATE ${state} SET sources = (SELECT array_agg(DISTINCT s) FROM unnest(coalesce(sources, '{}') || $2::text[]) s)
+      WHERE slot = $1`,
+
+    /** $1 slot, $2 source, $3 filter (jsonb or null), $4 reason: a backfill to run. */
+    requestBackfill: `INSERT INTO ${schema}.backfill (slot, source, filter, reason) VALUES ($1, $2, $3, $4) RETURNING id::text`,
+
+    /** $1 slot: the oldest backfill still to run or finish. */
+    nextBackfill: `SELECT id::text, source, filter, status, last_key::text AS last_key, rows_done::text AS done
+       FROM ${schema}.backfill WHERE slot = $1 AND status IN ('pending', 'running') ORDER BY id LIMIT 1`,
+
+    /** $1 id, $2 estimate of its rows: the backfill begins (or resumes). */
+    startBackfill: `UPDATE ${schema}.backfill SET status = 'running', started_at = coalesce(started_at, now()),
+       rows_total = coalesce(rows_total, $2) WHERE id = $1`,
+
+    /** $1 id, $2 last key done (jsonb), $3 rows done: progress, stored once the chunk's outcomes are. */
+    backfillProgress: `UPDATE ${schema}.backfill SET last_key = $2, rows_done = $3 WHERE id = $1`,
+
+    /** $1 id, $2 status (done, failed), $3 error. */
+    finishBackfill: `UPDATE ${schema}.backfill SET status = $2, finished_at = now(), error = $3 WHERE id = $1`,
+
+    /** $1 id: one backfill. */
+    backfill: `SELECT id::text, source, status, rows_done::text AS done, rows_total::text AS total, error,
+              requested_at, started_at, finished_at FROM ${schema}.backfill WHERE id = $1`,
+
+    /** $1 slot, $2 limit: the running backfills and the latest finished ones. */
+    recentBackfills: `SELECT id::text, source, reason, status, rows_done::text AS done, rows_total::text AS total, error,
+              requested_at, started_at, finished_at FROM ${schema}.backfill WHERE slot = $1
+        ORDER BY (status IN ('pending', 'running')) DESC, id DESC LIMIT $2`,
 
     /** $1 schema name: whether bridge_state exists yet. */
     stateExists: `SELECT to_regclass(format('%I.bridge_state', $1::text)) IS NOT NULL AS ok`,

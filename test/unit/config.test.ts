@@ -57,6 +57,7 @@ describe('loadConfig: defaults and the SPEC example', () => {
       publication: 'tuzhan_cdc',
       statusSchema: 'tuzhan_sync',
       onSlotLost: 'stop',
+      lagWarnBytes: 1024 ** 3,
     });
     expect(config.tuzhan).toEqual({
       baseUrl: 'https://integrate.rabbitpre.com',

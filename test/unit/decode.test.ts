@@ -191,7 +191,17 @@ describe('decodeMessage on library-shaped messages', () => {
   it('unknown tags become other', () => {
     expect(decodeMessage({ tag: 'origin', originLsn: '0/1', originName: 'x' })).toEqual({ tag: 'other' });
     expect(decodeMessage({ tag: 'type', typeOid: 1 })).toEqual({ tag: 'other' });
-    expect(decodeMessage({ tag: 'message', prefix: 'p' })).toEqual({ tag: 'other' });
+  });
+
+  it('logical decoding messages (the bridge watermarks) carry their prefix and text', () => {
+    expect(
+      decodeMessage({
+        tag: 'message',
+        transactional: true,
+        prefix: 'tuzhan-cdc',
+        content: Buffer.from('{"w":"1"}'),
+      }),
+    ).toEqual({ tag: 'message', transactional: true, prefix: 'tuzhan-cdc', content: '{"w":"1"}' });
   });
 });
 
