@@ -11,5 +11,7 @@ export default defineConfig({
     include: ['test/unit/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // A file that cannot even load must count as a failed test for Stryker: see the reporter.
+    reporters: ['default', './test/helpers/stryker-load-failures.ts'],
   },
 });
