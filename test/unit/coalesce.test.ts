@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  holdersOf,
   mergeChange,
   netEffect,
   newEntry,
@@ -157,15 +158,20 @@ function sourceChange(c: ModelChange): SourceChange {
   };
 }
 
-/** The parts one flush of these changes sends, in the order they reach the platform. */
-function flushParts(mode: SourceMode, changes: readonly ModelChange[], fresh: boolean): Part[] {
+/** One entry per key, as the batcher builds them. */
+function entriesOf(changes: readonly ModelChange[]): Entry[] {
   const entries = new Map<number, Entry>();
   changes.forEach((c, i) => {
     const e = entries.get(c.key);
     if (e) mergeChange(e, sourceChange(c), BigInt(i + 1), 0, T, holder);
     else entries.set(c.key, newEntry(sourceChange(c), BigInt(i + 1), 0, T, holder));
   });
-  const list = [...entries.values()];
+  return [...entries.values()];
+}
+
+/** The parts one flush of these changes sends, in the order they reach the platform. */
+function flushParts(mode: SourceMode, changes: readonly ModelChange[], fresh: boolean): Part[] {
+  const list = entriesOf(changes);
   const parts: Part[] = [];
   for (const effect of planFlush(mode, list, () => fresh))
     if (effect.kind === 'send') parts.push(...effect.parts);
@@ -332,6 +338,129 @@ describe('netEffect', () => {
   });
 });
 
+describe('netEffect: what is never addressed, or addressed once', () => {
+  const a1 = { identity: { thirdId: 'a' }, groups: ['g1'] };
+  const a2 = { identity: { thirdId: 'a' }, groups: ['g2'] };
+  const a3 = { identity: { thirdId: 'a' }, groups: ['g3'] };
+  const b1 = { identity: { thirdId: 'b' }, groups: ['g1'] };
+  const b2 = { identity: { thirdId: 'b' }, groups: ['g2'] };
+  const ops = (e: ReturnType<typeof netEffect>) =>
+    e.kind === 'send'
+      ? e.parts.map((p) => `${p.op}:${p.identity.thirdId ?? ''}:${p.groups.join('+')}`)
+      : e.kind;
+
+  it('without `fresh`, assumes the window may have been sent (the safe side)', () => {
+    // Inserted and deleted: only a window known never to have been sent may skip it.
+    expect(ops(netEffect('row', { before: null, after: null, passed: [a1] }))).toEqual(['delete:a:']);
+  });
+
+  it('a state that could not be mapped was never sent, so nothing is cleared for it', () => {
+    // SPEC section 6: a row without any identity is failed locally and never sent.
+    const noIdentity = { identity: {}, groups: ['g1'], error: 'no identity value' };
+    expect(ops(netEffect('row', { before: noIdentity, after: a1 }, false))).toEqual(['update:a:g1']);
+    expect(ops(netEffect('row', { before: a1, after: a2, passed: [noIdentity] }, false))).toEqual([
+      'update:a:g2',
+    ]);
+  });
+
+  it('row mode: an identity the row held with several group sets is cleared once', () => {
+    expect(ops(netEffect('row', { before: b1, after: a1, passed: [b2] }, false))).toEqual([
+      'delete:b:',
+      'update:a:g1',
+    ]);
+  });
+
+  it('membership mode: each pair the row left is deleted once, the latest added', () => {
+    // a/g1 -> a/g2 -> a/g1 -> a/g3: a/g1 is both the state before the window and a passed one.
+    expect(ops(netEffect('membership', { before: a1, after: a3, passed: [a2, a1] }, false))).toEqual([
+      'delete:a:g1',
+      'delete:a:g2',
+      'add:a:g3',
+    ]);
+  });
+
+  it('membership mode: a pair that was never sent is never deleted', () => {
+    // A group name with a comma fails its row and is never sent (docs/design.md): deleting it would
+    // make the platform split it and remove the customer's groups VIP and Gold.
+    const comma = { identity: { thirdId: 'a' }, groups: ['VIP, Gold'], error: 'comma', groupsError: true };
+    expect(ops(netEffect('membership', { before: comma, after: a1 }, false))).toEqual(['add:a:g1']);
+    expect(ops(netEffect('membership', { before: a1, after: a2, passed: [comma] }, false))).toEqual([
+      'delete:a:g1',
+      'add:a:g2',
+    ]);
+    // A pair whose group is unknown: a delete without groups would remove every group of `a`.
+    const unknown = { identity: { thirdId: 'a' }, groups: null };
+    expect(ops(netEffect('membership', { before: a1, after: a2, passed: [unknown] }, false))).toEqual([
+      'delete:a:g1',
+      'add:a:g2',
+    ]);
+  });
+
+  it('a skipped row says why: gone before it was sent, or nothing to add', () => {
+    const gone = netEffect('row', { before: null, after: null, passed: [a1] }, true);
+    const empty = netEffect('row', { before: null, after: { identity: { thirdId: 'a' }, groups: [] } }, true);
+    const unchanged = netEffect('membership', { before: a1, after: a1 }, true);
+    expect(gone).toMatchObject({ kind: 'skipped', reason: expect.stringMatching(/gone/) });
+    expect(empty).toMatchObject({ kind: 'skipped', reason: expect.stringMatching(/no groups/) });
+    expect(unchanged).toMatchObject({ kind: 'skipped', reason: expect.stringMatching(/changed/) });
+  });
+});
+
+describe('planFlush: keys meet in a flush', () => {
+  const kinds = (mode: SourceMode, changes: ModelChange[], fresh: boolean) =>
+    planFlush(mode, entriesOf(changes), () => fresh).map((e) => e.kind);
+
+  it('an update that changes neither the customer nor the group is skipped, unless restated', () => {
+    // docs/design.md: "An update that changes neither the customer nor the group is skipped
+    // (unless the window may have deleted the pair)"; a re-sync restates live rows.
+    const same: ModelChange[] = [
+      { key: 1, before: { id: 'a', groups: ['g1'] }, after: { id: 'a', groups: ['g1'] } },
+    ];
+    for (const fresh of [true, false]) {
+      expect(kinds('membership', same, fresh)).toEqual(['skipped']);
+      expect(kinds('membership', [...same, ...same], fresh)).toEqual(['skipped']);
+    }
+    const restated = (c: ModelChange, restate: boolean): SourceChange => ({ ...sourceChange(c), restate });
+    const [one] = same as [ModelChange];
+    const first = newEntry(restated(one, true), 1n, 0, T, holder);
+    expect(planFlush('membership', [first], () => true)).toEqual([
+      { kind: 'send', parts: [{ op: 'add', identity: { thirdId: 'a' }, groups: ['g1'] }] },
+    ]);
+    // Restated by a later change of the window, or by an earlier one and not undone.
+    const later = newEntry(restated(one, false), 1n, 0, T, holder);
+    mergeChange(later, restated(one, true), 2n, 0, T, holder);
+    expect(planFlush('membership', [later], () => true)[0]?.kind).toBe('send');
+    mergeChange(first, restated(one, false), 2n, 0, T, holder);
+    expect(planFlush('membership', [first], () => true)[0]?.kind).toBe('send');
+  });
+
+  it('a membership row that kept its pair is re-added when another key of the flush deletes it', () => {
+    // Key 1 held a/g1 and moved to a/g2 while its earlier request was in flight, so its window
+    // began before key 2 took a/g1 (in a flush already sent); key 2 then changed an unmapped
+    // column. Key 1's delete of a/g1 goes first: without key 2's add, the platform would lose it.
+    const changes: ModelChange[] = [
+      { key: 1, before: { id: 'a', groups: ['g1'] }, after: { id: 'a', groups: ['g2'] } },
+      { key: 2, before: { id: 'a', groups: ['g1'] }, after: { id: 'a', groups: ['g1'] } },
+    ];
+    for (const fresh of [true, false]) {
+      const p = new Platform();
+      p.apply('add', 'a', ['g1']);
+      send(p, flushParts('membership', changes, fresh));
+      // The rows: key 1 is a/g2, key 2 is a/g1.
+      expect(p.state(), `fresh ${fresh}`).toEqual({ a: ['g1', 'g2'] });
+    }
+  });
+
+  it('an unchanged pair stays skipped when the flush deletes other pairs', () => {
+    const changes: ModelChange[] = [
+      { key: 1, before: { id: 'b', groups: ['g1'] }, after: { id: 'b', groups: ['g2'] } },
+      { key: 2, before: { id: 'a', groups: ['g1'] }, after: { id: 'a', groups: ['g1'] } },
+      { key: 3, before: { id: 'a', groups: ['g2'] }, after: { id: 'a', groups: ['g2'] } },
+    ];
+    expect(kinds('membership', changes, false)).toEqual(['send', 'skipped', 'skipped']);
+  });
+});
+
 describe('entries', () => {
   const key = { text: '{"id":1}', values: { id: 1 } };
   const img = (id: string, groups: string[] | null): Image => ({ identity: { thirdId: id }, groups });
@@ -357,5 +486,31 @@ describe('entries', () => {
     expect(e.after?.groups).toEqual(['big']);
     expect(e.passed).toBeUndefined();
     releaseEntry(e);
+  });
+
+  it('holds one change per transaction until the outcome is stored, then releases each', () => {
+    // SPEC section 5: a transaction is confirmed only once every change it holds has an outcome.
+    const counting = () => {
+      const h = {
+        held: 0,
+        hold: (n: number) => void (h.held += n),
+        release: (n: number) => void (h.held -= n),
+      };
+      return h;
+    };
+    const tx1 = counting();
+    const tx2 = counting();
+    const e = newEntry({ kind: 'insert', key, before: null, after: img('a', ['g1']) }, 1n, 0, T, tx1);
+    expect(holdersOf(e)).toEqual([[tx1, 1]]);
+    mergeChange(e, { kind: 'update', key, before: null, after: img('a', ['g2']) }, 1n, 1, T, tx1);
+    mergeChange(e, { kind: 'update', key, before: null, after: img('b', ['g2']) }, 2n, 0, T, tx2);
+    expect([tx1.held, tx2.held]).toEqual([2, 1]);
+    expect(holdersOf(e)).toEqual([
+      [tx1, 2],
+      [tx2, 1],
+    ]);
+    releaseEntry(e);
+    expect([tx1.held, tx2.held]).toEqual([0, 0]);
+    expect(holdersOf(e)).toEqual([]);
   });
 });

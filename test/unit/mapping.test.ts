@@ -411,6 +411,19 @@ describe('toSourceChanges', () => {
     expect(toSourceChanges(f, del(row({ status: 'closed' }), null))).toEqual([]);
   });
 
+  it('a key change across the filter: only the side inside it is a change', () => {
+    const f = mapper({ where: { status: 'active' } });
+    const image = { identity: { thirdId: 'C1', phone: '13800000000' }, groups: ['vip', 'new'] };
+    // Old key outside the filter, new key inside: the old key means nothing to the platform.
+    expect(toSourceChanges(f, update(row({ id: 2 }), row({ status: 'closed' })))).toEqual([
+      { kind: 'insert', key: { text: '{"id":2}', values: { id: 2 } }, before: null, after: image },
+    ]);
+    // Old key inside, new key outside: only the delete of the old key.
+    expect(toSourceChanges(f, update(row({ id: 2, status: 'closed' }), row()))).toEqual([
+      { kind: 'delete', key: { text: '{"id":1}', values: { id: 1 } }, before: image, after: null },
+    ]);
+  });
+
   it('reports rows without a key', () => {
     expect(toSourceChanges(mapper(), insert({ cust_no: 'C1' }))).toEqual({
       error: 'inserted row lacks a key column',

@@ -80,6 +80,28 @@ describe('PositionTracker', () => {
     expect(t.open).toBe(0);
   });
 
+  it('a transaction replayed up to exactly the confirmed position is no move', () => {
+    const { t, seen } = tracker(1000n);
+    t.commit(t.begin(990n, T), 1000n);
+    expect(t.confirmed).toBe(1000n);
+    // Listeners (the 'confirmed' event, the status message) hear of moves only.
+    expect(seen).toEqual([]);
+  });
+
+  it('forgets confirmed transactions: a daemon running for weeks does not keep them all', () => {
+    // SPEC section 5: bounded memory. Nothing public tells how many finished transactions the
+    // tracker still keeps, so this looks at its queue.
+    const { t } = tracker();
+    for (let i = 1; i <= 5000; i++) {
+      const tx = t.begin(BigInt(i * 10), T);
+      tx.hold(1);
+      t.commit(tx, BigInt(i * 10 + 1));
+      tx.release(1);
+    }
+    expect(t.confirmed).toBe(50001n);
+    expect((t as unknown as { queue: unknown[] }).queue.length).toBeLessThanOrEqual(2048);
+  });
+
   it('confirmIdle only when nothing is open, and never backwards', () => {
     const { t, seen } = tracker(100n);
     const tx = t.begin(150n, T);

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   buildBody,
   classifyResponse,
+  hasIdentity,
   mapErrorData,
   normalizeGroups,
   outcomesOf,
@@ -10,7 +11,7 @@ import {
   redact,
 } from '../../src/tuzhan/outcomes.js';
 import { tokenLifeMs } from '../../src/tuzhan/token-manager.js';
-import type { ApiRow } from '../../src/tuzhan/types.js';
+import type { ApiRow, PublicParams } from '../../src/tuzhan/types.js';
 
 describe('buildBody', () => {
   it('omits null, "" and absent identities and empty groups, never sending null or ""', () => {
@@ -43,16 +44,62 @@ describe('buildBody', () => {
   });
 });
 
+describe('buildBody: nothing empty on the wire', () => {
+  /** What the platform receives. */
+  const wire = (v: unknown) => JSON.parse(JSON.stringify(v)) as unknown;
+
+  it('a blank or non-finite identity is absent; groups that are not text carry no group', () => {
+    // SPEC section 2: omit absent fields, never send null or "" for an identity (blank is empty).
+    const rows = [
+      {
+        identityType: ' ',
+        thirdId: ' \t ',
+        phone: Number.NaN,
+        unionid: Infinity,
+        openid: 'o1',
+        groups: ['a'],
+      },
+    ] as unknown as ApiRow[];
+    expect(wire(buildBody({ isMatching: false, optType: 'add' }, rows).data)).toEqual([{ openid: 'o1' }]);
+  });
+
+  it('publicParams without null or "" members', () => {
+    const params = {
+      isMatching: true,
+      matchingType: 1,
+      accurateMatchType: null,
+      accurateMatchValue: '',
+      optType: 'delete',
+    } as unknown as PublicParams;
+    expect(wire(buildBody(params, []).publicParams)).toEqual({
+      isMatching: true,
+      matchingType: 1,
+      optType: 'delete',
+    });
+  });
+
+  it('hasIdentity: at least one identity value', () => {
+    expect(hasIdentity({ groups: 'g' })).toBe(false);
+    expect(hasIdentity({})).toBe(false);
+    expect(hasIdentity({ unionid: 'u1', groups: 'g' })).toBe(true);
+    expect(hasIdentity({ thirdId: 'c1', phone: '138' })).toBe(true);
+  });
+});
+
 describe('parseRetryAfter', () => {
   const now = Date.parse('2025-01-01T00:00:00Z');
   it.each([
     ['1', 1000],
     ['0', 0],
     ['2.5', 2500],
+    ['1.25', 1250],
     [' 30 ', 30_000],
     ['Wed, 01 Jan 2025 00:00:10 GMT', 10_000],
     ['Tue, 31 Dec 2024 23:00:00 GMT', 0],
     ['soon', undefined],
+    // Neither delay-seconds nor an HTTP-date (RFC 9110 section 10.2.3).
+    ['x5', undefined],
+    ['5x', undefined],
     ['', undefined],
     [undefined, undefined],
   ])('%s -> %s ms', (value, expected) => {
@@ -78,6 +125,8 @@ describe('classifyResponse', () => {
     [404, { code: '404' }, 'unavailable'],
     [200, undefined, 'unavailable'],
     [200, { code: '200', data: null }, 'unavailable'],
+    [200, { code: '200', data: { message: 'no status' } }, 'unavailable'],
+    [200, { code: '200', data: { status: 'soon' } }, 'unavailable'],
     [200, { code: '100200', msg: 'expired' }, 'token-expired'],
     [401, undefined, 'token-expired'],
     [401, { code: '100200' }, 'token-expired'],
@@ -93,6 +142,24 @@ describe('classifyResponse', () => {
   });
   it('carries Retry-After of transient answers', () => {
     expect(classifyResponse(429, undefined, 1000)).toMatchObject({ kind: 'unavailable', retryAfterMs: 1000 });
+  });
+  it.each([101, 199, 300, 302, 304])('HTTP %i is never a result, whatever its body says', (http) => {
+    expect(classifyResponse(http, ok(1)).kind).not.toBe('result');
+  });
+  it('says in the reason what came back: HTTP status, code and message', () => {
+    expect(classifyResponse(502, undefined)).toMatchObject({ kind: 'unavailable', reason: 'HTTP 502' });
+    const auth = classifyResponse(200, { code: '100100', msg: 'wrong appid' });
+    expect(auth).toMatchObject({ kind: 'auth', reason: expect.stringContaining('100100') });
+    expect(auth).toMatchObject({ reason: expect.stringContaining('wrong appid') });
+    expect(auth).toMatchObject({ reason: expect.stringContaining('200') });
+    // Why a 2xx is retried, and what to fix on a 404.
+    expect(classifyResponse(200, undefined)).toMatchObject({ reason: expect.stringMatching(/JSON/) });
+    expect(classifyResponse(200, { code: '200', data: {} } as never)).toMatchObject({
+      reason: expect.stringContaining('data.status'),
+    });
+    const notFound = classifyResponse(404, undefined);
+    expect(notFound).toMatchObject({ reason: expect.stringContaining('tuzhan.baseUrl') });
+    expect(notFound).toMatchObject({ reason: expect.stringContaining('tuzhan.batchAddPath') });
   });
   it('accepts a numeric code', () => {
     expect(classifyResponse(200, { code: 200 as never, data: { status: 1 } }).kind).toBe('result');
@@ -154,6 +221,33 @@ describe('mapErrorData', () => {
     expect(warnings).toEqual([expect.objectContaining({ unmatched: 4 })]);
   });
 
+  it("a blank per-row message is no message: the answer's message is used", () => {
+    expect(mapErrorData(rows, [{ thirdId: 'c1', errorMsg: '  ' }], 'f')[0]).toEqual({
+      status: 'failed',
+      error: 'f',
+    });
+  });
+
+  it('maps echoes with spaces around identities, or an identity the sent row lacked', () => {
+    expect(statuses(mapErrorData(rows, [{ thirdId: ' c2 ' }], 'f'))[1]).toBe('f');
+    // The platform filled in the customer's openid: thirdId, shared by both, still matches.
+    const decorated = mapErrorData([{ thirdId: 'c1', groups: 'a' }], [{ thirdId: 'c1', openid: 'o9' }], 'f');
+    expect(decorated).toEqual([{ status: 'failed', error: 'f' }]);
+  });
+
+  it('compares groups as sets of names', () => {
+    const c = (groups: string): ApiRow => ({ thirdId: 'c', groups });
+    expect(statuses(mapErrorData([c('ab'), c('b,a')], [c('a,b')], 'f'))).toEqual(['synced', 'f']);
+    expect(statuses(mapErrorData([c('ba'), c('ab')], [c('ab')], 'f'))).toEqual(['synced', 'f']);
+  });
+
+  it('warns only when an entry matches no row', () => {
+    const warnings: unknown[] = [];
+    const logger = { warn: (o: unknown) => warnings.push(o) } as never;
+    mapErrorData(rows, [{ thirdId: 'c2' }, { openid: 'o3' }], 'f', logger);
+    expect(warnings).toEqual([]);
+  });
+
   it('compares numbers echoed for strings', () => {
     const out = mapErrorData([{ phone: '13800000000' }], [{ phone: 13800000000 }], 'f');
     expect(out[0]).toEqual({ status: 'failed', error: 'f' });
@@ -175,7 +269,10 @@ describe('outcomesOf (SPEC section 6 table)', () => {
       { status: 'synced' },
       { status: 'failed', error: '部分导入成功' },
     ]);
-    expect(outcomesOf(rows, -1, { ...data, status: -1 }, 'ok')[1]).toMatchObject({ status: 'failed' });
+    expect(outcomesOf(rows, -1, { ...data, status: -1 }, 'ok')).toEqual([
+      { status: 'synced' },
+      { status: 'failed', error: '部分导入成功' },
+    ]);
   });
   it('status -1 without errorData: all failed with the message', () => {
     expect(outcomesOf(rows, -1, { status: -1, message: 'quota', errorData: null }, 'ok')).toEqual([
@@ -187,12 +284,38 @@ describe('outcomesOf (SPEC section 6 table)', () => {
     for (const s of [2, 7]) {
       expect(outcomesOf(rows, s, { status: s }, 'ok').every((o) => o.status === 'failed')).toBe(true);
     }
+    // An empty errorData lists no row either; an unknown status says nothing of its errorData.
+    expect(outcomesOf(rows, 2, { status: 2, errorData: [] }, 'ok').map((o) => o.status)).toEqual([
+      'failed',
+      'failed',
+    ]);
+    const unknown = outcomesOf(rows, 7, { status: 7, errorData: [{ thirdId: 'b' }] }, 'ok');
+    expect(unknown.map((o) => o.status)).toEqual(['failed', 'failed']);
+  });
+  it('the error says why: the status when rows are not listed, a message when there is one', () => {
+    const [partly] = outcomesOf(rows, 2, { status: 2, message: '部分导入成功' }, 'ok');
+    expect(partly).toMatchObject({ status: 'failed', error: expect.stringContaining('部分导入成功') });
+    expect(partly).toMatchObject({ error: expect.stringMatching(/\b2\b/) });
+    // A blank data.message is no message: the answer's msg, else the status.
+    expect(outcomesOf(rows, -1, { status: -1, message: '  ' }, 'quota')[0]).toEqual({
+      status: 'failed',
+      error: 'quota',
+    });
+    expect(outcomesOf(rows, -1, { status: -1 }, '')[0]).toMatchObject({
+      status: 'failed',
+      error: expect.stringMatching(/-1/),
+    });
   });
 });
 
 describe('redact / tokenLifeMs', () => {
   it('removes raw and URL-encoded secrets', () => {
     expect(redact('a s3c+r/t b s3c%2Br%2Ft', ['s3c+r/t'])).toBe('a *** b ***');
+  });
+  it('leaves the text alone for an unset or empty secret (an unset password)', () => {
+    expect(redact('value undefined, nothing secret', [undefined, ''])).toBe(
+      'value undefined, nothing secret',
+    );
   });
   it('reads expire as seconds of validity unless it is an epoch', () => {
     const now = 1_700_000_000_000;
