@@ -211,6 +211,6 @@ describe('backfill', () => {
     expect(r.stdout).toMatch(/^backfill \d+ of source profiles requested$/m);
     expect(r.stdout).toMatch(/^backfill \d+ done: 2 rows have their outcome stored$/m);
     const status = await runCli(['--config', file, 'status']);
-    expect(status.stdout).toMatch(/^backfill  #\d+ profiles \(requested\): done, 2 of ~\d/m);
+    expect(status.stdout).toMatch(/^backfill {2}#\d+ profiles \(requested\): done, 2 of ~\d/m);
   }, 90_000);
 });
