@@ -17,7 +17,7 @@ import type { Config } from '../config/types.js';
 import { createBridgeEvents, type BridgeEvents } from '../domain/events.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import { BridgeError, errorMessage } from '../errors.js';
-import { advanceSlot, ensurePublication, isSlotLostError } from '../source/slot.js';
+import { advanceSlot, ensurePublication, isSlotLostError, readSlot } from '../source/slot.js';
 import { migrate } from '../status/migrate.js';
 import { PositionTracker } from '../status/positions.js';
 import { sleep } from '../util/backoff.js';
@@ -29,14 +29,15 @@ import { Router } from './router.js';
 import { ReplicationSession } from './session.js';
 import { watchSlot } from './slot-watch.js';
 import { buildStages } from './stages.js';
-import { runBackfills, type BackfillOptions } from './backfill.js';
+import { runBackfills } from './backfill.js';
 import { Watermarks } from './watermarks.js';
-import { loadSources, sendsMessages } from './sources.js';
+import { loadSources, probePlatform, sendsMessages, type PlatformProbe } from './sources.js';
 
 export interface BridgeOptions {
   config: Config;
   logger: Logger;
-  sender: PlatformSender;
+  /** The platform; `check` (TuzhanClient's) lets a first start refuse before creating anything. */
+  sender: PlatformSender & Partial<PlatformProbe>;
   events?: BridgeEvents;
   /** How often the slot lag is measured. */
   lagIntervalMs?: number;
@@ -154,6 +155,7 @@ export class Bridge {
       logger: this.logger,
     });
     this.messages = await sendsMessages(this.pool);
+    if (!(await readSlot(this.pool, postgres.slot))) await probePlatform(this.o.sender);
     await migrate(this.pool, postgres.statusSchema);
     await this.leadership.acquire(this.halt.signal);
     await ensurePublication(this.pool, postgres.publication, sources);
@@ -171,22 +173,19 @@ export class Bridge {
       if (this.fatal !== undefined) throw this.fatal;
     });
     this.loop.catch(() => {});
-    if (this.messages) this.backfills = runBackfills(this.backfillOptions());
-  }
-
-  private backfillOptions(): BackfillOptions {
-    return {
+    if (!this.messages) return;
+    this.backfills = runBackfills({
       pool: this.pool,
       store: this.store,
-      statusSchema: this.config.postgres.statusSchema,
-      slot: this.config.postgres.slot,
+      statusSchema: postgres.statusSchema,
+      slot: postgres.slot,
       runtimes: this.runtimes,
       watermarks: this.watermarks,
       confirmed: () => this.tracker.confirmed,
       events: this.events,
       logger: this.logger,
       signal: this.halt.signal,
-    };
+    });
   }
 
   /** Resumes the slot, or (re)creates it and syncs every source from its snapshot. */

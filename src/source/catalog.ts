@@ -6,7 +6,7 @@ import type pg from 'pg';
 import type { Config, SourceConfig } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
-import { readSlot } from './slot.js';
+import { headroomFinding, readSlot } from './slot.js';
 
 export interface Finding {
   check: string;
@@ -258,6 +258,7 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
       detail: `slot ${slotName} exists (${sl.plugin}, ${sl.active ? 'active' : 'inactive'})`,
       fix: `the slot must use pgoutput: choose another postgres.slot or drop it (tuzhan-cdc teardown)`,
     });
+    findings.push(headroomFinding(sl));
   }
   return findings;
 }

@@ -26,6 +26,11 @@ describe('credentials the platform refuses', () => {
     sim = await startSimulator({ token: 'test-token' });
     db = await createTestDatabase('claims credentials');
     await db.query(CRM_SCHEMA);
+    // A first start with refused credentials creates nothing (it fails fast): create the slot with
+    // the right token, so the tests below are about a running bridge whose credentials are refused.
+    const first = await startTestBridge({ db, apiUrl: sim.url, token: 'test-token' });
+    await first.stop();
+    sim.reset();
   });
   afterEach(async () => {
     await running?.stop(500);

@@ -5,6 +5,7 @@
  */
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { checkServer } from '../../src/source/catalog.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { startPostgres, type RunningPostgres } from '../../src/util/throwaway-postgres.js';
 import type { TestDatabase } from '../helpers/database.js';
@@ -13,6 +14,7 @@ import {
   eventually,
   expectedGroups,
   startTestBridge,
+  testConfig,
   waitForCatchUp,
   type TestBridge,
 } from '../helpers/pipeline.js';
@@ -100,6 +102,18 @@ describe('an invalidated slot', () => {
     await expect(startTestBridge({ db, apiUrl: sim.url })).rejects.toThrow(
       /replication slot postgres was invalidated by the server \(wal_status lost\): .*run `tuzhan-cdc run --resync`/,
     );
+    // `check` says so too, with the remedy.
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      const findings = await checkServer(c, testConfig({ db, apiUrl: sim.url }));
+      expect(findings.find((f) => f.check === 'WAL headroom')).toMatchObject({
+        ok: false,
+        fix: expect.stringContaining('tuzhan-cdc run --resync'),
+      });
+    } finally {
+      await c.end();
+    }
     running = await startTestBridge({ db, apiUrl: sim.url, resync: true });
     await waitForCatchUp(db);
     expect(platform()).toEqual(await expectedGroups(db));
