@@ -4,83 +4,13 @@
  * src/pipeline/retry-failed.ts). Exit 1 when the database or the platform cannot be reached.
  */
 import type { Command } from 'commander';
-import pg from 'pg';
 import { OP_ORDER } from '../batching/coalesce.js';
-import type { Config } from '../config/types.js';
-import { Delivery } from '../delivery/delivery.js';
-import { BridgeError, errorMessage } from '../errors.js';
-import { redactText, silentLogger } from '../ops/logger.js';
-import { retrySource, type SourceRetry } from '../pipeline/retry-failed.js';
-import { SentMark } from '../status/sent-mark.js';
-import { StatusStore } from '../status/status-store.js';
-import { TuzhanClient } from '../tuzhan/client.js';
-import { pgClientConfig } from '../util/pg-connection.js';
+import { retryFailed, type SourceRetry } from '../pipeline/retry-failed.js';
 import { loadConfigFromOptions, UsageError, type GlobalOptions } from './common.js';
-import { databaseLabel, printJson } from './output.js';
+import { printJson } from './output.js';
 
-export interface RetryOptions {
-  source?: string;
-  dryRun?: boolean;
-}
-
-/**
- * Retries the failed rows of every source (or one). Throws BridgeError (exit 1) when the
- * database or the platform cannot be reached; rows answered before that keep their new outcome.
- */
-export async function retryFailed(config: Config, options: RetryOptions): Promise<SourceRetry[]> {
-  const sources = options.source ? config.sources.filter((s) => s.name === options.source) : config.sources;
-  const pool = new pg.Pool({
-    ...pgClientConfig(config.postgres, 'tuzhan-cdc retry-failed'),
-    max: 2,
-    connectionTimeoutMillis: 10_000,
-  });
-  pool.on('error', () => {});
-  const client = new TuzhanClient(config.tuzhan, { logger: silentLogger() });
-  const store = new StatusStore(pool, config.postgres.statusSchema, silentLogger());
-  try {
-    let pending: Map<string, number>;
-    try {
-      pending = await store.failedCounts(config.postgres.statusSchema);
-    } catch (err) {
-      throw new BridgeError(
-        'DB_UNREACHABLE',
-        `cannot read sync_status via postgres.url (${databaseLabel(config)}): ${redactText(errorMessage(err))}`,
-        { cause: err },
-      );
-    }
-    const todo = sources.filter((s) => (pending.get(s.name) ?? 0) > 0);
-    if (todo.length > 0 && !options.dryRun) {
-      const probe = await client.check();
-      if (!probe.reachable || !probe.tokenAccepted) {
-        throw new BridgeError(
-          'API_UNAVAILABLE',
-          `${probe.reachable ? 'the platform refuses the credentials' : 'the platform is unreachable'} (${probe.detail}); nothing was retried`,
-        );
-      }
-    }
-    const o = {
-      config,
-      pool,
-      store,
-      sent: new SentMark(pool, config.postgres.statusSchema, config.postgres.slot, (_what, fn) => fn()),
-      delivery: new Delivery({ sender: client, store }),
-      dryRun: options.dryRun === true,
-    };
-    const results: SourceRetry[] = [];
-    for (const source of sources) {
-      results.push(
-        todo.includes(source)
-          ? await retrySource(o, source)
-          : { source: source.name, rows: 0, outcomes: {}, sent: {}, stillFailed: [] },
-      );
-    }
-    return results;
-  } finally {
-    store.close();
-    await client.close().catch(() => {});
-    await pool.end().catch(() => {});
-  }
-}
+/** The retry itself lives with its planning, so the daemon's web console retries the same way. */
+export { retryFailed, type RetryOptions } from '../pipeline/retry-failed.js';
 
 function formatResults(results: SourceRetry[], dryRun: boolean): string {
   const out: string[] = [];

@@ -10,18 +10,24 @@
  * of which a sync tool should do to its source. Running beside the bridge is safe: the sent position
  * is covered first (a replay then sets state rather than skip), and all operations set state.
  */
-import type pg from 'pg';
+import pg from 'pg';
 import { netEffect, OP_ORDER, type Part } from '../batching/coalesce.js';
 import { requestRows, type Deliverer, type KeyChange, type LocalOutcome } from '../batching/requests.js';
 import type { Config, SourceConfig } from '../config/types.js';
 import type { OptType, RowStatus } from '../domain/types.js';
-import { SetupError } from '../errors.js';
+import { Delivery } from '../delivery/delivery.js';
+import { BridgeError, errorMessage, SetupError } from '../errors.js';
 import { SourceMapper } from '../mapping/source-mapper.js';
+import { redactText, redactUrl, silentLogger } from '../ops/logger.js';
 import { checkSource } from '../source/catalog.js';
 import { readRowByKey } from '../source/snapshot.js';
-import type { SentMark } from '../status/sent-mark.js';
-import type { FailedRow, StatusStore } from '../status/status-store.js';
+import { consoleSql } from '../status/console-sql.js';
+import { SentMark } from '../status/sent-mark.js';
+import { canonicalKey, StatusStore, type FailedRow } from '../status/status-store.js';
+import { TuzhanClient } from '../tuzhan/client.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
+import { parseLsn } from '../util/lsn.js';
+import { pgClientConfig } from '../util/pg-connection.js';
 
 export interface SourceRetry {
   source: string;
@@ -42,9 +48,82 @@ export interface RetryFailedOptions {
   sent: SentMark;
   delivery: Deliverer;
   dryRun: boolean;
+  /**
+   * Only the failed rows with this error (null: those without one): a group of the web console's
+   * failures page. Undefined: every failed row.
+   */
+  error?: string | null;
 }
 
 const PAGE = 500;
+
+export interface RetryOptions {
+  source?: string;
+  dryRun?: boolean;
+  /** Only the failed rows with this error (see RetryFailedOptions.error). */
+  error?: string | null;
+}
+
+/**
+ * `tuzhan-cdc retry-failed` and the console's retry button: retries the failed rows of every source
+ * (or one), on connections of its own. Throws BridgeError (exit 1) when the database or the platform
+ * cannot be reached; rows answered before that keep their new outcome.
+ */
+export async function retryFailed(config: Config, options: RetryOptions): Promise<SourceRetry[]> {
+  const sources = options.source ? config.sources.filter((s) => s.name === options.source) : config.sources;
+  const pool = new pg.Pool({
+    ...pgClientConfig(config.postgres, 'tuzhan-cdc retry-failed'),
+    max: 2,
+    connectionTimeoutMillis: 10_000,
+  });
+  pool.on('error', () => {});
+  const client = new TuzhanClient(config.tuzhan, { logger: silentLogger() });
+  const store = new StatusStore(pool, config.postgres.statusSchema, silentLogger());
+  try {
+    let pending: Map<string, number>;
+    try {
+      pending = await store.failedCounts(config.postgres.statusSchema);
+    } catch (err) {
+      throw new BridgeError(
+        'DB_UNREACHABLE',
+        `cannot read sync_status via postgres.url (${redactUrl(config.postgres.url)}): ${redactText(errorMessage(err))}`,
+        { cause: err },
+      );
+    }
+    const todo = sources.filter((s) => (pending.get(s.name) ?? 0) > 0);
+    if (todo.length > 0 && !options.dryRun) {
+      const probe = await client.check();
+      if (!probe.reachable || !probe.tokenAccepted) {
+        throw new BridgeError(
+          'API_UNAVAILABLE',
+          `${probe.reachable ? 'the platform refuses the credentials' : 'the platform is unreachable'} (${probe.detail}); nothing was retried`,
+        );
+      }
+    }
+    const o: RetryFailedOptions = {
+      config,
+      pool,
+      store,
+      sent: new SentMark(pool, config.postgres.statusSchema, config.postgres.slot, (_what, fn) => fn()),
+      delivery: new Delivery({ sender: client, store }),
+      dryRun: options.dryRun === true,
+      error: options.error,
+    };
+    const results: SourceRetry[] = [];
+    for (const source of sources) {
+      results.push(
+        todo.includes(source)
+          ? await retrySource(o, source)
+          : { source: source.name, rows: 0, outcomes: {}, sent: {}, stillFailed: [] },
+      );
+    }
+    return results;
+  } finally {
+    store.close();
+    await client.close().catch(() => {});
+    await pool.end().catch(() => {});
+  }
+}
 
 /** Retries one source's failed rows. */
 export async function retrySource(o: RetryFailedOptions, source: SourceConfig): Promise<SourceRetry> {
@@ -60,12 +139,43 @@ export async function retrySource(o: RetryFailedOptions, source: SourceConfig): 
   const mapper = new SourceMapper(source, checked.keyColumns);
   if (!o.dryRun) await o.sent.coverServerPosition([source.name]);
   // Keyset paging: rows retried in this run leave `failed` (or stay behind the cursor).
-  for await (const page of o.store.failedRows(source.name, PAGE)) {
+  const pages =
+    o.error === undefined ? o.store.failedRows(source.name, PAGE) : groupPages(o, source.name, o.error);
+  for await (const page of pages) {
     result.rows += page.length;
     await retryPage(o, source, mapper, page, result);
   }
   if (!o.dryRun) result.stillFailed = await o.store.newestFailures(source.name, 20);
   return result;
+}
+
+/** The failed rows of a source with one error, page by page in key order (keyset paging). */
+async function* groupPages(
+  o: RetryFailedOptions,
+  source: string,
+  error: string | null,
+): AsyncGenerator<FailedRow[]> {
+  const sql = consoleSql(o.config.postgres.statusSchema).groupFailedRows;
+  type R = {
+    k: string;
+    attempts: number;
+    lsn: string | null;
+    committed_at: Date | null;
+    payload: FailedRow['payload'];
+  };
+  for (let after: string | null = null; ;) {
+    const res: pg.QueryResult<R> = await o.pool.query<R>(sql, [source, error, after, PAGE]);
+    if (res.rows.length === 0) return;
+    after = (res.rows[res.rows.length - 1] as R).k;
+    yield res.rows.map((r) => ({
+      rowKey: canonicalKey(r.k),
+      attempts: r.attempts,
+      lsn: r.lsn ? parseLsn(r.lsn) : 0n,
+      committedAt: r.committed_at ?? new Date(),
+      payload: r.payload,
+    }));
+    if (res.rows.length < PAGE) return;
+  }
 }
 
 async function retryPage(
