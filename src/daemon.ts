@@ -6,10 +6,12 @@ import type { Logger } from 'pino';
 import type { Config } from './config/types.js';
 import { createBridgeEvents, type BridgeEvents } from './domain/events.js';
 import { BridgeError, errorMessage } from './errors.js';
+import { createConsole, type WebConsole } from './ops/console/console.js';
 import { attachEventLogger } from './ops/event-log.js';
 import { Metrics } from './ops/metrics.js';
 import { startOpsServer, type OpsServer } from './ops/ops-server.js';
 import { ReadinessTracker } from './ops/readiness.js';
+import { retryFailed } from './pipeline/retry-failed.js';
 import { Bridge } from './pipeline/supervisor.js';
 import { TuzhanClient } from './tuzhan/client.js';
 
@@ -39,20 +41,34 @@ export async function startDaemon(
   const client = new TuzhanClient(config.tuzhan, { logger });
   const bridge = new Bridge({ config, logger, sender: client, events, resync: options.resync });
   let ops: OpsServer | undefined;
+  let webConsole: WebConsole | undefined;
   const stop = async (timeoutMs = 30_000): Promise<void> => {
     await bridge.stop(timeoutMs);
     await client.close().catch(() => {});
     await ops?.close().catch(() => {});
+    await webConsole?.close();
   };
   try {
     const listen = config.http.listen;
     if (listen) {
+      webConsole = createConsole({
+        config,
+        logger,
+        metrics,
+        readiness: () => readiness.readiness(),
+        // The retry button takes the path of `tuzhan-cdc retry-failed`, limited to one error.
+        retry: async ({ source, error }) => {
+          const [r] = await retryFailed(config, { source, error });
+          return { rows: r?.rows ?? 0, outcomes: r?.outcomes ?? {}, stillFailed: r?.stillFailed ?? [] };
+        },
+      });
       ops = await startOpsServer({
         listen,
         metrics,
         readiness: () => readiness.readiness(),
         logger,
         token: config.http.token,
+        console: webConsole,
       }).catch((err: unknown) => {
         throw new BridgeError(
           'HTTP_LISTEN',
@@ -60,7 +76,7 @@ export async function startDaemon(
           { cause: err },
         );
       });
-      logger.info({ url: ops.url }, 'ops endpoint listening');
+      logger.info({ url: ops.url, console: `${ops.url}/console/` }, 'ops endpoint listening');
     }
     await bridge.start();
   } catch (err) {

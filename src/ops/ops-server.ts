@@ -7,6 +7,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import type { WebConsole } from './console/console.js';
 import type { Metrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 
@@ -17,6 +18,8 @@ export interface OpsServerOptions {
   logger: Logger;
   /** `http.token`: asked for as `Authorization: Bearer <token>` everywhere but /healthz and /readyz. */
   token?: string;
+  /** The web console (`/` and `/console...`), which checks the token itself (console/security.ts). */
+  console?: WebConsole;
 }
 
 /** Whether the request carries the token; compared in constant time (digests of equal length). */
@@ -47,6 +50,7 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
+    if (options.console && (await options.console.handle(req, res))) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');
       send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');

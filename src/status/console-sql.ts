@@ -143,7 +143,8 @@ export function consoleSql(schemaName: string) {
      * The rows of one group, newest first: $1 status, $2 source, $3 error (null matches null),
      * $4/$5 the (synced_at, row_key) of the last row of the previous page (or nulls), $6 limit.
      */
-    groupRows: `SELECT row_key::text AS row_key, op, attempts, error, lsn::text AS lsn, committed_at, synced_at, payload
+    groupRows: `SELECT row_key::text AS k, op, attempts, error, lsn::text AS lsn, committed_at, synced_at,
+            synced_at::text AS synced_text, payload
        FROM ${status}
       WHERE status <> 'synced' AND status = $1 AND source = $2 AND error IS NOT DISTINCT FROM $3
         AND ($4::timestamptz IS NULL OR (synced_at, row_key) < ($4::timestamptz, $5::jsonb))
