@@ -18,13 +18,20 @@ function el(tag, props = {}, ...children) {
     else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
     else node[k] = v;
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return node;
 }
 const $ = (id) => document.getElementById(id);
+
+/** Replaces a node's children (nested lists flattened, empty parts dropped). */
+function fill(node, ...children) {
+  node.replaceChildren(
+    ...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false && c !== ''),
+  );
+}
 const nf = new Intl.NumberFormat('en-US');
 const num = (n) => (n === null || n === undefined ? '–' : nf.format(n));
 
@@ -117,7 +124,7 @@ async function api(path, options = {}) {
 
 function showError(container, err) {
   if (err instanceof Unauthorized) return askToken(err.message);
-  container.replaceChildren(el('p', { className: 'error', role: 'alert' }, err.message));
+  fill(container, el('p', { className: 'error', role: 'alert' }, err.message));
 }
 
 function askToken(message) {
@@ -297,7 +304,8 @@ function renderOverview(o) {
       )
     : el('p', { className: 'muted' }, 'none');
 
-  page.replaceChildren(
+  fill(
+    page,
     cards,
     progress.length ? [el('h2', {}, 'Running'), el('div', { className: 'cards' }, progress)] : '',
     el('h2', {}, 'Sources'),
@@ -358,11 +366,16 @@ function renderRequest(r, row) {
 function renderFind(res) {
   const out = $('find-results');
   if (res.rows.length === 0) {
-    out.replaceChildren(el('p', { className: 'muted' }, 'Nothing found by that key or identity.'));
+    fill(out, el('p', { className: 'muted' }, 'Nothing found by that key or identity.'));
     return;
   }
-  out.replaceChildren(
-    el('p', { className: 'muted' }, `${res.rows.length}${res.more ? '+' : ''} rows`),
+  fill(
+    out,
+    el(
+      'p',
+      { className: 'muted' },
+      `${res.rows.length}${res.more ? '+' : ''} row${res.rows.length === 1 && !res.more ? '' : 's'}`,
+    ),
     res.rows.map((row) =>
       el(
         'div',
@@ -402,7 +415,7 @@ function renderFind(res) {
 }
 
 async function find(q, source) {
-  $('find-results').replaceChildren(el('p', { className: 'muted' }, 'searching…'));
+  fill($('find-results'), el('p', { className: 'muted' }, 'searching…'));
   try {
     const params = new URLSearchParams({ q });
     if (source) params.set('source', source);
@@ -440,7 +453,7 @@ async function loadFailures() {
 function renderGroups(res) {
   const out = $('failures-results');
   if (res.groups.length === 0 && res.offset === 0) {
-    out.replaceChildren(el('p', { className: 'muted', id: 'no-failures' }, 'No failed or retrying rows.'));
+    fill(out, el('p', { className: 'muted', id: 'no-failures' }, 'No failed or retrying rows.'));
     return;
   }
   const rows = res.groups.map((g) =>
@@ -475,7 +488,8 @@ function renderGroups(res) {
       ),
     ),
   );
-  out.replaceChildren(
+  fill(
+    out,
     table(['source', 'status', 'error', { label: 'rows', num: true }, 'newest', ''], rows),
     el(
       'div',
@@ -519,7 +533,8 @@ async function loadGroupRows(g, after) {
         el('td', {}, json(r.payload)),
       ),
     );
-    out.replaceChildren(
+    fill(
+      out,
       el('h2', {}, `${g.source}: ${g.status} rows, newest first`),
       el('p', { className: 'text muted' }, g.error ?? ''),
       table(['key', 'op', { label: 'attempts', num: true }, 'outcome stored', 'payload'], rows),
@@ -532,8 +547,9 @@ async function loadGroupRows(g, after) {
 
 function renderActions(actions) {
   const out = $('actions');
-  if (!actions.length) return out.replaceChildren();
-  out.replaceChildren(
+  if (!actions.length) return fill(out);
+  fill(
+    out,
     el('h2', {}, 'Actions from this console'),
     table(
       ['#', 'action', 'state', 'result'],
@@ -607,7 +623,7 @@ async function backfill(source, button) {
 $('failures-form').addEventListener('submit', (e) => {
   e.preventDefault();
   failuresOffset = 0;
-  $('group-rows').replaceChildren();
+  fill($('group-rows'));
   loadFailures();
 });
 
