@@ -13,6 +13,8 @@ export const ENV_OVERRIDES = [
   ['TUZHAN_APP_ID', ['tuzhan', 'appId']],
   ['TUZHAN_APP_SECRET', ['tuzhan', 'appSecret']],
   ['LOG_LEVEL', ['log', 'level']],
+  // The ops endpoint's and console's token: a secret, so it need not be written into the file.
+  ['TUZHAN_CDC_HTTP_TOKEN', ['http', 'token']],
 ] as const satisfies readonly (readonly [string, readonly [string, string]])[];
 
 /** A problem found while applying the environment: the key path and the text after it. */

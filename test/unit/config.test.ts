@@ -228,6 +228,14 @@ describe('loadConfig: environment', () => {
     expect(config.log.level).toBe('debug');
   });
 
+  it('takes http.token from TUZHAN_CDC_HTTP_TOKEN, which then allows a listen beyond loopback', () => {
+    const open = with_((c) => (c.http = { listen: '0.0.0.0:9464' }));
+    expect(problems(open, {})).toEqual([
+      'http.token: is required when http.listen is not loopback (0.0.0.0): the endpoints would be open to the network',
+    ]);
+    expect(load(open, { TUZHAN_CDC_HTTP_TOKEN: 'console-secret' }).http.token).toBe('console-secret');
+  });
+
   it('takes appSecret from the environment next to an appId in the file', () => {
     const config = load(
       with_((c) => (c.tuzhan = { appId: 'file-app' })),
