@@ -2,8 +2,8 @@
  * The web console in a real browser (Debian's chromium driven by playwright-core), against a
  * running daemon with real data, bound beyond loopback with a token: the page asks for the token
  * and the API refuses requests without it; the overview's numbers are sync_summary's; a search
- * finds a failed row with its error; the retry button turns it synced once the simulator is fixed
- * (and leaves other failures alone); the backfill button starts a backfill the daemon runs; and a
+ * finds a failed row with its error; the retry button turns a group synced once the simulator is
+ * fixed (and leaves other failures alone); the backfill button starts a backfill the daemon runs; and a
  * group named `<img src=x onerror=alert(1)>` shows as text. Screenshots go to .tmp/console-*.png.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -61,7 +61,7 @@ describe.skipIf(skip)('console in a browser', () => {
         SELECT 'C' || g, (13800000000 + g)::text, 'o-' || g, CASE WHEN g % 3 = 0 THEN 'vip,gold' ELSE 'gold' END
           FROM generate_series(1, 40) g;
       INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES ('BAD1', '13911112222', 'vip'), ('X1', NULL, '${XSS}');
-      INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'gold'), ('m2', 'silver'), ('m3', '${XSS},x');
+      INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'gold'), ('m2', 'silver'), ('m3', '${XSS},x'), ('BAD1', 'gold');
     `);
     // The platform rejects every request carrying BAD1 as a whole: bisection leaves it failed.
     sim.setFaults({ rejectRequestsWith: 'BAD1' });
@@ -177,26 +177,39 @@ describe.skipIf(skip)('console in a browser', () => {
     expect(alerts).toEqual([]);
   });
 
-  it('the retry button turns the failed rows synced once the platform is fixed, and only those', async () => {
+  it('the retry button turns a group synced once the platform is fixed, and no other row', async () => {
     await page.goto(`${base}/console/#/failures`);
-    const group = page.locator('tr.group', { hasText: 'rejected by the platform' });
+    const group = page.locator('tr.group[data-source="memberships"]', {
+      hasText: 'rejected by the platform',
+    });
     await group.waitFor();
     await page.screenshot({ path: join(SHOTS, 'console-failures.png'), fullPage: true });
+    const before = await statusRows(db, 'memberships');
+    expect(before.get('{"id":"4"}')?.status).toBe('failed');
+    const stored = `SELECT status, attempts, synced_at::text FROM "Tuzhan Sync".sync_status
+      WHERE source = 'memberships' AND row_key = '{"id": "3"}'`;
+    const otherBefore = (await db.query(stored)).rows;
     sim.setFaults({ rejectRequestsWith: '' });
     await group.locator('button.retry').click();
     await page.locator('tr.action[data-kind="retry"][data-state="done"]').waitFor({ timeout: 30_000 });
-    const profiles = await statusRows(db, 'profiles');
-    expect(profiles.get('{"cust_no":"BAD1"}')?.status).toBe('synced');
-    expect(sim.groupsOf('thirdId', 'BAD1')).toEqual(['vip']);
-    // The other group was not part of this retry.
-    expect((await statusRows(db, 'memberships')).get('{"id":"3"}')?.status).toBe('failed');
+    const after = await statusRows(db, 'memberships');
+    expect(after.get('{"id":"4"}')?.status).toBe('synced');
+    expect(sim.groupsOf('thirdId', 'BAD1')).toEqual(['gold']);
+    // Not part of the group: the same source's other error, and the other source's same error.
+    expect((await db.query(stored)).rows).toEqual(otherBefore);
+    expect((await statusRows(db, 'profiles')).get('{"cust_no":"BAD1"}')?.status).toBe('failed');
     await eventually(async () =>
-      expect(await page.locator('tr.group', { hasText: 'rejected by the platform' }).count()).toBe(0),
+      expect(
+        await page
+          .locator('tr.group[data-source="memberships"]', { hasText: 'rejected by the platform' })
+          .count(),
+      ).toBe(0),
     );
     await page.goto(`${base}/console/#/find?q=BAD1`);
-    await eventually(async () =>
-      expect(await page.locator('.result[data-source="profiles"] .pill').textContent()).toBe('synced'),
-    );
+    await eventually(async () => {
+      expect(await page.locator('.result[data-source="memberships"] .pill').textContent()).toBe('synced');
+      expect(await page.locator('.result[data-source="profiles"] .pill').textContent()).toBe('failed');
+    });
   });
 
   it('the backfill button starts a backfill that the daemon runs', async () => {
