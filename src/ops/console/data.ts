@@ -292,7 +292,15 @@ export class ConsoleData {
     const keys: string[] = [];
     let identity: string | null = q;
     if (q.startsWith('{')) {
-      keys.push(q);
+      let key: unknown;
+      try {
+        key = JSON.parse(q);
+      } catch {
+        key = undefined;
+      }
+      if (key === null || typeof key !== 'object' || Array.isArray(key))
+        throw new RangeError('q: a key written as JSON must be an object, e.g. {"cust_no": "C1"}');
+      keys.push(JSON.stringify(key));
       identity = null;
     } else {
       for (const name of names) {
