@@ -1,9 +1,9 @@
 /**
  * The web console (SPEC section 9, docs/console.md): a page for the people who ask "did customer X
- * reach the platform, and why not?", served on `http.listen` beside /metrics. Three static files
- * served as they are (no build step), and a JSON API under /console/api/ that reads the status
- * schema on a pool of its own (two connections, a statement timeout), so a slow page can never
- * hold up the bridge's own writes.
+ * reach the platform, and why not?", served on `http.listen` beside /metrics. A few static files
+ * served as they are (a page, a stylesheet, small ES modules; no build step), and a JSON API under
+ * /console/api/ that reads the status schema on a pool of its own (two connections, a statement
+ * timeout), so a slow page can never hold up the bridge's own writes.
  *
  * Actions (retry a failure group, start a backfill) are POSTs of JSON; who may do what is decided
  * in ./security.ts.
@@ -21,6 +21,7 @@ import type { Metrics } from '../metrics.js';
 import type { Readiness } from '../readiness.js';
 import { redactText } from '../redact.js';
 import { ConsoleData, decodeGroup, type GroupId } from './data.js';
+import { ConsoleOverview } from './overview.js';
 import { refusal, SECURITY_HEADERS } from './security.js';
 
 /** What a retry of a group reports back (the `retry-failed` result of its source). */
@@ -64,10 +65,16 @@ interface Action {
 export const CONSOLE_STATEMENT_TIMEOUT_MS = 5000;
 const MAX_BODY = 16 * 1024;
 
+/** The page's files, served as they are (the scripts are ES modules importing one another). */
 const STATIC: Record<string, { file: string; type: string }> = {
   '/console/': { file: 'index.html', type: 'text/html; charset=utf-8' },
-  '/console/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
   '/console/app.css': { file: 'app.css', type: 'text/css; charset=utf-8' },
+  ...Object.fromEntries(
+    ['app', 'api', 'dom', 'overview', 'find', 'failures'].map((m) => [
+      `/console/${m}.js`,
+      { file: `${m}.js`, type: 'text/javascript; charset=utf-8' },
+    ]),
+  ),
 };
 
 /**
@@ -115,7 +122,9 @@ export function createConsole(o: ConsoleOptions): WebConsole {
     });
   // An idle connection the server ended (a restart) must not crash the daemon.
   pool.on('error', (err) => o.logger.debug({ err }, 'console connection lost'));
-  const data = new ConsoleData({ pool, config: o.config, metrics: o.metrics, readiness: o.readiness });
+  const sources = { pool, config: o.config, metrics: o.metrics, readiness: o.readiness };
+  const data = new ConsoleData(sources);
+  const overview = new ConsoleOverview(sources);
   const token = o.config.http.token;
   const sourceNames = new Set(o.config.sources.map((s) => s.name));
   const actions: Action[] = [];
@@ -180,7 +189,7 @@ export function createConsole(o: ConsoleOptions): WebConsole {
   ): Promise<{ status?: number; body: unknown }> {
     switch (path) {
       case '/console/api/overview':
-        return { body: { ...(await data.overview()), actions: actions.slice(-5).reverse() } };
+        return { body: { ...(await overview.read()), actions: actions.slice(-5).reverse() } };
       case '/console/api/search': {
         const text = (q.get('q') ?? '').trim();
         if (text.length === 0 || text.length > 200)

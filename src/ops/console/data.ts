@@ -1,22 +1,14 @@
 /**
- * What the console shows, read from the status schema (statements: src/status/console-sql.ts, each
- * on an index), the slot, and the daemon's own metrics and readiness. Plain JSON-ready objects: the
- * API serves them as they are (docs/console.md describes them).
+ * The console's searches and failure lists, read from the status schema (statements:
+ * src/status/console-sql.ts, each on an index), and its backfill request. Plain JSON-ready objects:
+ * the API serves them as they are (docs/console.md describes them). The overview: ./overview.ts.
  */
 import type pg from 'pg';
 import type { Config } from '../../config/types.js';
-import { readSlot } from '../../source/slot.js';
 import { consoleSql, SEARCHED_IDENTITIES } from '../../status/console-sql.js';
 import { statusSql } from '../../status/sql.js';
 import type { Metrics } from '../metrics.js';
 import type { Readiness } from '../readiness.js';
-
-/** Below this many rows (the planner's estimate) sync_status is counted exactly at every refresh. */
-export const EXACT_COUNT_LIMIT = 500_000;
-/** The newest requests the overview reads, and the window it shows per minute. */
-export const REQUEST_WINDOW = { requests: 10_000, minutes: 15 };
-export const STATUSES = ['synced', 'failed', 'retrying', 'accepted', 'skipped'] as const;
-export const OUTCOMES = ['ok', 'partial', 'accepted', 'rejected', 'auth', 'transient', 'no answer'] as const;
 
 export interface ConsoleDataOptions {
   pool: pg.Pool;
@@ -32,7 +24,8 @@ export interface GroupId {
   error: string | null;
 }
 
-const iso = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);
+/** A time as the API gives it: ISO 8601 in UTC, or null. */
+export const iso = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);
 
 /** A group as an opaque, URL-safe id (base64url of its JSON). */
 export function encodeGroup(g: GroupId): string {
@@ -60,227 +53,6 @@ export class ConsoleData {
   constructor(private readonly o: ConsoleDataOptions) {
     this.sql = consoleSql(o.config.postgres.statusSchema);
     this.status = statusSql(o.config.postgres.statusSchema);
-  }
-
-  private get schema(): string {
-    return this.o.config.postgres.statusSchema;
-  }
-
-  /** Everything on the overview page. */
-  async overview(): Promise<Record<string, unknown>> {
-    const { pool, config } = this.o;
-    const slotName = config.postgres.slot;
-    const [estimate, slot, keep, live] = await Promise.all([
-      pool.query<{ rows: number }>(this.sql.tableEstimate, [this.schema]),
-      readSlot(pool, slotName),
-      pool.query<{ mb: string }>(this.sql.walKeepSize),
-      this.live(),
-    ]);
-    const keepMb = Number(keep.rows[0]?.mb ?? -1);
-    const maxKeepBytes = keepMb >= 0 ? keepMb * 1024 * 1024 : null;
-    const slotInfo = {
-      name: slotName,
-      exists: slot !== null,
-      active: slot?.active ?? false,
-      lagBytes: slot?.lagBytes ?? null,
-      lagSeconds: live.lagSeconds,
-      walStatus: slot?.walStatus ?? null,
-      safeWalSizeBytes: slot?.safeWalSize ?? null,
-      maxSlotWalKeepSizeBytes: maxKeepBytes,
-      /** Share of max_slot_wal_keep_size still free; null without a limit. */
-      headroomPct:
-        maxKeepBytes && slot?.safeWalSize !== null && slot?.safeWalSize !== undefined
-          ? Math.max(0, Math.min(100, (100 * slot.safeWalSize) / maxKeepBytes))
-          : null,
-    };
-    const base = {
-      generatedAt: new Date().toISOString(),
-      statusSchema: this.schema,
-      bridge: live.bridge,
-      slot: slotInfo,
-    };
-    const tableRows = estimate.rows[0]?.rows;
-    if (tableRows === undefined)
-      return {
-        ...base,
-        ready: false,
-        message: 'the bridge has not created its status schema yet',
-        sources: [],
-      };
-
-    const [counts, backlog, requests, snapshot, backfills] = await Promise.all([
-      this.counts(tableRows),
-      pool.query<{ source: string; n: string; oldest: Date | null; age: number | null }>(this.sql.backlog),
-      pool.query<{
-        source: string;
-        outcome: (typeof OUTCOMES)[number];
-        minute: Date | null;
-        requests: number;
-        rows: number;
-        newest: Date;
-      }>(this.sql.recentRequests, [REQUEST_WINDOW.requests, REQUEST_WINDOW.minutes]),
-      pool.query<{ started: Date | null; done: Date | null; rows: string | null; reason: string | null }>(
-        this.sql.snapshot,
-        [slotName],
-      ),
-      this.backfills(),
-    ]);
-
-    const sources = [...counts.keys()].map((name) => {
-      const c = counts.get(name)!;
-      const b = backlog.rows.find((r) => r.source === name);
-      const reqs = requests.rows.filter((r) => r.source === name);
-      const inWindow = reqs.filter((r) => r.minute !== null);
-      const outcomes = Object.fromEntries(
-        OUTCOMES.map((o) => [o, inWindow.filter((r) => r.outcome === o).reduce((n, r) => n + r.requests, 0)]),
-      );
-      const perMinute = new Map<string, number>();
-      for (const r of inWindow) {
-        const k = (r.minute as Date).toISOString();
-        perMinute.set(k, (perMinute.get(k) ?? 0) + r.requests);
-      }
-      const newest = (rows: typeof reqs) =>
-        rows.reduce<Date | null>((m, r) => (m === null || r.newest > m ? r.newest : m), null);
-      const source = config.sources.find((s) => s.name === name);
-      return {
-        name,
-        configured: source !== undefined,
-        mode: source?.mode ?? null,
-        counts: c.counts,
-        total: c.total,
-        exact: c.exact,
-        backlog: {
-          rows: Number(b?.n ?? 0),
-          oldestCommittedAt: iso(b?.oldest),
-          ageSeconds: b?.age ?? null,
-        },
-        lastSuccessAt: iso(newest(reqs.filter((r) => ['ok', 'partial', 'accepted'].includes(r.outcome)))),
-        lastRequestAt: iso(newest(reqs)),
-        requests: {
-          windowMinutes: REQUEST_WINDOW.minutes,
-          total: inWindow.reduce((n, r) => n + r.requests, 0),
-          rows: inWindow.reduce((n, r) => n + r.rows, 0),
-          perMinute: [...perMinute]
-            .sort(([a], [b]) => a.localeCompare(b))
-            .map(([minute, n]) => ({ minute, requests: n })),
-          outcomes,
-        },
-        progress: live.progress.filter((p) => p.source === name),
-      };
-    });
-    const snap = snapshot.rows[0];
-    return {
-      ...base,
-      ready: true,
-      sources,
-      snapshot: snap
-        ? {
-            startedAt: iso(snap.started),
-            doneAt: iso(snap.done),
-            rows: snap.rows === null ? null : Number(snap.rows),
-            reason: snap.reason,
-          }
-        : null,
-      backfills,
-    };
-  }
-
-  /**
-   * Rows per source and status. The unsynced statuses are counted exactly through the partial
-   * index. Synced rows are the source's rows minus those: counted exactly (a primary key range)
-   * while the table is small, else estimated from the planner's statistics (`exact: false`).
-   */
-  private async counts(
-    tableRows: number,
-  ): Promise<Map<string, { counts: Record<string, number>; total: number; exact: boolean }>> {
-    const { pool, config } = this.o;
-    const unsynced = await pool.query<{ source: string; status: string; n: string }>(this.sql.unsyncedCounts);
-    const names = [...new Set([...config.sources.map((s) => s.name), ...unsynced.rows.map((r) => r.source)])];
-    const exact = tableRows < EXACT_COUNT_LIMIT;
-    const totals = new Map<string, number>();
-    if (exact) {
-      for (const name of names) {
-        const res = await pool.query<{ n: string }>(this.sql.sourceRows, [name]);
-        totals.set(name, Number(res.rows[0]?.n ?? 0));
-      }
-    } else {
-      const shares = await pool.query<{ sources: string[]; freqs: number[] }>(this.sql.sourceShares, [
-        this.schema,
-      ]);
-      const s = shares.rows[0];
-      s?.sources.forEach((name, i) => totals.set(name, Math.round(tableRows * (s.freqs[i] ?? 0))));
-    }
-    const out = new Map<string, { counts: Record<string, number>; total: number; exact: boolean }>();
-    for (const name of names) {
-      const counts: Record<string, number> = Object.fromEntries(STATUSES.map((st) => [st, 0]));
-      for (const r of unsynced.rows) if (r.source === name) counts[r.status] = Number(r.n);
-      const notSynced = STATUSES.reduce((n, st) => n + (st === 'synced' ? 0 : (counts[st] ?? 0)), 0);
-      const total = Math.max(totals.get(name) ?? 0, notSynced);
-      counts.synced = total - notSynced;
-      out.set(name, { counts, total, exact });
-    }
-    return out;
-  }
-
-  private async backfills(): Promise<Array<Record<string, unknown>>> {
-    const exists = await this.o.pool.query<{ ok: boolean }>(this.status.backfillExists, [this.schema]);
-    if (!exists.rows[0]?.ok) return [];
-    const res = await this.o.pool.query<{
-      id: string;
-      source: string;
-      reason: string;
-      status: string;
-      done: string;
-      total: string | null;
-      error: string | null;
-      requested_at: Date;
-      started_at: Date | null;
-      finished_at: Date | null;
-    }>(this.status.recentBackfills, [this.o.config.postgres.slot, 5]);
-    return res.rows.map((r) => ({
-      id: r.id,
-      source: r.source,
-      reason: r.reason,
-      status: r.status,
-      rowsDone: Number(r.done),
-      rowsTotal: r.total === null ? null : Number(r.total),
-      error: r.error,
-      requestedAt: iso(r.requested_at),
-      startedAt: iso(r.started_at),
-      finishedAt: iso(r.finished_at),
-    }));
-  }
-
-  /** What only the running daemon knows: the stream, buffers, lag in seconds, running syncs. */
-  private async live(): Promise<{
-    bridge: Record<string, unknown>;
-    lagSeconds: number | null;
-    progress: Array<{ source: string; kind: string; done: number; total: number }>;
-  }> {
-    const m = this.o.metrics;
-    const readiness = this.o.readiness?.();
-    const value = async (g: { get(): Promise<{ values: Array<{ value: number }> }> } | undefined) =>
-      g ? ((await g.get()).values[0]?.value ?? null) : null;
-    const progress: Array<{ source: string; kind: string; done: number; total: number }> = [];
-    if (m) {
-      const totals = (await m.syncRowsTotal.get()).values;
-      for (const d of (await m.syncRowsDone.get()).values) {
-        const { source, kind } = d.labels as { source: string; kind: string };
-        const total = totals.find((t) => t.labels.source === source && t.labels.kind === kind)?.value ?? 0;
-        // A finished sync leaves its gauges at done = total; only running ones are progress.
-        if (d.value < total) progress.push({ source, kind, done: d.value, total });
-      }
-    }
-    return {
-      bridge: {
-        ready: readiness?.ready ?? null,
-        checks: readiness?.checks ?? {},
-        bufferedRows: await value(m?.bufferedRows),
-        inflightRows: await value(m?.inflightRows),
-      },
-      lagSeconds: await value(m?.slotLagSeconds),
-      progress,
-    };
   }
 
   /**
