@@ -297,8 +297,9 @@ async function checkPublicationTables(db: Queryable, config: Config, superuser: 
 async function checkStatusSchema(db: Queryable, statusSchema: string, canCreate: boolean): Promise<Finding> {
   const res = await db.query<{ found: boolean; usage: boolean | null; writable: boolean | null }>(
     `SELECT n.oid IS NOT NULL AS found, has_schema_privilege(n.oid, 'USAGE') AS usage,
-            (SELECT has_table_privilege(c.oid, 'INSERT, UPDATE') FROM pg_class c
-              WHERE c.relnamespace = n.oid AND c.relname = 'sync_status') AS writable
+            (SELECT bool_and(has_table_privilege(c.oid, 'INSERT, UPDATE')) FROM pg_class c
+              WHERE c.relnamespace = n.oid AND c.relkind = 'r'
+                AND c.relname IN ('sync_row', 'sync_source', 'sync_status')) AS writable
        FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = $1`,
     [statusSchema],
   );

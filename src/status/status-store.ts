@@ -57,6 +57,8 @@ export interface FailedRow {
 export class StatusStore {
   readonly sql: StatusSql;
   private closed = false;
+  /** Sources known to be in sync_source (numbered once per store). */
+  private readonly numbered = new Set<string>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -103,7 +105,15 @@ export class StatusStore {
       );
     }
     const sql = this.sql.writeRequest(batch !== null);
+    await this.ensureSource(source);
     await this.withRetry('storing outcomes', () => this.pool.query(sql, params));
+  }
+
+  /** Numbers the source in sync_source before its first outcome is written. */
+  private async ensureSource(source: string): Promise<void> {
+    if (this.numbered.has(source)) return;
+    await this.withRetry('numbering a source', () => this.pool.query(this.sql.ensureSource, [source]));
+    this.numbered.add(source);
   }
 
   /** Records a TRUNCATE of a source table in sync_batch (opt_type `truncate`, no request). */
@@ -129,7 +139,7 @@ export class StatusStore {
         [source, rowKeys],
       ),
     );
-    for (const r of res.rows) out.set(canonicalKey(r.k), { op: r.op, status: r.status, payload: r.payload });
+    for (const r of res.rows) out.set(r.k, { op: r.op, status: r.status, payload: r.payload });
     return out;
   }
 
@@ -146,7 +156,7 @@ export class StatusStore {
       pageSize,
       this.sql.syncedKeys,
       (r: { k: string; payload: Record<string, unknown> }) => ({
-        rowKey: canonicalKey(r.k),
+        rowKey: r.k,
         payload: r.payload,
       }),
     );
@@ -162,7 +172,7 @@ export class StatusStore {
       payload: Record<string, unknown> | null;
     };
     return this.pages(source, pageSize, this.sql.failedRows, (r: R) => ({
-      rowKey: canonicalKey(r.k),
+      rowKey: r.k,
       attempts: r.attempts,
       lsn: r.lsn ? parseLsn(r.lsn) : 0n,
       committedAt: r.committed_at ?? new Date(),
@@ -223,7 +233,7 @@ export class StatusStore {
 
 /** The parameters of a status write: see `encodeStatusRows`. */
 export interface EncodedStatusRows {
-  /** JSON array of the rows' keys (their canonical JSON text). */
+  /** JSON array of the rows' keys (their canonical JSON texts, as they are: stored verbatim). */
   keys: string;
   /** JSON array of the rows' payloads (null for none). */
   payloads: string;
@@ -307,9 +317,4 @@ function sameTuple(a: StatusRow, b: StatusRow): boolean {
 /** A text as an element of a PostgreSQL array literal: double-quoted, `"` and `\` escaped. */
 function arrayElement(text: string): string {
   return `"${text.replace(/["\\]/g, '\\$&')}"`;
-}
-
-/** jsonb prints objects with its own key order and spacing; re-serialize to our canonical text. */
-export function canonicalKey(jsonbText: string): string {
-  return JSON.stringify(JSON.parse(jsonbText));
 }
