@@ -301,6 +301,19 @@ export async function countStatus(db: pg.Client): Promise<Record<string, number>
   return Object.fromEntries(r.rows.map((x) => [x.status, x.n]));
 }
 
+/**
+ * Bytes the status table takes with its indexes (and TOAST): sync_row and sync_source since
+ * migration 007, the sync_status table before it.
+ */
+export async function statusTableBytes(db: pg.Client): Promise<number> {
+  const r = await db.query<{ n: string }>(
+    `SELECT sum(pg_total_relation_size(c.oid))::text AS n FROM pg_class c
+      WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r' AND c.relname IN ('sync_row', 'sync_source', 'sync_status')`,
+    [quoteIdent(STATUS_SCHEMA)],
+  );
+  return Number(r.rows[0]?.n ?? 0);
+}
+
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));

@@ -11,6 +11,9 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { migrate } from '../src/status/migrate.js';
+import { statusSql } from '../src/status/sql.js';
+import { encodeStatusRows } from '../src/status/status-store.js';
 import { startPostgres } from '../src/util/throwaway-postgres.js';
 import { median } from './common.js';
 
@@ -34,6 +37,10 @@ interface Design {
   /** How a request's keys and payloads travel: JSON arrays, or text[] literals. */
   params: 'json' | 'text[]';
   table: string;
+  /** Run the write as a named prepared statement. */
+  prepared?: boolean;
+  /** Apply the real sql/ migrations into the schema instead of `ddl`. */
+  migrations?: boolean;
 }
 
 const OUTCOME = `($5::text[])[r.t], ($6::text[])[r.t], ($7::int[])[r.t], ($8::text[])[r.t], ($9::pg_lsn[])[r.t], ($10::timestamptz[])[r.t]`;
@@ -83,8 +90,8 @@ const DESIGNS: Design[] = [
       ON CONFLICT (source, h) DO UPDATE SET ${UPDATE} WHERE s.lsn IS NULL OR s.lsn <= EXCLUDED.lsn`,
   },
   {
-    name: 'compact',
-    what: '(source_id int2, key text "C"), op/status "char", attempts int2, payload json; a view adds names and jsonb',
+    name: 'compact-char',
+    what: 'as sync_row, but op/status "char" and attempts int2 (the partial index no longer serves status = \'failed\' through a view)',
     table: 'r',
     params: 'text[]',
     ddl: `CREATE TABLE r (lsn pg_lsn, committed_at timestamptz, synced_at timestamptz NOT NULL DEFAULT now(),
@@ -97,18 +104,42 @@ const DESIGNS: Design[] = [
       ON CONFLICT (source_id, key) DO UPDATE SET ${UPDATE} WHERE r.lsn IS NULL OR r.lsn <= EXCLUDED.lsn`,
   },
   {
-    name: 'compact-fill',
-    what: 'compact, heap fillfactor 85 (room for HOT updates)',
-    table: 'r',
-    params: 'text[]',
-    ddl: `CREATE TABLE r (lsn pg_lsn, committed_at timestamptz, synced_at timestamptz NOT NULL DEFAULT now(),
-      source_id int2 NOT NULL, attempts int2 NOT NULL DEFAULT 0, op "char" NOT NULL, status "char" NOT NULL,
-      key text COLLATE "C" NOT NULL, payload json, error text, PRIMARY KEY (source_id, key)) WITH (fillfactor = 85);
-      CREATE INDEX ON r (status, source_id) WHERE status <> 's';`,
-    write: `INSERT INTO r (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
-      SELECT $1::int2, r.k, ($5::"char"[])[r.t], ($6::"char"[])[r.t], ($7::int2[])[r.t], ($8::text[])[r.t],
-             ($9::pg_lsn[])[r.t], ($10::timestamptz[])[r.t], now(), r.p::json FROM ${ROWS_TEXT}
-      ON CONFLICT (source_id, key) DO UPDATE SET ${UPDATE} WHERE r.lsn IS NULL OR r.lsn <= EXCLUDED.lsn`,
+    name: 'sync_row',
+    what: 'what the bridge runs (migration 007, statusSql().writeRequest): sync_row + sync_status view',
+    table: 'sync_row',
+    params: 'json',
+    migrations: true,
+    ddl: '',
+    write: statusSql('d').writeRequest(false),
+  },
+  {
+    name: 'sync_row-prepared',
+    what: 'sync_row, the write as a named prepared statement (parsed and planned once per connection)',
+    table: 'sync_row',
+    params: 'json',
+    migrations: true,
+    prepared: true,
+    ddl: '',
+    write: statusSql('d').writeRequest(false),
+  },
+  {
+    name: 'sync_row-merge',
+    what: 'sync_row written with MERGE (PostgreSQL 15+) instead of INSERT ... ON CONFLICT',
+    table: 'sync_row',
+    params: 'json',
+    migrations: true,
+    ddl: '',
+    write: `MERGE INTO sync_row t
+      USING (SELECT (SELECT id FROM sync_source WHERE name = $1) AS source_id, r.k::text AS key,
+                    ($5::text[])[r.t] AS op, ($6::text[])[r.t] AS status, ($7::int[])[r.t] AS attempts,
+                    ($8::text[])[r.t] AS error, ($9::pg_lsn[])[r.t] AS lsn, ($10::timestamptz[])[r.t] AS committed_at,
+                    CASE WHEN json_typeof(r.p) <> 'null' THEN r.p END AS payload
+               FROM ROWS FROM (json_array_elements($2::json), json_array_elements($3::json), unnest($4::int[])) AS r(k, p, t)) s
+         ON t.source_id = s.source_id AND t.key = s.key
+      WHEN MATCHED AND (t.lsn IS NULL OR t.lsn <= s.lsn) THEN UPDATE SET op = s.op, status = s.status,
+           attempts = s.attempts, error = s.error, lsn = s.lsn, committed_at = s.committed_at, synced_at = now(), payload = s.payload
+      WHEN NOT MATCHED THEN INSERT (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
+           VALUES (s.source_id, s.key, s.op, s.status, s.attempts, s.error, s.lsn, s.committed_at, now(), s.payload)`,
   },
   {
     name: 'per-request',
@@ -125,6 +156,7 @@ const DESIGNS: Design[] = [
 
 /** One request's parameters: keys {"id":"n"}, payloads like the bench's rows, one outcome tuple. */
 function params(d: Design, from: number, lsn: number): unknown[] {
+  const now = new Date();
   const keys: string[] = [];
   const payloads: string[] = [];
   for (let i = from; i < from + BATCH; i++) {
@@ -136,6 +168,21 @@ function params(d: Design, from: number, lsn: number): unknown[] {
       ? [`[${keys.join(',')}]`, `[${payloads.join(',')}]`]
       : [keys, payloads].map((xs) => `{${xs.map((x) => `"${x.replace(/["\\]/g, '\\$&')}"`).join(',')}}`);
   const compact = d.table === 'r';
+  if (d.migrations) {
+    const e = encodeStatusRows(
+      keys.map((k, i) => ({
+        rowKey: k,
+        op: 'add',
+        status: 'synced',
+        attempts: 1,
+        error: null,
+        lsn: BigInt(lsn),
+        committedAt: now,
+        payload: JSON.parse(payloads[i] as string) as unknown,
+      })),
+    );
+    return ['customers', e.keys, e.payloads, e.tupleOf, e.ops, e.statuses, e.attempts, e.errors, e.lsns, e.committedAts];
+  }
   return [
     compact ? '1' : 'customers',
     ...list,
@@ -145,7 +192,7 @@ function params(d: Design, from: number, lsn: number): unknown[] {
     '{1}',
     '{NULL}',
     `{0/${lsn.toString(16)}}`,
-    `{"${new Date().toISOString()}"}`,
+    `{"${now.toISOString()}"}`,
   ];
 }
 
@@ -166,17 +213,23 @@ async function measure(url: string, d: Design): Promise<Measure> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    await c.query('DROP SCHEMA IF EXISTS d CASCADE; CREATE SCHEMA d; SET search_path TO d');
-    await c.query(d.ddl);
+    await c.query('DROP SCHEMA IF EXISTS d CASCADE');
+    if (d.migrations) await migrate(c, 'd');
+    else await c.query(`CREATE SCHEMA d; SET search_path TO d; ${d.ddl}`);
+    await c.query('SET search_path TO d');
     const pid = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid as number;
     const size = async (): Promise<number> =>
       Number(
         (await c.query<{ n: string }>('SELECT pg_total_relation_size($1::regclass)::text AS n', [d.table]))
           .rows[0]?.n,
       ) / ROWS;
+    if (d.migrations) await c.query(statusSql('d').ensureSource, ['customers']);
     const pass = async (lsnBase: number): Promise<number> => {
       const t0 = backendCpuSeconds(pid);
-      for (let from = 1; from <= ROWS; from += BATCH) await c.query(d.write, params(d, from, lsnBase + from));
+      for (let from = 1; from <= ROWS; from += BATCH) {
+        const values = params(d, from, lsnBase + from);
+        await c.query(d.prepared ? { name: `w${lsnBase}`, text: d.write, values } : { text: d.write, values });
+      }
       return ((backendCpuSeconds(pid) - t0) * 1e6) / ROWS;
     };
     const newUs = await pass(0x1000000);

@@ -48,7 +48,7 @@ describe('status storage (migration 007)', () => {
     await db.query(`GRANT USAGE ON SCHEMA ${Q} TO tz_reader; GRANT SELECT ON ${Q}.sync_status TO tz_reader`);
     // Keys as the bridge wrote them: jsonb from its canonical text (numbers, text with escapes,
     // several columns of different name lengths).
-    const keys = [
+    const keys: Array<Record<string, unknown>> = [
       { id: 1 },
       { id: '2' },
       { cust_no: 'a"b\\c\n\u0001é' },
@@ -84,7 +84,7 @@ describe('status storage (migration 007)', () => {
     // The same rows through the view, every column (row_key and payload jsonb again), plus key.
     const now = await db.query(`SELECT * FROM ${Q}.sync_status ORDER BY lsn`);
     expect(now.rows.map(({ key: _key, ...r }: Record<string, unknown>) => r)).toEqual(old.rows);
-    expect(now.rows.map((r: { key: string }) => r.key)).toEqual(keys.map((k) => canonicalJson(k)));
+    expect(now.rows.map((r) => (r as { key: string }).key)).toEqual(keys.map((k) => canonicalJson(k)));
     expect((await db.query(`SELECT * FROM ${Q}.sync_summary ORDER BY source, status`)).rows).toEqual(
       oldSummary.rows,
     );
@@ -94,9 +94,9 @@ describe('status storage (migration 007)', () => {
     const store = new StatusStore(pool, SCHEMA, pino({ level: 'silent' }));
     const found = await store.lastSent(
       'customers',
-      [keys[0], keys[2]].map((k) => canonicalJson(k as Record<string, unknown>)),
+      [keys[0], keys[2]].map((k) => canonicalJson(k ?? {})),
     );
-    expect([...found.keys()].sort()).toEqual([canonicalJson({ id: 1 }), canonicalJson(keys[2] as object)].sort());
+    expect([...found.keys()].sort()).toEqual([canonicalJson({ id: 1 }), canonicalJson(keys[2] as Record<string, unknown>)].sort());
     expect(found.get(canonicalJson({ id: 1 }))).toEqual({
       op: 'add',
       status: 'synced',
