@@ -123,6 +123,18 @@ const DESIGNS: Design[] = [
     write: statusSql('d').writeRequest(false),
   },
   {
+    name: 'sync_row+identities',
+    what: 'sync_row plus a partial expression index per identity field of the payload (thirdId, phone, openid, unionid)',
+    table: 'sync_row',
+    params: 'json',
+    migrations: true,
+    prepared: true,
+    ddl: `${['thirdId', 'phone', 'openid', 'unionid']
+      .map((f) => `CREATE INDEX ON sync_row ((payload ->> '${f}')) WHERE (payload ->> '${f}') IS NOT NULL;`)
+      .join('\n')}`,
+    write: statusSql('d').writeRequest(false),
+  },
+  {
     name: 'sync_row-merge',
     what: 'sync_row written with MERGE (PostgreSQL 15+) instead of INSERT ... ON CONFLICT',
     table: 'sync_row',
@@ -214,7 +226,10 @@ async function measure(url: string, d: Design): Promise<Measure> {
   await c.connect();
   try {
     await c.query('DROP SCHEMA IF EXISTS d CASCADE');
-    if (d.migrations) await migrate(c, 'd');
+    if (d.migrations) {
+      await migrate(c, 'd');
+      if (d.ddl) await c.query(`SET search_path TO d; ${d.ddl}`);
+    }
     else await c.query(`CREATE SCHEMA d; SET search_path TO d; ${d.ddl}`);
     await c.query('SET search_path TO d');
     const pid = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid as number;
