@@ -116,7 +116,12 @@ const table: Array<[string, string, string, string]> = [
   ['snapshot (rows/s)', fmt(summary.snapshotRowsPerSec), '>= 100,000', '500k existing rows'],
   ['PostgreSQL CPU per row (µs)', fmt(summary.pgCpuUsPerRow), '<= 16', 'backlog phase'],
   ['bridge CPU per row (µs)', fmt(summary.bridgeCpuUsPerRow), '<= 15', 'backlog phase'],
-  ['sync_status bytes per row', fmt(summary.statusBytesPerRow), '<= 120', 'table + indexes, after the backlog'],
+  [
+    'sync_status bytes per row',
+    fmt(summary.statusBytesPerRow),
+    '<= 120',
+    'table + indexes, after the backlog',
+  ],
 ];
 const widths = [0, 1, 2, 3].map((i) => Math.max(...table.map((r) => r[i as 0].length), 6));
 const line = (r: readonly string[]): string =>

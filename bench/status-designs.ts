@@ -193,7 +193,18 @@ function params(d: Design, from: number, lsn: number): unknown[] {
         payload: JSON.parse(payloads[i] as string) as unknown,
       })),
     );
-    return ['customers', e.keys, e.payloads, e.tupleOf, e.ops, e.statuses, e.attempts, e.errors, e.lsns, e.committedAts];
+    return [
+      'customers',
+      e.keys,
+      e.payloads,
+      e.tupleOf,
+      e.ops,
+      e.statuses,
+      e.attempts,
+      e.errors,
+      e.lsns,
+      e.committedAts,
+    ];
   }
   return [
     compact ? '1' : 'customers',
@@ -229,8 +240,7 @@ async function measure(url: string, d: Design): Promise<Measure> {
     if (d.migrations) {
       await migrate(c, 'd');
       if (d.ddl) await c.query(`SET search_path TO d; ${d.ddl}`);
-    }
-    else await c.query(`CREATE SCHEMA d; SET search_path TO d; ${d.ddl}`);
+    } else await c.query(`CREATE SCHEMA d; SET search_path TO d; ${d.ddl}`);
     await c.query('SET search_path TO d');
     const pid = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid as number;
     const size = async (): Promise<number> =>
@@ -243,7 +253,9 @@ async function measure(url: string, d: Design): Promise<Measure> {
       const t0 = backendCpuSeconds(pid);
       for (let from = 1; from <= ROWS; from += BATCH) {
         const values = params(d, from, lsnBase + from);
-        await c.query(d.prepared ? { name: `w${lsnBase}`, text: d.write, values } : { text: d.write, values });
+        await c.query(
+          d.prepared ? { name: `w${lsnBase}`, text: d.write, values } : { text: d.write, values },
+        );
       }
       return ((backendCpuSeconds(pid) - t0) * 1e6) / ROWS;
     };
@@ -281,6 +293,14 @@ for (const d of chosen) {
   const ms = results.get(d.name) ?? [];
   const m = (f: (x: Measure) => number): number => median(ms.map(f));
   log(
-    `${d.name.padEnd(16)}${m((x) => x.newUs).toFixed(1).padStart(15)}${m((x) => x.existingUs).toFixed(1).padStart(17)}${m((x) => x.bytesNew).toFixed(0).padStart(11)}${m((x) => x.bytesAfterUpdates).toFixed(0).padStart(22)}   ${d.what}`,
+    `${d.name.padEnd(16)}${m((x) => x.newUs)
+      .toFixed(1)
+      .padStart(15)}${m((x) => x.existingUs)
+      .toFixed(1)
+      .padStart(17)}${m((x) => x.bytesNew)
+      .toFixed(0)
+      .padStart(11)}${m((x) => x.bytesAfterUpdates)
+      .toFixed(0)
+      .padStart(22)}   ${d.what}`,
   );
 }

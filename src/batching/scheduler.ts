@@ -82,7 +82,11 @@ export class OrderedScheduler {
   schedule<T>(list: ResourceList, task: () => Promise<T>, options: { direct?: boolean } = {}): Promise<T> {
     const resources = resourcesOf(list);
     let finish!: () => void;
-    const tail: Tail = { done: new Promise<void>((resolve) => (finish = resolve)), finished: false, seenBy: 0 };
+    const tail: Tail = {
+      done: new Promise<void>((resolve) => (finish = resolve)),
+      finished: false,
+      seenBy: 0,
+    };
     const stamp = ++this.stamp;
     const deps: Array<Promise<void>> = [];
     // One pass: each resource's previous task becomes a dependency, and this task its last.

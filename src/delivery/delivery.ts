@@ -103,7 +103,13 @@ export class Delivery implements Deliverer {
                   await this.o.store.writeRequest(
                     source,
                     null,
-                    this.statusRows(req, rows, api, () => ({ status: 'retrying', error: errorMessage(error) }), 1),
+                    this.statusRows(
+                      req,
+                      rows,
+                      api,
+                      () => ({ status: 'retrying', error: errorMessage(error) }),
+                      1,
+                    ),
                   );
               },
             })

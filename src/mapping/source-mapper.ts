@@ -119,7 +119,10 @@ export class SourceMapper {
       // One key column (the usual case): the canonical text without sorting or a second object.
       const v = row[this.singleKey.column];
       if (v === undefined) return null;
-      return { text: `${this.singleKey.prefix}${JSON.stringify(v)}}`, values: { [this.singleKey.column]: v } };
+      return {
+        text: `${this.singleKey.prefix}${JSON.stringify(v)}}`,
+        values: { [this.singleKey.column]: v },
+      };
     }
     const values: Record<string, unknown> = {};
     for (const c of this.keyColumns) {

@@ -79,7 +79,10 @@ export class StatusStore {
       name: `tuzhan_write_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`,
       text,
     });
-    this.writes = { withBatch: named(this.sql.writeRequest(true)), alone: named(this.sql.writeRequest(false)) };
+    this.writes = {
+      withBatch: named(this.sql.writeRequest(true)),
+      alone: named(this.sql.writeRequest(false)),
+    };
   }
 
   close(): void {

@@ -125,7 +125,9 @@ describe('status schema migrations', () => {
       `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'sync_row_unsynced_idx'`,
       [schema],
     );
-    expect(idx[0]?.indexdef).toMatch(/ USING btree \(status, source_id\) WHERE \(status <> 'synced'::text\)$/);
+    expect(idx[0]?.indexdef).toMatch(
+      / USING btree \(status, source_id\) WHERE \(status <> 'synced'::text\)$/,
+    );
 
     // \d+ explains every column to operators.
     const { rows: undocumented } = await db.query(

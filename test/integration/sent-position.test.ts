@@ -60,7 +60,11 @@ describe('sent position after a snapshot of empty tables', () => {
     await waitForCatchUp(db);
 
     const status = await statusRows(db, 'profiles');
-    expect(status.get('{"cust_no":"gone"}')).toMatchObject({ op: 'delete', status: 'skipped', payload: null });
+    expect(status.get('{"cust_no":"gone"}')).toMatchObject({
+      op: 'delete',
+      status: 'skipped',
+      payload: null,
+    });
     expect(status.get('{"cust_no":"kept"}')).toMatchObject({ op: 'add', status: 'synced' });
     // One request: the kept row's add. The row that came and went never reached the platform.
     expect(sim.stats().requests).toBe(1);

@@ -96,7 +96,9 @@ describe('status storage (migration 007)', () => {
       'customers',
       [keys[0], keys[2]].map((k) => canonicalJson(k ?? {})),
     );
-    expect([...found.keys()].sort()).toEqual([canonicalJson({ id: 1 }), canonicalJson(keys[2] as Record<string, unknown>)].sort());
+    expect([...found.keys()].sort()).toEqual(
+      [canonicalJson({ id: 1 }), canonicalJson(keys[2] as Record<string, unknown>)].sort(),
+    );
     expect(found.get(canonicalJson({ id: 1 }))).toEqual({
       op: 'add',
       status: 'synced',
@@ -146,7 +148,10 @@ describe('status storage (migration 007)', () => {
   });
 
   it('sync_key in SQL equals the bridge canonical text for any key object', async () => {
-    const name = fc.oneof(fc.constantFrom('id', 'ab', 'cust_no', 'é', 'Region Id'), fc.string({ minLength: 1 }));
+    const name = fc.oneof(
+      fc.constantFrom('id', 'ab', 'cust_no', 'é', 'Region Id'),
+      fc.string({ minLength: 1 }),
+    );
     const value = fc.oneof(
       fc.integer(),
       fc.boolean(),
