@@ -10,7 +10,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalJson } from '../../src/mapping/source-mapper.js';
-import { listMigrations, migrate, MIGRATIONS_DIR } from '../../src/status/migrate.js';
+import { listMigrations, migrate } from '../../src/status/migrate.js';
 import { StatusStore } from '../../src/status/status-store.js';
 import { tempDir } from '../helpers/cleanup.js';
 import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/database.js';
