@@ -19,6 +19,7 @@ import { statusSql } from '../status/sql.js';
 import { sleep } from '../util/backoff.js';
 import { formatCount } from '../util/format.js';
 import { formatLsn, parseLsn } from '../util/lsn.js';
+import { guardOrphans } from '../util/orphan-guard.js';
 import { findLocalBinDirs, startPostgres } from '../util/throwaway-postgres.js';
 import * as sample from './crm-sample.js';
 import { Progress } from './progress.js';
@@ -62,7 +63,17 @@ export class DemoSession {
 
   constructor(private readonly o: DemoOptions) {
     this.say = (line) => (this.progress ? this.progress.note(line) : o.out.write(`${line}\n`));
-    this.onCleanup('temp directory', () => rmSync(this.dir, { recursive: true, force: true }), true);
+    // Killed (SIGKILL) before the cleanup runs, the demo still leaves no directory behind; its
+    // PostgreSQL has a guard of its own (src/util/orphan-guard.ts).
+    const guard = guardOrphans({ remove: [this.dir] });
+    this.onCleanup(
+      'temp directory',
+      () => {
+        rmSync(this.dir, { recursive: true, force: true });
+        guard.dismiss();
+      },
+      true,
+    );
   }
 
   /** First Ctrl-C: stop generating, stop everything, clean up. */

@@ -14,6 +14,7 @@ import { chownSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import net from 'node:net';
+import { guardOrphans } from './orphan-guard.js';
 import { dockerAvailable, embeddedBinDir, startDocker, startEmbedded } from './throwaway-fallbacks.js';
 
 export interface RunningPostgres {
@@ -131,6 +132,8 @@ function postgresCanRun(file: string): boolean {
 async function startLocal(binDirGiven: string, settings: Record<string, string>): Promise<RunningPostgres> {
   const base = mkdtempSync(join(tmpdir(), 'tuzhan-pg-'));
   const data = join(base, 'data');
+  // Stops the server and removes its directory should we die without stopping it (SIGKILL).
+  const guard = guardOrphans({ dataDir: data, remove: [base] });
   const asPostgres = isRoot();
   let binDir = binDirGiven;
   if (asPostgres) {
@@ -178,6 +181,7 @@ async function startLocal(binDirGiven: string, settings: Record<string, string>)
       }
     }
     rmSync(base, { recursive: true, force: true });
+    guard.dismiss();
     throw err;
   }
   const version = execFileSync(join(binDir, 'postgres'), ['--version'], { encoding: 'utf8' }).trim();
@@ -186,6 +190,7 @@ async function startLocal(binDirGiven: string, settings: Record<string, string>)
     kind: 'local',
     version,
     async stop() {
+      guard.dismiss();
       try {
         run('pg_ctl', ['-D', data, '-w', '-m', 'immediate', 'stop']);
       } finally {
