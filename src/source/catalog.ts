@@ -6,7 +6,7 @@ import type pg from 'pg';
 import type { Config, SourceConfig } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
-import { headroomFinding, readSlot } from './slot.js';
+import { headroomFinding, readPublication, readSlot } from './slot.js';
 
 export interface Finding {
   check: string;
@@ -264,11 +264,23 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
 }
 
 /**
- * The bridge runs `CREATE PUBLICATION ... FOR TABLE` or `ALTER PUBLICATION ... SET TABLE` at every
- * start, and PostgreSQL lets only a table's owner (or a member of the owning role) add it to a
- * publication (CREATE PUBLICATION, "Notes").
+ * Unless the publication already holds exactly the source tables, the bridge runs `CREATE
+ * PUBLICATION ... FOR TABLE` or `ALTER PUBLICATION ... SET TABLE` at start, and PostgreSQL lets only
+ * a table's owner (or a member of the owning role) add it to a publication (CREATE PUBLICATION,
+ * "Notes"). So either the role owns the tables, or a DBA made the publication for it.
  */
 async function checkPublicationTables(db: Queryable, config: Config, superuser: boolean): Promise<Finding[]> {
+  const { publication } = config.postgres;
+  const state = await readPublication(db, publication, config.sources);
+  if (state?.holdsSources) {
+    return [
+      {
+        check: 'publication tables',
+        ok: true,
+        detail: `publication ${publication} holds exactly the source tables; it is used as it is`,
+      },
+    ];
+  }
   if (superuser) return [];
   const res = await db.query<{ schema: string; name: string; owner: string }>(
     `SELECT s.schema, s.name, pg_get_userbyid(c.relowner) AS owner
@@ -283,12 +295,16 @@ async function checkPublicationTables(db: Queryable, config: Config, superuser: 
   }
   const tables = [...new Set(res.rows.map((r) => quoteTable(r.schema, r.name)))];
   const owners = [...new Set(res.rows.map((r) => quoteIdent(r.owner)))];
+  const all = [...new Set(config.sources.map((s) => quoteTable(s.schema, s.tableName)))].join(', ');
+  const pub = quoteIdent(publication);
   return [
     {
       check: 'publication tables',
       ok: false,
-      detail: `the role does not own ${tables.join(', ')}; only a table's owner may put it into publication ${config.postgres.publication}`,
-      fix: `GRANT ${owners.join(', ')} TO <bridge role>;`,
+      detail: `the role does not own ${tables.join(', ')}; only a table's owner may put it into publication ${publication}${state ? ', which does not hold exactly the source tables' : ''}`,
+      fix: state
+        ? `as the tables' owner: ALTER PUBLICATION ${pub} SET TABLE ${all}; or GRANT ${owners.join(', ')} TO <bridge role>;`
+        : `as the tables' owner: CREATE PUBLICATION ${pub} FOR TABLE ${all}; ALTER PUBLICATION ${pub} OWNER TO <bridge role>; or GRANT ${owners.join(', ')} TO <bridge role>;`,
     },
   ];
 }
