@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import type { Config, SourceConfig } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
+import { closest } from '../config/validate.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
 import { headroomFinding, readPublication, readSlot } from './slot.js';
 
@@ -90,6 +91,13 @@ export interface SourceFindings {
   table?: TableInfo;
 }
 
+/** ` (did you mean "mobile"?)`, or with several columns missing, which hint is for which. */
+function didYouMean(hints: ReadonlyArray<readonly [string, string]>, missing: number): string {
+  if (hints.length === 0) return '';
+  if (missing === 1) return ` (did you mean "${hints[0]?.[1]}"?)`;
+  return ` (did you mean ${hints.map(([c, h]) => `"${h}" for "${c}"`).join(', ')}?)`;
+}
+
 /** Checks one source against the catalog. */
 export async function checkSource(db: Queryable, source: SourceConfig): Promise<SourceFindings> {
   const name = `source ${source.name}`;
@@ -119,11 +127,15 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
   });
 
   const missing = [...mappedColumns(source), ...(source.key ?? [])].filter((c) => !table.columns.has(c));
+  // Column names are case-sensitive (quoted), so a near miss is worth naming.
+  const hints = missing
+    .map((c) => [c, closest(c, table.columns.keys())] as const)
+    .filter((h): h is readonly [string, string] => h[1] !== undefined);
   findings.push({
     check: `${name}: columns`,
     ok: missing.length === 0,
     detail: missing.length
-      ? `${qualified} has no column ${missing.map((c) => `"${c}"`).join(', ')}`
+      ? `${qualified} has no column ${missing.map((c) => `"${c}"`).join(', ')}${didYouMean(hints, missing.length)}`
       : 'all mapped columns exist',
     fix: 'correct sources[].columns / key / where, or add the column',
   });
