@@ -75,6 +75,8 @@ export class Bridge {
   private loop: Promise<void> | undefined;
   private unwatch: (() => void) | undefined;
   private ackTimer: NodeJS.Timeout | undefined;
+  /** The replication stream is down since, after so many attempts (logged once, not per attempt). */
+  private outage: { since: number; attempts: number } | undefined;
 
   constructor(private readonly o: BridgeOptions) {
     this.config = o.config;
@@ -232,7 +234,6 @@ export class Bridge {
       }
       const session = this.newSession(() => (attempt = 1));
       this.session = session;
-      this.events.emit('streaming', true);
       try {
         await session.run(() => this.halted);
         return;
@@ -257,9 +258,15 @@ export class Bridge {
         // (done above), forget open transactions, and start from the slot's confirmed position.
         this.tracker.reset();
         const delayMs = retryDelay(RETRY.reconnect, attempt++);
-        this.logger.warn(
-          { err: errorMessage(err), delayMs },
-          'replication stream lost; draining and reconnecting',
+        // Once per outage at warn; every further attempt at debug, and one line when it is back.
+        const first = this.outage === undefined;
+        this.outage ??= { since: Date.now(), attempts: 0 };
+        this.outage.attempts += 1;
+        this.logger[first ? 'warn' : 'debug'](
+          { err: errorMessage(err), delayMs, attempt: this.outage.attempts },
+          first
+            ? 'replication stream lost; draining and reconnecting'
+            : 'replication stream still down; reconnecting',
         );
         await sleep(delayMs, this.halt.signal);
       }
@@ -280,6 +287,19 @@ export class Bridge {
       },
       onMessage: (msg) => router.handle(msg),
       onFirstMessage: onWorking,
+      onStart: () => {
+        if (this.outage) {
+          this.logger.info(
+            {
+              downSeconds: Math.round((Date.now() - this.outage.since) / 1000),
+              attempts: this.outage.attempts,
+            },
+            'replication stream back',
+          );
+          this.outage = undefined;
+        }
+        this.events.emit('streaming', true);
+      },
     });
   }
 
