@@ -97,8 +97,7 @@ export async function ensurePublication(
     await db.query(`CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${tables}`);
     return;
   }
-  if (!state.holdsSources)
-    await db.query(`ALTER PUBLICATION ${quoteIdent(publication)} SET TABLE ${tables}`);
+  if (!state.holdsSources) await db.query(`ALTER PUBLICATION ${quoteIdent(publication)} SET TABLE ${tables}`);
   // The owner may change what is published without owning the tables: deletes must not go missing.
   if (!state.publishesAll)
     await db.query(`ALTER PUBLICATION ${quoteIdent(publication)} SET (publish = '${PUBLISH}')`);
