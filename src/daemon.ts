@@ -31,6 +31,9 @@ export interface DaemonOptions {
   resync?: boolean;
   /** How often the log sums up what was sent (default 60 s). */
   summaryIntervalMs?: number;
+  /** How often the slot lag and the sync_status counts are measured (default 5 s and 15 s). */
+  lagIntervalMs?: number;
+  statusIntervalMs?: number;
 }
 
 /** Starts the whole daemon; resolves once the bridge streams. */
@@ -59,11 +62,20 @@ export async function startDaemon(
   const events = createBridgeEvents();
   const detachLog = attachEventLogger(events, logger, { summaryIntervalMs: options.summaryIntervalMs });
   const metrics = new Metrics(events, {
+    version,
     onListenerError: (err) => logger.warn({ err }, 'metrics listener failed'),
   });
   const readiness = new ReadinessTracker(events, { notReadyAfterMs: config.tuzhan.notReadyAfterMs });
   const client = new TuzhanClient(config.tuzhan, { logger });
-  const bridge = new Bridge({ config, logger, sender: client, events, resync: options.resync });
+  const bridge = new Bridge({
+    config,
+    logger,
+    sender: client,
+    events,
+    resync: options.resync,
+    lagIntervalMs: options.lagIntervalMs,
+    statusIntervalMs: options.statusIntervalMs,
+  });
   let ops: OpsServer | undefined;
   let stopping: Promise<void> | undefined;
   const stop = (timeoutMs = 30_000): Promise<void> =>
