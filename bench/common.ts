@@ -175,9 +175,11 @@ export function spawnBridge(ctx: BenchContext, name: string, yaml: string): Brid
     let msg: string | undefined;
     let level = 0;
     try {
-      const o = JSON.parse(line) as { msg?: string; level?: number };
+      const o = JSON.parse(line) as { msg?: string; level?: number | string };
       msg = o.msg;
-      level = o.level ?? 0;
+      // The bridge logs level names ("warn"); pino's numbers are kept for older logs.
+      level =
+        typeof o.level === 'string' ? ({ warn: 40, error: 50, fatal: 60 }[o.level] ?? 30) : (o.level ?? 0);
     } catch {
       remember(line);
       return;

@@ -132,7 +132,7 @@ export class Delivery implements Deliverer {
         outcome: 'rejected',
         httpStatus: err.httpStatus,
         code: err.apiCode,
-        durationMs: Date.now() - startedAt.getTime(),
+        durationMs: err.durationMs ?? Date.now() - startedAt.getTime(),
       });
       const alone = rows.length === 1;
       const reason = `rejected by the platform: ${err.message}`;
@@ -202,7 +202,7 @@ export class Delivery implements Deliverer {
       optType: op,
       rows,
       outcome: auth ? 'auth' : 'transient',
-      durationMs: 0,
+      durationMs: (error as { durationMs?: number }).durationMs ?? 0,
       httpStatus,
     });
   }

