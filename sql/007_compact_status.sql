@@ -141,15 +141,17 @@ SELECT
   s.name AS source,
   r.status,
   count(*) AS rows,
-  min(r.committed_at) FILTER (WHERE r.status <> 'synced') AS oldest_committed_at,
+  min(r.committed_at) FILTER (WHERE r.status NOT IN ('synced', 'skipped')) AS oldest_committed_at,
   max(r.synced_at) AS last_synced_at
 FROM sync_row r JOIN sync_source s ON s.id = r.source_id
 GROUP BY s.name, r.status;
 
+-- As 006 defined it: skipped rows are finished, so they carry no backlog age.
 COMMENT ON VIEW sync_summary IS
-  'tuzhan-cdc: rows per source and status; for statuses other than synced, the commit time of the oldest such change (how far behind that backlog is).';
+  'tuzhan-cdc: rows per source and status; for failed, retrying and accepted rows, the commit time of the oldest such change (how far behind that backlog is).';
 COMMENT ON COLUMN sync_summary.rows IS 'Source rows whose latest outcome has this status.';
-COMMENT ON COLUMN sync_summary.oldest_committed_at IS 'Oldest commit time among these rows; null for status synced.';
+COMMENT ON COLUMN sync_summary.oldest_committed_at IS
+  'Oldest commit time among these rows; null for synced and skipped (finished) rows.';
 COMMENT ON COLUMN sync_summary.last_synced_at IS 'When the newest of these outcomes was stored.';
 
 CREATE VIEW sync_failures AS

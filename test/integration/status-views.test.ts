@@ -41,7 +41,7 @@ describe('sync_summary', () => {
     expect(await ages(db, 'views new')).toEqual({ failed: 2, retrying: 0, skipped: null, synced: null });
   });
 
-  it('a schema migrated before 006 gets the same view from it', async () => {
+  it('a schema migrated before 006 gets the same view from the migrations after it', async () => {
     const dir = tempDir('migrations');
     for (const m of listMigrations().filter((m) => m.id < 6))
       copyFileSync(m.path, join(dir, `${m.name}.sql`));
@@ -49,7 +49,11 @@ describe('sync_summary', () => {
     await db.query(`INSERT INTO "views old".sync_status ${ROWS}`);
     // What operators saw: a skipped row from a month ago as the oldest of a "backlog".
     expect((await ages(db, 'views old')).skipped).toBe(30 * 24);
-    expect(await migrate(db.url, 'views old')).toEqual({ applied: ['006_summary_backlog'] });
+    expect(await migrate(db.url, 'views old')).toEqual({
+      applied: listMigrations()
+        .filter((m) => m.id >= 6)
+        .map((m) => m.name),
+    });
     expect(await ages(db, 'views old')).toEqual({ failed: 2, retrying: 0, skipped: null, synced: null });
   });
 });
