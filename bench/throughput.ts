@@ -20,6 +20,7 @@ import {
   perRowMicros,
   insertLsn,
   spawnBridge,
+  statusTableBytes,
   waitConfirmed,
   type BenchContext,
   type CpuSplit,
@@ -40,6 +41,8 @@ export interface ThroughputResult {
   baselineCpuUsPerRow: CpuSplit;
   /** CPU microseconds per row while the bridge streamed the backlog, by process group. */
   e2eCpuUsPerRow: CpuSplit;
+  /** Size of the status table with its indexes after the backlog, per source row. */
+  statusBytesPerRow: number;
 }
 
 const TXS = 2000;
@@ -152,6 +155,7 @@ export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult
     const status = await countStatus(db);
     const statusRows = Object.values(status).reduce((a, b) => a + b, 0);
     if ((status.synced ?? 0) !== rows) throw new Error(`sync_status: ${JSON.stringify(status)}`);
+    const statusBytes = await statusTableBytes(db);
 
     const e2eSeconds = (confirmedAt - streaming) / 1000;
     const e2eRowsPerSec = rows / e2eSeconds;
@@ -169,6 +173,7 @@ export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult
       statusRows,
       baselineCpuUsPerRow: perRowMicros(baselineCpu, rows),
       e2eCpuUsPerRow: perRowMicros(e2eCpu, rows),
+      statusBytesPerRow: statusBytes / statusRows,
     };
   } finally {
     await db.end();

@@ -1,4 +1,4 @@
--- A sample CRM database for `docker compose up` (SPEC section 11's config/bridge.yaml reads it).
+-- A sample CRM database for `docker compose up` (docker/bridge.yaml, like config/bridge.yaml, reads it).
 -- Run once by the postgres image's entrypoint (psql -v ON_ERROR_STOP=1, as the superuser, in the
 -- POSTGRES_DB database) when the data volume is first initialised. Plain SQL only: no psql
 -- meta-commands, so scripts/validate-deploy.sh can apply it with any client.
@@ -12,7 +12,7 @@ CREATE TABLE crm.customer_profile (
   wx_unionid   text,
   "Group Names" text
 );
--- DELETEs must carry the identity and groups columns, not just the key (SPEC section 4).
+-- DELETEs must carry the identity and groups columns, not just the key (REPLICA IDENTITY FULL).
 ALTER TABLE crm.customer_profile REPLICA IDENTITY FULL;
 
 CREATE TABLE crm.member_group (

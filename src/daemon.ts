@@ -14,6 +14,8 @@ import { ReadinessTracker } from './ops/readiness.js';
 import { retryFailed } from './pipeline/retry-failed.js';
 import { Bridge } from './pipeline/supervisor.js';
 import { TuzhanClient } from './tuzhan/client.js';
+import { formatLsn } from './util/lsn.js';
+import { packageVersion } from './util/version.js';
 
 export interface Daemon {
   bridge: Bridge;
@@ -26,28 +28,78 @@ export interface Daemon {
   stop(timeoutMs?: number): Promise<void>;
 }
 
+export interface DaemonOptions {
+  /** `run --resync`. */
+  resync?: boolean;
+  /** How often the log sums up what was sent (default 60 s). */
+  summaryIntervalMs?: number;
+  /** How often the slot lag and the sync_status counts are measured (default 5 s and 15 s). */
+  lagIntervalMs?: number;
+  statusIntervalMs?: number;
+}
+
 /** Starts the whole daemon; resolves once the bridge streams. */
 export async function startDaemon(
   config: Config,
   logger: Logger,
-  options: { resync?: boolean } = {},
+  options: DaemonOptions = {},
 ): Promise<Daemon> {
+  const version = packageVersion();
+  const { postgres, tuzhan, sources } = config;
+  // One line that says what this process is and does, before anything can fail or take long.
+  logger.info(
+    {
+      version,
+      node: process.versions.node,
+      sources: sources.map((s) => `${s.name} (${s.table}, ${s.mode})`),
+      slot: postgres.slot,
+      publication: postgres.publication,
+      statusSchema: postgres.statusSchema,
+      platform: tuzhan.baseUrl,
+      http: config.http.listen ? `${config.http.listen.host}:${config.http.listen.port}` : 'off',
+      resync: options.resync === true,
+    },
+    `tuzhan-cdc ${version} starting: ${sources.length} source${sources.length === 1 ? '' : 's'}, slot ${postgres.slot}, status schema ${postgres.statusSchema}`,
+  );
   const events = createBridgeEvents();
-  attachEventLogger(events, logger);
+  const detachLog = attachEventLogger(events, logger, { summaryIntervalMs: options.summaryIntervalMs });
   const metrics = new Metrics(events, {
+    version,
     onListenerError: (err) => logger.warn({ err }, 'metrics listener failed'),
   });
   const readiness = new ReadinessTracker(events, { notReadyAfterMs: config.tuzhan.notReadyAfterMs });
   const client = new TuzhanClient(config.tuzhan, { logger });
-  const bridge = new Bridge({ config, logger, sender: client, events, resync: options.resync });
+  const bridge = new Bridge({
+    config,
+    logger,
+    sender: client,
+    events,
+    resync: options.resync,
+    lagIntervalMs: options.lagIntervalMs,
+    statusIntervalMs: options.statusIntervalMs,
+  });
   let ops: OpsServer | undefined;
   let webConsole: WebConsole | undefined;
-  const stop = async (timeoutMs = 30_000): Promise<void> => {
-    await bridge.stop(timeoutMs);
-    await client.close().catch(() => {});
-    await ops?.close().catch(() => {});
-    await webConsole?.close();
-  };
+  let stopping: Promise<void> | undefined;
+  const stop = (timeoutMs = 30_000): Promise<void> =>
+    (stopping ??= (async () => {
+      try {
+        await bridge.stop(timeoutMs);
+      } finally {
+        detachLog();
+        await client.close().catch(() => {});
+        await ops?.close().catch(() => {});
+        await webConsole?.close();
+        // Where the next start resumes: everything before it has its outcome stored.
+        const confirmed = bridge.confirmedLsn;
+        logger.info(
+          { slot: postgres.slot, confirmed: confirmed > 0n ? formatLsn(confirmed) : null },
+          confirmed > 0n
+            ? `stopped; slot ${postgres.slot} confirmed up to ${formatLsn(confirmed)}`
+            : 'stopped before streaming; nothing confirmed',
+        );
+      }
+    })());
   try {
     const listen = config.http.listen;
     if (listen) {
@@ -76,7 +128,7 @@ export async function startDaemon(
           { cause: err },
         );
       });
-      logger.info({ url: ops.url, console: `${ops.url}/console/` }, 'ops endpoint listening');
+      logger.info({ console: `${ops.url}/console/` }, `web console at ${ops.url}/console/`);
     }
     await bridge.start();
   } catch (err) {

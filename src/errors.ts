@@ -39,6 +39,8 @@ export class SlotMissingError extends BridgeError {
 
 /** The platform rejected a whole request (HTTP 400 or a non-200 `code` that is not about auth). */
 export class ApiRejectedError extends BridgeError {
+  /** How long the request took until this answer (set by the platform client). */
+  durationMs?: number;
   constructor(
     message: string,
     readonly httpStatus: number,
@@ -50,6 +52,8 @@ export class ApiRejectedError extends BridgeError {
 
 /** The platform could not be reached or answered with a transient failure. */
 export class ApiUnavailableError extends BridgeError {
+  /** How long the request took until it failed (set by the platform client). */
+  durationMs?: number;
   constructor(
     message: string,
     readonly httpStatus: number | undefined,
@@ -62,6 +66,8 @@ export class ApiUnavailableError extends BridgeError {
 
 /** Credentials are wrong or no longer accepted; `configKey` says what the operator must fix. */
 export class ApiAuthError extends BridgeError {
+  /** How long the request took until the refusal (set by the platform client). */
+  durationMs?: number;
   constructor(
     message: string,
     readonly configKey: string,

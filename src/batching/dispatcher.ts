@@ -140,13 +140,15 @@ export class Dispatcher {
 
   private scheduleRequest(rt: SourceRuntime, op: OptType, rows: DeliveryRow[]): void {
     // (A name twice is harmless to the scheduler: no Set needed for a thousand names a request.)
+    // Lane by lane: the scheduler looks a lane up once per run of it.
     const resources = new Resources();
     const keyLane = keyLaneOf(rt);
-    for (const r of rows) {
-      for (const item of r.items) resources.add(keyLane, item.change.rowKey);
-      for (const f of IDENTITY_FIELDS) {
+    for (const r of rows) for (const item of r.items) resources.add(keyLane, item.change.rowKey);
+    for (const f of IDENTITY_FIELDS) {
+      const lane = ID_LANES[f];
+      for (const r of rows) {
         const v = r.identity[f];
-        if (v !== undefined) resources.add(ID_LANES[f], v);
+        if (v !== undefined) resources.add(lane, v);
       }
     }
     void this.o.scheduler

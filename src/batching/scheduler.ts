@@ -39,9 +39,25 @@ function resourcesOf(list: ResourceList): Resources {
   return r;
 }
 
+/** A scheduled task as the resources it names remember it. */
+interface Tail {
+  done: Promise<void>;
+  finished: boolean;
+  /** The last schedule() that counted this task as a dependency (dedupes without a Set). */
+  seenBy: number;
+}
+
 export class OrderedScheduler {
-  /** The last task on each resource, by lane and name. */
-  private readonly tails = new Map<string, Map<string, Promise<void>>>();
+  /**
+   * The last task on each resource, by lane and name. A finished task's entries stay until a
+   * sweep: deleting them one by one as each task ends made the maps shrink and grow again with
+   * every request (a rehash each time), which cost more than the bookkeeping it saved.
+   */
+  private readonly tails = new Map<string, Map<string, Tail>>();
+  /** Entries in `tails`, and those that name an unfinished task (an upper bound). */
+  private entries = 0;
+  private live = 0;
+  private stamp = 0;
   private readonly queue: PQueue;
   private running = 0;
   private readonly idleWaiters: Array<() => void> = [];
@@ -65,30 +81,66 @@ export class OrderedScheduler {
    */
   schedule<T>(list: ResourceList, task: () => Promise<T>, options: { direct?: boolean } = {}): Promise<T> {
     const resources = resourcesOf(list);
-    const deps = this.tailsOf(resources);
+    let finish!: () => void;
+    const tail: Tail = {
+      done: new Promise<void>((resolve) => (finish = resolve)),
+      finished: false,
+      seenBy: 0,
+    };
+    const stamp = ++this.stamp;
+    const deps: Array<Promise<void>> = [];
+    // One pass: each resource's previous task becomes a dependency, and this task its last.
+    const { lanes, names } = resources;
+    let laneName: string | undefined;
+    let lane: Map<string, Tail> | undefined;
+    for (let i = 0; i < lanes.length; i++) {
+      const l = lanes[i] as string;
+      if (l !== laneName || lane === undefined) {
+        laneName = l;
+        lane = this.tails.get(l);
+        if (!lane) this.tails.set(l, (lane = new Map()));
+      }
+      const name = names[i] as string;
+      const prev = lane.get(name);
+      if (prev === undefined) this.entries += 1;
+      else if (prev !== tail && !prev.finished && prev.seenBy !== stamp) {
+        prev.seenBy = stamp;
+        deps.push(prev.done);
+      }
+      lane.set(name, tail);
+    }
+    this.live += lanes.length;
     this.running += 1;
     const result = (async () => {
-      if (deps.size) await Promise.all(deps);
+      if (deps.length) await Promise.all(deps);
       return options.direct ? task() : (this.queue.add(releasing(task)) as Promise<T>);
     })();
-    const done = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.forEach(resources, (lane, name) => lane.set(name, done));
-    void done.then(() => {
-      this.forEach(resources, (lane, name) => {
-        if (lane.get(name) === done) lane.delete(name);
-      });
+    const settle = (): void => {
+      tail.finished = true;
+      finish();
+      this.live -= lanes.length;
+      if (this.entries > 2 * this.live + SWEEP_SLACK) this.sweep();
       this.running -= 1;
       if (this.running === 0) for (const w of this.idleWaiters.splice(0)) w();
-    });
+    };
+    result.then(settle, settle);
     return result;
+  }
+
+  /** Resource entries remembered (finished tasks' included until a sweep). */
+  get trackedResources(): number {
+    return this.entries;
   }
 
   /** Resolves when every task scheduled so far on these resources has finished. */
   async settled(list: ResourceList): Promise<void> {
-    await Promise.all(this.tailsOf(resourcesOf(list)));
+    const { lanes, names } = resourcesOf(list);
+    const deps = new Set<Promise<void>>();
+    for (let i = 0; i < lanes.length; i++) {
+      const t = this.tails.get(lanes[i] as string)?.get(names[i] as string);
+      if (t && !t.finished) deps.add(t.done);
+    }
+    await Promise.all(deps);
   }
 
   /** Resolves when no task is scheduled or running. */
@@ -97,30 +149,20 @@ export class OrderedScheduler {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private tailsOf(resources: Resources): Set<Promise<void>> {
-    const deps = new Set<Promise<void>>();
-    this.forEach(resources, (lane, name) => {
-      const t = lane.get(name);
-      if (t) deps.add(t);
-    });
-    return deps;
-  }
-
-  /** Calls `fn` with each resource's lane map and name (lanes repeat in runs: looked up once a run). */
-  private forEach(resources: Resources, fn: (lane: Map<string, Promise<void>>, name: string) => void): void {
-    let laneName: string | undefined;
-    let lane: Map<string, Promise<void>> | undefined;
-    for (let i = 0; i < resources.lanes.length; i++) {
-      const l = resources.lanes[i] as string;
-      if (l !== laneName || lane === undefined) {
-        laneName = l;
-        lane = this.tails.get(l);
-        if (!lane) this.tails.set(l, (lane = new Map()));
-      }
-      fn(lane, resources.names[i] as string);
+  /** Forgets the resources of finished tasks (amortized: runs when they outnumber the live ones). */
+  private sweep(): void {
+    let entries = 0;
+    for (const [laneName, lane] of this.tails) {
+      for (const [name, t] of lane) if (t.finished) lane.delete(name);
+      if (lane.size === 0) this.tails.delete(laneName);
+      entries += lane.size;
     }
+    this.entries = entries;
   }
 }
+
+/** Finished tasks' entries kept before a sweep, beyond twice the live ones. */
+const SWEEP_SLACK = 20_000;
 
 /**
  * A stand-in for `task` that lets go of it once started. p-queue keeps up to ~100 started tasks in

@@ -33,6 +33,13 @@ export class CheckFailedError extends BridgeError {
   }
 }
 
+/** An error the command has printed already: only its exit code is left to give. */
+export class AlreadyReported extends BridgeError {
+  constructor(readonly exitCode: number) {
+    super('ALREADY_REPORTED', 'already reported');
+  }
+}
+
 /** The global options every command sees through `command.optsWithGlobals()`. */
 export interface GlobalOptions {
   config: string;

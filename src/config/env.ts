@@ -1,7 +1,14 @@
 /**
- * The environment's part in the config (SPEC section 9): `${VAR}` references in values, and the
- * override variables. Works on the plain JS tree the YAML parser produced, before validation.
+ * The environment's part in the config: `${VAR}` references in values, and the override variables.
+ * Works on the plain JS tree the YAML parser produced, before validation.
+ *
+ * Every variable may instead name a file holding its value, as `<VAR>_FILE` (the convention of
+ * Docker secrets and of the official postgres image): `TUZHAN_TOKEN_FILE=/run/secrets/tuzhan_token`
+ * stands for TUZHAN_TOKEN, and `${TUZHAN_CDC_HTTP_TOKEN}` in the file is read from
+ * TUZHAN_CDC_HTTP_TOKEN_FILE when only that is set. Trailing newlines of the file are dropped.
+ * Setting both is a problem: which one was meant cannot be guessed.
  */
+import { readFileSync } from 'node:fs';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -30,9 +37,50 @@ function isMapping(v: unknown): v is Tree {
 }
 
 /** Set and non-empty: an empty variable (`TUZHAN_TOKEN=` in a compose .env file) counts as unset. */
-function envValue(env: Env, name: string): string | undefined {
+function setValue(env: Env, name: string): string | undefined {
   const v = env[name];
   return v === undefined || v === '' ? undefined : v;
+}
+
+/**
+ * The value of `name`, from the variable or the file `<name>_FILE` names, with the variable it came
+ * from; undefined when neither is set. A problem (both set, an unreadable file) is thrown as text.
+ */
+function lookup(env: Env, name: string): { value: string; from: string } | undefined {
+  const direct = setValue(env, name);
+  const file = setValue(env, `${name}_FILE`);
+  if (direct !== undefined && file !== undefined)
+    throw new EnvLookupError(`both ${name} and ${name}_FILE are set; set only one`);
+  if (direct !== undefined) return { value: direct, from: name };
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const why = (err as { code?: string }).code ?? (err as Error).message;
+    throw new EnvLookupError(`${name}_FILE: cannot read ${file} (${why})`);
+  }
+  const value = text.replace(/[\r\n]+$/, '');
+  if (value === '') throw new EnvLookupError(`${name}_FILE: ${file} is empty`);
+  return { value, from: `${name}_FILE` };
+}
+
+class EnvLookupError extends Error {}
+
+/** `lookup`, with a problem recorded at `path` instead of thrown. */
+function envValue(
+  env: Env,
+  name: string,
+  problems: EnvProblem[],
+  path: (string | number)[],
+): { value: string; from: string } | undefined {
+  try {
+    return lookup(env, name);
+  } catch (err) {
+    if (!(err instanceof EnvLookupError)) throw err;
+    problems.push({ path, message: err.message });
+    return undefined;
+  }
 }
 
 /**
@@ -49,11 +97,14 @@ function envValue(env: Env, name: string): string | undefined {
  * the id in the file, the secret in the environment). Setting TUZHAN_TOKEN together with an app
  * variable is reported by validation as both kinds of credentials.
  */
-export function applyOverrides(root: Tree, env: Env): Map<string, string> {
+export function applyOverrides(root: Tree, env: Env, problems: EnvProblem[] = []): Map<string, string> {
   const applied = new Map<string, string>();
-  const token = envValue(env, 'TUZHAN_TOKEN');
-  const appSet =
-    envValue(env, 'TUZHAN_APP_ID') !== undefined || envValue(env, 'TUZHAN_APP_SECRET') !== undefined;
+  // Looked up once each; a problem with one (both X and X_FILE set, say) is reported once, at its key.
+  const values = new Map(
+    ENV_OVERRIDES.map(([name, path]) => [name, envValue(env, name, problems, [...path])] as const),
+  );
+  const token = values.get('TUZHAN_TOKEN');
+  const appSet = values.get('TUZHAN_APP_ID') !== undefined || values.get('TUZHAN_APP_SECRET') !== undefined;
   if (token !== undefined || appSet) {
     const tuzhan = section(root, 'tuzhan');
     if (tuzhan) {
@@ -65,12 +116,12 @@ export function applyOverrides(root: Tree, env: Env): Map<string, string> {
     }
   }
   for (const [name, [sectionKey, key]] of ENV_OVERRIDES) {
-    const value = envValue(env, name);
-    if (value === undefined) continue;
+    const found = values.get(name);
+    if (found === undefined) continue;
     const target = section(root, sectionKey);
     if (!target) continue; // the section is not a mapping: validation reports it
-    target[key] = value;
-    applied.set(`${sectionKey}.${key}`, name);
+    target[key] = found.value;
+    applied.set(`${sectionKey}.${key}`, found.from);
   }
   return applied;
 }
@@ -127,8 +178,10 @@ function substituteString(s: string, env: Env, path: (string | number)[], proble
       });
       return match;
     }
-    const value = envValue(env, name);
-    if (value !== undefined) return value;
+    const before = problems.length;
+    const found = envValue(env, name, problems, path);
+    if (found !== undefined) return found.value;
+    if (problems.length > before) return match;
     if (sep !== -1) return body.slice(sep + 2);
     problems.push({ path, message: `environment variable ${name} is not set` });
     return match;

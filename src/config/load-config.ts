@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { ConfigError, errorMessage } from '../errors.js';
-import { applyOverrides, substituteVariables, type Env } from './env.js';
+import { applyOverrides, substituteVariables, type Env, type EnvProblem } from './env.js';
 import type { Config } from './types.js';
 import { formatPath, isMapping, validate } from './validate.js';
 
@@ -33,9 +33,10 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
   const text = opts.text ?? readConfigFile(opts.file ?? DEFAULT_CONFIG_FILE);
   const root = parseYaml(text, label);
 
-  const overridden = applyOverrides(root, env);
+  const overrideProblems: EnvProblem[] = [];
+  const overridden = applyOverrides(root, env, overrideProblems);
   const ctx = { root, overridden };
-  const envProblems = substituteVariables(root, env, overridden).map(
+  const envProblems = [...overrideProblems, ...substituteVariables(root, env, overridden)].map(
     (p) => `${formatPath(p.path, ctx)}: ${p.message}`,
   );
   const result = validate(ctx);

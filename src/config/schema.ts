@@ -4,6 +4,7 @@
  * `validate.ts`, so each problem is reported once, with its own message.
  */
 import * as z from 'zod';
+import { SSL_MODES } from '../util/pg-connection.js';
 import { PLAIN_NAME } from '../util/sql.js';
 import { ACCURATE_MATCH_TYPES, IDENTITY_FIELDS } from './types.js';
 
@@ -32,15 +33,25 @@ function isUrl(s: string, protocols: readonly string[]): boolean {
   }
 }
 
+function validSslMode(url: string): boolean {
+  const mode = new URL(url).searchParams.get('sslmode');
+  return mode === null || (SSL_MODES as readonly string[]).includes(mode);
+}
+
 const plainName = (what: string) =>
   nonEmpty().regex(PLAIN_NAME, {
     error: `must be a plain ${what} name: lower-case letters, digits and _, starting with a letter or _, at most 63 bytes`,
   });
 
 export const postgresSchema = z.strictObject({
-  url: z.string().refine((s) => isUrl(s, ['postgres:', 'postgresql:']), {
-    error: 'must be a postgres:// or postgresql:// URL',
-  }),
+  url: z
+    .string()
+    .refine((s) => isUrl(s, ['postgres:', 'postgresql:']), {
+      error: 'must be a postgres:// or postgresql:// URL',
+    })
+    .refine((s) => !isUrl(s, ['postgres:', 'postgresql:']) || validSslMode(s), {
+      error: `sslmode must be one of ${SSL_MODES.join(', ')}`,
+    }),
   slot: plainName('replication slot').default('tuzhan_cdc'),
   publication: plainName('publication').default('tuzhan_cdc'),
   statusSchema: z
@@ -53,7 +64,7 @@ export const postgresSchema = z.strictObject({
   onSlotLost: z.enum(['stop', 'resync']).default('stop'),
   /** Warn when the slot keeps more WAL than this and the server sets no max_slot_wal_keep_size. */
   lagWarnBytes: int(0).default(1024 ** 3),
-  /** TLS to the database, instead of (or on top of) `sslmode` in the URL. */
+  /** TLS to the database, instead of (or on top of) `sslmode` and the other ssl* URL parameters. */
   ssl: z
     .strictObject({
       ca: nonEmpty().optional(),

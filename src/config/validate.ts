@@ -101,6 +101,20 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
+/**
+ * The candidate nearest to `word`, when it is near enough to be a typo of it (the bound the config's
+ * unknown-key hints use): for "did you mean" hints on column and key names.
+ */
+export function closest(word: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word, c);
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
 function suggest(key: string, known: readonly string[]): string {
   let best: string | undefined;
   let bestDistance = Infinity;

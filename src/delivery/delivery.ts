@@ -103,7 +103,13 @@ export class Delivery implements Deliverer {
                   await this.o.store.writeRequest(
                     source,
                     null,
-                    this.statusRows(req, rows, () => ({ status: 'retrying', error: errorMessage(error) }), 1),
+                    this.statusRows(
+                      req,
+                      rows,
+                      api,
+                      () => ({ status: 'retrying', error: errorMessage(error) }),
+                      1,
+                    ),
                   );
               },
             })
@@ -126,14 +132,14 @@ export class Delivery implements Deliverer {
         outcome: 'rejected',
         httpStatus: err.httpStatus,
         code: err.apiCode,
-        durationMs: Date.now() - startedAt.getTime(),
+        durationMs: err.durationMs ?? Date.now() - startedAt.getTime(),
       });
       const alone = rows.length === 1;
       const reason = `rejected by the platform: ${err.message}`;
       await this.o.store.writeRequest(
         source,
         rejectedBatch(op, rows.length, startedAt, err),
-        alone ? this.statusRows(req, rows, () => ({ status: 'failed', error: reason }), tries) : [],
+        alone ? this.statusRows(req, rows, api, () => ({ status: 'failed', error: reason }), tries) : [],
       );
       if (alone) {
         out[offset] = 'failed';
@@ -164,6 +170,7 @@ export class Delivery implements Deliverer {
       this.statusRows(
         req,
         rows,
+        api,
         (i) => {
           const o = outcomeOf(i);
           return o.status === 'failed'
@@ -195,7 +202,7 @@ export class Delivery implements Deliverer {
       optType: op,
       rows,
       outcome: auth ? 'auth' : 'transient',
-      durationMs: 0,
+      durationMs: (error as { durationMs?: number }).durationMs ?? 0,
       httpStatus,
     });
   }
@@ -203,10 +210,12 @@ export class Delivery implements Deliverer {
   /**
    * sync_status rows for the keys the rows carry: one per key (a key can put several rows into one
    * request: row mode clears each old identity with its own `delete`), with its last row's payload.
+   * `api` holds the rows as sent: a key that is its row's only contribution stores that object.
    */
   private statusRows(
     req: DeliveryRequest,
     rows: readonly DeliveryRow[],
+    api: readonly ApiRow[],
     outcome: (i: number) => { status: RowStatus; error: string | null },
     tries: number,
   ): StatusRow[] {
@@ -226,7 +235,7 @@ export class Delivery implements Deliverer {
           error: failure ?? o.error,
           lsn: c.lsn,
           committedAt: c.committedAt,
-          payload: payloadOf(req, r, item),
+          payload: item.groups === r.groups ? (api[i] as ApiRow) : payloadOf(req, r, item),
         };
         const seen = at.get(c);
         if (seen === undefined) at.set(c, out.push(row) - 1);

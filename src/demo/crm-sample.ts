@@ -39,7 +39,7 @@ export const CRM_SAMPLE_SCHEMA = `
     "Group Names" text,
     updated_at    timestamptz NOT NULL DEFAULT now()
   );
-  -- DELETEs must carry the identity and groups columns, not just the key (SPEC section 4).
+  -- DELETEs must carry the identity and groups columns, not just the key (REPLICA IDENTITY FULL).
   ALTER TABLE crm.customer_profile REPLICA IDENTITY FULL;
   CREATE TABLE crm.member_group (
     id         bigserial PRIMARY KEY,

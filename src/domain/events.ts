@@ -41,6 +41,8 @@ export interface BridgeEventMap {
   progress: [{ source: string; kind: 'snapshot' | 'backfill'; done: number; total: number }];
   /** The confirmed position moved. */
   confirmed: [{ lsn: string }];
+  /** Rows of sync_status per source in the statuses that wait or failed, as counted just now. */
+  statusRows: [Array<{ source: string; status: 'failed' | 'retrying' | 'accepted'; rows: number }>];
 }
 
 export type BridgeEvents = EventEmitter<BridgeEventMap>;

@@ -106,10 +106,24 @@ export class SourceMapper {
       ]),
     ];
     this.beforeColumns = [...new Set([...keyColumns, ...oldImageColumns(source)])];
+    const only = keyColumns.length === 1 ? keyColumns[0] : undefined;
+    if (only !== undefined) this.singleKey = { column: only, prefix: `{${JSON.stringify(only)}:` };
   }
+
+  /** The key column and the start of its canonical text, when the key is one column. */
+  private readonly singleKey: { column: string; prefix: string } | undefined;
 
   /** The row's key, or null when a key column is missing from the tuple. */
   keyOf(row: Row): RowKey | null {
+    if (this.singleKey !== undefined) {
+      // One key column (the usual case): the canonical text without sorting or a second object.
+      const v = row[this.singleKey.column];
+      if (v === undefined) return null;
+      return {
+        text: `${this.singleKey.prefix}${JSON.stringify(v)}}`,
+        values: { [this.singleKey.column]: v },
+      };
+    }
     const values: Record<string, unknown> = {};
     for (const c of this.keyColumns) {
       const v = row[c];
@@ -146,9 +160,13 @@ export class SourceMapper {
   /** The platform's view of a full row. */
   image(row: Row): Image {
     const identity: Identity = {};
+    let identities = 0;
     for (const f of this.identityFields) {
       const v = identityValue(row[this.source.columns[f] as string]);
-      if (v !== undefined) identity[f] = v;
+      if (v !== undefined) {
+        identity[f] = v;
+        identities += 1;
+      }
     }
     const raw = row[this.source.columns.groups];
     const groups =
@@ -161,7 +179,7 @@ export class SourceMapper {
         : parseGroups(raw);
     const image: Image = { identity, groups };
     const identityType = this.source.match.identityType;
-    if (Object.keys(identity).length === 0) {
+    if (identities === 0) {
       image.error = `no identity value: all of ${this.identityFields
         .map((f) => `${f} (${this.source.columns[f]})`)
         .join(', ')} are empty`;

@@ -64,6 +64,10 @@ export function createLogger(options: LoggerOptions): Logger {
   const pinoOptions = {
     level: options.level,
     base: { name: 'tuzhan-cdc' },
+    // `"time":"2026-05-04T09:12:03.123Z","level":"warn"`: readable without a decoder, and what log
+    // collectors parse as a timestamp and a severity (pino's default is epoch milliseconds and 40).
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label: string) => ({ level: label }) },
     redact: { paths: REDACT_PATHS, censor },
     serializers: { err: serializeError, error: serializeError },
   };

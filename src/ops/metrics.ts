@@ -29,6 +29,8 @@ export interface MetricsOptions {
   processMetrics?: boolean;
   /** Called when a listener fails; the emitter never sees the error. */
   onListenerError?: (err: unknown) => void;
+  /** The version `build_info` carries. */
+  version?: string;
 }
 
 export class Metrics {
@@ -36,7 +38,7 @@ export class Metrics {
 
   readonly rows: Counter<'source' | 'op' | 'status'>;
   readonly requests: Counter<'source' | 'opt_type' | 'outcome' | 'code'>;
-  readonly requestDuration: Histogram<'opt_type' | 'outcome'>;
+  readonly requestDuration: Histogram<'source' | 'opt_type' | 'outcome'>;
   readonly retries: Counter<'source' | 'reason'>;
   readonly bufferedRows: Gauge;
   readonly inflightRows: Gauge;
@@ -51,6 +53,8 @@ export class Metrics {
   readonly syncRowsDone: Gauge<'source' | 'kind'>;
   readonly syncRowsTotal: Gauge<'source' | 'kind'>;
   readonly confirmedLsn: Gauge;
+  readonly buildInfo: Gauge<'version' | 'node_version'>;
+  readonly statusRows: Gauge<'source' | 'status'>;
 
   constructor(events: BridgeEvents, options: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -70,8 +74,8 @@ export class Metrics {
     });
     this.requestDuration = new Histogram({
       name: `${PREFIX}request_duration_seconds`,
-      help: 'batchAdd request latency.',
-      labelNames: ['opt_type', 'outcome'],
+      help: 'batchAdd request latency, by source, optType and outcome (failed tries included).',
+      labelNames: ['source', 'opt_type', 'outcome'],
       buckets: REQUEST_DURATION_BUCKETS,
       registers,
     });
@@ -135,6 +139,20 @@ export class Metrics {
       'The slot position the bridge last confirmed, as a byte offset (precise up to 2^53).',
     );
 
+    this.buildInfo = new Gauge({
+      name: `${PREFIX}build_info`,
+      help: 'Always 1; the labels say which version of tuzhan-cdc runs on which Node.js.',
+      labelNames: ['version', 'node_version'],
+      registers,
+    });
+    this.buildInfo.set({ version: options.version ?? 'unknown', node_version: process.versions.node }, 1);
+    this.statusRows = new Gauge({
+      name: `${PREFIX}status_rows`,
+      help: 'Rows of sync_status per source in status failed, retrying or accepted, counted every 15 s.',
+      labelNames: ['source', 'status'],
+      registers,
+    });
+
     const onError = options.onListenerError ?? (() => {});
     listen(
       events,
@@ -152,7 +170,10 @@ export class Metrics {
           outcome: e.outcome,
           code: codeLabel(e.code, e.httpStatus),
         });
-        this.requestDuration.observe({ opt_type: e.optType, outcome: e.outcome }, e.durationMs / 1000);
+        this.requestDuration.observe(
+          { source: e.source, opt_type: e.optType, outcome: e.outcome },
+          e.durationMs / 1000,
+        );
         if (e.outcome === 'ok' || e.outcome === 'partial') this.lastSuccess.set(Date.now() / 1000);
         // A transient failure says nothing about the credentials; every other answer does.
         if (e.outcome !== 'transient') this.platformAuthOk.set(e.outcome === 'auth' ? 0 : 1);
@@ -199,6 +220,14 @@ export class Metrics {
     );
     listen(events, 'apiReachable', (up) => this.apiReachable.set(up ? 1 : 0), onError);
     listen(events, 'confirmed', (e) => this.confirmedLsn.set(Number(parseLsn(e.lsn))), onError);
+    listen(
+      events,
+      'statusRows',
+      (counts) => {
+        for (const c of counts) this.statusRows.set({ source: c.source, status: c.status }, c.rows);
+      },
+      onError,
+    );
   }
 
   /** The exposition text and its content type, for the /metrics endpoint. */

@@ -118,6 +118,7 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
   } finally {
     await created.connection.end().catch(() => {});
   }
+  await o.sent.coverThrough(sources, created.consistentPoint);
   await o.pool.query(sql.snapshotDone, [slot, rows, sources]);
   const seconds = (Date.now() - started) / 1000;
   o.logger.info(

@@ -21,12 +21,10 @@ import { SourceMapper } from '../mapping/source-mapper.js';
 import { redactText, redactUrl, silentLogger } from '../ops/logger.js';
 import { checkSource } from '../source/catalog.js';
 import { readRowByKey } from '../source/snapshot.js';
-import { consoleSql } from '../status/console-sql.js';
 import { SentMark } from '../status/sent-mark.js';
-import { canonicalKey, StatusStore, type FailedRow } from '../status/status-store.js';
+import { StatusStore, type FailedRow } from '../status/status-store.js';
 import { TuzhanClient } from '../tuzhan/client.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
-import { parseLsn } from '../util/lsn.js';
 import { pgClientConfig } from '../util/pg-connection.js';
 
 export interface SourceRetry {
@@ -139,43 +137,12 @@ export async function retrySource(o: RetryFailedOptions, source: SourceConfig): 
   const mapper = new SourceMapper(source, checked.keyColumns);
   if (!o.dryRun) await o.sent.coverServerPosition([source.name]);
   // Keyset paging: rows retried in this run leave `failed` (or stay behind the cursor).
-  const pages =
-    o.error === undefined ? o.store.failedRows(source.name, PAGE) : groupPages(o, source.name, o.error);
-  for await (const page of pages) {
+  for await (const page of o.store.failedRows(source.name, PAGE, o.error)) {
     result.rows += page.length;
     await retryPage(o, source, mapper, page, result);
   }
   if (!o.dryRun) result.stillFailed = await o.store.newestFailures(source.name, 20);
   return result;
-}
-
-/** The failed rows of a source with one error, page by page in key order (keyset paging). */
-async function* groupPages(
-  o: RetryFailedOptions,
-  source: string,
-  error: string | null,
-): AsyncGenerator<FailedRow[]> {
-  const sql = consoleSql(o.config.postgres.statusSchema).groupFailedRows;
-  type R = {
-    k: string;
-    attempts: number;
-    lsn: string | null;
-    committed_at: Date | null;
-    payload: FailedRow['payload'];
-  };
-  for (let after: string | null = null; ;) {
-    const res: pg.QueryResult<R> = await o.pool.query<R>(sql, [source, error, after, PAGE]);
-    if (res.rows.length === 0) return;
-    after = (res.rows[res.rows.length - 1] as R).k;
-    yield res.rows.map((r) => ({
-      rowKey: canonicalKey(r.k),
-      attempts: r.attempts,
-      lsn: r.lsn ? parseLsn(r.lsn) : 0n,
-      committedAt: r.committed_at ?? new Date(),
-      payload: r.payload,
-    }));
-    if (res.rows.length < PAGE) return;
-  }
 }
 
 async function retryPage(

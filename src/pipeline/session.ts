@@ -22,6 +22,8 @@ export interface SessionOptions {
   onMessage(msg: ChangeMessage): Promise<void> | void;
   /** Called with the first message: the session works (the supervisor resets its backoff). */
   onFirstMessage?(): void;
+  /** The server started streaming: the connection is up (not yet proven to work). */
+  onStart?(): void;
 }
 
 export class ReplicationSession {
@@ -39,6 +41,7 @@ export class ReplicationSession {
       logger: o.logger,
       confirmed: o.confirmed,
       onIdlePosition: o.onIdlePosition,
+      onStart: o.onStart,
       onMessage: (msg) => {
         if (first) {
           first = false;

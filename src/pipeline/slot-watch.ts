@@ -74,6 +74,8 @@ export function watchSlot(o: SlotWatchOptions): () => void {
       o.logger.debug({ err: errorMessage(err) }, 'measuring the slot failed');
     }
   };
+  // At once too: a first-start snapshot can take minutes, and its lag matters from the start.
+  void measure();
   const timer = setInterval(() => void measure(), o.intervalMs ?? 5000);
   return () => clearInterval(timer);
 }

@@ -21,7 +21,7 @@ import type { Image, RowKey } from '../mapping/source-mapper.js';
 import type { Row } from '../decode/pgoutput.js';
 import type { CreatedSlot } from '../source/slot.js';
 import { estimateRows, readSnapshot } from '../source/snapshot.js';
-import { canonicalKey, type LastSent, type StatusStore } from '../status/status-store.js';
+import { type LastSent, type StatusStore } from '../status/status-store.js';
 import { statusSql } from '../status/sql.js';
 import { guardCheckedOut } from '../util/sql.js';
 
@@ -188,7 +188,7 @@ export async function* staleKeys(
     ]);
     if (res.rows.length === 0) return;
     yield res.rows.map((r) => {
-      const text = canonicalKey(r.k);
+      const text = r.k;
       return {
         key: { text, values: JSON.parse(text) as Record<string, unknown> },
         image: imageFromPayload(r.payload),

@@ -28,6 +28,7 @@ import { prepareSlot, slotLostError } from './first-start.js';
 import { Router } from './router.js';
 import { ReplicationSession } from './session.js';
 import { watchSlot } from './slot-watch.js';
+import { watchStatus } from './status-watch.js';
 import { buildStages } from './stages.js';
 import { runBackfills } from './backfill.js';
 import { Watermarks } from './watermarks.js';
@@ -41,6 +42,8 @@ export interface BridgeOptions {
   events?: BridgeEvents;
   /** How often the slot lag is measured. */
   lagIntervalMs?: number;
+  /** How often the failed / retrying / accepted rows are counted in sync_status. */
+  statusIntervalMs?: number;
   /** `run --resync`: drop the slot, create a new one and re-sync every source from its snapshot. */
   resync?: boolean;
 }
@@ -74,7 +77,12 @@ export class Bridge {
   private stopping: Promise<void> | undefined;
   private loop: Promise<void> | undefined;
   private unwatch: (() => void) | undefined;
+  private unwatchStatus: (() => void) | undefined;
   private ackTimer: NodeJS.Timeout | undefined;
+  /** Since when a snapshot (first start, re-sync) runs: changes committed meanwhile wait for it. */
+  private syncingSince: Date | undefined;
+  /** The replication stream is down since, after so many attempts (logged once, not per attempt). */
+  private outage: { since: number; attempts: number } | undefined;
 
   constructor(private readonly o: BridgeOptions) {
     this.config = o.config;
@@ -157,18 +165,28 @@ export class Bridge {
     this.messages = await sendsMessages(this.pool);
     if (!(await readSlot(this.pool, postgres.slot))) await probePlatform(this.o.sender);
     await migrate(this.pool, postgres.statusSchema);
+    this.unwatchStatus = watchStatus({
+      pool: this.pool,
+      statusSchema: postgres.statusSchema,
+      sources: sources.map((s) => s.name),
+      events: this.events,
+      logger: this.logger,
+      intervalMs: this.o.statusIntervalMs,
+    });
     await this.leadership.acquire(this.halt.signal);
     await ensurePublication(this.pool, postgres.publication, sources);
-    this.track(await this.prepareSlot(this.o.resync === true));
+    // Measured from here, so the lag shows during a first-start snapshot too: the WAL written
+    // meanwhile waits in the slot, its changes for the snapshot to end.
     this.unwatch = watchSlot({
       pool: this.pool,
       slot: postgres.slot,
       lagWarnBytes: postgres.lagWarnBytes,
-      oldestOpen: () => this.tracker.oldestOpenCommitTime(),
+      oldestOpen: () => this.syncingSince ?? this.tracker.oldestOpenCommitTime(),
       events: this.events,
       logger: this.logger,
       intervalMs: this.o.lagIntervalMs,
     });
+    this.track(await this.prepareSlot(this.o.resync === true));
     this.loop = this.runSessions().then(() => {
       if (this.fatal !== undefined) throw this.fatal;
     });
@@ -189,7 +207,16 @@ export class Bridge {
   }
 
   /** Resumes the slot, or (re)creates it and syncs every source from its snapshot. */
-  private prepareSlot(resync: boolean): Promise<bigint> {
+  private async prepareSlot(resync: boolean): Promise<bigint> {
+    this.syncingSince = new Date();
+    try {
+      return await this.prepare(resync);
+    } finally {
+      this.syncingSince = undefined;
+    }
+  }
+
+  private prepare(resync: boolean): Promise<bigint> {
     return prepareSlot({
       pool: this.pool,
       store: this.store,
@@ -232,7 +259,6 @@ export class Bridge {
       }
       const session = this.newSession(() => (attempt = 1));
       this.session = session;
-      this.events.emit('streaming', true);
       try {
         await session.run(() => this.halted);
         return;
@@ -257,9 +283,15 @@ export class Bridge {
         // (done above), forget open transactions, and start from the slot's confirmed position.
         this.tracker.reset();
         const delayMs = retryDelay(RETRY.reconnect, attempt++);
-        this.logger.warn(
-          { err: errorMessage(err), delayMs },
-          'replication stream lost; draining and reconnecting',
+        // Once per outage at warn; every further attempt at debug, and one line when it is back.
+        const first = this.outage === undefined;
+        this.outage ??= { since: Date.now(), attempts: 0 };
+        this.outage.attempts += 1;
+        this.logger[first ? 'warn' : 'debug'](
+          { err: errorMessage(err), delayMs, attempt: this.outage.attempts },
+          first
+            ? 'replication stream lost; draining and reconnecting'
+            : 'replication stream still down; reconnecting',
         );
         await sleep(delayMs, this.halt.signal);
       }
@@ -280,6 +312,19 @@ export class Bridge {
       },
       onMessage: (msg) => router.handle(msg),
       onFirstMessage: onWorking,
+      onStart: () => {
+        if (this.outage) {
+          this.logger.info(
+            {
+              downSeconds: Math.round((Date.now() - this.outage.since) / 1000),
+              attempts: this.outage.attempts,
+            },
+            'replication stream back',
+          );
+          this.outage = undefined;
+        }
+        this.events.emit('streaming', true);
+      },
     });
   }
 
@@ -300,6 +345,7 @@ export class Bridge {
   private async end(timeoutMs: number): Promise<void> {
     if (!this.halted) this.halt.abort(new StopRequested());
     this.unwatch?.();
+    this.unwatchStatus?.();
     this.session?.pause();
     const timer = setTimeout(
       () => this.force.abort(new Error(`stop took longer than ${timeoutMs} ms`)),

@@ -5,8 +5,9 @@
 import type pg from 'pg';
 import type { Config, SourceConfig } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
+import { closest } from '../config/validate.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
-import { headroomFinding, readSlot } from './slot.js';
+import { headroomFinding, readPublication, readSlot } from './slot.js';
 
 export interface Finding {
   check: string;
@@ -90,6 +91,13 @@ export interface SourceFindings {
   table?: TableInfo;
 }
 
+/** ` (did you mean "mobile"?)`, or with several columns missing, which hint is for which. */
+function didYouMean(hints: ReadonlyArray<readonly [string, string]>, missing: number): string {
+  if (hints.length === 0) return '';
+  if (missing === 1) return ` (did you mean "${hints[0]?.[1]}"?)`;
+  return ` (did you mean ${hints.map(([c, h]) => `"${h}" for "${c}"`).join(', ')}?)`;
+}
+
 /** Checks one source against the catalog. */
 export async function checkSource(db: Queryable, source: SourceConfig): Promise<SourceFindings> {
   const name = `source ${source.name}`;
@@ -119,11 +127,15 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
   });
 
   const missing = [...mappedColumns(source), ...(source.key ?? [])].filter((c) => !table.columns.has(c));
+  // Column names are case-sensitive (quoted), so a near miss is worth naming.
+  const hints = missing
+    .map((c) => [c, closest(c, table.columns.keys())] as const)
+    .filter((h): h is readonly [string, string] => h[1] !== undefined);
   findings.push({
     check: `${name}: columns`,
     ok: missing.length === 0,
     detail: missing.length
-      ? `${qualified} has no column ${missing.map((c) => `"${c}"`).join(', ')}`
+      ? `${qualified} has no column ${missing.map((c) => `"${c}"`).join(', ')}${didYouMean(hints, missing.length)}`
       : 'all mapped columns exist',
     fix: 'correct sources[].columns / key / where, or add the column',
   });
@@ -264,11 +276,23 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
 }
 
 /**
- * The bridge runs `CREATE PUBLICATION ... FOR TABLE` or `ALTER PUBLICATION ... SET TABLE` at every
- * start, and PostgreSQL lets only a table's owner (or a member of the owning role) add it to a
- * publication (CREATE PUBLICATION, "Notes").
+ * Unless the publication already holds exactly the source tables, the bridge runs `CREATE
+ * PUBLICATION ... FOR TABLE` or `ALTER PUBLICATION ... SET TABLE` at start, and PostgreSQL lets only
+ * a table's owner (or a member of the owning role) add it to a publication (CREATE PUBLICATION,
+ * "Notes"). So either the role owns the tables, or a DBA made the publication for it.
  */
 async function checkPublicationTables(db: Queryable, config: Config, superuser: boolean): Promise<Finding[]> {
+  const { publication } = config.postgres;
+  const state = await readPublication(db, publication, config.sources);
+  if (state?.holdsSources) {
+    return [
+      {
+        check: 'publication tables',
+        ok: true,
+        detail: `publication ${publication} holds exactly the source tables; it is used as it is`,
+      },
+    ];
+  }
   if (superuser) return [];
   const res = await db.query<{ schema: string; name: string; owner: string }>(
     `SELECT s.schema, s.name, pg_get_userbyid(c.relowner) AS owner
@@ -283,12 +307,16 @@ async function checkPublicationTables(db: Queryable, config: Config, superuser: 
   }
   const tables = [...new Set(res.rows.map((r) => quoteTable(r.schema, r.name)))];
   const owners = [...new Set(res.rows.map((r) => quoteIdent(r.owner)))];
+  const all = [...new Set(config.sources.map((s) => quoteTable(s.schema, s.tableName)))].join(', ');
+  const pub = quoteIdent(publication);
   return [
     {
       check: 'publication tables',
       ok: false,
-      detail: `the role does not own ${tables.join(', ')}; only a table's owner may put it into publication ${config.postgres.publication}`,
-      fix: `GRANT ${owners.join(', ')} TO <bridge role>;`,
+      detail: `the role does not own ${tables.join(', ')}; only a table's owner may put it into publication ${publication}${state ? ', which does not hold exactly the source tables' : ''}`,
+      fix: state
+        ? `as the tables' owner: ALTER PUBLICATION ${pub} SET TABLE ${all}; or GRANT ${owners.join(', ')} TO <bridge role>;`
+        : `as the tables' owner: CREATE PUBLICATION ${pub} FOR TABLE ${all}; ALTER PUBLICATION ${pub} OWNER TO <bridge role>; or GRANT ${owners.join(', ')} TO <bridge role>;`,
     },
   ];
 }
@@ -297,8 +325,9 @@ async function checkPublicationTables(db: Queryable, config: Config, superuser: 
 async function checkStatusSchema(db: Queryable, statusSchema: string, canCreate: boolean): Promise<Finding> {
   const res = await db.query<{ found: boolean; usage: boolean | null; writable: boolean | null }>(
     `SELECT n.oid IS NOT NULL AS found, has_schema_privilege(n.oid, 'USAGE') AS usage,
-            (SELECT has_table_privilege(c.oid, 'INSERT, UPDATE') FROM pg_class c
-              WHERE c.relnamespace = n.oid AND c.relname = 'sync_status') AS writable
+            (SELECT bool_and(has_table_privilege(c.oid, 'INSERT, UPDATE')) FROM pg_class c
+              WHERE c.relnamespace = n.oid AND c.relkind = 'r'
+                AND c.relname IN ('sync_row', 'sync_source', 'sync_status')) AS writable
        FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = $1`,
     [statusSchema],
   );

@@ -14,21 +14,93 @@ import { quoteIdent, quoteTable } from '../util/sql.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
-/** Creates the publication, or alters it to hold exactly the source tables. */
+/** What the bridge needs a publication to publish: every row change and TRUNCATE. */
+const PUBLISH = 'insert, update, delete, truncate';
+
+/** The state of an existing publication, compared with what the sources need. */
+export interface PublicationState {
+  allTables: boolean;
+  /** It holds exactly the source tables, whole (no schema entries, row filters or column lists). */
+  holdsSources: boolean;
+  /** It publishes inserts, updates, deletes and truncates. */
+  publishesAll: boolean;
+}
+
+/**
+ * Reads the publication, or null when it does not exist. `pg_publication_rel` rather than the
+ * `pg_publication_tables` view: the view lists a partitioned table's partitions and a schema
+ * entry's tables, the catalog what was put into the publication. Row filters and column lists
+ * (PostgreSQL 15+, read through to_jsonb so older servers need no other query) would hide changes.
+ */
+export async function readPublication(
+  db: Queryable,
+  publication: string,
+  sources: readonly SourceConfig[],
+): Promise<PublicationState | null> {
+  const pub = await db.query<{
+    oid: number;
+    puballtables: boolean;
+    publishes_all: boolean;
+    schemas: boolean;
+  }>(
+    `SELECT p.oid::int AS oid, p.puballtables,
+            p.pubinsert AND p.pubupdate AND p.pubdelete AND coalesce((to_jsonb(p) ->> 'pubtruncate')::boolean, true)
+              AS publishes_all,
+            to_regclass('pg_catalog.pg_publication_namespace') IS NOT NULL AS schemas
+       FROM pg_publication p WHERE p.pubname = $1`,
+    [publication],
+  );
+  const p = pub.rows[0];
+  if (!p) return null;
+  const rels = await db.query<{ schema: string; name: string; narrowed: boolean }>(
+    `SELECT n.nspname AS schema, c.relname AS name,
+            (to_jsonb(r) ->> 'prqual') IS NOT NULL OR (to_jsonb(r) ->> 'prattrs') IS NOT NULL AS narrowed
+       FROM pg_publication_rel r JOIN pg_class c ON c.oid = r.prrelid
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE r.prpubid = $1`,
+    [p.oid],
+  );
+  const schemaEntries = p.schemas
+    ? Number(
+        (
+          await db.query<{ n: string }>(
+            `SELECT count(*)::text AS n FROM pg_catalog.pg_publication_namespace WHERE pnpubid = $1`,
+            [p.oid],
+          )
+        ).rows[0]?.n ?? 0,
+      )
+    : 0;
+  const held = new Set(rels.rows.map((r) => JSON.stringify([r.schema, r.name])));
+  const wanted = new Set(sources.map((s) => JSON.stringify([s.schema, s.tableName])));
+  const holdsSources =
+    !p.puballtables &&
+    schemaEntries === 0 &&
+    rels.rows.every((r) => !r.narrowed) &&
+    held.size === wanted.size &&
+    [...wanted].every((t) => held.has(t));
+  return { allTables: p.puballtables, holdsSources, publishesAll: p.publishes_all };
+}
+
+/**
+ * Creates the publication, or alters it to hold exactly the source tables. A publication that holds
+ * them already is left alone: `ALTER PUBLICATION ... SET TABLE` needs the ownership of every table,
+ * which a bridge whose DBA created the publication for it does not have (and does not need).
+ */
 export async function ensurePublication(
   db: Queryable,
   publication: string,
   sources: readonly SourceConfig[],
 ): Promise<void> {
   const tables = [...new Set(sources.map((s) => quoteTable(s.schema, s.tableName)))].join(', ');
-  const exists = await db.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [publication]);
-  // Only the row changes and truncates matter; publish_via_partition_root keeps partitioned
-  // tables under their own name.
-  if (exists.rowCount) {
-    await db.query(`ALTER PUBLICATION ${quoteIdent(publication)} SET TABLE ${tables}`);
-  } else {
+  const state = await readPublication(db, publication, sources);
+  if (!state) {
     await db.query(`CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${tables}`);
+    return;
   }
+  if (!state.holdsSources) await db.query(`ALTER PUBLICATION ${quoteIdent(publication)} SET TABLE ${tables}`);
+  // The owner may change what is published without owning the tables: deletes must not go missing.
+  if (!state.publishesAll)
+    await db.query(`ALTER PUBLICATION ${quoteIdent(publication)} SET (publish = '${PUBLISH}')`);
 }
 
 /** Everything about a slot, as pg_replication_slots tells it. */

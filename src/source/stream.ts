@@ -32,6 +32,8 @@ export interface StreamOptions {
    * resolves, so return one only when needed (backpressure), not for every message.
    */
   onMessage(msg: ChangeMessage): Promise<void> | void;
+  /** The server has started streaming (START_REPLICATION accepted). */
+  onStart?(): void;
   statusIntervalMs?: number;
 }
 
@@ -80,6 +82,7 @@ export class ReplicationStream {
     });
     service.on('start', () => {
       this.o.logger.info({ slot: this.o.slot }, 'replication stream started');
+      this.o.onStart?.();
       if (!this.socket()) {
         // Only an upgrade of the (pinned) library can cause this: backpressure would not hold.
         this.o.logger.error(

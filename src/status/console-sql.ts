@@ -1,16 +1,19 @@
 /**
  * The web console's statements on the status schema (src/ops/console/), as pure functions of the
- * schema name like `sql.ts` (they belong there; they live apart only while `sql.ts` is being
- * reworked for the storage layout). Values are always parameters; the schema name is quoted here.
+ * schema name like `sql.ts`, which holds the bridge's own. Values are always parameters; the schema
+ * name is quoted here. They read the storage (`sync_row`, `sync_source`: sql/007) rather than the
+ * `sync_status` view, so that each lookup reaches its index.
  *
- * Every statement is bounded on a `sync_status` of millions of rows. The index each one uses
+ * Every statement is bounded on a status table of millions of rows. The index each one uses
  * (`test/integration/console-api.test.ts` checks the plans):
  *
- * - sync_status_pkey (source, row_key): `sourceRows`, `keyShape`, the key part of `search`.
- * - sync_status_unsynced_idx (status, source) WHERE status <> 'synced': `unsyncedCounts`,
- *   `backlog`, `failureGroups`, `groupRows`, `groupFailedRows`. Each repeats the index's predicate
+ * - sync_row_pkey (source_id, key): `sourceRows`, `keyShape`, the key part of `search`.
+ * - sync_row_unsynced_idx (status, source_id) WHERE status <> 'synced': `unsyncedCounts`,
+ *   `backlog`, `failureGroups`, `groupRows`. Each repeats the index's predicate
  *   (`status <> 'synced'`) so the planner can prove it with any parameter.
- * - sync_status_{thirdid,phone,openid,unionid}_idx (sql/008): the identity part of `search`.
+ * - an index on `(payload ->> '<identity>')` per identity searched (sql/optional/
+ *   identity-indexes.sql; created by the DBA, not by a migration): the identity part of `search`,
+ *   built only over the identities such an index exists for (`identityIndexes`).
  * - sync_batch_started_at_idx (started_at): `recentRequests`, the request of each `search` row.
  * - backfill_open_idx (slot, id) WHERE status IN ('pending', 'running'): `openBackfill`.
  */
@@ -25,8 +28,9 @@ export type ConsoleSql = ReturnType<typeof consoleSql>;
  */
 export const REQUEST_LOOKBACK = 1000;
 
-/** The identity fields of an API row (src/config/types.ts IDENTITY_FIELDS), each indexed by sql/008. */
+/** The identity fields of an API row (src/config/types.ts IDENTITY_FIELDS) the console can search by. */
 export const SEARCHED_IDENTITIES = ['thirdId', 'phone', 'openid', 'unionid'] as const;
+export type SearchedIdentity = (typeof SEARCHED_IDENTITIES)[number];
 
 /** How a sync_batch row's answer reads in the console (the outcome names of the request metrics). */
 const OUTCOME = `CASE
@@ -42,34 +46,45 @@ const OUTCOME = `CASE
 /** The console's statements on one status schema. */
 export function consoleSql(schemaName: string) {
   const schema = quoteIdent(schemaName);
-  const status = `${schema}.sync_status`;
+  const row = `${schema}.sync_row`;
+  const names = `${schema}.sync_source`;
   const batch = `${schema}.sync_batch`;
+  /** The number of the source named by a parameter (one index lookup per statement). */
+  const sourceId = (param: string): string => `(SELECT id FROM ${names} WHERE name = ${param})`;
   return {
     /**
-     * $1 schema name: the planner's estimate of sync_status's rows (`reltuples`, -1 before the first
+     * $1 schema name: the planner's estimate of the status rows (`reltuples`, -1 before the first
      * ANALYZE), or no row when the table does not exist yet. No scan.
      */
     tableEstimate: `SELECT c.reltuples::float8 AS rows FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE n.nspname = $1 AND c.relname = 'sync_status' AND c.relkind IN ('r', 'p')`,
+       WHERE n.nspname = $1 AND c.relname = 'sync_row' AND c.relkind IN ('r', 'p')`,
 
-    /** $1 schema name: each source's share of sync_status as ANALYZE saw it (pg_stats). No scan. */
-    sourceShares: `SELECT most_common_vals::text::text[] AS sources, most_common_freqs AS freqs FROM pg_stats
-       WHERE schemaname = $1 AND tablename = 'sync_status' AND attname = 'source'`,
+    /** $1 schema name: each source's share of the status rows as ANALYZE saw it (pg_stats). No scan. */
+    sourceShares: `SELECT coalesce(array_agg(src.name ORDER BY v.n), '{}') AS sources,
+            coalesce(array_agg(v.freq ORDER BY v.n), '{}') AS freqs
+       FROM pg_stats st
+       CROSS JOIN LATERAL unnest(st.most_common_vals::text::smallint[], st.most_common_freqs)
+         WITH ORDINALITY AS v(id, freq, n)
+       JOIN ${names} src ON src.id = v.id
+      WHERE st.schemaname = $1 AND st.tablename = 'sync_row' AND st.attname = 'source_id'`,
 
     /** $1 source: its rows, exactly (a range of the primary key; index-only). */
-    sourceRows: `SELECT count(*)::text AS n FROM ${status} WHERE source = $1`,
+    sourceRows: `SELECT count(*)::text AS n FROM ${row} WHERE source_id = ${sourceId('$1')}`,
 
     /** Rows per source and status, synced excepted (index-only on the partial index). */
-    unsyncedCounts: `SELECT source, status, count(*)::text AS n FROM ${status}
-       WHERE status <> 'synced' GROUP BY source, status`,
+    unsyncedCounts: `SELECT src.name AS source, c.status, c.n
+       FROM (SELECT source_id, status, count(*)::text AS n FROM ${row}
+              WHERE status <> 'synced' GROUP BY source_id, status) c
+       JOIN ${names} src ON src.id = c.source_id`,
 
     /**
      * The backlog as `tuzhan-cdc status` counts it: rows still being worked on (retrying, accepted)
      * per source, and the commit time of the oldest.
      */
-    backlog: `SELECT source, count(*)::text AS n, min(committed_at) AS oldest,
-            extract(epoch FROM now() - min(committed_at))::float8 AS age
-       FROM ${status} WHERE status <> 'synced' AND status IN ('retrying', 'accepted') GROUP BY source`,
+    backlog: `SELECT src.name AS source, b.n, b.oldest, extract(epoch FROM now() - b.oldest)::float8 AS age
+       FROM (SELECT source_id, count(*)::text AS n, min(committed_at) AS oldest FROM ${row}
+              WHERE status <> 'synced' AND status IN ('retrying', 'accepted') GROUP BY source_id) b
+       JOIN ${names} src ON src.id = b.source_id`,
 
     /**
      * $1 how many of the newest requests to read, $2 minutes: requests per source, minute (null
@@ -94,71 +109,83 @@ export function consoleSql(schemaName: string) {
             to_jsonb(b) ->> 'snapshot_reason' AS reason FROM ${schema}.bridge_state b WHERE slot = $1`,
 
     /** $1 source: one of its keys, for the names of its key columns. */
-    keyShape: `SELECT row_key::text AS k FROM ${status} WHERE source = $1 LIMIT 1`,
+    keyShape: `SELECT key AS k FROM ${row} WHERE source_id = ${sourceId('$1')} LIMIT 1`,
+
+    /**
+     * $1 schema name, $2 identity fields: those a valid one-column index on
+     * `(payload ->> '<identity>')` of sync_row can find, whatever the index's name.
+     */
+    identityIndexes: `SELECT DISTINCT f.identity FROM pg_index i
+       JOIN pg_class t ON t.oid = i.indrelid
+       JOIN pg_namespace n ON n.oid = t.relnamespace
+       CROSS JOIN unnest($2::text[]) AS f(identity)
+      WHERE n.nspname = $1 AND t.relname = 'sync_row' AND i.indisvalid AND i.indnatts = 1
+        AND strpos(pg_get_indexdef(i.indexrelid), '(payload ->> ''' || f.identity || '''::text)') > 0`,
 
     /**
      * Rows by source key or by an identity the bridge sent, each with the request that carried its
-     * outcome: $1 sources and $2 keys (jsonb; every pair is looked up), $3 an identity value (or
-     * null), $4 only this source (or null), $5 at most this many rows.
+     * outcome: $1 sources and $2 keys (canonical key texts, as sync_row.key holds them; every pair
+     * is looked up), $3 only this source (or null), $4 at most this many rows, and with identities
+     * given, $5 an identity value, compared in those fields only: they must have an index
+     * (`identityIndexes`), since one without would make the whole statement a scan.
      *
-     * sync_status has no request id: the request is the sync_batch row written by the same
-     * statement, i.e. the same transaction (`xmin`), looked for among the `REQUEST_LOOKBACK` newest
-     * requests started before the outcome was stored (ten minutes of leeway for the bridge's clock,
-     * which times the request, against the database's, which stamps `synced_at`). Outcomes stored
-     * without a request (retrying, failed before sending, skipped) have none.
+     * sync_row has no request id: the request is the sync_batch row written by the same statement,
+     * i.e. the same transaction (`xmin`), looked for among the `REQUEST_LOOKBACK` newest requests
+     * started before the outcome was stored (ten minutes of leeway for the bridge's clock, which
+     * times the request, against the database's, which stamps `synced_at`). Outcomes stored without
+     * a request (retrying, failed before sending, skipped) have none.
      */
-    search: `SELECT s.source, s.row_key::text AS row_key, s.op, s.status, s.attempts, s.error, s.lsn::text AS lsn,
+    search(identities: readonly SearchedIdentity[]): string {
+      const byIdentity = SEARCHED_IDENTITIES.filter((f) => identities.includes(f))
+        .map((f) => `\n                     OR (payload ->> '${f}') = $5::text`)
+        .join('');
+      return `SELECT src.name AS source, s.key AS row_key, s.op, s.status, s.attempts, s.error, s.lsn::text AS lsn,
             s.committed_at, s.synced_at, s.payload,
             b.id::text AS request_id, b.opt_type, b.rows, b.http_status, b.code, b.msg, b.api_status,
             b.success_num, b.fail_num, b.started_at, b.duration_ms
-       FROM (SELECT source, row_key, op, status, attempts, error, lsn, committed_at, synced_at, payload, xmin AS x
-               FROM ${status}
-              WHERE ((source = ANY($1::text[]) AND row_key = ANY($2::jsonb[]))
-                     OR (payload ->> 'thirdId') = $3 OR (payload ->> 'phone') = $3
-                     OR (payload ->> 'openid') = $3 OR (payload ->> 'unionid') = $3)
-                AND ($4::text IS NULL OR source = $4)
-              LIMIT $5) s
+       FROM (SELECT source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload, xmin AS x
+               FROM ${row}
+              WHERE ((source_id = ANY (ARRAY(SELECT id FROM ${names} WHERE name = ANY ($1::text[])))
+                      AND key = ANY ($2::text[]))${byIdentity})
+                AND ($3::text IS NULL OR source_id = ${sourceId('$3')})
+              LIMIT $4) s
+       JOIN ${names} src ON src.id = s.source_id
        LEFT JOIN LATERAL (
          SELECT r.* FROM (SELECT id, source, opt_type, rows, http_status, code, msg, api_status, success_num,
                                  fail_num, started_at, duration_ms, xmin AS x
                             FROM ${batch} WHERE started_at <= s.synced_at + interval '10 minutes'
                            ORDER BY started_at DESC LIMIT ${REQUEST_LOOKBACK}) r
-          WHERE r.x = s.x AND r.source = s.source LIMIT 1) b ON true
-      ORDER BY s.source, s.row_key`,
+          WHERE r.x = s.x AND r.source = src.name LIMIT 1) b ON true
+      ORDER BY src.name, s.key`;
+    },
 
     /**
      * Failed and retrying rows grouped by error, newest group first: $1 status (failed, retrying,
      * or null for both), $2 source (or null), $3 limit, $4 offset. Reads every failed or retrying
      * row (not the synced ones): its cost follows the failures, not the table.
      */
-    failureGroups: `SELECT source, status, error, count(*)::text AS n, min(committed_at) AS oldest, max(synced_at) AS newest
-       FROM ${status}
-      WHERE status <> 'synced' AND status IN ('failed', 'retrying')
-        AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR source = $2)
-      GROUP BY source, status, error
-      ORDER BY max(synced_at) DESC, source, status, error NULLS FIRST
+    failureGroups: `SELECT src.name AS source, g.status, g.error, g.n, g.oldest, g.newest
+       FROM (SELECT source_id, status, error, count(*)::text AS n, min(committed_at) AS oldest,
+                    max(synced_at) AS newest
+               FROM ${row}
+              WHERE status <> 'synced' AND status IN ('failed', 'retrying')
+                AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR source_id = ${sourceId('$2')})
+              GROUP BY source_id, status, error) g
+       JOIN ${names} src ON src.id = g.source_id
+      ORDER BY g.newest DESC, src.name, g.status, g.error NULLS FIRST
       LIMIT $3 OFFSET $4`,
 
     /**
      * The rows of one group, newest first: $1 status, $2 source, $3 error (null matches null),
-     * $4/$5 the (synced_at, row_key) of the last row of the previous page (or nulls), $6 limit.
+     * $4/$5 the (synced_at, key) of the last row of the previous page (or nulls), $6 limit.
      */
-    groupRows: `SELECT row_key::text AS k, op, attempts, error, lsn::text AS lsn, committed_at, synced_at,
+    groupRows: `SELECT key AS k, op, attempts, error, lsn::text AS lsn, committed_at, synced_at,
             synced_at::text AS synced_text, payload
-       FROM ${status}
-      WHERE status <> 'synced' AND status = $1 AND source = $2 AND error IS NOT DISTINCT FROM $3
-        AND ($4::timestamptz IS NULL OR (synced_at, row_key) < ($4::timestamptz, $5::jsonb))
-      ORDER BY synced_at DESC, row_key DESC LIMIT $6`,
-
-    /**
-     * A group's failed rows for `retry-failed` (src/pipeline/retry-failed.ts), in key order: $1
-     * source, $2 error (null matches null), $3 last key of the previous page (or null), $4 limit.
-     */
-    groupFailedRows: `SELECT row_key::text AS k, attempts, lsn::text AS lsn, committed_at, payload
-       FROM ${status}
-      WHERE status <> 'synced' AND status = 'failed' AND source = $1 AND error IS NOT DISTINCT FROM $2
-        AND ($3::jsonb IS NULL OR row_key > $3::jsonb)
-      ORDER BY row_key LIMIT $4`,
+       FROM ${row}
+      WHERE status <> 'synced' AND status = $1 AND source_id = ${sourceId('$2')}
+        AND error IS NOT DISTINCT FROM $3
+        AND ($4::timestamptz IS NULL OR (synced_at, key) < ($4::timestamptz, $5::text))
+      ORDER BY synced_at DESC, key DESC LIMIT $6`,
 
     /** $1 slot, $2 source: a backfill of the source still to run or running. */
     openBackfill: `SELECT id::text AS id FROM ${schema}.backfill

@@ -68,12 +68,21 @@ export class SentMark {
   }
 
   /**
+   * Marks every change of these sources up to `lsn` (whole transactions) as maybe sent, and none
+   * after it: a snapshot's end, at the slot's consistent point, also for sources whose tables were
+   * empty (with no mark, the next start would count everything up to the server position as sent).
+   */
+  async coverThrough(sources: readonly string[], lsn: bigint): Promise<void> {
+    for (const source of sources) await this.cover(source, lsn, LAST_SEQ);
+  }
+
+  /**
    * Covers everything committed so far, for sends outside the stream's order (`retry-failed`, an
    * upgrade from a version without marks).
    */
   async coverServerPosition(sources: readonly string[]): Promise<void> {
     const res = await this.pool.query<{ now: string }>(`SELECT pg_current_wal_insert_lsn()::text AS now`);
     const now = parseLsn((res.rows[0] as { now: string }).now);
-    for (const source of sources) await this.cover(source, now, LAST_SEQ);
+    await this.coverThrough(sources, now);
   }
 }

@@ -10,7 +10,9 @@ export type StatusSql = ReturnType<typeof statusSql>;
 /** The statements of one status schema. */
 export function statusSql(schemaName: string) {
   const schema = quoteIdent(schemaName);
-  const status = `${schema}.sync_status`;
+  const row = `${schema}.sync_row`;
+  /** The number of the source named by a parameter (one index lookup per statement). */
+  const sourceId = (param: string): string => `(SELECT id FROM ${schema}.sync_source WHERE name = ${param})`;
   const batch = `${schema}.sync_batch`;
   const state = `${schema}.bridge_state`;
   const sent = `${schema}.sent_position`;
@@ -20,10 +22,13 @@ export function statusSql(schemaName: string) {
 
     /**
      * One request's outcomes and its sync_batch row in one statement (see `encodeStatusRows`):
-     * $1 source, $2 keys, $3 payloads (JSON arrays), $4 each row's tuple number in $5..$10 (op,
-     * status, attempts, error, lsn, committed_at); with a batch, $11..$20 its sync_batch columns.
-     * An outcome never replaces that of a later change of the key: a replayed window may be cut
-     * into flushes differently, and a bridge that just lost its lock may still be finishing.
+     * $1 source, $2 keys (a JSON array of canonical key texts), $3 payloads (a JSON array), $4 each
+     * row's tuple number in $5..$10 (op, status, attempts, error, lsn, committed_at); with a batch,
+     * $11..$20 its sync_batch columns. The source must be in sync_source (`ensureSource`). Keys and
+     * payloads go in as json, which keeps their text: a key is stored exactly as the bridge built
+     * it, and nothing is parsed into jsonb (docs/benchmark.md, "The status table"). An outcome
+     * never replaces that of a later change of the key: a replayed window may be cut into flushes
+     * differently, and a bridge that just lost its lock may still be finishing.
      */
     writeRequest(withBatch: boolean): string {
       const batchCte = withBatch
@@ -35,35 +40,38 @@ export function statusSql(schemaName: string) {
       )`
         : '';
       return `${batchCte}
-      INSERT INTO ${status}
-        (source, row_key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
-      SELECT $1, r.k, ($5::text[])[r.t], ($6::text[])[r.t], ($7::int[])[r.t], ($8::text[])[r.t],
-             ($9::pg_lsn[])[r.t], ($10::timestamptz[])[r.t], now(), NULLIF(r.p, 'null'::jsonb)
-        FROM ROWS FROM (jsonb_array_elements($2::jsonb), jsonb_array_elements($3::jsonb), unnest($4::int[]))
+      INSERT INTO ${row}
+        (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
+      SELECT ${sourceId('$1')}, r.k::text, ($5::text[])[r.t], ($6::text[])[r.t], ($7::int[])[r.t], ($8::text[])[r.t],
+             ($9::pg_lsn[])[r.t], ($10::timestamptz[])[r.t], now(), CASE WHEN json_typeof(r.p) <> 'null' THEN r.p END
+        FROM ROWS FROM (json_array_elements($2::json), json_array_elements($3::json), unnest($4::int[]))
           AS r(k, p, t)
-      ON CONFLICT (source, row_key) DO UPDATE SET
+      ON CONFLICT (source_id, key) DO UPDATE SET
         op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
         lsn = EXCLUDED.lsn, committed_at = EXCLUDED.committed_at, synced_at = EXCLUDED.synced_at,
         payload = EXCLUDED.payload
-      WHERE ${status}.lsn IS NULL OR ${status}.lsn <= EXCLUDED.lsn`;
+      WHERE ${row}.lsn IS NULL OR ${row}.lsn <= EXCLUDED.lsn`;
     },
+
+    /** $1 source: numbers a source in sync_source once (a no-op when it is there). */
+    ensureSource: `INSERT INTO ${schema}.sync_source (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`,
 
     /** $1 source, $2 message: a TRUNCATE of a source table, recorded with no request. */
     recordTruncate: `INSERT INTO ${batch} (source, opt_type, rows, msg, started_at, duration_ms)
       VALUES ($1, 'truncate', 0, $2, now(), 0)`,
 
     /** $1 source, $2 keys (jsonb[]): what was last recorded for them. */
-    lastSent: `SELECT row_key::text AS k, op, status, payload FROM ${status}
-      WHERE source = $1 AND row_key = ANY($2::jsonb[])`,
+    lastSent: `SELECT key AS k, op, status, payload FROM ${row}
+      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[])`,
 
     /** $1 source: whether sync_status knows the source. */
-    hasRows: `SELECT 1 FROM ${status} WHERE source = $1 LIMIT 1`,
+    hasRows: `SELECT 1 FROM ${row} WHERE source_id = ${sourceId('$1')} LIMIT 1`,
 
     /** $1 source, $2 last key of the previous page (or null), $3 page size: keys left on the platform. */
-    syncedKeys: `SELECT row_key::text AS k, payload FROM ${status}
-      WHERE source = $1 AND op <> 'delete' AND status IN ('synced', 'accepted', 'retrying')
-        AND payload IS NOT NULL AND ($2::jsonb IS NULL OR row_key > $2::jsonb)
-      ORDER BY row_key LIMIT $3`,
+    syncedKeys: `SELECT key AS k, payload FROM ${row}
+      WHERE source_id = ${sourceId('$1')} AND op <> 'delete' AND status IN ('synced', 'accepted', 'retrying')
+        AND payload IS NOT NULL AND ($2::text IS NULL OR key > $2::text)
+      ORDER BY key LIMIT $3`,
 
     /**
      * Keys sync_status shows on the platform that the source table no longer holds (a re-sync),
@@ -77,22 +85,28 @@ export function statusSql(schemaName: string) {
       page: number,
     ): string {
       const matches = keyColumns
-        .map((c, i) => `t.${quoteIdent(c)} = (s.row_key ->> $${i + 3}::text)::${keyTypes[i] ?? 'text'}`)
+        .map((c, i) => `t.${quoteIdent(c)} = (s.key::json ->> $${i + 3}::text)::${keyTypes[i] ?? 'text'}`)
         .join(' AND ');
-      return `SELECT s.row_key::text AS k, s.payload FROM ${status} s
-       WHERE s.source = $1 AND ($2::jsonb IS NULL OR s.row_key > $2::jsonb)
+      return `SELECT s.key AS k, s.payload FROM ${row} s
+       WHERE s.source_id = ${sourceId('$1')} AND ($2::text IS NULL OR s.key > $2::text)
          AND s.op <> 'delete' AND s.status IN ('synced', 'accepted', 'retrying') AND s.payload IS NOT NULL
          AND NOT EXISTS (SELECT 1 FROM ${quoteTable(table.schema, table.name)} t WHERE ${matches})
-       ORDER BY s.row_key LIMIT ${Math.trunc(page)}`;
+       ORDER BY s.key LIMIT ${Math.trunc(page)}`;
     },
 
     /** $1 source, $2 last key (or null), $3 page size: failed rows, in key order. */
-    failedRows: `SELECT row_key::text AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${status}
-      WHERE source = $1 AND status = 'failed' AND ($2::jsonb IS NULL OR row_key > $2::jsonb)
-      ORDER BY row_key LIMIT $3`,
+    failedRows: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${row}
+      WHERE source_id = ${sourceId('$1')} AND status = 'failed' AND ($2::text IS NULL OR key > $2::text)
+      ORDER BY key LIMIT $3`,
+
+    /** `failedRows` with $4 the error they failed with (null matches null): a console failure group. */
+    failedRowsWithError: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${row}
+      WHERE source_id = ${sourceId('$1')} AND status <> 'synced' AND status = 'failed'
+        AND error IS NOT DISTINCT FROM $4 AND ($2::text IS NULL OR key > $2::text)
+      ORDER BY key LIMIT $3`,
 
     /** Failed rows per source. */
-    failedCounts: `SELECT source, count(*)::text AS n FROM ${status} WHERE status = 'failed' GROUP BY source`,
+    failedCounts: `SELECT source, count(*)::text AS n FROM ${schema}.sync_status WHERE status = 'failed' GROUP BY source`,
 
     /** $1 source (or null), $2 limit: the newest failures, from the sync_failures view. */
     failures: `SELECT source, row_key, op, error, attempts, synced_at FROM ${schema}.sync_failures
@@ -112,12 +126,12 @@ export function statusSql(schemaName: string) {
       WHERE $1::text IS NULL OR source = $1 ORDER BY source, status`,
 
     /** Rows per status, all sources. */
-    countsByStatus: `SELECT status, count(*)::text AS n FROM ${status} GROUP BY status`,
+    countsByStatus: `SELECT status, count(*)::text AS n FROM ${row} GROUP BY status`,
 
     /** $1 source (or null): rows the bridge is still working on, and the oldest commit among them. */
     backlog: `SELECT count(*)::text AS rows, min(committed_at) AS oldest,
             extract(epoch FROM now() - min(committed_at))::text AS age
-       FROM ${status}
+       FROM ${schema}.sync_status
       WHERE status IN ('retrying', 'accepted') AND ($1::text IS NULL OR source = $1)`,
 
     /** $1 schema name: whether the backfill table exists yet (migration 005). */

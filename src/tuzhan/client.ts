@@ -92,13 +92,33 @@ export class TuzhanClient {
     rows: ApiRow[],
     opts: { signal?: AbortSignal } = {},
   ): Promise<BatchResult> {
+    const started = performance.now();
+    try {
+      return await this.attempt(params, rows, opts, started);
+    } catch (err) {
+      // A failed try took time too (a timeout takes timeoutMs): the latency metrics must show it.
+      if (
+        err instanceof ApiUnavailableError ||
+        err instanceof ApiAuthError ||
+        err instanceof ApiRejectedError
+      )
+        err.durationMs ??= Math.round(performance.now() - started);
+      throw err;
+    }
+  }
+
+  private async attempt(
+    params: PublicParams,
+    rows: ApiRow[],
+    opts: { signal?: AbortSignal },
+    started: number,
+  ): Promise<BatchResult> {
     if (rows.length < 1 || rows.length > MAX_ROWS_PER_REQUEST) {
       throw new BridgeError(
         'BATCH_SIZE',
         `a request carries 1..${MAX_ROWS_PER_REQUEST} rows, got ${rows.length}`,
       );
     }
-    const started = performance.now();
     const body = buildBody(params, rows);
     // A row without any identity would be rejected with the whole batch: fail it here, send the rest.
     const sendable = body.data.map((r, i) => (hasIdentity(r) ? i : -1)).filter((i) => i >= 0);

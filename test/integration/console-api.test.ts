@@ -13,8 +13,10 @@ import { createConsole, type RetryReport, type WebConsole } from '../../src/ops/
 import { silentLogger } from '../../src/ops/logger.js';
 import { Metrics } from '../../src/ops/metrics.js';
 import { startOpsServer, type OpsServer } from '../../src/ops/ops-server.js';
-import { consoleSql } from '../../src/status/console-sql.js';
+import { consoleSql, SEARCHED_IDENTITIES } from '../../src/status/console-sql.js';
+import { createIdentityIndexes } from '../../src/status/identity-indexes.js';
 import { migrate } from '../../src/status/migrate.js';
+import { statusSql } from '../../src/status/sql.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { testConfig } from '../helpers/pipeline.js';
 
@@ -96,8 +98,11 @@ describe('console API', () => {
       INSERT INTO ${S}.sync_batch (source, opt_type, rows, http_status, code, msg, api_status, started_at, duration_ms)
         VALUES ('memberships', 'add', 3, 400, '400', 'bad request', NULL, now() - interval '10 seconds', 5),
                ('profiles', 'truncate', 0, NULL, NULL, 'TRUNCATE', NULL, now(), 0);
-      ANALYZE ${S}.sync_status; ANALYZE ${S}.sync_batch;
+      ANALYZE ${S}.sync_row; ANALYZE ${S}.sync_batch;
     `);
+    // The optional identity indexes, as a DBA creates them (sql/optional/identity-indexes.sql).
+    await createIdentityIndexes(db.url, SCHEMA);
+    await db.query(`ANALYZE ${S}.sync_row`); // statistics of the indexes' expressions too
     config = testConfig({ db, apiUrl: 'http://127.0.0.1:9' });
     open = await serve(config);
     guarded = await serve({ ...config, http: { listen: { host: '0.0.0.0', port: 9464 }, token: TOKEN } });
@@ -227,66 +232,66 @@ describe('console API', () => {
   });
 
   it("the retry's pages of a group hold every failed row of it once, in key order", async () => {
-    const sql = consoleSql(SCHEMA).groupFailedRows;
+    const sql = statusSql(SCHEMA).failedRowsWithError;
     const keys: string[] = [];
     for (let after: string | null = null; ;) {
       const res: pg.QueryResult<{ k: string }> = await db.query<{ k: string }>(sql, [
         'memberships',
-        'no customer matches the row',
         after,
         20,
+        'no customer matches the row',
       ]);
       if (res.rows.length === 0) break;
       keys.push(...res.rows.map((r) => r.k));
       after = res.rows[res.rows.length - 1]!.k;
     }
     const expected = await db.query<{ k: string }>(
-      `SELECT row_key::text AS k FROM ${S}.sync_status WHERE source = 'memberships' AND status = 'failed' ORDER BY row_key`,
+      `SELECT key AS k FROM ${S}.sync_status WHERE source = 'memberships' AND status = 'failed' ORDER BY key`,
     );
     expect(keys).toEqual(expected.rows.map((r) => r.k));
     expect(keys).toHaveLength(45);
   });
 
-  it('every statement has an index to use on sync_status and sync_batch', async () => {
+  it('every statement has an index to use on sync_row and sync_batch', async () => {
     const sql = consoleSql(SCHEMA);
     const group = ['failed', 'memberships', 'no customer matches the row'];
     const statements: Array<[string, string, unknown[], string[]]> = [
-      ['sourceRows', sql.sourceRows, ['profiles'], ['sync_status_pkey']],
-      ['keyShape', sql.keyShape, ['profiles'], ['sync_status_pkey']],
-      ['unsyncedCounts', sql.unsyncedCounts, [], ['sync_status_unsynced_idx']],
-      ['backlog', sql.backlog, [], ['sync_status_unsynced_idx']],
+      ['sourceRows', sql.sourceRows, ['profiles'], ['sync_row_pkey']],
+      ['keyShape', sql.keyShape, ['profiles'], ['sync_row_pkey']],
+      ['unsyncedCounts', sql.unsyncedCounts, [], ['sync_row_unsynced_idx']],
+      ['backlog', sql.backlog, [], ['sync_row_unsynced_idx']],
       ['recentRequests', sql.recentRequests, [10_000, 15], ['sync_batch_started_at_idx']],
       [
         'search',
-        sql.search,
-        [['profiles', 'memberships'], ['{"cust_no": "C1"}'], 'C1', null, 21],
+        sql.search(SEARCHED_IDENTITIES),
+        [['profiles', 'memberships'], ['{"cust_no":"C1"}'], null, 21, 'C1'],
         [
-          'sync_status_pkey',
-          'sync_status_thirdid_idx',
-          'sync_status_phone_idx',
-          'sync_status_openid_idx',
-          'sync_status_unionid_idx',
+          'sync_row_pkey',
+          'sync_row_thirdid_idx',
+          'sync_row_phone_idx',
+          'sync_row_openid_idx',
+          'sync_row_unionid_idx',
           'sync_batch_started_at_idx',
         ],
       ],
-      ['failureGroups', sql.failureGroups, [null, null, 21, 0], ['sync_status_unsynced_idx']],
-      ['groupRows', sql.groupRows, [...group, null, null, 21], ['sync_status_unsynced_idx']],
+      ['failureGroups', sql.failureGroups, [null, null, 21, 0], ['sync_row_unsynced_idx']],
+      ['groupRows', sql.groupRows, [...group, null, null, 21], ['sync_row_unsynced_idx']],
       [
-        'groupFailedRows',
-        sql.groupFailedRows,
-        ['memberships', group[2], null, 500],
-        ['sync_status_unsynced_idx'],
+        'failedRowsWithError',
+        statusSql(SCHEMA).failedRowsWithError,
+        ['memberships', null, 500, group[2]],
+        ['sync_row_unsynced_idx'],
       ],
     ];
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
     try {
       // Natural choice first: on this table the planner picks the index for the selective ones.
-      for (const name of ['search', 'groupRows', 'groupFailedRows'] as const) {
+      for (const name of ['search', 'groupRows', 'failedRowsWithError'] as const) {
         const [, text, params] = statements.find(([n]) => n === name)!;
         const plan = await explain(client, text, params);
         if (process.env.SHOW_PLANS) console.log(name, plan);
-        expect(plan, name).not.toMatch(/Seq Scan on sync_status/);
+        expect(plan, name).not.toMatch(/Seq Scan on sync_row/);
       }
       // Then proof of an index for each (the ones that read a whole source may prefer a scan on a
       // small table, where a scan is cheap: they run only below the exact-count limit).
@@ -296,7 +301,7 @@ describe('console API', () => {
       await client.query('SET plan_cache_mode = force_generic_plan');
       for (const [name, text, params, indexes] of statements) {
         const plan = await explain(client, text, params, true);
-        expect(plan, name).not.toMatch(/Seq Scan on (sync_status|sync_batch)/);
+        expect(plan, name).not.toMatch(/Seq Scan on (sync_row|sync_batch|sync_source)/);
         for (const index of indexes) expect(plan, `${name} uses ${index}`).toContain(index);
       }
     } finally {
@@ -382,6 +387,32 @@ describe('console API', () => {
     const page = await get('/console/', guarded);
     expect(page.status).toBe(200);
     expect(page.body).not.toMatch(/13800000001|no customer matches|memberships/);
+  });
+
+  it('an identity without an index is not searched (no scan), and the answer says so', async () => {
+    await db.query(`DROP INDEX ${S}.sync_row_unionid_idx`);
+    const fresh = await serve(config);
+    try {
+      const byUnionid = (await get('/console/api/search?q=u-1', fresh)).body;
+      expect(byUnionid.rows).toEqual([]);
+      expect(byUnionid.identities).toEqual({
+        searched: ['thirdId', 'phone', 'openid'],
+        notIndexed: ['unionid'],
+      });
+      // The same row, by an identity that has its index.
+      const byPhone = (await get('/console/api/search?q=13800000001', fresh)).body;
+      expect(byPhone.rows.map((r: { rowKey: unknown }) => r.rowKey)).toEqual([{ cust_no: 'C1' }]);
+      // By key, no identity is compared at all.
+      const byKey = (await get(`/console/api/search?q=${encodeURIComponent('{"cust_no": "C1"}')}`, fresh))
+        .body;
+      expect(byKey.identities.searched).toEqual([]);
+      expect(byKey.rows[0].matchedBy).toEqual(['key']);
+    } finally {
+      await fresh.server.close();
+      await fresh.console.close();
+      await createIdentityIndexes(db.url, SCHEMA);
+    }
+    expect((await get('/console/api/search?q=u-1')).body.rows).toHaveLength(1);
   });
 });
 

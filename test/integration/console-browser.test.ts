@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
+import { createIdentityIndexes } from '../../src/status/identity-indexes.js';
 import { silentLogger } from '../../src/ops/logger.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { freePort } from '../../src/util/throwaway-postgres.js';
@@ -73,6 +74,8 @@ describe.skipIf(skip)('console in a browser', () => {
     );
     await waitForStreaming(db, db.name);
     await waitForCatchUp(db);
+    // The optional identity indexes, as a DBA creates them: the search below is by phone.
+    await createIdentityIndexes(db.url, config.postgres.statusSchema);
     base = `http://${externalAddress() ?? '127.0.0.1'}:${port}`;
 
     profileDir = mkdtempSync(join(tmpdir(), 'tuzhan-chromium-'));

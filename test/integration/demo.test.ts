@@ -1,4 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { startCli, type CliResult } from '../helpers/cli.js';
 
@@ -47,5 +49,43 @@ describe('tuzhan-cdc demo', () => {
     expect(dir).toBeDefined();
     expect(existsSync(dir as string)).toBe(false);
     expect(r.stderr).toBe('');
+  }, 90_000);
+
+  it('killed with SIGKILL, leaves no PostgreSQL running and no directory behind', async () => {
+    const running = startCli(['demo', '--duration', '120', '--customers', '300']);
+    const deadline = Date.now() + 60_000;
+    while (!/bridge streaming after/.test(running.stdout()) && Date.now() < deadline) {
+      if (running.child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const context = `stdout:\n${running.stdout()}\nstderr:\n${running.stderr()}`;
+    expect(running.stdout(), context).toMatch(/bridge streaming after/);
+    const demoDir = /config (\/\S+)\/bridge\.yaml/.exec(running.stdout())?.[1] as string;
+    const url = /^ {2}url: (\S+)$/m.exec(readFileSync(`${demoDir}/bridge.yaml`, 'utf8'))?.[1] as string;
+    const server = new pg.Client({ connectionString: url });
+    await server.connect();
+    const dataDir = (await server.query<{ d: string }>(`SELECT current_setting('data_directory') AS d`))
+      .rows[0]?.d as string;
+    await server.end();
+    expect(existsSync(dataDir)).toBe(true);
+
+    running.child.kill('SIGKILL');
+    await running.exited;
+    const refused = async (): Promise<boolean> => {
+      const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+      try {
+        await c.connect();
+        await c.end();
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    const until = Date.now() + 20_000;
+    while (Date.now() < until && (!(await refused()) || existsSync(dirname(dataDir)) || existsSync(demoDir)))
+      await new Promise((r) => setTimeout(r, 250));
+    expect(await refused(), 'the demo PostgreSQL still accepts connections').toBe(true);
+    expect(existsSync(dirname(dataDir)), `${dirname(dataDir)} is left`).toBe(false);
+    expect(existsSync(demoDir), `${demoDir} is left`).toBe(false);
   }, 90_000);
 });

@@ -48,17 +48,31 @@ describe('status schema migrations', () => {
   it('creates SPEC section 7 in a mixed-case schema', async () => {
     expect(await migrate(db.url, schema)).toEqual({ applied: ALL });
 
-    expect(await columns(db, schema, 'sync_status')).toEqual([
-      ['source', 'text', 'NO'],
-      ['row_key', 'jsonb', 'NO'],
-      ['op', 'text', 'NO'],
-      ['status', 'text', 'NO'],
-      ['attempts', 'integer', 'NO'],
-      ['error', 'text', 'YES'],
+    // sync_status is a view over sync_row (migration 007): SPEC's columns and types, plus `key`.
+    expect((await columns(db, schema, 'sync_status')).map(([name, type]) => [name, type])).toEqual([
+      ['source', 'text'],
+      ['row_key', 'jsonb'],
+      ['op', 'text'],
+      ['status', 'text'],
+      ['attempts', 'integer'],
+      ['error', 'text'],
+      ['lsn', 'pg_lsn'],
+      ['committed_at', 'timestamp with time zone'],
+      ['synced_at', 'timestamp with time zone'],
+      ['payload', 'jsonb'],
+      ['key', 'text'],
+    ]);
+    expect(await columns(db, schema, 'sync_row')).toEqual([
       ['lsn', 'pg_lsn', 'YES'],
       ['committed_at', 'timestamp with time zone', 'YES'],
       ['synced_at', 'timestamp with time zone', 'NO'],
-      ['payload', 'jsonb', 'YES'],
+      ['attempts', 'integer', 'NO'],
+      ['source_id', 'smallint', 'NO'],
+      ['op', 'text', 'NO'],
+      ['status', 'text', 'NO'],
+      ['key', 'text', 'NO'],
+      ['payload', 'json', 'YES'],
+      ['error', 'text', 'YES'],
     ]);
     expect(await columns(db, schema, 'sync_batch')).toEqual([
       ['id', 'bigint', 'NO'],
@@ -103,19 +117,22 @@ describe('status schema migrations', () => {
       { table: `${q}.schema_migrations`, def: 'PRIMARY KEY (id)' },
       { table: `${q}.sent_position`, def: 'PRIMARY KEY (slot, source)' },
       { table: `${q}.sync_batch`, def: 'PRIMARY KEY (id)' },
-      { table: `${q}.sync_status`, def: 'PRIMARY KEY (source, row_key)' },
+      { table: `${q}.sync_row`, def: 'PRIMARY KEY (source_id, key)' },
+      { table: `${q}.sync_source`, def: 'PRIMARY KEY (id)' },
     ]);
 
     const { rows: idx } = await db.query<{ indexdef: string }>(
-      `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'sync_status_unsynced_idx'`,
+      `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'sync_row_unsynced_idx'`,
       [schema],
     );
-    expect(idx[0]?.indexdef).toMatch(/ USING btree \(status, source\) WHERE \(status <> 'synced'::text\)$/);
+    expect(idx[0]?.indexdef).toMatch(
+      / USING btree \(status, source_id\) WHERE \(status <> 'synced'::text\)$/,
+    );
 
     // \d+ explains every column to operators.
     const { rows: undocumented } = await db.query(
       `SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-        WHERE c.relnamespace = $1::regnamespace AND c.relname IN ('sync_status', 'sync_batch', 'sent_position', 'backfill', 'bridge_state')
+        WHERE c.relnamespace = $1::regnamespace AND c.relname IN ('sync_status', 'sync_row', 'sync_source', 'sync_batch', 'sent_position', 'backfill', 'bridge_state')
           AND a.attnum > 0 AND col_description(c.oid, a.attnum) IS NULL`,
       [q],
     );
@@ -131,11 +148,11 @@ describe('status schema migrations', () => {
       );
     await expect(insert('upsert', 'synced')).rejects.toMatchObject({
       code: '23514',
-      constraint: 'sync_status_op_check',
+      constraint: 'sync_row_op_check',
     });
     await expect(insert('add', 'done')).rejects.toMatchObject({
       code: '23514',
-      constraint: 'sync_status_status_check',
+      constraint: 'sync_row_status_check',
     });
     await expect(
       db.query(`INSERT INTO ${q}.sync_batch (source, opt_type, rows) VALUES ('s', 'merge', 1)`),

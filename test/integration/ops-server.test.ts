@@ -183,7 +183,7 @@ describe('ops HTTP server', () => {
     expect(body).toContain('outcome="rejected",code="other"');
     expect(body).not.toContain('sekrit');
     expect(body).toContain(
-      'tuzhan_cdc_request_duration_seconds_bucket{le="0.05",opt_type="add",outcome="partial"} 1',
+      'tuzhan_cdc_request_duration_seconds_bucket{le="0.05",source="profiles",opt_type="add",outcome="partial"} 1',
     );
     expect(body).toContain('tuzhan_cdc_retries_total{source="profiles",reason="transient"} 1');
     expect(body).toMatch(/^tuzhan_cdc_buffered_rows 120$/m);

@@ -68,6 +68,19 @@ describe('logger redaction', () => {
     });
   }
 
+  it('writes ISO times and level names, which log collectors read without a decoder', () => {
+    const { logger, text } = capture();
+    logger.warn({ source: 'profiles' }, 'something to see');
+    const line = JSON.parse(text().trim()) as Record<string, unknown>;
+    expect(line.level).toBe('warn');
+    expect(line.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(line).toMatchObject({ name: 'tuzhan-cdc', source: 'profiles', msg: 'something to see' });
+    // Pretty lines (a terminal) name the level too.
+    const pretty = capture(true);
+    pretty.logger.error('bad');
+    expect(pretty.text()).toMatch(/ERROR: bad/);
+  });
+
   it('redactUrl removes postgres passwords and secret query parameters', () => {
     expect(redactUrl('postgresql://u:p%40ss@h:5432/db?sslmode=require')).toBe(
       'postgresql://u:***@h:5432/db?sslmode=require',

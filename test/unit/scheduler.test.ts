@@ -234,4 +234,28 @@ describe('OrderedScheduler', () => {
     await Promise.all(done);
     expect(alive).toBe(0);
   });
+
+  it('forgets the resources of finished tasks, and still orders by them across a forgetting', async () => {
+    const s = new OrderedScheduler({ concurrency: 4, ratePerSecond: 0 });
+    // 120,000 distinct names in requests of 500, one key of each request left running.
+    const held = gate();
+    const holding = s.schedule(['held'], () => held.promise);
+    for (let r = 0; r < 240; r++) {
+      const names = Array.from({ length: 500 }, (_, i) => `r${r}k${i}`);
+      await s.schedule(names, async () => {});
+    }
+    // Bounded: twice the live resources (1) plus the slack, not every name ever seen.
+    expect(s.trackedResources).toBeLessThanOrEqual(2 * 1 + 20_000 + 500);
+    expect(s.trackedResources).toBeGreaterThanOrEqual(1);
+    // The running task's resource is remembered: a later task on it waits for it.
+    const log: string[] = [];
+    const after = s.schedule(['held', 'r0k0'], async () => {
+      log.push('after');
+    });
+    await tick();
+    expect(log).toEqual([]);
+    held.open();
+    await Promise.all([holding, after]);
+    expect(log).toEqual(['after']);
+  });
 });

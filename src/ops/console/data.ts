@@ -5,7 +5,8 @@
  */
 import type pg from 'pg';
 import type { Config } from '../../config/types.js';
-import { consoleSql, SEARCHED_IDENTITIES } from '../../status/console-sql.js';
+import { canonicalJson } from '../../mapping/source-mapper.js';
+import { consoleSql, SEARCHED_IDENTITIES, type SearchedIdentity } from '../../status/console-sql.js';
 import { statusSql } from '../../status/sql.js';
 import type { Metrics } from '../metrics.js';
 import type { Readiness } from '../readiness.js';
@@ -46,13 +47,39 @@ export function decodeGroup(id: string): GroupId | undefined {
   }
 }
 
+/** How long the list of indexed identities is trusted before it is read again. */
+const IDENTITY_INDEX_TTL_MS = 60_000;
+
 export class ConsoleData {
   private readonly sql;
   private readonly status;
+  private indexed: { at: number; identities: Promise<SearchedIdentity[]> } | undefined;
 
   constructor(private readonly o: ConsoleDataOptions) {
     this.sql = consoleSql(o.config.postgres.statusSchema);
     this.status = statusSql(o.config.postgres.statusSchema);
+  }
+
+  /**
+   * The identities the search can find a row by: those with an index on sync_row (the DBA creates
+   * them, sql/optional/identity-indexes.sql). Read again every minute, so an index created while
+   * the bridge runs is used without a restart.
+   */
+  indexedIdentities(): Promise<SearchedIdentity[]> {
+    const now = Date.now();
+    if (!this.indexed || now - this.indexed.at > IDENTITY_INDEX_TTL_MS) {
+      const identities = this.o.pool
+        .query<{ identity: SearchedIdentity }>(this.sql.identityIndexes, [
+          this.o.config.postgres.statusSchema,
+          [...SEARCHED_IDENTITIES],
+        ])
+        .then((res) => SEARCHED_IDENTITIES.filter((f) => res.rows.some((r) => r.identity === f)));
+      this.indexed = { at: now, identities };
+      identities.catch(() => {
+        if (this.indexed?.identities === identities) this.indexed = undefined;
+      });
+    }
+    return this.indexed.identities;
   }
 
   /**
@@ -72,7 +99,7 @@ export class ConsoleData {
       }
       if (key === null || typeof key !== 'object' || Array.isArray(key))
         throw new RangeError('q: a key written as JSON must be an object, e.g. {"cust_no": "C1"}');
-      keys.push(JSON.stringify(key));
+      keys.push(canonicalJson(key as Record<string, unknown>));
       identity = null;
     } else {
       for (const name of names) {
@@ -82,24 +109,25 @@ export class ConsoleData {
         const columns = Object.keys(JSON.parse(k) as object);
         if (columns.length !== 1) continue;
         const column = columns[0] as string;
-        keys.push(JSON.stringify({ [column]: q }));
+        keys.push(canonicalJson({ [column]: q }));
         // Keys read as text are strings; a numeric key stored as a number is found too.
-        if (/^-?\d{1,15}$/.test(q)) keys.push(JSON.stringify({ [column]: Number(q) }));
+        if (/^-?\d{1,15}$/.test(q)) keys.push(canonicalJson({ [column]: Number(q) }));
       }
     }
-    const res = await this.o.pool.query<SearchRow>(this.sql.search, [
+    const indexed = identity === null ? [] : await this.indexedIdentities();
+    const res = await this.o.pool.query<SearchRow>(this.sql.search(indexed), [
       names,
       [...new Set(keys)],
-      identity,
       source ?? null,
       limit + 1,
+      ...(indexed.length > 0 ? [identity] : []),
     ]);
     const rows = res.rows.slice(0, limit).map((r) => {
       const key = JSON.parse(r.row_key) as Record<string, unknown>;
       const payload = r.payload ?? {};
       const matchedBy = [
         ...(keys.some((k) => sameJson(k, r.row_key)) ? ['key'] : []),
-        ...SEARCHED_IDENTITIES.filter((f) => identity !== null && payload[f] === identity),
+        ...indexed.filter((f) => payload[f] === identity),
       ];
       return {
         source: r.source,
@@ -131,7 +159,16 @@ export class ConsoleData {
               },
       };
     });
-    return { query: q, source: source ?? null, limit, more: res.rows.length > limit, rows };
+    return {
+      query: q,
+      source: source ?? null,
+      limit,
+      more: res.rows.length > limit,
+      rows,
+      // What a value that is not a key was compared with, and what it could not be: an identity
+      // without an index is not searched (it would read the whole table).
+      identities: { searched: indexed, notIndexed: SEARCHED_IDENTITIES.filter((f) => !indexed.includes(f)) },
+    };
   }
 
   /** Failed and retrying rows grouped by error, newest group first. */

@@ -22,10 +22,21 @@ function renderRequest(r, row) {
   ]);
 }
 
+// Identities without an index are not searched (the console reads no whole table): say so.
+function notIndexedNote(res) {
+  const missing = res.identities?.notIndexed ?? [];
+  if (res.query.startsWith('{') || missing.length === 0) return '';
+  return el(
+    'p',
+    { className: 'muted not-indexed' },
+    `Not searched by ${missing.join(', ')}: no index on them yet (docs/console.md, "Finding a customer by identity").`,
+  );
+}
+
 function renderFind(res) {
   const out = $('find-results');
   if (res.rows.length === 0) {
-    fill(out, el('p', { className: 'muted' }, 'Nothing found by that key or identity.'));
+    fill(out, el('p', { className: 'muted' }, 'Nothing found by that key or identity.'), notIndexedNote(res));
     return;
   }
   fill(
@@ -35,6 +46,7 @@ function renderFind(res) {
       { className: 'muted' },
       `${res.rows.length}${res.more ? '+' : ''} row${res.rows.length === 1 && !res.more ? '' : 's'}`,
     ),
+    notIndexedNote(res),
     res.rows.map((row) =>
       el(
         'div',

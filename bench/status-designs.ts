@@ -1,0 +1,306 @@
+/**
+ * `npm run bench:status`: what storing one row's outcome costs the customer's database, for each
+ * status-table design tried (docs/benchmark.md, "The status table"). For every design, on one
+ * connection of a throwaway PostgreSQL: 100,000 outcomes written as 500-row statements shaped like
+ * the bridge's status write (one statement and one commit per request), first for new keys, then
+ * again for the same keys (the steady state: every change of a known row). Reported per row: the
+ * backend's CPU (utime + stime from /proc) and the table's size with its indexes.
+ *
+ *   npm run bench:status -- [--rows N] [--repeat N] [--only name,name]
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { migrate } from '../src/status/migrate.js';
+import { statusSql } from '../src/status/sql.js';
+import { encodeStatusRows } from '../src/status/status-store.js';
+import { startPostgres } from '../src/util/throwaway-postgres.js';
+import { median } from './common.js';
+
+const { values } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '100000' },
+    repeat: { type: 'string', default: '3' },
+    only: { type: 'string' },
+  },
+});
+const ROWS = Number(values.rows);
+const REPEAT = Math.max(1, Number(values.repeat));
+const BATCH = 500;
+
+interface Design {
+  name: string;
+  what: string;
+  ddl: string;
+  /** The write of one request: $1 source, $2 keys, $3 payloads, then the shared outcome columns. */
+  write: string;
+  /** How a request's keys and payloads travel: JSON arrays, or text[] literals. */
+  params: 'json' | 'text[]';
+  table: string;
+  /** Run the write as a named prepared statement. */
+  prepared?: boolean;
+  /** Apply the real sql/ migrations into the schema instead of `ddl`. */
+  migrations?: boolean;
+}
+
+const OUTCOME = `($5::text[])[r.t], ($6::text[])[r.t], ($7::int[])[r.t], ($8::text[])[r.t], ($9::pg_lsn[])[r.t], ($10::timestamptz[])[r.t]`;
+const ROWS_JSON = `ROWS FROM (jsonb_array_elements($2::jsonb), jsonb_array_elements($3::jsonb), unnest($4::int[])) AS r(k, p, t)`;
+const ROWS_TEXT = `ROWS FROM (unnest($2::text[]), unnest($3::text[]), unnest($4::int[])) AS r(k, p, t)`;
+const UPDATE = `op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
+  lsn = EXCLUDED.lsn, committed_at = EXCLUDED.committed_at, synced_at = EXCLUDED.synced_at, payload = EXCLUDED.payload`;
+
+const DESIGNS: Design[] = [
+  {
+    name: 'jsonb-key',
+    what: '(source, row_key jsonb), payload jsonb (migration 001)',
+    table: 's',
+    params: 'json',
+    ddl: `CREATE TABLE s (source text NOT NULL, row_key jsonb NOT NULL, op text NOT NULL, status text NOT NULL,
+      attempts int NOT NULL DEFAULT 0, error text, lsn pg_lsn, committed_at timestamptz,
+      synced_at timestamptz NOT NULL DEFAULT now(), payload jsonb, PRIMARY KEY (source, row_key));
+      CREATE INDEX ON s (status, source) WHERE status <> 'synced';`,
+    write: `INSERT INTO s (source, row_key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
+      SELECT $1, r.k, ${OUTCOME}, now(), NULLIF(r.p, 'null'::jsonb) FROM ${ROWS_JSON}
+      ON CONFLICT (source, row_key) DO UPDATE SET ${UPDATE} WHERE s.lsn IS NULL OR s.lsn <= EXCLUDED.lsn`,
+  },
+  {
+    name: 'text-key',
+    what: '(source, row_key text COLLATE "C"), payload jsonb',
+    table: 's',
+    params: 'text[]',
+    ddl: `CREATE TABLE s (source text NOT NULL, row_key text COLLATE "C" NOT NULL, op text NOT NULL, status text NOT NULL,
+      attempts int NOT NULL DEFAULT 0, error text, lsn pg_lsn, committed_at timestamptz,
+      synced_at timestamptz NOT NULL DEFAULT now(), payload jsonb, PRIMARY KEY (source, row_key));
+      CREATE INDEX ON s (status, source) WHERE status <> 'synced';`,
+    write: `INSERT INTO s (source, row_key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
+      SELECT $1, r.k, ${OUTCOME}, now(), r.p::jsonb FROM ${ROWS_TEXT}
+      ON CONFLICT (source, row_key) DO UPDATE SET ${UPDATE} WHERE s.lsn IS NULL OR s.lsn <= EXCLUDED.lsn`,
+  },
+  {
+    name: 'hash-key',
+    what: '(source, 64-bit hash of the key), row_key and payload jsonb',
+    table: 's',
+    params: 'text[]',
+    ddl: `CREATE TABLE s (source text NOT NULL, h bigint NOT NULL, row_key jsonb NOT NULL, op text NOT NULL, status text NOT NULL,
+      attempts int NOT NULL DEFAULT 0, error text, lsn pg_lsn, committed_at timestamptz,
+      synced_at timestamptz NOT NULL DEFAULT now(), payload jsonb, PRIMARY KEY (source, h));
+      CREATE INDEX ON s (status, source) WHERE status <> 'synced';`,
+    write: `INSERT INTO s (source, h, row_key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
+      SELECT $1, hashtextextended(r.k, 0), r.k::jsonb, ${OUTCOME}, now(), r.p::jsonb FROM ${ROWS_TEXT}
+      ON CONFLICT (source, h) DO UPDATE SET ${UPDATE} WHERE s.lsn IS NULL OR s.lsn <= EXCLUDED.lsn`,
+  },
+  {
+    name: 'compact-char',
+    what: 'as sync_row, but op/status "char" and attempts int2 (the partial index no longer serves status = \'failed\' through a view)',
+    table: 'r',
+    params: 'text[]',
+    ddl: `CREATE TABLE r (lsn pg_lsn, committed_at timestamptz, synced_at timestamptz NOT NULL DEFAULT now(),
+      source_id int2 NOT NULL, attempts int2 NOT NULL DEFAULT 0, op "char" NOT NULL, status "char" NOT NULL,
+      key text COLLATE "C" NOT NULL, payload json, error text, PRIMARY KEY (source_id, key));
+      CREATE INDEX ON r (status, source_id) WHERE status <> 's';`,
+    write: `INSERT INTO r (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
+      SELECT $1::int2, r.k, ($5::"char"[])[r.t], ($6::"char"[])[r.t], ($7::int2[])[r.t], ($8::text[])[r.t],
+             ($9::pg_lsn[])[r.t], ($10::timestamptz[])[r.t], now(), r.p::json FROM ${ROWS_TEXT}
+      ON CONFLICT (source_id, key) DO UPDATE SET ${UPDATE} WHERE r.lsn IS NULL OR r.lsn <= EXCLUDED.lsn`,
+  },
+  {
+    name: 'sync_row',
+    what: 'what the bridge runs (migration 007, statusSql().writeRequest): sync_row + sync_status view',
+    table: 'sync_row',
+    params: 'json',
+    migrations: true,
+    ddl: '',
+    write: statusSql('d').writeRequest(false),
+  },
+  {
+    name: 'sync_row-prepared',
+    what: 'sync_row, the write as a named prepared statement (parsed and planned once per connection)',
+    table: 'sync_row',
+    params: 'json',
+    migrations: true,
+    prepared: true,
+    ddl: '',
+    write: statusSql('d').writeRequest(false),
+  },
+  {
+    name: 'sync_row+identities',
+    what: 'sync_row plus a partial expression index per identity field of the payload (thirdId, phone, openid, unionid)',
+    table: 'sync_row',
+    params: 'json',
+    migrations: true,
+    prepared: true,
+    ddl: `${['thirdId', 'phone', 'openid', 'unionid']
+      .map((f) => `CREATE INDEX ON sync_row ((payload ->> '${f}')) WHERE (payload ->> '${f}') IS NOT NULL;`)
+      .join('\n')}`,
+    write: statusSql('d').writeRequest(false),
+  },
+  {
+    name: 'sync_row-merge',
+    what: 'sync_row written with MERGE (PostgreSQL 15+) instead of INSERT ... ON CONFLICT',
+    table: 'sync_row',
+    params: 'json',
+    migrations: true,
+    ddl: '',
+    write: `MERGE INTO sync_row t
+      USING (SELECT (SELECT id FROM sync_source WHERE name = $1) AS source_id, r.k::text AS key,
+                    ($5::text[])[r.t] AS op, ($6::text[])[r.t] AS status, ($7::int[])[r.t] AS attempts,
+                    ($8::text[])[r.t] AS error, ($9::pg_lsn[])[r.t] AS lsn, ($10::timestamptz[])[r.t] AS committed_at,
+                    CASE WHEN json_typeof(r.p) <> 'null' THEN r.p END AS payload
+               FROM ROWS FROM (json_array_elements($2::json), json_array_elements($3::json), unnest($4::int[])) AS r(k, p, t)) s
+         ON t.source_id = s.source_id AND t.key = s.key
+      WHEN MATCHED AND (t.lsn IS NULL OR t.lsn <= s.lsn) THEN UPDATE SET op = s.op, status = s.status,
+           attempts = s.attempts, error = s.error, lsn = s.lsn, committed_at = s.committed_at, synced_at = now(), payload = s.payload
+      WHEN NOT MATCHED THEN INSERT (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
+           VALUES (s.source_id, s.key, s.op, s.status, s.attempts, s.error, s.lsn, s.committed_at, now(), s.payload)`,
+  },
+  {
+    name: 'per-request',
+    what: 'one row per request, keys and payloads as JSON arrays (no per-row lookup: for scale only)',
+    table: 'q',
+    params: 'json',
+    ddl: `CREATE TABLE q (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, keys jsonb NOT NULL,
+      payloads jsonb, op text, status text, lsn pg_lsn, committed_at timestamptz, synced_at timestamptz DEFAULT now());`,
+    write: `INSERT INTO q (source, keys, payloads, op, status, lsn, committed_at)
+      SELECT $1, $2::jsonb, $3::jsonb, ($5::text[])[1], ($6::text[])[1], ($9::pg_lsn[])[1], ($10::timestamptz[])[1]
+       WHERE $4::int[] IS NOT NULL AND $7::int[] IS NOT NULL AND $8::text[] IS NOT NULL`,
+  },
+];
+
+/** One request's parameters: keys {"id":"n"}, payloads like the bench's rows, one outcome tuple. */
+function params(d: Design, from: number, lsn: number): unknown[] {
+  const now = new Date();
+  const keys: string[] = [];
+  const payloads: string[] = [];
+  for (let i = from; i < from + BATCH; i++) {
+    keys.push(JSON.stringify({ id: String(i) }));
+    payloads.push(JSON.stringify({ thirdId: `c-${i}`, groups: 'vip,north' }));
+  }
+  const list =
+    d.params === 'json'
+      ? [`[${keys.join(',')}]`, `[${payloads.join(',')}]`]
+      : [keys, payloads].map((xs) => `{${xs.map((x) => `"${x.replace(/["\\]/g, '\\$&')}"`).join(',')}}`);
+  const compact = d.table === 'r';
+  if (d.migrations) {
+    const e = encodeStatusRows(
+      keys.map((k, i) => ({
+        rowKey: k,
+        op: 'add',
+        status: 'synced',
+        attempts: 1,
+        error: null,
+        lsn: BigInt(lsn),
+        committedAt: now,
+        payload: JSON.parse(payloads[i] as string) as unknown,
+      })),
+    );
+    return [
+      'customers',
+      e.keys,
+      e.payloads,
+      e.tupleOf,
+      e.ops,
+      e.statuses,
+      e.attempts,
+      e.errors,
+      e.lsns,
+      e.committedAts,
+    ];
+  }
+  return [
+    compact ? '1' : 'customers',
+    ...list,
+    `{${new Array(BATCH).fill(1).join(',')}}`,
+    compact ? '{a}' : '{add}',
+    compact ? '{s}' : '{synced}',
+    '{1}',
+    '{NULL}',
+    `{0/${lsn.toString(16)}}`,
+    `{"${now.toISOString()}"}`,
+  ];
+}
+
+function backendCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+interface Measure {
+  newUs: number;
+  existingUs: number;
+  bytesNew: number;
+  bytesAfterUpdates: number;
+}
+
+async function measure(url: string, d: Design): Promise<Measure> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query('DROP SCHEMA IF EXISTS d CASCADE');
+    if (d.migrations) {
+      await migrate(c, 'd');
+      if (d.ddl) await c.query(`SET search_path TO d; ${d.ddl}`);
+    } else await c.query(`CREATE SCHEMA d; SET search_path TO d; ${d.ddl}`);
+    await c.query('SET search_path TO d');
+    const pid = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid as number;
+    const size = async (): Promise<number> =>
+      Number(
+        (await c.query<{ n: string }>('SELECT pg_total_relation_size($1::regclass)::text AS n', [d.table]))
+          .rows[0]?.n,
+      ) / ROWS;
+    if (d.migrations) await c.query(statusSql('d').ensureSource, ['customers']);
+    const pass = async (lsnBase: number): Promise<number> => {
+      const t0 = backendCpuSeconds(pid);
+      for (let from = 1; from <= ROWS; from += BATCH) {
+        const values = params(d, from, lsnBase + from);
+        await c.query(
+          d.prepared ? { name: `w${lsnBase}`, text: d.write, values } : { text: d.write, values },
+        );
+      }
+      return ((backendCpuSeconds(pid) - t0) * 1e6) / ROWS;
+    };
+    const newUs = await pass(0x1000000);
+    const bytesNew = await size();
+    const existingUs = await pass(0x2000000);
+    await c.query(`VACUUM ${d.table}`);
+    return { newUs, existingUs, bytesNew, bytesAfterUpdates: await size() };
+  } finally {
+    await c.query('DROP SCHEMA IF EXISTS d CASCADE').catch(() => {});
+    await c.end();
+  }
+}
+
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+const chosen = values.only ? DESIGNS.filter((d) => values.only?.split(',').includes(d.name)) : DESIGNS;
+const server = await startPostgres({ log, settings: { synchronous_commit: 'on', max_wal_size: '8GB' } });
+const results = new Map<string, Measure[]>();
+try {
+  for (let i = 0; i < REPEAT; i++) {
+    for (const d of chosen) {
+      const m = await measure(server.url, d);
+      log(`${d.name} run ${i + 1}: ${JSON.stringify(m)}`);
+      results.set(d.name, [...(results.get(d.name) ?? []), m]);
+    }
+  }
+} finally {
+  await server.stop();
+}
+
+log('');
+log(`${ROWS} rows, ${BATCH}-row statements, medians of ${REPEAT}; ${server.version}`);
+log('design          new keys µs/row  existing µs/row  bytes/row  after updates+VACUUM');
+for (const d of chosen) {
+  const ms = results.get(d.name) ?? [];
+  const m = (f: (x: Measure) => number): number => median(ms.map(f));
+  log(
+    `${d.name.padEnd(16)}${m((x) => x.newUs)
+      .toFixed(1)
+      .padStart(15)}${m((x) => x.existingUs)
+      .toFixed(1)
+      .padStart(17)}${m((x) => x.bytesNew)
+      .toFixed(0)
+      .padStart(11)}${m((x) => x.bytesAfterUpdates)
+      .toFixed(0)
+      .padStart(22)}   ${d.what}`,
+  );
+}

@@ -1,0 +1,105 @@
+/**
+ * The least-privilege route of "What PostgreSQL must allow": the bridge's role owns no table; a
+ * DBA (a superuser here) creates the publication with the source tables and gives it to the role.
+ * PostgreSQL lets only a table's owner put it into a publication, so the bridge must use that
+ * publication as it is: `check` passes, and `run` streams without altering it.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { runCli, writeConfigFile } from '../helpers/cli.js';
+import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import {
+  CRM_SCHEMA,
+  eventually,
+  startTestBridge,
+  testConfigYaml,
+  waitForCatchUp,
+  type TestBridge,
+} from '../helpers/pipeline.js';
+
+const SLOT = 'publication_dba';
+
+/** The finding row of a check in `check`'s table output. */
+function finding(stdout: string, check: string): string {
+  const row = stdout.split('\n').find((l) => l.startsWith(`${check} `));
+  expect(row, `finding "${check}" in:\n${stdout}`).toBeDefined();
+  return row as string;
+}
+
+describe('a publication made by a DBA for a role that owns no table', () => {
+  const role = `tz_dba_${randomBytes(3).toString('hex')}`;
+  let db: TestDatabase;
+  let asRole: TestDatabase;
+  let sim: Simulator;
+  let bridge: TestBridge | undefined;
+
+  beforeAll(async () => {
+    sim = await startSimulator({ token: 'test-token' });
+    db = await createTestDatabase('publication dba');
+    await db.query(CRM_SCHEMA);
+    // The tables belong to the superuser; the role may stream, read them, and create its schema.
+    await db.query(`
+      CREATE ROLE ${role} LOGIN REPLICATION;
+      GRANT USAGE ON SCHEMA crm TO ${role};
+      GRANT SELECT ON ALL TABLES IN SCHEMA crm TO ${role};
+      GRANT CREATE ON DATABASE ${db.name} TO ${role};
+      CREATE PUBLICATION ${SLOT} FOR TABLE crm.customer_profile, crm.member_group;
+      ALTER PUBLICATION ${SLOT} OWNER TO ${role};
+    `);
+    const u = new URL(db.url);
+    u.username = role;
+    asRole = { ...db, url: u.toString() };
+  });
+  afterAll(async () => {
+    await bridge?.stop();
+    await sim?.close();
+    await db?.drop();
+    const admin = new pg.Client({ connectionString: adminUrl() });
+    await admin.connect();
+    await admin.query(`DROP ROLE IF EXISTS ${role}`).finally(() => admin.end());
+  });
+
+  it('check passes: the publication holds exactly the source tables', async () => {
+    const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: sim.url }));
+    const r = await runCli(['--config', file, 'check']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(finding(r.stdout, 'publication tables')).toMatch(
+      /\sok\s+publication publication_dba holds exactly the source tables/,
+    );
+    expect(finding(r.stdout, 'publication')).toMatch(/\sok\s/);
+  });
+
+  it('run streams through it without altering it', async () => {
+    bridge = await startTestBridge({ db: asRole, slot: SLOT, apiUrl: sim.url });
+    await db.query(
+      `INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES ('d1', '13900000001', 'vip')`,
+    );
+    await waitForCatchUp(db, SLOT);
+    await eventually(() => expect(sim.groupsOf('thirdId', 'd1')).toEqual(['vip']));
+    const { rows } = await db.query<{ owner: string; tables: string }>(
+      `SELECT pg_get_userbyid(p.pubowner) AS owner,
+              (SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables t
+                WHERE t.pubname = p.pubname) AS tables
+         FROM pg_publication p WHERE p.pubname = $1`,
+      [SLOT],
+    );
+    expect(rows[0]).toEqual({ owner: role, tables: 'customer_profile,member_group' });
+  });
+
+  it('a publication holding other tables is refused with what the DBA must run', async () => {
+    await bridge?.stop();
+    bridge = undefined;
+    await db.query(`ALTER PUBLICATION ${SLOT} SET TABLE crm.customer_profile`);
+    const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: sim.url }));
+    const r = await runCli(['--config', file, 'check']);
+    expect(r.code, r.stdout + r.stderr).toBe(3);
+    expect(finding(r.stdout, 'publication tables')).toMatch(
+      /FAIL\s+the role does not own .*which does not hold exactly the source tables/,
+    );
+    expect(r.stdout).toContain(
+      `fix: as the tables' owner: ALTER PUBLICATION "${SLOT}" SET TABLE "crm"."customer_profile", "crm"."member_group";`,
+    );
+  });
+});
