@@ -11,7 +11,7 @@
  * - sync_row_unsynced_idx (status, source_id) WHERE status <> 'synced': `unsyncedCounts`,
  *   `backlog`, `failureGroups`, `groupRows`. Each repeats the index's predicate
  *   (`status <> 'synced'`) so the planner can prove it with any parameter.
- * - an index on `(payload ->> '<identity>')` per identity searched (sql/optional/
+ * - an index on `(payload::jsonb ->> '<identity>')` per identity searched (sql/optional/
  *   identity-indexes.sql; created by the DBA, not by a migration): the identity part of `search`,
  *   built only over the identities such an index exists for (`identityIndexes`).
  * - sync_batch_started_at_idx (started_at): `recentRequests`, the request of each `search` row.
@@ -113,14 +113,16 @@ export function consoleSql(schemaName: string) {
 
     /**
      * $1 schema name, $2 identity fields: those a valid one-column index on
-     * `(payload ->> '<identity>')` of sync_row can find, whatever the index's name.
+     * `(payload::jsonb ->> '<identity>')` of sync_row can find, whatever the index's name. The
+     * expression is the one a query of the sync_status view (`payload ->> 'phone'`, payload being
+     * `sync_row.payload::jsonb` there) expands to, so operators' own queries use the index too.
      */
     identityIndexes: `SELECT DISTINCT f.identity FROM pg_index i
        JOIN pg_class t ON t.oid = i.indrelid
        JOIN pg_namespace n ON n.oid = t.relnamespace
        CROSS JOIN unnest($2::text[]) AS f(identity)
       WHERE n.nspname = $1 AND t.relname = 'sync_row' AND i.indisvalid AND i.indnatts = 1
-        AND strpos(pg_get_indexdef(i.indexrelid), '(payload ->> ''' || f.identity || '''::text)') > 0`,
+        AND strpos(pg_get_indexdef(i.indexrelid), '((payload)::jsonb ->> ''' || f.identity || '''::text)') > 0`,
 
     /**
      * Rows by source key or by an identity the bridge sent, each with the request that carried its
@@ -137,7 +139,7 @@ export function consoleSql(schemaName: string) {
      */
     search(identities: readonly SearchedIdentity[]): string {
       const byIdentity = SEARCHED_IDENTITIES.filter((f) => identities.includes(f))
-        .map((f) => `\n                     OR (payload ->> '${f}') = $5::text`)
+        .map((f) => `\n                     OR (payload::jsonb ->> '${f}') = $5::text`)
         .join('');
       return `SELECT src.name AS source, s.key AS row_key, s.op, s.status, s.attempts, s.error, s.lsn::text AS lsn,
             s.committed_at, s.synced_at, s.payload,

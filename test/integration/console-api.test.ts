@@ -304,6 +304,16 @@ describe('console API', () => {
         expect(plan, name).not.toMatch(/Seq Scan on (sync_row|sync_batch|sync_source)/);
         for (const index of indexes) expect(plan, `${name} uses ${index}`).toContain(index);
       }
+      // An operator's own query of the view by an identity uses the same optional index.
+      await client.query('RESET enable_seqscan');
+      for (const field of SEARCHED_IDENTITIES) {
+        const plan = await explain(
+          client,
+          `SELECT * FROM ${S}.sync_status WHERE payload ->> '${field}' = $1`,
+          ['nobody'],
+        );
+        expect(plan, field).toContain(`sync_row_${field.toLowerCase()}_idx`);
+      }
     } finally {
       await client.end();
     }
