@@ -28,6 +28,27 @@ export interface GroupId {
 /** A time as the API gives it: ISO 8601 in UTC, or null. */
 export const iso = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);
 
+/** A row's latest outcome as the API gives it (search results and a failure group's rows alike). */
+function outcome(r: {
+  op: string;
+  attempts: number;
+  error: string | null;
+  lsn: string | null;
+  committed_at: Date | null;
+  synced_at: Date;
+  payload: Record<string, unknown> | null;
+}) {
+  return {
+    op: r.op,
+    attempts: r.attempts,
+    error: r.error,
+    lsn: r.lsn,
+    committedAt: iso(r.committed_at),
+    syncedAt: iso(r.synced_at),
+    payload: r.payload,
+  };
+}
+
 /** A group as an opaque, URL-safe id (base64url of its JSON). */
 export function encodeGroup(g: GroupId): string {
   return Buffer.from(JSON.stringify([g.source, g.status, g.error])).toString('base64url');
@@ -132,14 +153,8 @@ export class ConsoleData {
       return {
         source: r.source,
         rowKey: key,
-        op: r.op,
         status: r.status,
-        attempts: r.attempts,
-        error: r.error,
-        lsn: r.lsn,
-        committedAt: iso(r.committed_at),
-        syncedAt: iso(r.synced_at),
-        payload: r.payload,
+        ...outcome(r),
         matchedBy,
         request:
           r.request_id === null
@@ -230,16 +245,7 @@ export class ConsoleData {
     const last = rows[rows.length - 1];
     return {
       group: { id: encodeGroup(group), ...group },
-      rows: rows.map((r) => ({
-        rowKey: JSON.parse(r.k) as unknown,
-        op: r.op,
-        attempts: r.attempts,
-        error: r.error,
-        lsn: r.lsn,
-        committedAt: iso(r.committed_at),
-        syncedAt: iso(r.synced_at),
-        payload: r.payload,
-      })),
+      rows: rows.map((r) => ({ rowKey: JSON.parse(r.k) as unknown, ...outcome(r) })),
       next:
         res.rows.length > limit && last
           ? Buffer.from(JSON.stringify([last.synced_text, last.k])).toString('base64url')
