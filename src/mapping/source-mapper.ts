@@ -30,8 +30,10 @@ export interface RowKey {
 }
 
 /**
- * JSON text of a key object with its keys in jsonb's order (byte length, then bytes), so the text
- * we build equals what PostgreSQL returns for the stored `row_key` after JSON.parse/stringify.
+ * JSON text of a key object with its members in jsonb's order (byte length, then bytes) and no
+ * spaces: `sync_row.key`, equal to what `sync_key(jsonb)` gives in SQL (sql/007), so a key the
+ * bridge builds and one an operator or the migration builds from jsonb find each other. Written
+ * member by member: a JavaScript object would put integer-like names ("0", "10") first.
  */
 export function canonicalJson(values: Record<string, unknown>): string {
   const keys = Object.keys(values);
@@ -41,9 +43,13 @@ export function canonicalJson(values: Record<string, unknown>): string {
     const lb = Buffer.byteLength(b);
     return la !== lb ? la - lb : Buffer.compare(Buffer.from(a), Buffer.from(b));
   });
-  const ordered: Record<string, unknown> = {};
-  for (const k of keys) ordered[k] = values[k];
-  return JSON.stringify(ordered);
+  let text = '';
+  for (const k of keys) {
+    const v = values[k];
+    if (v === undefined) continue; // as JSON.stringify does
+    text += `${text ? ',' : '{'}${JSON.stringify(k)}:${JSON.stringify(v)}`;
+  }
+  return text ? `${text}}` : '{}';
 }
 
 /** Splits a `groups` value: text "a,b" or a text[] array. Empty names are dropped, order kept. */

@@ -172,7 +172,18 @@ describe('status storage (migration 007)', () => {
         );
         expect(rows.map((r) => r.k)).toEqual(texts);
       }),
-      { numRuns: 40 },
+      // The counterexample fast-check once found: JavaScript put the integer-like name first.
+      {
+        numRuns: 40,
+        examples: [
+          [
+            [
+              { '0': false, ' ': '' },
+              { '10': 1, a: 2 },
+            ],
+          ],
+        ],
+      },
     );
   });
 
