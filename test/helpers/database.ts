@@ -29,6 +29,27 @@ export function withDatabase(url: string, database: string): string {
   return u.toString();
 }
 
+/**
+ * A database the test owns otherwise (on a server of its own, stopped with it): `query` as in
+ * createTestDatabase, `drop` a no-op.
+ */
+export function databaseAt(name: string, url: string): TestDatabase {
+  return {
+    name,
+    url,
+    async query(sql, params) {
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        return await c.query(sql, params);
+      } finally {
+        await c.end();
+      }
+    },
+    async drop() {},
+  };
+}
+
 export async function createTestDatabase(label: string): Promise<TestDatabase> {
   const name = `t_${label
     .toLowerCase()
@@ -43,17 +64,7 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
   }
   const url = withDatabase(adminUrl(), name);
   return {
-    name,
-    url,
-    async query(sql, params) {
-      const c = new pg.Client({ connectionString: url });
-      await c.connect();
-      try {
-        return await c.query(sql, params);
-      } finally {
-        await c.end();
-      }
-    },
+    ...databaseAt(name, url),
     async drop() {
       const c = new pg.Client({ connectionString: adminUrl() });
       await c.connect();

@@ -4,11 +4,10 @@
  * while the server shuts down, so it must let go of the replication connection at once, come back
  * when the server does, and lose nothing. Runs on a PostgreSQL of its own, since it restarts it.
  */
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { startPostgres, type RunningPostgres } from '../../src/util/throwaway-postgres.js';
-import type { TestDatabase } from '../helpers/database.js';
+import { databaseAt, type TestDatabase } from '../helpers/database.js';
 import {
   CRM_SCHEMA,
   eventually,
@@ -27,20 +26,7 @@ describe('a PostgreSQL restart with requests in flight', () => {
   beforeAll(async () => {
     server = await startPostgres({ prefer: ['local', 'embedded'], settings: { max_connections: '50' } });
     const url = server.url;
-    db = {
-      name: 'postgres',
-      url,
-      async query(sql, params) {
-        const c = new pg.Client({ connectionString: url });
-        await c.connect();
-        try {
-          return await c.query(sql, params);
-        } finally {
-          await c.end();
-        }
-      },
-      async drop() {},
-    };
+    db = databaseAt('postgres', url);
     await db.query(CRM_SCHEMA);
     sim = await startSimulator({ token: 'test-token' });
   }, 60_000);

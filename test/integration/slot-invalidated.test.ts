@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { checkServer } from '../../src/source/catalog.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { startPostgres, type RunningPostgres } from '../../src/util/throwaway-postgres.js';
-import type { TestDatabase } from '../helpers/database.js';
+import { databaseAt, type TestDatabase } from '../helpers/database.js';
 import {
   CRM_SCHEMA,
   eventually,
@@ -31,20 +31,7 @@ describe('an invalidated slot', () => {
       settings: { max_slot_wal_keep_size: '16MB', max_wal_size: '64MB', min_wal_size: '32MB' },
     });
     const url = server.url;
-    db = {
-      name: 'postgres',
-      url,
-      async query(sql, params) {
-        const c = new pg.Client({ connectionString: url });
-        await c.connect();
-        try {
-          return await c.query(sql, params);
-        } finally {
-          await c.end();
-        }
-      },
-      async drop() {},
-    };
+    db = databaseAt('postgres', url);
     await db.query(CRM_SCHEMA);
     await db.query('CREATE TABLE public.junk (v text)');
     sim = await startSimulator({ token: 'test-token' });

@@ -20,7 +20,7 @@ import {
 } from '../../src/util/throwaway-postgres.js';
 import { tempDir } from '../helpers/cleanup.js';
 import { runCli, writeConfigFile } from '../helpers/cli.js';
-import { withDatabase, type TestDatabase } from '../helpers/database.js';
+import { databaseAt, withDatabase, type TestDatabase } from '../helpers/database.js';
 import {
   CRM_SCHEMA,
   eventually,
@@ -91,20 +91,7 @@ describe('TLS to a server with a self-signed certificate', () => {
     await admin.connect();
     await admin.query('CREATE DATABASE crm').finally(() => admin.end());
     const url = withDatabase(server.url, 'crm');
-    db = {
-      name: 'crm',
-      url,
-      async query(sql, params) {
-        const c = new pg.Client({ connectionString: url });
-        await c.connect();
-        try {
-          return await c.query(sql, params);
-        } finally {
-          await c.end();
-        }
-      },
-      async drop() {},
-    };
+    db = databaseAt('crm', url);
     await db.query(CRM_SCHEMA);
     sim = await startSimulator({ token: 'test-token' });
   });
