@@ -28,8 +28,8 @@ export interface GroupId {
 /** A time as the API gives it: ISO 8601 in UTC, or null. */
 export const iso = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);
 
-/** A row's latest outcome as the API gives it (search results and a failure group's rows alike). */
-function outcome(r: {
+/** A row's latest outcome as the console's statements read it. */
+interface OutcomeRow {
   op: string;
   attempts: number;
   error: string | null;
@@ -37,7 +37,10 @@ function outcome(r: {
   committed_at: Date | null;
   synced_at: Date;
   payload: Record<string, unknown> | null;
-}) {
+}
+
+/** A row's latest outcome as the API gives it (search results and a failure group's rows alike). */
+function outcome(r: OutcomeRow) {
   return {
     op: r.op,
     attempts: r.attempts,
@@ -230,17 +233,13 @@ export class ConsoleData {
         throw new RangeError('after: not a cursor of this list');
       cursor = [v[0], v[1]];
     }
-    const res = await this.o.pool.query<{
-      k: string;
-      op: string;
-      attempts: number;
-      error: string | null;
-      lsn: string | null;
-      committed_at: Date | null;
-      synced_at: Date;
-      payload: Record<string, unknown> | null;
-      synced_text: string;
-    }>(this.sql.groupRows, [group.status, group.source, group.error, ...cursor, limit + 1]);
+    const res = await this.o.pool.query<OutcomeRow & { k: string; synced_text: string }>(this.sql.groupRows, [
+      group.status,
+      group.source,
+      group.error,
+      ...cursor,
+      limit + 1,
+    ]);
     const rows = res.rows.slice(0, limit);
     const last = rows[rows.length - 1];
     return {
@@ -271,17 +270,10 @@ export class ConsoleData {
   }
 }
 
-interface SearchRow {
+interface SearchRow extends OutcomeRow {
   source: string;
   row_key: string;
-  op: string;
   status: string;
-  attempts: number;
-  error: string | null;
-  lsn: string | null;
-  committed_at: Date | null;
-  synced_at: Date;
-  payload: Record<string, unknown> | null;
   request_id: string | null;
   opt_type: string | null;
   rows: number | null;
