@@ -14,7 +14,7 @@ import pg from 'pg';
 import { identityIndexStatements } from '../src/status/identity-indexes.js';
 import { migrate } from '../src/status/migrate.js';
 import { statusSql } from '../src/status/sql.js';
-import { encodeStatusRows } from '../src/status/status-store.js';
+import { encodeStatusRows, statusRowParams } from '../src/status/status-store.js';
 import { startPostgres } from '../src/util/throwaway-postgres.js';
 import { median } from './common.js';
 
@@ -243,18 +243,7 @@ function params(d: Design, from: number, lsn: number): unknown[] {
         payload: JSON.parse(payloads[i] as string) as unknown,
       })),
     );
-    return [
-      'customers',
-      e.keys,
-      e.payloads,
-      e.tupleOf,
-      e.ops,
-      e.statuses,
-      e.attempts,
-      e.errors,
-      e.lsns,
-      e.committedAts,
-    ];
+    return statusRowParams('customers', e);
   }
   return [
     compact ? '1' : 'customers',

@@ -92,19 +92,7 @@ export class StatusStore {
   /** Stores the outcomes of one API request and its sync_batch row in one statement. */
   async writeRequest(source: string, batch: BatchRecord | null, rows: readonly StatusRow[]): Promise<void> {
     if (!batch && rows.length === 0) return;
-    const e = encodeStatusRows(rows);
-    const params: unknown[] = [
-      source,
-      e.keys,
-      e.payloads,
-      e.tupleOf,
-      e.ops,
-      e.statuses,
-      e.attempts,
-      e.errors,
-      e.lsns,
-      e.committedAts,
-    ];
+    const params = statusRowParams(source, encodeStatusRows(rows));
     if (batch) {
       params.push(
         batch.optType,
@@ -320,6 +308,22 @@ export function encodeStatusRows(rows: readonly StatusRow[]): EncodedStatusRows 
     lsns: `{${lsns.join(',')}}`,
     committedAts: `{${committedAts.join(',')}}`,
   };
+}
+
+/** `writeRequest`'s parameters $1..$10 (statusSql().writeRequest): the source, then the rows. */
+export function statusRowParams(source: string, e: EncodedStatusRows): unknown[] {
+  return [
+    source,
+    e.keys,
+    e.payloads,
+    e.tupleOf,
+    e.ops,
+    e.statuses,
+    e.attempts,
+    e.errors,
+    e.lsns,
+    e.committedAts,
+  ];
 }
 
 function sameTuple(a: StatusRow, b: StatusRow): boolean {
