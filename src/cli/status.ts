@@ -14,6 +14,7 @@ import type { Command } from 'commander';
 import type pg from 'pg';
 import type { Config } from '../config/types.js';
 import { readSlot } from '../source/slot.js';
+import { readRecentBackfills } from '../status/recent-backfills.js';
 import { statusSql } from '../status/sql.js';
 import { formatLsn } from '../util/lsn.js';
 import { quoteIdent } from '../util/sql.js';
@@ -167,27 +168,16 @@ export async function readStatus(
   );
   const st = state.rows[0];
   if (st) report.snapshot = { done: st.done, rows: Number(st.rows ?? 0), reason: st.reason };
-  const hasBackfills = await db.query<{ ok: boolean }>(sql.backfillExists, [schemaName]);
-  if (hasBackfills.rows[0]?.ok) {
-    const b = await db.query<{
-      id: string;
-      source: string;
-      reason: string;
-      status: string;
-      done: string;
-      total: string | null;
-      error: string | null;
-    }>(sql.recentBackfills, [config.postgres.slot, 5]);
-    report.backfills = b.rows.map((x) => ({
-      id: x.id,
-      source: x.source,
-      reason: x.reason,
-      status: x.status,
-      done: Number(x.done),
-      total: x.total === null ? null : Number(x.total),
-      error: x.error,
-    }));
-  }
+  const backfills = await readRecentBackfills(db, schemaName, config.postgres.slot, 5);
+  report.backfills = backfills.map((b) => ({
+    id: b.id,
+    source: b.source,
+    reason: b.reason,
+    status: b.status,
+    done: b.done,
+    total: b.total,
+    error: b.error,
+  }));
   return report;
 }
 

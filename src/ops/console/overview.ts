@@ -6,7 +6,7 @@
  */
 import { readSlot } from '../../source/slot.js';
 import { consoleSql } from '../../status/console-sql.js';
-import { statusSql } from '../../status/sql.js';
+import { readRecentBackfills } from '../../status/recent-backfills.js';
 import { iso, type ConsoleDataOptions } from './data.js';
 
 /** Below this many rows (the planner's estimate) sync_status is counted exactly at every refresh. */
@@ -18,11 +18,9 @@ export const OUTCOMES = ['ok', 'partial', 'accepted', 'rejected', 'auth', 'trans
 
 export class ConsoleOverview {
   private readonly sql;
-  private readonly status;
 
   constructor(private readonly o: ConsoleDataOptions) {
     this.sql = consoleSql(o.config.postgres.statusSchema);
-    this.status = statusSql(o.config.postgres.statusSchema);
   }
 
   private get schema(): string {
@@ -186,31 +184,18 @@ export class ConsoleOverview {
   }
 
   private async backfills(): Promise<Array<Record<string, unknown>>> {
-    const exists = await this.o.pool.query<{ ok: boolean }>(this.status.backfillExists, [this.schema]);
-    if (!exists.rows[0]?.ok) return [];
-    const res = await this.o.pool.query<{
-      id: string;
-      source: string;
-      reason: string;
-      status: string;
-      done: string;
-      total: string | null;
-      error: string | null;
-      requested_at: Date;
-      started_at: Date | null;
-      finished_at: Date | null;
-    }>(this.status.recentBackfills, [this.o.config.postgres.slot, 5]);
-    return res.rows.map((r) => ({
-      id: r.id,
-      source: r.source,
-      reason: r.reason,
-      status: r.status,
-      rowsDone: Number(r.done),
-      rowsTotal: r.total === null ? null : Number(r.total),
-      error: r.error,
-      requestedAt: iso(r.requested_at),
-      startedAt: iso(r.started_at),
-      finishedAt: iso(r.finished_at),
+    const rows = await readRecentBackfills(this.o.pool, this.schema, this.o.config.postgres.slot, 5);
+    return rows.map((b) => ({
+      id: b.id,
+      source: b.source,
+      reason: b.reason,
+      status: b.status,
+      rowsDone: b.done,
+      rowsTotal: b.total,
+      error: b.error,
+      requestedAt: iso(b.requestedAt),
+      startedAt: iso(b.startedAt),
+      finishedAt: iso(b.finishedAt),
     }));
   }
 
