@@ -12,9 +12,9 @@ export const COUNTED_STATUSES = ['failed', 'retrying', 'accepted'] as const;
 export type CountedStatus = (typeof COUNTED_STATUSES)[number];
 
 /**
- * Reads within `sync_status_unsynced_idx` (partial, `status <> 'synced'`, on (status, source)): the
- * planner proves `status IN (...)` implies its predicate, so the cost follows these rows, not the
- * table, whatever number of synced rows it holds.
+ * Reads within `sync_row_unsynced_idx` (partial, `status <> 'synced'`, on (status, source_id))
+ * through the sync_status view: the planner proves `status IN (...)` implies its predicate, so the
+ * cost follows these rows, not the table, whatever number of synced rows it holds.
  */
 export function statusCountsSql(statusSchema: string): string {
   return `SELECT source, status, count(*)::int AS rows FROM ${quoteIdent(statusSchema)}.sync_status
