@@ -7,11 +7,14 @@ import type { Config, SourceConfig } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
 import { closest } from '../config/validate.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
+import { failoverFindings } from './failover.js';
 import { headroomFinding, readPublication, readSlot } from './slot.js';
 
 export interface Finding {
   check: string;
   ok: boolean;
+  /** Passed, but something is worth the operator's attention (printed with its fix). */
+  warn?: boolean;
   detail: string;
   fix?: string;
 }
@@ -272,6 +275,7 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
     });
     findings.push(headroomFinding(sl));
   }
+  findings.push(...(await failoverFindings(db, config)));
   return findings;
 }
 
