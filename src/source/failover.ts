@@ -156,7 +156,7 @@ export async function failoverFindings(db: Queryable, config: Config): Promise<F
         check: 'failover',
         ok: failover !== 'on',
         warn: true,
-        detail: `PostgreSQL ${version} has no failover slots: a failover to a standby loses the slot, and ${lost}`,
+        detail: `${failover === 'on' ? 'postgres.failover is on, but ' : ''}PostgreSQL ${version} has no failover slots: a failover to a standby loses the slot, and ${lost}`,
         fix:
           failover === 'on'
             ? `set postgres.failover: auto or off, or upgrade to PostgreSQL ${FAILOVER_MAJOR}+`

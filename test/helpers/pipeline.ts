@@ -45,6 +45,8 @@ export interface TestConfigOptions {
   extra?: string;
   /** postgres.onSlotLost */
   onSlotLost?: 'stop' | 'resync';
+  /** postgres.failover (default: the config's default, auto) */
+  failover?: 'auto' | 'on' | 'off';
 }
 
 export const DEFAULT_SOURCES = `
@@ -69,7 +71,7 @@ postgres:
   slot: ${o.slot ?? o.db.name}
   publication: ${o.slot ?? o.db.name}
   statusSchema: Tuzhan Sync
-  onSlotLost: ${o.onSlotLost ?? 'stop'}
+  onSlotLost: ${o.onSlotLost ?? 'stop'}${o.failover ? `\n  failover: ${o.failover}` : ''}
 tuzhan:
   baseUrl: ${o.apiUrl}
   token: ${o.token ?? 'test-token'}

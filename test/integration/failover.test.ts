@@ -7,13 +7,13 @@
  * 17 or later (the version matrix), on 18 in a plain `npm test`.
  */
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { runChecks } from '../../src/cli/check.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { readSlot } from '../../src/source/slot.js';
 import { formatLsn } from '../../src/util/lsn.js';
 import { captureLogger } from '../helpers/capture-logger.js';
-import { databaseAt, type TestDatabase } from '../helpers/database.js';
+import { createTestDatabase, databaseAt, type TestDatabase } from '../helpers/database.js';
 import { startCluster, type PgCluster } from '../helpers/pg-cluster.js';
 import {
   CRM_SCHEMA,
@@ -26,6 +26,7 @@ import {
 } from '../helpers/pipeline.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 
+/** The failover test's major (the harness's server runs the test of `on` before 17). */
 const major = Number(process.env.TUZHAN_TEST_PG_MAJOR || 18);
 const SLOT = 'tuzhan_failover';
 // Profiles and memberships on customers of their own: how two sources share a customer is another
@@ -81,6 +82,27 @@ function startWriter(url: string): { commits: () => number; stop: () => Promise<
   };
 }
 
+describe.runIf(inject('pgMajor') < 17)(`postgres.failover on PostgreSQL ${inject('pgMajor')}`, () => {
+  let testDb: TestDatabase;
+  let sim: Simulator;
+  beforeAll(async () => {
+    testDb = await createTestDatabase('failover-old');
+    await testDb.query(CRM_SCHEMA);
+    sim = await startSimulator({ token: 'test-token' });
+  });
+  afterAll(async () => {
+    await sim?.close();
+    await testDb?.drop();
+  });
+
+  it('on: the start stops before creating anything, naming the key and the remedy', async () => {
+    await expect(startTestBridge({ db: testDb, apiUrl: sim.url, failover: 'on' })).rejects.toThrow(
+      /postgres\.failover is on, but PostgreSQL [\d.]+ has no failover slots.*fix: set postgres\.failover: auto or off/,
+    );
+    expect(await readSlot(testDb as never, testDb.name)).toBeNull();
+  });
+});
+
 describe.runIf(major >= 17)(`failover to a promoted standby (PostgreSQL ${major})`, () => {
   let cluster: PgCluster;
   let proxy: TcpProxy;
@@ -100,6 +122,21 @@ describe.runIf(major >= 17)(`failover to a promoted standby (PostgreSQL ${major}
     await sim?.close();
     await proxy?.close();
     await cluster?.close();
+  });
+
+  it('makes an existing slot a failover slot at its next start', async () => {
+    const slot = 'tuzhan_alter';
+    const log = captureLogger('info');
+    const off = await startTestBridge({ db, apiUrl: sim.url, slot, failover: 'off' });
+    await off.stop();
+    expect((await readSlot(cluster.primary.db as never, slot))?.failover).toBe(false);
+    const auto = await startTestBridge({ db, apiUrl: sim.url, slot, logger: log.logger });
+    await auto.stop();
+    expect((await readSlot(cluster.primary.db as never, slot))?.failover).toBe(true);
+    expect(log.lines().map((l) => l.msg)).toContain(
+      'the slot is now a failover slot: standbys that synchronize slots keep it',
+    );
+    await cluster.primary.db.query(`SELECT pg_drop_replication_slot($1)`, [slot]);
   });
 
   it('goes on from the synchronized slot: no re-sync, nothing lost, the platform equal to the new primary', async () => {
