@@ -8,7 +8,7 @@ import tseslint from 'typescript-eslint';
  * uses it, and the daemon's wiring stays out of the commands. `test/unit/layers.test.ts` shows an
  * upward import failing this rule.
  *
- *   decode -> source -> mapping -> tuzhan -> status -> batching -> delivery -> ops -> pipeline
+ *   decode -> source -> mapping -> tuzhan -> status -> batching -> delivery -> router -> ops -> pipeline
  *     -> daemon.ts -> simulator -> demo -> cli
  */
 const STAGES = [
@@ -19,6 +19,7 @@ const STAGES = [
   ['status'],
   ['batching'],
   ['delivery'],
+  ['router'],
   ['ops'],
   ['pipeline'],
   ['daemon.ts'],

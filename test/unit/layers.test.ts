@@ -23,7 +23,7 @@ describe('layers', () => {
     expect(
       await problems(
         'src/config/probe.ts',
-        "import { Router } from '../pipeline/router.js';\nvoid Router;\n",
+        "import { Router } from '../router/router.js';\nvoid Router;\n",
       ),
     ).toEqual([expect.stringContaining('the foundation')]);
   }, 30_000);
