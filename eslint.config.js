@@ -8,7 +8,7 @@ import tseslint from 'typescript-eslint';
  * uses it, and the daemon's wiring stays out of the commands. `test/unit/layers.test.ts` shows an
  * upward import failing this rule.
  *
- *   decode -> source -> mapping -> tuzhan -> status -> batching -> delivery -> router -> ops -> pipeline
+ *   decode -> source -> mapping -> tuzhan -> status -> delivery -> batching -> router -> ops -> pipeline
  *     -> daemon.ts -> simulator -> demo -> cli
  */
 const STAGES = [
@@ -17,8 +17,8 @@ const STAGES = [
   ['mapping'],
   ['tuzhan'],
   ['status'],
-  ['batching'],
   ['delivery'],
+  ['batching'],
   ['router'],
   ['ops'],
   ['pipeline'],

@@ -12,7 +12,7 @@
  */
 import pg from 'pg';
 import { netEffect, OP_ORDER, type Part } from '../batching/coalesce.js';
-import { requestRows, type Deliverer, type KeyChange, type LocalOutcome } from '../batching/requests.js';
+import { requestRows, type Deliverer, type KeyChange, type LocalOutcome } from '../delivery/requests.js';
 import type { Config, SourceConfig } from '../config/types.js';
 import type { OptType, RowStatus } from '../domain/types.js';
 import { Delivery } from '../delivery/delivery.js';
