@@ -19,7 +19,7 @@ import { Delivery } from '../delivery/delivery.js';
 import { BridgeError, errorMessage, SetupError } from '../errors.js';
 import { SourceMapper } from '../mapping/source-mapper.js';
 import { redactText, redactUrl, silentLogger } from '../ops/logger.js';
-import { checkSource } from '../source/catalog.js';
+import { checkSource } from '../source/checks.js';
 import { readRowByKey } from '../source/snapshot.js';
 import { SentMark } from '../status/sent-mark.js';
 import { StatusStore, type FailedRow } from '../status/status-store.js';
