@@ -9,7 +9,7 @@ import tseslint from 'typescript-eslint';
  * upward import failing this rule.
  *
  *   decode -> source -> mapping -> tuzhan -> status -> delivery -> batching -> router -> ops -> pipeline
- *     -> daemon.ts -> simulator -> demo -> cli
+ *     -> daemon.ts -> simulator -> throwaway -> demo -> cli
  */
 const STAGES = [
   ['decode'],
@@ -24,6 +24,7 @@ const STAGES = [
   ['pipeline'],
   ['daemon.ts'],
   ['simulator'],
+  ['throwaway'],
   ['demo'],
   ['cli'],
 ];
