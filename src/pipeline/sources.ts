@@ -20,6 +20,7 @@ export function assertFindings(findings: Finding[]): void {
     throw new SetupError(
       'STARTUP_CHECK',
       failed.map((f) => `${f.check}: ${f.detail}${f.fix ? ` — fix: ${f.fix}` : ''}`).join('\n'),
+      { findings: failed.map((f) => ({ problem: `${f.check}: ${f.detail}`, remedy: f.fix })) },
     );
   }
 }
@@ -88,7 +89,7 @@ export async function probePlatform(sender: Partial<PlatformProbe>): Promise<voi
   const probe = await sender.check?.();
   if (!probe || (probe.reachable && probe.tokenAccepted)) return;
   throw new SetupError(
-    'PLATFORM_REFUSED',
+    probe.reachable ? 'PLATFORM_REFUSED' : 'PLATFORM_UNREACHABLE',
     `${probe.reachable ? 'the platform refuses the credentials' : 'the platform cannot be reached'} (${probe.detail}); nothing was created: fix it and start again`,
   );
 }
