@@ -4,6 +4,7 @@
  * its mapper. Any failed finding stops the start with one line per problem and its fix.
  */
 import type pg from 'pg';
+import { keyWithOrigin } from '../config/origins.js';
 import type { Config, SourceConfig } from '../config/types.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import { SetupError, errorMessage } from '../errors.js';
@@ -39,7 +40,8 @@ export async function loadSources(
         readRowByKey(pool, source.schema, source.tableName, mapper.columns, key),
       );
   const db = await pool.connect().catch((err: unknown) => {
-    throw new SetupError('DB_UNREACHABLE', `cannot connect to postgres.url: ${errorMessage(err)}`, {
+    const key = keyWithOrigin(config, 'postgres.url');
+    throw new SetupError('DB_UNREACHABLE', `cannot connect to ${key}: ${errorMessage(err)}`, {
       cause: err,
     });
   });

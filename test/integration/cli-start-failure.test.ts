@@ -108,7 +108,7 @@ describe('run: a start that fails before streaming', () => {
     expect(r.signal).toBeNull();
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(
-      /^tuzhan-cdc: cannot connect to postgres\.url: .*ECONNREFUSED.* — fix: start the bridge again/m,
+      /^tuzhan-cdc: cannot connect to postgres\.url \(in .*bridge\.yaml\): .*ECONNREFUSED.* — fix: start the bridge again/m,
     );
     expect(r.stderr).not.toMatch(/exiting in/);
     const [line] = fatal(r.stdout);
