@@ -23,6 +23,12 @@ export class ConfigError extends BridgeError {
   }
 }
 
+/**
+ * The remedy for a slot whose changes cannot be read any more (lost, or a mapped column gone from
+ * them), as the operator types it: a new slot, and every source re-synced from its snapshot.
+ */
+export const RESYNC_REMEDY = 'tuzhan-cdc run --resync';
+
 /** One thing found wrong before streaming, and what fixes it (a statement to run, a key to correct). */
 export interface Problem {
   problem: string;
