@@ -15,7 +15,7 @@ import type { Batcher } from '../batching/batcher.js';
 import type { BridgeEvents } from '../domain/events.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import type { Config } from '../config/types.js';
-import { SetupError, errorMessage } from '../errors.js';
+import { RESYNC_REMEDY, SetupError, errorMessage } from '../errors.js';
 import { syncFromSnapshot } from './snapshot-sync.js';
 import { setSlotFailover, serverVersionNum, wantsFailover } from '../source/failover.js';
 import { createSlotWithSnapshot, dropSlot, readSlot, type SlotState } from '../source/slot.js';
@@ -38,9 +38,6 @@ export interface PrepareSlotOptions {
   /** Aborted when the bridge stops: the snapshot stops reading. */
   signal?: AbortSignal;
 }
-
-/** The remedy for a slot whose changes are lost, as the operator types it. */
-export const RESYNC_REMEDY = 'tuzhan-cdc run --resync';
 
 /** A slot that cannot give the changes since its confirmed position. */
 export function slotLostError(slot: string, what: string): SetupError {

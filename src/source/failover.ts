@@ -13,7 +13,7 @@
 import pg from 'pg';
 import type { Config } from '../config/types.js';
 import { SetupError } from '../errors.js';
-import type { Finding } from './catalog.js';
+import type { Finding } from './finding.js';
 import { whenSlotFree } from './slot.js';
 import { quoteIdent } from '../util/sql.js';
 

@@ -5,7 +5,7 @@
  */
 import type { TestProject } from 'vitest/node';
 import pg from 'pg';
-import { startPostgres, type RunningPostgres } from '../../src/util/throwaway-postgres.js';
+import { startPostgres, type RunningPostgres } from '../../src/throwaway/postgres.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

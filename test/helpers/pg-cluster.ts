@@ -10,9 +10,9 @@ import { execFile, spawnSync } from 'node:child_process';
 import { appendFileSync, chownSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { guardOrphans, type OrphanGuard } from '../../src/util/orphan-guard.js';
-import { freePort, isRoot, postgresUserIds } from '../../src/util/throwaway-postgres.js';
-import { embeddedBinDirOf, localBinDirOf } from '../../src/util/throwaway-majors.js';
+import { guardOrphans, type OrphanGuard } from '../../src/throwaway/orphan-guard.js';
+import { freePort, isRoot, postgresUserIds } from '../../src/throwaway/postgres.js';
+import { embeddedBinDirOf, localBinDirOf } from '../../src/throwaway/majors.js';
 import { databaseAt, type TestDatabase } from './database.js';
 
 export interface PgNode {
