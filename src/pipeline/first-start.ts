@@ -116,6 +116,18 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
       },
       created,
     );
+  } catch (err) {
+    // E.g. a privilege taken away since the checks: a slot left behind would pin WAL until someone
+    // notices. A stop keeps it (the next start recreates it anyway).
+    await created.connection.end().catch(() => {});
+    if (!o.signal?.aborted) {
+      const dropped = await dropSlot(o.pool, slot).catch(() => false);
+      o.logger.warn(
+        { slot, dropped, err: errorMessage(err) },
+        'the snapshot failed; the new slot is dropped',
+      );
+    }
+    throw err;
   } finally {
     await created.connection.end().catch(() => {});
   }

@@ -40,6 +40,8 @@ export interface TestConfigOptions {
   token?: string;
   /** Slot and publication name; default the database's name (slots are cluster-wide). */
   slot?: string;
+  /** Publication name, when it is not the slot's. */
+  publication?: string;
   sources?: string;
   batching?: Partial<Config['batching']>;
   extra?: string;
@@ -69,7 +71,7 @@ export function testConfigYaml(o: TestConfigOptions): string {
 postgres:
   url: ${o.db.url}
   slot: ${o.slot ?? o.db.name}
-  publication: ${o.slot ?? o.db.name}
+  publication: ${o.publication ?? o.slot ?? o.db.name}
   statusSchema: Tuzhan Sync
   onSlotLost: ${o.onSlotLost ?? 'stop'}${o.failover ? `\n  failover: ${o.failover}` : ''}
 tuzhan:
