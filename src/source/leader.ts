@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { BridgeError, errorMessage } from '../errors.js';
-import { backoffDelay, sleep } from '../util/backoff.js';
+import { sleep } from '../util/backoff.js';
+import { RETRY, retryDelay } from '../util/retry.js';
 
 /** Two int4 keys: a constant for the product and a hash of the slot name. */
 export function leaderLockKey(slot: string): [number, number] {
@@ -57,7 +58,7 @@ export class Leadership {
    */
   async acquire(signal: AbortSignal): Promise<void> {
     if (this.client) return;
-    const yieldMs = this.o.yieldMs ?? 3000;
+    const yieldMs = this.o.yieldMs ?? 1500;
     const waited = Date.now() - this.lostAt;
     if (waited < yieldMs) await sleep(yieldMs - waited, signal);
     const key = leaderLockKey(this.o.slot);
@@ -87,8 +88,7 @@ export class Leadership {
         this.o.logger.debug({ err: errorMessage(err) }, 'cannot reach the database for the leader lock yet');
       }
       await client.end().catch(() => {});
-      const delayMs =
-        attempt === 0 ? (this.o.pollMs ?? 1000) : backoffDelay(attempt, { baseMs: 200, maxMs: 5000 });
+      const delayMs = attempt === 0 ? (this.o.pollMs ?? 1000) : retryDelay(RETRY.leaderLock, attempt);
       await sleep(delayMs, signal);
     }
   }
