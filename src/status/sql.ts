@@ -105,6 +105,10 @@ export function statusSql(schemaName: string) {
         AND error IS NOT DISTINCT FROM $4 AND ($2::text IS NULL OR key > $2::text)
       ORDER BY key LIMIT $3`,
 
+    /** $1 source, $2 keys: those of them still failed, as `failedRows` reads them. */
+    failedRowsByKey: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${row}
+      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status <> 'synced' AND status = 'failed'`,
+
     /** Failed rows per source. */
     failedCounts: `SELECT source, count(*)::text AS n FROM ${schema}.sync_status WHERE status = 'failed' GROUP BY source`,
 
@@ -165,9 +169,6 @@ export function statusSql(schemaName: string) {
     /** $1 slot, $2 source, $3 filter (jsonb or null), $4 reason: a backfill to run. */
     requestBackfill: `INSERT INTO ${schema}.backfill (slot, source, filter, reason) VALUES ($1, $2, $3, $4) RETURNING id::text`,
 
-    /** $1 slot: the oldest backfill still to run or finish. */
-    nextBackfill: `SELECT id::text, source, filter, status, last_key::text AS last_key, rows_done::text AS done
-       FROM ${schema}.backfill WHERE slot = $1 AND status IN ('pending', 'running') ORDER BY id LIMIT 1`,
 
     /** $1 id, $2 estimate of its rows: the backfill begins (or resumes). */
     startBackfill: `UPDATE ${schema}.backfill SET status = 'running', started_at = coalesce(started_at, now()),
@@ -176,8 +177,6 @@ export function statusSql(schemaName: string) {
     /** $1 id, $2 last key done (jsonb), $3 rows done: progress, stored once the chunk's outcomes are. */
     backfillProgress: `UPDATE ${schema}.backfill SET last_key = $2, rows_done = $3 WHERE id = $1`,
 
-    /** $1 id, $2 status (done, failed), $3 error. */
-    finishBackfill: `UPDATE ${schema}.backfill SET status = $2, finished_at = now(), error = $3 WHERE id = $1`,
 
     /** $1 id: one backfill. */
     backfill: `SELECT id::text, source, status, rows_done::text AS done, rows_total::text AS total, error,

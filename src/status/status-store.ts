@@ -55,6 +55,25 @@ export interface FailedRow {
   payload: Record<string, unknown> | null;
 }
 
+/** A failed row as the statements read it. */
+interface FailedRowRecord {
+  k: string;
+  attempts: number;
+  lsn: string | null;
+  committed_at: Date | null;
+  payload: Record<string, unknown> | null;
+}
+
+function failedRowOf(r: FailedRowRecord): FailedRow {
+  return {
+    rowKey: r.k,
+    attempts: r.attempts,
+    lsn: r.lsn ? parseLsn(r.lsn) : 0n,
+    committedAt: r.committed_at ?? new Date(),
+    payload: r.payload,
+  };
+}
+
 export class StatusStore {
   readonly sql: StatusSql;
   private closed = false;
@@ -168,22 +187,18 @@ export class StatusStore {
 
   /** A source's failed rows, page by page in key order. */
   failedRows(source: string, pageSize: number, error?: string | null): AsyncGenerator<FailedRow[]> {
-    type R = {
-      k: string;
-      attempts: number;
-      lsn: string | null;
-      committed_at: Date | null;
-      payload: Record<string, unknown> | null;
-    };
     const sql = error === undefined ? this.sql.failedRows : this.sql.failedRowsWithError;
     const extra = error === undefined ? [] : [error];
-    return this.pages(source, pageSize, sql, extra, (r: R) => ({
-      rowKey: r.k,
-      attempts: r.attempts,
-      lsn: r.lsn ? parseLsn(r.lsn) : 0n,
-      committedAt: r.committed_at ?? new Date(),
-      payload: r.payload,
-    }));
+    return this.pages(source, pageSize, sql, extra, failedRowOf);
+  }
+
+  /** Those of these keys of a source that are still failed (a retry reads them again in their lane). */
+  async failedRowsByKey(source: string, rowKeys: readonly string[]): Promise<FailedRow[]> {
+    if (rowKeys.length === 0) return [];
+    const res = await this.withRetry('reading sync state', () =>
+      this.pool.query<FailedRowRecord>(this.sql.failedRowsByKey, [source, rowKeys]),
+    );
+    return res.rows.map(failedRowOf);
   }
 
   /** The newest failures of a source (at most `limit`), with their errors. */
