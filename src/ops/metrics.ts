@@ -51,6 +51,7 @@ export class Metrics {
   readonly platformAuthOk: Gauge;
   readonly safeWalSize: Gauge;
   readonly walStatus: Gauge<'status'>;
+  readonly slotFailoverReady: Gauge;
   readonly syncRowsDone: Gauge<'source' | 'kind'>;
   readonly syncRowsTotal: Gauge<'source' | 'kind'>;
   readonly confirmedLsn: Gauge;
@@ -121,6 +122,11 @@ export class Metrics {
       registers,
       'slot_safe_wal_size_bytes',
       'WAL the server may still write before it invalidates the slot (pg_replication_slots.safe_wal_size); -1 without max_slot_wal_keep_size.',
+    );
+    this.slotFailoverReady = gauge(
+      registers,
+      'slot_failover_ready',
+      '1 when the slot would survive a promotion: a failover slot (PostgreSQL 17+) and every standby in synchronized_standby_slots streaming; 0 otherwise (tuzhan-cdc check says what is missing).',
     );
     this.walStatus = new Gauge({
       name: `${PREFIX}slot_wal_status`,
@@ -217,6 +223,7 @@ export class Metrics {
       },
       onError,
     );
+    listen(events, 'failover', (e) => this.slotFailoverReady.set(e.ready ? 1 : 0), onError);
     listen(
       events,
       'progress',

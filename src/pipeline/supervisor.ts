@@ -303,6 +303,8 @@ export class Bridge {
         // Another instance may have streamed meanwhile: its sent positions count too.
         await this.sent.load(sources, true);
       }
+      // Unreachable still: the session fails and the next attempt looks again.
+      if (attempt > 1) await this.rebaseOnSlot(sources).catch(() => {});
       const session = this.newSession(() => (attempt = 1));
       this.session = session;
       try {
@@ -342,6 +344,24 @@ export class Bridge {
         await sleep(delayMs, this.halt.signal);
       }
     }
+  }
+
+  /**
+   * Before streaming again: a slot behind the position this bridge confirmed was restored from an
+   * older state, a crash before the server's checkpoint or a promoted standby's synchronized copy
+   * of a failover slot. After a promotion the positions past it are the new timeline's WAL, so the
+   * slot's position is the truth; what was sent before may come again (covered as maybe sent).
+   */
+  private async rebaseOnSlot(sources: readonly string[]): Promise<void> {
+    const { slot } = this.config.postgres;
+    const at = (await readSlot(this.pool, slot))?.confirmedFlushLsn;
+    if (!at || at >= this.tracker.confirmed) return;
+    await this.sent.coverServerPosition(sources);
+    this.logger.warn(
+      { slot, confirmed: formatLsn(this.tracker.confirmed), slotConfirmed: formatLsn(at) },
+      'the slot is behind what this bridge confirmed (a crash or a promoted standby): streaming from the slot',
+    );
+    this.track(at);
   }
 
   private newSession(onWorking: () => void): ReplicationSession {
