@@ -9,7 +9,8 @@ import type { Config, SourceConfig } from '../config/types.js';
 import { closest } from '../config/validate.js';
 import { formatBytes } from '../util/format.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
-import { describeTable, mappedColumns, oldImageColumns, type TableInfo } from './catalog.js';
+import { mappedColumns, oldImageColumns } from '../mapping/columns.js';
+import { describeTable, type TableInfo } from './catalog.js';
 import { readPublication, readSlot, type SlotState } from './slot.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
