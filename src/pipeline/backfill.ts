@@ -16,7 +16,7 @@ import type { BridgeEvents } from '../domain/events.js';
 import { errorMessage } from '../errors.js';
 import type { SourceChange } from '../mapping/changes.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
-import { estimateRows, readChunk } from '../source/snapshot.js';
+import { countMatching, estimateRows, readChunk } from '../source/snapshot.js';
 import type { StatusStore } from '../status/status-store.js';
 import { sleep } from '../util/backoff.js';
 import { restate, staleKeys } from './snapshot-sync.js';
@@ -92,7 +92,9 @@ async function run(o: BackfillOptions, job: Job): Promise<void> {
   const rt = o.runtimes.get(job.source);
   if (!rt) throw new Error(`source ${job.source} is not in the config`);
   const table = { schema: rt.config.schema, name: rt.config.tableName };
-  const total = await estimateRows(o.pool, table);
+  const total = job.filter
+    ? await countMatching(o.pool, table, job.filter)
+    : await estimateRows(o.pool, table);
   await o.pool.query(sql.startBackfill, [job.id, total]);
   o.logger.info(
     { backfill: job.id, source: job.source, from: job.lastKey ?? null, total },
