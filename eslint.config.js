@@ -8,8 +8,8 @@ import tseslint from 'typescript-eslint';
  * uses it, and the daemon's wiring stays out of the commands. `test/unit/layers.test.ts` shows an
  * upward import failing this rule.
  *
- *   decode -> source -> mapping -> tuzhan -> status -> batching -> delivery -> ops -> pipeline
- *     -> daemon.ts -> simulator -> demo -> cli
+ *   decode -> source -> mapping -> tuzhan -> status -> delivery -> batching -> router -> ops -> pipeline
+ *     -> daemon.ts -> simulator -> throwaway -> demo -> cli
  */
 const STAGES = [
   ['decode'],
@@ -17,12 +17,14 @@ const STAGES = [
   ['mapping'],
   ['tuzhan'],
   ['status'],
-  ['batching'],
   ['delivery'],
+  ['batching'],
+  ['router'],
   ['ops'],
   ['pipeline'],
   ['daemon.ts'],
   ['simulator'],
+  ['throwaway'],
   ['demo'],
   ['cli'],
 ];

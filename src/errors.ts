@@ -23,6 +23,12 @@ export class ConfigError extends BridgeError {
   }
 }
 
+/**
+ * The remedy for a slot whose changes cannot be read any more (lost, or a mapped column gone from
+ * them), as the operator types it: a new slot, and every source re-synced from its snapshot.
+ */
+export const RESYNC_REMEDY = 'tuzhan-cdc run --resync';
+
 /** A precondition of the database (wal_level, privileges, replica identity, tables) is not met. */
 export class SetupError extends BridgeError {
   constructor(code: string, message: string, options: { cause?: unknown } = {}) {

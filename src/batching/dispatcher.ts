@@ -30,7 +30,7 @@ import {
   type DeliveryRow,
   type KeyChange,
   type LocalOutcome,
-} from './requests.js';
+} from '../delivery/requests.js';
 import { Resources, type OrderedScheduler } from './scheduler.js';
 
 export type { SourceRuntime } from '../mapping/runtime.js';

@@ -8,7 +8,7 @@ import type { Config, SourceConfig } from '../config/types.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import { SetupError, errorMessage } from '../errors.js';
 import { SourceMapper } from '../mapping/source-mapper.js';
-import { checkServer, checkSource, type Finding } from '../source/catalog.js';
+import { checkServer, checkSource, type Finding } from '../source/checks.js';
 import { readRowByKey } from '../source/snapshot.js';
 import type { StatusStore } from '../status/status-store.js';
 import { guardCheckedOut } from '../util/sql.js';

@@ -19,19 +19,19 @@ import type { SourceRuntime } from '../mapping/runtime.js';
 import { BridgeError, errorMessage } from '../errors.js';
 import { advanceSlot, ensurePublication, isSlotLostError, readSlot } from '../source/slot.js';
 import { migrate } from '../status/migrate.js';
-import { PositionTracker } from '../status/positions.js';
+import { PositionTracker } from '../router/positions.js';
 import { sleep } from '../util/backoff.js';
 import { formatLsn } from '../util/lsn.js';
 import { pgClientConfig } from '../util/pg-connection.js';
 import { RETRY, retryDelay } from '../util/retry.js';
 import { prepareSlot, slotLostError } from './first-start.js';
-import { Router } from './router.js';
+import { Router } from '../router/router.js';
 import { ReplicationSession } from './session.js';
 import { watchSlot } from './slot-watch.js';
 import { watchStatus } from './status-watch.js';
 import { buildStages } from './stages.js';
 import { runBackfills } from './backfill.js';
-import { Watermarks } from './watermarks.js';
+import { Watermarks } from '../router/watermarks.js';
 import { loadSources, probePlatform, sendsMessages, type PlatformProbe } from './sources.js';
 
 export interface BridgeOptions {

@@ -6,9 +6,7 @@
 import pg from 'pg';
 import type { SourceConfig } from '../config/types.js';
 import { SetupError } from '../errors.js';
-import { formatBytes } from '../util/format.js';
 import { parseLsn } from '../util/lsn.js';
-import type { Finding } from './catalog.js';
 import { RETRY, retry } from '../util/retry.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
 
@@ -259,30 +257,4 @@ export async function advanceSlot(
       [slot, fmt(lsn)],
     ),
   );
-}
-
-/** The slot's WAL headroom: lost means a re-sync; unreserved or extended, a slot falling behind. */
-export function headroomFinding(sl: SlotState): Finding {
-  const room =
-    sl.safeWalSize === null
-      ? 'no max_slot_wal_keep_size'
-      : `${formatBytes(sl.safeWalSize)} before invalidation`;
-  if (sl.walStatus === 'lost')
-    return {
-      check: 'WAL headroom',
-      ok: false,
-      detail: `the server invalidated slot ${sl.name} (wal_status lost): the changes since its confirmed position are gone`,
-      fix: 'tuzhan-cdc run --resync (a new slot; every source re-synced)',
-    };
-  const behind = sl.walStatus === 'unreserved' || sl.walStatus === 'extended';
-  return {
-    check: 'WAL headroom',
-    ok: sl.walStatus !== 'unreserved',
-    detail: `wal_status ${sl.walStatus ?? 'unknown'}, ${room}, slot keeps ${formatBytes(sl.lagBytes ?? 0)}`,
-    ...(behind
-      ? {
-          fix: 'start the bridge so it confirms, or raise max_slot_wal_keep_size before the server invalidates the slot',
-        }
-      : {}),
-  };
 }

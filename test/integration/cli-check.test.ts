@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { freePort, startPostgres } from '../../src/util/throwaway-postgres.js';
+import { freePort, startPostgres } from '../../src/throwaway/postgres.js';
 import { runCli, STACK_FRAME, writeConfigFile } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { CRM_SCHEMA, testConfigYaml as baseConfigYaml } from '../helpers/pipeline.js';

@@ -21,10 +21,7 @@ describe('layers', () => {
       await problems('src/demo/probe.ts', "import { register } from '../cli/run.js';\nvoid register;\n"),
     ).toHaveLength(1);
     expect(
-      await problems(
-        'src/config/probe.ts',
-        "import { Router } from '../pipeline/router.js';\nvoid Router;\n",
-      ),
+      await problems('src/config/probe.ts', "import { Router } from '../router/router.js';\nvoid Router;\n"),
     ).toEqual([expect.stringContaining('the foundation')]);
   }, 30_000);
 
