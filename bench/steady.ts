@@ -4,8 +4,9 @@
  * - noise: N synced rows, then one UPDATE of N rows in columns the source does not map (last login,
  *   a visit counter). Measured: requests the simulator received, rows inserted or updated in the
  *   status table (pg_stat_user_tables), the bridge's CPU per updated row.
- * - updates: N synced rows whose groups then change (transactions of 100 rows, written while the
- *   bridge is stopped, then streamed as a backlog): every status write rewrites an existing row.
+ * - updates: N synced rows whose groups then change, in no particular order (transactions of 100
+ *   rows picked at random, written while the bridge is stopped, then streamed as a backlog): every
+ *   status write rewrites an existing row.
  *   Measured: the source transactions' WAL per row (for scale), the WAL written while the bridge
  *   streamed them (its status writes, sync_batch and sent positions) per row, and CPU per row.
  *
@@ -65,6 +66,8 @@ export interface UpdatesResult {
   statusWalBytesPerRow: number;
   /** Of the status table's updates, the share that were HOT (no index entry written). */
   hotShare: number;
+  /** The bridge's WAL per row by record type (pg_walinspect, where the server has it). */
+  walPerRowByRecord?: Record<string, number>;
   seconds: number;
   rowsPerSec: number;
   cpuUsPerRow: CpuSplit;
@@ -109,6 +112,18 @@ async function statusTableWrites(db: pg.Client): Promise<{ ins: number; upd: num
     [STATUS_SCHEMA],
   );
   return r.rows[0] ?? { ins: 0, upd: 0, hot: 0 };
+}
+
+/** 1..n in an order that looks random and is the same on every run. */
+function shuffled(n: number): number[] {
+  const out = Array.from({ length: n }, (_, i) => i + 1);
+  let seed = 20;
+  for (let i = n - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    const j = seed % (i + 1);
+    [out[i], out[j]] = [out[j] as number, out[i] as number];
+  }
+  return out;
 }
 
 function walBytes(from: string, to: string): number {
@@ -159,13 +174,13 @@ export async function runUpdates(ctx: BenchContext, rows = 100_000): Promise<Upd
   const { db, yaml, slot } = await syncedRows(ctx, 'updates', rows);
   try {
     const writes0 = await statusTableWrites(db);
-    ctx.log(`updates: the groups of ${rows} synced rows change, 100 rows a transaction`);
+    ctx.log(`updates: the groups of ${rows} synced rows change, 100 random rows a transaction`);
+    const order = shuffled(rows);
     const wal0 = await insertLsn(db);
-    for (let from = 1; from <= rows; from += 100) {
-      await db.query(
-        `UPDATE crm.customer SET groups = 'vip,south' WHERE id BETWEEN $1::bigint AND $2::bigint`,
-        [from, from + 99],
-      );
+    for (let from = 0; from < rows; from += 100) {
+      await db.query(`UPDATE crm.customer SET groups = 'vip,south' WHERE id = ANY($1::bigint[])`, [
+        order.slice(from, from + 100),
+      ]);
     }
     const wal1 = await insertLsn(db);
     ctx.log('updates: the bridge streams them');
@@ -185,6 +200,7 @@ export async function runUpdates(ctx: BenchContext, rows = 100_000): Promise<Upd
     );
     if (groups.rows[0]?.n !== rows) throw new Error(`updates: ${groups.rows[0]?.n} payloads updated`);
     const seconds = (confirmedAt - streaming) / 1000;
+    const walPerRowByRecord = await walByRecord(db, wal1, wal2, rows);
     return {
       rows,
       sourceWalBytesPerRow: Math.round(walBytes(wal0, wal1) / rows),
@@ -193,8 +209,29 @@ export async function runUpdates(ctx: BenchContext, rows = 100_000): Promise<Upd
       seconds,
       rowsPerSec: rows / seconds,
       cpuUsPerRow: perRowMicros(cpu, rows),
+      ...(walPerRowByRecord ? { walPerRowByRecord } : {}),
     };
   } finally {
     await db.end();
+  }
+}
+
+/** WAL bytes per row by record type between two positions, where pg_walinspect (15+) is installed. */
+async function walByRecord(
+  db: pg.Client,
+  from: string,
+  to: string,
+  rows: number,
+): Promise<Record<string, number> | undefined> {
+  try {
+    await db.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect');
+    const r = await db.query<{ t: string; b: string }>(
+      `SELECT "resource_manager/record_type" AS t, combined_size::text AS b
+         FROM pg_get_wal_stats($1::pg_lsn, $2::pg_lsn, true) WHERE count > 0 ORDER BY combined_size DESC`,
+      [from, to],
+    );
+    return Object.fromEntries(r.rows.map((x) => [x.t, Math.round((Number(x.b) / rows) * 10) / 10]));
+  } catch {
+    return undefined; // not installed here: the total stands alone
   }
 }
