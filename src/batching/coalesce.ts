@@ -16,8 +16,14 @@
  * Pure functions.
  */
 import { IDENTITY_FIELDS, type SourceMode } from '../config/types.js';
-import type { Before, SourceChange } from '../mapping/changes.js';
-import { sameIdentity, type Identity, type Image, type RowKey } from '../mapping/source-mapper.js';
+import {
+  sameIdentity,
+  type Before,
+  type Identity,
+  type Image,
+  type RowKey,
+  type SourceChange,
+} from '../domain/change.js';
 import type { Holder, OptType } from '../domain/types.js';
 
 export type { Holder } from '../domain/types.js';

@@ -7,11 +7,10 @@
  * releases each entry to the position tracker once every part of it has its outcome stored.
  */
 import type { Logger } from 'pino';
-import { IDENTITY_FIELDS, type IdentityField } from '../config/types.js';
+import { IDENTITY_FIELDS, type IdentityField, type SourceConfig } from '../config/types.js';
 import type { OptType } from '../domain/types.js';
-import type { SourceRuntime } from '../mapping/runtime.js';
 import { errorMessage } from '../errors.js';
-import type { Image } from '../mapping/source-mapper.js';
+import type { Image } from '../domain/change.js';
 import type { LastSent } from '../status/status-store.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
 import {
@@ -33,7 +32,16 @@ import {
 } from '../delivery/requests.js';
 import { Resources, type OrderedScheduler } from './scheduler.js';
 
-export type { SourceRuntime } from '../mapping/runtime.js';
+/**
+ * What the dispatcher uses of a source (mapping's SourceRuntime is one): its config, how a current
+ * row reads as an image, and how to read it by key (unchanged TOAST values). Declared here, so the
+ * dispatcher takes nothing from the stages before it.
+ */
+export interface SourceRuntime {
+  config: SourceConfig;
+  mapper: { image(row: Record<string, unknown>): Image };
+  readRow(keyValues: Record<string, unknown>): Promise<Record<string, unknown> | null>;
+}
 
 /** How far each source's changes may have reached the platform (src/status/sent-mark.ts). */
 export interface SentPosition {

@@ -6,7 +6,7 @@
 import type { SourceConfig, SourceMode } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
 import type { OptType, RowStatus } from '../domain/types.js';
-import type { Identity } from '../mapping/source-mapper.js';
+import type { Identity } from '../domain/change.js';
 
 /** One call planned for a key (batching's coalescing plans them): an operation on one customer. */
 export interface PlannedPart {

@@ -126,11 +126,11 @@ export class Bridge {
 
   /**
    * Graceful stop: stop reading, drain buffers and requests, store outcomes, confirm the position,
-   * close. After `timeoutMs` pending retries are aborted (nothing unstored is confirmed). A second
-   * call returns the stop in progress.
+   * close. After `timeoutMs`, or once `giveUp` aborts, pending retries are aborted (nothing unstored
+   * is confirmed). A second call returns the stop in progress.
    */
-  stop(timeoutMs = 30_000): Promise<void> {
-    return (this.stopping ??= this.end(timeoutMs));
+  stop(timeoutMs = 30_000, giveUp?: AbortSignal): Promise<void> {
+    return (this.stopping ??= this.end(timeoutMs, giveUp));
   }
 
   private get halted(): boolean {
@@ -344,7 +344,7 @@ export class Bridge {
     );
   }
 
-  private async end(timeoutMs: number): Promise<void> {
+  private async end(timeoutMs: number, giveUp?: AbortSignal): Promise<void> {
     if (!this.halted) this.halt.abort(new StopRequested());
     this.unwatch?.();
     this.unwatchStatus?.();
@@ -353,10 +353,15 @@ export class Bridge {
       () => this.force.abort(new Error(`stop took longer than ${timeoutMs} ms`)),
       timeoutMs,
     );
+    // The caller knows nothing more can be delivered (the platform refuses the credentials): what is
+    // unanswered stays unconfirmed, as after the timeout, without waiting for it.
+    const onGiveUp = (): void => this.force.abort(giveUp?.reason);
+    if (giveUp?.aborted) onGiveUp();
+    else giveUp?.addEventListener('abort', onGiveUp, { once: true });
     try {
       // A stop during the start waits for it to give up (the snapshot and the standby wait listen).
       await this.starting?.catch(() => {});
-      if (this.fatal === undefined) await this.drain(timeoutMs);
+      if (this.fatal === undefined) await this.drain(timeoutMs, giveUp);
       await this.session?.stop();
       await this.loop?.catch(() => {});
       await this.backfills;
@@ -368,6 +373,7 @@ export class Bridge {
       }
     } finally {
       clearTimeout(timer);
+      giveUp?.removeEventListener('abort', onGiveUp);
       clearTimeout(this.ackTimer);
       if (!this.force.signal.aborted) this.force.abort(new StopRequested());
       this.store.close();
@@ -377,7 +383,7 @@ export class Bridge {
   }
 
   /** Drains buffers and requests, or gives up when `force` aborts (what is unanswered stays unconfirmed). */
-  private async drain(timeoutMs: number): Promise<void> {
+  private async drain(timeoutMs: number, giveUp?: AbortSignal): Promise<void> {
     const forced = new Promise<false>((resolve) => {
       if (this.force.signal.aborted) resolve(false);
       this.force.signal.addEventListener('abort', () => resolve(false), { once: true });
@@ -392,6 +398,7 @@ export class Bridge {
       ),
       forced,
     ]);
-    if (!drained) this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out');
+    if (!drained && !giveUp?.aborted)
+      this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out');
   }
 }

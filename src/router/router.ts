@@ -10,7 +10,7 @@ import type { Relation, ChangeMessage } from '../decode/pgoutput.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import { RESYNC_REMEDY, SetupError } from '../errors.js';
 import { toSourceChanges } from '../mapping/changes.js';
-import { mappedColumns } from '../source/catalog.js';
+import { mappedColumns } from '../mapping/columns.js';
 import type { PositionTracker, Tx } from './positions.js';
 import type { StatusStore } from '../status/status-store.js';
 import { imageFromPayload } from '../tuzhan/rows.js';

@@ -1,10 +1,8 @@
 /**
- * What the database says about a source table: its columns, primary key and replica identity, and
- * which columns the bridge maps. Plain reads; the checks that judge them are in ./checks.ts.
+ * What the database says about a source table: its columns, primary key and replica identity.
+ * Plain reads; the checks that judge them are in ./checks.ts.
  */
 import type pg from 'pg';
-import type { SourceConfig } from '../config/types.js';
-import { IDENTITY_FIELDS } from '../config/types.js';
 
 export interface TableInfo {
   oid: number;
@@ -52,24 +50,4 @@ export async function describeTable(db: Queryable, schema: string, table: string
           ? primaryKey
           : [];
   return { oid: r.oid, columns, primaryKey, replicaIdentity, identityColumns };
-}
-
-/** Columns a source maps (identities, groups) and filters on. */
-export function mappedColumns(source: SourceConfig): string[] {
-  const cols = IDENTITY_FIELDS.map((f) => source.columns[f]).filter((c): c is string => c !== undefined);
-  cols.push(source.columns.groups);
-  cols.push(...Object.keys(source.where ?? {}));
-  return [...new Set(cols)];
-}
-
-/**
- * The mapped columns an old row (a DELETE's, or an UPDATE's before image) must carry. Row mode
- * clears a gone identity whole, so the identities (and the filter) are enough, not the groups;
- * membership mode removes one pair, so its group too.
- */
-export function oldImageColumns(source: SourceConfig): string[] {
-  const cols = IDENTITY_FIELDS.map((f) => source.columns[f]).filter((c): c is string => c !== undefined);
-  if (source.mode === 'membership') cols.push(source.columns.groups);
-  cols.push(...Object.keys(source.where ?? {}));
-  return [...new Set(cols)];
 }

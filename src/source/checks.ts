@@ -9,7 +9,8 @@ import type { Config, SourceConfig } from '../config/types.js';
 import { closest } from '../config/validate.js';
 import { formatBytes } from '../util/format.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
-import { describeTable, mappedColumns, oldImageColumns, type TableInfo } from './catalog.js';
+import { mappedColumns, oldImageColumns } from '../mapping/columns.js';
+import { describeTable, type TableInfo } from './catalog.js';
 import { readPublication, readSlot, type SlotState } from './slot.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
@@ -231,11 +232,12 @@ async function checkPublicationTables(db: Queryable, config: Config, superuser: 
     ];
   }
   if (superuser) return [];
-  const res = await db.query<{ schema: string; name: string; owner: string }>(
-    `SELECT s.schema, s.name, pg_get_userbyid(c.relowner) AS owner
+  const res = await db.query<{ schema: string; name: string; owner: string; superuser: boolean }>(
+    `SELECT s.schema, s.name, r.rolname AS owner, r.rolsuper AS superuser
        FROM unnest($1::text[], $2::text[]) AS s(schema, name)
        JOIN pg_namespace n ON n.nspname = s.schema
        JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.name
+       JOIN pg_roles r ON r.oid = c.relowner
       WHERE NOT pg_has_role(c.relowner, 'USAGE')`,
     [config.sources.map((s) => s.schema), config.sources.map((s) => s.tableName)],
   );
@@ -243,17 +245,25 @@ async function checkPublicationTables(db: Queryable, config: Config, superuser: 
     return [{ check: 'publication tables', ok: true, detail: 'the role owns every source table' }];
   }
   const tables = [...new Set(res.rows.map((r) => quoteTable(r.schema, r.name)))];
-  const owners = [...new Set(res.rows.map((r) => quoteIdent(r.owner)))];
   const all = [...new Set(config.sources.map((s) => quoteTable(s.schema, s.tableName)))].join(', ');
   const pub = quoteIdent(publication);
+  // What a DBA runs once, as a superuser or the tables' owner; the bridge then uses the publication
+  // as it is. Membership in the owning role would do too, but it hands the bridge every right of the
+  // owner (DROP TABLE included), and a superuser's membership makes the bridge a superuser: that is
+  // offered only for owners that are not superusers, and second.
+  const route = state
+    ? `as a superuser (or a role owning the publication and the tables): ALTER PUBLICATION ${pub} SET TABLE ${all};`
+    : `as a superuser (or the tables' owner): CREATE PUBLICATION ${pub} FOR TABLE ${all}; ALTER PUBLICATION ${pub} OWNER TO <bridge role>;`;
+  const owners = [...new Set(res.rows.map((r) => quoteIdent(r.owner)))];
+  const grant = res.rows.some((r) => r.superuser)
+    ? ''
+    : ` or, if the bridge may hold every right of the owner: GRANT ${owners.join(', ')} TO <bridge role>;`;
   return [
     {
       check: 'publication tables',
       ok: false,
       detail: `the role does not own ${tables.join(', ')}; only a table's owner may put it into publication ${publication}${state ? ', which does not hold exactly the source tables' : ''}`,
-      fix: state
-        ? `as the tables' owner: ALTER PUBLICATION ${pub} SET TABLE ${all}; or GRANT ${owners.join(', ')} TO <bridge role>;`
-        : `as the tables' owner: CREATE PUBLICATION ${pub} FOR TABLE ${all}; ALTER PUBLICATION ${pub} OWNER TO <bridge role>; or GRANT ${owners.join(', ')} TO <bridge role>;`,
+      fix: route + grant,
     },
   ];
 }

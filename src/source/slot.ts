@@ -7,6 +7,7 @@ import pg from 'pg';
 import type { SourceConfig } from '../config/types.js';
 import { SetupError } from '../errors.js';
 import { parseLsn } from '../util/lsn.js';
+import { markPublicationSql } from './publication-use.js';
 import { RETRY, retry } from '../util/retry.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
 
@@ -92,7 +93,11 @@ export async function ensurePublication(
   const tables = [...new Set(sources.map((s) => quoteTable(s.schema, s.tableName)))].join(', ');
   const state = await readPublication(db, publication, sources);
   if (!state) {
-    await db.query(`CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${tables}`);
+    // One simple query, so one transaction: the publication never exists without the mark that
+    // lets `teardown` tell it from one a DBA made.
+    await db.query(
+      `CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${tables}; ${markPublicationSql(publication)}`,
+    );
     return;
   }
   if (!state.holdsSources) await db.query(`ALTER PUBLICATION ${quoteIdent(publication)} SET TABLE ${tables}`);
