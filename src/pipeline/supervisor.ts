@@ -167,6 +167,7 @@ export class Bridge {
       tracker: () => this.tracker,
       watermarks: this.watermarks,
       logger: this.logger,
+      onUnchanged: (source, count) => this.events.emit('unchanged', { source, count }),
     });
     this.messages = await sendsMessages(this.pool);
     if (!(await readSlot(this.pool, postgres.slot))) await probePlatform(this.o.sender);
@@ -371,6 +372,7 @@ export class Bridge {
       slot: this.config.postgres.slot,
       publication: this.config.postgres.publication,
       messages: this.messages,
+      columns: (relation) => router.columnsOf(relation),
       logger: this.logger,
       confirmed: () => this.tracker.confirmed,
       onIdlePosition: (lsn) => {
