@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { listen, type BridgeEvents } from '../domain/events.js';
+import { replaceEventLoopMetrics } from './eventloop-metrics.js';
 import { parseLsn } from '../util/lsn.js';
 
 const PREFIX = 'tuzhan_cdc_';
@@ -60,7 +61,10 @@ export class Metrics {
 
   constructor(events: BridgeEvents, options: MetricsOptions = {}) {
     const registers = [this.registry];
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    if (options.processMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+      replaceEventLoopMetrics(this.registry, PREFIX);
+    }
 
     this.rows = new Counter({
       name: `${PREFIX}rows_total`,

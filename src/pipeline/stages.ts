@@ -7,6 +7,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { Batcher } from '../batching/batcher.js';
 import { Dispatcher } from '../batching/dispatcher.js';
+import { Lanes } from '../batching/lanes.js';
 import { OrderedScheduler } from '../batching/scheduler.js';
 import type { Config } from '../config/types.js';
 import type { BridgeEvents } from '../domain/events.js';
@@ -24,6 +25,8 @@ export interface Stages {
   sent: SentMark;
   leadership: Leadership;
   batcher: Batcher;
+  /** The dispatcher's lanes and delivery, for the senders outside the stream (jobs, the console). */
+  lanes: Lanes;
 }
 
 export interface StagesOptions {
@@ -63,11 +66,12 @@ export function buildStages(o: StagesOptions): Stages {
   // The platform client enforces ratePerSecond on every attempt; the scheduler orders and bounds
   // concurrency only.
   const scheduler = new OrderedScheduler({ concurrency: config.tuzhan.concurrency, ratePerSecond: 0 });
+  const lanes = new Lanes(scheduler, new Delivery({ sender: o.sender, store, events }));
   const dispatcher = new Dispatcher({
     maxBatchSize: config.batching.maxBatchSize,
     sent,
     sources: o.runtimes,
-    delivery: new Delivery({ sender: o.sender, store, events }),
+    delivery: lanes.delivery,
     state: store,
     scheduler,
     logger,
@@ -79,5 +83,5 @@ export function buildStages(o: StagesOptions): Stages {
   const batcher: Batcher = new Batcher(config.batching, dispatcher, (buffered, inflight) =>
     events.emit('buffer', { buffered, inflight }),
   );
-  return { pool, store, sent, leadership, batcher };
+  return { pool, store, sent, leadership, batcher, lanes };
 }

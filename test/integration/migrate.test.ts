@@ -112,8 +112,8 @@ describe('status schema migrations', () => {
       [q],
     );
     expect(pk).toEqual([
-      { table: `${q}.backfill`, def: 'PRIMARY KEY (id)' },
       { table: `${q}.bridge_state`, def: 'PRIMARY KEY (slot)' },
+      { table: `${q}.job`, def: 'PRIMARY KEY (id)' },
       { table: `${q}.schema_migrations`, def: 'PRIMARY KEY (id)' },
       { table: `${q}.sent_position`, def: 'PRIMARY KEY (slot, source)' },
       { table: `${q}.sync_batch`, def: 'PRIMARY KEY (id)' },
@@ -132,7 +132,7 @@ describe('status schema migrations', () => {
     // \d+ explains every column to operators.
     const { rows: undocumented } = await db.query(
       `SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-        WHERE c.relnamespace = $1::regnamespace AND c.relname IN ('sync_status', 'sync_row', 'sync_source', 'sync_batch', 'sent_position', 'backfill', 'bridge_state')
+        WHERE c.relnamespace = $1::regnamespace AND c.relname IN ('sync_status', 'sync_row', 'sync_source', 'sync_batch', 'sent_position', 'job', 'backfill', 'bridge_state')
           AND a.attnum > 0 AND col_description(c.oid, a.attnum) IS NULL`,
       [q],
     );
