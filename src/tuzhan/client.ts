@@ -9,6 +9,7 @@ import type { Config } from '../config/types.js';
 import { ApiAuthError, ApiRejectedError, ApiUnavailableError, BridgeError, errorMessage } from '../errors.js';
 import { RETRY, retry } from '../util/retry.js';
 import { MAX_ROWS_PER_REQUEST, buildBody, hasIdentity, outcomesOf, redact } from './outcomes.js';
+import type { Limiter } from './limiter.js';
 import { TokenManager } from './token-manager.js';
 import { RequestAbortedError, Transport } from './transport.js';
 import type { ApiRow, PublicParams, RowOutcome } from './types.js';
@@ -92,6 +93,11 @@ export class TuzhanClient {
    */
   get credentialsKey(): string {
     return this.credentialsLabel;
+  }
+
+  /** Paces every request by what the platform's answers taught it (its state, its changes). */
+  get limiter(): Limiter {
+    return this.transport.limiter;
   }
 
   /**
