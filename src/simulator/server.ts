@@ -17,6 +17,7 @@ import { sleep } from '../util/backoff.js';
 import type { ApiRow, OptType, PublicParams } from '../tuzhan/types.js';
 import { carriesRejected, checkFaults, DEFAULT_FAULTS, type Faults } from './faults.js';
 import { PlatformModel, type RegistryEntry } from './model.js';
+import { Quota } from './quota.js';
 import { Tokens } from './tokens.js';
 import { validateBatchAdd } from './validate.js';
 
@@ -37,7 +38,9 @@ export interface SimulatorStats {
   authFailures: number;
   tokenFetches: number;
   tokenRefusals: number;
+  /** Every 429, and those of them that the sustained quota (`rateLimit`) answered. */
   served429: number;
+  quotaRefused: number;
   served500: number;
   /** Requests applied and then answered 503 (applyThenFailRate). */
   appliedThenFailed: number;
@@ -56,6 +59,8 @@ export interface SimulatorOptions {
   registry?: RegistryEntry[];
   tokenTtlSeconds?: number;
   logger?: Logger;
+  /** The sustained quota at start (fault `rateLimit`). */
+  rateLimit?: number;
   /** Random source for the rate faults; injectable for tests. */
   random?: () => number;
   /**
@@ -85,6 +90,7 @@ function emptyStats(): SimulatorStats {
     tokenFetches: 0,
     tokenRefusals: 0,
     served429: 0,
+    quotaRefused: 0,
     served500: 0,
     appliedThenFailed: 0,
     timeouts: 0,
@@ -119,8 +125,9 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     ttlSeconds: opts.tokenTtlSeconds,
   });
   const pendingApply = new Set<NodeJS.Timeout>();
-  let faults: Faults = { ...DEFAULT_FAULTS };
+  let faults: Faults = { ...DEFAULT_FAULTS, rateLimit: opts.rateLimit ?? 0 };
   let stats = emptyStats();
+  const quota = new Quota();
   const log = opts.logger;
 
   function issueToken(res: ServerResponse, query: URLSearchParams): void {
@@ -162,6 +169,14 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       const seconds = String(faults.retryAfterSeconds);
       return reply(res, 429, platform('429', 'TOO_MANY_REQUESTS', 'rate limited'), {
         'retry-after': seconds,
+      });
+    }
+    const within = quota.take(faults.rateLimit, Date.now());
+    if (!within.ok) {
+      stats.served429 += 1;
+      stats.quotaRefused += 1;
+      return reply(res, 429, platform('429', 'TOO_MANY_REQUESTS', 'rate limit exceeded'), {
+        'retry-after': String(within.retryAfterSeconds),
       });
     }
     if (faults.errorRate > 0 && random() < faults.errorRate) {
