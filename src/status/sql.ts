@@ -169,14 +169,12 @@ export function statusSql(schemaName: string) {
     /** $1 slot, $2 source, $3 filter (jsonb or null), $4 reason: a backfill to run. */
     requestBackfill: `INSERT INTO ${schema}.backfill (slot, source, filter, reason) VALUES ($1, $2, $3, $4) RETURNING id::text`,
 
-
     /** $1 id, $2 estimate of its rows: the backfill begins (or resumes). */
     startBackfill: `UPDATE ${schema}.backfill SET status = 'running', started_at = coalesce(started_at, now()),
        rows_total = coalesce(rows_total, $2) WHERE id = $1`,
 
     /** $1 id, $2 last key done (jsonb), $3 rows done: progress, stored once the chunk's outcomes are. */
     backfillProgress: `UPDATE ${schema}.backfill SET last_key = $2, rows_done = $3 WHERE id = $1`,
-
 
     /** $1 id: one backfill. */
     backfill: `SELECT id::text, source, status, rows_done::text AS done, rows_total::text AS total, error,
