@@ -29,10 +29,25 @@ export class ConfigError extends BridgeError {
  */
 export const RESYNC_REMEDY = 'tuzhan-cdc run --resync';
 
-/** A precondition of the database (wal_level, privileges, replica identity, tables) is not met. */
+/** One thing found wrong before streaming, and what fixes it (a statement to run, a key to correct). */
+export interface Problem {
+  problem: string;
+  remedy?: string;
+}
+
+/**
+ * A precondition of the database (wal_level, privileges, replica identity, tables) is not met.
+ * `findings` holds each problem with its remedy, for the structured log line of a failed start.
+ */
 export class SetupError extends BridgeError {
-  constructor(code: string, message: string, options: { cause?: unknown } = {}) {
-    super(code, message, { ...options, retryable: false });
+  readonly findings: readonly Problem[];
+  constructor(
+    code: string,
+    message: string,
+    options: { cause?: unknown; findings?: readonly Problem[] } = {},
+  ) {
+    super(code, message, { cause: options.cause, retryable: false });
+    this.findings = options.findings ?? [];
   }
 }
 

@@ -15,7 +15,7 @@ import type { FilterValue } from '../config/types.js';
 import type { BridgeEvents } from '../domain/events.js';
 import type { SourceChange } from '../mapping/changes.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
-import { estimateRows, readChunk } from '../source/snapshot.js';
+import { countMatching, estimateRows, readChunk } from '../source/snapshot.js';
 import type { StatusStore } from '../status/status-store.js';
 import { sleep } from '../util/backoff.js';
 import { JobStopped, type JobHandler } from './jobs.js';
@@ -76,7 +76,9 @@ async function run(o: BackfillOptions, job: Progress): Promise<void> {
   const rt = o.runtimes.get(job.source);
   if (!rt) throw new Error(`source ${job.source} is not in the config`);
   const table = { schema: rt.config.schema, name: rt.config.tableName };
-  const total = await estimateRows(o.pool, table);
+  const total = job.filter
+    ? await countMatching(o.pool, table, job.filter)
+    : await estimateRows(o.pool, table);
   await o.pool.query(sql.startBackfill, [job.id, total]);
   o.logger.info(
     { backfill: job.id, source: job.source, from: job.lastKey ?? null, total },

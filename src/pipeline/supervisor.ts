@@ -132,11 +132,11 @@ export class Bridge {
 
   /**
    * Graceful stop: stop reading, drain buffers and requests, store outcomes, confirm the position,
-   * close. After `timeoutMs` pending retries are aborted (nothing unstored is confirmed). A second
-   * call returns the stop in progress.
+   * close. After `timeoutMs`, or once `giveUp` aborts, pending retries are aborted (nothing unstored
+   * is confirmed). A second call returns the stop in progress.
    */
-  stop(timeoutMs = 30_000): Promise<void> {
-    return (this.stopping ??= this.end(timeoutMs));
+  stop(timeoutMs = 30_000, giveUp?: AbortSignal): Promise<void> {
+    return (this.stopping ??= this.end(timeoutMs, giveUp));
   }
 
   private get halted(): boolean {
@@ -167,6 +167,7 @@ export class Bridge {
       tracker: () => this.tracker,
       watermarks: this.watermarks,
       logger: this.logger,
+      onUnchanged: (source, count) => this.events.emit('unchanged', { source, count }),
     });
     this.messages = await sendsMessages(this.pool);
     if (!(await readSlot(this.pool, postgres.slot))) await probePlatform(this.o.sender);
@@ -303,6 +304,8 @@ export class Bridge {
         // Another instance may have streamed meanwhile: its sent positions count too.
         await this.sent.load(sources, true);
       }
+      // Unreachable still: the session fails and the next attempt looks again.
+      if (attempt > 1) await this.rebaseOnSlot(sources).catch(() => {});
       const session = this.newSession(() => (attempt = 1));
       this.session = session;
       try {
@@ -344,6 +347,24 @@ export class Bridge {
     }
   }
 
+  /**
+   * Before streaming again: a slot behind the position this bridge confirmed was restored from an
+   * older state, a crash before the server's checkpoint or a promoted standby's synchronized copy
+   * of a failover slot. After a promotion the positions past it are the new timeline's WAL, so the
+   * slot's position is the truth; what was sent before may come again (covered as maybe sent).
+   */
+  private async rebaseOnSlot(sources: readonly string[]): Promise<void> {
+    const { slot } = this.config.postgres;
+    const at = (await readSlot(this.pool, slot))?.confirmedFlushLsn;
+    if (!at || at >= this.tracker.confirmed) return;
+    await this.sent.coverServerPosition(sources);
+    this.logger.warn(
+      { slot, confirmed: formatLsn(this.tracker.confirmed), slotConfirmed: formatLsn(at) },
+      'the slot is behind what this bridge confirmed (a crash or a promoted standby): streaming from the slot',
+    );
+    this.track(at);
+  }
+
   private newSession(onWorking: () => void): ReplicationSession {
     const router = this.router as Router;
     return new ReplicationSession({
@@ -351,6 +372,7 @@ export class Bridge {
       slot: this.config.postgres.slot,
       publication: this.config.postgres.publication,
       messages: this.messages,
+      columns: (relation) => router.columnsOf(relation),
       logger: this.logger,
       confirmed: () => this.tracker.confirmed,
       onIdlePosition: (lsn) => {
@@ -388,7 +410,7 @@ export class Bridge {
     );
   }
 
-  private async end(timeoutMs: number): Promise<void> {
+  private async end(timeoutMs: number, giveUp?: AbortSignal): Promise<void> {
     if (!this.halted) this.halt.abort(new StopRequested());
     this.unwatch?.();
     this.unwatchStatus?.();
@@ -397,10 +419,15 @@ export class Bridge {
       () => this.force.abort(new Error(`stop took longer than ${timeoutMs} ms`)),
       timeoutMs,
     );
+    // The caller knows nothing more can be delivered (the platform refuses the credentials): what is
+    // unanswered stays unconfirmed, as after the timeout, without waiting for it.
+    const onGiveUp = (): void => this.force.abort(giveUp?.reason);
+    if (giveUp?.aborted) onGiveUp();
+    else giveUp?.addEventListener('abort', onGiveUp, { once: true });
     try {
       // A stop during the start waits for it to give up (the snapshot and the standby wait listen).
       await this.starting?.catch(() => {});
-      if (this.fatal === undefined) await this.drain(timeoutMs);
+      if (this.fatal === undefined) await this.drain(timeoutMs, giveUp);
       await this.session?.stop();
       await this.loop?.catch(() => {});
       await this.jobs;
@@ -412,6 +439,7 @@ export class Bridge {
       }
     } finally {
       clearTimeout(timer);
+      giveUp?.removeEventListener('abort', onGiveUp);
       clearTimeout(this.ackTimer);
       if (!this.force.signal.aborted) this.force.abort(new StopRequested());
       this.store.close();
@@ -421,7 +449,7 @@ export class Bridge {
   }
 
   /** Drains buffers and requests, or gives up when `force` aborts (what is unanswered stays unconfirmed). */
-  private async drain(timeoutMs: number): Promise<void> {
+  private async drain(timeoutMs: number, giveUp?: AbortSignal): Promise<void> {
     const forced = new Promise<false>((resolve) => {
       if (this.force.signal.aborted) resolve(false);
       this.force.signal.addEventListener('abort', () => resolve(false), { once: true });
@@ -436,6 +464,7 @@ export class Bridge {
       ),
       forced,
     ]);
-    if (!drained) this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out');
+    if (!drained && !giveUp?.aborted)
+      this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out');
   }
 }

@@ -11,16 +11,13 @@ import { formatBytes } from '../util/format.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
 import { mappedColumns, oldImageColumns } from '../mapping/columns.js';
 import { describeTable, type TableInfo } from './catalog.js';
+import { failoverFindings } from './failover.js';
+import type { Finding } from './finding.js';
 import { readPublication, readSlot, type SlotState } from './slot.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
-export interface Finding {
-  check: string;
-  ok: boolean;
-  detail: string;
-  fix?: string;
-}
+export type { Finding } from './finding.js';
 
 export interface SourceFindings {
   findings: Finding[];
@@ -54,14 +51,26 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
     };
   }
   const findings: Finding[] = [];
-  const priv = await db.query<{ ok: boolean }>(`SELECT has_table_privilege($1::oid, 'SELECT') AS ok`, [
-    table.oid,
-  ]);
+  // Reading a table takes USAGE on its schema as well: without it the snapshot fails, though
+  // has_table_privilege says yes.
+  const priv = await db.query<{ sel: boolean; usage: boolean }>(
+    `SELECT has_table_privilege(c.oid, 'SELECT') AS sel, has_schema_privilege(c.relnamespace, 'USAGE') AS usage
+       FROM pg_class c WHERE c.oid = $1`,
+    [table.oid],
+  );
+  const { sel = false, usage = false } = priv.rows[0] ?? {};
+  const schema = quoteIdent(source.schema);
   findings.push({
     check: `${name}: SELECT privilege`,
-    ok: priv.rows[0]?.ok === true,
-    detail: priv.rows[0]?.ok ? `can read ${qualified}` : `the bridge's role cannot SELECT from ${qualified}`,
-    fix: `GRANT SELECT ON ${qualified} TO <bridge role>`,
+    ok: sel && usage,
+    detail:
+      sel && usage
+        ? `can read ${qualified}`
+        : `the bridge's role ${sel ? 'has SELECT on' : 'cannot SELECT from'} ${qualified}${usage ? '' : `${sel ? ' but' : ' and'} lacks USAGE on schema ${schema}`}`,
+    fix: [
+      ...(usage ? [] : [`GRANT USAGE ON SCHEMA ${schema} TO <bridge role>;`]),
+      ...(sel ? [] : [`GRANT SELECT ON ${qualified} TO <bridge role>`]),
+    ].join(' '),
   });
 
   const missing = [...mappedColumns(source), ...(source.key ?? [])].filter((c) => !table.columns.has(c));
@@ -134,11 +143,15 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
     wal_level: string;
     rolreplication: boolean;
     rolsuper: boolean;
+    rds: boolean;
     can_create: boolean;
     version: string;
     db: string;
   }>(
     `SELECT current_setting('wal_level') AS wal_level, r.rolreplication, r.rolsuper,
+            -- Amazon RDS and Aurora grant replication as membership in rds_replication.
+            coalesce((SELECT pg_has_role(current_user, g.oid, 'MEMBER') FROM pg_roles g
+                       WHERE g.rolname = 'rds_replication'), false) AS rds,
             has_database_privilege(current_database(), 'CREATE') AS can_create,
             current_setting('server_version') AS version, current_database() AS db
        FROM pg_roles r WHERE r.rolname = current_user`,
@@ -153,10 +166,10 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
   });
   findings.push({
     check: 'replication privilege',
-    ok: row.rolreplication || row.rolsuper,
+    ok: row.rolreplication || row.rolsuper || row.rds,
     detail:
-      row.rolreplication || row.rolsuper
-        ? 'the role may stream replication'
+      row.rolreplication || row.rolsuper || row.rds
+        ? `the role may stream replication${row.rds && !row.rolreplication ? ' (rds_replication)' : ''}`
         : 'the role lacks the REPLICATION attribute',
     fix: `ALTER ROLE <bridge role> WITH REPLICATION;`,
   });
@@ -210,6 +223,7 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
     });
     findings.push(headroomFinding(sl));
   }
+  findings.push(...(await failoverFindings(db, config)));
   return findings;
 }
 
@@ -232,11 +246,12 @@ async function checkPublicationTables(db: Queryable, config: Config, superuser: 
     ];
   }
   if (superuser) return [];
-  const res = await db.query<{ schema: string; name: string; owner: string }>(
-    `SELECT s.schema, s.name, pg_get_userbyid(c.relowner) AS owner
+  const res = await db.query<{ schema: string; name: string; owner: string; superuser: boolean }>(
+    `SELECT s.schema, s.name, r.rolname AS owner, r.rolsuper AS superuser
        FROM unnest($1::text[], $2::text[]) AS s(schema, name)
        JOIN pg_namespace n ON n.nspname = s.schema
        JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.name
+       JOIN pg_roles r ON r.oid = c.relowner
       WHERE NOT pg_has_role(c.relowner, 'USAGE')`,
     [config.sources.map((s) => s.schema), config.sources.map((s) => s.tableName)],
   );
@@ -244,17 +259,25 @@ async function checkPublicationTables(db: Queryable, config: Config, superuser: 
     return [{ check: 'publication tables', ok: true, detail: 'the role owns every source table' }];
   }
   const tables = [...new Set(res.rows.map((r) => quoteTable(r.schema, r.name)))];
-  const owners = [...new Set(res.rows.map((r) => quoteIdent(r.owner)))];
   const all = [...new Set(config.sources.map((s) => quoteTable(s.schema, s.tableName)))].join(', ');
   const pub = quoteIdent(publication);
+  // What a DBA runs once, as a superuser or the tables' owner; the bridge then uses the publication
+  // as it is. Membership in the owning role would do too, but it hands the bridge every right of the
+  // owner (DROP TABLE included), and a superuser's membership makes the bridge a superuser: that is
+  // offered only for owners that are not superusers, and second.
+  const route = state
+    ? `as a superuser (or a role owning the publication and the tables): ALTER PUBLICATION ${pub} SET TABLE ${all};`
+    : `as a superuser (or the tables' owner): CREATE PUBLICATION ${pub} FOR TABLE ${all}; ALTER PUBLICATION ${pub} OWNER TO <bridge role>;`;
+  const owners = [...new Set(res.rows.map((r) => quoteIdent(r.owner)))];
+  const grant = res.rows.some((r) => r.superuser)
+    ? ''
+    : ` or, if the bridge may hold every right of the owner: GRANT ${owners.join(', ')} TO <bridge role>;`;
   return [
     {
       check: 'publication tables',
       ok: false,
       detail: `the role does not own ${tables.join(', ')}; only a table's owner may put it into publication ${publication}${state ? ', which does not hold exactly the source tables' : ''}`,
-      fix: state
-        ? `as the tables' owner: ALTER PUBLICATION ${pub} SET TABLE ${all}; or GRANT ${owners.join(', ')} TO <bridge role>;`
-        : `as the tables' owner: CREATE PUBLICATION ${pub} FOR TABLE ${all}; ALTER PUBLICATION ${pub} OWNER TO <bridge role>; or GRANT ${owners.join(', ')} TO <bridge role>;`,
+      fix: route + grant,
     },
   ];
 }

