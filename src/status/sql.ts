@@ -139,9 +139,6 @@ export function statusSql(schemaName: string) {
     coverSources: `UPDATE ${state} SET sources = (SELECT array_agg(DISTINCT s) FROM unnest(coalesce(sources, '{}') || $2::text[]) s)
       WHERE slot = $1`,
 
-    /** $1 slot, $2 source, $3 filter (jsonb or null), $4 reason: a backfill to run. */
-    requestBackfill: `INSERT INTO ${schema}.backfill (slot, source, filter, reason) VALUES ($1, $2, $3, $4) RETURNING id::text`,
-
     /** $1 id, $2 estimate of its rows: the backfill begins (or resumes). */
     startBackfill: `UPDATE ${schema}.backfill SET status = 'running', started_at = coalesce(started_at, now()),
        rows_total = coalesce(rows_total, $2) WHERE id = $1`,
