@@ -13,6 +13,7 @@ import type { Config } from '../config/types.js';
 import { BridgeError } from '../errors.js';
 import { readSlot } from '../source/slot.js';
 import { requestBackfill } from '../status/jobs.js';
+import { readBackfill } from '../status/reads.js';
 import { statusSql } from '../status/sql.js';
 import { sleep } from '../util/backoff.js';
 import { formatCount } from '../util/format.js';
@@ -71,18 +72,9 @@ export async function askForBackfill(
 }
 
 async function readProgress(db: pg.ClientBase, config: Config, id: string): Promise<Progress> {
-  const res = await db.query<{ status: string; done: string; total: string | null; error: string | null }>(
-    statusSql(config.postgres.statusSchema).backfill,
-    [id],
-  );
-  const r = res.rows[0];
-  if (!r) throw new BridgeError('BACKFILL_GONE', `backfill ${id} is gone`);
-  return {
-    status: r.status,
-    done: Number(r.done),
-    total: r.total === null ? null : Number(r.total),
-    error: r.error,
-  };
+  const p = await readBackfill(db, config.postgres.statusSchema, id);
+  if (!p) throw new BridgeError('BACKFILL_GONE', `backfill ${id} is gone`);
+  return p;
 }
 
 export function register(program: Command): void {

@@ -210,18 +210,6 @@ export class StatusStore {
     return res.rows.map(failedRowOf);
   }
 
-  /** The newest failures of a source (at most `limit`), with their errors. */
-  async newestFailures(
-    source: string,
-    limit: number,
-  ): Promise<Array<{ rowKey: unknown; error: string | null }>> {
-    const res = await this.pool.query<{ row_key: unknown; error: string | null }>(this.sql.failures, [
-      source,
-      limit,
-    ]);
-    return res.rows.map((r) => ({ rowKey: r.row_key, error: r.error }));
-  }
-
   /** Failed rows per source; empty when the status schema does not exist yet. */
   async failedCounts(schemaName: string): Promise<Map<string, number>> {
     const exists = await this.pool.query<{ ok: boolean }>(this.sql.exists, [schemaName]);
