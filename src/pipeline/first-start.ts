@@ -1,7 +1,7 @@
 /**
- * Where a start streams from (SPEC section 8). A slot whose snapshot finished resumes at its
+ * Where a start streams from (docs/design.md, "First start and re-sync"). A slot whose snapshot finished resumes at its
  * confirmed position. Otherwise the slot is (re)created with an exported snapshot, every source is
- * synced from it (src/snapshot-sync.ts), and streaming starts at the slot's consistent point.
+ * synced from it (./snapshot-sync.ts), and streaming starts at the slot's consistent point.
  * Progress and the reason of each snapshot are kept in `<statusSchema>.bridge_state`.
  *
  * A slot that was streamed from but is gone, or that the server invalidated (`wal_status = lost`,

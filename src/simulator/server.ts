@@ -1,5 +1,5 @@
 /**
- * The platform simulator (SPEC section 10): a real `node:http` server speaking the vendor's wire
+ * The platform simulator (docs/design.md, "The platform"): a real `node:http` server speaking the vendor's wire
  * format, with token checks, strict validation, registry matching, the group semantics, per-row
  * `errorData`, injectable faults and endpoints exposing its state. Decisions (docs/tuzhan-api.md):
  * - a bad, expired or missing X-Token answers HTTP 200 `code: "100200"` (the vendor's usual shape;

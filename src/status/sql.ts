@@ -33,7 +33,7 @@ export function statusSql(schemaName: string) {
     recordTruncate: `INSERT INTO ${batch} (source, opt_type, rows, msg, started_at, duration_ms)
       VALUES ($1, 'truncate', 0, $2, now(), 0)`,
 
-    /** $1 source, $2 keys (jsonb[]): what was last recorded for them. */
+    /** $1 source, $2 keys (text[], their canonical texts): what was last recorded for them. */
     lastSent: `SELECT key AS k, op, status, payload FROM ${row}
       WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[])`,
 

@@ -1,6 +1,6 @@
 /**
- * Writes outcomes to `<statusSchema>.sync_status` and `sync_batch`, one statement per API request
- * (SPEC section 7), and reads back what the bridge last sent for a key (`deleteLookup: state`).
+ * Writes outcomes to `<statusSchema>.sync_row` (which the `sync_status` view shows) and `sync_batch`,
+ * one statement per API request (docs/status-schema.md), and reads back what the bridge last sent for a key (`deleteLookup: state`).
  * Writes are retried on connection errors forever: an outcome that was not stored must hold the
  * slot's position back, never be dropped.
  */

@@ -1,7 +1,7 @@
 /**
  * The platform's client over one transport (src/tuzhan/transport.ts): `sendOnce` (one request, plus one token
- * refresh and retry on 100200/401) and `send` (retries transient and auth failures forever, SPEC
- * section 6). Whole-batch rejections are rethrown: the caller bisects.
+ * refresh and retry on 100200/401) and `send` (retries transient and auth failures forever, docs/design.md,
+ * "Errors"). Whole-batch rejections are rethrown: the caller bisects.
  */
 import type { Logger } from 'pino';
 import { keyWithOrigin } from '../config/origins.js';
@@ -236,7 +236,7 @@ export class TuzhanClient {
       const result = await retry(
         async () => {
           // While the platform refuses the credentials, one request tries them and the rest wait:
-          // sending stops (SPEC section 6), and the refusal is logged once, not once per request.
+          // sending stops (docs/design.md, "Errors"), and the refusal is logged once, not once per request.
           for (let gate = this.refused; gate && gate.owner !== me; gate = this.refused)
             await gate.opened(signal);
           return this.sendOnce(params, rows, { signal });

@@ -1,5 +1,5 @@
 /**
- * The web console (SPEC section 9, docs/console.md): a page for the people who ask "did customer X
+ * The web console (docs/design.md, "Interfaces"; docs/console.md): a page for the people who ask "did customer X
  * reach the platform, and why not?", served on `http.listen` beside /metrics. A few static files
  * served as they are (a page, a stylesheet, small ES modules; no build step), and a JSON API under
  * /console/api/ that reads the status schema on a pool of its own (two connections, a statement
