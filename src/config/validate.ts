@@ -72,8 +72,11 @@ function describe(v: unknown, path: Path, quoteStrings = false): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
-  if (typeof v === 'string')
+  if (typeof v === 'string') {
+    // A number written as text (`${VAR}`, an environment variable) is shown as the number.
+    if (!isSecretPath(path) && /^-?\d+(\.\d+)?$/.test(v.trim())) return v.trim();
     return quoteStrings && !isSecretPath(path) && v.length <= 40 ? JSON.stringify(v) : 'a string';
+  }
   return String(v);
 }
 

@@ -1,6 +1,7 @@
 /**
  * The replication stream's outages as the log tells them: one warning when the stream is lost, the
- * further reconnect attempts at debug, and one line with the outage's true length when it is back.
+ * further reconnect attempts at debug, and one line with the outage's true length (from the stream lost, to a tenth of a second) when it is
+ * back.
  */
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
@@ -10,16 +11,20 @@ export class Outage {
 
   constructor(private readonly logger: Logger) {}
 
-  /** The stream failed (again); the next attempt comes after `delayMs`. */
-  lost(err: unknown, delayMs: number): void {
+  /** The stream failed: the outage starts now unless it had (true: it starts now). */
+  start(): boolean {
     const first = this.current === undefined;
     this.current ??= { since: Date.now(), attempts: 0 };
-    this.current.attempts += 1;
+    return first;
+  }
+
+  /** The next attempt comes after `delayMs`: logged at warn when the outage is new, else at debug. */
+  lost(err: unknown, delayMs: number, first: boolean): void {
+    const current = (this.current ??= { since: Date.now(), attempts: 0 });
+    current.attempts += 1;
     this.logger[first ? 'warn' : 'debug'](
-      { err: errorMessage(err), delayMs, attempt: this.current.attempts },
-      first
-        ? 'replication stream lost; draining and reconnecting'
-        : 'replication stream still down; reconnecting',
+      { err: errorMessage(err), delayMs, attempt: current.attempts },
+      first ? 'replication stream lost; reconnecting' : 'replication stream still down; reconnecting',
     );
   }
 
@@ -28,7 +33,7 @@ export class Outage {
     if (!this.current) return;
     this.logger.info(
       {
-        downSeconds: Math.round((Date.now() - this.current.since) / 1000),
+        downSeconds: Math.round((Date.now() - this.current.since) / 100) / 10,
         attempts: this.current.attempts,
       },
       'replication stream back',

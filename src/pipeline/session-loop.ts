@@ -74,7 +74,8 @@ export async function runSessions(h: SessionLoopHost): Promise<void> {
       h.events.emit('streaming', false);
       if (h.signal.aborted) return;
       if (err instanceof BridgeError && !err.retryable) throw err;
-      await h.batcher.drain();
+      // The outage starts now, whatever happens next (its length is what gets logged).
+      const first = h.outage.start();
       h.router().reset();
       if (isSlotLostError(err)) {
         const { slot, onSlotLost } = h.config.postgres;
@@ -84,14 +85,18 @@ export async function runSessions(h: SessionLoopHost): Promise<void> {
           { err: errorMessage(err) },
           'the slot is lost; re-syncing every source from a new slot',
         );
+        await h.batcher.drain();
         h.track(await h.resyncSlot());
         continue;
       }
-      // What was received but not confirmed is sent again by the server: finish what we hold
-      // (done above), forget open transactions, and start from the slot's confirmed position.
+      // Nothing received since the slot's confirmed position is lost: the server sends it again.
+      // So reconnect at once rather than drain through a platform that may answer slowly: what
+      // the buffers hold unsent is dropped (the replay brings it back), requests in flight finish
+      // and store their outcomes on their own, and per-key order puts the replay behind them.
+      h.batcher.discardBuffered();
       h.tracker().reset();
       const delayMs = retryDelay(RETRY.reconnect, attempt++);
-      h.outage.lost(err, delayMs);
+      h.outage.lost(err, delayMs, first);
       await sleep(delayMs, h.signal);
     }
   }
