@@ -17,6 +17,7 @@ import { sleep } from '../util/backoff.js';
 import type { ApiRow, OptType, PublicParams } from '../tuzhan/types.js';
 import { carriesRejected, checkFaults, DEFAULT_FAULTS, type Faults } from './faults.js';
 import { PlatformModel, type RegistryEntry } from './model.js';
+import { emptyStats, type SimulatorStats } from './stats.js';
 import { Tokens } from './tokens.js';
 import { validateBatchAdd } from './validate.js';
 
@@ -25,25 +26,7 @@ export const BATCH_ADD_PATHS = [
   '/api/open/audience/group/rel/batchAdd',
 ];
 export const TOKEN_PATH = '/api/open/app/getOrgAccessToken';
-
-type Outcome = 'synced' | 'failed' | 'accepted';
-
-export interface SimulatorStats {
-  /** batchAdd requests received, whatever their fate. */
-  requests: number;
-  /** Requests that passed auth and validation, and their rows by outcome, per optType. */
-  byOptType: Record<OptType, { requests: number; rows: number } & Record<Outcome, number>>;
-  rejected: number;
-  authFailures: number;
-  tokenFetches: number;
-  tokenRefusals: number;
-  served429: number;
-  served500: number;
-  /** Requests applied and then answered 503 (applyThenFailRate). */
-  appliedThenFailed: number;
-  timeouts: number;
-  customersWithState: number;
-}
+export type { SimulatorStats } from './stats.js';
 
 export interface SimulatorOptions {
   host?: string;
@@ -75,23 +58,6 @@ export interface Simulator {
   reset(): void;
 }
 
-function emptyStats(): SimulatorStats {
-  const opt = () => ({ requests: 0, rows: 0, synced: 0, failed: 0, accepted: 0 });
-  return {
-    requests: 0,
-    byOptType: { add: opt(), update: opt(), delete: opt() },
-    rejected: 0,
-    authFailures: 0,
-    tokenFetches: 0,
-    tokenRefusals: 0,
-    served429: 0,
-    served500: 0,
-    appliedThenFailed: 0,
-    timeouts: 0,
-    customersWithState: 0,
-  };
-}
-
 function reply(res: ServerResponse, http: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(http, { 'content-type': 'application/json; charset=utf-8', ...headers });
@@ -119,6 +85,11 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     ttlSeconds: opts.tokenTtlSeconds,
   });
   const pendingApply = new Set<NodeJS.Timeout>();
+  const held = new Set<() => void>();
+  const letGo = (): void => {
+    for (const go of held) go();
+    held.clear();
+  };
   let faults: Faults = { ...DEFAULT_FAULTS };
   let stats = emptyStats();
   const log = opts.logger;
@@ -156,6 +127,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const text = await readBody(req);
     const receivedAtMs = Date.now();
     if (faults.latencyMs > 0) await sleep(faults.latencyMs);
+    if (faults.holdAnswers) await new Promise<void>((go) => held.add(go));
     if (faults.status429 > 0) {
       faults.status429 -= 1;
       stats.served429 += 1;
@@ -322,6 +294,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   const sim: Simulator = {
     url: `http://${host}:${addr.port}`,
     async close() {
+      letGo();
       for (const t of pendingApply) clearTimeout(t);
       pendingApply.clear();
       await new Promise<void>((resolve) => {
@@ -336,6 +309,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       const { expireTokens, ...rest } = f;
       if (expireTokens) tokens.expireAll();
       faults = { ...faults, ...rest };
+      if (!faults.holdAnswers) letGo();
     },
     reset() {
       for (const t of pendingApply) clearTimeout(t);
@@ -343,6 +317,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       model.clear();
       stats = emptyStats();
       faults = { ...DEFAULT_FAULTS };
+      letGo();
     },
   };
   log?.info({ url: sim.url }, 'platform simulator listening');
