@@ -115,6 +115,25 @@ export class Batcher {
     for (const source of this.buffers.keys()) this.flush(source);
   }
 
+  /**
+   * Drops what the buffers hold and have not handed on (a lost replication stream: the server sends
+   * those changes again, none of them confirmed). Requests in flight go on. Returns the entries dropped.
+   */
+  discardBuffered(): number {
+    let n = 0;
+    for (const buf of this.buffers.values()) {
+      clearTimeout(buf.debounce);
+      clearTimeout(buf.maxWait);
+      buf.debounce = undefined;
+      buf.maxWait = undefined;
+      n += buf.entries.size;
+      buf.entries = new Map();
+    }
+    this.buffered -= n;
+    this.done(0);
+    return n;
+  }
+
   /** The dispatcher reports entries whose outcome is stored. */
   done(n: number): void {
     this.inflight -= n;

@@ -315,7 +315,9 @@ export class Bridge {
         this.events.emit('streaming', false);
         if (this.halted) return;
         if (err instanceof BridgeError && !err.retryable) throw err;
-        await this.batcher.drain();
+        // The outage starts now, whatever happens next (its length is what gets logged).
+        const first = this.outage === undefined;
+        this.outage ??= { since: Date.now(), attempts: 0 };
         this.router?.reset();
         if (isSlotLostError(err)) {
           const { slot, onSlotLost } = this.config.postgres;
@@ -325,22 +327,22 @@ export class Bridge {
             { err: errorMessage(err) },
             'the slot is lost; re-syncing every source from a new slot',
           );
+          await this.batcher.drain();
           this.track(await this.prepareSlot(true));
           continue;
         }
-        // What was received but not confirmed is sent again by the server: finish what we hold
-        // (done above), forget open transactions, and start from the slot's confirmed position.
+        // Nothing received since the slot's confirmed position is lost: the server sends it again.
+        // So reconnect at once rather than drain through a platform that may answer slowly: what
+        // the buffers hold unsent is dropped (the replay brings it back), requests in flight finish
+        // and store their outcomes on their own, and per-key order puts the replay behind them.
+        this.batcher.discardBuffered();
         this.tracker.reset();
         const delayMs = retryDelay(RETRY.reconnect, attempt++);
         // Once per outage at warn; every further attempt at debug, and one line when it is back.
-        const first = this.outage === undefined;
-        this.outage ??= { since: Date.now(), attempts: 0 };
         this.outage.attempts += 1;
         this.logger[first ? 'warn' : 'debug'](
           { err: errorMessage(err), delayMs, attempt: this.outage.attempts },
-          first
-            ? 'replication stream lost; draining and reconnecting'
-            : 'replication stream still down; reconnecting',
+          first ? 'replication stream lost; reconnecting' : 'replication stream still down; reconnecting',
         );
         await sleep(delayMs, this.halt.signal);
       }
@@ -384,7 +386,7 @@ export class Bridge {
         if (this.outage) {
           this.logger.info(
             {
-              downSeconds: Math.round((Date.now() - this.outage.since) / 1000),
+              downSeconds: Math.round((Date.now() - this.outage.since) / 100) / 10,
               attempts: this.outage.attempts,
             },
             'replication stream back',

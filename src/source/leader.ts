@@ -58,7 +58,7 @@ export class Leadership {
    */
   async acquire(signal: AbortSignal): Promise<void> {
     if (this.client) return;
-    const yieldMs = this.o.yieldMs ?? 3000;
+    const yieldMs = this.o.yieldMs ?? 1500;
     const waited = Date.now() - this.lostAt;
     if (waited < yieldMs) await sleep(yieldMs - waited, signal);
     let announced = false;

@@ -23,12 +23,15 @@ export const RETRY = {
   platformAuth: { name: 'platform-auth', baseMs: 1000, maxMs: 60_000, maxTries: Infinity },
   /** A command an operator waits for (`retry-failed`): a few tries, then report. */
   command: { name: 'command', baseMs: 500, maxMs: 5000, maxTries: 4 },
-  /** A status write or read on a connection that failed: an unstored outcome must never be dropped. */
-  database: { name: 'database', baseMs: 200, maxMs: 10_000, maxTries: Infinity },
-  /** The replication stream broke: reconnect. */
-  reconnect: { name: 'reconnect', baseMs: 500, maxMs: 30_000, maxTries: Infinity },
+  /**
+   * A status write or read on a connection that failed: an unstored outcome must never be dropped.
+   * Capped at 2 s: the outcomes of requests in flight during a restart are stored soon after it.
+   */
+  database: { name: 'database', baseMs: 200, maxMs: 2000, maxTries: Infinity },
+  /** The replication stream broke: reconnect, within 2 s of the database being back (a probe is cheap). */
+  reconnect: { name: 'reconnect', baseMs: 500, maxMs: 2000, maxTries: Infinity },
   /** Connecting for the leader lock while the database is away. */
-  leaderLock: { name: 'leader-lock', baseMs: 200, maxMs: 5000, maxTries: Infinity },
+  leaderLock: { name: 'leader-lock', baseMs: 200, maxMs: 1000, maxTries: Infinity },
   /** A walsender has not let go of the slot yet (55006): a few seconds at most. */
   slotBusy: { name: 'slot-busy', baseMs: 100, maxMs: 100, maxTries: 50 },
 } as const satisfies Record<string, RetryPolicy>;
