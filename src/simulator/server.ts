@@ -18,6 +18,7 @@ import type { ApiRow, OptType, PublicParams } from '../tuzhan/types.js';
 import { carriesRejected, checkFaults, DEFAULT_FAULTS, type Faults } from './faults.js';
 import { InFlight, type Overlaps } from './in-flight.js';
 import { PlatformModel, type RegistryEntry } from './model.js';
+import { emptyStats, type SimulatorStats } from './stats.js';
 import { Tokens } from './tokens.js';
 import { validateBatchAdd } from './validate.js';
 
@@ -26,25 +27,7 @@ export const BATCH_ADD_PATHS = [
   '/api/open/audience/group/rel/batchAdd',
 ];
 export const TOKEN_PATH = '/api/open/app/getOrgAccessToken';
-
-type Outcome = 'synced' | 'failed' | 'accepted';
-
-export interface SimulatorStats {
-  /** batchAdd requests received, whatever their fate. */
-  requests: number;
-  /** Requests that passed auth and validation, and their rows by outcome, per optType. */
-  byOptType: Record<OptType, { requests: number; rows: number } & Record<Outcome, number>>;
-  rejected: number;
-  authFailures: number;
-  tokenFetches: number;
-  tokenRefusals: number;
-  served429: number;
-  served500: number;
-  /** Requests applied and then answered 503 (applyThenFailRate). */
-  appliedThenFailed: number;
-  timeouts: number;
-  customersWithState: number;
-}
+export type { SimulatorStats } from './stats.js';
 
 export interface SimulatorOptions {
   host?: string;
@@ -78,23 +61,6 @@ export interface Simulator {
   reset(): void;
 }
 
-function emptyStats(): SimulatorStats {
-  const opt = () => ({ requests: 0, rows: 0, synced: 0, failed: 0, accepted: 0 });
-  return {
-    requests: 0,
-    byOptType: { add: opt(), update: opt(), delete: opt() },
-    rejected: 0,
-    authFailures: 0,
-    tokenFetches: 0,
-    tokenRefusals: 0,
-    served429: 0,
-    served500: 0,
-    appliedThenFailed: 0,
-    timeouts: 0,
-    customersWithState: 0,
-  };
-}
-
 const reply = sendJson;
 
 function platform(code: string, errorCode: string, msg: string, data: unknown = null) {
@@ -113,6 +79,11 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   });
   const pendingApply = new Set<NodeJS.Timeout>();
   const inFlight = new InFlight();
+  const held = new Set<() => void>();
+  const letGo = (): void => {
+    for (const go of held) go();
+    held.clear();
+  };
   let faults: Faults = { ...DEFAULT_FAULTS };
   let stats = emptyStats();
   const log = opts.logger;
@@ -159,6 +130,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   async function answer(req: IncomingMessage, res: ServerResponse, text: string): Promise<void> {
     const receivedAtMs = Date.now();
     if (faults.latencyMs > 0) await sleep(faults.latencyMs);
+    if (faults.holdAnswers) await new Promise<void>((go) => held.add(go));
     if (faults.status429 > 0) {
       faults.status429 -= 1;
       stats.served429 += 1;
@@ -317,6 +289,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   const sim: Simulator = {
     url,
     async close() {
+      letGo();
       for (const t of pendingApply) clearTimeout(t);
       pendingApply.clear();
       // Held (timed-out) sockets and idle keep-alive connections end too.
@@ -329,6 +302,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       const { expireTokens, ...rest } = f;
       if (expireTokens) tokens.expireAll();
       faults = { ...faults, ...rest };
+      if (!faults.holdAnswers) letGo();
     },
     reset() {
       for (const t of pendingApply) clearTimeout(t);
@@ -337,6 +311,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       inFlight.reset();
       stats = emptyStats();
       faults = { ...DEFAULT_FAULTS };
+      letGo();
     },
   };
   log?.info({ url: sim.url }, 'platform simulator listening');
