@@ -1,5 +1,5 @@
 /**
- * The simulator's injectable faults (SPEC section 10): what each does, their defaults, and the check
+ * The simulator's injectable faults (docs/design.md, "The platform"): what each does, their defaults, and the check
  * of a `POST /__sim/faults` body.
  */
 import { IDENTITY_FIELDS } from '../config/types.js';
