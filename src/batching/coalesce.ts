@@ -1,5 +1,5 @@
 /**
- * Coalescing (SPEC section 4) made safe under replay. Per source row key a buffer keeps the
+ * Coalescing (docs/design.md, "Coalescing and batching") made safe under replay. Per source row key a buffer keeps the
  * platform's state before the first buffered change (`before`), every other state the row passed
  * through while buffered (`passed`), and its latest state (`after`). At flush time the calls are
  * chosen so that, whatever prefix of these changes the platform already applied (delivery is at
@@ -8,7 +8,7 @@
  * - row mode: a live row replaces its customer's set (`update`; an empty set is a `delete` of all
  *   groups); every other identity the row had is cleared (`delete` without groups);
  * - membership mode: the latest pair is added; every other pair the row passed through is deleted.
- * A key's changes that were never sent ("fresh", see `netEffect`) keep SPEC section 4's table:
+ * A key's changes that were never sent ("fresh", see `netEffect`) keep the coalescing table (docs/design.md, "Coalescing and batching"):
  * insert+update -> add(latest); insert+...+delete -> nothing (skipped); update+update ->
  * update(latest); update+delete -> delete; delete+insert -> update. A window whose every state is
  * the one before it (`unchanged`) sends nothing and stores nothing, in both modes: whatever prefix
@@ -209,7 +209,7 @@ export interface Window {
  *
  * `fresh` says no change of the window was ever sent (the dispatcher knows the highest position it
  * may have sent, across restarts). Only then may a state the key passed through be ignored, and
- * only then is "nothing to send" right for a row that came and went: SPEC's table for that case.
+ * only then is "nothing to send" right for a row that came and went: the coalescing table's rule for that case.
  * Otherwise every identity (row mode) or pair (membership mode) the key held in the window, other
  * than its latest, is removed, and the latest is set.
  */
@@ -222,7 +222,7 @@ export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect
   const prior: Image[] = b ? [b] : [];
   if (!fresh && passed) for (const p of passed) if (addressable(p)) prior.push(p);
 
-  // A row the platform provably never saw before this window: SPEC's insert -> add applies.
+  // A row the platform provably never saw before this window: the table's insert -> add applies.
   const isNew = fresh && before === null && prior.length === 0;
   const parts =
     mode === 'row'

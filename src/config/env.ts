@@ -102,7 +102,7 @@ export function envValue(
  *
  * Credentials are one choice, so the environment replaces them as a whole: when any of
  * TUZHAN_TOKEN / TUZHAN_APP_ID / TUZHAN_APP_SECRET is set, the file's credentials of the other
- * kind are dropped. The SPEC example file says `token: ${TUZHAN_TOKEN}`; an operator who sets
+ * kind are dropped. The documented example config says `token: ${TUZHAN_TOKEN}`; an operator who sets
  * TUZHAN_APP_ID + TUZHAN_APP_SECRET instead gets app credentials, not an error about the unset
  * TUZHAN_TOKEN. A file `appId` is kept when only TUZHAN_APP_SECRET is set (the usual split:
  * the id in the file, the secret in the environment). Setting TUZHAN_TOKEN together with an app

@@ -1,7 +1,7 @@
 /**
  * The platform's client over one transport (src/tuzhan/transport.ts): `sendOnce` (one request, plus one token
- * refresh and retry on 100200/401) and `send` (retries transient and auth failures forever, SPEC
- * section 6). Whole-batch rejections are rethrown: the caller bisects.
+ * refresh and retry on 100200/401) and `send` (retries transient and auth failures forever, docs/design.md,
+ * "Errors"). Whole-batch rejections are rethrown: the caller bisects.
  */
 import type { Logger } from 'pino';
 import { keyWithOrigin } from '../config/origins.js';
@@ -9,8 +9,8 @@ import type { Config } from '../config/types.js';
 import { ApiAuthError, ApiRejectedError, ApiUnavailableError, BridgeError, errorMessage } from '../errors.js';
 import { RETRY, retry } from '../util/retry.js';
 import { MAX_ROWS_PER_REQUEST, buildBody, hasIdentity, outcomesOf, redact } from './outcomes.js';
-import type { Limiter } from './limiter.js';
 import { TokenManager } from './token-manager.js';
+import { Gate } from './gate.js';
 import { RequestAbortedError, Transport } from './transport.js';
 import type { ApiRow, PublicParams, RowOutcome } from './types.js';
 
@@ -55,7 +55,8 @@ export { RequestAbortedError } from './transport.js';
 type TuzhanConfig = Omit<Config['tuzhan'], 'notReadyAfterMs'>;
 
 export class TuzhanClient {
-  private readonly transport: Transport;
+  /** The HTTP side; its `limiter` paces every request by what the platform's answers taught it. */
+  readonly transport: Transport;
   /** Set while the platform refuses the credentials: the request that probes them, and its waiters. */
   private refused: Gate | undefined;
   private readonly tokens: TokenManager;
@@ -93,11 +94,6 @@ export class TuzhanClient {
    */
   get credentialsKey(): string {
     return this.credentialsLabel;
-  }
-
-  /** Paces every request by what the platform's answers taught it (its state, its changes). */
-  get limiter(): Limiter {
-    return this.transport.limiter;
   }
 
   /**
@@ -224,11 +220,16 @@ export class TuzhanClient {
   async send(params: PublicParams, rows: ApiRow[], opts: SendOptions = {}): Promise<BatchResult> {
     const { signal, onRetry } = opts;
     const o = this.options;
-    const transient = { ...RETRY.platform, baseMs: o.retryBaseMs ?? 200, maxMs: o.retryMaxMs ?? 30_000 };
+    // The policy table's, unless a test asks for faster retries.
+    const transient = {
+      ...RETRY.platform,
+      baseMs: o.retryBaseMs ?? RETRY.platform.baseMs,
+      maxMs: o.retryMaxMs ?? RETRY.platform.maxMs,
+    };
     const auth = {
       ...RETRY.platformAuth,
-      baseMs: o.authRetryBaseMs ?? 1000,
-      maxMs: o.authRetryMaxMs ?? 60_000,
+      baseMs: o.authRetryBaseMs ?? RETRY.platformAuth.baseMs,
+      maxMs: o.authRetryMaxMs ?? RETRY.platformAuth.maxMs,
     };
     const me = Symbol('request');
     let answered = false;
@@ -236,7 +237,7 @@ export class TuzhanClient {
       const result = await retry(
         async () => {
           // While the platform refuses the credentials, one request tries them and the rest wait:
-          // sending stops (SPEC section 6), and the refusal is logged once, not once per request.
+          // sending stops (docs/design.md, "Errors"), and the refusal is logged once, not once per request.
           for (let gate = this.refused; gate && gate.owner !== me; gate = this.refused)
             await gate.opened(signal);
           return this.sendOnce(params, rows, { signal });
@@ -341,29 +342,5 @@ export class TuzhanClient {
 
   private clean(text: string): string {
     return redact(text, this.tokens.secrets());
-  }
-}
-
-/** The credentials gate: opened when its owner's request is answered or gives up. */
-class Gate {
-  private readonly done: Promise<void>;
-  open: () => void = () => {};
-
-  constructor(readonly owner: symbol) {
-    this.done = new Promise<void>((resolve) => (this.open = resolve));
-  }
-
-  /** Resolves when the gate opens; rejects with RequestAbortedError when `signal` aborts first. */
-  opened(signal: AbortSignal | undefined): Promise<void> {
-    if (!signal) return this.done;
-    if (signal.aborted) return Promise.reject(new RequestAbortedError());
-    return new Promise<void>((resolve, reject) => {
-      const abort = (): void => reject(new RequestAbortedError());
-      signal.addEventListener('abort', abort, { once: true });
-      void this.done.then(() => {
-        signal.removeEventListener('abort', abort);
-        resolve();
-      });
-    });
   }
 }

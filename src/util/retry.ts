@@ -1,5 +1,5 @@
 /**
- * One way to try again: capped exponential backoff with full jitter (util/backoff.ts), under a named
+ * One way to try again: capped exponential backoff with equal jitter (util/backoff.ts: half the delay kept, half random), under a named
  * policy. Every retry in the product goes through `retry`, so how often and how long each kind of
  * failure is retried is read in one table.
  */
@@ -17,7 +17,7 @@ export interface RetryPolicy {
 
 /** The policies, by what is retried. */
 export const RETRY = {
-  /** The platform answered 5xx/429/408/425 or not at all: SPEC section 6, forever. */
+  /** The platform answered 5xx/429/408/425 or not at all: docs/design.md, "Errors", forever. */
   platform: { name: 'platform', baseMs: 200, maxMs: 30_000, maxTries: Infinity },
   /** The platform refuses the credentials: an operator must act; keep trying, slowly. */
   platformAuth: { name: 'platform-auth', baseMs: 1000, maxMs: 60_000, maxTries: Infinity },
