@@ -254,7 +254,8 @@ export class TuzhanClient {
           onRetry: async ({ attempt, error, delayMs }) => {
             const err = error as ApiUnavailableError | ApiAuthError;
             if (err instanceof ApiUnavailableError) {
-              this.logger.warn(
+              // A quota's 429 is the limiter's business (it paces, and logs what it learns).
+              this.logger[err.httpStatus === 429 ? 'debug' : 'warn'](
                 { attempt, delayMs, httpStatus: err.httpStatus, rows: rows.length, err: err.message },
                 'platform unavailable; retrying',
               );

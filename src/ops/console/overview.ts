@@ -8,7 +8,7 @@ import { readSlot } from '../../source/slot.js';
 import { consoleSql } from '../../status/console-sql.js';
 import { readRecentBackfills } from '../../status/reads.js';
 import { iso, type ConsoleDataOptions } from './data.js';
-import { RATE_WINDOW, recentRate } from './request-rate.js';
+import { learnedRate, RATE_WINDOW, recentRate } from './request-rate.js';
 
 /** Below this many rows (the planner's estimate) sync_status is counted exactly at every refresh. */
 export const EXACT_COUNT_LIMIT = 500_000;
@@ -234,6 +234,7 @@ export class ConsoleOverview {
         checks: readiness?.checks ?? {},
         bufferedRows: await value(m?.bufferedRows),
         inflightRows: await value(m?.inflightRows),
+        requestRate: await learnedRate(m),
       },
       lagSeconds: await value(m?.slotLagSeconds),
       progress,
