@@ -71,6 +71,8 @@ const FALL_LEAST = 2 * MARGIN;
 const FALL_MOST = 0.5;
 /** A second's burst: what a quota lets through from a standstill, in seconds of its rate. */
 const BURST_S = 1;
+/** A phase counts when at least this share of the pace was used. */
+const KEPT = 0.7;
 /** Below this a rate is not worth keeping: one request per 10 s is always allowed. */
 const MIN_RATE = 0.1;
 /** Above this the quota, if any, is far beyond what is sent: nothing is limited. */
@@ -181,14 +183,15 @@ export class RateLaw {
   private step(now: number): RateChange['why'] | undefined {
     if (this.estimate === undefined || this.rate >= this.o.ceiling) return undefined;
     const elapsed = now - this.phaseSince;
-    // Only a pace actually kept says anything about the quota (an idle bridge learns nothing): a
-    // phase in which fewer requests left starts over.
-    if (this.sentInPhase + 2 < 0.9 * ((this.rate * elapsed) / 1000)) {
+    // Only a pace mostly kept says anything about the quota (an idle bridge learns nothing): a
+    // phase in which the requests sent fell well short of it starts over.
+    const kept = (): boolean => {
+      if (this.sentInPhase >= KEPT * ((this.rate * elapsed) / 1000)) return true;
       this.phase(now);
-      return undefined;
-    }
+      return false;
+    };
     if (this.probe) {
-      if (elapsed < STEP_MS || this.sentInPhase < STEP_REQUESTS) return undefined;
+      if (elapsed < STEP_MS || this.sentInPhase < STEP_REQUESTS || !kept()) return undefined;
       this.probe.step = Math.min(MAX_STEP, this.probe.step * 2);
       this.estimate *= 1 + this.probe.step;
       if (this.estimate > FREE_ABOVE) {
@@ -199,7 +202,7 @@ export class RateLaw {
       return 'probe';
     }
     const k = this.fruitless < 0 ? 0.25 : 1;
-    if (elapsed < HOLD_MS * k || this.sentInPhase < HOLD_REQUESTS * k) return undefined;
+    if (elapsed < HOLD_MS * k || this.sentInPhase < HOLD_REQUESTS * k || !kept()) return undefined;
     this.probe = { good: this.estimate, since: now, step: this.nextStep };
     this.estimate *= 1 + this.nextStep;
     this.phase(now);

@@ -122,10 +122,11 @@ describe('rate law rules', () => {
     // One request every ten seconds: far under the pace, for ten minutes.
     for (let t = 2000; t < 600_000; t += 10_000) law.answered(law.started(t).ticket, ok, t + 10);
     expect(law.rate).toBe(base);
-    // At the pace, it probes once the hold is over.
+    // Close to the pace (80 % of it: a bridge's demand comes in bursts), it probes once the hold
+    // is over.
     let t = 600_000;
     const changes: string[] = [];
-    for (let i = 0; i < HOLD_REQUESTS + 5; i++, t = law.nextStartAt(t)) {
+    for (let i = 0; i < HOLD_REQUESTS + 5; i++, t = law.nextStartAt(t) + 250 / law.rate) {
       const { ticket, change } = law.started(t);
       if (change) changes.push(change.why);
       law.answered(ticket, ok, t + 10);
