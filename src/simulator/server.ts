@@ -50,6 +50,8 @@ export interface SimulatorOptions {
    * its body had been read: the benchmark measures commit-to-platform latency with it.
    */
   onRows?: (optType: OptType, rows: readonly ApiRow[], receivedAtMs: number) => void;
+  /** Called (in-process) as a 429 is answered, with the time and its Retry-After (tests). */
+  onRefused?: (answeredAtMs: number, retryAfterSeconds: number) => void;
 }
 
 export interface Simulator {
@@ -139,6 +141,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       faults.status429 -= 1;
       stats.served429 += 1;
       const seconds = String(faults.retryAfterSeconds);
+      opts.onRefused?.(Date.now(), faults.retryAfterSeconds);
       return reply(res, 429, platform('429', 'TOO_MANY_REQUESTS', 'rate limited'), {
         'retry-after': seconds,
       });
@@ -147,6 +150,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     if (!within.ok) {
       stats.served429 += 1;
       stats.quotaRefused += 1;
+      opts.onRefused?.(Date.now(), within.retryAfterSeconds);
       return reply(res, 429, platform('429', 'TOO_MANY_REQUESTS', 'rate limit exceeded'), {
         'retry-after': String(within.retryAfterSeconds),
       });
