@@ -15,12 +15,12 @@
  * - A refusal while pacing under the estimate means the quota fell: the estimate falls to what the
  *   platform took in the last two seconds (a few percent at least, half at most), so refusals stop
  *   within a few seconds.
- * - Steady, it probes rarely: after `holdRequests` requests and `holdMs` at the estimate with
- *   requests actually sent at that pace (an idle bridge learns nothing), it steps above it. Each
- *   step that goes through doubles the next (the quota may have risen: found in seconds, not
- *   minutes); the first refusal ends the probe, at what the platform surely took during it: what
- *   it accepted, less a second's burst, and never less than before. A probe that found nothing
- *   costs one refusal, and doubles the wait before the next.
+ * - Steady, it probes rarely: after HOLD_REQUESTS requests and HOLD_MS at the estimate, most of
+ *   that pace used (an idle bridge learns nothing), it steps above it. Each step that goes
+ *   through doubles the next (the quota may have risen: found in seconds, not minutes); the first
+ *   refusal ends the probe, at what the platform surely took during it: what it accepted, less a
+ *   second's burst, and never less than before. A probe that found nothing costs one refusal (one
+ *   per HOLD_REQUESTS: about 2 %); one that found more is followed by the next soon.
  * - `Retry-After` pauses every sender, whoever asked: requests knocking while the platform said
  *   "wait" are refused for nothing.
  */
@@ -56,7 +56,7 @@ export interface RateChange {
 export const MARGIN = 0.02;
 /** The pause a 429 without Retry-After asks for. */
 export const DEFAULT_PAUSE_MS = 1000;
-/** Time and requests at the estimate before a probe (doubled after a probe found nothing twice). */
+/** Time and requests at the estimate before a probe (a quarter of it after a rough estimate). */
 export const HOLD_MS = 10_000;
 export const HOLD_REQUESTS = 40;
 /** The first step of a probe above the estimate, the least, and the most. */
@@ -77,7 +77,7 @@ const KEPT = 0.7;
 const MIN_RATE = 0.1;
 /** Above this the quota, if any, is far beyond what is sent: nothing is limited. */
 const FREE_ABOVE = 10_000;
-/** How long sent requests are remembered (the estimates look two seconds back at most). */
+/** How long sent requests are remembered (the estimates look a few seconds back; a probe lasts a few). */
 const MEMORY_MS = 10_000;
 
 export class RateLaw {
