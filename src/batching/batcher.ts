@@ -12,6 +12,10 @@ import { mergeChange, newEntry, type Entry, type Holder } from './coalesce.js';
 /** The stage after the buffers: sends a flushed set of entries, calling `done` as entries finish. */
 export interface FlushSink {
   dispatch(source: string, entries: Entry[]): Promise<void>;
+  /** Entries it keeps waiting for a transaction's COMMIT (the removal guard): a drain leaves them. */
+  readonly waiting?: number;
+  /** The session ended: forget what waits for a COMMIT that will not come in it. */
+  forgetOpen?(): void;
 }
 
 class SourceBuffer {
@@ -115,12 +119,17 @@ export class Batcher {
     for (const source of this.buffers.keys()) this.flush(source);
   }
 
+  /** The session ended: entries waiting for its transactions' COMMIT are forgotten (read again). */
+  forgetOpen(): void {
+    this.sink.forgetOpen?.();
+  }
+
   /** The dispatcher reports entries whose outcome is stored. */
   done(n: number): void {
     this.inflight -= n;
     this.report();
     if (this.load < this.options.maxBufferedRows) for (const w of this.roomWaiters.splice(0)) w();
-    if (this.load === 0) for (const w of this.drainWaiters.splice(0)) w();
+    if (this.load <= (this.sink.waiting ?? 0)) for (const w of this.drainWaiters.splice(0)) w();
   }
 
   /** Whether buffers and requests hold `maxBufferedRows` entries (callers then `waitForRoom`). */
@@ -142,10 +151,16 @@ export class Batcher {
     }
   }
 
-  /** Flushes everything and resolves when every entry has its outcome stored. */
+  /**
+   * Flushes everything and resolves when every entry has its outcome stored, but those waiting for
+   * the COMMIT of a transaction still being read (the removal guard's): they cannot finish before
+   * the stream goes on.
+   */
   async drain(): Promise<void> {
     this.flushAll();
-    while (this.load > 0) {
+    // Dispatches run in order: the sink counts an entry as waiting only once its flush reached it.
+    await this.chain;
+    while (this.load > (this.sink.waiting ?? 0)) {
       this.throwIfFailed();
       await new Promise<void>((resolve) => {
         this.drainWaiters.push(resolve);

@@ -33,6 +33,9 @@ export interface Entry {
   gap: boolean;
   /** Set the latest state even where it looks unchanged (see SourceChange.restate). */
   restate: boolean;
+  /** The latest change's verdict for the removal guard, if it came with one (see SourceChange). */
+  approved?: boolean;
+  hold?: string;
   /**
    * Position of the first buffered change: its transaction's commit position and its index among
    * that transaction's row changes (the same on every replay). The window is fresh when nothing
@@ -68,6 +71,8 @@ export function newEntry(
     passed: undefined,
     gap: false,
     restate: change.restate === true,
+    approved: change.approved,
+    hold: change.hold,
     firstLsn: lsn,
     firstSeq: seq,
     lsn,
@@ -102,6 +107,8 @@ export function mergeChange(
   else if (!sameTarget(left, after)) addPassed(entry, left);
   entry.after = after;
   if (change.restate) entry.restate = true;
+  entry.approved = change.approved;
+  entry.hold = change.hold;
   entry.lsn = lsn;
   entry.seq = seq;
   entry.commitTime = commitTime;

@@ -7,6 +7,7 @@
  * releases each entry to the position tracker once every part of it has its outcome stored.
  */
 import type { Logger } from 'pino';
+import type { RemovalLimit } from '../config/guard.js';
 import { IDENTITY_FIELDS, type IdentityField } from '../config/types.js';
 import type { OptType } from '../domain/types.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
@@ -15,6 +16,7 @@ import type { Image } from '../mapping/source-mapper.js';
 import type { LastSent } from '../status/status-store.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
 import { addPassed, OP_ORDER, planFlush, releaseEntry, type Entry, type NetEffect } from './coalesce.js';
+import { RemovalGuard, type GuardState, type Planned } from './guard.js';
 import {
   requestRows,
   type Deliverer,
@@ -58,10 +60,43 @@ export interface DispatcherOptions {
   signal?: AbortSignal;
   /** An outcome could not be stored (or another unexpected failure): the bridge must stop. */
   onFatal(err: unknown): void;
+  /**
+   * The removal guard's state and where held rows are recorded; with it, mass removals are held
+   * (./guard.ts). `limits` per source, `capacity` the entries that may wait for a COMMIT.
+   */
+  held?: GuardState & {
+    hold(
+      source: string,
+      rows: ReadonlyArray<{ rowKey: string; lsn: bigint; committedAt: Date }>,
+      reason: string | null,
+    ): Promise<void>;
+  };
+  limits?: ReadonlyMap<string, RemovalLimit>;
+  capacity?: number;
+  /** Rows recorded held (metrics). */
+  onHeld?(source: string, rows: number): void;
 }
 
 export class Dispatcher {
-  constructor(private readonly o: DispatcherOptions) {}
+  private readonly guard: RemovalGuard | undefined;
+
+  constructor(private readonly o: DispatcherOptions) {
+    this.guard = o.held
+      ? new RemovalGuard({
+          limits: o.limits ?? new Map(),
+          state: o.held,
+          capacity: o.capacity ?? 5000,
+          logger: o.logger,
+          sink: {
+            send: (source, items) => this.send(source, items).catch((err: unknown) => this.fatal(err)),
+            hold: (source, items, reason) => this.hold(source, items, reason),
+            drop: (items) => this.drop(items),
+          },
+          onHeld: (source, rows, reason) =>
+            o.logger.warn({ source, rows, reason }, 'mass removal held for an operator'),
+        })
+      : undefined;
+  }
 
   async dispatch(sourceName: string, entries: Entry[]): Promise<void> {
     const rt = this.o.sources.get(sourceName);
@@ -74,14 +109,33 @@ export class Dispatcher {
     const effects = planFlush(rt.config.mode, entries, (e) =>
       this.o.sent.isFresh(sourceName, e.firstLsn, e.firstSeq),
     );
+    const planned = entries.map((entry, i) => ({ entry, effect: effects[i] as NetEffect }));
+    // Mass removals wait for a person (./guard.ts): the guard sends, holds, or keeps waiting.
+    if (this.guard) await this.guard.judge(sourceName, planned);
+    else await this.send(sourceName, planned);
+  }
+
+  /** Entries of a source's transactions still waiting for their COMMIT in the removal guard. */
+  get waiting(): number {
+    return this.guard?.waiting ?? 0;
+  }
+
+  /** The session ended: what waits for a COMMIT that will not come in it is forgotten. */
+  forgetOpen(): void {
+    this.guard?.forgetOpen();
+  }
+
+  /** Sends planned entries: outcomes decided locally, then requests by operation (GuardSink). */
+  async send(sourceName: string, planned: readonly Planned[]): Promise<void> {
+    const rt = this.o.sources.get(sourceName);
+    if (!rt) throw new Error(`unknown source ${sourceName}`);
     const local: LocalOutcome[] = [];
-    const planned: Array<{
+    const sending: Array<{
       change: Flight;
       parts: NonNullable<Extract<NetEffect, { kind: 'send' }>['parts']>;
     }> = [];
     let last: Entry | undefined;
-    entries.forEach((entry, i) => {
-      const effect = effects[i] as NetEffect;
+    for (const { entry, effect } of planned) {
       if (effect.kind !== 'send') {
         const flight = this.flight(entry, 1);
         local.push({
@@ -90,24 +144,52 @@ export class Dispatcher {
           status: effect.kind,
           error: effect.reason,
         });
-        return;
+        continue;
       }
       if (!last || entry.lsn > last.lsn || (entry.lsn === last.lsn && entry.seq > last.seq)) last = entry;
       const flight = this.flight(entry, effect.parts.length);
       flight.failure = effect.failure;
-      planned.push({ change: flight, parts: effect.parts });
-    });
+      sending.push({ change: flight, parts: effect.parts });
+    }
 
     // Durable before anything leaves: a crash from here on replays these changes as maybe-sent.
     if (last) await this.o.sent.cover(sourceName, last.lsn, last.seq);
     if (local.length) this.scheduleLocal(rt, local);
-    const byOp = requestRows(rt.config.mode, planned);
+    const byOp = requestRows(rt.config.mode, sending);
     for (const op of OP_ORDER) {
       const rows = byOp.get(op) ?? [];
       for (let i = 0; i < rows.length; i += this.o.maxBatchSize) {
         this.scheduleRequest(rt, op, rows.slice(i, i + this.o.maxBatchSize));
       }
     }
+  }
+
+  /** Records entries as held, in order with their keys' requests (GuardSink). */
+  hold(sourceName: string, planned: readonly Planned[], reason: string | null): void {
+    const rt = this.o.sources.get(sourceName);
+    const held = this.o.held;
+    if (!rt || !held) return;
+    const flights = planned.map((p) => this.flight(p.entry, 1));
+    const resources = new Resources();
+    const keyLane = keyLaneOf(rt);
+    for (const f of flights) resources.add(keyLane, f.rowKey);
+    void this.o.scheduler
+      .schedule(
+        resources,
+        async () => {
+          await held.hold(sourceName, flights, reason);
+          this.o.onHeld?.(sourceName, flights.length);
+          this.finish(flights);
+        },
+        { direct: true },
+      )
+      .catch((err: unknown) => this.fatal(err));
+  }
+
+  /** Forgets entries without an outcome (GuardSink): their transaction is read again. */
+  drop(planned: readonly Planned[]): void {
+    for (const p of planned) releaseEntry(p.entry);
+    if (planned.length) this.o.onDone(planned.length);
   }
 
   private flight(entry: Entry, parts: number): Flight {

@@ -5,6 +5,7 @@
  */
 import * as z from 'zod';
 import { SSL_MODES } from '../util/pg-connection.js';
+import { guardSchema } from './guard.js';
 import { PLAIN_NAME } from '../util/sql.js';
 import { ACCURATE_MATCH_TYPES, IDENTITY_FIELDS } from './types.js';
 
@@ -200,6 +201,8 @@ export const sourceSchema = z.strictObject({
   match: matchSchema,
   deleteLookup: z.enum(['none', 'state']).default('none'),
   onTruncate: z.enum(['ignore', 'delete-all']).default('ignore'),
+  /** This source's limit on mass removals (./guard.ts); the top level's when absent. */
+  guard: guardSchema.optional(),
 });
 
 /** A missing or empty (`postgres:` with nothing under it) section is the same as `{}`. */
@@ -213,6 +216,7 @@ export const configSchema = z.strictObject({
   batching: orEmpty(batchingSchema, {}),
   http: orEmpty(httpSchema, {}),
   log: orEmpty(logSchema, {}),
+  guard: orEmpty(guardSchema, {}),
   sources: orEmpty(z.array(sourceSchema), []),
 });
 
@@ -227,6 +231,8 @@ export const KNOWN_KEYS: ReadonlyMap<string, readonly string[]> = new Map([
   ['batching', Object.keys(batchingSchema.shape)],
   ['http', Object.keys(httpSchema.shape)],
   ['log', Object.keys(logSchema.shape)],
+  ['guard', ['maxRemovals']],
+  ['sources[].guard', ['maxRemovals']],
   ['sources[]', Object.keys(sourceSchema.shape)],
   ['sources[].columns', Object.keys(columnsSchema.shape)],
   ['sources[].match', Object.keys(matchSchema.shape)],

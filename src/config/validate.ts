@@ -324,7 +324,7 @@ export function validate(ctx: ValidationContext): { config: Config } | { problem
   return { config: toConfig(result.data) };
 }
 
-const SECTION_ORDER = ['postgres', 'tuzhan', 'batching', 'http', 'log', 'sources'];
+const SECTION_ORDER = ['postgres', 'tuzhan', 'batching', 'http', 'log', 'guard', 'sources'];
 
 /** File order: by section, then source index (zod reports unknown keys after everything else). */
 function sortProblems(lines: string[]): string[] {
@@ -355,6 +355,7 @@ function toConfig(parsed: ParsedConfig): Config {
       match: s.match,
       deleteLookup: s.deleteLookup,
       onTruncate: s.onTruncate,
+      ...(s.guard === undefined ? {} : { guard: s.guard }),
     };
   });
   return { ...parsed, sources };

@@ -47,6 +47,7 @@ export class Router {
   /** Forgets the open transaction (the connection that carried it is gone). */
   reset(): void {
     this.tx = undefined;
+    this.o.batcher.forgetOpen();
   }
 
   handle(msg: ChangeMessage): Promise<void> | void {

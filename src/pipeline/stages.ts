@@ -14,6 +14,8 @@ import { Delivery, type PlatformSender } from '../delivery/delivery.js';
 import { errorMessage, isConnectionLoss } from '../errors.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import { Leadership } from '../source/leader.js';
+import type { RemovalLimit } from '../config/guard.js';
+import { HeldStore } from '../status/held.js';
 import { SentMark } from '../status/sent-mark.js';
 import { StatusStore } from '../status/status-store.js';
 import { pgClientConfig } from '../util/pg-connection.js';
@@ -24,6 +26,8 @@ export interface Stages {
   sent: SentMark;
   leadership: Leadership;
   batcher: Batcher;
+  held: HeldStore;
+  scheduler: OrderedScheduler;
 }
 
 export interface StagesOptions {
@@ -63,6 +67,7 @@ export function buildStages(o: StagesOptions): Stages {
   // The platform client enforces ratePerSecond on every attempt; the scheduler orders and bounds
   // concurrency only.
   const scheduler = new OrderedScheduler({ concurrency: config.tuzhan.concurrency, ratePerSecond: 0 });
+  const held = new HeldStore(pool, postgres.statusSchema, (what, fn) => store.withRetry(what, fn));
   const dispatcher = new Dispatcher({
     maxBatchSize: config.batching.maxBatchSize,
     sent,
@@ -74,9 +79,19 @@ export function buildStages(o: StagesOptions): Stages {
     onDone: (n) => batcher.done(n),
     signal: o.force,
     onFatal: o.onFatal,
+    held,
+    limits: sourceLimits(config),
+    // Half of the buffered rows may wait for a transaction's COMMIT; the rest keeps flowing.
+    capacity: Math.max(1, Math.floor(config.batching.maxBufferedRows / 2)),
+    onHeld: (source, count) => events.emit('rows', { source, op: 'delete', status: 'held', count }),
   });
   const batcher: Batcher = new Batcher(config.batching, dispatcher, (buffered, inflight) =>
     events.emit('buffer', { buffered, inflight }),
   );
-  return { pool, store, sent, leadership, batcher };
+  return { pool, store, sent, leadership, batcher, held, scheduler };
+}
+
+/** Each source's removal limit: its own `guard`, else the top level's. */
+export function sourceLimits(config: Config): Map<string, RemovalLimit> {
+  return new Map(config.sources.map((s) => [s.name, (s.guard ?? config.guard).maxRemovals]));
 }
