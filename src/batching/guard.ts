@@ -39,6 +39,8 @@ export interface GuardSink {
 /** What the guard reads: held keys and the size of a source. */
 export interface GuardState {
   heldKeys(source: string): Promise<Set<string>>;
+  /** Which of these keys are held now. */
+  stillHeld(source: string, keys: readonly string[]): Promise<Set<string>>;
   sourceRows(source: string): Promise<number>;
 }
 
@@ -104,6 +106,7 @@ export class RemovalGuard {
   async judge(source: string, planned: readonly Planned[]): Promise<void> {
     const s = await this.state(source);
     const flush = ++this.flushes;
+    await this.confirmHeld(source, s, planned);
     const items: Item[] = planned.map((p) => ({ ...p, verdict: this.first(s, p), flush }));
     const waits = (i: Item) => i.verdict === 'wait';
     const limit = await this.limitOf(source, s, items.some(waits) || s.queue.some(waits));
@@ -143,6 +146,19 @@ export class RemovalGuard {
       this.o.sink.drop(open);
       if (s.queue.length > 0) this.schedule();
     }
+  }
+
+  /**
+   * The held set is a cache: an operator may have settled keys without this process (a rejection
+   * by the command while it runs, an approval that ran in-process, SQL). Keys of this flush found in
+   * it are looked up, and those no longer held leave it.
+   */
+  private async confirmHeld(source: string, s: SourceState, planned: readonly Planned[]): Promise<void> {
+    if (s.held.size === 0) return;
+    const keys = planned.filter((p) => s.held.has(p.entry.key.text)).map((p) => p.entry.key.text);
+    if (keys.length === 0) return;
+    const still = await this.o.state.stillHeld(source, keys);
+    for (const k of keys) if (!still.has(k)) s.held.delete(k);
   }
 
   /** The verdict an entry gets before counting: held key, pre-judged, approved, or a removal to count. */

@@ -39,6 +39,10 @@ export function heldSql(schemaName: string) {
     /** $1 source: the keys held now. */
     heldKeys: `SELECT key AS k FROM ${row} WHERE source_id = ${sourceId('$1')} AND status = 'held'`,
 
+    /** $1 source, $2 keys: which of them are held now. */
+    stillHeld: `SELECT key AS k FROM ${row}
+      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status = 'held'`,
+
     /** $1 source, $2 last key (or null), $3 page size: held rows in key order, with what the platform holds. */
     heldRows: `SELECT key AS k, op, payload, lsn::text AS lsn, committed_at FROM ${row}
       WHERE source_id = ${sourceId('$1')} AND status = 'held' AND ($2::text IS NULL OR key > $2::text)
@@ -112,6 +116,14 @@ export class HeldStore {
   async heldKeys(source: string): Promise<Set<string>> {
     const res = await this.withRetry('reading held rows', () =>
       this.db.query<{ k: string }>(this.sql.heldKeys, [source]),
+    );
+    return new Set(res.rows.map((r) => r.k));
+  }
+
+  /** Which of these keys of a source are held now. */
+  async stillHeld(source: string, keys: readonly string[]): Promise<Set<string>> {
+    const res = await this.withRetry('reading held rows', () =>
+      this.db.query<{ k: string }>(this.sql.stillHeld, [source, keys]),
     );
     return new Set(res.rows.map((r) => r.k));
   }

@@ -63,6 +63,8 @@ function harness(
     limits: new Map([['s', limit]]),
     state: {
       heldKeys: async () => new Set((o.held ?? []).map((k) => `{"id":${k}}`)),
+      stillHeld: async (_s, keys) =>
+        new Set(keys.filter((k) => (o.held ?? []).some((h) => `{"id":${h}}` === k))),
       sourceRows: async () => o.rows ?? 1000,
     },
     capacity: o.capacity ?? 100,
@@ -184,6 +186,16 @@ describe('removal guard', () => {
     await h.guard.release('s', ['{"id":7}']);
     await h.guard.judge('s', [planned(7, 'add', tx(true))]);
     expect(h.sent).toEqual([[8], [7], [7]]);
+  });
+
+  it('a key settled outside this process (the command, SQL) is no longer held here', async () => {
+    const held = [9];
+    const h = harness(rows(100), { held });
+    await h.guard.judge('s', [planned(9, 'add', tx(true))]);
+    expect(h.held).toEqual([{ keys: [9], reason: null }]);
+    held.pop();
+    await h.guard.judge('s', [planned(9, 'add', tx(true))]);
+    expect(h.sent).toEqual([[9]]);
   });
 
   it('a change judged before (a re-sync) is held with its reason, and its key stays held', async () => {
