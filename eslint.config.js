@@ -1,30 +1,37 @@
 import js from '@eslint/js';
+import importX, { createNodeResolver } from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
 /**
- * Layers that hold (issue 10). `src/` is built in this dependency order: a module may import the
- * foundation (config, util, errors, domain) and the stages before its own, never a later one, and
- * nothing but `cli` imports `cli` or `demo`. So a status store cannot reach into the pipeline that
- * uses it, and the daemon's wiring stays out of the commands. `test/unit/layers.test.ts` shows an
- * upward import failing this rule.
+ * Layers in the order the data flows (issue 22). A module may import the stages after its own and
+ * the foundation (config, util, errors, domain), never a stage before its own: one change is
+ * followed down the folders without climbing back up, and a stage knows the next one only through
+ * what that one declares (delivery declares the requests the dispatcher builds, the dispatcher what
+ * it needs of a source). README.md ("Development") and docs/design.md ("The shape") list the same
+ * order; `test/unit/layers.test.ts` shows each rule failing.
  *
- *   decode -> source -> mapping -> tuzhan -> status -> batching -> delivery -> ops -> pipeline
- *     -> daemon.ts -> simulator -> demo -> cli
+ *   cli -> demo -> throwaway -> simulator -> daemon.ts -> pipeline -> ops
+ *     -> source (the stream) -> router -> mapping -> batching -> delivery -> tuzhan, status -> decode
+ *
+ * The commands and the daemon wire the pipeline, which runs the stages below it. `decode` (pgoutput's
+ * messages as typed values) is the vocabulary the stream, the router and mapping share, so it sits
+ * under all of them.
  */
 const STAGES = [
-  ['decode'],
+  ['cli'],
+  ['demo'],
+  ['throwaway'],
+  ['simulator'],
+  ['daemon.ts'],
+  ['pipeline'],
+  ['ops'],
   ['source'],
+  ['router'],
   ['mapping'],
-  ['tuzhan'],
-  ['status'],
   ['batching'],
   ['delivery'],
-  ['ops'],
-  ['pipeline'],
-  ['daemon.ts'],
-  ['simulator'],
-  ['demo'],
-  ['cli'],
+  ['tuzhan', 'status'],
+  ['decode'],
 ];
 
 /** Import patterns of a stage: a directory (`**\/status/*`) or a module at the top of src/. */
@@ -32,7 +39,7 @@ const patternsOf = (stage) =>
   stage.map((s) => (s.endsWith('.ts') ? `**/${s.replace(/\.ts$/, '.js')}` : `**/${s}/*`));
 const filesOf = (stage) => stage.map((s) => (s.endsWith('.ts') ? `src/${s}` : `src/${s}/**`));
 
-const layers = STAGES.slice(0, -1).map((stage, i) => ({
+const layers = STAGES.slice(1).map((stage, i) => ({
   files: filesOf(stage),
   rules: {
     'no-restricted-imports': [
@@ -40,8 +47,8 @@ const layers = STAGES.slice(0, -1).map((stage, i) => ({
       {
         patterns: [
           {
-            group: STAGES.slice(i + 1).flatMap(patternsOf),
-            message: `${stage.join(', ')} must not import a later stage (eslint.config.js lists the order)`,
+            group: STAGES.slice(0, i + 1).flatMap(patternsOf),
+            message: `${stage.join(', ')} must not import a stage before its own (eslint.config.js lists the order)`,
           },
         ],
       },
@@ -64,6 +71,23 @@ const foundation = {
       },
     ],
   },
+};
+
+/**
+ * No import cycles, whatever the layers allow (a stage's own files, the foundation): a module that
+ * imports itself back through others loads half-initialised. `import type` is not followed here;
+ * `test/unit/layers.test.ts` checks that type-only cycles are absent too.
+ */
+const noCycles = {
+  files: ['src/**/*.ts'],
+  plugins: { 'import-x': importX },
+  settings: {
+    'import-x/extensions': ['.ts', '.js'],
+    'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
+    // Imports name the compiled `.js`; the sources are `.ts`.
+    'import-x/resolver-next': [createNodeResolver({ extensionAlias: { '.js': ['.ts', '.js'] } })],
+  },
+  rules: { 'import-x/no-cycle': ['error', { ignoreExternal: true }] },
 };
 
 export default tseslint.config(
@@ -110,4 +134,5 @@ export default tseslint.config(
   },
   foundation,
   ...layers,
+  noCycles,
 );

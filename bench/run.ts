@@ -15,7 +15,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSimulator } from '../src/simulator/server.js';
-import { startPostgres } from '../src/util/throwaway-postgres.js';
+import { startPostgres } from '../src/throwaway/postgres.js';
 import { ROOT, TOKEN, buildCli, median, type BenchContext, type CpuSplit, type RowsHook } from './common.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { runMemory, type MemoryResult } from './memory.js';

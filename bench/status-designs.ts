@@ -15,7 +15,7 @@ import { identityIndexStatements } from '../src/status/identity-indexes.js';
 import { migrate } from '../src/status/migrate.js';
 import { statusSql } from '../src/status/sql.js';
 import { encodeStatusRows, statusRowParams } from '../src/status/status-store.js';
-import { startPostgres } from '../src/util/throwaway-postgres.js';
+import { startPostgres } from '../src/throwaway/postgres.js';
 import { median } from './common.js';
 
 const { values } = parseArgs({

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { startPostgres } from '../src/util/throwaway-postgres.js';
+import { startPostgres } from '../src/throwaway/postgres.js';
 
 const file = process.argv[2] ?? 'docker/crm-init.sql';
 const sql = readFileSync(file, 'utf8');

@@ -83,9 +83,16 @@ export async function startDaemon(
   let stopping: Promise<void> | undefined;
   const stop = (timeoutMs = 30_000): Promise<void> =>
     (stopping ??= (async () => {
+      const refused = whileRefused(events, readiness, () =>
+        logger.warn(
+          { configKey: client.credentialsKey },
+          `stopping without waiting for requests: the platform refuses the credentials (fix ${client.credentialsKey}); the changes they carry stay unconfirmed and are sent after the next start`,
+        ),
+      );
       try {
-        await bridge.stop(timeoutMs);
+        await bridge.stop(timeoutMs, refused.signal);
       } finally {
+        refused.dispose();
         detachLog();
         await client.close().catch(() => {});
         await ops?.close().catch(() => {});
@@ -136,4 +143,25 @@ export async function startDaemon(
     throw err;
   }
   return { bridge, events, metrics, ops, done: bridge.done, stop };
+}
+
+/**
+ * A signal that aborts as soon as the platform refuses the credentials, now or while a stop drains:
+ * every request then waits for credentials an operator must fix, so nothing can be delivered, and
+ * waiting for the shutdown timeout would only delay the exit.
+ */
+function whileRefused(
+  events: BridgeEvents,
+  readiness: ReadinessTracker,
+  onRefused: () => void,
+): { signal: AbortSignal; dispose(): void } {
+  const giveUp = new AbortController();
+  const check = (): void => {
+    if (giveUp.signal.aborted || readiness.readiness().checks.credentials !== 'refused') return;
+    onRefused();
+    giveUp.abort(new Error('the platform refuses the credentials'));
+  };
+  check();
+  events.on('request', check);
+  return { signal: giveUp.signal, dispose: () => events.off('request', check) };
 }

@@ -23,10 +23,31 @@ export class ConfigError extends BridgeError {
   }
 }
 
-/** A precondition of the database (wal_level, privileges, replica identity, tables) is not met. */
+/**
+ * The remedy for a slot whose changes cannot be read any more (lost, or a mapped column gone from
+ * them), as the operator types it: a new slot, and every source re-synced from its snapshot.
+ */
+export const RESYNC_REMEDY = 'tuzhan-cdc run --resync';
+
+/** One thing found wrong before streaming, and what fixes it (a statement to run, a key to correct). */
+export interface Problem {
+  problem: string;
+  remedy?: string;
+}
+
+/**
+ * A precondition of the database (wal_level, privileges, replica identity, tables) is not met.
+ * `findings` holds each problem with its remedy, for the structured log line of a failed start.
+ */
 export class SetupError extends BridgeError {
-  constructor(code: string, message: string, options: { cause?: unknown } = {}) {
-    super(code, message, { ...options, retryable: false });
+  readonly findings: readonly Problem[];
+  constructor(
+    code: string,
+    message: string,
+    options: { cause?: unknown; findings?: readonly Problem[] } = {},
+  ) {
+    super(code, message, { cause: options.cause, retryable: false });
+    this.findings = options.findings ?? [];
   }
 }
 

@@ -6,7 +6,7 @@
  * change of one operation type can never overtake an earlier change of another.
  */
 import type { Config } from '../config/types.js';
-import type { SourceChange } from '../mapping/changes.js';
+import type { SourceChange } from '../domain/change.js';
 import { mergeChange, newEntry, type Entry, type Holder } from './coalesce.js';
 
 /** The stage after the buffers: sends a flushed set of entries, calling `done` as entries finish. */

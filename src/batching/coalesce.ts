@@ -10,12 +10,20 @@
  * - membership mode: the latest pair is added; every other pair the row passed through is deleted.
  * A key's changes that were never sent ("fresh", see `netEffect`) keep SPEC section 4's table:
  * insert+update -> add(latest); insert+...+delete -> nothing (skipped); update+update ->
- * update(latest); update+delete -> delete; delete+insert -> update. docs/design.md has the why.
+ * update(latest); update+delete -> delete; delete+insert -> update. A window whose every state is
+ * the one before it (`unchanged`) sends nothing and stores nothing, in both modes: whatever prefix
+ * of it the platform applied, the platform is where it was. docs/design.md has the why.
  * Pure functions.
  */
-import type { SourceMode } from '../config/types.js';
-import type { Before, SourceChange } from '../mapping/changes.js';
-import { sameIdentity, type Identity, type Image, type RowKey } from '../mapping/source-mapper.js';
+import { IDENTITY_FIELDS, type SourceMode } from '../config/types.js';
+import {
+  sameIdentity,
+  type Before,
+  type Identity,
+  type Image,
+  type RowKey,
+  type SourceChange,
+} from '../domain/change.js';
 import type { Holder, OptType } from '../domain/types.js';
 
 export type { Holder } from '../domain/types.js';
@@ -163,10 +171,26 @@ export type NetEffect =
       parts: Part[];
       /** recorded as the key's error even when the parts succeed */ failure?: string;
     }
-  | { kind: 'skipped'; reason: string }
+  /**
+   * `unchanged`: nothing the platform sees changed in the window, so no request and no outcome is
+   * stored (the key's last outcome still tells the truth).
+   */
+  | { kind: 'skipped'; reason: string; unchanged?: true }
   | { kind: 'failed'; reason: string };
 
-const UNCHANGED: NetEffect = { kind: 'skipped', reason: 'no mapped column changed' };
+const UNCHANGED: NetEffect = { kind: 'skipped', reason: 'no mapped column changed', unchanged: true };
+
+/**
+ * Whether every state the key passed through in the window is the state before it: same identity
+ * and same set of groups (TOAST resolved), no gap, no re-sync. Then any prefix of the window leaves
+ * the platform where it was, replayed or not, in either mode.
+ */
+export function unchangedWindow(w: Window): boolean {
+  const { before, after } = w;
+  if (w.restate === true || w.gap === true || (w.passed !== undefined && w.passed.length > 0)) return false;
+  if (after === null || before === null || before === 'unknown') return false;
+  return before.groups !== null && after.groups !== null && sameTarget(before, after);
+}
 
 const UNTRANSLATABLE =
   'the old row is not in the WAL, so this change cannot be translated: run ALTER TABLE ... REPLICA IDENTITY FULL or set deleteLookup: state';
@@ -197,6 +221,7 @@ export interface Window {
  * than its latest, is removed, and the latest is set.
  */
 export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect {
+  if (unchangedWindow(w)) return UNCHANGED;
   const { before, after, passed } = w;
   const b = before === 'unknown' ? null : addressable(before) ? before : null;
   const a = addressable(after) ? after : null;
@@ -210,6 +235,7 @@ export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect
     mode === 'row'
       ? rowParts(prior, a, isNew)
       : membershipParts(b, prior, a, w.restate === true || (!fresh && w.gap === true));
+  // (A fresh membership window that came back to its pair: nothing was sent, nothing to store.)
   if (parts === SKIP_UNCHANGED) return UNCHANGED;
   // With `unknown`, what the row held before the window cannot be removed: say so on the row.
   const reason = failure ?? (before === 'unknown' && !a ? UNTRANSLATABLE : undefined);
@@ -226,10 +252,10 @@ export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect
 export const OP_ORDER: readonly OptType[] = ['delete', 'update', 'add'];
 
 /**
- * The net effects of one flush's entries (one per key), index-aligned. Keys interact: a pair one
- * key left may be taken by another key within the same window, and the first key's replay deletes
- * it (deletes go first). So a membership row that kept its pair is re-added when another key of
- * the flush deletes that pair, instead of being skipped as unchanged.
+ * The net effects of one flush's entries (one per key), index-aligned. Keys interact: a pair or
+ * identity one key left may be taken by another key within the same window, and the first key's
+ * replay deletes it (deletes go first). So a key that kept its state is set again when another
+ * key of the flush deletes what it holds, instead of being skipped as unchanged.
  */
 export function planFlush(
   mode: SourceMode,
@@ -237,21 +263,32 @@ export function planFlush(
   isFresh: (entry: Entry) => boolean,
 ): NetEffect[] {
   const effects = entries.map((e) => netEffect(mode, e as Window, isFresh(e)));
-  if (mode !== 'membership') return effects;
-  const deleted = new Set<string>();
+  let deleted: Map<string, Part[]> | undefined;
   for (const e of effects)
-    if (e.kind === 'send') for (const p of e.parts) if (p.op === 'delete') deleted.add(pairKey(p));
-  if (deleted.size === 0) return effects;
+    if (e.kind === 'send')
+      for (const p of e.parts) {
+        if (p.op !== 'delete') continue;
+        deleted ??= new Map();
+        const k = identityText(p.identity);
+        const list = deleted.get(k);
+        if (list) list.push(p);
+        else deleted.set(k, [p]);
+      }
+  if (deleted === undefined) return effects;
+  const removes = deleted;
   return effects.map((effect, i) => {
-    const after = (entries[i] as Entry).after;
+    const entry = entries[i] as Entry;
+    const after = entry.after;
     if (effect !== UNCHANGED || !after) return effect;
-    const add: Part = { op: 'add', identity: after.identity, groups: after.groups ?? [] };
-    return deleted.has(pairKey(add)) ? { kind: 'send', parts: [add] } : effect;
+    const hit = removes
+      .get(identityText(after.identity))
+      ?.some((d) => d.groups.length === 0 || d.groups.some((g) => after.groups?.includes(g)));
+    return hit ? netEffect(mode, { ...(entry as Window), restate: true }, isFresh(entry)) : effect;
   });
 }
 
-function pairKey(p: Part): string {
-  return `${JSON.stringify(p.identity)}\u0000${p.groups.join(',')}`;
+function identityText(identity: Identity): string {
+  return IDENTITY_FIELDS.map((f) => identity[f] ?? '').join('\u0000');
 }
 
 /** Marks "the pair did not change": a distinct empty list, so callers compare by identity. */

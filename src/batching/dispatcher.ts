@@ -8,14 +8,22 @@
  */
 import type { Logger } from 'pino';
 import type { RemovalLimit } from '../config/guard.js';
-import { IDENTITY_FIELDS, type IdentityField } from '../config/types.js';
+import { IDENTITY_FIELDS, type IdentityField, type SourceConfig } from '../config/types.js';
 import type { OptType } from '../domain/types.js';
-import type { SourceRuntime } from '../mapping/runtime.js';
 import { errorMessage } from '../errors.js';
-import type { Image } from '../mapping/source-mapper.js';
+import type { Image } from '../domain/change.js';
 import type { LastSent } from '../status/status-store.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
-import { addPassed, OP_ORDER, planFlush, releaseEntry, type Entry, type NetEffect } from './coalesce.js';
+import {
+  addPassed,
+  OP_ORDER,
+  planFlush,
+  releaseEntry,
+  unchangedWindow,
+  type Entry,
+  type NetEffect,
+  type Window,
+} from './coalesce.js';
 import { RemovalGuard, type GuardState, type Planned } from './guard.js';
 import {
   requestRows,
@@ -23,10 +31,19 @@ import {
   type DeliveryRow,
   type KeyChange,
   type LocalOutcome,
-} from './requests.js';
+} from '../delivery/requests.js';
 import { Resources, type OrderedScheduler } from './scheduler.js';
 
-export type { SourceRuntime } from '../mapping/runtime.js';
+/**
+ * What the dispatcher uses of a source (mapping's SourceRuntime is one): its config, how a current
+ * row reads as an image, and how to read it by key (unchanged TOAST values). Declared here, so the
+ * dispatcher takes nothing from the stages before it.
+ */
+export interface SourceRuntime {
+  config: SourceConfig;
+  mapper: { image(row: Record<string, unknown>): Image };
+  readRow(keyValues: Record<string, unknown>): Promise<Record<string, unknown> | null>;
+}
 
 /** How far each source's changes may have reached the platform (src/status/sent-mark.ts). */
 export interface SentPosition {
@@ -54,8 +71,10 @@ export interface DispatcherOptions {
   state: SentState;
   scheduler: OrderedScheduler;
   logger: Logger;
-  /** Called with the number of entries whose outcome is stored. */
+  /** Called with the number of entries whose outcome is stored (or that need none). */
   onDone(n: number): void;
+  /** Changes that changed nothing the platform sees (a key's whole window): nothing sent or stored. */
+  onUnchanged?(source: string, changes: number): void;
   /** Aborts retries on a forced shutdown. */
   signal?: AbortSignal;
   /** An outcome could not be stored (or another unexpected failure): the bridge must stop. */
@@ -103,6 +122,7 @@ export class Dispatcher {
     if (!rt) throw new Error(`unknown source ${sourceName}`);
     await this.resolveLookups(rt, entries);
     await this.resolveToast(rt, entries);
+    await this.resolveUnknown(rt, entries);
 
     // A key whose first buffered change lies past the sent position was never sent (not even by an
     // earlier run): only then may its window be coalesced as if the platform were at `before`.
@@ -135,7 +155,16 @@ export class Dispatcher {
       parts: NonNullable<Extract<NetEffect, { kind: 'send' }>['parts']>;
     }> = [];
     let last: Entry | undefined;
+    let unchanged = 0;
+    let unchangedChanges = 0;
     for (const { entry, effect } of planned) {
+      if (effect.kind === 'skipped' && effect.unchanged) {
+        // Nothing to send or store: the key's last outcome stays; its transactions may be confirmed.
+        releaseEntry(entry);
+        unchanged += 1;
+        unchangedChanges += entry.changes;
+        continue;
+      }
       if (effect.kind !== 'send') {
         const flight = this.flight(entry, 1);
         local.push({
@@ -150,6 +179,10 @@ export class Dispatcher {
       const flight = this.flight(entry, effect.parts.length);
       flight.failure = effect.failure;
       sending.push({ change: flight, parts: effect.parts });
+    }
+    if (unchanged) {
+      this.o.onDone(unchanged);
+      this.o.onUnchanged?.(sourceName, unchangedChanges);
     }
 
     // Durable before anything leaves: a crash from here on replays these changes as maybe-sent.
@@ -285,6 +318,32 @@ export class Dispatcher {
     for (const e of pending) {
       const l = last.get(e.key.text);
       e.before = l && l.op !== 'delete' && l.payload ? imageFromPayload(l.payload) : null;
+    }
+  }
+
+  /**
+   * An update without its old row in the WAL (REPLICA IDENTITY DEFAULT, key unchanged): when the new
+   * state is what the bridge last stored for the key, nothing changed for the platform, and the
+   * window is planned from that state (unchanged). Otherwise it stays `unknown`.
+   */
+  private async resolveUnknown(rt: SourceRuntime, entries: Entry[]): Promise<void> {
+    const pending = entries.filter(
+      (e) => e.before === 'unknown' && unchangedWindow({ ...(e as Window), before: e.after }),
+    );
+    if (pending.length === 0) return;
+    const keys = new Resources();
+    const keyLane = keyLaneOf(rt);
+    for (const e of pending) keys.add(keyLane, e.key.text);
+    await this.o.scheduler.settled(keys);
+    const last = await this.o.state.lastSent(
+      rt.config.name,
+      pending.map((e) => e.key.text),
+    );
+    for (const e of pending) {
+      const l = last.get(e.key.text);
+      if (!l || l.op === 'delete' || !l.payload) continue;
+      const stored = imageFromPayload(l.payload);
+      if (unchangedWindow({ before: stored, after: e.after })) e.before = stored;
     }
   }
 

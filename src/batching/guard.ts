@@ -169,6 +169,8 @@ export class RemovalGuard {
       return { hold: e.hold };
     }
     if (e.approved) return 'send';
+    // A change the platform cannot see (an unmapped column) is nothing to hold; it stores nothing.
+    if (p.effect.kind === 'skipped' && p.effect.unchanged) return 'send';
     if (s.held.has(e.key.text)) return { hold: null };
     if (!removes(p.effect)) return 'send';
     const txHeld = e.holder ? this.heldTx.get(e.holder) : undefined;

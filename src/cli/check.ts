@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import type { Config } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import { redactText, silentLogger } from '../ops/logger.js';
-import { checkServer, checkSource, type Finding } from '../source/catalog.js';
+import { checkServer, checkSource, type Finding } from '../source/checks.js';
 import { TuzhanClient } from '../tuzhan/client.js';
 import { quoteIdent } from '../util/sql.js';
 import { CheckFailedError, loadConfigFromOptions, type GlobalOptions } from './common.js';

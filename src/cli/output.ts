@@ -3,6 +3,7 @@
  * connection that fails with one clear, secret-free line, and plain-text tables for terminals.
  */
 import pg from 'pg';
+import { keyWithOrigin } from '../config/origins.js';
 import type { Config } from '../config/types.js';
 import { BridgeError, errorMessage } from '../errors.js';
 import { redactText, redactUrl } from '../ops/redact.js';
@@ -29,7 +30,7 @@ export async function connectDatabase(config: Config, applicationName: string): 
     await client.end().catch(() => {});
     throw new BridgeError(
       'DB_UNREACHABLE',
-      `cannot connect to postgres.url (${databaseLabel(config)}): ${redactText(errorMessage(err))}`,
+      `cannot connect to ${keyWithOrigin(config, 'postgres.url')}, ${databaseLabel(config)}: ${redactText(errorMessage(err))}`,
       { cause: err },
     );
   }

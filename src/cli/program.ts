@@ -82,6 +82,8 @@ export async function runCli(
   let ranAction = false;
   try {
     program = buildProgram(registrars, io.stderr);
+    // DEBUG=1 is --verbose, also for the commands that print their own errors (run's failed start).
+    if (io.debug) program.setOptionValueWithSource('verbose', true, 'env');
     program.hook('preAction', () => {
       ranAction = true;
     });
@@ -119,9 +121,12 @@ function report(err: unknown, verbose: boolean, stderr: (text: string) => void):
     if (err instanceof CheckFailedError) return ExitCode.CHECK_FAILED;
     return ExitCode.FAILURE;
   }
-  // A bug or an error nobody wrapped: the stack is what helps.
-  line(`unexpected error: ${errorMessage(err)}`);
-  stderr(`${stackChain(err)}\n`);
+  // A bug or an error nobody wrapped (a permission denied, say): one line, like every other error;
+  // the stack is what helps whoever debugs it, on request.
+  line(
+    `unexpected error: ${errorMessage(err, { code: true })}${verbose ? '' : ' (--verbose prints the stack trace)'}`,
+  );
+  if (verbose) stderr(`${stackChain(err)}\n`);
   return ExitCode.FAILURE;
 }
 

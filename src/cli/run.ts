@@ -1,19 +1,12 @@
-import type { Command } from 'commander';
-import { startDaemon, type Daemon } from '../daemon.js';
-import { createLogger } from '../ops/logger.js';
-import { ConfigError } from '../errors.js';
-import { redactText } from '../ops/redact.js';
-import {
-  AlreadyReported,
-  ExitCode,
-  loadConfigFromOptions,
-  withSignals,
-  type GlobalOptions,
-} from './common.js';
 /**
  * `tuzhan-cdc run`: the daemon (src/daemon.ts) until SIGTERM/SIGINT, which stop it cleanly
  * (drain, store outcomes, confirm, close).
  */
+import type { Command } from 'commander';
+import { startDaemon, type Daemon } from '../daemon.js';
+import { createLogger } from '../ops/logger.js';
+import { loadConfigFromOptions, UsageError, withSignals, type GlobalOptions } from './common.js';
+import { reportStartFailure } from './start-failure.js';
 
 export function register(program: Command): void {
   program
@@ -22,7 +15,7 @@ export function register(program: Command): void {
     .option('--shutdown-timeout <ms>', 'how long a clean stop may take', '30000')
     .option(
       '--config-error-delay <seconds>',
-      'on a config error, wait this long before exiting 2, so a restart policy (docker compose restart: unless-stopped) does not restart a bridge that cannot start into a loop; SIGTERM ends the wait',
+      'when the bridge cannot start (a bad config, a missing column or privilege, refused credentials), wait this long before exiting, so a restart policy (docker compose restart: unless-stopped) does not restart it into a loop; SIGTERM ends the wait. A database or platform that cannot be reached still exits at once',
       '0',
     )
     .option(
@@ -40,14 +33,17 @@ Examples:
     )
     .action(
       async (opts: { shutdownTimeout: string; resync?: boolean; configErrorDelay: string }, cmd: Command) => {
-        const config = await loadConfigFromOptions(cmd.optsWithGlobals<GlobalOptions>()).catch(
-          async (err: unknown) => {
-            const delay = Number(opts.configErrorDelay);
-            if (!(err instanceof ConfigError) || !(delay > 0)) throw err;
-            await holdConfigError(err, delay);
-            throw new AlreadyReported(ExitCode.USAGE);
-          },
-        );
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
+        const delaySeconds = Number(opts.configErrorDelay);
+        if (!(delaySeconds >= 0))
+          throw new UsageError('--config-error-delay: expected a number of seconds (0: exit at once)');
+        const failed = (err: unknown, level: Parameters<typeof createLogger>[0]['level'] = 'info') =>
+          reportStartFailure(err, {
+            logger: createLogger({ level }),
+            delaySeconds,
+            verbose: globals.verbose === true,
+          });
+        const config = await loadConfigFromOptions(globals).catch((err: unknown) => failed(err));
         const logger = createLogger({ level: config.log.level });
         const timeoutMs = Number(opts.shutdownTimeout) || 30_000;
         // Signals are taken from the start. One that comes before streaming (checks, migrations,
@@ -64,36 +60,17 @@ Examples:
         );
         try {
           daemon = await startDaemon(config, logger, { resync: opts.resync === true });
+        } catch (err) {
+          removeSignals();
+          return failed(err, config.log.level);
+        }
+        try {
           await daemon.done;
         } catch (err) {
           removeSignals();
-          await daemon?.stop(1000).catch(() => {});
+          await daemon.stop(1000).catch(() => {});
           throw err;
         }
       },
     );
-}
-
-/**
- * Prints the config's problems now, then waits `seconds` (SIGTERM or SIGINT end the wait) before the
- * exit. A container restarted after every exit would otherwise run a bridge that cannot start as
- * fast as the restart policy allows: retrying cannot fix a config, and the log fills with the same
- * lines. Waiting keeps them to one set every `seconds`, and `docker compose restart` after the fix
- * still acts at once.
- */
-async function holdConfigError(err: ConfigError, seconds: number): Promise<void> {
-  const write = (line: string): boolean => process.stderr.write(`tuzhan-cdc: ${line}\n`);
-  for (const problem of err.problems) write(`invalid config: ${redactText(problem)}`);
-  write(
-    `exiting in ${seconds} s (--config-error-delay), so that a restart policy does not loop; fix the config, then restart`,
-  );
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      process.off('SIGTERM', done).off('SIGINT', done);
-      resolve();
-    };
-    const timer = setTimeout(done, seconds * 1000);
-    process.on('SIGTERM', done).on('SIGINT', done);
-  });
 }

@@ -136,15 +136,24 @@ function section(root: Tree, key: string): Tree | undefined {
 const REFERENCE = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/** The variables a value was substituted from, by key path: the name referenced and the one read. */
+export type References = Map<string, Array<{ name: string; from: string }>>;
+
 /**
  * Replaces `${VAR}` and `${VAR:-default}` in every string value (never in keys) in place.
  * An unset or empty VAR without a default is a problem naming the key path and the variable.
- * Keys listed in `skip` (set by an override) are left alone.
+ * Keys listed in `skip` (set by an override) are left alone. Each variable read is added to
+ * `references` under the key's path.
  */
-export function substituteVariables(root: Tree, env: Env, skip: ReadonlyMap<string, string>): EnvProblem[] {
+export function substituteVariables(
+  root: Tree,
+  env: Env,
+  skip: ReadonlyMap<string, string>,
+  references: References = new Map(),
+): EnvProblem[] {
   const problems: EnvProblem[] = [];
   const walk = (node: unknown, path: (string | number)[]): unknown => {
-    if (typeof node === 'string') return substituteString(node, env, path, problems);
+    if (typeof node === 'string') return substituteString(node, env, path, problems, references);
     if (Array.isArray(node)) {
       node.forEach((v, i) => (node[i] = walk(v, [...path, i])));
     } else if (isMapping(node)) {
@@ -160,7 +169,13 @@ export function substituteVariables(root: Tree, env: Env, skip: ReadonlyMap<stri
   return problems;
 }
 
-function substituteString(s: string, env: Env, path: (string | number)[], problems: EnvProblem[]): string {
+function substituteString(
+  s: string,
+  env: Env,
+  path: (string | number)[],
+  problems: EnvProblem[],
+  references: References,
+): string {
   if (!s.includes('${')) return s;
   return s.replace(REFERENCE, (match, body: string | undefined) => {
     if (match === '$${') return '${';
@@ -180,7 +195,11 @@ function substituteString(s: string, env: Env, path: (string | number)[], proble
     }
     const before = problems.length;
     const found = envValue(env, name, problems, path);
-    if (found !== undefined) return found.value;
+    if (found !== undefined) {
+      const key = path.join('.');
+      references.set(key, [...(references.get(key) ?? []), { name, from: found.from }]);
+      return found.value;
+    }
     if (problems.length > before) return match;
     if (sep !== -1) return body.slice(sep + 2);
     problems.push({ path, message: `environment variable ${name} is not set` });

@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { ConfigError, errorMessage } from '../errors.js';
-import { applyOverrides, substituteVariables, type Env, type EnvProblem } from './env.js';
+import { applyOverrides, substituteVariables, type Env, type EnvProblem, type References } from './env.js';
+import { recordOrigins, type Origin } from './origins.js';
 import type { Config } from './types.js';
 import { formatPath, isMapping, validate } from './validate.js';
 
@@ -33,14 +34,20 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
   const text = opts.text ?? readConfigFile(opts.file ?? DEFAULT_CONFIG_FILE);
   const root = parseYaml(text, label);
 
+  const written = opts.file === undefined ? [] : leafPaths(root);
   const overrideProblems: EnvProblem[] = [];
   const overridden = applyOverrides(root, env, overrideProblems);
   const ctx = { root, overridden };
-  const envProblems = [...overrideProblems, ...substituteVariables(root, env, overridden)].map(
+  const references: References = new Map();
+  const envProblems = [...overrideProblems, ...substituteVariables(root, env, overridden, references)].map(
     (p) => `${formatPath(p.path, ctx)}: ${p.message}`,
   );
   const result = validate(ctx);
-  if ('config' in result && envProblems.length === 0) return deepFreeze(result.config);
+  if ('config' in result && envProblems.length === 0) {
+    const config = deepFreeze(result.config);
+    recordOrigins(config, origins(opts.file ?? 'the config', written, references, overridden));
+    return config;
+  }
 
   // A key whose variable is missing also fails its own check (`${DATABASE_URL}` is no URL); the
   // variable is the cause, so only that line is kept.
@@ -48,6 +55,27 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
   const rest =
     'problems' in result ? result.problems.filter((l) => !envPaths.some((p) => l.startsWith(p))) : [];
   throw new ConfigError([...new Set([...envProblems, ...rest])]);
+}
+
+/** Every scalar's key path in the tree, dotted (`sources.0.columns.phone`). */
+function leafPaths(node: unknown, path: string[] = []): string[] {
+  if (Array.isArray(node)) return node.flatMap((v, i) => leafPaths(v, [...path, String(i)]));
+  if (isMapping(node)) return Object.entries(node).flatMap(([k, v]) => leafPaths(v, [...path, k]));
+  return [path.join('.')];
+}
+
+/** Where each value came from; an override beats the file, a substitution qualifies it. */
+function origins(
+  file: string,
+  written: readonly string[],
+  references: References,
+  overridden: ReadonlyMap<string, string>,
+): Map<string, Origin> {
+  const out = new Map<string, Origin>();
+  for (const path of written) out.set(path, { kind: 'file', file });
+  for (const [path, refs] of references) out.set(path, { kind: 'substitution', file, references: refs });
+  for (const [path, variable] of overridden) out.set(path, { kind: 'override', variable });
+  return out;
 }
 
 function readConfigFile(file: string): string {

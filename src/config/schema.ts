@@ -7,7 +7,7 @@ import * as z from 'zod';
 import { SSL_MODES } from '../util/pg-connection.js';
 import { guardSchema } from './guard.js';
 import { PLAIN_NAME } from '../util/sql.js';
-import { ACCURATE_MATCH_TYPES, IDENTITY_FIELDS } from './types.js';
+import { ACCURATE_MATCH_TYPES, IDENTITY_FIELDS } from './fields.js';
 
 /**
  * Numbers and booleans may also be written as strings, so `${VAR}` works for them

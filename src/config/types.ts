@@ -9,19 +9,12 @@ import type { configSchema, matchSchema, sourceSchema } from './schema.js';
 
 export type SourceMode = 'row' | 'membership';
 
-/** API row fields a source column can map to (SPEC section 2). */
-export const IDENTITY_FIELDS = ['thirdId', 'openid', 'unionid', 'phone'] as const;
-export type IdentityField = (typeof IDENTITY_FIELDS)[number];
-
-export const ACCURATE_MATCH_TYPES = [
-  'gzh',
-  'workwechat',
-  'YOUZAN',
-  'EZR',
-  'contentminiapp',
-  'contenthome',
-] as const;
-export type AccurateMatchType = (typeof ACCURATE_MATCH_TYPES)[number];
+export {
+  ACCURATE_MATCH_TYPES,
+  IDENTITY_FIELDS,
+  type AccurateMatchType,
+  type IdentityField,
+} from './fields.js';
 
 /** publicParams besides optType, plus the per-row identityType used for exact matching. */
 export type MatchConfig = z.output<typeof matchSchema>;

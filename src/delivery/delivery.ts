@@ -15,7 +15,7 @@ import type {
   DeliveryRow,
   KeyChange,
   LocalOutcome,
-} from '../batching/requests.js';
+} from './requests.js';
 import type { BatchRecord, StatusRow } from '../status/status-store.js';
 import type { BatchResult } from '../tuzhan/client.js';
 import { apiRow, publicParams } from '../tuzhan/rows.js';

@@ -20,13 +20,8 @@ import { statusSql } from '../status/sql.js';
 import { sleep } from '../util/backoff.js';
 import { formatCount } from '../util/format.js';
 import { formatLsn, parseLsn } from '../util/lsn.js';
-import { guardOrphans } from '../util/orphan-guard.js';
-import {
-  allowedKinds,
-  findLocalBinDirs,
-  startPostgres,
-  type PostgresKind,
-} from '../util/throwaway-postgres.js';
+import { guardOrphans } from '../throwaway/orphan-guard.js';
+import { allowedKinds, findLocalBinDirs, startPostgres, type PostgresKind } from '../throwaway/postgres.js';
 import * as sample from './crm-sample.js';
 import { Progress } from './progress.js';
 import { createDatabase, describeKind, secs, withoutNewSignalHandlers } from './support.js';
@@ -70,7 +65,7 @@ export class DemoSession {
   constructor(private readonly o: DemoOptions) {
     this.say = (line) => (this.progress ? this.progress.note(line) : o.out.write(`${line}\n`));
     // Killed (SIGKILL) before the cleanup runs, the demo still leaves no directory behind; its
-    // PostgreSQL has a guard of its own (src/util/orphan-guard.ts).
+    // PostgreSQL has a guard of its own (src/throwaway/orphan-guard.ts).
     const guard = guardOrphans({ remove: [this.dir] });
     this.onCleanup(
       'temp directory',

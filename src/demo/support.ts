@@ -1,7 +1,7 @@
 /** The demo's small helpers: signal handlers of libraries, the database it creates, how it words things. */
 import pg from 'pg';
 import { quoteIdent } from '../util/sql.js';
-import type { RunningPostgres } from '../util/throwaway-postgres.js';
+import type { RunningPostgres } from '../throwaway/postgres.js';
 
 const HOOKED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 

@@ -23,6 +23,8 @@ export interface BridgeEventMap {
   ];
   /** Outcomes stored for `count` source rows. */
   rows: [{ source: string; op: OptType; status: RowStatus; count: number }];
+  /** `count` changes of a source changed nothing the platform sees: no request, no outcome stored. */
+  unchanged: [{ source: string; count: number }];
   /** A request will be tried again after `delayMs`. */
   retry: [
     { source: string; reason: 'transient' | 'auth' | 'rejected-split'; attempt: number; delayMs: number },

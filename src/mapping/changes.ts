@@ -4,30 +4,10 @@
  * filter is "absent" (null), so a row leaving the filter becomes a delete and one entering it an add.
  */
 import type { ChangeMessage, Row } from '../decode/pgoutput.js';
-import type { Image, RowKey, SourceMapper } from './source-mapper.js';
+import type { Before, Image, SourceChange } from '../domain/change.js';
+import type { SourceMapper } from './source-mapper.js';
 
-/**
- * The platform's state for a key before a change: an image, null (nothing there), `lookup` (the old
- * row is not in the WAL; ask the bridge's own state, `deleteLookup: state`), or `unknown` (not in the
- * WAL and no state kept: the startup check normally prevents this).
- */
-export type Before = Image | null | 'lookup' | 'unknown';
-
-export interface SourceChange {
-  kind: 'insert' | 'update' | 'delete';
-  key: RowKey;
-  before: Before;
-  after: Image | null;
-  /**
-   * The platform may have drifted from `before` (a snapshot re-sync): send the row's state even
-   * where it looks unchanged.
-   */
-  restate?: boolean;
-  /** An operator approved this removal (tuzhan-cdc held --approve): the removal guard lets it pass. */
-  approved?: boolean;
-  /** Already judged a mass removal (a re-sync counts its removals first): held with this reason. */
-  hold?: string;
-}
+export type { Before, SourceChange } from '../domain/change.js';
 
 export type RowMessage = Extract<ChangeMessage, { tag: 'insert' | 'update' | 'delete' }>;
 

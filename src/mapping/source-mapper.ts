@@ -6,28 +6,10 @@
 import type { FilterValue, IdentityField, SourceConfig } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
 import type { Row } from '../decode/pgoutput.js';
-import { oldImageColumns } from '../source/catalog.js';
+import type { Identity, Image, RowKey } from '../domain/change.js';
+import { oldImageColumns } from './columns.js';
 
-export type Identity = Partial<Record<IdentityField, string>>;
-
-/**
- * A source row as the platform sees it. `groups` is null when the value is an unchanged TOAST
- * datum the server did not send: it must be resolved before anything is sent, never sent as empty.
- * `error` marks a row that cannot be mapped (no identity at all); it is recorded as failed.
- */
-export interface Image {
-  identity: Identity;
-  groups: string[] | null;
-  error?: string;
-  /** The error is about the groups only: the identity is fine (and may hold groups on the platform). */
-  groupsError?: boolean;
-}
-
-export interface RowKey {
-  /** Canonical JSON of the key columns, in key order: the `row_key` of sync_status. */
-  text: string;
-  values: Record<string, unknown>;
-}
+export type { Identity, Image, RowKey } from '../domain/change.js';
 
 /**
  * JSON text of a key object with its members in jsonb's order (byte length, then bytes) and no
@@ -203,10 +185,4 @@ export class SourceMapper {
     }
     return image;
   }
-}
-
-/** Whether two images name the same platform customer (same identity fields and values). */
-export function sameIdentity(a: Identity, b: Identity): boolean {
-  for (const f of IDENTITY_FIELDS) if (a[f] !== b[f]) return false;
-  return true;
 }

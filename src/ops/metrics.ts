@@ -37,6 +37,7 @@ export class Metrics {
   readonly registry = new Registry();
 
   readonly rows: Counter<'source' | 'op' | 'status'>;
+  readonly unchanged: Counter<'source'>;
   readonly requests: Counter<'source' | 'opt_type' | 'outcome' | 'code'>;
   readonly requestDuration: Histogram<'source' | 'opt_type' | 'outcome'>;
   readonly retries: Counter<'source' | 'reason'>;
@@ -64,6 +65,12 @@ export class Metrics {
       name: `${PREFIX}rows_total`,
       help: 'Source rows whose outcome was stored, by source, operation and status.',
       labelNames: ['source', 'op', 'status'],
+      registers,
+    });
+    this.unchanged = new Counter({
+      name: `${PREFIX}unchanged_changes_total`,
+      help: 'Source row changes that left identity and groups as they were (an unmapped column changed): nothing sent, no outcome stored.',
+      labelNames: ['source'],
       registers,
     });
     this.requests = new Counter({
@@ -160,6 +167,7 @@ export class Metrics {
       (e) => this.rows.inc({ source: e.source, op: e.op, status: e.status }, e.count),
       onError,
     );
+    listen(events, 'unchanged', (e) => this.unchanged.inc({ source: e.source }, e.count), onError);
     listen(
       events,
       'request',

@@ -3,10 +3,10 @@
  * Bound to loopback by default (config `http.listen`); it serves no secrets, but metrics and
  * readiness are still nobody else's business.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { hasToken, TOKEN_CHALLENGE } from './auth.js';
 import type { WebConsole } from './console/console.js';
 import type { Metrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
@@ -20,14 +20,6 @@ export interface OpsServerOptions {
   token?: string;
   /** The web console (`/` and `/console...`), which checks the token itself (console/security.ts). */
   console?: WebConsole;
-}
-
-/** Whether the request carries the token; compared in constant time (digests of equal length). */
-export function hasToken(req: http.IncomingMessage, token: string): boolean {
-  const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-  if (!m) return false;
-  const digest = (s: string) => createHash('sha256').update(s).digest();
-  return timingSafeEqual(digest((m[1] as string).trim()), digest(token));
 }
 
 export interface OpsServer {
@@ -67,7 +59,7 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
       }
       case '/metrics': {
         if (options.token !== undefined && !hasToken(req, options.token)) {
-          res.setHeader('WWW-Authenticate', 'Bearer');
+          for (const [name, value] of Object.entries(TOKEN_CHALLENGE)) res.setHeader(name, value);
           send(res, 401, 'text/plain; charset=utf-8', 'a token is required (http.token)\n');
           return;
         }

@@ -20,7 +20,7 @@ import { estimateRows, readChunk } from '../source/snapshot.js';
 import type { StatusStore } from '../status/status-store.js';
 import { sleep } from '../util/backoff.js';
 import { restate, staleKeys } from './snapshot-sync.js';
-import { emitWatermark, type Watermarks } from './watermarks.js';
+import { emitWatermark, type Watermarks } from '../router/watermarks.js';
 
 type Filter = Record<string, FilterValue | FilterValue[]>;
 

@@ -15,7 +15,7 @@ import type { Batcher } from '../batching/batcher.js';
 import type { BridgeEvents } from '../domain/events.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import type { Config } from '../config/types.js';
-import { SetupError } from '../errors.js';
+import { RESYNC_REMEDY, SetupError } from '../errors.js';
 import { syncFromSnapshot } from './snapshot-sync.js';
 import { createSlotWithSnapshot, dropSlot, readSlot } from '../source/slot.js';
 import type { SentMark } from '../status/sent-mark.js';
@@ -37,9 +37,6 @@ export interface PrepareSlotOptions {
   /** Aborted when the bridge stops: the snapshot stops reading. */
   signal?: AbortSignal;
 }
-
-/** The remedy for a slot whose changes are lost, as the operator types it. */
-export const RESYNC_REMEDY = 'tuzhan-cdc run --resync';
 
 /** A slot that cannot give the changes since its confirmed position. */
 export function slotLostError(slot: string, what: string): SetupError {

@@ -12,14 +12,14 @@
  */
 import pg from 'pg';
 import { netEffect, OP_ORDER, type Part } from '../batching/coalesce.js';
-import { requestRows, type Deliverer, type KeyChange, type LocalOutcome } from '../batching/requests.js';
+import { requestRows, type Deliverer, type KeyChange, type LocalOutcome } from '../delivery/requests.js';
 import type { Config, SourceConfig } from '../config/types.js';
 import type { OptType, RowStatus } from '../domain/types.js';
 import { Delivery } from '../delivery/delivery.js';
 import { BridgeError, errorMessage, SetupError } from '../errors.js';
 import { SourceMapper } from '../mapping/source-mapper.js';
 import { redactText, redactUrl, silentLogger } from '../ops/logger.js';
-import { checkSource } from '../source/catalog.js';
+import { checkSource } from '../source/checks.js';
 import { readRowByKey } from '../source/snapshot.js';
 import { SentMark } from '../status/sent-mark.js';
 import { StatusStore, type FailedRow } from '../status/status-store.js';

@@ -4,11 +4,12 @@
  * its mapper. Any failed finding stops the start with one line per problem and its fix.
  */
 import type pg from 'pg';
+import { keyWithOrigin } from '../config/origins.js';
 import type { Config, SourceConfig } from '../config/types.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import { SetupError, errorMessage } from '../errors.js';
 import { SourceMapper } from '../mapping/source-mapper.js';
-import { checkServer, checkSource, type Finding } from '../source/catalog.js';
+import { checkServer, checkSource, type Finding } from '../source/checks.js';
 import { readRowByKey } from '../source/snapshot.js';
 import type { StatusStore } from '../status/status-store.js';
 import { guardCheckedOut } from '../util/sql.js';
@@ -20,6 +21,7 @@ export function assertFindings(findings: Finding[]): void {
     throw new SetupError(
       'STARTUP_CHECK',
       failed.map((f) => `${f.check}: ${f.detail}${f.fix ? ` — fix: ${f.fix}` : ''}`).join('\n'),
+      { findings: failed.map((f) => ({ problem: `${f.check}: ${f.detail}`, remedy: f.fix })) },
     );
   }
 }
@@ -38,7 +40,8 @@ export async function loadSources(
         readRowByKey(pool, source.schema, source.tableName, mapper.columns, key),
       );
   const db = await pool.connect().catch((err: unknown) => {
-    throw new SetupError('DB_UNREACHABLE', `cannot connect to postgres.url: ${errorMessage(err)}`, {
+    const key = keyWithOrigin(config, 'postgres.url');
+    throw new SetupError('DB_UNREACHABLE', `cannot connect to ${key}: ${errorMessage(err)}`, {
       cause: err,
     });
   });
@@ -88,7 +91,7 @@ export async function probePlatform(sender: Partial<PlatformProbe>): Promise<voi
   const probe = await sender.check?.();
   if (!probe || (probe.reachable && probe.tokenAccepted)) return;
   throw new SetupError(
-    'PLATFORM_REFUSED',
+    probe.reachable ? 'PLATFORM_REFUSED' : 'PLATFORM_UNREACHABLE',
     `${probe.reachable ? 'the platform refuses the credentials' : 'the platform cannot be reached'} (${probe.detail}); nothing was created: fix it and start again`,
   );
 }

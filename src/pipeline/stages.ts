@@ -77,6 +77,7 @@ export function buildStages(o: StagesOptions): Stages {
     scheduler,
     logger,
     onDone: (n) => batcher.done(n),
+    onUnchanged: (source, count) => events.emit('unchanged', { source, count }),
     signal: o.force,
     onFatal: o.onFatal,
     held,

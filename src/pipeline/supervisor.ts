@@ -19,19 +19,19 @@ import type { SourceRuntime } from '../mapping/runtime.js';
 import { BridgeError, errorMessage } from '../errors.js';
 import { advanceSlot, ensurePublication, isSlotLostError, readSlot } from '../source/slot.js';
 import { migrate } from '../status/migrate.js';
-import { PositionTracker } from '../status/positions.js';
+import { PositionTracker } from '../router/positions.js';
 import { sleep } from '../util/backoff.js';
 import { formatLsn } from '../util/lsn.js';
 import { pgClientConfig } from '../util/pg-connection.js';
 import { RETRY, retryDelay } from '../util/retry.js';
 import { prepareSlot, slotLostError } from './first-start.js';
-import { Router } from './router.js';
+import { Router } from '../router/router.js';
 import { ReplicationSession } from './session.js';
 import { watchSlot } from './slot-watch.js';
 import { watchStatus } from './status-watch.js';
 import { buildStages } from './stages.js';
 import { runBackfills } from './backfill.js';
-import { Watermarks } from './watermarks.js';
+import { Watermarks } from '../router/watermarks.js';
 import { loadSources, probePlatform, sendsMessages, type PlatformProbe } from './sources.js';
 
 export interface BridgeOptions {
@@ -126,11 +126,11 @@ export class Bridge {
 
   /**
    * Graceful stop: stop reading, drain buffers and requests, store outcomes, confirm the position,
-   * close. After `timeoutMs` pending retries are aborted (nothing unstored is confirmed). A second
-   * call returns the stop in progress.
+   * close. After `timeoutMs`, or once `giveUp` aborts, pending retries are aborted (nothing unstored
+   * is confirmed). A second call returns the stop in progress.
    */
-  stop(timeoutMs = 30_000): Promise<void> {
-    return (this.stopping ??= this.end(timeoutMs));
+  stop(timeoutMs = 30_000, giveUp?: AbortSignal): Promise<void> {
+    return (this.stopping ??= this.end(timeoutMs, giveUp));
   }
 
   private get halted(): boolean {
@@ -342,7 +342,7 @@ export class Bridge {
     );
   }
 
-  private async end(timeoutMs: number): Promise<void> {
+  private async end(timeoutMs: number, giveUp?: AbortSignal): Promise<void> {
     if (!this.halted) this.halt.abort(new StopRequested());
     this.unwatch?.();
     this.unwatchStatus?.();
@@ -351,10 +351,15 @@ export class Bridge {
       () => this.force.abort(new Error(`stop took longer than ${timeoutMs} ms`)),
       timeoutMs,
     );
+    // The caller knows nothing more can be delivered (the platform refuses the credentials): what is
+    // unanswered stays unconfirmed, as after the timeout, without waiting for it.
+    const onGiveUp = (): void => this.force.abort(giveUp?.reason);
+    if (giveUp?.aborted) onGiveUp();
+    else giveUp?.addEventListener('abort', onGiveUp, { once: true });
     try {
       // A stop during the start waits for it to give up (the snapshot and the standby wait listen).
       await this.starting?.catch(() => {});
-      if (this.fatal === undefined) await this.drain(timeoutMs);
+      if (this.fatal === undefined) await this.drain(timeoutMs, giveUp);
       await this.session?.stop();
       await this.loop?.catch(() => {});
       await this.backfills;
@@ -366,6 +371,7 @@ export class Bridge {
       }
     } finally {
       clearTimeout(timer);
+      giveUp?.removeEventListener('abort', onGiveUp);
       clearTimeout(this.ackTimer);
       if (!this.force.signal.aborted) this.force.abort(new StopRequested());
       this.store.close();
@@ -375,7 +381,7 @@ export class Bridge {
   }
 
   /** Drains buffers and requests, or gives up when `force` aborts (what is unanswered stays unconfirmed). */
-  private async drain(timeoutMs: number): Promise<void> {
+  private async drain(timeoutMs: number, giveUp?: AbortSignal): Promise<void> {
     const forced = new Promise<false>((resolve) => {
       if (this.force.signal.aborted) resolve(false);
       this.force.signal.addEventListener('abort', () => resolve(false), { once: true });
@@ -390,6 +396,7 @@ export class Bridge {
       ),
       forced,
     ]);
-    if (!drained) this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out');
+    if (!drained && !giveUp?.aborted)
+      this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out');
   }
 }

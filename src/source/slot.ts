@@ -6,9 +6,8 @@
 import pg from 'pg';
 import type { SourceConfig } from '../config/types.js';
 import { SetupError } from '../errors.js';
-import { formatBytes } from '../util/format.js';
 import { parseLsn } from '../util/lsn.js';
-import type { Finding } from './catalog.js';
+import { markPublicationSql } from './publication-use.js';
 import { RETRY, retry } from '../util/retry.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
 
@@ -94,7 +93,11 @@ export async function ensurePublication(
   const tables = [...new Set(sources.map((s) => quoteTable(s.schema, s.tableName)))].join(', ');
   const state = await readPublication(db, publication, sources);
   if (!state) {
-    await db.query(`CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${tables}`);
+    // One simple query, so one transaction: the publication never exists without the mark that
+    // lets `teardown` tell it from one a DBA made.
+    await db.query(
+      `CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${tables}; ${markPublicationSql(publication)}`,
+    );
     return;
   }
   if (!state.holdsSources) await db.query(`ALTER PUBLICATION ${quoteIdent(publication)} SET TABLE ${tables}`);
@@ -259,30 +262,4 @@ export async function advanceSlot(
       [slot, fmt(lsn)],
     ),
   );
-}
-
-/** The slot's WAL headroom: lost means a re-sync; unreserved or extended, a slot falling behind. */
-export function headroomFinding(sl: SlotState): Finding {
-  const room =
-    sl.safeWalSize === null
-      ? 'no max_slot_wal_keep_size'
-      : `${formatBytes(sl.safeWalSize)} before invalidation`;
-  if (sl.walStatus === 'lost')
-    return {
-      check: 'WAL headroom',
-      ok: false,
-      detail: `the server invalidated slot ${sl.name} (wal_status lost): the changes since its confirmed position are gone`,
-      fix: 'tuzhan-cdc run --resync (a new slot; every source re-synced)',
-    };
-  const behind = sl.walStatus === 'unreserved' || sl.walStatus === 'extended';
-  return {
-    check: 'WAL headroom',
-    ok: sl.walStatus !== 'unreserved',
-    detail: `wal_status ${sl.walStatus ?? 'unknown'}, ${room}, slot keeps ${formatBytes(sl.lagBytes ?? 0)}`,
-    ...(behind
-      ? {
-          fix: 'start the bridge so it confirms, or raise max_slot_wal_keep_size before the server invalidates the slot',
-        }
-      : {}),
-  };
 }

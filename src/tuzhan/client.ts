@@ -4,6 +4,7 @@
  * section 6). Whole-batch rejections are rethrown: the caller bisects.
  */
 import type { Logger } from 'pino';
+import { keyWithOrigin } from '../config/origins.js';
 import type { Config } from '../config/types.js';
 import { ApiAuthError, ApiRejectedError, ApiUnavailableError, BridgeError, errorMessage } from '../errors.js';
 import { RETRY, retry } from '../util/retry.js';
@@ -57,6 +58,8 @@ export class TuzhanClient {
   /** Set while the platform refuses the credentials: the request that probes them, and its waiters. */
   private refused: Gate | undefined;
   private readonly tokens: TokenManager;
+  /** The credentials' keys and where their values came from, for messages (never the values). */
+  private readonly credentialsLabel: string;
   private readonly basePath: string;
   private readonly logger: Logger;
 
@@ -67,7 +70,12 @@ export class TuzhanClient {
     this.logger = options.logger;
     this.transport = new Transport({ ...config, clean: (text) => this.clean(text) });
     this.basePath = this.transport.basePath;
+    const app = config.token === undefined && config.appId !== undefined;
+    this.credentialsLabel = app
+      ? `${keyWithOrigin(config, 'tuzhan.appId')}/${keyWithOrigin(config, 'tuzhan.appSecret')}`
+      : keyWithOrigin(config, 'tuzhan.token');
     this.tokens = new TokenManager({
+      keyLabel: this.credentialsLabel,
       token: config.token,
       appId: config.appId,
       appSecret: config.appSecret,
@@ -78,9 +86,12 @@ export class TuzhanClient {
     });
   }
 
-  /** The config key an operator must fix when the platform refuses the credentials. */
+  /**
+   * The config key an operator must fix when the platform refuses the credentials, with where its
+   * value came from: `tuzhan.token (from TUZHAN_TOKEN)`.
+   */
   get credentialsKey(): string {
-    return this.tokens.configKey;
+    return this.credentialsLabel;
   }
 
   /**
@@ -164,7 +175,7 @@ export class TuzhanClient {
       case 'token-expired':
       case 'auth':
         throw new ApiAuthError(
-          `platform refused the credentials (${this.clean(cls.reason)}); check ${this.tokens.configKey}`,
+          `platform refused the credentials (${this.clean(cls.reason)}); check ${this.credentialsLabel}`,
           this.tokens.configKey,
           cls.kind === 'token-expired' && this.tokens.refreshable,
           httpStatus,
@@ -244,7 +255,7 @@ export class TuzhanClient {
               this.refused = new Gate(me);
               this.logger.error(
                 { configKey: err.configKey, httpStatus: err.httpStatus, code: err.apiCode, err: err.message },
-                `the platform refuses the credentials: fix ${err.configKey}; sending is paused and retried`,
+                `the platform refuses the credentials: fix ${this.credentialsLabel}; sending is paused and retried`,
               );
             }
             await onRetry?.({ attempt, error: err, delayMs });
@@ -297,7 +308,7 @@ export class TuzhanClient {
           return {
             reachable: true,
             tokenAccepted: false,
-            detail: `${base}: credentials refused (${this.clean(cls.reason)}); check ${this.tokens.configKey}`,
+            detail: `${base}: credentials refused (${this.clean(cls.reason)}); check ${this.credentialsLabel}`,
           };
         case 'unavailable':
           // A 404 is an answer (wrong path); 5xx/429 mean the platform cannot serve us right now.

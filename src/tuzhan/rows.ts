@@ -4,7 +4,7 @@
  */
 import { IDENTITY_FIELDS, type MatchConfig } from '../config/types.js';
 import type { OptType } from '../domain/types.js';
-import { parseGroups, type Identity, type Image } from '../mapping/source-mapper.js';
+import type { Identity, Image } from '../domain/change.js';
 import type { ApiRow, PublicParams } from './types.js';
 
 /** The API row for a customer's identity and groups (absent fields omitted; no groups: none sent). */
@@ -32,5 +32,11 @@ export function imageFromPayload(payload: Record<string, unknown>): Image {
     const v = payload[f];
     if (typeof v === 'string' && v !== '') identity[f] = v;
   }
-  return { identity, groups: parseGroups(payload.groups ?? null) ?? [] };
+  return { identity, groups: groupNames(payload.groups) };
+}
+
+/** A payload's group names: apiRow joined them with commas, from names that hold none. */
+function groupNames(groups: unknown): string[] {
+  if (typeof groups !== 'string') return [];
+  return [...new Set(groups.split(',').map((g) => g.trim()))].filter((g) => g !== '');
 }

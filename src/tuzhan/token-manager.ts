@@ -19,6 +19,8 @@ export const TOKEN_CONFIG_KEY = 'tuzhan.token';
 const RENEW_AT = 0.8;
 
 export interface TokenManagerOptions {
+  /** The credentials' keys as messages name them (with where their values came from); default the keys. */
+  keyLabel?: string;
   token?: string;
   appId?: string;
   appSecret?: string;
@@ -139,7 +141,7 @@ export class TokenManager {
     const token = body.data?.orgAccessToken;
     if (code !== '200' || typeof token !== 'string' || token === '') {
       throw new ApiAuthError(
-        `token endpoint refused ${APP_CONFIG_KEY} (HTTP ${status}, code ${code ?? 'none'}${msg ? `: ${msg}` : ''})`,
+        `token endpoint refused ${this.opts.keyLabel ?? APP_CONFIG_KEY} (HTTP ${status}, code ${code ?? 'none'}${msg ? `: ${msg}` : ''})`,
         APP_CONFIG_KEY,
         false,
         status,

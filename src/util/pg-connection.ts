@@ -11,9 +11,15 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import type pg from 'pg';
-import type { Config } from '../config/types.js';
-
-type PostgresConfig = Pick<Config['postgres'], 'url' | 'ssl'>;
+/**
+ * What a connection is opened from: `postgres.url` and `postgres.ssl` (config/schema.ts describes
+ * them). Written out here, so the config's schema can take SSL_MODES from this module without an
+ * import cycle; the config's `postgres` section is one.
+ */
+export interface PostgresConfig {
+  url: string;
+  ssl?: { ca?: string; cert?: string; key?: string; verify: 'full' | 'ca' | 'none' };
+}
 
 /** libpq's sslmode values (PostgreSQL docs, "SSL Support", table "SSL Mode Descriptions"). */
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;

@@ -4,7 +4,7 @@
  * The server is stopped and removed at the end, also after a failure or Ctrl-C.
  */
 import type { TestProject } from 'vitest/node';
-import { startPostgres, type RunningPostgres } from '../../src/util/throwaway-postgres.js';
+import { startPostgres, type RunningPostgres } from '../../src/throwaway/postgres.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -6,6 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { captureLogger } from '../helpers/capture-logger.js';
+import { startCli, writeConfigFile } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { commitReturningLsn, confirmedPast } from '../helpers/moments.js';
 import {
@@ -13,7 +14,9 @@ import {
   eventually,
   startTestBridge,
   statusRows,
+  testConfigYaml,
   waitForCatchUp,
+  waitForStreaming,
   type TestBridge,
 } from '../helpers/pipeline.js';
 
@@ -97,5 +100,48 @@ describe('credentials the platform refuses', () => {
     while (500 * (2 ** attempts - 1) <= elapsed) attempts += 1;
     expect(sim.stats().authFailures - refusedBefore).toBeLessThanOrEqual(attempts);
     expect(log.lines().filter((l) => l.level === 50)).toHaveLength(1);
+  });
+
+  // The token comes from the environment as the example config has it (`token: ${TUZHAN_TOKEN}`):
+  // the error names the key and the variable, not the value. Nothing can be delivered while the
+  // platform refuses it, so SIGTERM stops at once, not after --shutdown-timeout (here ten minutes,
+  // far beyond the test's own timeout), and what the refused requests carried is sent after the
+  // next start.
+  it('names TUZHAN_TOKEN as the origin of tuzhan.token; SIGTERM then exits at once and loses nothing', async () => {
+    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url, token: '${TUZHAN_TOKEN}' }));
+    const run = startCli(['--config', file, 'run', '--shutdown-timeout', '600000'], {
+      TUZHAN_TOKEN: 'wrong-token',
+      LOG_LEVEL: 'info',
+    });
+    await waitForStreaming(db, db.name);
+    const refusedBefore = sim.stats().authFailures;
+    const lsn = await commitReturningLsn(db, [
+      `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('t1', 'x')`,
+    ]);
+    await eventually(() => expect(sim.stats().authFailures).toBeGreaterThan(refusedBefore), 15_000, 20);
+    await eventually(() => expect(run.stdout()).toContain('"level":"error"'), 15_000, 20);
+
+    // The moment: the refused request waits for credentials, and the change is not confirmed.
+    expect(await confirmedPast(db, db.name, lsn)).toBe(false);
+    const errors = run
+      .stdout()
+      .split('\n')
+      .filter((l) => l.includes('"level":"error"'))
+      .map((l) => JSON.parse(l) as { msg: string });
+    expect(errors.map((e) => e.msg)).toEqual([
+      'the platform refuses the credentials: fix tuzhan.token (from TUZHAN_TOKEN); sending is paused and retried',
+    ]);
+
+    run.child.kill('SIGTERM');
+    const r = await run.exited;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('stopping without waiting for requests: the platform refuses the credentials');
+    expect(r.stdout).not.toContain('timed out');
+    expect(r.stdout + r.stderr).not.toContain('wrong-token');
+    expect(await confirmedPast(db, db.name, lsn)).toBe(false);
+
+    running = await startTestBridge({ db, apiUrl: sim.url, token: 'test-token' });
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 't1')).toEqual(['x']);
   });
 });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { freePort, startPostgres } from '../../src/util/throwaway-postgres.js';
+import { freePort, startPostgres } from '../../src/throwaway/postgres.js';
 import { runCli, STACK_FRAME, writeConfigFile } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { CRM_SCHEMA, testConfigYaml as baseConfigYaml } from '../helpers/pipeline.js';
@@ -132,7 +132,14 @@ describe('tuzhan-cdc check', () => {
       const f = finding(r.stdout, 'replication privilege');
       expect(f.row).toMatch(/FAIL\s+the role lacks the REPLICATION attribute/);
       expect(f.next).toContain(`fix: ALTER ROLE "${role}" WITH REPLICATION;`);
-      expect(finding(r.stdout, 'publication tables').row).toMatch(/FAIL\s+the role does not own/);
+      const pub = finding(r.stdout, 'publication tables');
+      expect(pub.row).toMatch(/FAIL\s+the role does not own/);
+      // The tables' owner is the superuser: granting that role would make the bridge a superuser.
+      // What the DBA runs instead is the publication route.
+      expect(pub.next.trim()).toBe(
+        `fix: as a superuser (or the tables' owner): CREATE PUBLICATION "${SLOT}" FOR TABLE "crm"."customer_profile", "crm"."member_group"; ALTER PUBLICATION "${SLOT}" OWNER TO "${role}";`,
+      );
+      expect(r.stdout).not.toMatch(/GRANT "?postgres"? TO/);
       expect(finding(r.stdout, 'source profiles: SELECT privilege').row).toMatch(/\sok\s/);
       expect(r.stdout + r.stderr).not.toContain(password);
     } finally {

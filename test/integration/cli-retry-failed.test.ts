@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { freePort } from '../../src/util/throwaway-postgres.js';
+import { freePort } from '../../src/throwaway/postgres.js';
 import { runCli, startCli, writeConfigFile } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import {

@@ -49,6 +49,13 @@ describe('tuzhan-cdc teardown', () => {
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'vip')`);
     await waitForCatchUp(db, SLOT);
 
+    // The bridge marked the publication it created: that is what lets teardown drop it.
+    const comment = await db.query<{ c: string }>(
+      `SELECT obj_description(oid, 'pg_publication') AS c FROM pg_publication WHERE pubname = $1`,
+      [SLOT],
+    );
+    expect(comment.rows[0]?.c).toBe('created by tuzhan-cdc for its sources; tuzhan-cdc teardown drops it');
+
     const plan = await runCli(['--config', file, 'teardown']);
     expect(plan.code).toBe(2);
     expect(plan.stdout).toMatch(
@@ -101,5 +108,45 @@ describe('tuzhan-cdc teardown', () => {
     await run.exited;
     run = undefined;
     expect((await state()).slot).toBe(false);
+  });
+
+  // Two bridges (two slots) sharing one publication: the teardown of one must not pull the
+  // publication from under the other, streaming (its walsender names the publication) or not.
+  it("leaves a publication another bridge's slot streams from, or may, and drops it with the last", async () => {
+    const shared = (slot: string) =>
+      writeConfigFile(
+        testConfigYaml({ db, slot, apiUrl: sim.url }).replace(
+          `publication: ${slot}`,
+          'publication: cli_teardown_shared',
+        ),
+      );
+    const a = shared('cli_teardown_a');
+    const b = shared('cli_teardown_b');
+    run = startCli(['--config', a, 'run'], { LOG_LEVEL: 'warn' });
+    await waitForStreaming(db, 'cli_teardown_a');
+    const pid = (
+      await db.query<{ pid: number }>(
+        `SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'cli_teardown_a'`,
+      )
+    ).rows[0]?.pid;
+
+    const streaming = await runCli(['--config', b, 'teardown', '--yes']);
+    expect(streaming.code, streaming.stderr).toBe(0);
+    expect(streaming.stdout.trim()).toBe(
+      `left publication cli_teardown_shared alone: slot cli_teardown_a (pid ${pid}) streams from it; --force drops it`,
+    );
+
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code).toBe(0);
+    run = undefined;
+    const idle = await runCli(['--config', b, 'teardown', '--yes']);
+    expect(idle.stdout.trim()).toBe(
+      'left publication cli_teardown_shared alone: slot cli_teardown_a (inactive) may read it (PostgreSQL does not record which publication a slot reads); --force drops it',
+    );
+
+    const last = await runCli(['--config', a, 'teardown', '--yes']);
+    expect(last.code, last.stderr).toBe(0);
+    expect(last.stdout).toContain('dropped replication slot cli_teardown_a');
+    expect(last.stdout).toContain('dropped publication cli_teardown_shared');
   });
 });

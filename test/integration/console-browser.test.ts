@@ -15,7 +15,7 @@ import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { createIdentityIndexes } from '../../src/status/identity-indexes.js';
 import { silentLogger } from '../../src/ops/logger.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { freePort } from '../../src/util/throwaway-postgres.js';
+import { freePort } from '../../src/throwaway/postgres.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import {
   CRM_SCHEMA,

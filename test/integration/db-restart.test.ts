@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { startPostgres, type RunningPostgres } from '../../src/util/throwaway-postgres.js';
+import { startPostgres, type RunningPostgres } from '../../src/throwaway/postgres.js';
 import { databaseAt, type TestDatabase } from '../helpers/database.js';
 import {
   CRM_SCHEMA,

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { freePort } from '../../src/util/throwaway-postgres.js';
+import { freePort } from '../../src/throwaway/postgres.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { CRM_SCHEMA, startTestBridge } from '../helpers/pipeline.js';
 

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BridgeError } from '../../src/errors.js';
 import { listMigrations, migrate, MIGRATIONS_DIR } from '../../src/status/migrate.js';
 import { quoteIdent } from '../../src/util/sql.js';
-import { startPostgres } from '../../src/util/throwaway-postgres.js';
+import { startPostgres } from '../../src/throwaway/postgres.js';
 import { tempDir } from '../helpers/cleanup.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 

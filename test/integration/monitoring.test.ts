@@ -15,7 +15,7 @@ import { Bridge } from '../../src/pipeline/supervisor.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { TuzhanClient } from '../../src/tuzhan/client.js';
 import { packageVersion } from '../../src/util/version.js';
-import { freePort } from '../../src/util/throwaway-postgres.js';
+import { freePort } from '../../src/throwaway/postgres.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { CRM_SCHEMA, eventually, testConfig, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
 

@@ -55,7 +55,7 @@ describe('pipeline semantics', () => {
   - name: profiles
     table: crm.customer_profile
     mode: row
-    columns: { thirdId: cust_no, groups: "Group Names" }
+    columns: { thirdId: cust_no, phone: mobile, groups: "Group Names" }
     deleteLookup: state
     match: { isMatching: false }`,
     });
@@ -63,7 +63,15 @@ describe('pipeline semantics', () => {
       groups.join(','),
     ]);
     await waitForCatchUp(db);
+    const added = (await statusRows(db, 'profiles')).get('{"cust_no":"t1"}');
+    expect(added).toMatchObject({ op: 'add', status: 'synced' });
+    // An unmapped column: the groups read back equal what was last stored, so nothing is sent.
     await db.query(`UPDATE crm.customer_profile SET note = 'touched' WHERE cust_no = 't1'`);
+    await waitForCatchUp(db);
+    expect(sim.stats().byOptType.update.requests).toBe(0);
+    expect((await statusRows(db, 'profiles')).get('{"cust_no":"t1"}')).toEqual(added);
+    // A mapped column: the request carries the groups the WAL left out.
+    await db.query(`UPDATE crm.customer_profile SET mobile = '13800000009' WHERE cust_no = 't1'`);
     await waitForCatchUp(db);
     expect(sim.stats().byOptType.update.requests).toBe(1);
     expect(sim.groupsOf('thirdId', 't1')).toEqual([...groups].sort());

@@ -99,7 +99,38 @@ describe('a publication made by a DBA for a role that owns no table', () => {
       /FAIL\s+the role does not own .*which does not hold exactly the source tables/,
     );
     expect(r.stdout).toContain(
-      `fix: as the tables' owner: ALTER PUBLICATION "${SLOT}" SET TABLE "crm"."customer_profile", "crm"."member_group";`,
+      `fix: as a superuser (or a role owning the publication and the tables): ALTER PUBLICATION "${SLOT}" SET TABLE "crm"."customer_profile", "crm"."member_group";`,
     );
+    expect(r.stdout).not.toContain('GRANT "postgres"');
+  });
+
+  // The DBA's publication is not the bridge's to drop: teardown drops the slot and leaves it, and
+  // says why; --force drops it too. A slot of another consumer (inactive: which publication it
+  // reads cannot be seen) is named as a reason of its own.
+  it('teardown leaves the publication the DBA made, and names the other slot that may read it, unless --force', async () => {
+    await db.query(`SELECT pg_create_logical_replication_slot('${SLOT}_other', 'pgoutput')`);
+    try {
+      const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: sim.url }));
+      const plan = await runCli(['--config', file, 'teardown']);
+      expect(plan.code).toBe(2);
+      expect(plan.stdout).toContain(
+        `publication ${SLOT}: left alone: the bridge did not create it (it lacks the bridge's comment: a DBA's, or made by a bridge older than that comment); slot ${SLOT}_other (inactive) may read it (PostgreSQL does not record which publication a slot reads); --force drops it`,
+      );
+
+      const r = await runCli(['--config', file, 'teardown', '--yes']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`dropped replication slot ${SLOT}`);
+      expect(r.stdout).toContain(`left publication ${SLOT} alone: the bridge did not create it`);
+      const left = await db.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [SLOT]);
+      expect(left.rowCount).toBe(1);
+
+      const forced = await runCli(['--config', file, 'teardown', '--yes', '--force']);
+      expect(forced.code, forced.stderr).toBe(0);
+      expect(forced.stdout.trim()).toBe(`dropped publication ${SLOT}`);
+      const gone = await db.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [SLOT]);
+      expect(gone.rowCount).toBe(0);
+    } finally {
+      await db.query(`SELECT pg_drop_replication_slot('${SLOT}_other')`);
+    }
   });
 });

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/ops/logger.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { freePort } from '../../src/util/throwaway-postgres.js';
+import { freePort } from '../../src/throwaway/postgres.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { CRM_SCHEMA, eventually, testConfig, waitForStreaming } from '../helpers/pipeline.js';
 

@@ -4,7 +4,7 @@
  * removes too: customers deleted and groups removed while nothing was streamed leave the platform.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { checkSource } from '../../src/source/catalog.js';
+import { checkSource } from '../../src/source/checks.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import {

@@ -5,9 +5,9 @@
  */
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { checkServer } from '../../src/source/catalog.js';
+import { checkServer } from '../../src/source/checks.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { startPostgres, type RunningPostgres } from '../../src/util/throwaway-postgres.js';
+import { startPostgres, type RunningPostgres } from '../../src/throwaway/postgres.js';
 import { databaseAt, type TestDatabase } from '../helpers/database.js';
 import {
   CRM_SCHEMA,

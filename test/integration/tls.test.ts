@@ -17,7 +17,7 @@ import {
   postgresUserIds,
   startPostgres,
   type RunningPostgres,
-} from '../../src/util/throwaway-postgres.js';
+} from '../../src/throwaway/postgres.js';
 import { tempDir } from '../helpers/cleanup.js';
 import { runCli, writeConfigFile } from '../helpers/cli.js';
 import { databaseAt, withDatabase, type TestDatabase } from '../helpers/database.js';

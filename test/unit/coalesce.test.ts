@@ -74,6 +74,13 @@ function applyOneByOne(p: Platform, mode: SourceMode, before: RowState | null, a
   if (after) p.apply('add', after.id, after.groups);
 }
 
+/** Whether a change leaves what the platform sees as it was (the model's own notion of a no-op). */
+function sameState(before: RowState | null, after: RowState | null): boolean {
+  if (!before || !after || before.id !== after.id) return false;
+  const b = new Set(before.groups);
+  return b.size === new Set(after.groups).size && after.groups.every((g) => b.has(g));
+}
+
 /** What the rows say the platform must hold. */
 function desired(mode: SourceMode, rows: ReadonlyMap<number, RowState>): Record<string, string[]> {
   const p = new Platform();
@@ -96,7 +103,9 @@ const IDS = ['a', 'b', 'c'];
 const GROUPS = ['g1', 'g2', 'g3'];
 
 const step = fc.record({
-  kind: fc.constantFrom('write', 'write', 'delete'),
+  // `touch`: an UPDATE of a column the source does not map (last login, points): the row's
+  // identity and groups stay, in the order the column holds them or another (a set either way).
+  kind: fc.constantFrom('write', 'write', 'delete', 'touch'),
   key: fc.integer({ min: 0, max: 2 }),
   id: fc.constantFrom(...IDS),
   groups: fc.subarray(GROUPS),
@@ -114,6 +123,13 @@ function play(mode: SourceMode, rows: Map<number, RowState>, steps: readonly Ste
       if (!current) continue;
       rows.delete(s.key);
       out.push({ key: s.key, before: current, after: null });
+      continue;
+    }
+    if (s.kind === 'touch') {
+      if (!current) continue;
+      const same = { id: current.id, groups: s.g === 'g1' ? [...current.groups].reverse() : current.groups };
+      rows.set(s.key, same);
+      out.push({ key: s.key, before: current, after: same });
       continue;
     }
     const next: RowState = mode === 'row' ? { id: s.id, groups: s.groups } : { id: s.id, groups: [s.g] };
@@ -201,6 +217,13 @@ describe('coalescing under replay (property, against an independent model)', () 
         const oneByOne = start.clone();
         for (const c of changes) applyOneByOne(oneByOne, mode, c.before, c.after);
         expect(oneByOne.state()).toEqual(target);
+
+        // Changes that change nothing the platform sees (same customer, same set of groups) cost
+        // nothing: a window of only those sends no call, whether or not it was sent before.
+        if (changes.every((c) => sameState(c.before, c.after))) {
+          expect(flushParts(mode, changes, true), 'no-op window, fresh').toEqual([]);
+          expect(flushParts(mode, changes, false), 'no-op window, replayed').toEqual([]);
+        }
 
         // Nothing sent yet (a first delivery): coalescing may assume the platform is at `before`.
         const first = start.clone();
@@ -291,6 +314,31 @@ describe('netEffect', () => {
       'add:a:g1',
     ]);
     expect(ops(netEffect('row', { before: a1, after: a1, restate: true }, true))).toEqual(['update:a:g1']);
+  });
+
+  it('a window that changed nothing the platform sees sends nothing and stores nothing, in both modes', () => {
+    const noop = { kind: 'skipped', unchanged: true };
+    const a12 = { identity: { thirdId: 'a' }, groups: ['g1', 'g2'] };
+    const a21 = { identity: { thirdId: 'a' }, groups: ['g2', 'g1'] };
+    for (const mode of ['row', 'membership'] as const)
+      for (const fresh of [true, false]) {
+        expect(netEffect(mode, { before: a1, after: { ...a1 } }, fresh), `${mode} ${fresh}`).toMatchObject(
+          noop,
+        );
+        // An unmappable row stays as it was too: its last outcome (failed) still tells the truth.
+        const bad = { identity: {}, groups: ['g1'], error: 'no identity value' };
+        expect(netEffect(mode, { before: bad, after: { ...bad } }, fresh)).toMatchObject(noop);
+      }
+    expect(netEffect('row', { before: a12, after: a21 }, false)).toMatchObject(noop); // a set
+    // Not unchanged: another state in between (it may have been sent), a gap, a re-sync, or no
+    // old row to compare with.
+    expect(ops(netEffect('row', { before: a1, after: a1, passed: [a2] }, false))).toEqual(['update:a:g1']);
+    expect(ops(netEffect('row', { before: a1, after: a1, gap: true }, false))).toEqual(['update:a:g1']);
+    expect(ops(netEffect('row', { before: a1, after: a1, restate: true }, false))).toEqual(['update:a:g1']);
+    expect(ops(netEffect('row', { before: 'unknown', after: a1 }, false))).toEqual(['update:a:g1']);
+    expect(ops(netEffect('row', { before: { ...a1, groups: null }, after: a1 }, false))).toEqual([
+      'update:a:g1',
+    ]);
   });
 
   it('an empty set is a delete of all groups; a new row without groups sends nothing', () => {
@@ -402,7 +450,9 @@ describe('netEffect: what is never addressed, or addressed once', () => {
     const unchanged = netEffect('membership', { before: a1, after: a1 }, true);
     expect(gone).toMatchObject({ kind: 'skipped', reason: expect.stringMatching(/gone/) });
     expect(empty).toMatchObject({ kind: 'skipped', reason: expect.stringMatching(/no groups/) });
-    expect(unchanged).toMatchObject({ kind: 'skipped', reason: expect.stringMatching(/changed/) });
+    expect(unchanged).toMatchObject({ kind: 'skipped', unchanged: true });
+    expect(gone).not.toHaveProperty('unchanged');
+    expect(empty).not.toHaveProperty('unchanged');
   });
 });
 
@@ -449,6 +499,20 @@ describe('planFlush: keys meet in a flush', () => {
       // The rows: key 1 is a/g2, key 2 is a/g1.
       expect(p.state(), `fresh ${fresh}`).toEqual({ a: ['g1', 'g2'] });
     }
+  });
+
+  it('a row-mode key that kept its state is set again when another key of the flush clears its customer', () => {
+    // As above in row mode: key 1's window (replayed) clears customer a, which key 2 holds
+    // unchanged. Deletes go first, so key 2 must set a again.
+    const changes: ModelChange[] = [
+      { key: 1, before: { id: 'a', groups: ['g1'] }, after: { id: 'b', groups: ['g1'] } },
+      { key: 2, before: { id: 'a', groups: ['g2'] }, after: { id: 'a', groups: ['g2'] } },
+    ];
+    const p = new Platform();
+    p.apply('add', 'a', ['g2']);
+    send(p, flushParts('row', changes, false));
+    expect(p.state()).toEqual({ a: ['g2'], b: ['g1'] });
+    expect(kinds('row', changes.slice(1), false)).toEqual(['skipped']);
   });
 
   it('an unchanged pair stays skipped when the flush deletes other pairs', () => {

@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadConfig, parseTableName } from '../../src/config/load-config.js';
+import { describeOrigin, keyWithOrigin } from '../../src/config/origins.js';
 import { ConfigError } from '../../src/errors.js';
 
 const EXAMPLE_FILE = fileURLToPath(new URL('../../config/bridge.yaml', import.meta.url));
@@ -258,6 +259,64 @@ describe('loadConfig: environment', () => {
     expect(problems(with_((c) => ((c.postgres as Tree).slot = '${1BAD}')))).toContain(
       'postgres.slot: has a malformed ${...} reference; expected ${NAME} or ${NAME:-default}',
     );
+  });
+});
+
+describe('loadConfig: where each value came from', () => {
+  const text = stringify(
+    with_((c) => {
+      c.postgres = { url: '${DATABASE_URL}', slot: 'cdc_${SITE}_${STAGE}' };
+      c.tuzhan = { token: '${TZ_TOKEN}', baseUrl: 'https://tz.example' };
+    }),
+  );
+
+  it('names the file, the ${VAR} substituted and the override variable, never the value', () => {
+    const env = {
+      DATABASE_URL: 'postgres://db/crm',
+      SITE: 'sh',
+      STAGE: 'prod',
+      TUZHAN_BASE_URL: 'https://b.example',
+    };
+    const config = loadConfig({
+      file: '/etc/tuzhan/bridge.yaml',
+      text,
+      env: { ...env, TZ_TOKEN: 'secret-tok' },
+    });
+    expect(keyWithOrigin(config, 'tuzhan.token')).toBe(
+      'tuzhan.token (from ${TZ_TOKEN} in /etc/tuzhan/bridge.yaml)',
+    );
+    expect(keyWithOrigin(config.tuzhan, 'tuzhan.baseUrl')).toBe('tuzhan.baseUrl (from TUZHAN_BASE_URL)');
+    expect(keyWithOrigin(config.postgres, 'postgres.slot')).toBe(
+      'postgres.slot (from ${SITE}, ${STAGE} in /etc/tuzhan/bridge.yaml)',
+    );
+    expect(keyWithOrigin(config.sources[0]!, 'sources.0.columns.groups')).toBe(
+      'sources.0.columns.groups (in /etc/tuzhan/bridge.yaml)',
+    );
+    // A default has no origin to name.
+    expect(keyWithOrigin(config, 'batching.maxWaitMs')).toBe('batching.maxWaitMs');
+
+    // The override beats the file: TUZHAN_TOKEN replaces the key, whatever the file says (the
+    // example file's `token: ${TUZHAN_TOKEN}` included).
+    const overridden = loadConfig({ file: 'bridge.yaml', text, env: { ...env, TUZHAN_TOKEN: 'secret-tok' } });
+    expect(keyWithOrigin(overridden.tuzhan, 'tuzhan.token')).toBe('tuzhan.token (from TUZHAN_TOKEN)');
+    expect(keyWithOrigin(overridden.tuzhan, 'tuzhan.token')).not.toContain('secret-tok');
+  });
+
+  it('says which way a secret was read: TUZHAN_TOKEN or the file TUZHAN_TOKEN_FILE names', () => {
+    expect(describeOrigin({ kind: 'override', variable: 'TUZHAN_TOKEN_FILE' })).toBe(
+      'from TUZHAN_TOKEN_FILE',
+    );
+    expect(
+      describeOrigin({
+        kind: 'substitution',
+        file: 'bridge.yaml',
+        references: [{ name: 'TUZHAN_TOKEN', from: 'TUZHAN_TOKEN_FILE' }],
+      }),
+    ).toBe('from ${TUZHAN_TOKEN} (read from TUZHAN_TOKEN_FILE) in bridge.yaml');
+  });
+
+  it('knows no origin for a config built in code', () => {
+    expect(keyWithOrigin(structuredClone(load(base())), 'tuzhan.token')).toBe('tuzhan.token');
   });
 });
 

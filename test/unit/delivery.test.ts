@@ -4,7 +4,7 @@
  * from the rules (docs/design.md), not by running the code.
  */
 import { describe, expect, it, vi } from 'vitest';
-import type { DeliveryRow, KeyChange } from '../../src/batching/requests.js';
+import type { DeliveryRow, KeyChange } from '../../src/delivery/requests.js';
 import type { SourceConfig } from '../../src/config/types.js';
 import { createBridgeEvents } from '../../src/domain/events.js';
 import { Delivery, type PlatformSender } from '../../src/delivery/delivery.js';

@@ -5,13 +5,8 @@ import { loadConfig } from '../../src/config/load-config.js';
 import type { SourceConfig } from '../../src/config/types.js';
 import type { Relation, Row } from '../../src/decode/pgoutput.js';
 import { toSourceChanges, type RowMessage } from '../../src/mapping/changes.js';
-import {
-  canonicalJson,
-  identityValue,
-  parseGroups,
-  sameIdentity,
-  SourceMapper,
-} from '../../src/mapping/source-mapper.js';
+import { canonicalJson, identityValue, parseGroups, SourceMapper } from '../../src/mapping/source-mapper.js';
+import { sameIdentity } from '../../src/domain/change.js';
 
 function source(over: Partial<SourceConfig> = {}): SourceConfig {
   return {

@@ -61,10 +61,19 @@ describe('CLI error handling', () => {
     expect(r).toEqual({ code: ExitCode.CHECK_FAILED, stderr: 'tuzhan-cdc: 2 checks failed\n' });
   });
 
-  it('prints message and stack for unexpected errors', async () => {
-    const r = await run(['boom'], [thrower('boom', () => new TypeError('x is undefined'))]);
+  it('prints one line for an unexpected error, and its stack only with --verbose', async () => {
+    const denied = () =>
+      Object.assign(new Error("EACCES: permission denied, open '/run/ca.pem'"), { code: 'EACCES' });
+    const r = await run(['boom'], [thrower('boom', denied)]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(
+    expect(r.stderr).toBe(
+      "tuzhan-cdc: unexpected error: EACCES: permission denied, open '/run/ca.pem' (--verbose prints the stack trace)\n",
+    );
+    const verbose = await run(
+      ['boom', '--verbose'],
+      [thrower('boom', () => new TypeError('x is undefined'))],
+    );
+    expect(verbose.stderr).toMatch(
       /^tuzhan-cdc: unexpected error: x is undefined\nTypeError: x is undefined\n\s+at /,
     );
   });

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { PositionTracker, type Tx } from '../../src/status/positions.js';
+import { PositionTracker, type Tx } from '../../src/router/positions.js';
 
 const T = new Date('2024-05-01T00:00:00Z');
 

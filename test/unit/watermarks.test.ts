@@ -1,7 +1,7 @@
 /** Watermark windows: a chunk never overwrites a key the stream changed between its watermarks. */
 import { describe, expect, it } from 'vitest';
 import type { SourceChange } from '../../src/mapping/changes.js';
-import { Watermarks } from '../../src/pipeline/watermarks.js';
+import { Watermarks } from '../../src/router/watermarks.js';
 
 const change = (id: string): SourceChange => ({
   kind: 'insert',

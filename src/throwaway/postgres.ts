@@ -18,24 +18,12 @@ import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { chownSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import net from 'node:net';
 import { BridgeError } from '../errors.js';
 import { guardOrphans } from './orphan-guard.js';
-import { dockerAvailable, embeddedBinDir, startDocker, startEmbedded } from './throwaway-fallbacks.js';
+import { dockerAvailable, embeddedBinDir, startDocker, startEmbedded } from './fallbacks.js';
+import { freePort, isRoot, postgresUserIds, serverVersion, type RunningPostgres } from './host.js';
 
-export interface RunningPostgres {
-  /** Superuser URL of the `postgres` database. */
-  url: string;
-  /** How the server was found: env, local, docker or embedded. */
-  kind: 'env' | 'local' | 'docker' | 'embedded';
-  version: string;
-  stop(): Promise<void>;
-  /**
-   * `pg_ctl restart -m <mode>` (servers started with pg_ctl only). Rejects when the old server did
-   * not stop within `timeoutSeconds` (pg_ctl's -t), e.g. because a client holds a walsender.
-   */
-  restart?(mode: 'fast' | 'smart' | 'immediate', timeoutSeconds: number): Promise<void>;
-}
+export { freePort, isRoot, postgresUserIds, type RunningPostgres } from './host.js';
 
 export type PostgresKind = RunningPostgres['kind'];
 
@@ -82,18 +70,6 @@ const DEFAULT_SETTINGS: Record<string, string> = {
   full_page_writes: 'off',
 };
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 /** Directories that hold initdb/pg_ctl, newest major first. */
 export function findLocalBinDirs(): string[] {
   const dirs: string[] = [];
@@ -111,34 +87,6 @@ export function findLocalBinDirs(): string[] {
     for (const v of readdirSync(root).sort((a, b) => Number(b) - Number(a))) dirs.push(join(root, v, 'bin'));
   }
   return [...new Set(dirs)].filter((d) => existsSync(join(d, 'initdb')) && existsSync(join(d, 'pg_ctl')));
-}
-
-export function isRoot(): boolean {
-  return typeof process.getuid === 'function' && process.getuid() === 0;
-}
-
-export function postgresUserIds(): { uid: number; gid: number } | undefined {
-  try {
-    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
-    return { uid, gid };
-  } catch {
-    return undefined; // no such user
-  }
-}
-
-export async function serverVersion(url: string): Promise<string> {
-  const { default: pg } = await import('pg');
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ v: string }>(
-      `SELECT 'PostgreSQL ' || current_setting('server_version') AS v`,
-    );
-    return rows[0]?.v ?? 'unknown';
-  } finally {
-    await client.end();
-  }
 }
 
 /** Adds a `postgres` system user and group; failures are left to the fallback path to report. */
