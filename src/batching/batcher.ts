@@ -16,6 +16,8 @@ export interface FlushSink {
   readonly waiting?: number;
   /** The session ended: forget what waits for a COMMIT that will not come in it. */
   forgetOpen?(): void;
+  /** Let what waits for the open transaction's COMMIT go now (a TRUNCATE within it). */
+  settleOpen?(): void;
 }
 
 class SourceBuffer {
@@ -154,13 +156,14 @@ export class Batcher {
   /**
    * Flushes everything and resolves when every entry has its outcome stored, but those waiting for
    * the COMMIT of a transaction still being read (the removal guard's): they cannot finish before
-   * the stream goes on.
+   * the stream goes on, unless `settleOpen` lets them go now (a TRUNCATE within that transaction).
    */
-  async drain(): Promise<void> {
+  async drain(o: { settleOpen?: boolean } = {}): Promise<void> {
     this.flushAll();
     // Dispatches run in order: the sink counts an entry as waiting only once its flush reached it.
     await this.chain;
-    while (this.load > (this.sink.waiting ?? 0)) {
+    if (o.settleOpen) this.sink.settleOpen?.();
+    while (this.load > (o.settleOpen ? 0 : (this.sink.waiting ?? 0))) {
       this.throwIfFailed();
       await new Promise<void>((resolve) => {
         this.drainWaiters.push(resolve);

@@ -4,15 +4,17 @@
  * through while buffered (`passed`), and its latest state (`after`). At flush time the calls are
  * chosen so that, whatever prefix of these changes the platform already applied (delivery is at
  * least once: a lost answer, a dropped connection or a crash replays them), it ends where the
- * database is. Requests set state rather than apply diffs:
- * - row mode: a live row replaces its customer's set (`update`; an empty set is a `delete` of all
- *   groups); every other identity the row had is cleared (`delete` without groups);
+ * database is. Requests set state rather than apply diffs, per (customer, group) pair, and only on
+ * the pairs this source put there:
+ * - row mode: the row's groups are added to its customer; every pair the row held in the window
+ *   and holds no longer (a group it lost, every group of an identity it left) is deleted;
  * - membership mode: the latest pair is added; every other pair the row passed through is deleted.
  * A key's changes that were never sent ("fresh", see `netEffect`) keep SPEC section 4's table:
- * insert+update -> add(latest); insert+...+delete -> nothing (skipped); update+update ->
- * update(latest); update+delete -> delete; delete+insert -> update. A window whose every state is
- * the one before it (`unchanged`) sends nothing and stores nothing, in both modes: whatever prefix
- * of it the platform applied, the platform is where it was. docs/design.md has the why.
+ * insert+update -> add(latest); insert+...+delete -> nothing (skipped); update+update -> the groups
+ * gained and lost between the first and the last state; update+delete -> delete; delete+insert ->
+ * the same. A window whose every state is the one before it (`unchanged`) sends nothing and stores
+ * nothing, in both modes: whatever prefix of it the platform applied, the platform is where it was.
+ * docs/design.md has the why.
  * Pure functions.
  */
 import { IDENTITY_FIELDS, type SourceMode } from '../config/types.js';
@@ -158,7 +160,7 @@ export function holdersOf(entry: Entry): Array<[Holder, number]> {
   return all;
 }
 
-/** One API row to send: an operation on one customer. `groups` empty on a delete means "all". */
+/** One API row to send: an operation on one customer and some of its groups (never none). */
 export interface Part {
   op: OptType;
   identity: Identity;
@@ -212,28 +214,30 @@ export interface Window {
 /**
  * The API calls that bring the platform from wherever this key's buffered changes may have left it
  * to `after`. `before` must not be `lookup`; groups must be resolved (not null) by now, except in
- * `passed` and in a row-mode `before`, where only the identity counts.
+ * `passed` and `before`, where groups not known are never removed.
  *
  * `fresh` says no change of the window was ever sent (the dispatcher knows the highest position it
  * may have sent, across restarts). Only then may a state the key passed through be ignored, and
  * only then is "nothing to send" right for a row that came and went: SPEC's table for that case.
- * Otherwise every identity (row mode) or pair (membership mode) the key held in the window, other
- * than its latest, is removed, and the latest is set.
+ * Otherwise every (customer, group) pair the key held in the window and holds no longer is removed,
+ * and the latest state is set.
  */
 export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect {
   if (unchangedWindow(w)) return UNCHANGED;
   const { before, after, passed } = w;
+  // Nothing of the key on the platform before or after, nor in between: a delete of a row whose last
+  // outcome removed it already (the stored state says so). Nothing changes: its outcome stays.
+  if (before === null && after === null && !passed?.length && w.gap !== true && w.restate !== true)
+    return UNCHANGED;
   const b = before === 'unknown' ? null : addressable(before) ? before : null;
   const a = addressable(after) ? after : null;
   const failure = after?.error;
   const prior: Image[] = b ? [b] : [];
   if (!fresh && passed) for (const p of passed) if (addressable(p)) prior.push(p);
 
-  // A row the platform provably never saw before this window: SPEC's insert -> add applies.
-  const isNew = fresh && before === null && prior.length === 0;
   const parts =
     mode === 'row'
-      ? rowParts(prior, a, isNew)
+      ? rowParts(prior, a)
       : membershipParts(b, prior, a, w.restate === true || (!fresh && w.gap === true));
   // (A fresh membership window that came back to its pair: nothing was sent, nothing to store.)
   if (parts === SKIP_UNCHANGED) return UNCHANGED;
@@ -248,7 +252,7 @@ export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect
   return { kind: 'send', parts };
 }
 
-/** The order a flush's requests start in: a key's old identities go before its new ones are set. */
+/** The order a flush's requests start in: what a key lost goes before what it holds is set. */
 export const OP_ORDER: readonly OptType[] = ['delete', 'update', 'add'];
 
 /**
@@ -295,30 +299,32 @@ function identityText(identity: Identity): string {
 const SKIP_UNCHANGED: Part[] = [];
 
 /**
- * Row mode: one row owns its customer's set. Identities the row held other than its latest lose
- * every group; the latest gets the row's set (replace), or all removed when the set is empty.
+ * Row mode: a row is its customer's (customer, group) pairs, beside others on the same customer
+ * that another source or a person put there. State is set per pair, as in membership mode: every
+ * pair the row held in the window and holds no longer is deleted, and the row's groups are added.
+ * A group the row never held is never touched (the platform's `update`, which replaces the whole
+ * set, is not used), and a pair that was never sent (its state could not be mapped, or its groups
+ * are unknown) is never deleted. A customer whose latest groups cannot be sent (a comma in a name)
+ * is left alone: the row fails, and its customer keeps what it has.
  */
-function rowParts(prior: readonly Image[], a: Image | null, isNew: boolean): Part[] {
-  const parts: Part[] = [];
-  const cleared: Image[] = [];
+function rowParts(prior: readonly Image[], a: Image | null): Part[] {
+  const live = a && !a.error ? a : null;
+  const lost = new Map<string, Part>();
   for (const p of prior) {
-    if (a && sameIdentity(p.identity, a.identity)) continue;
-    if (cleared.some((c) => sameIdentity(c.identity, p.identity))) continue;
-    cleared.push(p);
-    parts.push({ op: 'delete', identity: p.identity, groups: [] });
+    if (p.error || p.groups === null) continue;
+    if (a && !live && sameIdentity(p.identity, a.identity)) continue;
+    const kept = live && sameIdentity(p.identity, live.identity) ? (live.groups ?? []) : [];
+    for (const g of p.groups) {
+      if (kept.includes(g)) continue;
+      const k = identityText(p.identity);
+      const part = lost.get(k);
+      if (!part) lost.set(k, { op: 'delete', identity: p.identity, groups: [g] });
+      else if (!part.groups.includes(g)) part.groups.push(g);
+    }
   }
-  if (!a || a.error) return parts;
-  const groups = a.groups ?? [];
-  if (isNew) {
-    // Nothing to add: nothing to send.
-    if (groups.length) parts.push({ op: 'add', identity: a.identity, groups });
-    return parts;
-  }
-  parts.push(
-    groups.length
-      ? { op: 'update', identity: a.identity, groups }
-      : { op: 'delete', identity: a.identity, groups: [] },
-  );
+  const parts = [...lost.values()];
+  if (live && (live.groups ?? []).length > 0)
+    parts.push({ op: 'add', identity: live.identity, groups: live.groups ?? [] });
   return parts;
 }
 

@@ -145,6 +145,11 @@ export class Dispatcher {
     this.guard?.forgetOpen();
   }
 
+  /** What waits for the open transaction goes now (a TRUNCATE within it). */
+  settleOpen(): void {
+    this.guard?.settleOpen();
+  }
+
   /** Sends planned entries: outcomes decided locally, then requests by operation (GuardSink). */
   async send(sourceName: string, planned: readonly Planned[]): Promise<void> {
     const rt = this.o.sources.get(sourceName);

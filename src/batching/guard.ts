@@ -84,6 +84,8 @@ export class RemovalGuard {
   private readonly sources = new Map<string, Promise<SourceState>>();
   /** Transactions held (their later entries are held at once), with the reason. */
   private readonly heldTx = new WeakMap<Holder, string>();
+  /** Removals of a transaction let go before its end (settleOpen): they count for it still. */
+  private readonly let = new WeakMap<Holder, number>();
   private flushes = 0;
   private timer: NodeJS.Timeout | undefined;
   private pumping: Promise<void> = Promise.resolve();
@@ -137,6 +139,22 @@ export class RemovalGuard {
     return (await this.state(source)).held.has(key);
   }
 
+  /**
+   * Lets what waits for an open transaction go now, as if it ended here: a TRUNCATE within it must
+   * find its earlier changes' outcomes stored. Those removals still count for the transaction.
+   */
+  settleOpen(): void {
+    for (const [source, s] of this.settled) {
+      for (const i of s.queue) {
+        if (i.verdict !== 'wait') continue;
+        i.verdict = 'send';
+        const tx = i.entry.holder;
+        if (tx) this.let.set(tx, (this.let.get(tx) ?? 0) + 1);
+      }
+      this.drainHead(source, s);
+    }
+  }
+
   /** The session ended: entries of transactions whose COMMIT never came are forgotten (read again). */
   forgetOpen(): void {
     for (const s of this.settled.values()) {
@@ -187,7 +205,7 @@ export class RemovalGuard {
     own: Item[],
   ): void {
     const waiting = tx ? s.queue.filter((i) => i.verdict === 'wait' && i.entry.holder === tx) : [];
-    const total = waiting.length + own.length;
+    const total = (tx ? (this.let.get(tx) ?? 0) : 0) + waiting.length + own.length;
     if (limit !== null && total > limit.n) {
       const all = [...waiting, ...own];
       const reason = this.reason(source, total, limit, windowOf(all));

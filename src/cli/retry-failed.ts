@@ -48,8 +48,8 @@ export function register(program: Command): void {
       'after',
       `
 How: each failed key's CURRENT row is read from the source table and sent directly to the
-platform (row mode: update with its groups; membership: add of the pair; a row that is gone:
-delete of what was last sent). The source tables are not written to (no no-op UPDATE, so no
+platform (its groups added, and those last sent that it no longer holds deleted; a row that is
+gone: delete of what was last sent). The source tables are not written to (no no-op UPDATE, so no
 triggers fire). Outcomes go to sync_status and sync_batch as the bridge records them. Safe while
 the bridge runs; sending twice is harmless.
 Exit status: 0 when done (some rows may still fail: see the output), 1 when the platform or the

@@ -171,7 +171,7 @@ async function retryPage(
       planned.push({ change, parts: effect.parts });
       for (const p of effect.parts) result.sent[p.op] = (result.sent[p.op] ?? 0) + 1;
     } else {
-      const op: OptType = after ? (source.mode === 'row' ? 'update' : 'add') : 'delete';
+      const op: OptType = after ? 'add' : 'delete';
       local.push({ change, op, status: effect.kind, error: effect.reason });
     }
   }

@@ -139,7 +139,7 @@ export class Router {
       await this.o.store.recordTruncate(source, `TRUNCATE ${table} (onTruncate: ${onTruncate})`);
       if (onTruncate !== 'delete-all' || !tx) continue;
       // Deletes of everything synced so far must not overtake changes still buffered.
-      await this.o.batcher.drain();
+      await this.o.batcher.drain({ settleOpen: true });
       for await (const page of this.o.store.syncedKeys(source)) {
         for (const k of page) {
           const key = { text: k.rowKey, values: JSON.parse(k.rowKey) as Record<string, unknown> };

@@ -163,7 +163,7 @@ describe.skipIf(skip)('console in a browser', () => {
     const text = await result.textContent();
     expect(text).toContain('"thirdId": "BAD1"');
     expect(text).toContain('matched by phone');
-    expect(text).toMatch(/request#\d+ \(update, \d+ rows?\)/);
+    expect(text).toMatch(/request#\d+ \(add, \d+ rows?\)/);
     await page.screenshot({ path: join(SHOTS, 'console-find.png'), fullPage: true });
   });
 
