@@ -35,17 +35,20 @@ export interface BenchContext {
  * Compiles the CLI like `npm run build` does, into .tmp/bench/dist (so dist/ is left alone), and
  * returns the node arguments that run it. Production runs the compiled build (bin/tuzhan-cdc.js);
  * `--import tsx` adds a loader thread and transpiling to the process (about 40 MB more RSS).
+ * `root` is the checkout to build: another one (`--bridge DIR`) measures an older build with this
+ * harness, so both run the same scenarios in the same session.
  */
-export function buildCli(): string[] {
-  const outDir = join(TMP, 'dist');
+export function buildCli(root = ROOT): string[] {
+  const tmp = join(root, '.tmp', 'bench');
+  const outDir = join(tmp, 'dist');
   const res = spawnSync(
     process.execPath,
-    [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', outDir],
-    { cwd: ROOT, encoding: 'utf8' },
+    [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', outDir],
+    { cwd: root, encoding: 'utf8' },
   );
   if (res.status !== 0) throw new Error(`building the CLI failed:\n${res.stdout}${res.stderr}`);
   // The CLI reads its version from ../../package.json, as dist/cli/main.js does.
-  copyFileSync(join(ROOT, 'package.json'), join(TMP, 'package.json'));
+  copyFileSync(join(root, 'package.json'), join(tmp, 'package.json'));
   return [join(outDir, 'cli/main.js')];
 }
 

@@ -3,8 +3,10 @@
  * status-table design tried (docs/benchmark.md, "The status table"). For every design, on one
  * connection of a throwaway PostgreSQL: 100,000 outcomes written as 500-row statements shaped like
  * the bridge's status write (one statement and one commit per request), first for new keys, then
- * again for the same keys (the steady state: every change of a known row). Reported per row: the
- * backend's CPU (utime + stime from /proc) and the table's size with its indexes.
+ * again for the same keys with other groups (the steady state: every change of a known row).
+ * Reported per row: the backend's CPU (utime + stime from /proc), the WAL written (the server does
+ * nothing else meanwhile, and no checkpoint comes between the passes, so no page is logged in
+ * full), the share of HOT updates, and the table's size with its indexes.
  *
  *   npm run bench:status -- [--rows N] [--repeat N] [--only name,name]
  */
@@ -15,6 +17,7 @@ import { identityIndexStatements } from '../src/status/identity-indexes.js';
 import { migrate } from '../src/status/migrate.js';
 import { statusSql } from '../src/status/sql.js';
 import { encodeStatusRows, statusRowParams } from '../src/status/status-store.js';
+import { parseLsn } from '../src/util/lsn.js';
 import { startPostgres } from '../src/throwaway/postgres.js';
 import { median } from './common.js';
 
@@ -51,6 +54,33 @@ const ROWS_JSON = `ROWS FROM (jsonb_array_elements($2::jsonb), jsonb_array_eleme
 const ROWS_TEXT = `ROWS FROM (unnest($2::text[]), unnest($3::text[]), unnest($4::int[])) AS r(k, p, t)`;
 const UPDATE = `op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
   lsn = EXCLUDED.lsn, committed_at = EXCLUDED.committed_at, synced_at = EXCLUDED.synced_at, payload = EXCLUDED.payload`;
+
+/**
+ * The status write as an UPDATE of the keys that are there (found through the primary key by
+ * `key = ANY(...)`; an UPDATE logs no row lock first, as ON CONFLICT DO UPDATE does), then INSERT
+ * ... ON CONFLICT DO UPDATE of the others (new keys, and whatever a concurrent writer changed).
+ */
+function updateFirst(): string {
+  const sid = `(SELECT id FROM sync_source WHERE name = $1)`;
+  return `WITH i AS (
+      SELECT r.k::text COLLATE "C" AS k, r.t, CASE WHEN json_typeof(r.p) <> 'null' THEN r.p END AS p
+        FROM ROWS FROM (json_array_elements($2::json), json_array_elements($3::json), unnest($4::int[])) AS r(k, p, t)
+    ), u AS (
+      UPDATE sync_row t SET op = ($5::text[])[i.t], status = ($6::text[])[i.t], attempts = ($7::int[])[i.t],
+             error = ($8::text[])[i.t], lsn = ($9::pg_lsn[])[i.t], committed_at = ($10::timestamptz[])[i.t],
+             synced_at = now(), payload = i.p
+        FROM i
+       WHERE t.source_id = ${sid} AND t.key = ANY (ARRAY(SELECT k FROM i)) AND t.key = i.k
+         AND (t.lsn IS NULL OR t.lsn <= ($9::pg_lsn[])[i.t])
+      RETURNING t.key
+    )
+    INSERT INTO sync_row (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
+    SELECT ${sid}, i.k, ($5::text[])[i.t], ($6::text[])[i.t], ($7::int[])[i.t], ($8::text[])[i.t],
+           ($9::pg_lsn[])[i.t], ($10::timestamptz[])[i.t], now(), i.p FROM i
+     WHERE i.k NOT IN (SELECT key FROM u)
+    ON CONFLICT (source_id, key) DO UPDATE SET ${UPDATE}
+      WHERE sync_row.lsn IS NULL OR sync_row.lsn <= EXCLUDED.lsn`;
+}
 
 const DESIGNS: Design[] = [
   {
@@ -125,6 +155,25 @@ const DESIGNS: Design[] = [
     ddl: '',
     write: statusSql('d').writeRequest(false),
   },
+  ...[90, 70, 50].map((ff): Design => ({
+    name: `sync_row-ff${ff}`,
+    what: `sync_row-prepared with fillfactor ${ff}: room in each page for the next version of its rows (HOT)`,
+    table: 'sync_row',
+    params: 'json',
+    migrations: true,
+    prepared: true,
+    ddl: `ALTER TABLE sync_row SET (fillfactor = ${ff})`,
+    write: statusSql('d').writeRequest(false),
+  })),
+  ...[100, 90, 50].map((ff): Design => ({
+    name: `update-first-ff${ff}`,
+    what: `fillfactor ${ff}; the keys that are there by UPDATE (no row lock logged), the others by INSERT ... ON CONFLICT; planned at every write`,
+    table: 'sync_row',
+    params: 'json',
+    migrations: true,
+    ddl: `ALTER TABLE sync_row SET (fillfactor = ${ff})`,
+    write: updateFirst(),
+  })),
   {
     name: 'sync_row-3ids',
     what: 'sync_row-prepared, each payload carrying a thirdId, a phone and an openid (the baseline of the next)',
@@ -206,7 +255,7 @@ const DESIGNS: Design[] = [
 ];
 
 /** One request's parameters: keys {"id":"n"}, payloads like the bench's rows, one outcome tuple. */
-function params(d: Design, from: number, lsn: number): unknown[] {
+function params(d: Design, from: number, lsn: number, groups: string): unknown[] {
   const now = new Date();
   const keys: string[] = [];
   const payloads: string[] = [];
@@ -219,9 +268,9 @@ function params(d: Design, from: number, lsn: number): unknown[] {
               thirdId: `c-${i}`,
               phone: String(13_800_000_000 + i),
               openid: `oX9a-${i}-wx`,
-              groups: 'vip,north',
+              groups,
             }
-          : { thirdId: `c-${i}`, groups: 'vip,north' },
+          : { thirdId: `c-${i}`, groups },
       ),
     );
   }
@@ -258,6 +307,18 @@ function params(d: Design, from: number, lsn: number): unknown[] {
   ];
 }
 
+/** n_tup_hot_upd / n_tup_upd of a table, with this backend's pending statistics flushed first. */
+async function hotShare(c: pg.Client, table: string): Promise<number> {
+  await c.query('SELECT pg_stat_force_next_flush()');
+  const r = await c.query<{ upd: string; hot: string }>(
+    `SELECT n_tup_upd::text AS upd, n_tup_hot_upd::text AS hot FROM pg_stat_user_tables
+      WHERE relid = $1::regclass`,
+    [table],
+  );
+  const upd = Number(r.rows[0]?.upd ?? 0);
+  return upd ? Number(r.rows[0]?.hot ?? 0) / upd : 0;
+}
+
 function backendCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -267,6 +328,11 @@ function backendCpuSeconds(pid: number): number {
 interface Measure {
   newUs: number;
   existingUs: number;
+  /** WAL bytes per row written by each pass. */
+  walNew: number;
+  walExisting: number;
+  /** Share of the second pass's updates that were HOT. */
+  hot: number;
   bytesNew: number;
   bytesAfterUpdates: number;
 }
@@ -276,6 +342,9 @@ async function measure(url: string, d: Design): Promise<Measure> {
   await c.connect();
   try {
     await c.query('DROP SCHEMA IF EXISTS d CASCADE');
+    // Every page of the design is created after this: none is logged in full (no checkpoint comes
+    // in between, 30 min apart), so the WAL figures are the records themselves.
+    await c.query('CHECKPOINT');
     if (d.migrations) {
       await migrate(c, 'd');
       await c.query('SET search_path TO d');
@@ -290,21 +359,36 @@ async function measure(url: string, d: Design): Promise<Measure> {
           .rows[0]?.n,
       ) / ROWS;
     if (d.migrations) await c.query(statusSql('d').ensureSource, ['customers']);
-    const pass = async (lsnBase: number): Promise<number> => {
+    const walAt = async (): Promise<bigint> =>
+      parseLsn(
+        (await c.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0]?.l ?? '0/0',
+      );
+    const pass = async (lsnBase: number, groups: string): Promise<{ us: number; wal: number }> => {
+      const w0 = await walAt();
       const t0 = backendCpuSeconds(pid);
       for (let from = 1; from <= ROWS; from += BATCH) {
-        const values = params(d, from, lsnBase + from);
+        const values = params(d, from, lsnBase + from, groups);
         await c.query(
           d.prepared ? { name: `w${lsnBase}`, text: d.write, values } : { text: d.write, values },
         );
       }
-      return ((backendCpuSeconds(pid) - t0) * 1e6) / ROWS;
+      const us = ((backendCpuSeconds(pid) - t0) * 1e6) / ROWS;
+      return { us, wal: Number((await walAt()) - w0) / ROWS };
     };
-    const newUs = await pass(0x1000000);
+    const first = await pass(0x1000000, 'vip,north');
     const bytesNew = await size();
-    const existingUs = await pass(0x2000000);
+    const second = await pass(0x2000000, 'vip,south');
+    const hot = await hotShare(c, d.table);
     await c.query(`VACUUM ${d.table}`);
-    return { newUs, existingUs, bytesNew, bytesAfterUpdates: await size() };
+    return {
+      newUs: first.us,
+      existingUs: second.us,
+      walNew: first.wal,
+      walExisting: second.wal,
+      hot,
+      bytesNew,
+      bytesAfterUpdates: await size(),
+    };
   } finally {
     await c.query('DROP SCHEMA IF EXISTS d CASCADE').catch(() => {});
     await c.end();
@@ -313,7 +397,10 @@ async function measure(url: string, d: Design): Promise<Measure> {
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 const chosen = values.only ? DESIGNS.filter((d) => values.only?.split(',').includes(d.name)) : DESIGNS;
-const server = await startPostgres({ log, settings: { synchronous_commit: 'on', max_wal_size: '8GB' } });
+const server = await startPostgres({
+  log,
+  settings: { synchronous_commit: 'on', max_wal_size: '8GB', checkpoint_timeout: '30min' },
+});
 const results = new Map<string, Measure[]>();
 try {
   for (let i = 0; i < REPEAT; i++) {
@@ -329,16 +416,24 @@ try {
 
 log('');
 log(`${ROWS} rows, ${BATCH}-row statements, medians of ${REPEAT}; ${server.version}`);
-log('design          new keys µs/row  existing µs/row  bytes/row  after updates+VACUUM');
+log(
+  'design               new keys µs/row  existing µs/row  WAL new B/row  WAL existing B/row  HOT  bytes/row  after updates+VACUUM',
+);
 for (const d of chosen) {
   const ms = results.get(d.name) ?? [];
   const m = (f: (x: Measure) => number): number => median(ms.map(f));
   log(
-    `${d.name.padEnd(16)}${m((x) => x.newUs)
+    `${d.name.padEnd(21)}${m((x) => x.newUs)
       .toFixed(1)
       .padStart(15)}${m((x) => x.existingUs)
       .toFixed(1)
-      .padStart(17)}${m((x) => x.bytesNew)
+      .padStart(17)}${m((x) => x.walNew)
+      .toFixed(0)
+      .padStart(15)}${m((x) => x.walExisting)
+      .toFixed(0)
+      .padStart(20)}${m((x) => x.hot)
+      .toFixed(2)
+      .padStart(5)}${m((x) => x.bytesNew)
       .toFixed(0)
       .padStart(11)}${m((x) => x.bytesAfterUpdates)
       .toFixed(0)

@@ -11,7 +11,6 @@ import { attachEventLogger } from './ops/event-log.js';
 import { Metrics } from './ops/metrics.js';
 import { startOpsServer, type OpsServer } from './ops/ops-server.js';
 import { ReadinessTracker } from './ops/readiness.js';
-import { retryFailed } from './pipeline/retry-failed.js';
 import { Bridge } from './pipeline/supervisor.js';
 import { TuzhanClient } from './tuzhan/client.js';
 import { formatLsn } from './util/lsn.js';
@@ -115,9 +114,9 @@ export async function startDaemon(
         logger,
         metrics,
         readiness: () => readiness.readiness(),
-        // The retry button takes the path of `tuzhan-cdc retry-failed`, limited to one error.
+        // The retry button retries one failure group where the stream's requests are ordered.
         retry: async ({ source, error }) => {
-          const [r] = await retryFailed(config, { source, error });
+          const [r] = await bridge.retryFailed({ source, error });
           return { rows: r?.rows ?? 0, outcomes: r?.outcomes ?? {}, stillFailed: r?.stillFailed ?? [] };
         },
       });

@@ -8,7 +8,7 @@
  */
 import type { Logger } from 'pino';
 import type { RemovalLimit } from '../config/guard.js';
-import { IDENTITY_FIELDS, type IdentityField, type SourceConfig } from '../config/types.js';
+import type { SourceConfig } from '../config/types.js';
 import type { OptType } from '../domain/types.js';
 import { errorMessage } from '../errors.js';
 import type { Image } from '../domain/change.js';
@@ -32,6 +32,7 @@ import {
   type KeyChange,
   type LocalOutcome,
 } from '../delivery/requests.js';
+import { keyLane, rowResources } from './lanes.js';
 import { Resources, type OrderedScheduler } from './scheduler.js';
 
 /**
@@ -209,8 +210,8 @@ export class Dispatcher {
     if (!rt || !held) return;
     const flights = planned.map((p) => this.flight(p.entry, 1));
     const resources = new Resources();
-    const keyLane = keyLaneOf(rt);
-    for (const f of flights) resources.add(keyLane, f.rowKey);
+    const lane = keyLane(rt.config.name);
+    for (const f of flights) resources.add(lane, f.rowKey);
     void this.o.scheduler
       .schedule(
         resources,
@@ -244,8 +245,8 @@ export class Dispatcher {
   /** Stores outcomes decided locally (skipped, unmappable rows), in order with the keys' requests. */
   private scheduleLocal(rt: SourceRuntime, local: LocalOutcome[]): void {
     const resources = new Resources();
-    const keyLane = keyLaneOf(rt);
-    for (const l of local) resources.add(keyLane, l.change.rowKey);
+    const keys = keyLane(rt.config.name);
+    for (const l of local) resources.add(keys, l.change.rowKey);
     void this.o.scheduler
       .schedule(
         resources,
@@ -259,18 +260,7 @@ export class Dispatcher {
   }
 
   private scheduleRequest(rt: SourceRuntime, op: OptType, rows: DeliveryRow[]): void {
-    // (A name twice is harmless to the scheduler: no Set needed for a thousand names a request.)
-    // Lane by lane: the scheduler looks a lane up once per run of it.
-    const resources = new Resources();
-    const keyLane = keyLaneOf(rt);
-    for (const r of rows) for (const item of r.items) resources.add(keyLane, item.change.rowKey);
-    for (const f of IDENTITY_FIELDS) {
-      const lane = ID_LANES[f];
-      for (const r of rows) {
-        const v = r.identity[f];
-        if (v !== undefined) resources.add(lane, v);
-      }
-    }
+    const resources = rowResources(rt.config.name, rows);
     void this.o.scheduler
       .schedule(resources, async () => {
         await this.o.delivery.deliver({
@@ -313,8 +303,8 @@ export class Dispatcher {
     if (pending.length === 0) return;
     // What was last sent is only known once earlier requests for these keys have finished.
     const keys = new Resources();
-    const keyLane = keyLaneOf(rt);
-    for (const e of pending) keys.add(keyLane, e.key.text);
+    const lane = keyLane(rt.config.name);
+    for (const e of pending) keys.add(lane, e.key.text);
     await this.o.scheduler.settled(keys);
     const last = await this.o.state.lastSent(
       rt.config.name,
@@ -337,8 +327,8 @@ export class Dispatcher {
     );
     if (pending.length === 0) return;
     const keys = new Resources();
-    const keyLane = keyLaneOf(rt);
-    for (const e of pending) keys.add(keyLane, e.key.text);
+    const lane = keyLane(rt.config.name);
+    for (const e of pending) keys.add(lane, e.key.text);
     await this.o.scheduler.settled(keys);
     const last = await this.o.state.lastSent(
       rt.config.name,
@@ -371,13 +361,3 @@ export class Dispatcher {
     }
   }
 }
-
-/** Requests are ordered per source row key (a lane per source) and per platform identity value. */
-function keyLaneOf(rt: SourceRuntime): string {
-  return `key:${rt.config.name}`;
-}
-
-const ID_LANES = Object.fromEntries(IDENTITY_FIELDS.map((f) => [f, `id:${f}`])) as Record<
-  IdentityField,
-  string
->;

@@ -110,8 +110,8 @@ async function platformFindings(config: Config): Promise<Finding[]> {
 export function formatFindings(findings: readonly Finding[]): string {
   const rows: string[][] = [];
   for (const f of findings) {
-    rows.push([f.check, f.ok ? 'ok' : 'FAIL', f.detail]);
-    if (!f.ok && f.fix) rows.push(['', '', `fix: ${f.fix}`]);
+    rows.push([f.check, f.ok ? (f.warn ? 'warn' : 'ok') : 'FAIL', f.detail]);
+    if ((!f.ok || f.warn) && f.fix) rows.push(['', '', `fix: ${f.fix}`]);
   }
   return formatTable(['check', 'result', 'detail'], rows);
 }

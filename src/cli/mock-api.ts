@@ -56,12 +56,17 @@ export async function startMockApi(o: MockApiOptions): Promise<Simulator> {
 export function register(program: Command): void {
   program
     .command('mock-api')
-    .description('run the Tuzhan platform simulator (batchAdd, token endpoint, faults) until stopped')
+    .description(
+      'run the Tuzhan platform simulator (batchAdd, token endpoint, faults) until stopped; with isMatching: true only the customers of --registry match',
+    )
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
     .option('--token <token>', 'static X-Token the simulator accepts')
     .option('--app-id <id>', 'app id accepted by the token endpoint')
     .option('--app-secret <secret>', 'app secret accepted by the token endpoint')
-    .option('--registry <file>', 'JSON array of platform customers {thirdId?, phone?, openid?, unionid?}')
+    .option(
+      '--registry <file>',
+      'JSON array of platform customers {thirdId?, phone?, openid?, unionid?}: the only ones a request with isMatching: true matches (without it, every such row fails)',
+    )
     .option('--token-ttl <seconds>', 'validity of issued tokens', '7200')
     .addHelpText(
       'after',
@@ -78,6 +83,12 @@ Examples:
     .action(async (o: MockApiOptions) => {
       const sim = await startMockApi(o);
       console.log(`mock-api listening on ${sim.url}`);
+      // The trap of a first try: the example config's memberships match (isMatching: true), and an
+      // empty registry matches nobody.
+      if (o.registry === undefined)
+        console.log(
+          'no --registry: requests with isMatching: true match no customer, so each of their rows fails ("no customer matches the row"); give --registry customers.json to list the customers the platform knows',
+        );
       let stopping = false;
       const stop = (): void => {
         if (stopping) process.exit(1); // a second signal forces

@@ -1,16 +1,17 @@
 /**
  * `tuzhan-cdc retry-failed [--source S] [--dry-run] [--json]`: sends the rows recorded as `failed`
- * again, as they are now, and stores their new outcomes (planning and delivery:
- * src/pipeline/retry-failed.ts). Exit 1 when the database or the platform cannot be reached.
+ * again, as they are now, and stores their new outcomes: in the running daemon, on its per-key
+ * lanes, or here when no daemon runs (src/pipeline/retry-command.ts). Exit 1 when the database or
+ * the platform cannot be reached.
  */
 import type { Command } from 'commander';
 import { OP_ORDER } from '../batching/coalesce.js';
-import { retryFailed, type SourceRetry } from '../pipeline/retry-failed.js';
-import { loadConfigFromOptions, UsageError, type GlobalOptions } from './common.js';
+import { retryFailed } from '../pipeline/retry-command.js';
+import type { SourceRetry } from '../pipeline/retry-failed.js';
+import { loadConfigFromOptions, UsageError, withSignals, type GlobalOptions } from './common.js';
 import { printJson } from './output.js';
 
-/** The retry itself lives with its planning, so the daemon's web console retries the same way. */
-export { retryFailed, type RetryOptions } from '../pipeline/retry-failed.js';
+export { retryFailed, type RetryOptions } from '../pipeline/retry-command.js';
 
 function formatResults(results: SourceRetry[], dryRun: boolean): string {
   const out: string[] = [];
@@ -50,8 +51,9 @@ export function register(program: Command): void {
 How: each failed key's CURRENT row is read from the source table and sent directly to the
 platform (its groups added, and those last sent that it no longer holds deleted; a row that is
 gone: delete of what was last sent). The source tables are not written to (no no-op UPDATE, so no
-triggers fire). Outcomes go to sync_status and sync_batch as the bridge records them. Safe while
-the bridge runs; sending twice is harmless.
+triggers fire). Outcomes go to sync_status and sync_batch as the bridge records them. While a
+bridge runs, it does the retry (this waits for it), in order with the changes it streams, so a
+customer never has two requests in flight at once; with no bridge running, the retry runs here.
 Exit status: 0 when done (some rows may still fail: see the output), 1 when the platform or the
 database cannot be reached.
 
@@ -66,7 +68,30 @@ Examples:
           `unknown source '${opts.source}' (sources: ${config.sources.map((s) => s.name).join(', ')})`,
         );
       }
-      const results = await retryFailed(config, { source: opts.source, dryRun: opts.dryRun });
+      // Handed to the daemon, the retry goes on there if this stops waiting (Ctrl-C).
+      const leave = new AbortController();
+      let removeSignals: (() => void) | undefined;
+      let results: SourceRetry[];
+      try {
+        results = await retryFailed(config, {
+          source: opts.source,
+          dryRun: opts.dryRun,
+          signal: leave.signal,
+          onJob: (id) => {
+            removeSignals = withSignals(
+              async () => {
+                leave.abort();
+                process.stdout.write(
+                  `\nretry job ${id} goes on in the bridge; \`tuzhan-cdc status\` shows it\n`,
+                );
+              },
+              { timeoutMs: 5000 },
+            );
+          },
+        });
+      } finally {
+        removeSignals?.();
+      }
       if (opts.json) printJson({ dryRun: opts.dryRun === true, sources: results });
       else process.stdout.write(formatResults(results, opts.dryRun === true));
     });

@@ -63,6 +63,16 @@ export const postgresSchema = z.strictObject({
     .default('tuzhan_sync'),
   /** What a start does with a slot the server invalidated or that vanished (SPEC section 8). */
   onSlotLost: z.enum(['stop', 'resync']).default('stop'),
+  /**
+   * Failover slot (PostgreSQL 17+): auto where the server has them, on (a start on an older server
+   * fails), off. true and false read as on and off (YAML 1.1 reads on/off as booleans).
+   */
+  failover: z
+    .preprocess(
+      (v) => (v === true || v === 'true' ? 'on' : v === false || v === 'false' ? 'off' : v),
+      z.enum(['auto', 'on', 'off']),
+    )
+    .default('auto'),
   /** Warn when the slot keeps more WAL than this and the server sets no max_slot_wal_keep_size. */
   lagWarnBytes: int(0).default(1024 ** 3),
   /** TLS to the database, instead of (or on top of) `sslmode` and the other ssl* URL parameters. */

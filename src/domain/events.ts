@@ -35,6 +35,8 @@ export interface BridgeEventMap {
   slotLag: [{ bytes: number; seconds: number }];
   /** The slot's WAL headroom: wal_status, safe_wal_size (null: no limit), max_slot_wal_keep_size (-1: none). */
   walSafety: [{ walStatus: string | null; safeWalSize: number | null; maxKeepBytes: number }];
+  /** Whether the slot would survive a promotion of a standby (failover slot, standbys streaming). */
+  failover: [{ ready: boolean; slotFailover: boolean | null }];
   /** Whether the replication stream is up. */
   streaming: [boolean];
   /** Whether the last request reached the platform (any answer counts). */

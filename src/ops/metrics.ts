@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { listen, type BridgeEvents } from '../domain/events.js';
+import { replaceEventLoopMetrics } from './eventloop-metrics.js';
 import { parseLsn } from '../util/lsn.js';
 
 const PREFIX = 'tuzhan_cdc_';
@@ -51,6 +52,7 @@ export class Metrics {
   readonly platformAuthOk: Gauge;
   readonly safeWalSize: Gauge;
   readonly walStatus: Gauge<'status'>;
+  readonly slotFailoverReady: Gauge;
   readonly syncRowsDone: Gauge<'source' | 'kind'>;
   readonly syncRowsTotal: Gauge<'source' | 'kind'>;
   readonly confirmedLsn: Gauge;
@@ -59,7 +61,10 @@ export class Metrics {
 
   constructor(events: BridgeEvents, options: MetricsOptions = {}) {
     const registers = [this.registry];
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    if (options.processMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+      replaceEventLoopMetrics(this.registry, PREFIX);
+    }
 
     this.rows = new Counter({
       name: `${PREFIX}rows_total`,
@@ -121,6 +126,11 @@ export class Metrics {
       registers,
       'slot_safe_wal_size_bytes',
       'WAL the server may still write before it invalidates the slot (pg_replication_slots.safe_wal_size); -1 without max_slot_wal_keep_size.',
+    );
+    this.slotFailoverReady = gauge(
+      registers,
+      'slot_failover_ready',
+      '1 when the slot would survive a promotion: a failover slot (PostgreSQL 17+) and every standby in synchronized_standby_slots streaming; 0 otherwise (tuzhan-cdc check says what is missing).',
     );
     this.walStatus = new Gauge({
       name: `${PREFIX}slot_wal_status`,
@@ -217,6 +227,7 @@ export class Metrics {
       },
       onError,
     );
+    listen(events, 'failover', (e) => this.slotFailoverReady.set(e.ready ? 1 : 0), onError);
     listen(
       events,
       'progress',

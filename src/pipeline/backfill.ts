@@ -13,12 +13,12 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { FilterValue } from '../config/types.js';
 import type { BridgeEvents } from '../domain/events.js';
-import { errorMessage } from '../errors.js';
 import type { SourceChange } from '../mapping/changes.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
-import { estimateRows, readChunk } from '../source/snapshot.js';
+import { countMatching, estimateRows, readChunk } from '../source/snapshot.js';
 import type { StatusStore } from '../status/status-store.js';
 import { sleep } from '../util/backoff.js';
+import { JobStopped, type JobHandler } from './jobs.js';
 import { restate, staleKeys } from './snapshot-sync.js';
 import { emitWatermark, type Watermarks } from '../router/watermarks.js';
 
@@ -37,10 +37,9 @@ export interface BackfillOptions {
   logger: Logger;
   signal: AbortSignal;
   chunkSize?: number;
-  pollMs?: number;
 }
 
-interface Job {
+interface Progress {
   id: string;
   source: string;
   filter: Filter | null;
@@ -48,51 +47,38 @@ interface Job {
   done: number;
 }
 
-/** Runs the slot's backfills until `signal` aborts; never rejects (a failure is stored on the backfill). */
-export async function runBackfills(o: BackfillOptions): Promise<void> {
-  const sql = o.store.sql;
-  while (!o.signal.aborted) {
-    let job: Job | undefined;
-    try {
-      const res = await o.pool.query<{
-        id: string;
-        source: string;
-        filter: Filter | null;
-        last_key: string | null;
-        done: string;
-      }>(sql.nextBackfill, [o.slot]);
-      const r = res.rows[0];
-      if (r) {
-        const rt = o.runtimes.get(r.source);
-        const lastKey =
-          r.last_key && rt
-            ? rt.mapper.keyColumns.map(
-                (c) => (JSON.parse(r.last_key as string) as Record<string, unknown>)[c],
-              )
-            : undefined;
-        job = { id: r.id, source: r.source, filter: r.filter, lastKey, done: Number(r.done) };
-      }
-    } catch (err) {
-      o.logger.debug({ err: errorMessage(err) }, 'reading the backfills failed');
-    }
-    if (!job) {
-      await sleep(o.pollMs ?? 1000, o.signal);
-      continue;
-    }
-    await run(o, job).catch(async (err: unknown) => {
-      if (o.signal.aborted) return;
-      o.logger.error({ backfill: job.id, source: job.source, err: errorMessage(err) }, 'backfill failed');
-      await o.pool.query(sql.finishBackfill, [job.id, 'failed', errorMessage(err)]).catch(() => {});
-    });
-  }
+/**
+ * The backfill jobs' handler (src/pipeline/jobs.ts runs it): resolves once every row has its outcome
+ * stored; rejects with JobStopped when the bridge stops first (the job resumes at the next start).
+ */
+export function backfillHandler(o: BackfillOptions): JobHandler {
+  return async (job) => {
+    const rt = job.source === null ? undefined : o.runtimes.get(job.source);
+    if (!rt) throw new Error(`source ${job.source ?? '(none)'} is not in the config`);
+    const lastKey = job.lastKey
+      ? rt.mapper.keyColumns.map((c) => (JSON.parse(job.lastKey as string) as Record<string, unknown>)[c])
+      : undefined;
+    const progress: Progress = {
+      id: job.id,
+      source: rt.config.name,
+      filter: job.filter as Filter | null,
+      lastKey,
+      done: job.done,
+    };
+    await run(o, progress);
+    if (o.signal.aborted) throw new JobStopped();
+    return { rows: progress.done };
+  };
 }
 
-async function run(o: BackfillOptions, job: Job): Promise<void> {
+async function run(o: BackfillOptions, job: Progress): Promise<void> {
   const sql = o.store.sql;
   const rt = o.runtimes.get(job.source);
   if (!rt) throw new Error(`source ${job.source} is not in the config`);
   const table = { schema: rt.config.schema, name: rt.config.tableName };
-  const total = await estimateRows(o.pool, table);
+  const total = job.filter
+    ? await countMatching(o.pool, table, job.filter)
+    : await estimateRows(o.pool, table);
   await o.pool.query(sql.startBackfill, [job.id, total]);
   o.logger.info(
     { backfill: job.id, source: job.source, from: job.lastKey ?? null, total },
@@ -149,7 +135,6 @@ async function run(o: BackfillOptions, job: Job): Promise<void> {
     }
   }
   if (o.signal.aborted) return;
-  await o.pool.query(sql.finishBackfill, [job.id, 'done', null]);
   o.logger.info({ backfill: job.id, source: job.source, rows: job.done }, 'backfill done');
 }
 

@@ -15,9 +15,10 @@ import type { Batcher } from '../batching/batcher.js';
 import type { BridgeEvents } from '../domain/events.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import type { Config } from '../config/types.js';
-import { RESYNC_REMEDY, SetupError } from '../errors.js';
+import { RESYNC_REMEDY, SetupError, errorMessage } from '../errors.js';
 import { syncFromSnapshot } from './snapshot-sync.js';
-import { createSlotWithSnapshot, dropSlot, readSlot } from '../source/slot.js';
+import { setSlotFailover, serverVersionNum, wantsFailover } from '../source/failover.js';
+import { createSlotWithSnapshot, dropSlot, readSlot, type SlotState } from '../source/slot.js';
 import type { SentMark } from '../status/sent-mark.js';
 import type { StatusStore } from '../status/status-store.js';
 import { formatLsn } from '../util/lsn.js';
@@ -61,6 +62,7 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
   }
   const state = await o.pool.query<{ done: boolean }>(sql.snapshotState, [slot]);
   const synced = state.rows[0]?.done === true;
+  const failover = wantsFailover(o.config.postgres.failover, await serverVersionNum(o.pool));
 
   let reason: string;
   if (o.resync) {
@@ -74,6 +76,7 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
     const confirmed = info.confirmedFlushLsn ?? 0n;
     await o.sent.load(sources, true);
     await backfillNewSources(o, sources);
+    if (failover && info.failover === false) await makeFailoverSlot(o, info);
     o.logger.info({ slot, confirmed: formatLsn(confirmed) }, 'resuming from the slot');
     return confirmed;
   } else if (info) {
@@ -89,6 +92,7 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
   const created = await createSlotWithSnapshot(
     pgClientConfig(o.config.postgres, 'tuzhan-cdc snapshot'),
     slot,
+    { failover },
   );
   const started = Date.now();
   let rows = 0;
@@ -112,6 +116,18 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
       },
       created,
     );
+  } catch (err) {
+    // E.g. a privilege taken away since the checks: a slot left behind would pin WAL until someone
+    // notices. A stop keeps it (the next start recreates it anyway).
+    await created.connection.end().catch(() => {});
+    if (!o.signal?.aborted) {
+      const dropped = await dropSlot(o.pool, slot).catch(() => false);
+      o.logger.warn(
+        { slot, dropped, err: errorMessage(err) },
+        'the snapshot failed; the new slot is dropped',
+      );
+    }
+    throw err;
   } finally {
     await created.connection.end().catch(() => {});
   }
@@ -123,6 +139,32 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
     'snapshot synced',
   );
   return created.consistentPoint;
+}
+
+/**
+ * An existing slot (made before 17, by an older bridge, or with `failover: off`) becomes a failover
+ * slot. Nobody streams from it yet (this instance holds the leader lock and has not started): the
+ * only moment ALTER_REPLICATION_SLOT is allowed. `failover: on` insists; `auto` goes on without.
+ */
+async function makeFailoverSlot(o: PrepareSlotOptions, info: SlotState): Promise<void> {
+  try {
+    await setSlotFailover(pgClientConfig(o.config.postgres, 'tuzhan-cdc failover'), info.name, true);
+    o.logger.info(
+      { slot: info.name },
+      'the slot is now a failover slot: standbys that synchronize slots keep it',
+    );
+  } catch (err) {
+    if (o.config.postgres.failover === 'on')
+      throw new SetupError(
+        'FAILOVER_ALTER',
+        `cannot make replication slot ${info.name} a failover slot (postgres.failover: on): ${errorMessage(err)}`,
+        { cause: err },
+      );
+    o.logger.warn(
+      { slot: info.name, err: errorMessage(err) },
+      'cannot make the slot a failover slot; streaming without (a failover to a standby would lose it)',
+    );
+  }
 }
 
 /**

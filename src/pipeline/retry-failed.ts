@@ -1,31 +1,37 @@
 /**
- * `retry-failed`: planning plus delivery. Each failed key's CURRENT row is read and the calls that
+ * Retrying failed rows (`tuzhan-cdc retry-failed`, the console's Retry button), on the daemon's
+ * per-key lanes (docs/design.md, "Jobs"). Each failed key's CURRENT row is read and the calls that
  * set the platform to it are planned as for a replayed change (src/batching/coalesce.ts: what the
- * failed request may have left is `before`, the row now is `after`, and the state is restated);
- * the requests go through the delivery unit like the daemon's, a few tries each (an operator waits).
+ * failed request may have left is `before`, the row now is `after`, and the state is restated).
  *
- * Design: the rows are sent directly, not through the replication stream. A no-op `UPDATE <table>
- * SET <key> = <key>` that the running bridge would pick up writes to the CRM's own table: it fires
- * the CRM's triggers, bumps its updated_at columns, takes row locks and needs UPDATE privilege, none
- * of which a sync tool should do to its source. Running beside the bridge is safe: the sent position
- * is covered first (a replay then sets state rather than skip), and all operations set state.
+ * Read and send happen inside the lanes of the keys and of every customer identity they touch:
+ * reading outside and sending later would let the stream send a newer state of the row in between,
+ * and the retry's older one land last (the platform stale, sync_status saying synced). So a page is
+ * read once to learn what it touches, those lanes are reserved, and inside them the keys' status and
+ * rows are read again and sent; a key whose identity changed in between (it now touches a customer
+ * not reserved) waits for the next round.
+ *
+ * The rows are sent directly, not through the replication stream: a no-op `UPDATE <table> SET
+ * <key> = <key>` would write to the CRM's own table, fire its triggers, bump its updated_at
+ * columns and need UPDATE privilege. The sent position is covered first, so a replay of the
+ * stream after the retry sets state rather than skip.
  */
-import pg from 'pg';
+import type pg from 'pg';
+import type { Lanes } from '../batching/lanes.js';
+import { keyLane, identityLane } from '../batching/lanes.js';
 import { netEffect, OP_ORDER, type Part } from '../batching/coalesce.js';
-import { requestRows, type Deliverer, type KeyChange, type LocalOutcome } from '../delivery/requests.js';
+import { Resources } from '../batching/scheduler.js';
 import type { Config, SourceConfig } from '../config/types.js';
+import { IDENTITY_FIELDS } from '../config/types.js';
+import { requestRows, type KeyChange, type LocalOutcome } from '../delivery/requests.js';
 import type { OptType, RowStatus } from '../domain/types.js';
-import { Delivery } from '../delivery/delivery.js';
-import { BridgeError, errorMessage, SetupError } from '../errors.js';
+import { BridgeError, SetupError } from '../errors.js';
 import { SourceMapper } from '../mapping/source-mapper.js';
-import { redactText, redactUrl, silentLogger } from '../ops/logger.js';
 import { checkSource } from '../source/checks.js';
 import { readRowByKey } from '../source/snapshot.js';
-import { SentMark } from '../status/sent-mark.js';
-import { StatusStore, type FailedRow } from '../status/status-store.js';
-import { TuzhanClient } from '../tuzhan/client.js';
+import type { FailedRow, StatusStore } from '../status/status-store.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
-import { pgClientConfig } from '../util/pg-connection.js';
+import type { PlatformProbe } from './sources.js';
 
 export interface SourceRetry {
   source: string;
@@ -39,94 +45,35 @@ export interface SourceRetry {
   stillFailed: Array<{ rowKey: unknown; error: string | null }>;
 }
 
-export interface RetryFailedOptions {
+/** What to retry: every source's failed rows, or one source's; with `error`, one failure group. */
+export interface RetryParams {
+  source?: string;
+  /** Only the failed rows with this error (null: those without one); undefined: every one. */
+  error?: string | null;
+}
+
+/** Where a retry reads and sends: the daemon's (or, with no daemon running, a command's own). */
+export interface RetryContext {
   config: Config;
   pool: pg.Pool;
   store: StatusStore;
-  sent: SentMark;
-  delivery: Deliverer;
-  dryRun: boolean;
-  /**
-   * Only the failed rows with this error (null: those without one): a group of the web console's
-   * failures page. Undefined: every failed row.
-   */
-  error?: string | null;
+  /** Records that changes up to the server's position may have been sent (see sent-mark.ts). */
+  sent: { coverServerPosition(sources: readonly string[]): Promise<void> };
+  lanes: Lanes;
 }
 
 const PAGE = 500;
+/** Rounds a page's keys get before the ones whose identity keeps changing are left failed. */
+const ROUNDS = 10;
 
-export interface RetryOptions {
-  source?: string;
-  dryRun?: boolean;
-  /** Only the failed rows with this error (see RetryFailedOptions.error). */
-  error?: string | null;
+/** The sources a retry covers. */
+export function retrySources(config: Config, params: RetryParams): readonly SourceConfig[] {
+  return params.source ? config.sources.filter((s) => s.name === params.source) : config.sources;
 }
 
-/**
- * `tuzhan-cdc retry-failed` and the console's retry button: retries the failed rows of every source
- * (or one), on connections of its own. Throws BridgeError (exit 1) when the database or the platform
- * cannot be reached; rows answered before that keep their new outcome.
- */
-export async function retryFailed(config: Config, options: RetryOptions): Promise<SourceRetry[]> {
-  const sources = options.source ? config.sources.filter((s) => s.name === options.source) : config.sources;
-  const pool = new pg.Pool({
-    ...pgClientConfig(config.postgres, 'tuzhan-cdc retry-failed'),
-    max: 2,
-    connectionTimeoutMillis: 10_000,
-  });
-  pool.on('error', () => {});
-  const client = new TuzhanClient(config.tuzhan, { logger: silentLogger() });
-  const store = new StatusStore(pool, config.postgres.statusSchema, silentLogger());
-  try {
-    let pending: Map<string, number>;
-    try {
-      pending = await store.failedCounts(config.postgres.statusSchema);
-    } catch (err) {
-      throw new BridgeError(
-        'DB_UNREACHABLE',
-        `cannot read sync_status via postgres.url (${redactUrl(config.postgres.url)}): ${redactText(errorMessage(err))}`,
-        { cause: err },
-      );
-    }
-    const todo = sources.filter((s) => (pending.get(s.name) ?? 0) > 0);
-    if (todo.length > 0 && !options.dryRun) {
-      const probe = await client.check();
-      if (!probe.reachable || !probe.tokenAccepted) {
-        throw new BridgeError(
-          'API_UNAVAILABLE',
-          `${probe.reachable ? 'the platform refuses the credentials' : 'the platform is unreachable'} (${probe.detail}); nothing was retried`,
-        );
-      }
-    }
-    const o: RetryFailedOptions = {
-      config,
-      pool,
-      store,
-      sent: new SentMark(pool, config.postgres.statusSchema, config.postgres.slot, (_what, fn) => fn()),
-      delivery: new Delivery({ sender: client, store }),
-      dryRun: options.dryRun === true,
-      error: options.error,
-    };
-    const results: SourceRetry[] = [];
-    for (const source of sources) {
-      results.push(
-        todo.includes(source)
-          ? await retrySource(o, source)
-          : { source: source.name, rows: 0, outcomes: {}, sent: {}, stillFailed: [] },
-      );
-    }
-    return results;
-  } finally {
-    store.close();
-    await client.close().catch(() => {});
-    await pool.end().catch(() => {});
-  }
-}
-
-/** Retries one source's failed rows. */
-export async function retrySource(o: RetryFailedOptions, source: SourceConfig): Promise<SourceRetry> {
-  const result: SourceRetry = { source: source.name, rows: 0, outcomes: {}, sent: {}, stillFailed: [] };
-  const checked = await checkSource(o.pool, source);
+/** A source's mapper, from the same check the startup runs (its key columns). */
+export async function retryMapper(pool: pg.Pool, source: SourceConfig): Promise<SourceMapper> {
+  const checked = await checkSource(pool, source);
   const blocking = checked.findings.filter((f) => !f.ok && !f.check.endsWith('replica identity'));
   if (blocking.length > 0 || !checked.keyColumns) {
     throw new SetupError(
@@ -134,29 +81,92 @@ export async function retrySource(o: RetryFailedOptions, source: SourceConfig): 
       blocking.map((f) => `${f.check}: ${f.detail}${f.fix ? ` — fix: ${f.fix}` : ''}`).join('\n'),
     );
   }
-  const mapper = new SourceMapper(source, checked.keyColumns);
-  if (!o.dryRun) await o.sent.coverServerPosition([source.name]);
+  return new SourceMapper(source, checked.keyColumns);
+}
+
+export function emptyRetry(source: string): SourceRetry {
+  return { source, rows: 0, outcomes: {}, sent: {}, stillFailed: [] };
+}
+
+/** Retries one source's failed rows on the lanes; resolves once every outcome is stored. */
+export async function retrySource(
+  ctx: RetryContext,
+  source: SourceConfig,
+  error?: string | null,
+): Promise<SourceRetry> {
+  const result = emptyRetry(source.name);
+  const mapper = await retryMapper(ctx.pool, source);
+  await ctx.sent.coverServerPosition([source.name]);
   // Keyset paging: rows retried in this run leave `failed` (or stay behind the cursor).
-  for await (const page of o.store.failedRows(source.name, PAGE, o.error)) {
+  for await (const page of ctx.store.failedRows(source.name, PAGE, error)) {
     result.rows += page.length;
-    await retryPage(o, source, mapper, page, result);
+    await retryPage(ctx, source, mapper, page, result);
   }
-  if (!o.dryRun) result.stillFailed = await o.store.newestFailures(source.name, 20);
+  result.stillFailed = await ctx.store.newestFailures(source.name, 20);
   return result;
 }
 
-async function retryPage(
-  o: RetryFailedOptions,
+/**
+ * Retries the failed rows of every source (or one) on the lanes. With rows to retry, the platform
+ * is asked first: unreachable or refusing the credentials, nothing is retried (BridgeError, exit 1
+ * for a command). Rows answered before a later failure keep their new outcome.
+ */
+export async function runRetry(
+  ctx: RetryContext,
+  params: RetryParams,
+  platform?: PlatformProbe,
+): Promise<SourceRetry[]> {
+  const sources = retrySources(ctx.config, params);
+  const pending = await ctx.store.failedCounts(ctx.config.postgres.statusSchema);
+  const todo = sources.filter((s) => (pending.get(s.name) ?? 0) > 0);
+  if (todo.length > 0 && platform) await assertPlatform(platform);
+  const results: SourceRetry[] = [];
+  for (const source of sources)
+    results.push(
+      todo.includes(source) ? await retrySource(ctx, source, params.error) : emptyRetry(source.name),
+    );
+  return results;
+}
+
+/** Refuses to retry when the platform is unreachable or refuses the credentials. */
+export async function assertPlatform(platform: PlatformProbe): Promise<void> {
+  const probe = await platform.check();
+  if (probe.reachable && probe.tokenAccepted) return;
+  throw new BridgeError(
+    'API_UNAVAILABLE',
+    `${probe.reachable ? 'the platform refuses the credentials' : 'the platform is unreachable'} (${probe.detail}); nothing was retried`,
+  );
+}
+
+/** What a page of failed rows would send, without sending (`--dry-run`). */
+export async function planPage(
+  pool: pg.Pool,
+  source: SourceConfig,
+  mapper: SourceMapper,
+  page: readonly FailedRow[],
+  result: SourceRetry,
+): Promise<void> {
+  result.rows += page.length;
+  for (const p of (await plan(pool, source, mapper, page)).sends)
+    for (const part of p.parts) result.sent[part.op] = (result.sent[part.op] ?? 0) + 1;
+}
+
+interface Plan {
+  sends: Array<{ change: KeyChange; parts: Part[] }>;
+  local: LocalOutcome[];
+}
+
+/** Each failed key's calls, from its stored payload (`before`) and its current row (`after`). */
+async function plan(
+  pool: pg.Pool,
   source: SourceConfig,
   mapper: SourceMapper,
   failed: readonly FailedRow[],
-  result: SourceRetry,
-): Promise<void> {
-  const planned: Array<{ change: KeyChange; parts: readonly Part[] }> = [];
-  const local: LocalOutcome[] = [];
+): Promise<Plan> {
+  const out: Plan = { sends: [], local: [] };
   for (const f of failed) {
     const key = JSON.parse(f.rowKey) as Record<string, unknown>;
-    const row = await readRowByKey(o.pool, source.schema, source.tableName, mapper.columns, key);
+    const row = await readRowByKey(pool, source.schema, source.tableName, mapper.columns, key);
     const after = row && mapper.passes(row) !== false ? mapper.image(row) : null;
     const before = f.payload ? imageFromPayload(f.payload) : null;
     const change: KeyChange = {
@@ -168,33 +178,90 @@ async function retryPage(
     const effect = netEffect(source.mode, { before, after, restate: true });
     if (effect.kind === 'send') {
       change.failure = effect.failure;
-      planned.push({ change, parts: effect.parts });
-      for (const p of effect.parts) result.sent[p.op] = (result.sent[p.op] ?? 0) + 1;
+      out.sends.push({ change, parts: effect.parts });
     } else {
       const op: OptType = after ? 'add' : 'delete';
-      local.push({ change, op, status: effect.kind, error: effect.reason });
+      out.local.push({ change, op, status: effect.kind, error: effect.reason });
     }
   }
-  if (o.dryRun) return;
-  await o.delivery.record(source.name, local);
-  for (const l of local) count(result, l.status, 1);
+  return out;
+}
+
+/** The lanes a plan's keys and parts touch, as `lane\0name` texts. */
+function touched(source: string, p: Plan): Set<string> {
+  const names = new Set<string>();
+  for (const s of [...p.sends.map((x) => x.change), ...p.local.map((l) => l.change)])
+    names.add(`${keyLane(source)}\0${s.rowKey}`);
+  for (const s of p.sends)
+    for (const part of s.parts)
+      for (const f of IDENTITY_FIELDS) {
+        const v = part.identity[f];
+        if (v !== undefined) names.add(`${identityLane(f)}\0${v}`);
+      }
+  return names;
+}
+
+async function retryPage(
+  ctx: RetryContext,
+  source: SourceConfig,
+  mapper: SourceMapper,
+  page: readonly FailedRow[],
+  result: SourceRetry,
+): Promise<void> {
+  let keys = page.map((f) => f.rowKey);
+  for (let round = 1; keys.length > 0 && round <= ROUNDS; round++) {
+    // What the keys touch now, read outside the lanes (a guess: checked again inside).
+    const guess = touched(
+      source.name,
+      await plan(ctx.pool, source, mapper, await ctx.store.failedRowsByKey(source.name, keys)),
+    );
+    const resources = new Resources();
+    for (const t of guess) {
+      const [lane, name] = t.split('\0') as [string, string];
+      resources.add(lane, name);
+    }
+    const tried = keys;
+    keys = await ctx.lanes.reserve(resources, async () => {
+      // In the lanes: nothing else is sent for these keys and customers until this ends. A key
+      // that now touches a lane not reserved waits for the next round.
+      const now = await plan(ctx.pool, source, mapper, await ctx.store.failedRowsByKey(source.name, tried));
+      const fits = (p: Plan): boolean => [...touched(source.name, p)].every((t) => guess.has(t));
+      const ready: Plan = {
+        sends: now.sends.filter((s) => fits({ sends: [s], local: [] })),
+        local: now.local.filter((l) => fits({ sends: [], local: [l] })),
+      };
+      await send(ctx, source, ready, result);
+      const done = new Set([...ready.sends.map((s) => s.change), ...ready.local.map((l) => l.change)]);
+      return [...now.sends.map((s) => s.change), ...now.local.map((l) => l.change)]
+        .filter((c) => !done.has(c))
+        .map((c) => c.rowKey);
+    });
+  }
+}
+
+async function send(ctx: RetryContext, source: SourceConfig, p: Plan, result: SourceRetry): Promise<void> {
+  const { delivery } = ctx.lanes;
+  await delivery.record(source.name, p.local);
+  for (const l of p.local) count(result, l.status);
+  for (const s of p.sends) for (const part of s.parts) result.sent[part.op] = (result.sent[part.op] ?? 0) + 1;
   // A key's parts may go in several requests (an old identity cleared, the new one set): it counts
   // once, with the outcome of its last part.
   const outcome = new Map<KeyChange, RowStatus>();
-  const byOp = requestRows(source.mode, planned);
+  const byOp = requestRows(source.mode, p.sends);
+  const size = ctx.config.batching.maxBatchSize;
   for (const op of OP_ORDER) {
     const rows = byOp.get(op) ?? [];
-    for (let i = 0; i < rows.length; i += o.config.batching.maxBatchSize) {
-      const slice = rows.slice(i, i + o.config.batching.maxBatchSize);
-      const statuses = await o.delivery.deliver({ source, op, rows: slice, policy: 'command' });
+    for (let i = 0; i < rows.length; i += size) {
+      const slice = rows.slice(i, i + size);
+      const statuses = await delivery.deliver({ source, op, rows: slice, policy: 'command' });
       slice.forEach((r, k) => {
         for (const item of r.items) outcome.set(item.change, statuses[k] as RowStatus);
       });
     }
   }
-  for (const [change, status] of outcome) count(result, change.failure ? 'failed' : status, 1);
+  for (const [change, status] of outcome) count(result, change.failure ? 'failed' : status);
 }
 
-function count(result: SourceRetry, status: RowStatus, n: number): void {
-  result.outcomes[status] = (result.outcomes[status] ?? 0) + n;
+function count(result: SourceRetry, status: RowStatus): void {
+  result.outcomes[status] = (result.outcomes[status] ?? 0) + 1;
 }

@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { ChangeMessage } from '../decode/pgoutput.js';
+import type { ChangeMessage, ColumnSelection } from '../decode/pgoutput.js';
 import { ReplicationStream } from '../source/stream.js';
 
 export interface SessionOptions {
@@ -14,6 +14,8 @@ export interface SessionOptions {
   publication: string;
   /** Ask for logical decoding messages (watermarks; PostgreSQL 14+). */
   messages: boolean;
+  /** The columns to decode per relation (those the sources read). */
+  columns?: ColumnSelection;
   logger: Logger;
   /** The position to confirm now. */
   confirmed(): bigint;
@@ -38,6 +40,7 @@ export class ReplicationSession {
       slot: o.slot,
       publication: o.publication,
       messages: o.messages,
+      columns: o.columns,
       logger: o.logger,
       confirmed: o.confirmed,
       onIdlePosition: o.onIdlePosition,

@@ -9,6 +9,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { BridgeEvents } from '../domain/events.js';
 import { errorMessage } from '../errors.js';
+import { describeFailover, readFailoverState } from '../source/failover.js';
 import { readSlot } from '../source/slot.js';
 import { formatBytes } from '../util/format.js';
 
@@ -35,6 +36,16 @@ const LEVELS = [0.8, 0.5];
 /** Starts measuring every `intervalMs`; returns the stop. */
 export function watchSlot(o: SlotWatchOptions): () => void {
   let warned = 0;
+  let failoverReady: boolean | undefined;
+  /** Failover readiness: logged once at start, then whenever it changes. */
+  const failover = async (): Promise<void> => {
+    const st = await readFailoverState(o.pool, o.slot);
+    o.events.emit('failover', { ready: st.ready, slotFailover: st.slotFailover });
+    if (st.ready === failoverReady) return;
+    const lostIt = failoverReady === true;
+    failoverReady = st.ready;
+    o.logger[lostIt ? 'warn' : 'info']({ slot: o.slot, ready: st.ready }, describeFailover(st, o.slot));
+  };
   const measure = async (): Promise<void> => {
     try {
       const slot = await readSlot(o.pool, o.slot);
@@ -70,6 +81,7 @@ export function watchSlot(o: SlotWatchOptions): () => void {
         );
       }
       warned = level;
+      await failover();
     } catch (err) {
       o.logger.debug({ err: errorMessage(err) }, 'measuring the slot failed');
     }

@@ -7,6 +7,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { Batcher } from '../batching/batcher.js';
 import { Dispatcher } from '../batching/dispatcher.js';
+import { Lanes } from '../batching/lanes.js';
 import { OrderedScheduler } from '../batching/scheduler.js';
 import type { Config } from '../config/types.js';
 import type { BridgeEvents } from '../domain/events.js';
@@ -27,7 +28,8 @@ export interface Stages {
   leadership: Leadership;
   batcher: Batcher;
   held: HeldStore;
-  scheduler: OrderedScheduler;
+  /** The dispatcher's lanes and delivery, for the senders outside the stream (jobs, the console). */
+  lanes: Lanes;
 }
 
 export interface StagesOptions {
@@ -68,11 +70,12 @@ export function buildStages(o: StagesOptions): Stages {
   // concurrency only.
   const scheduler = new OrderedScheduler({ concurrency: config.tuzhan.concurrency, ratePerSecond: 0 });
   const held = new HeldStore(pool, postgres.statusSchema, (what, fn) => store.withRetry(what, fn));
+  const lanes = new Lanes(scheduler, new Delivery({ sender: o.sender, store, events }));
   const dispatcher = new Dispatcher({
     maxBatchSize: config.batching.maxBatchSize,
     sent,
     sources: o.runtimes,
-    delivery: new Delivery({ sender: o.sender, store, events }),
+    delivery: lanes.delivery,
     state: store,
     scheduler,
     logger,
@@ -89,7 +92,7 @@ export function buildStages(o: StagesOptions): Stages {
   const batcher: Batcher = new Batcher(config.batching, dispatcher, (buffered, inflight) =>
     events.emit('buffer', { buffered, inflight }),
   );
-  return { pool, store, sent, leadership, batcher, held, scheduler };
+  return { pool, store, sent, leadership, batcher, held, lanes };
 }
 
 /** Each source's removal limit: its own `guard`, else the top level's. */

@@ -30,7 +30,11 @@ import { ReplicationSession } from './session.js';
 import { watchSlot } from './slot-watch.js';
 import { watchStatus } from './status-watch.js';
 import { buildStages } from './stages.js';
-import { runBackfills } from './backfill.js';
+import { backfillHandler } from './backfill.js';
+import { awaitJob, runJobs, type JobHandler } from './jobs.js';
+import { runRetry, type RetryParams, type SourceRetry } from './retry-failed.js';
+import type { Lanes } from '../batching/lanes.js';
+import { requestJob, type JobKind } from '../status/jobs.js';
 import { Watermarks } from '../router/watermarks.js';
 import { loadSources, probePlatform, sendsMessages, type PlatformProbe } from './sources.js';
 
@@ -68,7 +72,8 @@ export class Bridge {
   private router: Router | undefined;
   private readonly watermarks = new Watermarks();
   private messages = false;
-  private backfills: Promise<void> | undefined;
+  private jobs: Promise<void> | undefined;
+  private readonly lanes: Lanes;
   private tracker = new PositionTracker(0n);
   private session: ReplicationSession | undefined;
   private readonly halt = new AbortController();
@@ -94,6 +99,7 @@ export class Bridge {
       sent: this.sent,
       leadership: this.leadership,
       batcher: this.batcher,
+      lanes: this.lanes,
     } = buildStages({
       config: this.config,
       logger: this.logger,
@@ -161,6 +167,7 @@ export class Bridge {
       tracker: () => this.tracker,
       watermarks: this.watermarks,
       logger: this.logger,
+      onUnchanged: (source, count) => this.events.emit('unchanged', { source, count }),
     });
     this.messages = await sendsMessages(this.pool);
     if (!(await readSlot(this.pool, postgres.slot))) await probePlatform(this.o.sender);
@@ -191,19 +198,59 @@ export class Bridge {
       if (this.fatal !== undefined) throw this.fatal;
     });
     this.loop.catch(() => {});
-    if (!this.messages) return;
-    this.backfills = runBackfills({
+    const handlers: Partial<Record<JobKind, JobHandler>> = {
+      retry: (job) => this.retryOnLanes((job.params ?? {}) as RetryParams),
+    };
+    // Backfills read between watermarks in the stream: logical decoding messages, PostgreSQL 14+.
+    if (this.messages)
+      handlers.backfill = backfillHandler({
+        pool: this.pool,
+        store: this.store,
+        statusSchema: postgres.statusSchema,
+        slot: postgres.slot,
+        runtimes: this.runtimes,
+        watermarks: this.watermarks,
+        confirmed: () => this.tracker.confirmed,
+        events: this.events,
+        logger: this.logger,
+        signal: this.halt.signal,
+      });
+    this.jobs = runJobs({
       pool: this.pool,
-      store: this.store,
       statusSchema: postgres.statusSchema,
       slot: postgres.slot,
-      runtimes: this.runtimes,
-      watermarks: this.watermarks,
-      confirmed: () => this.tracker.confirmed,
-      events: this.events,
+      handlers,
+      mayRun: () => this.leadership.held,
       logger: this.logger,
       signal: this.halt.signal,
     });
+  }
+
+  /**
+   * Retries failed rows (the web console's Retry button) where the slot's requests are ordered: on
+   * this bridge's lanes while it holds the slot, else as a job for the bridge that does (this one
+   * is a standby), whose result it waits for.
+   */
+  async retryFailed(params: RetryParams): Promise<SourceRetry[]> {
+    if (this.leadership.held) return this.retryOnLanes(params);
+    const { slot, statusSchema } = this.config.postgres;
+    const id = await requestJob(this.pool, statusSchema, slot, {
+      kind: 'retry',
+      source: params.source ?? null,
+      params: { ...params },
+      reason: 'requested',
+    });
+    return (await awaitJob(this.pool, statusSchema, id, { signal: this.halt.signal })) as SourceRetry[];
+  }
+
+  /** The retry on this bridge's own lanes, in order with what it streams. */
+  private retryOnLanes(params: RetryParams): Promise<SourceRetry[]> {
+    const { check } = this.o.sender;
+    return runRetry(
+      { config: this.config, pool: this.pool, store: this.store, sent: this.sent, lanes: this.lanes },
+      params,
+      check ? { check: () => check.call(this.o.sender) } : undefined,
+    );
   }
 
   /** Resumes the slot, or (re)creates it and syncs every source from its snapshot. */
@@ -257,6 +304,8 @@ export class Bridge {
         // Another instance may have streamed meanwhile: its sent positions count too.
         await this.sent.load(sources, true);
       }
+      // Unreachable still: the session fails and the next attempt looks again.
+      if (attempt > 1) await this.rebaseOnSlot(sources).catch(() => {});
       const session = this.newSession(() => (attempt = 1));
       this.session = session;
       try {
@@ -298,6 +347,24 @@ export class Bridge {
     }
   }
 
+  /**
+   * Before streaming again: a slot behind the position this bridge confirmed was restored from an
+   * older state, a crash before the server's checkpoint or a promoted standby's synchronized copy
+   * of a failover slot. After a promotion the positions past it are the new timeline's WAL, so the
+   * slot's position is the truth; what was sent before may come again (covered as maybe sent).
+   */
+  private async rebaseOnSlot(sources: readonly string[]): Promise<void> {
+    const { slot } = this.config.postgres;
+    const at = (await readSlot(this.pool, slot))?.confirmedFlushLsn;
+    if (!at || at >= this.tracker.confirmed) return;
+    await this.sent.coverServerPosition(sources);
+    this.logger.warn(
+      { slot, confirmed: formatLsn(this.tracker.confirmed), slotConfirmed: formatLsn(at) },
+      'the slot is behind what this bridge confirmed (a crash or a promoted standby): streaming from the slot',
+    );
+    this.track(at);
+  }
+
   private newSession(onWorking: () => void): ReplicationSession {
     const router = this.router as Router;
     return new ReplicationSession({
@@ -305,6 +372,7 @@ export class Bridge {
       slot: this.config.postgres.slot,
       publication: this.config.postgres.publication,
       messages: this.messages,
+      columns: (relation) => router.columnsOf(relation),
       logger: this.logger,
       confirmed: () => this.tracker.confirmed,
       onIdlePosition: (lsn) => {
@@ -362,7 +430,7 @@ export class Bridge {
       if (this.fatal === undefined) await this.drain(timeoutMs, giveUp);
       await this.session?.stop();
       await this.loop?.catch(() => {});
-      await this.backfills;
+      await this.jobs;
       if (this.tracker.confirmed > 0n) {
         await advanceSlot(this.pool, this.config.postgres.slot, this.tracker.confirmed, formatLsn).catch(
           (err: unknown) =>

@@ -24,6 +24,8 @@ export interface RouterOptions {
   tracker: () => PositionTracker;
   watermarks: Watermarks;
   logger: Logger;
+  /** Changes of a source that left what the platform sees as it was (counted per transaction). */
+  onUnchanged?(source: string, count: number): void;
 }
 
 export class Router {
@@ -33,6 +35,8 @@ export class Router {
   private tx: Tx | undefined;
   /** Row changes seen so far in the current transaction: a change's index, the same on replay. */
   private txSeq = 0;
+  /** Unchanged updates of the current transaction per source, counted at its commit. */
+  private readonly unchanged = new Map<SourceRuntime, number>();
 
   constructor(private readonly o: RouterOptions) {
     for (const rt of o.runtimes.values()) this.byTable.set(`${rt.config.schema}.${rt.config.tableName}`, rt);
@@ -47,6 +51,12 @@ export class Router {
   reset(): void {
     this.tx = undefined;
     this.o.batcher.forgetOpen();
+    this.unchanged.clear(); // the server sends the transaction again
+  }
+
+  /** The columns the stream decodes for a relation: those its source reads (none for other tables). */
+  columnsOf(relation: Relation): readonly string[] | undefined {
+    return this.byTable.get(`${relation.schema}.${relation.name}`)?.mapper.columns;
   }
 
   handle(msg: ChangeMessage): Promise<void> | void {
@@ -58,6 +68,7 @@ export class Router {
       case 'commit':
         if (this.tx) this.o.tracker().commit(this.tx, msg.endLsn);
         this.tx = undefined;
+        if (this.unchanged.size) this.countUnchanged();
         return;
       case 'relation':
         return this.checkRelation(msg.relation);
@@ -83,6 +94,15 @@ export class Router {
         if (this.o.batcher.full) return this.o.batcher.waitForRoom();
         return;
       }
+      case 'unchanged': {
+        // Identity, groups, key and filter as they were: nothing to send or store. Numbered all
+        // the same, so later changes keep the position they have on every replay.
+        if (!this.tx) return;
+        this.txSeq += 1;
+        const rt = this.runtimeOf(msg.relation);
+        if (rt) this.unchanged.set(rt, (this.unchanged.get(rt) ?? 0) + 1);
+        return;
+      }
       case 'message': {
         if (msg.prefix !== WATERMARK_PREFIX) return;
         const tx = this.tx;
@@ -101,6 +121,11 @@ export class Router {
       default:
         return;
     }
+  }
+
+  private countUnchanged(): void {
+    for (const [rt, n] of this.unchanged) this.o.onUnchanged?.(rt.config.name, n);
+    this.unchanged.clear();
   }
 
   private runtimeOf(relation: Relation): SourceRuntime | undefined {

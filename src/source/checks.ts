@@ -11,16 +11,13 @@ import { formatBytes } from '../util/format.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
 import { mappedColumns, oldImageColumns } from '../mapping/columns.js';
 import { describeTable, type TableInfo } from './catalog.js';
+import { failoverFindings } from './failover.js';
+import type { Finding } from './finding.js';
 import { readPublication, readSlot, type SlotState } from './slot.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
-export interface Finding {
-  check: string;
-  ok: boolean;
-  detail: string;
-  fix?: string;
-}
+export type { Finding } from './finding.js';
 
 export interface SourceFindings {
   findings: Finding[];
@@ -54,14 +51,26 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
     };
   }
   const findings: Finding[] = [];
-  const priv = await db.query<{ ok: boolean }>(`SELECT has_table_privilege($1::oid, 'SELECT') AS ok`, [
-    table.oid,
-  ]);
+  // Reading a table takes USAGE on its schema as well: without it the snapshot fails, though
+  // has_table_privilege says yes.
+  const priv = await db.query<{ sel: boolean; usage: boolean }>(
+    `SELECT has_table_privilege(c.oid, 'SELECT') AS sel, has_schema_privilege(c.relnamespace, 'USAGE') AS usage
+       FROM pg_class c WHERE c.oid = $1`,
+    [table.oid],
+  );
+  const { sel = false, usage = false } = priv.rows[0] ?? {};
+  const schema = quoteIdent(source.schema);
   findings.push({
     check: `${name}: SELECT privilege`,
-    ok: priv.rows[0]?.ok === true,
-    detail: priv.rows[0]?.ok ? `can read ${qualified}` : `the bridge's role cannot SELECT from ${qualified}`,
-    fix: `GRANT SELECT ON ${qualified} TO <bridge role>`,
+    ok: sel && usage,
+    detail:
+      sel && usage
+        ? `can read ${qualified}`
+        : `the bridge's role ${sel ? 'has SELECT on' : 'cannot SELECT from'} ${qualified}${usage ? '' : `${sel ? ' but' : ' and'} lacks USAGE on schema ${schema}`}`,
+    fix: [
+      ...(usage ? [] : [`GRANT USAGE ON SCHEMA ${schema} TO <bridge role>;`]),
+      ...(sel ? [] : [`GRANT SELECT ON ${qualified} TO <bridge role>`]),
+    ].join(' '),
   });
 
   const missing = [...mappedColumns(source), ...(source.key ?? [])].filter((c) => !table.columns.has(c));
@@ -136,11 +145,15 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
     wal_level: string;
     rolreplication: boolean;
     rolsuper: boolean;
+    rds: boolean;
     can_create: boolean;
     version: string;
     db: string;
   }>(
     `SELECT current_setting('wal_level') AS wal_level, r.rolreplication, r.rolsuper,
+            -- Amazon RDS and Aurora grant replication as membership in rds_replication.
+            coalesce((SELECT pg_has_role(current_user, g.oid, 'MEMBER') FROM pg_roles g
+                       WHERE g.rolname = 'rds_replication'), false) AS rds,
             has_database_privilege(current_database(), 'CREATE') AS can_create,
             current_setting('server_version') AS version, current_database() AS db
        FROM pg_roles r WHERE r.rolname = current_user`,
@@ -155,10 +168,10 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
   });
   findings.push({
     check: 'replication privilege',
-    ok: row.rolreplication || row.rolsuper,
+    ok: row.rolreplication || row.rolsuper || row.rds,
     detail:
-      row.rolreplication || row.rolsuper
-        ? 'the role may stream replication'
+      row.rolreplication || row.rolsuper || row.rds
+        ? `the role may stream replication${row.rds && !row.rolreplication ? ' (rds_replication)' : ''}`
         : 'the role lacks the REPLICATION attribute',
     fix: `ALTER ROLE <bridge role> WITH REPLICATION;`,
   });
@@ -212,6 +225,7 @@ export async function checkServer(db: Queryable, config: Config): Promise<Findin
     });
     findings.push(headroomFinding(sl));
   }
+  findings.push(...(await failoverFindings(db, config)));
   return findings;
 }
 

@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { BridgeError, errorMessage } from '../errors.js';
-import { backoffDelay, sleep } from '../util/backoff.js';
+import { sleep } from '../util/backoff.js';
+import { RETRY, retryDelay } from '../util/retry.js';
 
 /** Two int4 keys: a constant for the product and a hash of the slot name. */
 export function leaderLockKey(slot: string): [number, number] {
@@ -60,37 +61,59 @@ export class Leadership {
     const yieldMs = this.o.yieldMs ?? 3000;
     const waited = Date.now() - this.lostAt;
     if (waited < yieldMs) await sleep(yieldMs - waited, signal);
-    const key = leaderLockKey(this.o.slot);
     let announced = false;
     for (let attempt = 1; ; attempt++) {
       if (signal.aborted) throw new BridgeError('STOPPED', 'stopped while waiting for the leader lock');
-      const client = new pg.Client({ ...this.o.clientConfig, query_timeout: this.heartbeatMs() });
-      let failure: unknown;
-      client.on('error', (err) => (failure ??= err));
+      let taken: boolean;
       try {
-        await client.connect();
-        const res = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', key);
-        if (res.rows[0]?.ok && failure === undefined) {
-          this.hold(client);
-          if (announced) this.o.logger.info({ slot: this.o.slot }, 'took over the slot');
-          return;
-        }
-        if (!announced) {
-          this.o.logger.info(
-            { slot: this.o.slot },
-            'another bridge streams from this slot; waiting as a standby',
-          );
-          announced = true;
-        }
-        attempt = 0;
+        taken = await this.tryAcquire();
       } catch (err) {
         this.o.logger.debug({ err: errorMessage(err) }, 'cannot reach the database for the leader lock yet');
+        await sleep(retryDelay(RETRY.leaderLock, attempt), signal);
+        continue;
       }
-      await client.end().catch(() => {});
-      const delayMs =
-        attempt === 0 ? (this.o.pollMs ?? 1000) : backoffDelay(attempt, { baseMs: 200, maxMs: 5000 });
-      await sleep(delayMs, signal);
+      if (taken) {
+        if (announced) this.o.logger.info({ slot: this.o.slot }, 'took over the slot');
+        return;
+      }
+      if (!announced) {
+        this.o.logger.info(
+          { slot: this.o.slot },
+          'another bridge streams from this slot; waiting as a standby',
+        );
+        announced = true;
+      }
+      attempt = 0;
+      await sleep(this.o.pollMs ?? 1000, signal);
     }
+  }
+
+  /**
+   * Takes the lock when nobody holds it, without waiting: true once held, false when another
+   * process holds it; rejects when the database cannot be reached. A command that works alone
+   * when no daemon runs (`retry-failed`) holds it meanwhile, so a daemon starting then waits.
+   */
+  async tryAcquire(): Promise<boolean> {
+    if (this.client) return true;
+    const client = new pg.Client({ ...this.o.clientConfig, query_timeout: this.heartbeatMs() });
+    let failure: unknown;
+    client.on('error', (err) => (failure ??= err));
+    try {
+      await client.connect();
+      const res = await client.query<{ ok: boolean }>(
+        'SELECT pg_try_advisory_lock($1, $2) AS ok',
+        leaderLockKey(this.o.slot),
+      );
+      if (res.rows[0]?.ok && failure === undefined) {
+        this.hold(client);
+        return true;
+      }
+    } catch (err) {
+      await client.end().catch(() => {});
+      throw err;
+    }
+    await client.end().catch(() => {});
+    return false;
   }
 
   /** Gives the lock up (the session ends; a standby takes over). */

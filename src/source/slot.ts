@@ -121,12 +121,14 @@ export interface SlotState {
   walStatus: string | null;
   /** Bytes that can still be written before the slot is in danger of `lost` (null: no limit). */
   safeWalSize: number | null;
+  /** Whether the slot follows a failover to a standby (PostgreSQL 17+; null before). */
+  failover: boolean | null;
 }
 
 /**
  * The slot's whole state, or null when it does not exist: one query for the daemon, `check`,
  * `status`, `teardown` and the demo. `to_jsonb(s)` reads the columns newer servers have
- * (wal_status, safe_wal_size: PostgreSQL 13+) without failing where they are missing.
+ * (wal_status, safe_wal_size: PostgreSQL 13+; failover: 17+) without failing where they are missing.
  */
 export async function readSlot(db: Queryable, slot: string): Promise<SlotState | null> {
   const res = await db.query<{
@@ -138,10 +140,12 @@ export async function readSlot(db: Queryable, slot: string): Promise<SlotState |
     lag: string | null;
     wal_status: string | null;
     safe_wal_size: string | null;
+    failover: string | null;
   }>(
     `SELECT s.plugin, s.database, s.active, s.active_pid, s.confirmed_flush_lsn::text AS lsn,
             pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::text AS lag,
-            to_jsonb(s) ->> 'wal_status' AS wal_status, to_jsonb(s) ->> 'safe_wal_size' AS safe_wal_size
+            to_jsonb(s) ->> 'wal_status' AS wal_status, to_jsonb(s) ->> 'safe_wal_size' AS safe_wal_size,
+            to_jsonb(s) ->> 'failover' AS failover
        FROM pg_replication_slots s WHERE s.slot_name = $1`,
     [slot],
   );
@@ -157,6 +161,7 @@ export async function readSlot(db: Queryable, slot: string): Promise<SlotState |
     lagBytes: r.lag === null ? null : Number(r.lag),
     walStatus: r.wal_status,
     safeWalSize: r.safe_wal_size === null ? null : Number(r.safe_wal_size),
+    failover: r.failover === null ? null : r.failover === 'true',
   };
 }
 
@@ -192,6 +197,7 @@ export interface CreatedSlot {
 export async function createSlotWithSnapshot(
   clientConfig: pg.ClientConfig,
   slot: string,
+  options: { failover?: boolean } = {},
 ): Promise<CreatedSlot> {
   const connection = new pg.Client({ ...clientConfig, replication: 'database' } as pg.ClientConfig);
   // The connection idles while the snapshot is read elsewhere: a server shutdown then arrives as an
@@ -199,8 +205,11 @@ export async function createSlotWithSnapshot(
   connection.on('error', () => {});
   await connection.connect();
   try {
+    // The option list (PostgreSQL 15+) is needed for FAILOVER (17+); older servers keep the old form.
     const res = await connection.query<{ consistent_point: string; snapshot_name: string }>(
-      `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput EXPORT_SNAPSHOT`,
+      options.failover
+        ? `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER true)`
+        : `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput EXPORT_SNAPSHOT`,
     );
     const r = res.rows[0];
     if (!r) throw new SetupError('SLOT_CREATE', `creating replication slot ${slot} returned nothing`);

@@ -123,6 +123,25 @@ export async function readChunk(
   return res.rows;
 }
 
+/**
+ * The rows a filter matches, counted: a filtered backfill's total. The planner's estimate of the
+ * filter is no good (its values are compared as text, which hides the column's statistics), and the
+ * table's would overstate it by far; the backfill reads those rows anyway, so this costs at most as
+ * much again.
+ */
+export async function countMatching(
+  db: Pick<pg.ClientBase, 'query'>,
+  table: { schema: string; name: string },
+  filter: Readonly<Record<string, FilterValue | readonly FilterValue[]>>,
+): Promise<number> {
+  const f = filterSql(filter, 1);
+  const res = await db.query<{ n: string }>(
+    `SELECT count(*)::text AS n FROM ${quoteTable(table.schema, table.name)} WHERE ${f.sql}`,
+    f.params,
+  );
+  return Number(res.rows[0]?.n ?? 0);
+}
+
 /** The planner's estimate of a table's rows (counted when it has none). */
 export async function estimateRows(
   db: Pick<pg.ClientBase, 'query'>,

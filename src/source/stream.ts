@@ -8,10 +8,26 @@
 import type pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import type { Logger } from 'pino';
-import { decodeMessage, type ChangeMessage } from '../decode/pgoutput.js';
+import { PgoutputReader, type ChangeMessage, type ColumnSelection } from '../decode/pgoutput.js';
 import { formatLsn, parseLsn } from '../util/lsn.js';
 
-type LibMessage = Parameters<typeof decodeMessage>[0];
+/**
+ * The library's pgoutput plugin (START_REPLICATION and its options) with our reader in place of its
+ * parser: the library's decodes every column of every row into objects; ours reads only what the
+ * sources map, straight into the bridge's messages (docs/benchmark.md).
+ */
+class MappedPgoutputPlugin extends PgoutputPlugin {
+  constructor(
+    options: ConstructorParameters<typeof PgoutputPlugin>[0],
+    private readonly reader: PgoutputReader,
+  ) {
+    super(options);
+  }
+
+  override parse(buffer: Buffer): ReturnType<PgoutputPlugin['parse']> {
+    return this.reader.read(buffer) as unknown as ReturnType<PgoutputPlugin['parse']>;
+  }
+}
 
 export interface StreamOptions {
   clientConfig: pg.ClientConfig;
@@ -19,6 +35,8 @@ export interface StreamOptions {
   publication: string;
   /** Ask for logical decoding messages (the bridge's watermarks; PostgreSQL 14+). */
   messages?: boolean;
+  /** The columns to decode per relation (default: all of them). */
+  columns?: ColumnSelection;
   logger: Logger;
   /** The position to confirm now (the tracker's). */
   confirmed(): bigint;
@@ -42,7 +60,7 @@ export class ReplicationStream {
   private service: LogicalReplicationService | undefined;
   /** A handler is waiting: messages already read are queued here, the socket is paused. */
   private waiting = false;
-  private queue: LibMessage[] = [];
+  private queue: ChangeMessage[] = [];
   private failure: unknown;
   private statusTimer: NodeJS.Timeout | undefined;
   private lastSent = -1n;
@@ -62,16 +80,20 @@ export class ReplicationStream {
       flowControl: { enabled: false },
     });
     this.service = service;
-    const plugin = new PgoutputPlugin({
-      protoVersion: 1,
-      publicationNames: [this.o.publication],
-      ...(this.o.messages ? { messages: true } : {}),
-    });
+    // A reader per connection: relation messages are sent again on every new one.
+    const plugin = new MappedPgoutputPlugin(
+      {
+        protoVersion: 1,
+        publicationNames: [this.o.publication],
+        ...(this.o.messages ? { messages: true } : {}),
+      },
+      new PgoutputReader(this.o.columns),
+    );
 
     service.on('error', (err: Error) => {
       this.failure ??= err;
     });
-    service.on('data', (_lsn: string, msg: LibMessage) => {
+    service.on('data', (_lsn: string, msg: ChangeMessage) => {
       if (this.stopping || this.failure !== undefined) return;
       if (this.waiting) this.queue.push(msg);
       else this.handle(msg);
@@ -117,10 +139,10 @@ export class ReplicationStream {
   }
 
   /** Handles one message; if the handler has to wait, reading stops until it and the queue are done. */
-  private handle(msg: LibMessage): void {
+  private handle(msg: ChangeMessage): void {
     let pending: Promise<void> | void;
     try {
-      pending = this.o.onMessage(decodeMessage(msg));
+      pending = this.o.onMessage(msg);
     } catch (err) {
       this.fail(err);
       return;
@@ -138,8 +160,8 @@ export class ReplicationStream {
     try {
       while (this.queue.length > 0) {
         if (this.stopping || this.failure !== undefined) return;
-        const msg = this.queue.shift() as LibMessage;
-        await this.o.onMessage(decodeMessage(msg));
+        const msg = this.queue.shift() as ChangeMessage;
+        await this.o.onMessage(msg);
       }
       this.waiting = false;
       this.socket()?.resume();

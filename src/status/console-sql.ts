@@ -14,7 +14,8 @@
  * - an index on `(payload::jsonb ->> '<identity>')` per identity searched (sql/optional/
  *   identity-indexes.sql; created by the DBA, not by a migration): the identity part of `search`,
  *   built only over the identities such an index exists for (`identityIndexes`).
- * - sync_batch_started_at_idx (started_at): `recentRequests`, the request of each `search` row.
+ * - sync_batch_started_at_idx (started_at): `recentRequests`, `requestRate`, the request of each
+ *   `search` row.
  * - backfill_open_idx (slot, id) WHERE status IN ('pending', 'running'): `openBackfill`.
  */
 import { quoteIdent } from '../util/sql.js';
@@ -100,6 +101,17 @@ export function consoleSql(schemaName: string) {
                        FROM ${batch} ORDER BY started_at DESC LIMIT $1) newest
               WHERE opt_type <> 'truncate') r
       GROUP BY source, outcome, minute`,
+
+    /**
+     * $1 since when (timestamptz), $2 how many of the newest requests to read at most: per source,
+     * the requests started after $1, their rows and the earliest start among them (the recent rate).
+     */
+    requestRate: `SELECT source, count(*)::int AS requests, coalesce(sum(rows), 0)::int AS rows,
+            min(started_at) AS oldest
+       FROM (SELECT source, opt_type, rows, started_at FROM ${batch}
+              WHERE started_at > $1::timestamptz ORDER BY started_at DESC LIMIT $2) r
+      WHERE opt_type <> 'truncate'
+      GROUP BY source`,
 
     /** `max_slot_wal_keep_size` in MB (-1: no limit). */
     walKeepSize: `SELECT setting::bigint AS mb FROM pg_settings WHERE name = 'max_slot_wal_keep_size'`,

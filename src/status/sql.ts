@@ -4,6 +4,7 @@
  * database reads in one place. The schema name is quoted here; values are always parameters.
  */
 import { quoteIdent, quoteTable } from '../util/sql.js';
+import { statusWriteSql, type WriteShape } from './status-write.js';
 
 export type StatusSql = ReturnType<typeof statusSql>;
 
@@ -20,37 +21,9 @@ export function statusSql(schemaName: string) {
     /** $1 schema name: whether the schema's sync_status exists yet. */
     exists: `SELECT to_regclass(format('%I.sync_status', $1::text)) IS NOT NULL AS ok`,
 
-    /**
-     * One request's outcomes and its sync_batch row in one statement (see `encodeStatusRows`):
-     * $1 source, $2 keys (a JSON array of canonical key texts), $3 payloads (a JSON array), $4 each
-     * row's tuple number in $5..$10 (op, status, attempts, error, lsn, committed_at); with a batch,
-     * $11..$20 its sync_batch columns. The source must be in sync_source (`ensureSource`). Keys and
-     * payloads go in as json, which keeps their text: a key is stored exactly as the bridge built
-     * it, and nothing is parsed into jsonb (docs/benchmark.md, "The status table"). An outcome
-     * never replaces that of a later change of the key: a replayed window may be cut into flushes
-     * differently, and a bridge that just lost its lock may still be finishing.
-     */
-    writeRequest(withBatch: boolean): string {
-      const batchCte = withBatch
-        ? `WITH b AS (
-        INSERT INTO ${batch}
-          (source, opt_type, rows, http_status, code, msg, api_status, success_num, fail_num, started_at, duration_ms)
-        VALUES ($1, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-        RETURNING id
-      )`
-        : '';
-      return `${batchCte}
-      INSERT INTO ${row}
-        (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
-      SELECT ${sourceId('$1')}, r.k::text, ($5::text[])[r.t], ($6::text[])[r.t], ($7::int[])[r.t], ($8::text[])[r.t],
-             ($9::pg_lsn[])[r.t], ($10::timestamptz[])[r.t], now(), CASE WHEN json_typeof(r.p) <> 'null' THEN r.p END
-        FROM ROWS FROM (json_array_elements($2::json), json_array_elements($3::json), unnest($4::int[]))
-          AS r(k, p, t)
-      ON CONFLICT (source_id, key) DO UPDATE SET
-        op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
-        lsn = EXCLUDED.lsn, committed_at = EXCLUDED.committed_at, synced_at = EXCLUDED.synced_at,
-        payload = EXCLUDED.payload
-      WHERE ${row}.lsn IS NULL OR ${row}.lsn <= EXCLUDED.lsn`;
+    /** One request's outcomes and its sync_batch row in one statement: src/status/status-write.ts. */
+    writeRequest(withBatch: boolean, shape: WriteShape = 'insert'): string {
+      return statusWriteSql(schemaName, withBatch, shape);
     },
 
     /** $1 source: numbers a source in sync_source once (a no-op when it is there). */
@@ -104,6 +77,10 @@ export function statusSql(schemaName: string) {
       WHERE source_id = ${sourceId('$1')} AND status <> 'synced' AND status = 'failed'
         AND error IS NOT DISTINCT FROM $4 AND ($2::text IS NULL OR key > $2::text)
       ORDER BY key LIMIT $3`,
+
+    /** $1 source, $2 keys: those of them still failed, as `failedRows` reads them. */
+    failedRowsByKey: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${row}
+      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status <> 'synced' AND status = 'failed'`,
 
     /** Failed rows per source. */
     failedCounts: `SELECT source, count(*)::text AS n FROM ${schema}.sync_status WHERE status = 'failed' GROUP BY source`,
@@ -165,19 +142,12 @@ export function statusSql(schemaName: string) {
     /** $1 slot, $2 source, $3 filter (jsonb or null), $4 reason: a backfill to run. */
     requestBackfill: `INSERT INTO ${schema}.backfill (slot, source, filter, reason) VALUES ($1, $2, $3, $4) RETURNING id::text`,
 
-    /** $1 slot: the oldest backfill still to run or finish. */
-    nextBackfill: `SELECT id::text, source, filter, status, last_key::text AS last_key, rows_done::text AS done
-       FROM ${schema}.backfill WHERE slot = $1 AND status IN ('pending', 'running') ORDER BY id LIMIT 1`,
-
     /** $1 id, $2 estimate of its rows: the backfill begins (or resumes). */
     startBackfill: `UPDATE ${schema}.backfill SET status = 'running', started_at = coalesce(started_at, now()),
        rows_total = coalesce(rows_total, $2) WHERE id = $1`,
 
     /** $1 id, $2 last key done (jsonb), $3 rows done: progress, stored once the chunk's outcomes are. */
     backfillProgress: `UPDATE ${schema}.backfill SET last_key = $2, rows_done = $3 WHERE id = $1`,
-
-    /** $1 id, $2 status (done, failed), $3 error. */
-    finishBackfill: `UPDATE ${schema}.backfill SET status = $2, finished_at = now(), error = $3 WHERE id = $1`,
 
     /** $1 id: one backfill. */
     backfill: `SELECT id::text, source, status, rows_done::text AS done, rows_total::text AS total, error,

@@ -10,21 +10,11 @@ import type { Logger } from 'pino';
 import { errorMessage, isConnectionLoss, isRetryablePgError } from '../errors.js';
 import type { OptType, RowStatus } from '../domain/types.js';
 import { RETRY, retry } from '../util/retry.js';
-import { formatLsn, parseLsn } from '../util/lsn.js';
+import { parseLsn } from '../util/lsn.js';
 import { statusSql, type StatusSql } from './sql.js';
+import { encodeStatusRows, statusRowParams, type StatusRow } from './status-write.js';
 
-/** One row of sync_status. */
-export interface StatusRow {
-  /** Canonical JSON text of the key columns. */
-  rowKey: string;
-  op: OptType;
-  status: RowStatus;
-  attempts: number;
-  error: string | null;
-  lsn: bigint;
-  committedAt: Date;
-  payload: unknown;
-}
+export { encodeStatusRows, statusRowParams, type EncodedStatusRows, type StatusRow } from './status-write.js';
 
 /** One row of sync_batch: an API request. */
 export interface BatchRecord {
@@ -55,15 +45,38 @@ export interface FailedRow {
   payload: Record<string, unknown> | null;
 }
 
+/** A failed row as the statements read it. */
+interface FailedRowRecord {
+  k: string;
+  attempts: number;
+  lsn: string | null;
+  committed_at: Date | null;
+  payload: Record<string, unknown> | null;
+}
+
+function failedRowOf(r: FailedRowRecord): FailedRow {
+  return {
+    rowKey: r.k,
+    attempts: r.attempts,
+    lsn: r.lsn ? parseLsn(r.lsn) : 0n,
+    committedAt: r.committed_at ?? new Date(),
+    payload: r.payload,
+  };
+}
+
 export class StatusStore {
   readonly sql: StatusSql;
   private closed = false;
   /**
-   * The status write as named prepared statements: parsed and planned once per connection rather
-   * than for every request (about 15% of its database CPU; docs/benchmark.md). Named by a hash of
-   * their text, so stores on other schemas in one process never share a name.
+   * The status write's `insert` shape as named prepared statements: parsed and planned once per
+   * connection rather than for every request (about 15% of its database CPU; docs/benchmark.md).
+   * Named by a hash of their text, so stores on other schemas in one process never share a name.
+   * The `update` shape is sent unnamed, planned at every write (src/status/status-write.ts).
    */
   private readonly writes: Record<'withBatch' | 'alone', { name: string; text: string }>;
+  private readonly updates: Record<'withBatch' | 'alone', string>;
+  /** Per source, the share of recently written rows that were new keys (starts at 1: a first start). */
+  private readonly newShare = new Map<string, number>();
   /** Sources known to be in sync_source (numbered once per store). */
   private readonly numbered = new Set<string>();
 
@@ -80,8 +93,12 @@ export class StatusStore {
       text,
     });
     this.writes = {
-      withBatch: named(this.sql.writeRequest(true)),
-      alone: named(this.sql.writeRequest(false)),
+      withBatch: named(this.sql.writeRequest(true, 'insert')),
+      alone: named(this.sql.writeRequest(false, 'insert')),
+    };
+    this.updates = {
+      withBatch: this.sql.writeRequest(true, 'update'),
+      alone: this.sql.writeRequest(false, 'update'),
     };
   }
 
@@ -107,9 +124,20 @@ export class StatusStore {
         batch.durationMs,
       );
     }
-    const statement = batch ? this.writes.withBatch : this.writes.alone;
+    // Mostly keys the table holds (a CRM's steady state): update them without logging a row lock.
+    const share = this.newShare.get(source) ?? 1;
+    const statement =
+      share < 0.5
+        ? { text: batch ? this.updates.withBatch : this.updates.alone }
+        : batch
+          ? this.writes.withBatch
+          : this.writes.alone;
     await this.ensureSource(source);
-    await this.withRetry('storing outcomes', () => this.pool.query({ ...statement, values: params }));
+    const res = await this.withRetry('storing outcomes', () =>
+      this.pool.query<{ written: number; inserted: number }>({ ...statement, values: params }),
+    );
+    const { written = 0, inserted = 0 } = res.rows[0] ?? {};
+    if (written > 0) this.newShare.set(source, share * 0.5 + (inserted / written) * 0.5);
   }
 
   /** Numbers the source in sync_source before its first outcome is written. */
@@ -168,22 +196,18 @@ export class StatusStore {
 
   /** A source's failed rows, page by page in key order. */
   failedRows(source: string, pageSize: number, error?: string | null): AsyncGenerator<FailedRow[]> {
-    type R = {
-      k: string;
-      attempts: number;
-      lsn: string | null;
-      committed_at: Date | null;
-      payload: Record<string, unknown> | null;
-    };
     const sql = error === undefined ? this.sql.failedRows : this.sql.failedRowsWithError;
     const extra = error === undefined ? [] : [error];
-    return this.pages(source, pageSize, sql, extra, (r: R) => ({
-      rowKey: r.k,
-      attempts: r.attempts,
-      lsn: r.lsn ? parseLsn(r.lsn) : 0n,
-      committedAt: r.committed_at ?? new Date(),
-      payload: r.payload,
-    }));
+    return this.pages(source, pageSize, sql, extra, failedRowOf);
+  }
+
+  /** Those of these keys of a source that are still failed (a retry reads them again in their lane). */
+  async failedRowsByKey(source: string, rowKeys: readonly string[]): Promise<FailedRow[]> {
+    if (rowKeys.length === 0) return [];
+    const res = await this.withRetry('reading sync state', () =>
+      this.pool.query<FailedRowRecord>(this.sql.failedRowsByKey, [source, rowKeys]),
+    );
+    return res.rows.map(failedRowOf);
   }
 
   /** The newest failures of a source (at most `limit`), with their errors. */
@@ -236,108 +260,4 @@ export class StatusStore {
       },
     });
   }
-}
-
-/** The parameters of a status write: see `encodeStatusRows`. */
-export interface EncodedStatusRows {
-  /** JSON array of the rows' keys (their canonical JSON texts, as they are: stored verbatim). */
-  keys: string;
-  /** JSON array of the rows' payloads (null for none). */
-  payloads: string;
-  /** int[] literal: each row's outcome tuple (1-based) in the arrays below. */
-  tupleOf: string;
-  ops: string;
-  statuses: string;
-  attempts: string;
-  errors: string;
-  lsns: string;
-  committedAts: string;
-}
-
-/**
- * A request's status rows in the compact form the status write takes: keys and payloads as two
- * JSON arrays, and the rest (op, status, attempts, error, LSN, commit time), which rows of a
- * request mostly share, as a short table of distinct tuples that each row points into. This runs
- * for every row the bridge syncs: it builds ~60 bytes of text per row, and PostgreSQL parses the
- * LSN and timestamp once per tuple rather than once per row (see docs/benchmark.md).
- */
-export function encodeStatusRows(rows: readonly StatusRow[]): EncodedStatusRows {
-  const n = rows.length;
-  const keys = new Array<string>(n);
-  const payloads = new Array<string>(n);
-  const tupleOf = new Array<number>(n);
-  const ops: string[] = [];
-  const statuses: string[] = [];
-  const attempts: number[] = [];
-  const errors: string[] = [];
-  const lsns: string[] = [];
-  const committedAts: string[] = [];
-  const seen = new Map<string, number>();
-  let prev: StatusRow | undefined;
-  let prevTuple = 0;
-  for (let i = 0; i < n; i++) {
-    const r = rows[i] as StatusRow;
-    keys[i] = r.rowKey;
-    payloads[i] = r.payload === null || r.payload === undefined ? 'null' : JSON.stringify(r.payload);
-    if (prev === undefined || !sameTuple(prev, r)) {
-      const id = `${r.op}\u0000${r.status}\u0000${r.attempts}\u0000${r.lsn}\u0000${r.committedAt.getTime()}\u0000${r.error === null ? 'N' : `E${r.error}`}`;
-      let t = seen.get(id);
-      if (t === undefined) {
-        ops.push(r.op);
-        statuses.push(r.status);
-        attempts.push(r.attempts);
-        errors.push(r.error === null ? 'NULL' : arrayElement(r.error));
-        lsns.push(formatLsn(r.lsn));
-        committedAts.push(`"${r.committedAt.toISOString()}"`);
-        t = ops.length;
-        seen.set(id, t);
-      }
-      prev = r;
-      prevTuple = t;
-    }
-    tupleOf[i] = prevTuple;
-  }
-  return {
-    keys: `[${keys.join(',')}]`,
-    payloads: `[${payloads.join(',')}]`,
-    tupleOf: `{${tupleOf.join(',')}}`,
-    ops: `{${ops.join(',')}}`,
-    statuses: `{${statuses.join(',')}}`,
-    attempts: `{${attempts.join(',')}}`,
-    errors: `{${errors.join(',')}}`,
-    lsns: `{${lsns.join(',')}}`,
-    committedAts: `{${committedAts.join(',')}}`,
-  };
-}
-
-/** `writeRequest`'s parameters $1..$10 (statusSql().writeRequest): the source, then the rows. */
-export function statusRowParams(source: string, e: EncodedStatusRows): unknown[] {
-  return [
-    source,
-    e.keys,
-    e.payloads,
-    e.tupleOf,
-    e.ops,
-    e.statuses,
-    e.attempts,
-    e.errors,
-    e.lsns,
-    e.committedAts,
-  ];
-}
-
-function sameTuple(a: StatusRow, b: StatusRow): boolean {
-  return (
-    a.op === b.op &&
-    a.status === b.status &&
-    a.attempts === b.attempts &&
-    a.error === b.error &&
-    a.lsn === b.lsn &&
-    a.committedAt.getTime() === b.committedAt.getTime()
-  );
-}
-
-/** A text as an element of a PostgreSQL array literal: double-quoted, `"` and `\` escaped. */
-function arrayElement(text: string): string {
-  return `"${text.replace(/["\\]/g, '\\$&')}"`;
 }

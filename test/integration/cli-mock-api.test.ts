@@ -13,6 +13,8 @@ describe('tuzhan-cdc mock-api', () => {
       expect(m, mock.stdout() + mock.stderr()).not.toBeNull();
       return (m as RegExpExecArray)[1] as string;
     }, 30_000);
+    // Without --registry it says at once what that means for isMatching: true.
+    expect(mock.stdout()).toMatch(/^no --registry: requests with isMatching: true match no customer/m);
 
     const post = (token: string, body: unknown): Promise<Response> =>
       fetch(`${url}${BATCH_ADD}`, {

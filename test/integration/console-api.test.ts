@@ -153,6 +153,48 @@ describe('console API', () => {
     });
     expect(Date.parse(memberships.lastSuccessAt)).toBeGreaterThan(Date.now() - 60_000);
     expect(body.slot).toMatchObject({ name: config.postgres.slot, exists: false });
+
+    // Per minute, requests and rows add up to the window's totals.
+    const perMinute = memberships.requests.perMinute as Array<{ requests: number; rows: number }>;
+    expect(perMinute.reduce((n, m) => n + m.requests, 0)).toBe(41);
+    expect(perMinute.reduce((n, m) => n + m.rows, 0)).toBe(40 * 500 + 3);
+
+    // The recent rate, from the raw requests: those started in the five minutes before the
+    // overview was made, over the time since the first of them (at least a minute).
+    const now = Date.parse(body.generatedAt);
+    const batches = await db.query<{ source: string; started_at: Date; rows: number }>(
+      `SELECT source, started_at, rows FROM ${S}.sync_batch WHERE opt_type <> 'truncate'`,
+    );
+    for (const source of body.sources as Array<{
+      name: string;
+      requests: { rate: Record<string, number> };
+    }>) {
+      const recent = batches.rows.filter(
+        (b) => b.source === source.name && b.started_at.getTime() > now - 300_000,
+      );
+      const first = Math.min(...recent.map((b) => b.started_at.getTime()));
+      const seconds = Math.min(300, Math.max(60, (now - first) / 1000));
+      const rows = recent.reduce((n, b) => n + b.rows, 0);
+      expect(source.requests.rate, source.name).toEqual(
+        recent.length === 0
+          ? { requestsPerMinute: 0, rowsPerMinute: 0, overSeconds: 0 }
+          : {
+              requestsPerMinute: (recent.length * 60) / seconds,
+              rowsPerMinute: (rows * 60) / seconds,
+              overSeconds: seconds,
+            },
+      );
+    }
+    // 41 requests in the last ~200 s are some 12 a minute, not the 15-minute window's 41 / 15.
+    expect(memberships.requests.rate.requestsPerMinute).toBeGreaterThan(10);
+  });
+
+  it('the health the page header shows, without a query', async () => {
+    const { status, body } = await get('/console/api/health');
+    expect(status).toBe(200);
+    // No bridge in this process (the console alone): the pill says so.
+    expect(body).toEqual({ generatedAt: expect.any(String), ready: null });
+    expect(Number.isNaN(Date.parse(body.generatedAt))).toBe(false);
   });
 
   it('finds a customer by source key, by the key as JSON and by every identity, with the request that carried it', async () => {
@@ -261,6 +303,12 @@ describe('console API', () => {
       ['unsyncedCounts', sql.unsyncedCounts, [], ['sync_row_unsynced_idx']],
       ['backlog', sql.backlog, [], ['sync_row_unsynced_idx']],
       ['recentRequests', sql.recentRequests, [10_000, 15], ['sync_batch_started_at_idx']],
+      [
+        'requestRate',
+        sql.requestRate,
+        [new Date(Date.now() - 300_000).toISOString(), 10_000],
+        ['sync_batch_started_at_idx'],
+      ],
       [
         'search',
         sql.search(SEARCHED_IDENTITIES),

@@ -50,6 +50,9 @@ describe.skipIf(skip)('console in a browser', () => {
   let page: Page;
   let base: string;
   const alerts: string[] = [];
+  /** The confirmations the page asked for; the next one is declined while `decline` is set. */
+  const confirms: string[] = [];
+  let decline = false;
   /** Uncaught errors of the page's script: none may happen. */
   const pageErrors: string[] = [];
 
@@ -98,8 +101,10 @@ describe.skipIf(skip)('console in a browser', () => {
     page = context.pages()[0] ?? (await context.newPage());
     page.on('pageerror', (err) => pageErrors.push(err.message));
     page.on('dialog', (d) => {
-      if (d.type() === 'confirm') void d.accept();
-      else {
+      if (d.type() === 'confirm') {
+        confirms.push(d.message());
+        void (decline ? d.dismiss() : d.accept());
+      } else {
         alerts.push(d.message());
         void d.dismiss();
       }
@@ -151,6 +156,30 @@ describe.skipIf(skip)('console in a browser', () => {
     }
     expect(shown).toHaveLength(10);
     expect(await page.locator('#card-slot').textContent()).toContain('active');
+
+    // requests/min: the requests of the five minutes before the overview was made, over the time
+    // since the first of them (at least a minute), from sync_batch; the chart holds every request
+    // of the window, minute by minute.
+    const generatedAt = Date.parse((await page.getAttribute('#page-overview', 'data-generated-at')) ?? '');
+    const batches = await db.query<{ source: string; started_at: Date }>(
+      `SELECT source, started_at FROM "Tuzhan Sync".sync_batch WHERE opt_type <> 'truncate'`,
+    );
+    for (const source of ['profiles', 'memberships']) {
+      const row = page.locator(`tr[data-source="${source}"]`);
+      const all = batches.rows.filter((b) => b.source === source);
+      const recent = all.filter((b) => b.started_at.getTime() > generatedAt - 300_000);
+      expect(recent.length, source).toBeGreaterThan(0);
+      const first = Math.min(...recent.map((b) => b.started_at.getTime()));
+      const expected = (recent.length * 60) / Math.min(300, Math.max(60, (generatedAt - first) / 1000));
+      expect(Number(await row.locator('td.rate').getAttribute('data-rate')), source).toBe(expected);
+      expect(await row.locator('td.rate').textContent()).toBe(expected.toFixed(1));
+      const perMinute = (await row.locator('svg.chart').getAttribute('data-requests')) ?? '';
+      expect(perMinute.split(',')).toHaveLength(15);
+      expect(await row.locator('svg.chart rect.bar').count()).toBe(15);
+      expect(await row.locator('svg.chart polyline.rows').count()).toBe(1);
+      expect(perMinute.split(',').reduce((n, c) => n + Number(c), 0)).toBe(all.length);
+    }
+    expect(await page.locator('#updated').textContent()).toMatch(/^updated \d\d:\d\d:\d\d UTC$/);
     await page.screenshot({ path: join(SHOTS, 'console-overview.png'), fullPage: true });
   });
 
@@ -164,6 +193,8 @@ describe.skipIf(skip)('console in a browser', () => {
     expect(text).toContain('"thirdId": "BAD1"');
     expect(text).toContain('matched by phone');
     expect(text).toMatch(/request#\d+ \(add, \d+ rows?\)/);
+    // Times in UTC, as `tuzhan-cdc status` prints them, saying so.
+    expect(text).toMatch(/committed\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
     await page.screenshot({ path: join(SHOTS, 'console-find.png'), fullPage: true });
   });
 
@@ -180,6 +211,16 @@ describe.skipIf(skip)('console in a browser', () => {
     expect(alerts).toEqual([]);
   });
 
+  it('opened at #/failures directly, the header shows the health and when it was read', async () => {
+    await page.goto(`${base}/console/#/failures`);
+    await page.reload();
+    await page.locator('tr.group').first().waitFor();
+    await eventually(async () => expect(await page.locator('#health').textContent()).toBe('ready'));
+    expect(await page.locator('#updated').textContent()).toMatch(/^updated \d\d:\d\d:\d\d UTC$/);
+    // Not from an overview: this page load never asked for one.
+    expect(await page.locator('#page-overview').evaluate((n) => n.childElementCount)).toBe(0);
+  });
+
   it('the retry button turns a group synced once the platform is fixed, and no other row', async () => {
     await page.goto(`${base}/console/#/failures`);
     const group = page.locator('tr.group[data-source="memberships"]', {
@@ -193,6 +234,15 @@ describe.skipIf(skip)('console in a browser', () => {
       WHERE source = 'memberships' AND row_key = '{"id": "3"}'`;
     const otherBefore = (await db.query(stored)).rows;
     sim.setFaults({ rejectRequestsWith: '' });
+    // "Retry 1" asks first; declined, nothing is sent.
+    decline = true;
+    await group.locator('button.retry').click();
+    decline = false;
+    expect(confirms.at(-1)).toMatch(
+      /^Send the 1 failed row of memberships with the error "rejected by the platform: .*" to the platform again\?$/,
+    );
+    expect(await page.locator('tr.action[data-kind="retry"]').count()).toBe(0);
+    expect((await statusRows(db, 'memberships')).get('{"id":"4"}')?.status).toBe('failed');
     await group.locator('button.retry').click();
     await page.locator('tr.action[data-kind="retry"][data-state="done"]').waitFor({ timeout: 30_000 });
     const after = await statusRows(db, 'memberships');

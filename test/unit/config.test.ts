@@ -58,6 +58,7 @@ describe('loadConfig: defaults and the SPEC example', () => {
       publication: 'tuzhan_cdc',
       statusSchema: 'tuzhan_sync',
       onSlotLost: 'stop',
+      failover: 'auto',
       lagWarnBytes: 1024 ** 3,
     });
     expect(config.tuzhan).toEqual({
@@ -122,6 +123,18 @@ describe('loadConfig: defaults and the SPEC example', () => {
     expect(load(with_((c) => ((c.postgres as Tree).ssl = {}))).postgres.ssl).toEqual({ verify: 'full' });
   });
 
+  it('reads postgres.failover as auto, on or off, and YAML 1.1 booleans as on and off', () => {
+    const failover = (v: unknown) =>
+      load(with_((c) => ((c.postgres as Tree).failover = v))).postgres.failover;
+    expect([failover('on'), failover('off'), failover('auto')]).toEqual(['on', 'off', 'auto']);
+    expect([failover(true), failover(false), failover('true'), failover('false')]).toEqual([
+      'on',
+      'off',
+      'on',
+      'off',
+    ]);
+  });
+
   it('requires http.token when the ops endpoint listens beyond loopback', () => {
     expect(problems(with_((c) => (c.http = { listen: '0.0.0.0:9464' })))).toEqual([
       'http.token: is required when http.listen is not loopback (0.0.0.0): the endpoints would be open to the network',
@@ -129,6 +142,9 @@ describe('loadConfig: defaults and the SPEC example', () => {
     expect(load(with_((c) => (c.http = { listen: '127.0.0.2:9464' }))).http.token).toBeUndefined();
     expect(problems(with_((c) => ((c.postgres as Tree).onSlotLost = 'ignore')))).toEqual([
       'postgres.onSlotLost: expected stop or resync, got "ignore"',
+    ]);
+    expect(problems(with_((c) => ((c.postgres as Tree).failover = 'yes')))).toEqual([
+      'postgres.failover: expected one of auto, on, off, got "yes"',
     ]);
     expect(problems(with_((c) => ((c.postgres as Tree).ssl = { verify: 'yes' })))).toEqual([
       'postgres.ssl.verify: expected one of full, ca, none, got "yes"',

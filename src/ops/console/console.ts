@@ -70,7 +70,7 @@ const STATIC: Record<string, { file: string; type: string }> = {
   '/console/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/console/app.css': { file: 'app.css', type: 'text/css; charset=utf-8' },
   ...Object.fromEntries(
-    ['app', 'api', 'dom', 'overview', 'find', 'failures'].map((m) => [
+    ['app', 'api', 'dom', 'chart', 'health', 'overview', 'find', 'failures'].map((m) => [
       `/console/${m}.js`,
       { file: `${m}.js`, type: 'text/javascript; charset=utf-8' },
     ]),
@@ -188,6 +188,8 @@ export function createConsole(o: ConsoleOptions): WebConsole {
     q: URLSearchParams,
   ): Promise<{ status?: number; body: unknown }> {
     switch (path) {
+      case '/console/api/health': // the header's pill on every page, without the overview's queries
+        return { body: { generatedAt: new Date().toISOString(), ...(o.readiness?.() ?? { ready: null }) } };
       case '/console/api/overview':
         return { body: { ...(await overview.read()), actions: actions.slice(-5).reverse() } };
       case '/console/api/search': {

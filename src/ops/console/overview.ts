@@ -8,6 +8,7 @@ import { readSlot } from '../../source/slot.js';
 import { consoleSql } from '../../status/console-sql.js';
 import { readRecentBackfills } from '../../status/recent-backfills.js';
 import { iso, type ConsoleDataOptions } from './data.js';
+import { RATE_WINDOW, recentRate } from './request-rate.js';
 
 /** Below this many rows (the planner's estimate) sync_status is counted exactly at every refresh. */
 export const EXACT_COUNT_LIMIT = 500_000;
@@ -31,6 +32,7 @@ export class ConsoleOverview {
   async read(): Promise<Record<string, unknown>> {
     const { pool, config } = this.o;
     const slotName = config.postgres.slot;
+    const now = new Date();
     const [estimate, slot, keep, live] = await Promise.all([
       pool.query<{ rows: number }>(this.sql.tableEstimate, [this.schema]),
       readSlot(pool, slotName),
@@ -55,7 +57,7 @@ export class ConsoleOverview {
           : null,
     };
     const base = {
-      generatedAt: new Date().toISOString(),
+      generatedAt: now.toISOString(),
       statusSchema: this.schema,
       bridge: live.bridge,
       slot: slotInfo,
@@ -69,7 +71,7 @@ export class ConsoleOverview {
         sources: [],
       };
 
-    const [counts, backlog, requests, snapshot, backfills] = await Promise.all([
+    const [counts, backlog, requests, rates, snapshot, backfills] = await Promise.all([
       this.counts(tableRows),
       pool.query<{ source: string; n: string; oldest: Date | null; age: number | null }>(this.sql.backlog),
       pool.query<{
@@ -80,6 +82,10 @@ export class ConsoleOverview {
         rows: number;
         newest: Date;
       }>(this.sql.recentRequests, [REQUEST_WINDOW.requests, REQUEST_WINDOW.minutes]),
+      pool.query<{ source: string; requests: number; rows: number; oldest: Date }>(this.sql.requestRate, [
+        new Date(now.getTime() - RATE_WINDOW.maxSeconds * 1000),
+        REQUEST_WINDOW.requests,
+      ]),
       pool.query<{ started: Date | null; done: Date | null; rows: string | null; reason: string | null }>(
         this.sql.snapshot,
         [slotName],
@@ -95,11 +101,13 @@ export class ConsoleOverview {
       const outcomes = Object.fromEntries(
         OUTCOMES.map((o) => [o, inWindow.filter((r) => r.outcome === o).reduce((n, r) => n + r.requests, 0)]),
       );
-      const perMinute = new Map<string, number>();
+      const perMinute = new Map<string, { requests: number; rows: number }>();
       for (const r of inWindow) {
         const k = (r.minute as Date).toISOString();
-        perMinute.set(k, (perMinute.get(k) ?? 0) + r.requests);
+        const m = perMinute.get(k) ?? { requests: 0, rows: 0 };
+        perMinute.set(k, { requests: m.requests + r.requests, rows: m.rows + r.rows });
       }
+      const rate = rates.rows.find((r) => r.source === name);
       const newest = (rows: typeof reqs) =>
         rows.reduce<Date | null>((m, r) => (m === null || r.newest > m ? r.newest : m), null);
       const source = config.sources.find((s) => s.name === name);
@@ -123,8 +131,9 @@ export class ConsoleOverview {
           rows: inWindow.reduce((n, r) => n + r.rows, 0),
           perMinute: [...perMinute]
             .sort(([a], [b]) => a.localeCompare(b))
-            .map(([minute, n]) => ({ minute, requests: n })),
+            .map(([minute, n]) => ({ minute, ...n })),
           outcomes,
+          rate: recentRate(rate?.requests ?? 0, rate?.rows ?? 0, rate?.oldest ?? null, now),
         },
         progress: live.progress.filter((p) => p.source === name),
       };

@@ -7,6 +7,7 @@ import { TOKEN_KEY } from './api.js';
 import { $ } from './dom.js';
 import { loadFailures } from './failures.js';
 import { find } from './find.js';
+import { refreshHealth } from './health.js';
 import { haveSources, loadOverview } from './overview.js';
 
 const REFRESH_MS = 5000;
@@ -30,6 +31,8 @@ function current() {
 
 function route() {
   const { page, query } = current();
+  // The overview brings the health with it; every other page asks for it alone.
+  if (page !== 'overview') refreshHealth();
   for (const s of document.querySelectorAll('[data-page]')) s.hidden = s.dataset.page !== page;
   for (const a of document.querySelectorAll('[data-tab]'))
     a.classList.toggle('active', a.dataset.tab === page);
@@ -51,5 +54,6 @@ setInterval(() => {
   if (!$('auto').checked || document.hidden || !$('login').hidden) return;
   const { page } = current();
   if (page === 'overview') loadOverview();
+  else refreshHealth();
 }, REFRESH_MS);
 route();

@@ -53,7 +53,14 @@ export function ago(isoTime) {
   return `${duration((Date.now() - Date.parse(isoTime)) / 1000)} ago`;
 }
 
-export const time = (isoTime) => (isoTime ? new Date(isoTime).toLocaleString() : '–');
+// Times in UTC, as `tuzhan-cdc status` and the log print them, saying so; the browser's own zone
+// is in the tooltip (`timeEl`).
+const utc = (isoTime) => new Date(isoTime).toISOString().replace('T', ' ').slice(0, 19);
+export const time = (isoTime) => (isoTime ? `${utc(isoTime)} UTC` : '–');
+export const clock = (isoTime) => `${utc(isoTime).slice(11)} UTC`;
+/** A time as text in UTC, with the browser's local time as its tooltip. */
+export const timeEl = (isoTime) =>
+  el('time', isoTime ? { dateTime: isoTime, title: new Date(isoTime).toString() } : {}, time(isoTime));
 export const pill = (status) => el('span', { className: `pill s-${status}` }, status);
 export const json = (v) => el('pre', {}, v === null || v === undefined ? '–' : JSON.stringify(v, null, 2));
 

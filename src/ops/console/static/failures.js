@@ -1,6 +1,6 @@
 // Failures grouped by error, a group's rows, and the actions (retry, backfill) taken from here.
 import { api, showError } from './api.js';
-import { $, ago, el, fill, json, num, pill, table, time } from './dom.js';
+import { $, ago, el, fill, json, num, pill, table, timeEl } from './dom.js';
 
 let failuresOffset = 0;
 const PAGE = 20;
@@ -97,7 +97,7 @@ async function loadGroupRows(g, after) {
         el('td', {}, el('code', {}, JSON.stringify(r.rowKey))),
         el('td', {}, r.op),
         el('td', { className: 'num' }, num(r.attempts)),
-        el('td', {}, time(r.syncedAt)),
+        el('td', {}, timeEl(r.syncedAt)),
         el('td', {}, json(r.payload)),
       ),
     );
@@ -157,6 +157,9 @@ function describeResult(a) {
 }
 
 async function retry(g, button) {
+  const what = `${num(g.rows)} failed row${g.rows === 1 ? '' : 's'} of ${g.source}`;
+  const error = g.error ?? '(no error text)';
+  if (!confirm(`Send the ${what} with the error "${error}" to the platform again?`)) return;
   button.disabled = true;
   try {
     await api('retry', { method: 'POST', body: { group: g.id } });

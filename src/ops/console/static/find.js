@@ -1,6 +1,6 @@
 // Find a customer: by source key or by an identity the bridge sent.
 import { api, showError } from './api.js';
-import { $, dl, el, fill, json, num, pill, time } from './dom.js';
+import { $, dl, el, fill, json, num, pill, timeEl } from './dom.js';
 
 function renderRequest(r, row) {
   if (!r)
@@ -13,7 +13,7 @@ function renderRequest(r, row) {
     );
   return dl([
     ['request', `#${r.id} (${r.optType}, ${num(r.rows)} rows)`],
-    ['sent', time(r.startedAt)],
+    ['sent', timeEl(r.startedAt)],
     ['took', r.durationMs === null ? '–' : `${num(r.durationMs)} ms`],
     ['HTTP', r.httpStatus ?? 'no answer'],
     ['code / msg', `${r.code ?? '–'} ${r.msg ?? ''}`],
@@ -72,8 +72,8 @@ function renderFind(res) {
             {},
             el('h3', {}, 'Latest change'),
             dl([
-              ['committed', time(row.committedAt)],
-              ['outcome stored', time(row.syncedAt)],
+              ['committed', timeEl(row.committedAt)],
+              ['outcome stored', timeEl(row.syncedAt)],
               ['lsn', row.lsn ?? '–'],
             ]),
           ),

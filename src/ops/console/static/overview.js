@@ -1,6 +1,11 @@
-// The overview page: per source counts, backlog, requests; the slot, snapshot and backfills.
+// The overview page: the bridge, the slot and the snapshot as cards; per source counts, backlog,
+// requests; running syncs and the latest backfills. Each card, each column of the sources table
+// and each section is one entry of CARDS, SOURCE_COLUMNS or SECTIONS below: a new figure (held
+// rows, the learned request rate) is a function added to one of them.
 import { api, showError } from './api.js';
-import { $, ago, bar, bytes, dl, duration, el, fill, num, table, time } from './dom.js';
+import { activityChart } from './chart.js';
+import { $, ago, bar, bytes, dl, duration, el, fill, num, table, time, timeEl } from './dom.js';
+import { showHealth } from './health.js';
 
 const STATUSES = ['synced', 'failed', 'retrying', 'accepted', 'skipped'];
 
@@ -14,56 +19,34 @@ function fillSources(names) {
     for (const n of names) $(id).append(el('option', { value: n }, n));
 }
 
-function sparkline(perMinute, minutes) {
-  const blocks = '▁▂▃▄▅▆▇█';
-  const byMinute = new Map(perMinute.map((p) => [Date.parse(p.minute), p.requests]));
-  const now = Math.floor(Date.now() / 60000) * 60000;
-  const counts = [];
-  for (let i = minutes - 1; i >= 0; i--) counts.push(byMinute.get(now - i * 60000) ?? 0);
-  const max = Math.max(...counts, 1);
-  return counts.map((c) => (c === 0 ? '·' : blocks[Math.min(7, Math.floor((c / max) * 7.99))])).join('');
-}
+const card = (id, title, ...body) => el('div', { className: 'card', id }, el('h3', {}, title), ...body);
 
-function renderOverview(o) {
-  const page = $('page-overview');
-  fillSources(o.sources.filter((s) => s.configured).map((s) => s.name));
-  const health = $('health');
-  const streaming = o.bridge.checks?.streaming;
-  health.textContent = o.bridge.ready === null ? 'no bridge' : o.bridge.ready ? 'ready' : 'not ready';
-  health.className = `pill ${o.bridge.ready ? 'ok' : 'bad'}`;
-  health.title = JSON.stringify(o.bridge.checks ?? {});
-
-  const s = o.slot;
-  const cards = el(
-    'div',
-    { className: 'cards' },
-    el(
-      'div',
-      { className: 'card', id: 'card-bridge' },
-      el('h3', {}, 'Bridge'),
+/** The cards at the top, in order; each takes the overview (GET /console/api/overview). */
+const CARDS = [
+  (o) => {
+    const streaming = o.bridge.checks?.streaming;
+    return card(
+      'card-bridge',
+      'Bridge',
       dl([
         ['streaming', streaming === undefined ? '–' : streaming ? 'yes' : 'no'],
         ['platform', String(o.bridge.checks?.credentials ?? '–')],
         ['buffered rows', num(o.bridge.bufferedRows)],
         ['in flight', num(o.bridge.inflightRows)],
       ]),
-    ),
-    el(
-      'div',
-      { className: 'card', id: 'card-slot' },
-      el('h3', {}, `Slot ${s.name}`),
+    );
+  },
+  (o) => {
+    const s = o.slot;
+    const risky = s.walStatus === 'lost' || s.walStatus === 'unreserved';
+    return card(
+      'card-slot',
+      `Slot ${s.name}`,
       dl([
         ['state', !s.exists ? 'missing' : s.active ? 'active' : 'inactive'],
         ['lag', el('span', { dataset: { lagBytes: String(s.lagBytes ?? '') } }, bytes(s.lagBytes))],
         ['lag (time)', duration(s.lagSeconds)],
-        [
-          'wal_status',
-          el(
-            'span',
-            { className: s.walStatus === 'lost' || s.walStatus === 'unreserved' ? 'bad' : '' },
-            s.walStatus ?? '–',
-          ),
-        ],
+        ['wal_status', el('span', { className: risky ? 'bad' : '' }, s.walStatus ?? '–')],
         [
           'WAL headroom',
           s.maxSlotWalKeepSizeBytes === null
@@ -76,50 +59,44 @@ function renderOverview(o) {
               ),
         ],
       ]),
-    ),
-    el(
-      'div',
-      { className: 'card', id: 'card-snapshot' },
-      el('h3', {}, 'Snapshot'),
+    );
+  },
+  (o) =>
+    card(
+      'card-snapshot',
+      'Snapshot',
       o.snapshot
         ? dl([
             ['reason', o.snapshot.reason ?? 'first start'],
-            ['started', time(o.snapshot.startedAt)],
-            ['finished', o.snapshot.doneAt ? time(o.snapshot.doneAt) : 'running'],
+            ['started', timeEl(o.snapshot.startedAt)],
+            ['finished', o.snapshot.doneAt ? timeEl(o.snapshot.doneAt) : 'running'],
             ['rows', num(o.snapshot.rows)],
           ])
         : el('p', { className: 'muted' }, o.ready ? 'none yet' : o.message),
     ),
-  );
+];
 
-  const progress = o.sources.flatMap((src) =>
-    src.progress.map((p) =>
-      el(
-        'div',
-        { className: 'card' },
-        el('h3', {}, `${p.kind} of ${src.name}`),
-        bar(p.done, p.total, p.kind),
-      ),
-    ),
-  );
-
-  const sourceRows = o.sources.map((src) => {
-    const r = src.requests;
-    const outcomes = Object.entries(r.outcomes)
-      .filter(([, n]) => n > 0)
-      .map(([k, n]) => `${k} ${num(n)}`)
-      .join(', ');
-    return el(
-      'tr',
-      { dataset: { source: src.name } },
+/** The columns of the sources table: a header, and a cell per source (`src`, with the overview `o`). */
+const SOURCE_COLUMNS = [
+  {
+    label: 'source',
+    cell: (src) =>
       el('td', {}, src.name, src.configured ? '' : el('span', { className: 'muted' }, ' (not configured)')),
-      STATUSES.map((st) =>
-        el(
-          'td',
-          { className: `num s-${st}`, dataset: { status: st, count: String(src.counts[st]) } },
-          `${!src.exact && st === 'synced' ? '≈' : ''}${num(src.counts[st])}`,
-        ),
+  },
+  ...STATUSES.map((st) => ({
+    label: st,
+    num: true,
+    cell: (src) =>
+      el(
+        'td',
+        { className: `num s-${st}`, dataset: { status: st, count: String(src.counts[st]) } },
+        `${!src.exact && st === 'synced' ? '≈' : ''}${num(src.counts[st])}`,
       ),
+  })),
+  {
+    label: 'backlog',
+    num: true,
+    cell: (src) =>
       el(
         'td',
         { className: 'num', dataset: { backlog: String(src.backlog.rows) } },
@@ -128,59 +105,88 @@ function renderOverview(o) {
           ? el('div', { className: 'muted' }, `oldest ${duration(src.backlog.ageSeconds)}`)
           : '',
       ),
+  },
+  {
+    label: 'last success',
+    cell: (src) =>
       el(
         'td',
         { title: time(src.lastSuccessAt) },
         src.lastSuccessAt ? ago(src.lastSuccessAt) : 'none recently',
       ),
+  },
+  {
+    label: 'requests/min',
+    num: true,
+    cell: (src) => {
+      const r = src.requests.rate;
+      const over =
+        r.overSeconds > 0 ? `over the last ${duration(r.overSeconds)}` : 'no request in the last 5 min';
+      return el(
+        'td',
+        {
+          className: 'num rate',
+          title: `${r.requestsPerMinute.toFixed(1)} requests and ${r.rowsPerMinute.toFixed(1)} rows a minute, ${over}`,
+          dataset: { rate: String(r.requestsPerMinute) },
+        },
+        r.requestsPerMinute.toFixed(1),
+      );
+    },
+  },
+  {
+    label: (o) => `requests and rows, last ${windowOf(o)} min`,
+    cell: (src, o) =>
       el(
         'td',
-        { className: 'num' },
-        (r.total / r.windowMinutes).toFixed(1),
+        { className: 'activity' },
+        activityChart(src.requests.perMinute, src.requests.windowMinutes, Date.parse(o.generatedAt)),
+      ),
+  },
+  {
+    label: (o) => `outcomes (last ${windowOf(o)} min)`,
+    cell: (src) =>
+      el(
+        'td',
+        { className: 'text' },
+        Object.entries(src.requests.outcomes)
+          .filter(([, n]) => n > 0)
+          .map(([k, n]) => `${k} ${num(n)}`)
+          .join(', ') || '–',
+      ),
+  },
+];
+
+const windowOf = (o) => o.sources[0]?.requests.windowMinutes ?? 15;
+
+/** The sections under the cards, in order; each returns its nodes (or nothing). */
+const SECTIONS = [
+  (o) => {
+    const running = o.sources.flatMap((src) =>
+      src.progress.map((p) =>
         el(
           'div',
-          { className: 'spark', title: `requests per minute, last ${r.windowMinutes} min` },
-          sparkline(r.perMinute, r.windowMinutes),
+          { className: 'card' },
+          el('h3', {}, `${p.kind} of ${src.name}`),
+          bar(p.done, p.total, p.kind),
         ),
       ),
-      el('td', { className: 'text' }, outcomes || '–'),
     );
-  });
-
-  const backfills = o.backfills?.length
-    ? table(
-        ['#', 'source', 'reason', 'status', 'progress', 'requested', 'error'],
-        o.backfills.map((b) =>
-          el(
-            'tr',
-            { dataset: { backfill: b.id } },
-            el('td', {}, b.id),
-            el('td', {}, b.source),
-            el('td', {}, b.reason),
-            el('td', {}, b.status),
-            el('td', {}, bar(b.rowsDone, b.rowsTotal, 'backfill')),
-            el('td', {}, time(b.requestedAt)),
-            el('td', { className: 'text' }, b.error ?? ''),
-          ),
-        ),
-      )
-    : el('p', { className: 'muted' }, 'none');
-
-  fill(
-    page,
-    cards,
-    progress.length ? [el('h2', {}, 'Running'), el('div', { className: 'cards' }, progress)] : '',
+    return running.length ? [el('h2', {}, 'Running'), el('div', { className: 'cards' }, running)] : '';
+  },
+  (o) => [
     el('h2', {}, 'Sources'),
     table(
-      [
-        'source',
-        ...STATUSES.map((st) => ({ label: st, num: true })),
-        { label: 'backlog', num: true },
-        'last success',
-        { label: 'requests/min', num: true },
-        `outcomes (last ${o.sources[0]?.requests.windowMinutes ?? 15} min)`,
-      ],
-      sourceRows,
+      SOURCE_COLUMNS.map((c) => ({
+        label: typeof c.label === 'function' ? c.label(o) : c.label,
+        num: c.num,
+      })),
+      o.sources.map((src) =>
+        el(
+          'tr',
+          { dataset: { source: src.name } },
+          SOURCE_COLUMNS.map((c) => c.cell(src, o)),
+        ),
+      ),
     ),
     o.sources.some((src) => !src.exact)
       ? el(
@@ -189,10 +195,44 @@ function renderOverview(o) {
           '≈ synced rows estimated from the table statistics (a large table); the other counts are exact.',
         )
       : '',
+  ],
+  (o) => [
     el('h2', {}, 'Backfills'),
-    backfills,
+    o.backfills?.length
+      ? table(
+          ['#', 'source', 'reason', 'status', 'progress', 'requested', 'error'],
+          o.backfills.map((b) =>
+            el(
+              'tr',
+              { dataset: { backfill: b.id } },
+              el('td', {}, b.id),
+              el('td', {}, b.source),
+              el('td', {}, b.reason),
+              el('td', {}, b.status),
+              el('td', {}, bar(b.rowsDone, b.rowsTotal, 'backfill')),
+              el('td', {}, timeEl(b.requestedAt)),
+              el('td', { className: 'text' }, b.error ?? ''),
+            ),
+          ),
+        )
+      : el('p', { className: 'muted' }, 'none'),
+  ],
+];
+
+function renderOverview(o) {
+  fillSources(o.sources.filter((s) => s.configured).map((s) => s.name));
+  showHealth(o.bridge, o.generatedAt);
+  const page = $('page-overview');
+  page.dataset.generatedAt = o.generatedAt;
+  fill(
+    page,
+    el(
+      'div',
+      { className: 'cards' },
+      CARDS.map((c) => c(o)),
+    ),
+    SECTIONS.map((s) => s(o)),
   );
-  $('updated').textContent = `updated ${new Date(o.generatedAt).toLocaleTimeString()}`;
 }
 
 export async function loadOverview() {
