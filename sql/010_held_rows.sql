@@ -50,3 +50,10 @@ BEGIN
                    CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::regrole::text END);
   END LOOP;
 END $$;
+
+-- Settling what is held is a job for the bridge that holds the slot (008): an approval re-syncs
+-- the held keys on its lanes, a rejection records them `skipped`, and either tells its guard
+-- that the keys are held no more.
+ALTER TABLE job DROP CONSTRAINT job_kind_check;
+ALTER TABLE job ADD CONSTRAINT job_kind_check CHECK (kind IN ('backfill', 'retry', 'approve', 'reject'));
+COMMENT ON COLUMN job.kind IS 'backfill, retry (of failed rows), approve or reject (of held rows).';

@@ -98,7 +98,8 @@ export interface DispatcherOptions {
 }
 
 export class Dispatcher {
-  private readonly guard: RemovalGuard | undefined;
+  /** The removal guard, when the dispatcher has one (`held`): an operator's decisions reach it. */
+  readonly guard: RemovalGuard | undefined;
 
   constructor(private readonly o: DispatcherOptions) {
     this.guard = o.held

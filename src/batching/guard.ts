@@ -113,15 +113,16 @@ export class RemovalGuard {
     const waits = (i: Item) => i.verdict === 'wait';
     const limit = await this.limitOf(source, s, items.some(waits) || s.queue.some(waits));
 
-    // The flush window as a whole, then each transaction in it (with its entries waiting already).
+    // Each transaction (with its entries waiting already), then what the window's transactions
+    // still send together: many small transactions can make a mass removal too.
     const removals = items.filter((i) => i.verdict === 'wait');
-    if (limit !== null && removals.length > limit.n) {
-      const reason = this.reason(source, removals.length, limit, windowOf(removals));
-      for (const i of removals) i.verdict = { hold: reason };
-      for (const i of removals) if (i.entry.holder) this.heldTx.set(i.entry.holder, reason);
-      this.o.onHeld?.(source, removals.length, reason);
-    } else {
-      for (const [tx, own] of byTransaction(removals)) this.judgeTx(source, s, limit, tx, own);
+    for (const [tx, own] of byTransaction(removals)) this.judgeTx(source, s, limit, tx, own);
+    const rest = removals.filter((i) => i.verdict === 'send' || i.verdict === 'wait');
+    if (limit !== null && rest.length > limit.n) {
+      const reason = this.reason(source, rest.length, limit, windowOf(rest));
+      for (const i of rest) i.verdict = { hold: reason };
+      for (const i of rest) if (i.entry.holder) this.heldTx.set(i.entry.holder, reason);
+      this.o.onHeld?.(source, rest.length, reason);
     }
     this.decideCommitted(source, s, limit);
     this.route(source, s, items);

@@ -15,8 +15,11 @@ import { Delivery, type PlatformSender } from '../delivery/delivery.js';
 import { errorMessage, isConnectionLoss } from '../errors.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import { Leadership } from '../source/leader.js';
+import type { RemovalGuard } from '../batching/guard.js';
 import type { RemovalLimit } from '../config/guard.js';
 import { HeldStore } from '../status/held.js';
+import { settleHeld, type HeldAction, type HeldParams, type HeldResult } from './held.js';
+import type { PlatformProbe } from './sources.js';
 import { SentMark } from '../status/sent-mark.js';
 import { StatusStore } from '../status/status-store.js';
 import { pgClientConfig } from '../util/pg-connection.js';
@@ -28,6 +31,10 @@ export interface Stages {
   leadership: Leadership;
   batcher: Batcher;
   held: HeldStore;
+  /** The dispatcher's removal guard (held keys), told of an operator's decisions. */
+  guard: RemovalGuard | undefined;
+  /** Approves or rejects held rows on these lanes, telling the guard (./held.ts). */
+  settleHeld(action: HeldAction, params: HeldParams, platform?: PlatformProbe): Promise<HeldResult[]>;
   /** The dispatcher's lanes and delivery, for the senders outside the stream (jobs, the console). */
   lanes: Lanes;
 }
@@ -92,7 +99,19 @@ export function buildStages(o: StagesOptions): Stages {
   const batcher: Batcher = new Batcher(config.batching, dispatcher, (buffered, inflight) =>
     events.emit('buffer', { buffered, inflight }),
   );
-  return { pool, store, sent, leadership, batcher, held, lanes };
+  const guard = dispatcher.guard;
+  return {
+    pool,
+    store,
+    sent,
+    leadership,
+    batcher,
+    held,
+    guard,
+    lanes,
+    settleHeld: (action, params, platform) =>
+      settleHeld({ config, pool, store, sent, lanes, held, guard }, action, params, platform),
+  };
 }
 
 /** Each source's removal limit: its own `guard`, else the top level's. */

@@ -29,7 +29,8 @@ import { Router } from '../router/router.js';
 import { ReplicationSession } from './session.js';
 import { watchSlot } from './slot-watch.js';
 import { watchStatus } from './status-watch.js';
-import { buildStages } from './stages.js';
+import { buildStages, type Stages } from './stages.js';
+import type { HeldAction, HeldParams, HeldResult } from './held.js';
 import { backfillHandler } from './backfill.js';
 import { awaitJob, runJobs, type JobHandler } from './jobs.js';
 import { runRetry, type RetryParams, type SourceRetry } from './retry-failed.js';
@@ -74,6 +75,7 @@ export class Bridge {
   private messages = false;
   private jobs: Promise<void> | undefined;
   private readonly lanes: Lanes;
+  private readonly settleOnLanes: Stages['settleHeld'];
   private tracker = new PositionTracker(0n);
   private session: ReplicationSession | undefined;
   private readonly halt = new AbortController();
@@ -100,6 +102,7 @@ export class Bridge {
       leadership: this.leadership,
       batcher: this.batcher,
       lanes: this.lanes,
+      settleHeld: this.settleOnLanes,
     } = buildStages({
       config: this.config,
       logger: this.logger,
@@ -200,6 +203,8 @@ export class Bridge {
     this.loop.catch(() => {});
     const handlers: Partial<Record<JobKind, JobHandler>> = {
       retry: (job) => this.retryOnLanes((job.params ?? {}) as RetryParams),
+      approve: (job) => this.settleHeld('approve', (job.params ?? {}) as HeldParams),
+      reject: (job) => this.settleHeld('reject', (job.params ?? {}) as HeldParams),
     };
     // Backfills read between watermarks in the stream: logical decoding messages, PostgreSQL 14+.
     if (this.messages)
@@ -241,6 +246,28 @@ export class Bridge {
       reason: 'requested',
     });
     return (await awaitJob(this.pool, statusSchema, id, { signal: this.halt.signal })) as SourceRetry[];
+  }
+
+  /**
+   * Approves or rejects held rows (the jobs of `tuzhan-cdc held`, the console's buttons) on this
+   * bridge's lanes while it holds the slot, else as a job for the bridge that does.
+   */
+  async settleHeld(action: HeldAction, params: HeldParams): Promise<HeldResult[]> {
+    const { check } = this.o.sender;
+    if (this.leadership.held)
+      return this.settleOnLanes(
+        action,
+        params,
+        check ? { check: () => check.call(this.o.sender) } : undefined,
+      );
+    const { slot, statusSchema } = this.config.postgres;
+    const id = await requestJob(this.pool, statusSchema, slot, {
+      kind: action,
+      source: params.source ?? null,
+      params: { ...params },
+      reason: 'requested',
+    });
+    return (await awaitJob(this.pool, statusSchema, id, { signal: this.halt.signal })) as HeldResult[];
   }
 
   /** The retry on this bridge's own lanes, in order with what it streams. */

@@ -6,9 +6,10 @@
  * schema name, as in sql.ts; this file keeps the guard's apart from the write path's.
  */
 import type pg from 'pg';
-import { formatLsn, parseLsn } from '../util/lsn.js';
+import { formatLsn } from '../util/lsn.js';
 import { quoteIdent } from '../util/sql.js';
 import type { RetryingQuery } from './sent-mark.js';
+import { failedRowOf, type FailedRow, type FailedRowRecord } from './status-store.js';
 
 /** The reason recorded for a key whose later change is held with an earlier one. */
 export const HELD_WITH_EARLIER = 'held with an earlier change of this key (see tuzhan-cdc held)';
@@ -44,9 +45,13 @@ export function heldSql(schemaName: string) {
       WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status = 'held'`,
 
     /** $1 source, $2 last key (or null), $3 page size: held rows in key order, with what the platform holds. */
-    heldRows: `SELECT key AS k, op, payload, lsn::text AS lsn, committed_at FROM ${row}
+    heldRows: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${row}
       WHERE source_id = ${sourceId('$1')} AND status = 'held' AND ($2::text IS NULL OR key > $2::text)
       ORDER BY key LIMIT $3`,
+
+    /** $1 source, $2 keys: those of them held now, with what the platform holds. */
+    heldRowsByKey: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${row}
+      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status = 'held'`,
 
     /** $1 source (or null): what is held, per source and reason, oldest first. */
     summary: `SELECT source, reason, rows::int AS rows, held_since FROM ${schema}.sync_held
@@ -62,15 +67,6 @@ export function heldSql(schemaName: string) {
     /** $1 source: numbers a source in sync_source once (as sql.ts's ensureSource). */
     ensureSource: `INSERT INTO ${schema}.sync_source (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`,
   };
-}
-
-/** A held key as approval reads it: what the platform still holds for it. */
-export interface HeldRow {
-  rowKey: string;
-  op: string;
-  payload: Record<string, unknown> | null;
-  lsn: bigint;
-  committedAt: Date | null;
 }
 
 /** What is held for one reason. */
@@ -128,30 +124,27 @@ export class HeldStore {
     return new Set(res.rows.map((r) => r.k));
   }
 
-  /** A source's held rows, page by page in key order. */
-  async *heldRows(source: string, pageSize = 500): AsyncGenerator<HeldRow[]> {
+  /** A source's held rows, page by page in key order, with what the platform still holds. */
+  async *heldRows(source: string, pageSize = 500): AsyncGenerator<FailedRow[]> {
     let after: string | null = null;
     for (;;) {
-      const res: pg.QueryResult<{
-        k: string;
-        op: string;
-        payload: Record<string, unknown> | null;
-        lsn: string | null;
-        committed_at: Date | null;
-      }> = await this.withRetry('reading held rows', () =>
-        this.db.query(this.sql.heldRows, [source, after, pageSize]),
+      const res: pg.QueryResult<FailedRowRecord> = await this.withRetry('reading held rows', () =>
+        this.db.query<FailedRowRecord>(this.sql.heldRows, [source, after, pageSize]),
       );
       if (res.rows.length === 0) return;
-      yield res.rows.map((r) => ({
-        rowKey: r.k,
-        op: r.op,
-        payload: r.payload,
-        lsn: r.lsn ? parseLsn(r.lsn) : 0n,
-        committedAt: r.committed_at,
-      }));
+      yield res.rows.map(failedRowOf);
       if (res.rows.length < pageSize) return;
       after = res.rows[res.rows.length - 1]?.k ?? null;
     }
+  }
+
+  /** Those of these keys held now, with what the platform holds. */
+  async heldRowsByKey(source: string, keys: readonly string[]): Promise<FailedRow[]> {
+    if (keys.length === 0) return [];
+    const res = await this.withRetry('reading held rows', () =>
+      this.db.query<FailedRowRecord>(this.sql.heldRowsByKey, [source, keys]),
+    );
+    return res.rows.map(failedRowOf);
   }
 
   /** What is held, per source and reason, oldest first. */

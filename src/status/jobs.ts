@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { quoteIdent } from '../util/sql.js';
 
 /** What a job does: a backfill of a source, a retry of failed rows, an approval of held rows. */
-export const JOB_KINDS = ['backfill', 'retry', 'approve'] as const;
+export const JOB_KINDS = ['backfill', 'retry', 'approve', 'reject'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
 export type JobStatus = 'pending' | 'running' | 'done' | 'failed' | 'cancelled';

@@ -46,7 +46,8 @@ export interface FailedRow {
 }
 
 /** A failed row as the statements read it. */
-interface FailedRowRecord {
+/** A sync_status row as the failed and held rows' reads return it. */
+export interface FailedRowRecord {
   k: string;
   attempts: number;
   lsn: string | null;
@@ -54,7 +55,7 @@ interface FailedRowRecord {
   payload: Record<string, unknown> | null;
 }
 
-function failedRowOf(r: FailedRowRecord): FailedRow {
+export function failedRowOf(r: FailedRowRecord): FailedRow {
   return {
     rowKey: r.k,
     attempts: r.attempts,

@@ -136,6 +136,20 @@ describe('removal guard', () => {
     ]);
   });
 
+  it('a transaction above the limit is held alone: small ones in the same window go on', async () => {
+    const h = harness(rows(2));
+    const big = tx(true);
+    const small = tx(true);
+    await h.guard.judge('s', [
+      planned(1, 'del', big),
+      planned(2, 'del', big),
+      planned(3, 'del', big),
+      planned(4, 'del', small),
+    ]);
+    expect(h.held.flatMap((x) => x.keys)).toEqual([1, 2, 3]);
+    expect(h.sent).toEqual([[4]]);
+  });
+
   it('removals of a transaction still being read wait for its COMMIT, then go as the flushes they came in', async () => {
     const h = harness(rows(3));
     const t = tx(false);
