@@ -18,6 +18,8 @@ export interface FlushSink {
   forgetOpen?(): void;
   /** Let what waits for the open transaction's COMMIT go now (a TRUNCATE within it). */
   settleOpen?(): void;
+  /** The sources with entries of this transaction waiting for its COMMIT. */
+  waitsFor?(tx: Holder): readonly string[];
 }
 
 class SourceBuffer {
@@ -95,10 +97,21 @@ export class Batcher {
     }, delayMs);
   }
 
-  /** Hands a source's buffer to the dispatcher (in flush order). */
-  flush(source: string): void {
+  /**
+   * A transaction's COMMIT was read: the sources with its removals waiting in the guard are flushed
+   * (even empty), so that the guard judges the transaction with every change of it in hand.
+   */
+  committed(tx: Holder): void {
+    for (const source of this.sink.waitsFor?.(tx) ?? []) this.flush(source, true);
+  }
+
+  /** Hands a source's buffer to the dispatcher (in flush order); with `evenEmpty`, an empty one too. */
+  flush(source: string, evenEmpty = false): void {
     const buf = this.buffers.get(source);
-    if (!buf || buf.entries.size === 0) return;
+    if (!buf || buf.entries.size === 0) {
+      if (evenEmpty) this.dispatch(source, []);
+      return;
+    }
     clearTimeout(buf.debounce);
     clearTimeout(buf.maxWait);
     buf.debounce = undefined;
@@ -108,6 +121,10 @@ export class Batcher {
     this.buffered -= entries.length;
     this.inflight += entries.length;
     this.report();
+    this.dispatch(source, entries);
+  }
+
+  private dispatch(source: string, entries: Entry[]): void {
     this.chain = this.chain
       .then(() => this.sink.dispatch(source, entries))
       .catch((err: unknown) => {

@@ -246,6 +246,11 @@ export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect
   if (reason !== undefined)
     return parts.length ? { kind: 'send', parts, failure: reason } : { kind: 'failed', reason };
   if (parts.length === 0) {
+    if (a === null && b !== null && prior.every((p) => p.groups !== null))
+      return {
+        kind: 'skipped',
+        reason: 'row gone; nothing of it to remove (no group of it, or other rows of the source hold them)',
+      };
     if (a === null) return { kind: 'skipped', reason: 'row gone (or outside the filter) before it was sent' };
     return { kind: 'skipped', reason: 'no groups to add' };
   }

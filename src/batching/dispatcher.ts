@@ -9,7 +9,7 @@
 import type { Logger } from 'pino';
 import type { RemovalLimit } from '../config/guard.js';
 import type { SourceConfig } from '../config/types.js';
-import type { OptType } from '../domain/types.js';
+import type { Holder, OptType } from '../domain/types.js';
 import { errorMessage } from '../errors.js';
 import type { Image } from '../domain/change.js';
 import type { LastSent } from '../status/status-store.js';
@@ -145,6 +145,11 @@ export class Dispatcher {
   /** The session ended: what waits for a COMMIT that will not come in it is forgotten. */
   forgetOpen(): void {
     this.guard?.forgetOpen();
+  }
+
+  /** The sources with removals of this transaction waiting for its COMMIT (./guard.ts). */
+  waitsFor(tx: Holder): readonly string[] {
+    return this.guard?.waitsFor(tx) ?? [];
   }
 
   /** What waits for the open transaction goes now (a TRUNCATE within it). */

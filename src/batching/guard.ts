@@ -8,8 +8,10 @@
  * A transaction is judged whole. With pgoutput's protocol 1 a transaction arrives after it
  * committed, but a large one is flushed in parts before its COMMIT is read; so the removals of a
  * transaction whose COMMIT has not been read yet wait here (with whatever shares a key or a
- * customer with them, so nothing overtakes them) until it is, or until they exceed the limit. What
- * waits holds its transaction (nothing is confirmed past it) and counts as buffered; at most
+ * customer with them, so nothing overtakes them) until it is, or until they exceed the limit. At
+ * its COMMIT the batcher flushes the sources it waits in (`waitsFor`), so the transaction is judged
+ * in that flush with every change of it in hand. What waits holds its transaction (nothing is
+ * confirmed past it) and counts as buffered; at most
  * `capacity` entries wait, and a transaction whose removals need more room is held. The other
  * entries go on at once: only the keys a mass removal touches wait.
  */
@@ -54,8 +56,7 @@ export interface GuardOptions {
   logger: Logger;
   /** Told of each decision to hold (metrics, logs). */
   onHeld?: (source: string, rows: number, reason: string) => void;
-  /** How often waiting transactions are looked at; and how old a source's row count may get. */
-  pollMs?: number;
+  /** How old a source's row count may get. */
   countMaxAgeMs?: number;
 }
 
@@ -87,10 +88,21 @@ export class RemovalGuard {
   /** Removals of a transaction let go before its end (settleOpen): they count for it still. */
   private readonly let = new WeakMap<Holder, number>();
   private flushes = 0;
-  private timer: NodeJS.Timeout | undefined;
   private pumping: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: GuardOptions) {}
+
+  /**
+   * The sources with removals of this transaction waiting for its COMMIT. Once it is read, each of
+   * them is flushed (the batcher flushes all of a source's entries, so every change of the
+   * transaction has then reached the guard) and its transaction decided in that flush's `judge`.
+   */
+  waitsFor(tx: Holder): string[] {
+    const out: string[] = [];
+    for (const [source, s] of this.settled)
+      if (s.queue.some((i) => i.verdict === 'wait' && i.entry.holder === tx)) out.push(source);
+    return out;
+  }
 
   /**
    * Entries waiting, for their transaction's COMMIT or behind such entries: a drain does not wait
@@ -158,12 +170,12 @@ export class RemovalGuard {
 
   /** The session ended: entries of transactions whose COMMIT never came are forgotten (read again). */
   forgetOpen(): void {
-    for (const s of this.settled.values()) {
+    for (const [source, s] of this.settled) {
       const open = s.queue.filter((i) => isOpen(i.entry));
       if (open.length === 0) continue;
       s.queue = s.queue.filter((i) => !isOpen(i.entry));
       this.o.sink.drop(open);
-      if (s.queue.length > 0) this.schedule();
+      this.drainHead(source, s);
     }
   }
 
@@ -240,7 +252,6 @@ export class RemovalGuard {
       this.drainHead(source, s);
     }
     this.execute(source, now);
-    if (s.queue.length > 0) this.schedule();
   }
 
   /** More waits than fits: the waiting transactions' removals are held (they cannot be judged whole). */
@@ -297,29 +308,6 @@ export class RemovalGuard {
       this.execute(source, ready.slice(i, j));
       i = j;
     }
-  }
-
-  /** The poll: decides transactions whose COMMIT came and carries out what is decided. */
-  private async pump(source: string, s: SourceState): Promise<void> {
-    if (s.queue.length === 0) return;
-    const limit = await this.limitOf(source, s, true);
-    this.decideCommitted(source, s, limit);
-    this.drainHead(source, s);
-    await this.pumping;
-  }
-
-  private schedule(): void {
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      for (const [source, s] of this.settled) {
-        void this.pump(source, s).catch((err: unknown) =>
-          this.o.logger.error({ err, source }, 'sending changes that waited for their transaction failed'),
-        );
-        if (s.queue.length > 0) this.schedule();
-      }
-    }, this.o.pollMs ?? 20);
-    this.timer.unref();
   }
 
   private async state(source: string): Promise<SourceState> {

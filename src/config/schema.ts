@@ -210,7 +210,8 @@ export const sourceSchema = z.strictObject({
   where: whereSchema.optional(),
   match: matchSchema,
   deleteLookup: z.enum(['none', 'state']).default('none'),
-  onTruncate: z.enum(['ignore', 'delete-all']).default('ignore'),
+  /** resync: the source is re-synced as of the truncating transaction's end (its removals guarded). */
+  onTruncate: z.enum(['resync', 'ignore', 'delete-all']).default('resync'),
   /** This source's limit on mass removals (./guard.ts); the top level's when absent. */
   guard: guardSchema.optional(),
 });

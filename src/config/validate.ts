@@ -355,7 +355,7 @@ function toConfig(parsed: ParsedConfig): Config {
       match: s.match,
       deleteLookup: s.deleteLookup,
       onTruncate: s.onTruncate,
-      ...(s.guard === undefined ? {} : { guard: s.guard }),
+      guard: s.guard ?? parsed.guard,
     };
   });
   return { ...parsed, sources };

@@ -116,5 +116,5 @@ export function buildStages(o: StagesOptions): Stages {
 
 /** Each source's removal limit: its own `guard`, else the top level's. */
 export function sourceLimits(config: Config): Map<string, RemovalLimit> {
-  return new Map(config.sources.map((s) => [s.name, (s.guard ?? config.guard).maxRemovals]));
+  return new Map(config.sources.map((s) => [s.name, s.guard.maxRemovals]));
 }

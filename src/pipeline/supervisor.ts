@@ -171,6 +171,7 @@ export class Bridge {
       watermarks: this.watermarks,
       logger: this.logger,
       onUnchanged: (source, count) => this.events.emit('unchanged', { source, count }),
+      jobs: { slot: postgres.slot, statusSchema: postgres.statusSchema },
     });
     this.messages = await sendsMessages(this.pool);
     if (!(await readSlot(this.pool, postgres.slot))) await probePlatform(this.o.sender);

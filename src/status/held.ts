@@ -81,7 +81,7 @@ export class HeldStore {
   readonly sql: HeldSql;
 
   constructor(
-    private readonly db: Pick<pg.Pool, 'query'>,
+    private readonly db: Pick<pg.ClientBase, 'query'>,
     statusSchema: string,
     /** Retries connection failures (the status store's): a held outcome must be stored, not dropped. */
     private readonly withRetry: RetryingQuery = (_what, fn) => fn(),

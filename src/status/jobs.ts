@@ -45,6 +45,9 @@ export function jobSql(schemaName: string) {
     request: `INSERT INTO ${job} (slot, kind, source, filter, params, reason) VALUES ($1, $2, $3, $4, $5, $6)
       RETURNING id::text`,
 
+    /** $1 slot, $2 kind, $3 source, $4 reason: a job asked for already (one request per TRUNCATE). */
+    find: `SELECT id::text FROM ${job} WHERE slot = $1 AND kind = $2 AND source = $3 AND reason = $4 LIMIT 1`,
+
     /** $1 slot, $2 kinds: the oldest job of each kind still to run or finish (on job_open_idx). */
     next: `SELECT DISTINCT ON (kind) ${columns} FROM ${job}
       WHERE slot = $1 AND status IN ('pending', 'running') AND kind = ANY($2::text[]) ORDER BY kind, id`,
@@ -113,6 +116,21 @@ export async function requestJob(
     job.reason,
   ]);
   return (res.rows[0] as { id: string }).id;
+}
+
+/** A job asked for already with this slot, kind, source and reason: its id, or undefined. */
+export async function findJob(
+  db: Queryable,
+  schema: string,
+  job: { slot: string; kind: JobKind; source: string; reason: string },
+): Promise<string | undefined> {
+  const res = await db.query<{ id: string }>(jobSql(schema).find, [
+    job.slot,
+    job.kind,
+    job.source,
+    job.reason,
+  ]);
+  return res.rows[0]?.id;
 }
 
 /** The oldest open job of each of these kinds. */

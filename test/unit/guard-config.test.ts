@@ -39,7 +39,9 @@ const limits = (text: string) => {
 
 describe('guard config', () => {
   it('defaults to max(100, 10 %) and takes rows, shares and off, at the top level and per source', () => {
-    expect(limits(yaml(''))).toEqual({ top: { kind: 'default' }, source: undefined });
+    // A source without a guard of its own takes the top level's.
+    expect(limits(yaml(''))).toEqual({ top: { kind: 'default' }, source: { kind: 'default' } });
+    expect(limits(yaml('guard: { maxRemovals: 7 }')).source).toEqual({ kind: 'rows', rows: 7 });
     expect(limits(yaml('guard: { maxRemovals: 500 }')).top).toEqual({ kind: 'rows', rows: 500 });
     expect(limits(yaml('guard: { maxRemovals: "2.5%" }')).top).toEqual({ kind: 'share', percent: 2.5 });
     expect(limits(yaml('guard: off')).top).toEqual({ kind: 'off' });

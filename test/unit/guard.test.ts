@@ -9,6 +9,7 @@ import { newEntry, type Entry, type NetEffect } from '../../src/batching/coalesc
 import { RemovalGuard, type Planned } from '../../src/batching/guard.js';
 import type { RemovalLimit } from '../../src/config/guard.js';
 import type { SourceChange } from '../../src/mapping/changes.js';
+import type { Holder } from '../../src/domain/types.js';
 import { silentLogger } from '../../src/ops/logger.js';
 
 const T = new Date('2024-05-01T00:00:00Z');
@@ -49,15 +50,15 @@ interface Harness {
   sent: number[][];
   held: Array<{ keys: number[]; reason: string | null }>;
   dropped: number[];
-  /** Lets the guard look at waiting transactions again (its poll). */
-  settle(): Promise<void>;
+  /** The COMMIT of `tx` was read: the batcher flushes the sources it waits in (even empty). */
+  committed(tx: Holder): Promise<void>;
 }
 
 function harness(
   limit: RemovalLimit,
   o: { rows?: number; held?: number[]; capacity?: number } = {},
 ): Harness {
-  const h: Omit<Harness, 'guard' | 'settle'> = { sent: [], held: [], dropped: [] };
+  const h: Omit<Harness, 'guard' | 'committed'> = { sent: [], held: [], dropped: [] };
   const keyOf = (p: Planned) => (p.entry.key.values as { id: number }).id;
   const guard = new RemovalGuard({
     limits: new Map([['s', limit]]),
@@ -69,15 +70,16 @@ function harness(
     },
     capacity: o.capacity ?? 100,
     logger: silentLogger(),
-    pollMs: 1,
     sink: {
       send: async (_s, items) => void h.sent.push(items.map(keyOf)),
       hold: (_s, items, reason) => void h.held.push({ keys: items.map(keyOf), reason }),
       drop: (items) => void h.dropped.push(...items.map(keyOf)),
     },
   });
-  const settle = () => new Promise<void>((r) => setTimeout(r, 30));
-  return { guard, ...h, settle };
+  const committed = async (tx: Holder): Promise<void> => {
+    for (const source of guard.waitsFor(tx)) await guard.judge(source, []);
+  };
+  return { guard, ...h, committed };
 }
 
 const rows = (n: number) => ({ kind: 'rows' as const, rows: n });
@@ -155,14 +157,25 @@ describe('removal guard', () => {
     const t = tx(false);
     await h.guard.judge('s', [planned(1, 'del', t), planned(2, 'add', t)]);
     await h.guard.judge('s', [planned(3, 'del', t)]);
-    await h.settle();
     // Key 2 touches another customer: it does not wait.
     expect(h.sent).toEqual([[2]]);
     expect(h.guard.waiting).toBe(2);
+    expect(h.guard.waitsFor(t)).toEqual(['s']);
     t.committed = true;
-    await h.settle();
+    await h.committed(t);
     expect(h.sent).toEqual([[2], [1], [3]]);
     expect(h.guard.waiting).toBe(0);
+  });
+
+  it('a transaction is decided with every removal of it in hand: those flushed at its COMMIT count too', async () => {
+    const h = harness(rows(3));
+    const t = tx(false);
+    await h.guard.judge('s', [planned(1, 'del', t), planned(2, 'del', t)]);
+    // COMMIT read; the flush it brings carries the transaction's last removals.
+    t.committed = true;
+    await h.guard.judge('s', [planned(3, 'del', t), planned(4, 'del', t)]);
+    expect(h.sent).toEqual([]);
+    expect(h.held.flatMap((x) => x.keys).sort()).toEqual([1, 2, 3, 4]);
   });
 
   it('holds a transaction the moment its removals pass the limit, and its later removals at once', async () => {
@@ -186,7 +199,7 @@ describe('removal guard', () => {
     await h.guard.judge('s', [planned(2, 'add', t, {}, 'x')]);
     expect(h.sent).toEqual([]);
     t.committed = true;
-    await h.settle();
+    await h.committed(t);
     expect(h.sent).toEqual([[1], [2]]);
   });
 

@@ -19,6 +19,7 @@ function source(over: Partial<SourceConfig> = {}): SourceConfig {
     match: { isMatching: false },
     deleteLookup: 'none',
     onTruncate: 'ignore',
+    guard: { maxRemovals: { kind: 'default' } },
     ...over,
   };
 }
