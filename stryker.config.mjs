@@ -10,7 +10,7 @@
 export default {
   mutate: [
     'src/batching/coalesce.ts',
-    'src/status/positions.ts',
+    'src/router/positions.ts',
     'src/mapping/source-mapper.ts',
     'src/mapping/changes.ts',
     'src/tuzhan/outcomes.ts',

@@ -28,6 +28,13 @@ export interface Daemon {
 }
 
 export interface DaemonOptions {
+  /**
+   * The stop (the CLI's SIGTERM): once it aborts, the daemon stops as `stop(stopTimeoutMs)` does,
+   * at any moment of its start or of streaming; a start in progress rejects.
+   */
+  signal?: AbortSignal;
+  /** How long a stop the signal asks for may take (default 30 s). */
+  stopTimeoutMs?: number;
   /** `run --resync`. */
   resync?: boolean;
   /** How often the log sums up what was sent (default 60 s). */
@@ -68,12 +75,17 @@ export async function startDaemon(
   });
   const readiness = new ReadinessTracker(events, { notReadyAfterMs: config.tuzhan.notReadyAfterMs });
   const client = new TuzhanClient(config.tuzhan, { logger });
+  // Registered before the bridge listens to the signal too: this stop, with its timeout and its
+  // giving up on refused credentials, is the one in progress when the bridge's own comes.
+  const onSignal = (): void => void stop(options.stopTimeoutMs).catch(() => {});
+  options.signal?.addEventListener('abort', onSignal, { once: true });
   const bridge = new Bridge({
     config,
     logger,
     sender: client,
     events,
     resync: options.resync,
+    signal: options.signal,
     lagIntervalMs: options.lagIntervalMs,
     statusIntervalMs: options.statusIntervalMs,
   });
@@ -106,6 +118,7 @@ export async function startDaemon(
         );
       }
     })());
+  if (options.signal?.aborted) onSignal();
   try {
     const listen = config.http.listen;
     if (listen) {

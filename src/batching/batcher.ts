@@ -1,5 +1,5 @@
 /**
- * Debounced, coalescing buffers (SPEC section 4) and backpressure (section 5). One buffer per
+ * Debounced, coalescing buffers (docs/design.md, "Coalescing and batching") and backpressure ("Positions"). One buffer per
  * source holds at most one entry per source row key. A source's buffer is flushed when it holds
  * `maxBatchSize` keys, when no change arrived for `debounceMs`, or when its oldest change is
  * `maxWaitMs` old; a flush hands all of a source's entries to the dispatcher at once, so a later
@@ -143,6 +143,25 @@ export class Batcher {
     this.sink.forgetOpen?.();
   }
 
+  /**
+   * Drops what the buffers hold and have not handed on (a lost replication stream: the server sends
+   * those changes again, none of them confirmed). Requests in flight go on. Returns the entries dropped.
+   */
+  discardBuffered(): number {
+    let n = 0;
+    for (const buf of this.buffers.values()) {
+      clearTimeout(buf.debounce);
+      clearTimeout(buf.maxWait);
+      buf.debounce = undefined;
+      buf.maxWait = undefined;
+      n += buf.entries.size;
+      buf.entries = new Map();
+    }
+    this.buffered -= n;
+    this.done(0);
+    return n;
+  }
+
   /** The dispatcher reports entries whose outcome is stored. */
   done(n: number): void {
     this.inflight -= n;
@@ -158,7 +177,8 @@ export class Batcher {
 
   /**
    * Resolves when buffers and requests hold fewer than `maxBufferedRows` entries. While it waits,
-   * the stream is not read (the replication library awaits the handler), so memory stays bounded.
+   * the stream is not read (the library's flow control is off: source/stream.ts pauses the socket while
+   * the handler's promise is pending), so memory stays bounded.
    */
   async waitForRoom(): Promise<void> {
     this.throwIfFailed();

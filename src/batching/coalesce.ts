@@ -1,5 +1,5 @@
 /**
- * Coalescing (SPEC section 4) made safe under replay. Per source row key a buffer keeps the
+ * Coalescing (docs/design.md, "Coalescing and batching") made safe under replay. Per source row key a buffer keeps the
  * platform's state before the first buffered change (`before`), every other state the row passed
  * through while buffered (`passed`), and its latest state (`after`). At flush time the calls are
  * chosen so that, whatever prefix of these changes the platform already applied (delivery is at
@@ -9,12 +9,12 @@
  * - row mode: the row's groups are added to its customer; every pair the row held in the window
  *   and holds no longer (a group it lost, every group of an identity it left) is deleted;
  * - membership mode: the latest pair is added; every other pair the row passed through is deleted.
- * A key's changes that were never sent ("fresh", see `netEffect`) keep SPEC section 4's table:
- * insert+update -> add(latest); insert+...+delete -> nothing (skipped); update+update -> the groups
- * gained and lost between the first and the last state; update+delete -> delete; delete+insert ->
- * the same. A window whose every state is the one before it (`unchanged`) sends nothing and stores
- * nothing, in both modes: whatever prefix of it the platform applied, the platform is where it was.
- * docs/design.md has the why.
+ * A key's changes that were never sent ("fresh", see `netEffect`) keep the coalescing table
+ * (docs/design.md, "Coalescing and batching"): insert+update -> add(latest); insert+...+delete ->
+ * nothing (skipped); update+update -> the groups gained and lost between the first and the last
+ * state; update+delete -> delete; delete+insert -> the same. A window whose every state is the one
+ * before it (`unchanged`) sends nothing and stores nothing, in both modes: whatever prefix of it the
+ * platform applied, the platform is where it was. docs/design.md has the why.
  * Pure functions.
  */
 import { IDENTITY_FIELDS, type SourceMode } from '../config/types.js';
@@ -218,9 +218,9 @@ export interface Window {
  *
  * `fresh` says no change of the window was ever sent (the dispatcher knows the highest position it
  * may have sent, across restarts). Only then may a state the key passed through be ignored, and
- * only then is "nothing to send" right for a row that came and went: SPEC's table for that case.
- * Otherwise every (customer, group) pair the key held in the window and holds no longer is removed,
- * and the latest state is set.
+ * only then is "nothing to send" right for a row that came and went: the coalescing table's rule
+ * for that case. Otherwise every (customer, group) pair the key held in the window and holds no
+ * longer is removed, and the latest state is set.
  */
 export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect {
   if (unchangedWindow(w)) return UNCHANGED;

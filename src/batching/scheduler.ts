@@ -1,5 +1,5 @@
 /**
- * Per-key ordering for requests (SPEC section 4): a task names the resources it touches (source
+ * Per-key ordering for requests (docs/design.md, "Coalescing and batching"): a task names the resources it touches (source
  * row keys, platform identities) and starts only after every earlier task sharing one of them has
  * finished, so changes to a key reach the API in commit order and two requests touching the same
  * key are never in flight at once. Tasks with disjoint resources run concurrently under

@@ -12,6 +12,8 @@ import { whereSchema } from '../config/schema.js';
 import type { Config } from '../config/types.js';
 import { BridgeError } from '../errors.js';
 import { readSlot } from '../source/slot.js';
+import { requestBackfill } from '../status/jobs.js';
+import { readBackfill } from '../status/reads.js';
 import { statusSql } from '../status/sql.js';
 import { sleep } from '../util/backoff.js';
 import { formatCount } from '../util/format.js';
@@ -42,13 +44,16 @@ export function parseFilter(text: string | undefined): Record<string, unknown> |
   return parsed.data;
 }
 
-/** Checks a daemon streams from the slot and records the request; resolves with the backfill's id. */
-export async function requestBackfill(
+/**
+ * Checks a daemon streams from the slot and records the request; resolves with the backfill's id
+ * (an open one of the same source and filter, when there is one).
+ */
+export async function askForBackfill(
   db: pg.ClientBase,
   config: Config,
   source: string,
   filter: Record<string, unknown> | null,
-): Promise<string> {
+): Promise<{ id: string; created: boolean }> {
   const { slot, statusSchema } = config.postgres;
   const sql = statusSql(statusSchema);
   const table = await db.query<{ ok: boolean }>(sql.backfillExists, [statusSchema]);
@@ -63,23 +68,13 @@ export async function requestBackfill(
       'NO_DAEMON',
       `no bridge is streaming from slot ${slot}: start \`tuzhan-cdc run\` first (the backfill runs inside it)`,
     );
-  const res = await db.query<{ id: string }>(sql.requestBackfill, [slot, source, filter, 'requested']);
-  return (res.rows[0] as { id: string }).id;
+  return requestBackfill(db, statusSchema, slot, { source, filter, reason: 'requested' });
 }
 
 async function readProgress(db: pg.ClientBase, config: Config, id: string): Promise<Progress> {
-  const res = await db.query<{ status: string; done: string; total: string | null; error: string | null }>(
-    statusSql(config.postgres.statusSchema).backfill,
-    [id],
-  );
-  const r = res.rows[0];
-  if (!r) throw new BridgeError('BACKFILL_GONE', `backfill ${id} is gone`);
-  return {
-    status: r.status,
-    done: Number(r.done),
-    total: r.total === null ? null : Number(r.total),
-    error: r.error,
-  };
+  const p = await readBackfill(db, config.postgres.statusSchema, id);
+  if (!p) throw new BridgeError('BACKFILL_GONE', `backfill ${id} is gone`);
+  return p;
 }
 
 export function register(program: Command): void {
@@ -118,8 +113,12 @@ Examples:
       const filter = parseFilter(opts.where);
       const db = await connectDatabase(config, 'tuzhan-cdc backfill');
       try {
-        const id = await requestBackfill(db, config, opts.source, filter);
-        process.stdout.write(`backfill ${id} of source ${opts.source} requested\n`);
+        const { id, created } = await askForBackfill(db, config, opts.source, filter);
+        process.stdout.write(
+          created
+            ? `backfill ${id} of source ${opts.source} requested\n`
+            : `backfill ${id} of source ${opts.source} was asked for already; following it\n`,
+        );
         if (!opts.detach) await follow(db, config, id);
       } finally {
         await db.end().catch(() => {});

@@ -1,5 +1,5 @@
 /**
- * `tuzhan-cdc demo`: the whole product on one machine with nothing but Node (SPEC section 9): a
+ * `tuzhan-cdc demo`: the whole product on one machine with nothing but Node (docs/design.md, "Interfaces"): a
  * throwaway PostgreSQL with a sample CRM, the platform simulator, the bridge, a minute of changes
  * with live progress, then the status views and a platform-vs-database check. The work is in
  * src/demo/; this file parses the options and turns Ctrl-C into a clean stop.

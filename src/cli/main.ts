@@ -17,7 +17,8 @@ import { register as teardown } from './teardown.js';
 /**
  * Every command of the CLI, in the order `--help` lists them. A command lives in
  * src/cli/<command>.ts and exports `register(program: Command): void`; add its import here.
- * Expected (SPEC section 9): run, check, status, retry-failed, backfill, held, teardown, mock-api, demo.
+ * Expected (docs/design.md, "Interfaces"): run, check, status, retry-failed, backfill, held, teardown,
+ * mock-api, demo.
  */
 const COMMANDS: readonly Registrar[] = [
   run,

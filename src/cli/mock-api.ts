@@ -1,5 +1,5 @@
 /**
- * `tuzhan-cdc mock-api`: runs the platform simulator (SPEC section 10) until SIGINT/SIGTERM, for the
+ * `tuzhan-cdc mock-api`: runs the platform simulator (docs/design.md, "The platform") until SIGINT/SIGTERM, for the
  * demo, docker compose and manual testing. Prints one line with its URL.
  */
 import type { Command } from 'commander';

@@ -20,9 +20,10 @@ Exit codes:
   130  stopped by a second SIGINT/SIGTERM before a clean shutdown
 
 Environment: DATABASE_URL, TUZHAN_BASE_URL, TUZHAN_TOKEN, TUZHAN_APP_ID and TUZHAN_APP_SECRET
-override the config file; each variable (also one named by \${VAR} in the file) may instead be
-given as <VAR>_FILE, the path of a file holding it (Docker secrets). DEBUG=1 prints stack traces
-like --verbose.`;
+override the config file, and so does TUZHAN_CDC__<SECTION>__<KEY> for every key, e.g.
+TUZHAN_CDC__BATCHING__MAX_WAIT_MS=500 or TUZHAN_CDC__SOURCES__0__MATCH__IS_MATCHING=false; each
+variable (also one named by \${VAR} in the file) may instead be given as <VAR>_FILE, the path of a
+file holding it (Docker secrets). DEBUG=1 prints stack traces like --verbose.`;
 
 /** Builds the program with the given commands registered. */
 export function buildProgram(

@@ -46,21 +46,31 @@ Examples:
         const config = await loadConfigFromOptions(globals).catch((err: unknown) => failed(err));
         const logger = createLogger({ level: config.log.level });
         const timeoutMs = Number(opts.shutdownTimeout) || 30_000;
-        // Signals are taken from the start. One that comes before streaming (checks, migrations,
-        // the first-start snapshot) exits at once: nothing is confirmed yet, and the next start
-        // redoes what was cut short (an unfinished snapshot is started over). Once streaming, a
-        // signal drains, stores outcomes and confirms before exiting.
-        let daemon: Daemon | undefined;
+        // Signals are taken from the start, and stop the daemon at any moment: during the start
+        // (the checks, the standby wait, the first-start snapshot), nothing is confirmed yet and the
+        // next start redoes what was cut short (an unfinished snapshot is started over); once
+        // streaming, it drains, stores outcomes and confirms before exiting.
+        const stopping = new AbortController();
+        const starting = startDaemon(config, logger, {
+          resync: opts.resync === true,
+          signal: stopping.signal,
+          stopTimeoutMs: timeoutMs,
+        });
         const removeSignals = withSignals(
           async () => {
-            if (daemon) await daemon.stop(timeoutMs);
+            stopping.abort(new Error('stop requested'));
+            const started = await starting.catch(() => undefined);
+            if (started) await started.stop(timeoutMs);
             else logger.warn('stopped before streaming began; the next start redoes what this one had begun');
           },
           { timeoutMs: timeoutMs + 5000 },
         );
+        let daemon: Daemon;
         try {
-          daemon = await startDaemon(config, logger, { resync: opts.resync === true });
+          daemon = await starting;
         } catch (err) {
+          // Stopped by a signal: its handler ends the process once the stop is done.
+          if (stopping.signal.aborted) return;
           removeSignals();
           return failed(err, config.log.level);
         }

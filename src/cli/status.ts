@@ -14,8 +14,14 @@ import type { Command } from 'commander';
 import type pg from 'pg';
 import type { Config } from '../config/types.js';
 import { readSlot } from '../source/slot.js';
-import { readRecentBackfills } from '../status/recent-backfills.js';
-import { statusSql } from '../status/sql.js';
+import {
+  readBacklog,
+  readFailures,
+  readRecentBackfills,
+  readSnapshot,
+  readSummary,
+  statusSchemaExists,
+} from '../status/reads.js';
 import { formatLsn } from '../util/lsn.js';
 import { quoteIdent } from '../util/sql.js';
 import { loadConfigFromOptions, UsageError, type GlobalOptions } from './common.js';
@@ -112,62 +118,24 @@ export async function readStatus(
     backfills: [],
     failures: { total: 0, newest: [] },
   };
-  const sql = statusSql(schemaName);
-  const found = await db.query<{ ok: boolean }>(sql.exists, [schemaName]);
-  if (!found.rows[0]?.ok) return report;
+  if (!(await statusSchemaExists(db, schemaName))) return report;
   report.statusSchema.exists = true;
   const source = options.source ?? null;
-
-  const summary = await db.query<{
-    source: string;
-    status: string;
-    rows: string;
-    oldest_committed_at: Date | null;
-    last_synced_at: Date | null;
-  }>(sql.summary, [source]);
-  report.summary = summary.rows.map((r) => ({
-    source: r.source,
-    status: r.status,
-    rows: Number(r.rows),
-    oldestCommittedAt: iso(r.oldest_committed_at),
-    lastSyncedAt: iso(r.last_synced_at),
+  report.summary = (await readSummary(db, schemaName, source)).map((r) => ({
+    ...r,
+    oldestCommittedAt: iso(r.oldestCommittedAt),
+    lastSyncedAt: iso(r.lastSyncedAt),
   }));
   report.failures.total = report.summary.filter((s) => s.status === 'failed').reduce((n, s) => n + s.rows, 0);
-
-  const backlog = await db.query<{ rows: string; oldest: Date | null; age: string | null }>(sql.backlog, [
-    source,
-  ]);
-  const b = backlog.rows[0];
-  report.backlog = {
-    rows: Number(b?.rows ?? 0),
-    oldestCommittedAt: iso(b?.oldest ?? null),
-    ageSeconds: Math.max(0, Math.round(Number(b?.age ?? 0))),
-  };
-
+  const backlog = await readBacklog(db, schemaName, source);
+  report.backlog = { ...backlog, oldestCommittedAt: iso(backlog.oldestCommittedAt) };
   if (options.failures > 0) {
-    const failures = await db.query<{
-      source: string;
-      row_key: unknown;
-      op: string;
-      error: string | null;
-      attempts: number;
-      synced_at: Date;
-    }>(sql.failures, [source, options.failures]);
-    report.failures.newest = failures.rows.map((r) => ({
-      source: r.source,
-      rowKey: r.row_key,
-      op: r.op,
-      error: r.error,
-      attempts: r.attempts,
-      syncedAt: r.synced_at.toISOString(),
+    report.failures.newest = (await readFailures(db, schemaName, source, options.failures)).map((f) => ({
+      ...f,
+      syncedAt: f.syncedAt.toISOString(),
     }));
   }
-  const state = await db.query<{ done: boolean; rows: string | null; reason: string | null }>(
-    sql.snapshotReport,
-    [config.postgres.slot],
-  );
-  const st = state.rows[0];
-  if (st) report.snapshot = { done: st.done, rows: Number(st.rows ?? 0), reason: st.reason };
+  report.snapshot = await readSnapshot(db, schemaName, config.postgres.slot);
   const backfills = await readRecentBackfills(db, schemaName, config.postgres.slot, 5);
   report.backfills = backfills.map((b) => ({
     id: b.id,

@@ -24,10 +24,21 @@ export const ENV_OVERRIDES = [
   ['TUZHAN_CDC_HTTP_TOKEN', ['http', 'token']],
 ] as const satisfies readonly (readonly [string, readonly [string, string]])[];
 
-/** A problem found while applying the environment: the key path and the text after it. */
+/**
+ * A problem found while applying the environment: the key path and the text after it (null for a
+ * variable that names no key: the message then starts with the variable).
+ */
 export interface EnvProblem {
-  path: (string | number)[];
+  path: (string | number)[] | null;
   message: string;
+}
+
+/** A key set by a `TUZHAN_CDC__...` variable (env-keys.ts). */
+export interface KeyOverride {
+  path: (string | number)[];
+  value: unknown;
+  /** The variable it was read from (`..._FILE` when from a file). */
+  from: string;
 }
 
 type Tree = Record<string, unknown>;
@@ -68,11 +79,11 @@ function lookup(env: Env, name: string): { value: string; from: string } | undef
 class EnvLookupError extends Error {}
 
 /** `lookup`, with a problem recorded at `path` instead of thrown. */
-function envValue(
+export function envValue(
   env: Env,
   name: string,
   problems: EnvProblem[],
-  path: (string | number)[],
+  path: (string | number)[] | null,
 ): { value: string; from: string } | undefined {
   try {
     return lookup(env, name);
@@ -91,24 +102,36 @@ function envValue(
  *
  * Credentials are one choice, so the environment replaces them as a whole: when any of
  * TUZHAN_TOKEN / TUZHAN_APP_ID / TUZHAN_APP_SECRET is set, the file's credentials of the other
- * kind are dropped. The SPEC example file says `token: ${TUZHAN_TOKEN}`; an operator who sets
+ * kind are dropped. The documented example config says `token: ${TUZHAN_TOKEN}`; an operator who sets
  * TUZHAN_APP_ID + TUZHAN_APP_SECRET instead gets app credentials, not an error about the unset
  * TUZHAN_TOKEN. A file `appId` is kept when only TUZHAN_APP_SECRET is set (the usual split:
  * the id in the file, the secret in the environment). Setting TUZHAN_TOKEN together with an app
  * variable is reported by validation as both kinds of credentials.
  */
-export function applyOverrides(root: Tree, env: Env, problems: EnvProblem[] = []): Map<string, string> {
+export function applyOverrides(
+  root: Tree,
+  env: Env,
+  problems: EnvProblem[] = [],
+  keyed: readonly KeyOverride[] = [],
+): Map<string, string> {
   const applied = new Map<string, string>();
+  for (const k of keyed) applied.set(k.path.join('.'), k.from);
   // Looked up once each; a problem with one (both X and X_FILE set, say) is reported once, at its key.
   const values = new Map(
     ENV_OVERRIDES.map(([name, path]) => [name, envValue(env, name, problems, [...path])] as const),
   );
-  const token = values.get('TUZHAN_TOKEN');
-  const appSet = values.get('TUZHAN_APP_ID') !== undefined || values.get('TUZHAN_APP_SECRET') !== undefined;
-  if (token !== undefined || appSet) {
+  // The TUZHAN_CDC__TUZHAN__... variables of the credentials count as these do.
+  const byKey = (key: string) => applied.has(`tuzhan.${key}`);
+  const tokenSet = values.get('TUZHAN_TOKEN') !== undefined || byKey('token');
+  const appSet =
+    values.get('TUZHAN_APP_ID') !== undefined ||
+    values.get('TUZHAN_APP_SECRET') !== undefined ||
+    byKey('appId') ||
+    byKey('appSecret');
+  if (tokenSet || appSet) {
     const tuzhan = section(root, 'tuzhan');
     if (tuzhan) {
-      if (token === undefined) delete tuzhan.token;
+      if (!tokenSet) delete tuzhan.token;
       if (!appSet) {
         delete tuzhan.appId;
         delete tuzhan.appSecret;
@@ -118,10 +141,19 @@ export function applyOverrides(root: Tree, env: Env, problems: EnvProblem[] = []
   for (const [name, [sectionKey, key]] of ENV_OVERRIDES) {
     const found = values.get(name);
     if (found === undefined) continue;
+    const path = `${sectionKey}.${key}`;
+    const other = applied.get(path);
+    if (other !== undefined) {
+      problems.push({
+        path: [sectionKey, key],
+        message: `both ${found.from} and ${other} are set; set only one`,
+      });
+      continue;
+    }
     const target = section(root, sectionKey);
     if (!target) continue; // the section is not a mapping: validation reports it
     target[key] = found.value;
-    applied.set(`${sectionKey}.${key}`, found.from);
+    applied.set(path, found.from);
   }
   return applied;
 }

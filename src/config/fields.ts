@@ -4,7 +4,7 @@
  * derived from) can use them without an import cycle.
  */
 
-/** API row fields a source column can map to (SPEC section 2). */
+/** API row fields a source column can map to (docs/design.md, "The platform"). */
 export const IDENTITY_FIELDS = ['thirdId', 'openid', 'unionid', 'phone'] as const;
 export type IdentityField = (typeof IDENTITY_FIELDS)[number];
 

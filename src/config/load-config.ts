@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { ConfigError, errorMessage } from '../errors.js';
 import { applyOverrides, substituteVariables, type Env, type EnvProblem, type References } from './env.js';
+import { applyKeyVariables } from './env-keys.js';
 import { recordOrigins, type Origin } from './origins.js';
 import type { Config } from './types.js';
 import { formatPath, isMapping, validate } from './validate.js';
@@ -36,11 +37,12 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
 
   const written = opts.file === undefined ? [] : leafPaths(root);
   const overrideProblems: EnvProblem[] = [];
-  const overridden = applyOverrides(root, env, overrideProblems);
+  const keyed = applyKeyVariables(root, env, overrideProblems);
+  const overridden = applyOverrides(root, env, overrideProblems, keyed);
   const ctx = { root, overridden };
   const references: References = new Map();
   const envProblems = [...overrideProblems, ...substituteVariables(root, env, overridden, references)].map(
-    (p) => `${formatPath(p.path, ctx)}: ${p.message}`,
+    (p) => (p.path === null ? p.message : `${formatPath(p.path, ctx)}: ${p.message}`),
   );
   const result = validate(ctx);
   if ('config' in result && envProblems.length === 0) {

@@ -1,5 +1,5 @@
 /**
- * The zod schema of the config file (SPEC section 11): types, ranges, defaults and unknown keys.
+ * The zod schema of the config file (docs/design.md, "Configuration"): types, ranges, defaults and unknown keys.
  * Rules that relate several keys (credentials, match parameters, identity columns) live in
  * `validate.ts`, so each problem is reported once, with its own message.
  */
@@ -61,7 +61,7 @@ export const postgresSchema = z.strictObject({
       error: 'must be a schema name of 1 to 63 bytes',
     })
     .default('tuzhan_sync'),
-  /** What a start does with a slot the server invalidated or that vanished (SPEC section 8). */
+  /** What a start does with a slot the server invalidated or that vanished (docs/design.md, "First start and re-sync"). */
   onSlotLost: z.enum(['stop', 'resync']).default('stop'),
   /**
    * Failover slot (PostgreSQL 17+): auto where the server has them, on (a start on an older server

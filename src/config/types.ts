@@ -1,5 +1,5 @@
 /**
- * The validated, frozen configuration (SPEC section 11). `load-config.ts` builds it from YAML and
+ * The validated, frozen configuration (docs/design.md, "Configuration"). `load-config.ts` builds it from YAML and
  * the environment; every other module receives it (or a part of it) and never reads process.env.
  * The types are derived from the zod schema (`schema.ts`, where each key is described), so they are
  * written once; a source adds the parts of its parsed table name.

@@ -98,7 +98,7 @@ export class Delivery implements Deliverer {
               onRetry: async ({ attempt, error, delayMs }) => {
                 tries = attempt + 1;
                 this.retried(source, op, rows.length, error, attempt, delayMs);
-                // The first failed try makes the rows `retrying` in sync_status (SPEC section 6).
+                // The first failed try makes the rows `retrying` in sync_status (docs/design.md, "Errors").
                 if (attempt === 1)
                   await this.o.store.writeRequest(
                     source,

@@ -68,7 +68,7 @@ export interface Deliverer {
 
 /**
  * The rows of a flush (or a retry) per operation. Membership rows of one customer and operation are
- * merged into one API row (their groups joined), as SPEC section 3 asks; row mode sends one row per
+ * merged into one API row (their groups joined), as docs/design.md, "Sources", says; row mode sends one row per
  * key and part.
  */
 export function requestRows(

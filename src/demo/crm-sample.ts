@@ -1,5 +1,5 @@
 /**
- * The demo's sample CRM: two tables in the two source shapes of SPEC section 3, seeded with a few
+ * The demo's sample CRM: two tables in the two source shapes of docs/design.md, "Sources", seeded with a few
  * thousand customers, the platform registry the simulator matches members against, and the
  * bridge config that reads them. Kept apart from test/helpers (tests must not be a runtime
  * dependency) and from docker/crm-init.sql (which also creates roles for a non-superuser bridge).

@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { listen, type BridgeEvents } from '../domain/events.js';
 import { formatBytes, formatCount } from '../util/format.js';
 import { readSlot } from '../source/slot.js';
-import { statusSql } from '../status/sql.js';
+import { readCountsByStatus } from '../status/reads.js';
 
 export interface ProgressOptions {
   out: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
@@ -82,11 +82,8 @@ export class Progress {
   /** Latest counts from sync_status and the slot. */
   async poll(): Promise<StatusCounts> {
     try {
-      const { rows } = await this.o.db.query<{ status: string; n: string }>(
-        statusSql(this.o.statusSchema).countsByStatus,
-      );
+      const by = await readCountsByStatus(this.o.db, this.o.statusSchema);
       const slot = await readSlot(this.o.db, this.o.slot);
-      const by = new Map(rows.map((r) => [r.status, Number(r.n)]));
       this.counts = {
         synced: by.get('synced') ?? 0,
         failed: by.get('failed') ?? 0,

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import type { IdentityField } from '../config/types.js';
 import type { Simulator } from '../simulator/server.js';
-import { statusSql } from '../status/sql.js';
+import { readFailureSample, readSummary } from '../status/reads.js';
 import { formatCount, formatTable } from '../util/format.js';
 import { isUnknownMember } from './crm-sample.js';
 
@@ -14,15 +14,12 @@ type Out = NodeJS.WritableStream;
 
 /** Prints `sync_summary` as a table. */
 export async function printSummary(db: pg.ClientBase, schema: string, out: Out): Promise<void> {
-  const { rows } = await db.query<{ source: string; status: string; rows: string }>(
-    statusSql(schema).summary,
-    [null],
-  );
+  const rows = await readSummary(db, schema, null);
   out.write(`\n${schema}.sync_summary:\n`);
   out.write(
     formatTable(
       ['source', 'status', 'rows'],
-      rows.map((r) => [r.source, r.status, formatCount(Number(r.rows))]),
+      rows.map((r) => [r.source, r.status, formatCount(r.rows)]),
       'psql',
     ),
   );
@@ -30,17 +27,12 @@ export async function printSummary(db: pg.ClientBase, schema: string, out: Out):
 
 /** Prints a few rows of `sync_failures`, newest first but at most two per kind of error. */
 export async function printFailures(db: pg.ClientBase, schema: string, out: Out, limit = 6): Promise<void> {
-  const sql = statusSql(schema);
-  const { rows } = await db.query<{ source: string; row_key: string; op: string; error: string | null }>(
-    sql.failureSample,
-    [limit],
-  );
-  const total = Number((await db.query<{ n: string }>(sql.failureCount)).rows[0]?.n ?? 0);
+  const { rows, total } = await readFailureSample(db, schema, limit);
   out.write(`\n${schema}.sync_failures (${rows.length} of ${formatCount(total)} rows):\n`);
   out.write(
     formatTable(
       ['source', 'row_key', 'op', 'error'],
-      rows.map((r) => [r.source, r.row_key, r.op, (r.error ?? '').slice(0, 100)]),
+      rows.map((r) => [r.source, r.rowKey, r.op, (r.error ?? '').slice(0, 100)]),
       'psql',
     ),
   );

@@ -330,10 +330,9 @@ export class DemoSession {
   ): Promise<void> {
     const out = this.o.out;
     out.write(`\n--follow: still running, ${this.o.rate} changes/s, until Ctrl-C\n`);
-    if (daemon.ops) {
-      out.write(`  console    ${daemon.ops.url}/console/\n`);
-      out.write(`  metrics    ${daemon.ops.url}/metrics  (also /healthz, /readyz)\n`);
-    }
+    const ops = daemon.ops?.url;
+    if (ops)
+      out.write(`  console    ${ops}/console/\n  metrics    ${ops}/metrics  (also /healthz, /readyz)\n`);
     out.write(`  database   psql '${databaseUrl}' -c 'table ${sample.DEMO_STATUS_SCHEMA}.sync_summary'\n`);
     out.write(`  simulator  ${sim.url}\n  bridge log ${this.logFile}\n\n`);
     this.progress = new Progress({

@@ -26,7 +26,7 @@ function afterOf(mapper: SourceMapper, row: Row): Image | null {
 
 /**
  * Translates one row message of a source table. An UPDATE that changes the key is a delete of the
- * old key and an insert of the new one. Returns [] when the key cannot be read (which the startup
+ * old key and an insert of the new one. Returns `{ error }` when the key cannot be read (which the startup
  * check of the replica identity rules out); the caller reports that.
  */
 export function toSourceChanges(mapper: SourceMapper, msg: RowMessage): SourceChange[] | { error: string } {

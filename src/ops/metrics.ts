@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics, fed only by the pipeline's typed events (src/ops/events.ts). The registry is
+ * Prometheus metrics, fed only by the pipeline's typed events (src/domain/events.ts). The registry is
  * our own, not prom-client's global one, so two bridges (or tests) in one process never collide.
  * Label values come from closed sets or are sanitized: no free text, hence no secrets and no
  * unbounded cardinality.

@@ -1,11 +1,12 @@
 /**
- * The operators' HTTP endpoint (SPEC section 9): /healthz, /readyz and /metrics on node:http.
+ * The operators' HTTP endpoint: /healthz, /readyz and /metrics on node:http, and the web console
+ * (./console/) on the same address.
  * Bound to loopback by default (config `http.listen`); it serves no secrets, but metrics and
  * readiness are still nobody else's business.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { close, listen, send as sendBody } from '../util/http.js';
 import { hasToken, TOKEN_CHALLENGE } from './auth.js';
 import type { WebConsole } from './console/console.js';
 import type { Metrics } from './metrics.js';
@@ -73,36 +74,13 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
   }
 
   function send(res: http.ServerResponse, status: number, contentType: string, body: string): void {
-    res.writeHead(status, {
-      'Content-Type': contentType,
-      'Content-Length': Buffer.byteLength(body),
-      'Cache-Control': 'no-store',
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
+    sendBody(res, status, contentType, body, { 'Cache-Control': 'no-store' });
   }
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    server.once('error', onError);
-    server.listen(options.listen.port, options.listen.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
+  const url = await listen(server, options.listen.port, options.listen.host);
   server.on('error', (err) => logger.error({ err }, 'ops server error'));
-
-  const addr = server.address() as AddressInfo;
-  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = `http://${host}:${addr.port}`;
   logger.info({ url }, 'ops endpoint listening (/healthz, /readyz, /metrics)');
 
-  return {
-    url,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((err) => (err ? reject(err) : resolve()));
-        // Prometheus keeps scrape connections alive; without this close() waits for them to idle out.
-        server.closeAllConnections();
-      }),
-  };
+  // Prometheus keeps scrape connections alive: closing ends them.
+  return { url, close: () => close(server) };
 }

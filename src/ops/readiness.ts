@@ -1,5 +1,5 @@
 /**
- * Readiness as /readyz reports it (SPEC section 9): the replication stream is up and the platform
+ * Readiness as /readyz reports it (docs/design.md, "Interfaces"): the replication stream is up and the platform
  * does its job. Derived from the pipeline's events, so the ops server needs no handle on the
  * pipeline.
  */

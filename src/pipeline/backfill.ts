@@ -1,5 +1,5 @@
 /**
- * Backfills while streaming goes on (SPEC section 8; issue 11). The daemon watches
+ * Backfills while streaming goes on (docs/design.md, "Jobs"). The daemon watches
  * `<statusSchema>.backfill` for its slot and runs one backfill at a time: the source's rows in
  * key-ordered chunks, each read between two watermarks in the change stream (src/pipeline/
  * watermarks.ts) so a chunk never overwrites a newer streamed change, and each chunk's state set

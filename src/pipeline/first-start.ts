@@ -1,7 +1,7 @@
 /**
- * Where a start streams from (SPEC section 8). A slot whose snapshot finished resumes at its
+ * Where a start streams from (docs/design.md, "First start and re-sync"). A slot whose snapshot finished resumes at its
  * confirmed position. Otherwise the slot is (re)created with an exported snapshot, every source is
- * synced from it (src/snapshot-sync.ts), and streaming starts at the slot's consistent point.
+ * synced from it (./snapshot-sync.ts), and streaming starts at the slot's consistent point.
  * Progress and the reason of each snapshot are kept in `<statusSchema>.bridge_state`.
  *
  * A slot that was streamed from but is gone, or that the server invalidated (`wal_status = lost`,
@@ -19,6 +19,7 @@ import { RESYNC_REMEDY, SetupError, errorMessage } from '../errors.js';
 import { syncFromSnapshot } from './snapshot-sync.js';
 import { setSlotFailover, serverVersionNum, wantsFailover } from '../source/failover.js';
 import { createSlotWithSnapshot, dropSlot, readSlot, type SlotState } from '../source/slot.js';
+import { requestBackfill } from '../status/jobs.js';
 import type { SentMark } from '../status/sent-mark.js';
 import type { StatusStore } from '../status/status-store.js';
 import { formatLsn } from '../util/lsn.js';
@@ -179,9 +180,13 @@ async function backfillNewSources(o: PrepareSlotOptions, sources: readonly strin
   const fresh = sources.filter((s) => !covered.has(s));
   if (fresh.length === 0) return;
   for (const source of fresh) {
-    const r = await o.pool.query<{ id: string }>(sql.requestBackfill, [slot, source, null, 'new source']);
+    const r = await requestBackfill(o.pool, o.config.postgres.statusSchema, slot, {
+      source,
+      filter: null,
+      reason: 'new source',
+    });
     o.logger.info(
-      { source, backfill: r.rows[0]?.id },
+      { source, backfill: r.id },
       'source new to the slot: its existing rows are backfilled while streaming',
     );
   }

@@ -29,6 +29,7 @@ import { BridgeError, SetupError } from '../errors.js';
 import { SourceMapper } from '../mapping/source-mapper.js';
 import { checkSource } from '../source/checks.js';
 import { readRowByKey } from '../source/snapshot.js';
+import { readFailures } from '../status/reads.js';
 import type { FailedRow, StatusStore } from '../status/status-store.js';
 import type { Image } from '../domain/change.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
@@ -105,7 +106,9 @@ export async function retrySource(
       reread: (keys) => ctx.store.failedRowsByKey(source.name, keys),
     });
   }
-  result.stillFailed = await ctx.store.newestFailures(source.name, 20);
+  result.stillFailed = (await readFailures(ctx.pool, ctx.config.postgres.statusSchema, source.name, 20)).map(
+    (f) => ({ rowKey: f.rowKey, error: f.error }),
+  );
   return result;
 }
 

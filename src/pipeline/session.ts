@@ -56,12 +56,13 @@ export class ReplicationSession {
   }
 
   /**
-   * Streams until `stop` (resolves) or a failure (rejects with it). A session let go of rejects
-   * with the reason it was let go of.
+   * Streams until `signal` aborts and `stop` closes (resolves) or a failure (rejects with it). A
+   * session let go of rejects with the reason it was let go of. Once `signal` aborts (the bridge
+   * stops), no more messages are taken; the drain comes before `stop`.
    */
-  async run(stopping: () => boolean): Promise<void> {
-    await this.stream.run();
-    if (stopping()) return;
+  async run(signal: AbortSignal): Promise<void> {
+    await this.stream.run(signal);
+    if (signal.aborted) return;
     throw new Error(this.letGoReason ?? 'replication stream ended');
   }
 
@@ -76,11 +77,6 @@ export class ReplicationSession {
     this.letGoReason = reason;
     void this.stream.stop().catch(() => {});
     return true;
-  }
-
-  /** Stops taking new messages (a graceful stop drains before `stop`). */
-  pause(): void {
-    this.stream.pause();
   }
 
   /** Sends the confirmed position, then closes. */

@@ -1,6 +1,6 @@
 /**
  * Watches the slot while the bridge streams: the WAL it keeps (lag in bytes and in seconds) and the
- * headroom before the server would invalidate it (SPEC section 8). With `max_slot_wal_keep_size`
+ * headroom before the server would invalidate it (docs/design.md, "First start and re-sync"). With `max_slot_wal_keep_size`
  * set, a warning is logged when the slot has used half, then 80%, of it; without a limit, when the
  * lag passes `postgres.lagWarnBytes`. Once lost, the slot cannot be streamed past: better to hear
  * of it before.

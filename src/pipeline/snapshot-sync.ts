@@ -1,5 +1,5 @@
 /**
- * Syncs every source from a slot's exported snapshot (SPEC section 8): each existing row's state
+ * Syncs every source from a slot's exported snapshot (docs/design.md, "First start and re-sync"): each existing row's state
  * is set on the platform (row mode replaces the customer's set, membership mode adds the pair),
  * through the same buffers as the stream, so nothing is missed or sent twice between the snapshot
  * and the stream.

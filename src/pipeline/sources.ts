@@ -1,5 +1,5 @@
 /**
- * The sources as the pipeline runs them, from the startup checks (SPEC section 4): each source's
+ * The sources as the pipeline runs them, from the startup checks (docs/design.md, "What the WAL does not carry"): each source's
  * table, key and replica identity are checked against the catalog, and a source that passes gets
  * its mapper. Any failed finding stops the start with one line per problem and its fix.
  */

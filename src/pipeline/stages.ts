@@ -118,3 +118,31 @@ export function buildStages(o: StagesOptions): Stages {
 export function sourceLimits(config: Config): Map<string, RemovalLimit> {
   return new Map(config.sources.map((s) => [s.name, s.guard.maxRemovals]));
 }
+
+/**
+ * Drains buffers and requests, or gives up when `force` aborts (a stop waited `timeoutMs`, or the
+ * platform refuses the credentials: `giveUp`): what is unanswered stays unconfirmed.
+ */
+export async function drainOrGiveUp(
+  batcher: Batcher,
+  force: AbortSignal,
+  logger: Logger,
+  timeoutMs: number,
+  giveUp?: AbortSignal,
+): Promise<void> {
+  const forced = new Promise<false>((resolve) => {
+    if (force.aborted) resolve(false);
+    force.addEventListener('abort', () => resolve(false), { once: true });
+  });
+  const drained = await Promise.race([
+    batcher.drain().then(
+      () => true,
+      (err: unknown) => {
+        logger.warn({ err: errorMessage(err) }, 'drain failed');
+        return true;
+      },
+    ),
+    forced,
+  ]);
+  if (!drained && !giveUp?.aborted) logger.warn({ timeoutMs }, 'stopping without a full drain: timed out');
+}

@@ -2,9 +2,10 @@
  * The supervisor (powersync's `WalStreamReplicationJob`): wires the stages, checks and prepares the
  * database, holds the slot's leader lock, runs one replication session after another (reconnecting,
  * re-syncing a lost slot when configured), and owns the lifecycle. `start` and `stop` return the
- * operation already in progress; one signal (`halt`) ends reading, and its reason carries the fatal
- * error that ended things, if any; a second (`force`) aborts retries once a stop has waited long
- * enough.
+ * operation already in progress. One signal (`halt`, graphile-worker's abortSignal) goes from here
+ * through the start (./startup.ts), the session loop and each session down to the stream: a stop
+ * (the caller's `signal`, or `stop()`) or a fatal error aborts it, and its reason carries the error
+ * that ended things, if one did. A second (`force`) aborts retries once a stop waited long enough.
  */
 import type pg from 'pg';
 import type { Batcher } from '../batching/batcher.js';
@@ -16,28 +17,23 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { createBridgeEvents, type BridgeEvents } from '../domain/events.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
-import { BridgeError, errorMessage } from '../errors.js';
-import { advanceSlot, ensurePublication, isSlotLostError, readSlot } from '../source/slot.js';
-import { migrate } from '../status/migrate.js';
+import { errorMessage } from '../errors.js';
+import { advanceSlot } from '../source/slot.js';
 import { PositionTracker } from '../router/positions.js';
-import { sleep } from '../util/backoff.js';
 import { formatLsn } from '../util/lsn.js';
-import { pgClientConfig } from '../util/pg-connection.js';
-import { RETRY, retryDelay } from '../util/retry.js';
-import { prepareSlot, slotLostError } from './first-start.js';
+import { prepareSlot } from './first-start.js';
 import { Router } from '../router/router.js';
-import { ReplicationSession } from './session.js';
-import { watchSlot } from './slot-watch.js';
-import { watchStatus } from './status-watch.js';
-import { buildStages, type Stages } from './stages.js';
+import type { ReplicationSession } from './session.js';
+import { runSessions, type SessionLoopHost } from './session-loop.js';
+import { buildStages, drainOrGiveUp, type Stages } from './stages.js';
 import type { HeldAction, HeldParams, HeldResult } from './held.js';
-import { backfillHandler } from './backfill.js';
-import { awaitJob, runJobs, type JobHandler } from './jobs.js';
-import { runRetry, type RetryParams, type SourceRetry } from './retry-failed.js';
+import { Outage } from './outage.js';
+import type { RetryParams, SourceRetry } from './retry-failed.js';
+import { BridgeJobs } from './bridge-jobs.js';
+import { startUp, type Started } from './startup.js';
 import type { Lanes } from '../batching/lanes.js';
-import { requestJob, type JobKind } from '../status/jobs.js';
 import { Watermarks } from '../router/watermarks.js';
-import { loadSources, probePlatform, sendsMessages, type PlatformProbe } from './sources.js';
+import type { PlatformProbe } from './sources.js';
 
 export interface BridgeOptions {
   config: Config;
@@ -51,6 +47,11 @@ export interface BridgeOptions {
   statusIntervalMs?: number;
   /** `run --resync`: drop the slot, create a new one and re-sync every source from its snapshot. */
   resync?: boolean;
+  /**
+   * The stop (SIGTERM): once it aborts, the bridge stops as `stop()` does, at whatever moment of its
+   * start or of streaming; a start in progress then rejects with the stop's reason.
+   */
+  signal?: AbortSignal;
 }
 
 /** The reason of `halt` for a stop that was asked for (anything else is a fatal error). */
@@ -73,9 +74,9 @@ export class Bridge {
   private router: Router | undefined;
   private readonly watermarks = new Watermarks();
   private messages = false;
-  private jobs: Promise<void> | undefined;
-  private readonly lanes: Lanes;
-  private readonly settleOnLanes: Stages['settleHeld'];
+  private readonly jobs: BridgeJobs;
+  /** The job runner, once streaming has begun. */
+  private running: Promise<void> | undefined;
   private tracker = new PositionTracker(0n);
   private session: ReplicationSession | undefined;
   private readonly halt = new AbortController();
@@ -88,12 +89,15 @@ export class Bridge {
   private ackTimer: NodeJS.Timeout | undefined;
   /** Since when a snapshot (first start, re-sync) runs: changes committed meanwhile wait for it. */
   private syncingSince: Date | undefined;
-  /** The replication stream is down since, after so many attempts (logged once, not per attempt). */
-  private outage: { since: number; attempts: number } | undefined;
+  /** The replication stream's outages, logged once each (not per attempt). */
+  private readonly outage: Outage;
 
   constructor(private readonly o: BridgeOptions) {
+    let lanes: Lanes;
+    let settleHeld: Stages['settleHeld'];
     this.config = o.config;
     this.logger = o.logger;
+    this.outage = new Outage(o.logger);
     this.events = o.events ?? createBridgeEvents();
     ({
       pool: this.pool,
@@ -101,8 +105,8 @@ export class Bridge {
       sent: this.sent,
       leadership: this.leadership,
       batcher: this.batcher,
-      lanes: this.lanes,
-      settleHeld: this.settleOnLanes,
+      lanes,
+      settleHeld,
     } = buildStages({
       config: this.config,
       logger: this.logger,
@@ -113,6 +117,24 @@ export class Bridge {
       onDatabaseAway: (reason) => this.letGo(reason),
       onFatal: (err) => this.fail(err),
     }));
+    this.jobs = new BridgeJobs({
+      config: this.config,
+      logger: this.logger,
+      events: this.events,
+      pool: this.pool,
+      store: this.store,
+      sent: this.sent,
+      lanes,
+      settleHeld,
+      leadership: this.leadership,
+      runtimes: this.runtimes,
+      watermarks: this.watermarks,
+      platform: o.sender,
+      confirmed: () => this.tracker.confirmed,
+      signal: this.halt.signal,
+    });
+    if (o.signal?.aborted) void this.stop();
+    else o.signal?.addEventListener('abort', () => void this.stop(), { once: true });
   }
 
   /** The confirmed position (for tests and status). */
@@ -160,9 +182,32 @@ export class Bridge {
   }
 
   private async begin(): Promise<void> {
-    const { postgres, sources } = this.config;
-    const loaded = await loadSources(this.pool, this.config, this.store);
-    for (const rt of loaded) this.runtimes.set(rt.config.name, rt);
+    // A re-sync or a first start: changes committed meanwhile wait for its snapshot.
+    this.syncingSince = new Date();
+    let started: Started;
+    try {
+      started = await startUp({
+        config: this.config,
+        logger: this.logger,
+        events: this.events,
+        pool: this.pool,
+        store: this.store,
+        sent: this.sent,
+        leadership: this.leadership,
+        batcher: this.batcher,
+        runtimes: this.runtimes,
+        platform: this.o.sender,
+        resync: this.o.resync === true,
+        oldestOpen: () => this.syncingSince ?? this.tracker.oldestOpenCommitTime(),
+        lagIntervalMs: this.o.lagIntervalMs,
+        statusIntervalMs: this.o.statusIntervalMs,
+        signal: this.halt.signal,
+      });
+    } finally {
+      this.syncingSince = undefined;
+    }
+    this.unwatch = started.unwatch;
+    this.messages = started.messages;
     this.router = new Router({
       runtimes: this.runtimes,
       batcher: this.batcher,
@@ -171,139 +216,50 @@ export class Bridge {
       watermarks: this.watermarks,
       logger: this.logger,
       onUnchanged: (source, count) => this.events.emit('unchanged', { source, count }),
-      jobs: { slot: postgres.slot, statusSchema: postgres.statusSchema },
+      jobs: { slot: this.config.postgres.slot, statusSchema: this.config.postgres.statusSchema },
     });
-    this.messages = await sendsMessages(this.pool);
-    if (!(await readSlot(this.pool, postgres.slot))) await probePlatform(this.o.sender);
-    await migrate(this.pool, postgres.statusSchema);
-    this.unwatchStatus = watchStatus({
-      pool: this.pool,
-      statusSchema: postgres.statusSchema,
-      sources: sources.map((s) => s.name),
-      events: this.events,
-      logger: this.logger,
-      intervalMs: this.o.statusIntervalMs,
-    });
-    await this.leadership.acquire(this.halt.signal);
-    await ensurePublication(this.pool, postgres.publication, sources);
-    // Measured from here, so the lag shows during a first-start snapshot too: the WAL written
-    // meanwhile waits in the slot, its changes for the snapshot to end.
-    this.unwatch = watchSlot({
-      pool: this.pool,
-      slot: postgres.slot,
-      lagWarnBytes: postgres.lagWarnBytes,
-      oldestOpen: () => this.syncingSince ?? this.tracker.oldestOpenCommitTime(),
-      events: this.events,
-      logger: this.logger,
-      intervalMs: this.o.lagIntervalMs,
-    });
-    this.track(await this.prepareSlot(this.o.resync === true));
-    this.loop = this.runSessions().then(() => {
+    this.track(started.position);
+    this.loop = runSessions(this.loopHost()).then(() => {
       if (this.fatal !== undefined) throw this.fatal;
     });
     this.loop.catch(() => {});
-    const handlers: Partial<Record<JobKind, JobHandler>> = {
-      retry: (job) => this.retryOnLanes((job.params ?? {}) as RetryParams),
-      approve: (job) => this.settleHeld('approve', (job.params ?? {}) as HeldParams),
-      reject: (job) => this.settleHeld('reject', (job.params ?? {}) as HeldParams),
-    };
-    // Backfills read between watermarks in the stream: logical decoding messages, PostgreSQL 14+.
-    if (this.messages)
-      handlers.backfill = backfillHandler({
-        pool: this.pool,
-        store: this.store,
-        statusSchema: postgres.statusSchema,
-        slot: postgres.slot,
-        runtimes: this.runtimes,
-        watermarks: this.watermarks,
-        confirmed: () => this.tracker.confirmed,
-        events: this.events,
-        logger: this.logger,
-        signal: this.halt.signal,
-      });
-    this.jobs = runJobs({
-      pool: this.pool,
-      statusSchema: postgres.statusSchema,
-      slot: postgres.slot,
-      handlers,
-      mayRun: () => this.leadership.held,
-      logger: this.logger,
-      signal: this.halt.signal,
-    });
+    this.running = this.jobs.run(this.messages);
   }
 
   /**
-   * Retries failed rows (the web console's Retry button) where the slot's requests are ordered: on
-   * this bridge's lanes while it holds the slot, else as a job for the bridge that does (this one
-   * is a standby), whose result it waits for.
+   * Retries failed rows (the web console's Retry button) where the slot's requests are ordered:
+   * this bridge's lanes, or the active bridge's when this one is a standby.
    */
-  async retryFailed(params: RetryParams): Promise<SourceRetry[]> {
-    if (this.leadership.held) return this.retryOnLanes(params);
-    const { slot, statusSchema } = this.config.postgres;
-    const id = await requestJob(this.pool, statusSchema, slot, {
-      kind: 'retry',
-      source: params.source ?? null,
-      params: { ...params },
-      reason: 'requested',
-    });
-    return (await awaitJob(this.pool, statusSchema, id, { signal: this.halt.signal })) as SourceRetry[];
+  retryFailed(params: RetryParams): Promise<SourceRetry[]> {
+    return this.jobs.retryFailed(params);
   }
 
-  /**
-   * Approves or rejects held rows (the jobs of `tuzhan-cdc held`, the console's buttons) on this
-   * bridge's lanes while it holds the slot, else as a job for the bridge that does.
-   */
-  async settleHeld(action: HeldAction, params: HeldParams): Promise<HeldResult[]> {
-    const { check } = this.o.sender;
-    if (this.leadership.held)
-      return this.settleOnLanes(
-        action,
-        params,
-        check ? { check: () => check.call(this.o.sender) } : undefined,
-      );
-    const { slot, statusSchema } = this.config.postgres;
-    const id = await requestJob(this.pool, statusSchema, slot, {
-      kind: action,
-      source: params.source ?? null,
-      params: { ...params },
-      reason: 'requested',
-    });
-    return (await awaitJob(this.pool, statusSchema, id, { signal: this.halt.signal })) as HeldResult[];
+  /** Approves or rejects held rows (the console's buttons), as `retryFailed` does its retry. */
+  settleHeld(action: HeldAction, params: HeldParams): Promise<HeldResult[]> {
+    return this.jobs.settleHeld(action, params);
   }
 
-  /** The retry on this bridge's own lanes, in order with what it streams. */
-  private retryOnLanes(params: RetryParams): Promise<SourceRetry[]> {
-    const { check } = this.o.sender;
-    return runRetry(
-      { config: this.config, pool: this.pool, store: this.store, sent: this.sent, lanes: this.lanes },
-      params,
-      check ? { check: () => check.call(this.o.sender) } : undefined,
-    );
-  }
-
-  /** Resumes the slot, or (re)creates it and syncs every source from its snapshot. */
-  private async prepareSlot(resync: boolean): Promise<bigint> {
+  /** A new slot, every source re-synced from its snapshot (a lost slot, `onSlotLost: resync`). */
+  private async resyncSlot(): Promise<bigint> {
     this.syncingSince = new Date();
     try {
-      return await this.prepare(resync);
+      const { pool, store, config, runtimes, batcher, sent, logger, events } = this;
+      const signal = this.halt.signal;
+      return await prepareSlot({
+        pool,
+        store,
+        config,
+        runtimes,
+        batcher,
+        sent,
+        logger,
+        events,
+        signal,
+        resync: true,
+      });
     } finally {
       this.syncingSince = undefined;
     }
-  }
-
-  private prepare(resync: boolean): Promise<bigint> {
-    return prepareSlot({
-      pool: this.pool,
-      store: this.store,
-      resync,
-      config: this.config,
-      runtimes: this.runtimes,
-      batcher: this.batcher,
-      sent: this.sent,
-      logger: this.logger,
-      events: this.events,
-      signal: this.halt.signal,
-    });
   }
 
   /** A position tracker from `lsn`, confirming to the server as it moves. */
@@ -318,110 +274,25 @@ export class Bridge {
     });
   }
 
-  /** One session after another until stopped: the supervisor's retry loop. */
-  private async runSessions(): Promise<void> {
-    const sources = this.config.sources.map((s) => s.name);
-    for (let attempt = 1; !this.halted;) {
-      if (!this.leadership.held) {
-        try {
-          await this.leadership.acquire(this.halt.signal);
-        } catch (err) {
-          if (this.halted) return;
-          throw err;
-        }
-        // Another instance may have streamed meanwhile: its sent positions count too.
-        await this.sent.load(sources, true);
-      }
-      // Unreachable still: the session fails and the next attempt looks again.
-      if (attempt > 1) await this.rebaseOnSlot(sources).catch(() => {});
-      const session = this.newSession(() => (attempt = 1));
-      this.session = session;
-      try {
-        await session.run(() => this.halted);
-        return;
-      } catch (err) {
-        this.events.emit('streaming', false);
-        if (this.halted) return;
-        if (err instanceof BridgeError && !err.retryable) throw err;
-        await this.batcher.drain();
-        this.router?.reset();
-        if (isSlotLostError(err)) {
-          const { slot, onSlotLost } = this.config.postgres;
-          if (onSlotLost !== 'resync')
-            throw slotLostError(slot, `cannot be streamed from (${errorMessage(err)})`);
-          this.logger.warn(
-            { err: errorMessage(err) },
-            'the slot is lost; re-syncing every source from a new slot',
-          );
-          this.track(await this.prepareSlot(true));
-          continue;
-        }
-        // What was received but not confirmed is sent again by the server: finish what we hold
-        // (done above), forget open transactions, and start from the slot's confirmed position.
-        this.tracker.reset();
-        const delayMs = retryDelay(RETRY.reconnect, attempt++);
-        // Once per outage at warn; every further attempt at debug, and one line when it is back.
-        const first = this.outage === undefined;
-        this.outage ??= { since: Date.now(), attempts: 0 };
-        this.outage.attempts += 1;
-        this.logger[first ? 'warn' : 'debug'](
-          { err: errorMessage(err), delayMs, attempt: this.outage.attempts },
-          first
-            ? 'replication stream lost; draining and reconnecting'
-            : 'replication stream still down; reconnecting',
-        );
-        await sleep(delayMs, this.halt.signal);
-      }
-    }
-  }
-
-  /**
-   * Before streaming again: a slot behind the position this bridge confirmed was restored from an
-   * older state, a crash before the server's checkpoint or a promoted standby's synchronized copy
-   * of a failover slot. After a promotion the positions past it are the new timeline's WAL, so the
-   * slot's position is the truth; what was sent before may come again (covered as maybe sent).
-   */
-  private async rebaseOnSlot(sources: readonly string[]): Promise<void> {
-    const { slot } = this.config.postgres;
-    const at = (await readSlot(this.pool, slot))?.confirmedFlushLsn;
-    if (!at || at >= this.tracker.confirmed) return;
-    await this.sent.coverServerPosition(sources);
-    this.logger.warn(
-      { slot, confirmed: formatLsn(this.tracker.confirmed), slotConfirmed: formatLsn(at) },
-      'the slot is behind what this bridge confirmed (a crash or a promoted standby): streaming from the slot',
-    );
-    this.track(at);
-  }
-
-  private newSession(onWorking: () => void): ReplicationSession {
-    const router = this.router as Router;
-    return new ReplicationSession({
-      clientConfig: pgClientConfig(this.config.postgres, 'tuzhan-cdc'),
-      slot: this.config.postgres.slot,
-      publication: this.config.postgres.publication,
-      messages: this.messages,
-      columns: (relation) => router.columnsOf(relation),
+  /** The bridge as the session loop sees it. */
+  private loopHost(): SessionLoopHost {
+    return {
+      config: this.config,
       logger: this.logger,
-      confirmed: () => this.tracker.confirmed,
-      onIdlePosition: (lsn) => {
-        if (!router.inTransaction && this.batcher.load === 0) this.tracker.confirmIdle(lsn);
-      },
-      onMessage: (msg) => router.handle(msg),
-      onFirstMessage: onWorking,
-      onStart: () => {
-        if (this.outage) {
-          this.logger.info(
-            {
-              downSeconds: Math.round((Date.now() - this.outage.since) / 1000),
-              attempts: this.outage.attempts,
-            },
-            'replication stream back',
-          );
-          this.outage = undefined;
-        }
-        this.events.emit('streaming', true);
-      },
-    });
+      events: this.events,
+      pool: this.pool,
+      leadership: this.leadership,
+      sent: this.sent,
+      batcher: this.batcher,
+      outage: this.outage,
+      messages: this.messages,
+      signal: this.halt.signal,
+      router: () => this.router as Router,
+      tracker: () => this.tracker,
+      track: (lsn) => this.track(lsn),
+      resyncSlot: () => this.resyncSlot(),
+      onSession: (session) => (this.session = session),
+    };
   }
 
   /**
@@ -442,7 +313,6 @@ export class Bridge {
     if (!this.halted) this.halt.abort(new StopRequested());
     this.unwatch?.();
     this.unwatchStatus?.();
-    this.session?.pause();
     const timer = setTimeout(
       () => this.force.abort(new Error(`stop took longer than ${timeoutMs} ms`)),
       timeoutMs,
@@ -455,10 +325,11 @@ export class Bridge {
     try {
       // A stop during the start waits for it to give up (the snapshot and the standby wait listen).
       await this.starting?.catch(() => {});
-      if (this.fatal === undefined) await this.drain(timeoutMs, giveUp);
+      if (this.fatal === undefined)
+        await drainOrGiveUp(this.batcher, this.force.signal, this.logger, timeoutMs, giveUp);
       await this.session?.stop();
       await this.loop?.catch(() => {});
-      await this.jobs;
+      await this.running;
       if (this.tracker.confirmed > 0n) {
         await advanceSlot(this.pool, this.config.postgres.slot, this.tracker.confirmed, formatLsn).catch(
           (err: unknown) =>
@@ -474,25 +345,5 @@ export class Bridge {
       await this.leadership.release();
       await this.pool.end().catch(() => {});
     }
-  }
-
-  /** Drains buffers and requests, or gives up when `force` aborts (what is unanswered stays unconfirmed). */
-  private async drain(timeoutMs: number, giveUp?: AbortSignal): Promise<void> {
-    const forced = new Promise<false>((resolve) => {
-      if (this.force.signal.aborted) resolve(false);
-      this.force.signal.addEventListener('abort', () => resolve(false), { once: true });
-    });
-    const drained = await Promise.race([
-      this.batcher.drain().then(
-        () => true,
-        (err: unknown) => {
-          this.logger.warn({ err: errorMessage(err) }, 'drain failed');
-          return true;
-        },
-      ),
-      forced,
-    ]);
-    if (!drained && !giveUp?.aborted)
-      this.logger.warn({ timeoutMs }, 'stopping without a full drain: timed out');
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Which position may be confirmed to the slot (SPEC section 5, powersync's WalStream discipline).
+ * Which position may be confirmed to the slot (docs/design.md, "Positions"; powersync's WalStream discipline).
  * Every transaction is tracked from its BEGIN; each of its source-row changes is held until the
  * change's outcome is stored. The confirmable position is the end LSN of the latest transaction
  * such that it and every transaction before it are committed (COMMIT received) and hold nothing.

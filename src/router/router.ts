@@ -149,7 +149,7 @@ export class Router {
     return rt ?? undefined;
   }
 
-  /** A mapped or key column gone from a source's relation stops the bridge (SPEC section 4). */
+  /** A mapped or key column gone from a source's relation stops the bridge (docs/design.md, "Schema changes"). */
   private checkRelation(relation: Relation): void {
     const rt = this.runtimeOf(relation);
     if (!rt) return;

@@ -1,5 +1,5 @@
 /**
- * The simulator's injectable faults (SPEC section 10): what each does, their defaults, and the check
+ * The simulator's injectable faults (docs/design.md, "The platform"): what each does, their defaults, and the check
  * of a `POST /__sim/faults` body.
  */
 import { IDENTITY_FIELDS } from '../config/types.js';
@@ -35,6 +35,12 @@ export interface Faults {
    * batch to isolate it. Empty: off.
    */
   rejectRequestsWith: string;
+  /**
+   * While set, batchAdd requests are held after their body is read (after `latencyMs`), neither
+   * applied nor answered; clearing it lets them go on. A test's "request in flight" then lasts
+   * until the test is done looking, not for a latency it hopes is long enough.
+   */
+  holdAnswers: boolean;
 }
 
 export const DEFAULT_FAULTS: Faults = {
@@ -50,6 +56,7 @@ export const DEFAULT_FAULTS: Faults = {
   asyncDelayMs: 100,
   tokenErrorAs401: false,
   rejectRequestsWith: '',
+  holdAnswers: false,
 };
 
 /** Why a POST /__sim/faults body is unusable, or undefined. */

@@ -1,6 +1,6 @@
 /**
  * The simulated platform's data: a registry of platform customers (the audience matching finds)
- * and, per customer, a set of group names (SPEC section 2, "Group semantics"). Pure; no I/O.
+ * and, per customer, a set of group names (docs/design.md, "The platform"). Pure; no I/O.
  *
  * Customer ids: a registry customer is `r<index>`, whatever identity found it, so groups set
  * through thirdId are visible through the phone of the same customer. Without matching, a

@@ -1,7 +1,7 @@
 /**
- * The platform simulator (SPEC section 10): a real `node:http` server speaking the vendor's wire
+ * The platform simulator (docs/design.md, "The platform"): a real `node:http` server speaking the vendor's wire
  * format, with token checks, strict validation, registry matching, the group semantics, per-row
- * `errorData`, injectable faults and endpoints exposing its state. Decisions (docs/simulator.md):
+ * `errorData`, injectable faults and endpoints exposing its state. Decisions (docs/tuzhan-api.md):
  * - a bad, expired or missing X-Token answers HTTP 200 `code: "100200"` (the vendor's usual shape;
  *   `faults.tokenErrorAs401` answers HTTP 401 with the same body instead);
  * - an invalid request answers HTTP 400 `code: "400"`, `errorCode: "PARAM_ERROR"`, `msg` naming
@@ -10,13 +10,15 @@
  *   holds the socket without applying, unless `timeoutApplies` (applied, then the answer is lost).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { IDENTITY_FIELDS, type IdentityField } from '../config/types.js';
 import { sleep } from '../util/backoff.js';
+import { close, listen, readBody, sendJson } from '../util/http.js';
 import type { ApiRow, OptType, PublicParams } from '../tuzhan/types.js';
 import { carriesRejected, checkFaults, DEFAULT_FAULTS, type Faults } from './faults.js';
+import { InFlight, type Overlaps } from './in-flight.js';
 import { PlatformModel, type RegistryEntry } from './model.js';
+import { emptyStats, type SimulatorStats } from './stats.js';
 import { Tokens } from './tokens.js';
 import { validateBatchAdd } from './validate.js';
 
@@ -25,25 +27,7 @@ export const BATCH_ADD_PATHS = [
   '/api/open/audience/group/rel/batchAdd',
 ];
 export const TOKEN_PATH = '/api/open/app/getOrgAccessToken';
-
-type Outcome = 'synced' | 'failed' | 'accepted';
-
-export interface SimulatorStats {
-  /** batchAdd requests received, whatever their fate. */
-  requests: number;
-  /** Requests that passed auth and validation, and their rows by outcome, per optType. */
-  byOptType: Record<OptType, { requests: number; rows: number } & Record<Outcome, number>>;
-  rejected: number;
-  authFailures: number;
-  tokenFetches: number;
-  tokenRefusals: number;
-  served429: number;
-  served500: number;
-  /** Requests applied and then answered 503 (applyThenFailRate). */
-  appliedThenFailed: number;
-  timeouts: number;
-  customersWithState: number;
-}
+export type { SimulatorStats } from './stats.js';
 
 export interface SimulatorOptions {
   host?: string;
@@ -71,41 +55,16 @@ export interface Simulator {
   groupsOf(field: IdentityField, value: string): string[] | undefined;
   stats(): SimulatorStats;
   setFaults(f: Partial<Faults>): void;
+  /** Requests that touched a customer while another request about it was being answered. */
+  overlaps(): Overlaps;
   /** Forgets groups, stats and faults; the registry and issued tokens stay. */
   reset(): void;
 }
 
-function emptyStats(): SimulatorStats {
-  const opt = () => ({ requests: 0, rows: 0, synced: 0, failed: 0, accepted: 0 });
-  return {
-    requests: 0,
-    byOptType: { add: opt(), update: opt(), delete: opt() },
-    rejected: 0,
-    authFailures: 0,
-    tokenFetches: 0,
-    tokenRefusals: 0,
-    served429: 0,
-    served500: 0,
-    appliedThenFailed: 0,
-    timeouts: 0,
-    customersWithState: 0,
-  };
-}
-
-function reply(res: ServerResponse, http: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(http, { 'content-type': 'application/json; charset=utf-8', ...headers });
-  res.end(text);
-}
+const reply = sendJson;
 
 function platform(code: string, errorCode: string, msg: string, data: unknown = null) {
   return { code, errorCode, msg, data };
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Starts the simulator; resolves once it listens. */
@@ -119,6 +78,12 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     ttlSeconds: opts.tokenTtlSeconds,
   });
   const pendingApply = new Set<NodeJS.Timeout>();
+  const inFlight = new InFlight();
+  const held = new Set<() => void>();
+  const letGo = (): void => {
+    for (const go of held) go();
+    held.clear();
+  };
   let faults: Faults = { ...DEFAULT_FAULTS };
   let stats = emptyStats();
   const log = opts.logger;
@@ -154,8 +119,18 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   async function batchAdd(req: IncomingMessage, res: ServerResponse): Promise<void> {
     stats.requests += 1;
     const text = await readBody(req);
+    const leave = inFlight.enterBody(text);
+    try {
+      await answer(req, res, text);
+    } finally {
+      leave();
+    }
+  }
+
+  async function answer(req: IncomingMessage, res: ServerResponse, text: string): Promise<void> {
     const receivedAtMs = Date.now();
     if (faults.latencyMs > 0) await sleep(faults.latencyMs);
+    if (faults.holdAnswers) await new Promise<void>((go) => held.add(go));
     if (faults.status429 > 0) {
       faults.status429 -= 1;
       stats.served429 += 1;
@@ -309,40 +284,34 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     });
   });
   server.keepAliveTimeout = 30_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
-  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = await listen(server, opts.port ?? 0, opts.host ?? '127.0.0.1');
 
   const sim: Simulator = {
-    url: `http://${host}:${addr.port}`,
+    url,
     async close() {
+      letGo();
       for (const t of pendingApply) clearTimeout(t);
       pendingApply.clear();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        // Held (timed-out) sockets and idle keep-alive connections would keep close() waiting.
-        server.closeAllConnections();
-      });
+      // Held (timed-out) sockets and idle keep-alive connections end too.
+      await close(server).catch(() => {});
     },
     groupsOf: (field, value) => model.groupsOf(field, value),
     stats: () => ({ ...structuredClone(stats), customersWithState: model.customersWithState }),
+    overlaps: () => inFlight.seen(),
     setFaults(f) {
       const { expireTokens, ...rest } = f;
       if (expireTokens) tokens.expireAll();
       faults = { ...faults, ...rest };
+      if (!faults.holdAnswers) letGo();
     },
     reset() {
       for (const t of pendingApply) clearTimeout(t);
       pendingApply.clear();
       model.clear();
+      inFlight.reset();
       stats = emptyStats();
       faults = { ...DEFAULT_FAULTS };
+      letGo();
     },
   };
   log?.info({ url: sim.url }, 'platform simulator listening');

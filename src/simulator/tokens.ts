@@ -1,5 +1,5 @@
 /**
- * The simulator's tokens (SPEC section 2): a static `X-Token` accepted forever, and tokens issued by
+ * The simulator's tokens (docs/design.md, "The platform"): a static `X-Token` accepted forever, and tokens issued by
  * `GET /api/open/app/getOrgAccessToken` for an app id and secret, valid for a time.
  */
 import { randomBytes } from 'node:crypto';

@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 import type { Config, SourceConfig } from '../config/types.js';
-import { closest } from '../config/validate.js';
+import { closest } from '../config/closest.js';
 import { formatBytes } from '../util/format.js';
 import { quoteIdent, quoteTable } from '../util/sql.js';
 import { mappedColumns, oldImageColumns } from '../mapping/columns.js';

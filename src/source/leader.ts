@@ -1,5 +1,5 @@
 /**
- * One active bridge per slot (SPEC section 5): a session advisory lock on a connection of its own.
+ * One active bridge per slot (docs/design.md, "One active bridge per slot"): a session advisory lock on a connection of its own.
  * A second instance waits as a standby and takes the lock when the first one's session ends. The
  * lock is only as good as its connection, so the connection is watched: when it fails (a server
  * shutting down terminates it first, a network cut stops the heartbeat), the lock is gone and the
@@ -58,7 +58,7 @@ export class Leadership {
    */
   async acquire(signal: AbortSignal): Promise<void> {
     if (this.client) return;
-    const yieldMs = this.o.yieldMs ?? 3000;
+    const yieldMs = this.o.yieldMs ?? 1500;
     const waited = Date.now() - this.lostAt;
     if (waited < yieldMs) await sleep(yieldMs - waited, signal);
     let announced = false;

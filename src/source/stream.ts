@@ -64,14 +64,25 @@ export class ReplicationStream {
   private failure: unknown;
   private statusTimer: NodeJS.Timeout | undefined;
   private lastSent = -1n;
-  private stopping = false;
-  private stopCalled = false;
-  private onStopCalled: (() => void) | undefined;
+  /** `stop` was called: close now. */
+  private readonly closing = new AbortController();
+  /** The bridge is stopping (`run`'s signal): take no more messages; `stop` closes after the drain. */
+  private stopping: AbortSignal = this.closing.signal;
 
   constructor(private readonly o: StreamOptions) {}
 
-  /** Streams from the slot's confirmed position until `stop` or an error. */
-  async run(): Promise<void> {
+  /** Whether messages are still taken: neither the bridge's stop nor `stop` came. */
+  private get taking(): boolean {
+    return !this.stopping.aborted && !this.closing.signal.aborted;
+  }
+
+  /**
+   * Streams from the slot's confirmed position until `stop` or an error. Once `signal` aborts (the
+   * bridge stops), no more messages are taken; the connection stays open for the drain, and `stop`
+   * sends the final position and closes it.
+   */
+  async run(signal?: AbortSignal): Promise<void> {
+    if (signal) this.stopping = AbortSignal.any([signal, this.closing.signal]);
     // The library's flow control awaits every message through a promise chain, which halves the
     // rate of the stream. Messages are handled synchronously instead; only when a handler has to
     // wait (backpressure, TRUNCATE) is the socket paused and what was already read queued.
@@ -94,12 +105,12 @@ export class ReplicationStream {
       this.failure ??= err;
     });
     service.on('data', (_lsn: string, msg: ChangeMessage) => {
-      if (this.stopping || this.failure !== undefined) return;
+      if (!this.taking || this.failure !== undefined) return;
       if (this.waiting) this.queue.push(msg);
       else this.handle(msg);
     });
     service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
-      if (!this.waiting && !this.stopping) this.o.onIdlePosition(parseLsn(lsn));
+      if (!this.waiting && this.taking) this.o.onIdlePosition(parseLsn(lsn));
       if (shouldRespond) this.sendStatus(true);
     });
     service.on('start', () => {
@@ -114,7 +125,7 @@ export class ReplicationStream {
       }
       // stop() came while the library was still connecting, before it had a client to end: its
       // connect went on regardless. End this stream now rather than stream on unread.
-      if (this.stopCalled) void service.stop().catch(() => {});
+      if (this.closing.signal.aborted) void service.stop().catch(() => {});
     });
     this.statusTimer = setInterval(() => this.sendStatus(true), this.o.statusIntervalMs ?? 5000);
     try {
@@ -122,9 +133,10 @@ export class ReplicationStream {
       // position: transactions before it that were not confirmed would be skipped.
       // stop() also ends the wait: ending a pg client that is still connecting leaves its connect()
       // pending forever (pg 8), and with it the library's subscribe().
+      const closing = this.closing.signal;
       const stopped = new Promise<void>((resolve) => {
-        this.onStopCalled = resolve;
-        if (this.stopCalled) resolve();
+        if (closing.aborted) resolve();
+        else closing.addEventListener('abort', () => resolve(), { once: true });
       });
       const subscribed = service.subscribe(plugin, this.o.slot, '0/0');
       subscribed.catch(() => {}); // once stop() won the race, its late failure is expected
@@ -135,7 +147,7 @@ export class ReplicationStream {
       clearInterval(this.statusTimer);
       await service.stop().catch(() => {});
     }
-    if (this.failure !== undefined && !this.stopping) throw this.failure;
+    if (this.failure !== undefined && this.taking) throw this.failure;
   }
 
   /** Handles one message; if the handler has to wait, reading stops until it and the queue are done. */
@@ -159,7 +171,7 @@ export class ReplicationStream {
   private async handleQueued(): Promise<void> {
     try {
       while (this.queue.length > 0) {
-        if (this.stopping || this.failure !== undefined) return;
+        if (!this.taking || this.failure !== undefined) return;
         const msg = this.queue.shift() as ChangeMessage;
         await this.o.onMessage(msg);
       }
@@ -201,15 +213,8 @@ export class ReplicationStream {
 
   /** Stops reading; handlers in progress finish, queued messages are dropped (not confirmed). */
   async stop(): Promise<void> {
-    this.stopping = true;
-    this.stopCalled = true;
-    this.onStopCalled?.();
+    this.closing.abort();
     this.sendStatus(true);
     await this.service?.stop();
-  }
-
-  /** Stops taking new messages without closing (shutdown drains before closing). */
-  pause(): void {
-    this.stopping = true;
   }
 }

@@ -16,7 +16,6 @@
  *   built only over the identities such an index exists for (`identityIndexes`).
  * - sync_batch_started_at_idx (started_at): `recentRequests`, `requestRate`, the request of each
  *   `search` row.
- * - backfill_open_idx (slot, id) WHERE status IN ('pending', 'running'): `openBackfill`.
  */
 import { quoteIdent } from '../util/sql.js';
 
@@ -200,9 +199,5 @@ export function consoleSql(schemaName: string) {
         AND error IS NOT DISTINCT FROM $3
         AND ($4::timestamptz IS NULL OR (synced_at, key) < ($4::timestamptz, $5::text))
       ORDER BY synced_at DESC, key DESC LIMIT $6`,
-
-    /** $1 slot, $2 source: a backfill of the source still to run or running. */
-    openBackfill: `SELECT id::text AS id FROM ${schema}.backfill
-      WHERE slot = $1 AND status IN ('pending', 'running') AND source = $2 ORDER BY id LIMIT 1`,
   };
 }

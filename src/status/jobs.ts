@@ -59,6 +59,11 @@ export function jobSql(schemaName: string) {
     /** $1 id, $2 status (done, failed), $3 error, $4 result. */
     finish: `UPDATE ${job} SET status = $2, finished_at = now(), error = $3, result = $4 WHERE id = $1`,
 
+    /** $1 slot, $2 source, $3 filter: a backfill of the source and filter still to run or running. */
+    openBackfill: `SELECT id::text AS id FROM ${job}
+      WHERE slot = $1 AND status IN ('pending', 'running') AND kind = 'backfill' AND source = $2
+        AND filter IS NOT DISTINCT FROM $3::jsonb ORDER BY id LIMIT 1`,
+
     /** $1 id: one job. */
     read: `SELECT ${columns} FROM ${job} WHERE id = $1`,
   };
@@ -170,4 +175,25 @@ export async function readJob(db: Queryable, schema: string, id: string): Promis
   const res = await db.query<JobRow>(jobSql(schema).read, [id]);
   const r = res.rows[0];
   return r ? jobOf(r) : undefined;
+}
+
+/**
+ * Asks the daemon for a backfill of a source: the one writer of backfill requests (`tuzhan-cdc
+ * backfill`, the console, a source new to the slot). A backfill of the same source and filter
+ * still to run or running is returned instead of a second one.
+ */
+export async function requestBackfill(
+  db: Queryable,
+  schema: string,
+  slot: string,
+  backfill: { source: string; filter: Record<string, unknown> | null; reason: string },
+): Promise<{ id: string; created: boolean }> {
+  const open = await db.query<{ id: string }>(jobSql(schema).openBackfill, [
+    slot,
+    backfill.source,
+    backfill.filter,
+  ]);
+  if (open.rows[0]) return { id: open.rows[0].id, created: false };
+  const id = await requestJob(db, schema, slot, { kind: 'backfill', ...backfill });
+  return { id, created: true };
 }

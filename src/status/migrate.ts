@@ -1,5 +1,5 @@
 /**
- * Creates and migrates the sync-status schema (SPEC section 7) from the numbered files in `sql/`.
+ * Creates and migrates the sync-status schema (docs/design.md, "The status schema") from the numbered files in `sql/`.
  *
  * Forward-only, graphile-worker style: each pending file runs in its own transaction under a
  * transaction-level advisory lock keyed by the schema name, re-checks inside the lock whether

@@ -42,7 +42,7 @@ export function statusSql(schemaName: string) {
       WHERE source_id = ${sourceId('$1')} AND (lsn IS NULL OR lsn < $3::pg_lsn) AND status <> 'held'
         AND NOT (op = 'delete' AND status IN ('synced', 'skipped'))`,
 
-    /** $1 source, $2 keys (jsonb[]): what was last recorded for them. */
+    /** $1 source, $2 keys (text[], their canonical texts): what was last recorded for them. */
     lastSent: `SELECT key AS k, op, status, payload FROM ${row}
       WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[])`,
 
@@ -147,9 +147,6 @@ export function statusSql(schemaName: string) {
     /** $1 slot, $2 sources: these sources' existing rows are (being) synced. */
     coverSources: `UPDATE ${state} SET sources = (SELECT array_agg(DISTINCT s) FROM unnest(coalesce(sources, '{}') || $2::text[]) s)
       WHERE slot = $1`,
-
-    /** $1 slot, $2 source, $3 filter (jsonb or null), $4 reason: a backfill to run. */
-    requestBackfill: `INSERT INTO ${schema}.backfill (slot, source, filter, reason) VALUES ($1, $2, $3, $4) RETURNING id::text`,
 
     /** $1 id, $2 estimate of its rows: the backfill begins (or resumes). */
     startBackfill: `UPDATE ${schema}.backfill SET status = 'running', started_at = coalesce(started_at, now()),

@@ -1,6 +1,6 @@
 /**
- * Writes outcomes to `<statusSchema>.sync_status` and `sync_batch`, one statement per API request
- * (SPEC section 7), and reads back what the bridge last sent for a key (`deleteLookup: state`).
+ * Writes outcomes to `<statusSchema>.sync_row` (which the `sync_status` view shows) and `sync_batch`,
+ * one statement per API request (docs/status-schema.md), and reads back what the bridge last sent for a key (`deleteLookup: state`).
  * Writes are retried on connection errors forever: an outcome that was not stored must hold the
  * slot's position back, never be dropped.
  */
@@ -222,18 +222,6 @@ export class StatusStore {
       this.pool.query<FailedRowRecord>(this.sql.failedRowsByKey, [source, rowKeys]),
     );
     return res.rows.map(failedRowOf);
-  }
-
-  /** The newest failures of a source (at most `limit`), with their errors. */
-  async newestFailures(
-    source: string,
-    limit: number,
-  ): Promise<Array<{ rowKey: unknown; error: string | null }>> {
-    const res = await this.pool.query<{ row_key: unknown; error: string | null }>(this.sql.failures, [
-      source,
-      limit,
-    ]);
-    return res.rows.map((r) => ({ rowKey: r.row_key, error: r.error }));
   }
 
   /** Failed rows per source; empty when the status schema does not exist yet. */

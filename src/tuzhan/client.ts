@@ -1,7 +1,7 @@
 /**
  * The platform's client over one transport (src/tuzhan/transport.ts): `sendOnce` (one request, plus one token
- * refresh and retry on 100200/401) and `send` (retries transient and auth failures forever, SPEC
- * section 6). Whole-batch rejections are rethrown: the caller bisects.
+ * refresh and retry on 100200/401) and `send` (retries transient and auth failures forever, docs/design.md,
+ * "Errors"). Whole-batch rejections are rethrown: the caller bisects.
  */
 import type { Logger } from 'pino';
 import { keyWithOrigin } from '../config/origins.js';
@@ -10,6 +10,7 @@ import { ApiAuthError, ApiRejectedError, ApiUnavailableError, BridgeError, error
 import { RETRY, retry } from '../util/retry.js';
 import { MAX_ROWS_PER_REQUEST, buildBody, hasIdentity, outcomesOf, redact } from './outcomes.js';
 import { TokenManager } from './token-manager.js';
+import { Gate } from './gate.js';
 import { RequestAbortedError, Transport } from './transport.js';
 import type { ApiRow, PublicParams, RowOutcome } from './types.js';
 
@@ -218,11 +219,16 @@ export class TuzhanClient {
   async send(params: PublicParams, rows: ApiRow[], opts: SendOptions = {}): Promise<BatchResult> {
     const { signal, onRetry } = opts;
     const o = this.options;
-    const transient = { ...RETRY.platform, baseMs: o.retryBaseMs ?? 200, maxMs: o.retryMaxMs ?? 30_000 };
+    // The policy table's, unless a test asks for faster retries.
+    const transient = {
+      ...RETRY.platform,
+      baseMs: o.retryBaseMs ?? RETRY.platform.baseMs,
+      maxMs: o.retryMaxMs ?? RETRY.platform.maxMs,
+    };
     const auth = {
       ...RETRY.platformAuth,
-      baseMs: o.authRetryBaseMs ?? 1000,
-      maxMs: o.authRetryMaxMs ?? 60_000,
+      baseMs: o.authRetryBaseMs ?? RETRY.platformAuth.baseMs,
+      maxMs: o.authRetryMaxMs ?? RETRY.platformAuth.maxMs,
     };
     const me = Symbol('request');
     let answered = false;
@@ -230,7 +236,7 @@ export class TuzhanClient {
       const result = await retry(
         async () => {
           // While the platform refuses the credentials, one request tries them and the rest wait:
-          // sending stops (SPEC section 6), and the refusal is logged once, not once per request.
+          // sending stops (docs/design.md, "Errors"), and the refusal is logged once, not once per request.
           for (let gate = this.refused; gate && gate.owner !== me; gate = this.refused)
             await gate.opened(signal);
           return this.sendOnce(params, rows, { signal });
@@ -335,29 +341,5 @@ export class TuzhanClient {
 
   private clean(text: string): string {
     return redact(text, this.tokens.secrets());
-  }
-}
-
-/** The credentials gate: opened when its owner's request is answered or gives up. */
-class Gate {
-  private readonly done: Promise<void>;
-  open: () => void = () => {};
-
-  constructor(readonly owner: symbol) {
-    this.done = new Promise<void>((resolve) => (this.open = resolve));
-  }
-
-  /** Resolves when the gate opens; rejects with RequestAbortedError when `signal` aborts first. */
-  opened(signal: AbortSignal | undefined): Promise<void> {
-    if (!signal) return this.done;
-    if (signal.aborted) return Promise.reject(new RequestAbortedError());
-    return new Promise<void>((resolve, reject) => {
-      const abort = (): void => reject(new RequestAbortedError());
-      signal.addEventListener('abort', abort, { once: true });
-      void this.done.then(() => {
-        signal.removeEventListener('abort', abort);
-        resolve();
-      });
-    });
   }
 }

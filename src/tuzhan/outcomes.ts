@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { IDENTITY_FIELDS, type IdentityField } from '../config/types.js';
 import type { ApiRow, BatchAddBody, BatchAddResponse, PublicParams, RowOutcome } from './types.js';
 
-/** The vendor's hard limit of rows per request (SPEC section 2). */
+/** The vendor's hard limit of rows per request (docs/design.md, "The platform"). */
 export const MAX_ROWS_PER_REQUEST = 500;
 
 function nonEmpty(v: unknown): v is string | number {
@@ -94,7 +94,7 @@ export type Classification =
   | { kind: 'rejected'; reason: string };
 
 /**
- * Classifies an answer (SPEC section 6). Order matters: transient HTTP statuses win over any
+ * Classifies an answer (docs/design.md, "Errors"). Order matters: transient HTTP statuses win over any
  * body (a gateway's 502 page is not the platform speaking); auth wins over validation.
  */
 export function classifyResponse(
@@ -214,7 +214,7 @@ export function mapErrorData(
   return outcomes;
 }
 
-/** Outcomes of a classified `result` (SPEC section 6 table). */
+/** Outcomes of a classified `result` (docs/design.md, "Errors"). */
 export function outcomesOf(
   rows: readonly ApiRow[],
   apiStatus: number,

@@ -1,5 +1,5 @@
 /**
- * API rows as the platform expects them (SPEC section 2), built from what the pipeline knows of a
+ * API rows as the platform expects them (docs/design.md, "The platform"), built from what the pipeline knows of a
  * customer (its identity and groups), and read back from a stored payload. Pure functions.
  */
 import { IDENTITY_FIELDS, type MatchConfig } from '../config/types.js';

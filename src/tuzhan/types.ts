@@ -1,4 +1,4 @@
-/** The platform's wire format (SPEC section 2, shared/reference/): what the client sends and reads. */
+/** The platform's wire format (docs/design.md, "The platform", from the vendor's page): what the client sends and reads. */
 import type { AccurateMatchType, IdentityField } from '../config/types.js';
 
 import type { OptType } from '../domain/types.js';

@@ -1,4 +1,4 @@
-/** Capped exponential backoff with full jitter, shared by reconnects and HTTP retries. */
+/** Capped exponential backoff with equal jitter (half kept, half random), shared by every retry. */
 export interface BackoffOptions {
   /** Delay before the first retry, in ms. */
   baseMs: number;

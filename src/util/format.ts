@@ -1,4 +1,5 @@
 /** How numbers, sizes, durations and tables read in the terminal: one of each, for every command. */
+import stringWidth from 'string-width';
 
 /** 1,234,567 */
 export function formatCount(n: number): string {
@@ -26,11 +27,12 @@ export function formatDuration(seconds: number): string {
   return `${(seconds / 86_400).toFixed(1)} days`;
 }
 
-/** Terminal width of a text: CJK and other wide characters take two columns. */
+/**
+ * Terminal width of a text, as string-width measures it from Unicode's East Asian Width: CJK
+ * takes two columns, combining marks and zero-width characters none, emoji two.
+ */
 export function displayWidth(s: string): number {
-  let w = 0;
-  for (const ch of s) w += /[\u1100-\uffff]/.test(ch) ? 2 : 1;
-  return w;
+  return stringWidth(s);
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * One way to try again: capped exponential backoff with full jitter (util/backoff.ts), under a named
+ * One way to try again: capped exponential backoff with equal jitter (util/backoff.ts: half the delay kept, half random), under a named
  * policy. Every retry in the product goes through `retry`, so how often and how long each kind of
  * failure is retried is read in one table.
  */
@@ -17,18 +17,21 @@ export interface RetryPolicy {
 
 /** The policies, by what is retried. */
 export const RETRY = {
-  /** The platform answered 5xx/429/408/425 or not at all: SPEC section 6, forever. */
+  /** The platform answered 5xx/429/408/425 or not at all: docs/design.md, "Errors", forever. */
   platform: { name: 'platform', baseMs: 200, maxMs: 30_000, maxTries: Infinity },
   /** The platform refuses the credentials: an operator must act; keep trying, slowly. */
   platformAuth: { name: 'platform-auth', baseMs: 1000, maxMs: 60_000, maxTries: Infinity },
   /** A command an operator waits for (`retry-failed`): a few tries, then report. */
   command: { name: 'command', baseMs: 500, maxMs: 5000, maxTries: 4 },
-  /** A status write or read on a connection that failed: an unstored outcome must never be dropped. */
-  database: { name: 'database', baseMs: 200, maxMs: 10_000, maxTries: Infinity },
-  /** The replication stream broke: reconnect. */
-  reconnect: { name: 'reconnect', baseMs: 500, maxMs: 30_000, maxTries: Infinity },
+  /**
+   * A status write or read on a connection that failed: an unstored outcome must never be dropped.
+   * Capped at 2 s: the outcomes of requests in flight during a restart are stored soon after it.
+   */
+  database: { name: 'database', baseMs: 200, maxMs: 2000, maxTries: Infinity },
+  /** The replication stream broke: reconnect, within 2 s of the database being back (a probe is cheap). */
+  reconnect: { name: 'reconnect', baseMs: 500, maxMs: 2000, maxTries: Infinity },
   /** Connecting for the leader lock while the database is away. */
-  leaderLock: { name: 'leader-lock', baseMs: 200, maxMs: 5000, maxTries: Infinity },
+  leaderLock: { name: 'leader-lock', baseMs: 200, maxMs: 1000, maxTries: Infinity },
   /** A walsender has not let go of the slot yet (55006): a few seconds at most. */
   slotBusy: { name: 'slot-busy', baseMs: 100, maxMs: 100, maxTries: 50 },
 } as const satisfies Record<string, RetryPolicy>;

@@ -59,3 +59,15 @@ export function unanswered(s: SimulatorStats): number {
     s.timeouts;
   return s.requests - answered;
 }
+
+/**
+ * The position a spawned bridge would confirm next, from its /metrics (`confirmed_lsn_bytes`, set
+ * when its position tracker moves): what its acknowledgement timer sends to the server a few
+ * milliseconds later. Reading it instead of the slot needs no waiting for that timer: a position
+ * released too early shows here at once. 0 before the tracker first moved.
+ */
+export async function trackedPosition(opsUrl: string): Promise<bigint> {
+  const text = await (await fetch(`${opsUrl}/metrics`)).text();
+  const m = /^tuzhan_cdc_confirmed_lsn_bytes (\d+)$/m.exec(text);
+  return m ? BigInt(m[1] as string) : 0n;
+}

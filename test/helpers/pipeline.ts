@@ -108,13 +108,19 @@ export interface TestBridge {
  * When start fails, everything it opened is closed before the error is rethrown.
  */
 export async function startTestBridge(
-  o: TestConfigOptions & { logger?: Logger; resync?: boolean },
+  o: TestConfigOptions & { logger?: Logger; resync?: boolean; lagIntervalMs?: number },
 ): Promise<TestBridge> {
   const config = testConfig(o);
   const logger =
     o.logger ?? (process.env.TEST_LOG ? createLogger({ level: 'debug', pretty: false }) : silentLogger());
   const client = new TuzhanClient(config.tuzhan, { logger, retryBaseMs: 10, retryMaxMs: 200 });
-  const bridge = new Bridge({ config, logger, sender: client, resync: o.resync });
+  const bridge = new Bridge({
+    config,
+    logger,
+    sender: client,
+    resync: o.resync,
+    lagIntervalMs: o.lagIntervalMs,
+  });
   const stop = async (timeoutMs = 5000): Promise<void> => {
     await bridge.stop(timeoutMs);
     await client.close();

@@ -84,15 +84,19 @@ describe('credentials the platform refuses', () => {
   it('sends nothing new and logs once when more changes come after the refusal', async () => {
     const log = captureLogger('warn');
     running = await startTestBridge({ db, apiUrl: sim.url, token: 'wrong-token', logger: log.logger });
+    let load = { buffered: 0, inflight: 0 };
+    running.bridge.events.on('buffer', (b) => (load = b));
     const refusedBefore = sim.stats().authFailures;
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('b1', 'x')`);
     await eventually(() => expect(sim.stats().authFailures).toBeGreaterThan(refusedBefore), 15_000, 10);
     const refusedAt = Date.now() - 20;
-    for (const k of ['b2', 'b3', 'b4']) {
+    for (const k of ['b2', 'b3', 'b4'])
       await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ($1, 'x')`, [k]);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    await new Promise((r) => setTimeout(r, 1500));
+    // The later changes are in requests of their own, handed to delivery (none left in a buffer)...
+    await eventually(() => expect(load).toEqual({ buffered: 0, inflight: 4 }), 15_000, 10);
+    // ...and the probe has been tried again since: a request not held back would have gone first.
+    const probes = sim.stats().authFailures;
+    await eventually(() => expect(sim.stats().authFailures).toBeGreaterThan(probes), 15_000, 10);
     // One streak of retries (the client's auth backoff: 1 s doubling, at least half of it each
     // time) makes at most this many attempts in the time since the first refusal.
     const elapsed = Date.now() - refusedAt;

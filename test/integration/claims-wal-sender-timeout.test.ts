@@ -53,14 +53,19 @@ describe('wal_sender_timeout under backpressure', () => {
     await db.drop();
   });
 
-  async function walsender(): Promise<{ pid: number | null; replyAgeMs: number | null }> {
-    const { rows } = await db.query<{ pid: number | null; age: number | null }>(
-      `SELECT s.active_pid AS pid, (extract(epoch FROM now() - r.reply_time) * 1000)::float8 AS age
-         FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
-        WHERE s.slot_name = $1`,
+  /**
+   * The slot's walsender. Not its pg_stat_replication.reply_time: that is the time the client
+   * writes into its status messages, and pg-logical-replication 2.5.0 encodes it wrongly (an epoch
+   * 7 days off, the low word in milliseconds), so it reads as days ahead and barely moves. The
+   * server times wal_sender_timeout from when replies arrive; a timeout ends the walsender, which
+   * the bridge then replaces: the same pid throughout is the proof.
+   */
+  async function walsender(): Promise<{ pid: number | null }> {
+    const { rows } = await db.query<{ pid: number | null }>(
+      `SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1`,
       [db.name],
     );
-    return { pid: rows[0]?.pid ?? null, replyAgeMs: rows[0]?.age ?? null };
+    return { pid: rows[0]?.pid ?? null };
   }
 
   it('keeps the walsender while the stream is held for several times the timeout', async () => {
@@ -76,8 +81,14 @@ describe('wal_sender_timeout under backpressure', () => {
     await waitForCatchUp(db);
     const before = await walsender();
     expect(before.pid).not.toBeNull();
-    const loads: number[] = [];
-    running.bridge.events.on('buffer', (b) => loads.push(b.buffered + b.inflight));
+    // The load as the buffers report it, and how often it left 5 once it was held there.
+    let load = 0;
+    let held = false;
+    let leftHold = 0;
+    running.bridge.events.on('buffer', (b) => {
+      load = b.buffered + b.inflight;
+      if (held && load !== 5) leftHold += 1;
+    });
 
     // The platform fails every request: five rows in flight fill the buffers, and the stream stops
     // reading with twenty more rows of the transaction unread.
@@ -86,20 +97,21 @@ describe('wal_sender_timeout under backpressure', () => {
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 'w' || i, 'g' FROM generate_series(1, 25) i`,
     ]);
     await eventually(() => expect(sim.stats().served500).toBeGreaterThan(0), 10_000, 10);
-    const heldFrom = loads.length;
+    await eventually(() => expect(load).toBe(5), 10_000, 10);
+    held = true;
     const until = Date.now() + HOLD_MS;
     let polls = 0;
     while (Date.now() < until) {
-      // The moment, throughout: the same walsender, hearing from the bridge within the timeout,
+      // The moment, throughout: the same walsender (it heard from the bridge within the timeout),
       // while the buffers stay full and nothing of the transaction is confirmed.
       const now = await walsender();
       expect(now.pid).toBe(before.pid);
-      expect(now.replyAgeMs).toBeLessThan(WAL_SENDER_TIMEOUT_MS);
+      expect(load).toBe(5);
       polls += 1;
       await new Promise((r) => setTimeout(r, 250));
     }
     expect(polls).toBeGreaterThan(10);
-    expect(loads.slice(heldFrom).every((n) => n === 5)).toBe(true);
+    expect(leftHold).toBe(0);
     expect(sim.stats().byOptType.add.requests).toBe(0);
     expect(await confirmedPast(db, db.name, lsn)).toBe(false);
 
@@ -109,6 +121,6 @@ describe('wal_sender_timeout under backpressure', () => {
     const rows = [...(await statusRows(db, 'profiles')).values()];
     expect(rows.filter((r) => r.status === 'synced')).toHaveLength(25);
     expect(sim.groupsOf('thirdId', 'w25')).toEqual(['g']);
-    expect(log.lines().map((l) => l.msg)).not.toContain('replication stream lost; draining and reconnecting');
+    expect(log.lines().map((l) => l.msg)).not.toContain('replication stream lost; reconnecting');
   });
 });

@@ -186,9 +186,13 @@ describe('crash safety', () => {
     await locker.query('ROLLBACK');
     await locker.end();
 
-    // 4. While retrying a failing platform.
+    // 4. While retrying a failing platform. Stage 3's changes (applied, their outcomes not stored)
+    //    are sent again first: the platform fails only once they are through. Failing them too
+    //    would leave their requests retrying in every concurrency slot (the stream's older
+    //    requests, rightly not overtaken on their keys), and this stage's rows never tried.
     start();
     await streaming();
+    await waitForCatchUp(db);
     sim.setFaults({ errorRate: 1 });
     stageStart = await currentLsn(db);
     await writeSome();

@@ -2,11 +2,13 @@
  * A first start fails fast (issue 11): with credentials the platform refuses, or no platform, it
  * refuses before creating anything (no schema, no publication, no slot pinning WAL).
  */
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkServer } from '../../src/source/checks.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { freePort } from '../../src/throwaway/postgres.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, startTestBridge } from '../helpers/pipeline.js';
+import { CRM_SCHEMA, startTestBridge, testConfig } from '../helpers/pipeline.js';
 
 describe('first start', () => {
   let db: TestDatabase;
@@ -43,6 +45,41 @@ describe('first start', () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
     await expect(startTestBridge({ db, apiUrl: closed })).rejects.toThrow(/the platform cannot be reached/);
     await nothingCreated();
+  });
+
+  // A publication FOR ALL TABLES would publish the bridge's own status tables (every outcome it
+  // stores would come back as a change) and every other table of the database: the bridge manages
+  // the list of tables itself, so it refuses one, names it and the way out, and creates nothing.
+  it('refuses a publication FOR ALL TABLES by that name, before creating anything, and check says so', async () => {
+    await db.query(`CREATE PUBLICATION "${db.name}" FOR ALL TABLES`);
+    try {
+      await expect(startTestBridge({ db, apiUrl: sim.url })).rejects.toThrow(
+        new RegExp(
+          `^publication: publication ${db.name} is FOR ALL TABLES; the bridge manages its own table list — fix: use another postgres.publication name`,
+          'm',
+        ),
+      );
+      const { rows } = await db.query<{ all: boolean; slot: boolean; schema: boolean }>(
+        `SELECT (SELECT puballtables FROM pg_publication WHERE pubname = $1) AS all,
+                EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot,
+                EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'Tuzhan Sync') AS schema`,
+        [db.name],
+      );
+      expect(rows[0]).toEqual({ all: true, slot: false, schema: false });
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      try {
+        const findings = await checkServer(c, testConfig({ db, apiUrl: sim.url }));
+        expect(findings.find((f) => f.check === 'publication')).toMatchObject({
+          ok: false,
+          detail: `publication ${db.name} is FOR ALL TABLES; the bridge manages its own table list`,
+        });
+      } finally {
+        await c.end();
+      }
+    } finally {
+      await db.query(`DROP PUBLICATION "${db.name}"`);
+    }
   });
 
   it('starts when the platform answers', async () => {

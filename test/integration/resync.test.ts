@@ -6,9 +6,12 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { checkSource } from '../../src/source/checks.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import {
   CRM_SCHEMA,
+  eventually,
   expectedGroups,
   startTestBridge,
   statusRows,
@@ -153,5 +156,50 @@ describe('re-sync', () => {
       [db.name],
     );
     expect(rows[0]?.reason).toMatch(/no longer exists \(onSlotLost: resync\)/);
+  });
+
+  // The network to the database goes (a proxy cut), the slot is dropped meanwhile, and changes are
+  // made while no slot exists: only a re-sync can bring them, and the bridge, still running, does.
+  it('postgres.onSlotLost: resync, a slot that vanished while streaming: re-synced without a restart', async () => {
+    const u = new URL(db.url);
+    const proxy = await startTcpProxy(u.hostname, Number(u.port));
+    try {
+      const log = captureLogger('info');
+      running = await startTestBridge({
+        db: { ...db, url: proxy.url(db.url) },
+        apiUrl: sim.url,
+        onSlotLost: 'resync',
+        logger: log.logger,
+      });
+      await seed();
+      await waitForCatchUp(db);
+      proxy.cut();
+      // Dropped once its walsender has noticed the cut (an active slot cannot be dropped).
+      await eventually(() => db.query(`SELECT pg_drop_replication_slot($1)`, [db.name]), 30_000);
+      await changeWhileDark();
+      proxy.restore();
+      await eventually(async () => {
+        const { rows } = await db.query(
+          `SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active`,
+          [db.name],
+        );
+        expect(rows).toHaveLength(1);
+      }, 60_000);
+      await waitForCatchUp(db, db.name, 60_000);
+      expect(platform()).toEqual(await expectedGroups(db));
+      expect(sim.groupsOf('thirdId', 'c1')).toEqual([]);
+      expect(sim.groupsOf('thirdId', 'c3')).toEqual([]);
+      expect(log.lines().map((l) => l.msg)).toContain(
+        'the slot is lost; re-syncing every source from a new slot',
+      );
+      // Still the same bridge, streaming on.
+      await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c9', 'later')`);
+      await waitForCatchUp(db);
+      expect(sim.groupsOf('thirdId', 'c9')).toEqual(['later']);
+    } finally {
+      await running?.stop().catch(() => {});
+      running = undefined;
+      await proxy.close();
+    }
   });
 });

@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
+import { keyWithOrigin } from '../../src/config/origins.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { tempDir } from '../helpers/cleanup.js';
 import { runCli, startCli, STACK_FRAME, writeConfigFile } from '../helpers/cli.js';
@@ -64,6 +65,33 @@ describe('<NAME>_FILE variables', () => {
     expect(config.postgres.url).toBe(db.url);
     expect(config.tuzhan.token).toBe('tok');
     expect(config.http.token).toBe('ops-secret');
+
+    // Every key's variable has the _FILE form too.
+    const keyed = loadConfig({
+      text: fromEnv(),
+      env: {
+        DATABASE_URL: db.url,
+        OPS_TOKEN: 'ops',
+        TUZHAN_CDC__TUZHAN__TOKEN_FILE: secret('keyed-token', 'keyed'),
+      },
+    });
+    expect(keyed.tuzhan.token).toBe('keyed');
+    expect(keyWithOrigin(keyed, 'tuzhan.token')).toBe('tuzhan.token (from TUZHAN_CDC__TUZHAN__TOKEN_FILE)');
+  });
+
+  it('the command line takes a TUZHAN_CDC__ variable for any key, and names it when its value is bad', async () => {
+    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url, token: 'file-token' }));
+    const bad = await runCli(['--config', file, 'check'], { TUZHAN_CDC__BATCHING__MAX_WAIT_MS: 'soon' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toBe(
+      'tuzhan-cdc: invalid config: batching.maxWaitMs (from TUZHAN_CDC__BATCHING__MAX_WAIT_MS): expected a number, got a string',
+    );
+    // The platform's token from the key's variable: check's probe is accepted with it.
+    const yaml = testConfigYaml({ db, apiUrl: sim.url, token: 'wrong-in-file' });
+    const ok = await runCli(['--config', writeConfigFile(yaml), 'check'], {
+      TUZHAN_CDC__TUZHAN__TOKEN: 'file-token',
+    });
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
   });
 
   it('both NAME and NAME_FILE, or a file that cannot be read, are config errors naming the key', () => {

@@ -5,6 +5,7 @@ import { parseListen, startMockApi } from '../../src/cli/mock-api.js';
 import { loadRegistry } from '../../src/simulator/model.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { tempDir } from '../helpers/cleanup.js';
+import { eventually } from '../helpers/pipeline.js';
 
 const TOKEN = 'sim-token';
 const PATH = '/api/integrate/audience/group/rel/batchAdd';
@@ -178,6 +179,7 @@ describe('tokens', () => {
   it('issued tokens expire after tokenTtlSeconds', async () => {
     const short = await startSimulator({ appId: 'a', appSecret: 's', tokenTtlSeconds: 0.3 });
     try {
+      const asked = Date.now();
       const t = (await (
         await fetch(`${short.url}/api/open/app/getOrgAccessToken?instanceAppid=a&instanceSecrect=s`)
       ).json()) as Answer['body'];
@@ -188,8 +190,9 @@ describe('tokens', () => {
           body: JSON.stringify({ publicParams: ADD, data: [{ thirdId: 'x' }] }),
         }).then((r) => r.json() as Promise<Answer['body']>);
       expect((await post()).code).toBe('200');
-      await new Promise((r) => setTimeout(r, 350));
-      expect((await post()).code).toBe('100200');
+      // Refused once it expired, and not before: no sooner than 300 ms after it was asked for.
+      await eventually(async () => expect((await post()).code).toBe('100200'), 10_000, 20);
+      expect(Date.now() - asked).toBeGreaterThanOrEqual(300);
     } finally {
       await short.close();
     }
@@ -364,8 +367,50 @@ describe('faults', () => {
     const a = await call(one);
     expect(a.body.data).toMatchObject({ status: 0 });
     expect(sim.groupsOf('thirdId', 'f1')).toBeUndefined();
-    await new Promise((r) => setTimeout(r, 120));
+    await eventually(() => expect(sim.groupsOf('thirdId', 'f1')).toEqual(['g']), 10_000, 10);
+  });
+
+  it('holdAnswers holds requests, unapplied and unanswered, until it is cleared', async () => {
+    sim.setFaults({ holdAnswers: true });
+    let answered = false;
+    const a = call(one).finally(() => (answered = true));
+    await eventually(() => expect(sim.stats().requests).toBe(1), 10_000, 10);
+    // Held: a second request while the first waits is held too, and nothing is applied.
+    const b = call({ publicParams: ADD, data: [{ thirdId: 'f2', groups: 'h' }] });
+    await eventually(() => expect(sim.stats().requests).toBe(2), 10_000, 10);
+    expect(answered).toBe(false);
+    expect(sim.groupsOf('thirdId', 'f1')).toBeUndefined();
+    expect(sim.stats().byOptType.add.requests).toBe(0);
+    sim.setFaults({ latencyMs: 0 }); // other faults leave the hold as it is
+    expect(answered).toBe(false);
+    sim.setFaults({ holdAnswers: false });
+    expect((await a).http).toBe(200);
+    expect((await b).http).toBe(200);
     expect(sim.groupsOf('thirdId', 'f1')).toEqual(['g']);
+    expect(sim.groupsOf('thirdId', 'f2')).toEqual(['h']);
+    // Not held any more: answered at once.
+    expect((await call(one)).http).toBe(200);
+  });
+
+  it('reset and close let held requests go', async () => {
+    sim.setFaults({ holdAnswers: true });
+    const a = call(one);
+    await eventually(() => expect(sim.stats().requests).toBe(1), 10_000, 10);
+    sim.reset();
+    expect((await a).http).toBe(200);
+    const other = await startSimulator({ token: TOKEN });
+    other.setFaults({ holdAnswers: true });
+    const held = fetch(`${other.url}${PATH}`, {
+      method: 'POST',
+      headers: { 'x-token': TOKEN },
+      body: JSON.stringify(one),
+    }).then(
+      (r) => r.status,
+      () => 'closed',
+    );
+    await eventually(() => expect(other.stats().requests).toBe(1), 10_000, 10);
+    await other.close();
+    expect([200, 'closed']).toContain(await held);
   });
 
   it('faults and reset work over HTTP; bad faults are refused', async () => {

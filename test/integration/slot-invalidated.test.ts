@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { checkServer } from '../../src/source/checks.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { startPostgres, type RunningPostgres } from '../../src/throwaway/postgres.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { databaseAt, type TestDatabase } from '../helpers/database.js';
 import {
   CRM_SCHEMA,
@@ -64,7 +65,7 @@ describe('an invalidated slot', () => {
     }, 20_000);
   }
 
-  const IDS = ['v1', 'v2', 'v3', 'w1'];
+  const IDS = ['v1', 'v2', 'v3', 'w1', 'x1', 'x2'];
   function platform(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
     for (const id of IDS) {
@@ -123,5 +124,42 @@ describe('an invalidated slot', () => {
     running = await startTestBridge({ db, apiUrl: sim.url, resync: true });
     await waitForCatchUp(db);
     expect(platform()).toEqual(await expectedGroups(db));
+  }, 120_000);
+
+  it('with onSlotLost: resync, invalidated while streaming: re-synced without a restart, a removal made meanwhile too', async () => {
+    const log = captureLogger('info');
+    running = await startTestBridge({ db, apiUrl: sim.url, onSlotLost: 'resync', logger: log.logger });
+    await db.query(
+      `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('x1', 'a'), ('x2', 'b')`,
+    );
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 'x1')).toEqual(['a']);
+    sim.setFaults({ errorRate: 1 });
+    await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'bb' WHERE cust_no = 'x2'`);
+    await eventually(() => expect(sim.stats().served500).toBeGreaterThan(0));
+    await outrunTheSlot();
+    // Lost: its walsender is gone, and nothing written from here on can be read from the slot. This
+    // delete reaches the platform only through a re-sync.
+    await db.query(`DELETE FROM crm.customer_profile WHERE cust_no = 'x1'`);
+    sim.setFaults({ errorRate: 0 });
+    await eventually(async () => {
+      const { rows } = await db.query<{ wal_status: string }>(
+        `SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1 AND active`,
+        [db.name],
+      );
+      expect(rows[0]?.wal_status).not.toBe('lost');
+      expect(rows).toHaveLength(1);
+    }, 60_000);
+    await waitForCatchUp(db, db.name, 60_000);
+    expect(platform()).toEqual(await expectedGroups(db));
+    expect(sim.groupsOf('thirdId', 'x1')).toEqual([]);
+    expect(sim.groupsOf('thirdId', 'x2')).toEqual(['bb']);
+    const msgs = log.lines().map((l) => l.msg);
+    expect(msgs).toContain('the slot is lost; re-syncing every source from a new slot');
+    expect(msgs).toContain('slot created; reading the snapshot');
+    // Still the same bridge, streaming on.
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('x1', 'back')`);
+    await waitForCatchUp(db);
+    expect(sim.groupsOf('thirdId', 'x1')).toEqual(['back']);
   }, 120_000);
 });

@@ -184,6 +184,76 @@ describe('StatusStore.writeRequest', () => {
     expect(n.rows[0].n).toBe(1);
   });
 
+  /** Runs `fn` and returns which shape of the status write each of its writes used. */
+  async function shapes(fn: () => Promise<void>): Promise<string[]> {
+    const sent: string[] = [];
+    const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+    pool.query = ((q: unknown, ...rest: unknown[]) => {
+      if (typeof q === 'object' && q !== null && 'text' in q) {
+        const { name, text } = q as { name?: string; text: string };
+        if (/sync_row/.test(text)) sent.push(name ? 'insert' : /UPDATE/.test(text) ? 'update' : '?');
+      }
+      return query(q, ...rest);
+    }) as typeof pool.query;
+    try {
+      await fn();
+    } finally {
+      pool.query = query as typeof pool.query;
+    }
+    return sent;
+  }
+
+  // A replay cut into flushes differently, or a bridge that lost its lock finishing a request the
+  // new leader has overtaken, can store an outcome after that of a later change of the same key:
+  // the later change's outcome stays. The same change's later outcome (retrying, then synced)
+  // replaces it. Both shapes of the write, each chosen as the store chooses it.
+  it.each([
+    ['insert', 0],
+    ['update', 3],
+  ])(
+    'never lets an outcome replace that of a later change of the key (%s shape)',
+    async (shape, rewrites) => {
+      const source = `later-${shape}`;
+      const ids = Array.from({ length: 8 }, (_, i) => i + 1);
+      await store.writeRequest(
+        source,
+        null,
+        ids.map((id) => row(id, { lsn: 0x3000n, status: 'retrying', error: 'timeout' })),
+      );
+      // Rewriting the keys it holds makes the store pick the update shape.
+      for (let i = 0; i < rewrites; i++)
+        await store.writeRequest(
+          source,
+          null,
+          ids.map((id) => row(id, { lsn: 0x3000n, status: 'retrying', error: 'timeout' })),
+        );
+      const sent = await shapes(() =>
+        store.writeRequest(source, null, [
+          // Older changes of keys 1 and 2, a later one of 3, the same change of 4, a new key 9.
+          row(1, { lsn: 0x2000n, op: 'delete', status: 'failed', error: 'older', payload: null }),
+          row(2, { lsn: 0x2fffn, status: 'synced' }),
+          row(3, { lsn: 0x4000n, op: 'update', status: 'synced', attempts: 2 }),
+          row(4, { lsn: 0x3000n, status: 'synced', attempts: 2 }),
+          row(9, { lsn: 0x1000n }),
+        ]),
+      );
+      expect(sent).toEqual([shape]);
+      const rows = await stored(source);
+      expect(rows.map((r) => [r.row_key.id, r.op, r.status, r.attempts, r.error, r.lsn])).toEqual([
+        ['1', 'add', 'retrying', 1, 'timeout', '0/3000'],
+        ['2', 'add', 'retrying', 1, 'timeout', '0/3000'],
+        ['3', 'update', 'synced', 2, null, '0/4000'],
+        ['4', 'add', 'synced', 2, null, '0/3000'],
+        ['5', 'add', 'retrying', 1, 'timeout', '0/3000'],
+        ['6', 'add', 'retrying', 1, 'timeout', '0/3000'],
+        ['7', 'add', 'retrying', 1, 'timeout', '0/3000'],
+        ['8', 'add', 'retrying', 1, 'timeout', '0/3000'],
+        ['9', 'add', 'synced', 1, null, '0/1000'],
+      ]);
+      expect(rows[0].payload).toEqual({ thirdId: 'c-1', groups: 'vip,north' });
+    },
+  );
+
   it('once it mostly rewrites keys it holds, updates them first: same outcomes, older ones never win', async () => {
     // Which statement the store sends: the `update` shape goes unnamed, with an UPDATE first.
     const sent: string[] = [];

@@ -55,6 +55,8 @@ describe('ReplicationStream', () => {
     const running = stream.run();
     const rows = 20_000;
     await db.query(`INSERT INTO t SELECT g, repeat('x', 50) FROM generate_series(1, $1) g`, [rows]);
+    const end = (await db.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows[0]
+      ?.lsn as string;
 
     // The handler now waits on the 10th insert while the server has the other 19,990 to send.
     await eventually(() => expect(ids).toHaveLength(10));
@@ -63,8 +65,21 @@ describe('ReplicationStream', () => {
     // server had sent everything.
     const settled = await settledQueue(stream);
     expect(settled).toBeLessThan(rows / 2);
-    // ... and it stays there: nothing more is read while the handler waits.
-    await new Promise((r) => setTimeout(r, 1000));
+    // ... and it stays there: nothing more is read while the handler waits, although the server
+    // has sent everything (its walsender waits for new WAL), here on loopback, where what is sent
+    // lies in this process's socket, readable: a socket read on would have been read while the
+    // queries below had their answers read from theirs.
+    await eventually(async () => {
+      const { rows } = await db.query<{ wait: string | null; sent: boolean }>(
+        `SELECT a.wait_event AS wait, r.sent_lsn >= $2::pg_lsn AS sent
+           FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+           JOIN pg_stat_replication r ON r.pid = s.active_pid
+          WHERE s.slot_name = $1`,
+        [db.name, end],
+      );
+      expect(rows[0]).toEqual({ wait: 'WalSenderWaitForWAL', sent: true });
+    }, 30_000);
+    await db.query('SELECT 1');
     expect(stream.queued).toBe(settled);
     expect(ids).toHaveLength(10);
 

@@ -6,6 +6,7 @@ import { RequestAbortedError, TuzhanClient, type TuzhanClientOptions } from '../
 import type { ApiRow, PublicParams } from '../../src/tuzhan/types.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { captureLogger } from '../helpers/capture-logger.js';
+import { eventually } from '../helpers/pipeline.js';
 
 const TOKEN = 'static-token-Qx7';
 const APP_ID = 'app-1';
@@ -105,8 +106,7 @@ describe('TuzhanClient outcomes', () => {
     expect(r.apiStatus).toBe(0);
     expect(r.outcomes).toEqual([{ status: 'accepted' }]);
     expect(sim.groupsOf('thirdId', 'late')).toBeUndefined();
-    await new Promise((res) => setTimeout(res, 150));
-    expect(sim.groupsOf('thirdId', 'late')).toEqual(['g']);
+    await eventually(() => expect(sim.groupsOf('thirdId', 'late')).toEqual(['g']), 10_000, 10);
   });
 
   it('fails rows without any identity locally and sends the rest', async () => {

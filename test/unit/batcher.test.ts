@@ -265,3 +265,32 @@ describe('Batcher', () => {
     await expect(batcher.drain()).rejects.toThrow('unknown source');
   });
 });
+
+describe('Batcher.discardBuffered (a lost stream: the server sends those changes again)', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('drops what the buffers hold, keeps what is in flight, and frees room at once', async () => {
+    const { sink, batcher, add } = setup({ maxBatchSize: 2, maxBufferedRows: 3 });
+    add(1);
+    add(2); // a full batch: handed to the sink, in flight until done()
+    add(3);
+    add(4, ['g'], 'memberships');
+    expect(batcher.load).toBe(4);
+    let room = false;
+    void batcher.waitForRoom().then(() => (room = true));
+    await settle();
+    expect(sink.dispatched.map((d) => d.source)).toEqual(['profiles', 'profiles', 'memberships']);
+    sink.dispatched.length = 0;
+    add(5);
+    expect(batcher.discardBuffered()).toBe(1);
+    await settle();
+    expect(batcher.load).toBe(4); // the three handed on while waiting for room stay in flight
+    await vi.advanceTimersByTimeAsync(OPTIONS.maxWaitMs * 2);
+    expect(sink.dispatched).toEqual([]); // the dropped entry's timers are gone with it
+    batcher.done(4);
+    await settle();
+    expect(room).toBe(true);
+    expect(batcher.load).toBe(0);
+  });
+});

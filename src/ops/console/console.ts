@@ -1,5 +1,5 @@
 /**
- * The web console (SPEC section 9, docs/console.md): a page for the people who ask "did customer X
+ * The web console (docs/design.md, "Interfaces"; docs/console.md): a page for the people who ask "did customer X
  * reach the platform, and why not?", served on `http.listen` beside /metrics. A few static files
  * served as they are (a page, a stylesheet, small ES modules; no build step), and a JSON API under
  * /console/api/ that reads the status schema on a pool of its own (two connections, a statement
@@ -16,6 +16,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/types.js';
 import { errorMessage } from '../../errors.js';
+import { BodyTooLarge, readBody, send as sendBody } from '../../util/http.js';
 import { pgClientConfig } from '../../util/pg-connection.js';
 import type { Metrics } from '../metrics.js';
 import type { Readiness } from '../readiness.js';
@@ -130,21 +131,8 @@ export function createConsole(o: ConsoleOptions): WebConsole {
   const actions: Action[] = [];
   let nextAction = 1;
 
-  function send(
-    res: http.ServerResponse,
-    status: number,
-    type: string,
-    body: string | Buffer,
-    extra = {},
-  ): void {
-    res.writeHead(status, {
-      ...SECURITY_HEADERS,
-      'Content-Type': type,
-      'Content-Length': Buffer.byteLength(body),
-      ...extra,
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
-  }
+  const send = (res: http.ServerResponse, status: number, type: string, body: string | Buffer, extra = {}) =>
+    sendBody(res, status, type, body, { ...SECURITY_HEADERS, ...extra });
   const json = (res: http.ServerResponse, status: number, body: unknown, extra = {}) =>
     send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(body)}\n`, extra);
 
@@ -319,15 +307,11 @@ function int(q: URLSearchParams, name: string, fallback: number, min: number, ma
 }
 
 async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new HttpError(413, 'the body is too large');
-    chunks.push(chunk as Buffer);
-  }
+  const text = await readBody(req, MAX_BODY).catch((err: unknown) => {
+    throw err instanceof BodyTooLarge ? new HttpError(413, 'the body is too large') : err;
+  });
   try {
-    const v: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    const v: unknown = JSON.parse(text);
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
   } catch {
     // answered below

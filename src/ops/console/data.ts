@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { Config } from '../../config/types.js';
 import { canonicalJson } from '../../mapping/source-mapper.js';
 import { consoleSql, SEARCHED_IDENTITIES, type SearchedIdentity } from '../../status/console-sql.js';
-import { statusSql } from '../../status/sql.js';
+import { requestBackfill } from '../../status/jobs.js';
 import type { Metrics } from '../metrics.js';
 import type { Readiness } from '../readiness.js';
 
@@ -76,12 +76,10 @@ const IDENTITY_INDEX_TTL_MS = 60_000;
 
 export class ConsoleData {
   private readonly sql;
-  private readonly status;
   private indexed: { at: number; identities: Promise<SearchedIdentity[]> } | undefined;
 
   constructor(private readonly o: ConsoleDataOptions) {
     this.sql = consoleSql(o.config.postgres.statusSchema);
-    this.status = statusSql(o.config.postgres.statusSchema);
   }
 
   /**
@@ -256,17 +254,10 @@ export class ConsoleData {
    * Asks the running daemon for a backfill of a source, like `tuzhan-cdc backfill --detach`; a
    * backfill of that source still pending or running is returned instead of a second one.
    */
-  async requestBackfill(source: string): Promise<{ id: string; created: boolean }> {
+  requestBackfill(source: string): Promise<{ id: string; created: boolean }> {
     const { pool, config } = this.o;
-    const open = await pool.query<{ id: string }>(this.sql.openBackfill, [config.postgres.slot, source]);
-    if (open.rows[0]) return { id: open.rows[0].id, created: false };
-    const res = await pool.query<{ id: string }>(this.status.requestBackfill, [
-      config.postgres.slot,
-      source,
-      null,
-      'requested',
-    ]);
-    return { id: (res.rows[0] as { id: string }).id, created: true };
+    const { slot, statusSchema } = config.postgres;
+    return requestBackfill(pool, statusSchema, slot, { source, filter: null, reason: 'requested' });
   }
 }
 

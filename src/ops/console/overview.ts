@@ -6,7 +6,7 @@
  */
 import { readSlot } from '../../source/slot.js';
 import { consoleSql } from '../../status/console-sql.js';
-import { readRecentBackfills } from '../../status/recent-backfills.js';
+import { readRecentBackfills } from '../../status/reads.js';
 import { iso, type ConsoleDataOptions } from './data.js';
 import { RATE_WINDOW, recentRate } from './request-rate.js';
 
