@@ -17,16 +17,12 @@
  * platform applied, the platform is where it was. docs/design.md has the why.
  * Pure functions.
  */
-import { IDENTITY_FIELDS, type SourceMode } from '../config/types.js';
-import {
-  sameIdentity,
-  type Before,
-  type Identity,
-  type Image,
-  type RowKey,
-  type SourceChange,
-} from '../domain/change.js';
+import type { SourceMode } from '../config/types.js';
+import type { Before, Image, RowKey, SourceChange } from '../domain/change.js';
 import type { Holder, OptType } from '../domain/types.js';
+import { identityText, membershipParts, rowParts, sameTarget, SKIP_UNCHANGED, type Part } from './parts.js';
+
+export type { Part } from './parts.js';
 
 export type { Holder } from '../domain/types.js';
 
@@ -139,11 +135,6 @@ export function addPassed(entry: Entry, image: Image): void {
   else if (!entry.passed.some((p) => sameTarget(p, image))) entry.passed.push(image);
 }
 
-/** Whether two images address the same customer with the same groups (so neither adds a call). */
-function sameTarget(a: Image, b: Image | null): boolean {
-  return b !== null && sameIdentity(a.identity, b.identity) && sameGroups(a.groups ?? [], b.groups ?? []);
-}
-
 /** Releases every transaction the entry holds: its outcome is stored. */
 export function releaseEntry(entry: Entry): void {
   if (entry.earlier) for (const [h, n] of entry.earlier) h.release(n);
@@ -158,13 +149,6 @@ export function holdersOf(entry: Entry): Array<[Holder, number]> {
   const all: Array<[Holder, number]> = entry.earlier ? [...entry.earlier] : [];
   if (entry.holder) all.push([entry.holder, entry.held]);
   return all;
-}
-
-/** One API row to send: an operation on one customer and some of its groups (never none). */
-export interface Part {
-  op: OptType;
-  identity: Identity;
-  groups: string[];
 }
 
 export type NetEffect =
@@ -294,72 +278,4 @@ export function planFlush(
       ?.some((d) => d.groups.length === 0 || d.groups.some((g) => after.groups?.includes(g)));
     return hit ? netEffect(mode, { ...(entry as Window), restate: true }, isFresh(entry)) : effect;
   });
-}
-
-function identityText(identity: Identity): string {
-  return IDENTITY_FIELDS.map((f) => identity[f] ?? '').join('\u0000');
-}
-
-/** Marks "the pair did not change": a distinct empty list, so callers compare by identity. */
-const SKIP_UNCHANGED: Part[] = [];
-
-/**
- * Row mode: a row is its customer's (customer, group) pairs, beside others on the same customer
- * that another source or a person put there. State is set per pair, as in membership mode: every
- * pair the row held in the window and holds no longer is deleted, and the row's groups are added.
- * A group the row never held is never touched (the platform's `update`, which replaces the whole
- * set, is not used), and a pair that was never sent (its state could not be mapped, or its groups
- * are unknown) is never deleted. A customer whose latest groups cannot be sent (a comma in a name)
- * is left alone: the row fails, and its customer keeps what it has.
- */
-function rowParts(prior: readonly Image[], a: Image | null): Part[] {
-  const live = a && !a.error ? a : null;
-  const lost = new Map<string, Part>();
-  for (const p of prior) {
-    if (p.error || p.groups === null) continue;
-    if (a && !live && sameIdentity(p.identity, a.identity)) continue;
-    const kept = live && sameIdentity(p.identity, live.identity) ? (live.groups ?? []) : [];
-    for (const g of p.groups) {
-      if (kept.includes(g)) continue;
-      const k = identityText(p.identity);
-      const part = lost.get(k);
-      if (!part) lost.set(k, { op: 'delete', identity: p.identity, groups: [g] });
-      else if (!part.groups.includes(g)) part.groups.push(g);
-    }
-  }
-  const parts = [...lost.values()];
-  if (live && (live.groups ?? []).length > 0)
-    parts.push({ op: 'add', identity: live.identity, groups: live.groups ?? [] });
-  return parts;
-}
-
-/**
- * Membership mode: one row is one (customer, group) pair among others of the same customer, so
- * state is set per pair: every pair the row held other than its latest is deleted, the latest added.
- */
-function membershipParts(b: Image | null, prior: readonly Image[], a: Image | null, resend: boolean): Part[] {
-  const live = a && !a.error ? a : null;
-  // A pair whose group cannot be sent (or is unknown) was never sent either.
-  const others = prior.filter(
-    (p) => !p.error && p.groups !== null && p.groups.length > 0 && !(live && sameTarget(p, live)),
-  );
-  // Unchanged, unless the pair may have been deleted in between (the row was gone for a moment)
-  // or the platform may have drifted (a re-sync).
-  if (live && b && sameTarget(b, live) && others.length === 0 && !resend) return SKIP_UNCHANGED;
-  const parts: Part[] = [];
-  const deleted: Image[] = [];
-  for (const p of others) {
-    if (deleted.some((d) => sameTarget(d, p))) continue;
-    deleted.push(p);
-    parts.push({ op: 'delete', identity: p.identity, groups: p.groups ?? [] });
-  }
-  if (live && (live.groups ?? []).length > 0)
-    parts.push({ op: 'add', identity: live.identity, groups: live.groups ?? [] });
-  return parts;
-}
-
-function sameGroups(x: readonly string[], y: readonly string[]): boolean {
-  if (x.length !== y.length) return false;
-  const s = new Set(x);
-  return y.every((g) => s.has(g));
 }

@@ -1,30 +1,26 @@
 /**
  * Flushed entries -> ordered requests. For each flush of a source: resolve what the WAL did not carry
- * (old rows via `deleteLookup: state`, unchanged TOAST groups via the current row), plan each key's
- * calls (src/batching/coalesce.ts), record the sent position, and schedule one request per operation
- * and at most `maxBatchSize` rows (deletes, then updates, then adds) on the keys and customers they
+ * (./resolve.ts), plan each key's calls (./coalesce.ts), let the removal guard judge them
+ * (./guard.ts: mass removals are held), record the sent position, and schedule one request per
+ * operation and at most `maxBatchSize` rows (deletes, then adds) on the keys and customers they
  * touch. Delivery (sending, retries, bisection, outcomes) is the delivery unit's; the dispatcher
  * releases each entry to the position tracker once every part of it has its outcome stored.
  */
 import type { Logger } from 'pino';
 import type { RemovalLimit } from '../config/guard.js';
-import type { SourceConfig } from '../config/types.js';
 import type { Holder, OptType } from '../domain/types.js';
 import { errorMessage } from '../errors.js';
-import type { Image } from '../domain/change.js';
-import type { LastSent } from '../status/status-store.js';
-import { imageFromPayload } from '../tuzhan/rows.js';
-import {
-  addPassed,
-  OP_ORDER,
-  planFlush,
-  releaseEntry,
-  unchangedWindow,
-  type Entry,
-  type NetEffect,
-  type Window,
-} from './coalesce.js';
+import { OP_ORDER, planFlush, releaseEntry, type Entry, type NetEffect } from './coalesce.js';
 import { RemovalGuard, type GuardState, type Planned } from './guard.js';
+import {
+  resolveLookups,
+  resolveToast,
+  resolveUnknown,
+  type SentState,
+  type SourceRuntime,
+} from './resolve.js';
+
+export type { SentState, SourceRuntime } from './resolve.js';
 import {
   requestRows,
   type Deliverer,
@@ -35,27 +31,11 @@ import {
 import { keyLane, rowResources } from './lanes.js';
 import { Resources, type OrderedScheduler } from './scheduler.js';
 
-/**
- * What the dispatcher uses of a source (mapping's SourceRuntime is one): its config, how a current
- * row reads as an image, and how to read it by key (unchanged TOAST values). Declared here, so the
- * dispatcher takes nothing from the stages before it.
- */
-export interface SourceRuntime {
-  config: SourceConfig;
-  mapper: { image(row: Record<string, unknown>): Image };
-  readRow(keyValues: Record<string, unknown>): Promise<Record<string, unknown> | null>;
-}
-
 /** How far each source's changes may have reached the platform (src/status/sent-mark.ts). */
 export interface SentPosition {
   isFresh(source: string, lsn: bigint, seq: number): boolean;
   /** Resolves once the source's changes up to this position are durably recorded as possibly sent. */
   cover(source: string, lsn: bigint, seq: number): Promise<void>;
-}
-
-/** What the bridge last recorded per key (`deleteLookup: state`). */
-export interface SentState {
-  lastSent(source: string, rowKeys: readonly string[]): Promise<Map<string, LastSent>>;
 }
 
 /** An entry on its way: its stored change, and how many of its parts are still unanswered. */
@@ -122,9 +102,11 @@ export class Dispatcher {
   async dispatch(sourceName: string, entries: Entry[]): Promise<void> {
     const rt = this.o.sources.get(sourceName);
     if (!rt) throw new Error(`unknown source ${sourceName}`);
-    await this.resolveLookups(rt, entries);
-    await this.resolveToast(rt, entries);
-    await this.resolveUnknown(rt, entries);
+    // What the WAL did not carry (./resolve.ts).
+    const ctx = { rt, scheduler: this.o.scheduler, state: this.o.state };
+    await resolveLookups(ctx, entries);
+    await resolveToast(ctx, entries);
+    await resolveUnknown(ctx, entries);
 
     // A key whose first buffered change lies past the sent position was never sent (not even by an
     // earlier run): only then may its window be coalesced as if the platform were at `before`.
@@ -301,69 +283,5 @@ export class Dispatcher {
   private fatal(err: unknown): void {
     this.o.logger.error({ err: errorMessage(err) }, 'sending a batch or storing its outcomes failed');
     this.o.onFatal(err);
-  }
-
-  /** `deleteLookup: state`: the platform's state for a key is what the bridge last sent for it. */
-  private async resolveLookups(rt: SourceRuntime, entries: Entry[]): Promise<void> {
-    const pending = entries.filter((e) => e.before === 'lookup');
-    if (pending.length === 0) return;
-    // What was last sent is only known once earlier requests for these keys have finished.
-    const keys = new Resources();
-    const lane = keyLane(rt.config.name);
-    for (const e of pending) keys.add(lane, e.key.text);
-    await this.o.scheduler.settled(keys);
-    const last = await this.o.state.lastSent(
-      rt.config.name,
-      pending.map((e) => e.key.text),
-    );
-    for (const e of pending) {
-      const l = last.get(e.key.text);
-      e.before = l && l.op !== 'delete' && l.payload ? imageFromPayload(l.payload) : null;
-    }
-  }
-
-  /**
-   * An update without its old row in the WAL (REPLICA IDENTITY DEFAULT, key unchanged): when the new
-   * state is what the bridge last stored for the key, nothing changed for the platform, and the
-   * window is planned from that state (unchanged). Otherwise it stays `unknown`.
-   */
-  private async resolveUnknown(rt: SourceRuntime, entries: Entry[]): Promise<void> {
-    const pending = entries.filter(
-      (e) => e.before === 'unknown' && unchangedWindow({ ...(e as Window), before: e.after }),
-    );
-    if (pending.length === 0) return;
-    const keys = new Resources();
-    const lane = keyLane(rt.config.name);
-    for (const e of pending) keys.add(lane, e.key.text);
-    await this.o.scheduler.settled(keys);
-    const last = await this.o.state.lastSent(
-      rt.config.name,
-      pending.map((e) => e.key.text),
-    );
-    for (const e of pending) {
-      const l = last.get(e.key.text);
-      if (!l || l.op === 'delete' || !l.payload) continue;
-      const stored = imageFromPayload(l.payload);
-      if (unchangedWindow({ before: stored, after: e.after })) e.before = stored;
-    }
-  }
-
-  /** Unchanged TOAST groups the WAL did not carry: read the row's current value. */
-  private async resolveToast(rt: SourceRuntime, entries: Entry[]): Promise<void> {
-    const pending = entries.filter((e) => e.after && e.after.groups === null);
-    for (const e of pending) {
-      const row = await rt.readRow(e.key.values);
-      const after = e.after as Image;
-      if (row) {
-        after.groups = rt.mapper.image(row).groups ?? [];
-        continue;
-      }
-      // The row is gone (its delete is on its way): treat it as gone, clearing its identity. Without
-      // an old tuple (`unknown`), the new tuple's identity is the old one: the startup check keeps
-      // the identity columns in the replica identity, so an update without one did not change them.
-      if (e.before === 'unknown') e.before = { identity: after.identity, groups: null };
-      else addPassed(e, after);
-      e.after = null;
-    }
   }
 }

@@ -16,11 +16,23 @@
  * entries go on at once: only the keys a mass removal touches wait.
  */
 import type { Logger } from 'pino';
-import { IDENTITY_FIELDS } from '../config/types.js';
 import { describeLimit, removalLimit, type RemovalLimit } from '../config/guard.js';
 import type { Holder } from '../domain/types.js';
-import { formatLsn } from '../util/lsn.js';
 import type { Entry, NetEffect } from './coalesce.js';
+import {
+  byTransaction,
+  heldReason,
+  isOpen,
+  mark,
+  removes,
+  touches,
+  windowOf,
+  windowWords,
+  type Item,
+  type Limit,
+} from './removals.js';
+
+export { removes } from './removals.js';
 
 /** An entry with its planned calls, as the dispatcher hands it over. */
 export interface Planned {
@@ -60,13 +72,7 @@ export interface GuardOptions {
   countMaxAgeMs?: number;
 }
 
-type Verdict = 'send' | 'wait' | { hold: string | null };
-
-interface Item extends Planned {
-  verdict: Verdict;
-  /** The flush it came in: waiting entries are sent as the flushes they came in. */
-  flush: number;
-}
+type Verdict = Item['verdict'];
 
 interface SourceState {
   held: Set<string>;
@@ -74,11 +80,6 @@ interface SourceState {
   counting: Promise<void> | undefined;
   /** Entries waiting, in flush order. */
   queue: Item[];
-}
-
-/** Whether an entry's calls remove groups from the platform. */
-export function removes(effect: NetEffect): boolean {
-  return effect.kind === 'send' && effect.parts.some((p) => p.op === 'delete');
 }
 
 export class RemovalGuard {
@@ -131,7 +132,7 @@ export class RemovalGuard {
     for (const [tx, own] of byTransaction(removals)) this.judgeTx(source, s, limit, tx, own);
     const rest = removals.filter((i) => i.verdict === 'send' || i.verdict === 'wait');
     if (limit !== null && rest.length > limit.n) {
-      const reason = this.reason(source, rest.length, limit, windowOf(rest));
+      const reason = heldReason(source, rest.length, limit, windowOf(rest));
       for (const i of rest) i.verdict = { hold: reason };
       for (const i of rest) if (i.entry.holder) this.heldTx.set(i.entry.holder, reason);
       this.o.onHeld?.(source, rest.length, reason);
@@ -221,7 +222,7 @@ export class RemovalGuard {
     const total = (tx ? (this.let.get(tx) ?? 0) : 0) + waiting.length + own.length;
     if (limit !== null && total > limit.n) {
       const all = [...waiting, ...own];
-      const reason = this.reason(source, total, limit, windowOf(all));
+      const reason = heldReason(source, total, limit, windowOf(all));
       for (const i of all) i.verdict = { hold: reason };
       if (tx) this.heldTx.set(tx, reason);
       this.o.onHeld?.(source, total, reason);
@@ -345,78 +346,4 @@ export class RemovalGuard {
     const n = removalLimit(kind, rows) ?? Number.MAX_SAFE_INTEGER;
     return { n, rows, words: describeLimit(kind, rows) };
   }
-
-  private reason(source: string, n: number, limit: Limit, window: Window): string {
-    return `${n} of the ${limit.rows} rows of source ${source} would lose groups${windowWords(window)}, more than guard.maxRemovals (${limit.words}); approve or reject: tuzhan-cdc held --source ${source}`;
-  }
-}
-
-interface Limit {
-  n: number;
-  rows: number;
-  words: string;
-}
-
-interface Window {
-  first: bigint;
-  last: bigint;
-  txs: number;
-  at: Date | undefined;
-}
-
-function isOpen(e: Entry): boolean {
-  return e.holder?.committed === false;
-}
-
-function byTransaction(items: readonly Item[]): Map<Holder | undefined, Item[]> {
-  const out = new Map<Holder | undefined, Item[]>();
-  for (const i of items) {
-    const list = out.get(i.entry.holder) ?? [];
-    list.push(i);
-    out.set(i.entry.holder, list);
-  }
-  return out;
-}
-
-function windowOf(items: readonly Item[]): Window {
-  let first: bigint | undefined;
-  let last = 0n;
-  let at: Date | undefined;
-  const txs = new Set<bigint>();
-  for (const { entry: e } of items) {
-    txs.add(e.lsn);
-    if (first === undefined || e.lsn < first) first = e.lsn;
-    if (e.lsn >= last) [last, at] = [e.lsn, e.commitTime];
-  }
-  return { first: first ?? 0n, last, txs: txs.size, at };
-}
-
-/** " in one transaction (commit 0/1A2B3C4 at 2024-05-01T10:00:00Z)", or the window's range. */
-function windowWords(w: Window): string {
-  const at = w.at ? ` at ${w.at.toISOString()}` : '';
-  if (w.txs <= 1) return ` in one transaction (commit ${formatLsn(w.last)}${at})`;
-  return ` in one flush window of ${w.txs} transactions (commits ${formatLsn(w.first)} to ${formatLsn(w.last)}${at})`;
-}
-
-/** Records an item's key and the customers its calls address. */
-function mark(i: Item, keys: Set<string>, ids: Set<string>): void {
-  keys.add(i.entry.key.text);
-  if (i.effect.kind !== 'send') return;
-  for (const p of i.effect.parts)
-    for (const f of IDENTITY_FIELDS) {
-      const v = p.identity[f];
-      if (v !== undefined) ids.add(`${f}:${v}`);
-    }
-}
-
-function touches(i: Item, keys: Set<string>, ids: Set<string>): boolean {
-  if (keys.size === 0) return false;
-  if (keys.has(i.entry.key.text)) return true;
-  if (i.effect.kind !== 'send') return false;
-  for (const p of i.effect.parts)
-    for (const f of IDENTITY_FIELDS) {
-      const v = p.identity[f];
-      if (v !== undefined && ids.has(`${f}:${v}`)) return true;
-    }
-  return false;
 }
