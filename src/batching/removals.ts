@@ -92,6 +92,6 @@ export function touches(i: Item, keys: Set<string>, ids: Set<string>): boolean {
 }
 
 /** The reason a held row gives: how many of how many rows, which transaction, the limit. */
-export function heldReason(source: string, n: number, limit: Limit, window: Window): string {
-  return `${n} of the ${limit.rows} rows of source ${source} would lose groups${windowWords(window)}, more than guard.maxRemovals (${limit.words}); approve or reject: tuzhan-cdc held --source ${source}`;
+export function heldReason(source: string, n: number, limit: Limit, window: Window, more = false): string {
+  return `${more ? 'at least ' : ''}${n} of the ${limit.rows} rows of source ${source} would lose groups${windowWords(window)}, more than guard.maxRemovals (${limit.words}); approve or reject: tuzhan-cdc held --source ${source}`;
 }

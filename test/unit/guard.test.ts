@@ -188,6 +188,8 @@ describe('removal guard', () => {
     await h.guard.judge('s', [planned(4, 'del', t), planned(5, 'add', t)]);
     expect(h.held.flatMap((x) => x.keys)).toEqual([1, 2, 3, 4]);
     expect(new Set(h.held.map((x) => x.reason)).size).toBe(1);
+    // Judged before its COMMIT: the count is a floor.
+    expect(h.held[0]?.reason).toMatch(/^at least 3 of the 1000 rows of source s would lose groups/);
     expect(h.sent).toEqual([[5]]);
   });
 
