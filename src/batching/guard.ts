@@ -222,7 +222,6 @@ export class RemovalGuard {
     const total = (tx ? (this.let.get(tx) ?? 0) : 0) + waiting.length + own.length;
     if (limit !== null && total > limit.n) {
       const all = [...waiting, ...own];
-      // Judged before its COMMIT: more of the transaction may follow (held with it).
       const reason = heldReason(source, total, limit, windowOf(all), tx?.committed === false);
       for (const i of all) i.verdict = { hold: reason };
       if (tx) this.heldTx.set(tx, reason);

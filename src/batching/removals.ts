@@ -91,7 +91,10 @@ export function touches(i: Item, keys: Set<string>, ids: Set<string>): boolean {
   return false;
 }
 
-/** The reason a held row gives: how many of how many rows, which transaction, the limit. */
+/**
+ * The reason a held row gives: how many of how many rows, which transaction, the limit. `more`: a
+ * transaction judged before its COMMIT, whose later rows are held with it (its count is a floor).
+ */
 export function heldReason(source: string, n: number, limit: Limit, window: Window, more = false): string {
   return `${more ? 'at least ' : ''}${n} of the ${limit.rows} rows of source ${source} would lose groups${windowWords(window)}, more than guard.maxRemovals (${limit.words}); approve or reject: tuzhan-cdc held --source ${source}`;
 }
