@@ -8,6 +8,8 @@
  *   from the first the simulator took to the last, plus one request's share of a second (1/Q): a
  *   client sending exactly Q evenly spaced requests a second scores 1.0.
  * - quotaRefusedShare: requests refused (429) over all the requests the bridge sent.
+ * - syncedSeconds: from the INSERT's COMMIT until the slot is confirmed past it (every outcome
+ *   stored); a client sending exactly the quota needs requests / Q seconds.
  */
 import type { Simulator } from '../src/simulator/server.js';
 import {
@@ -32,6 +34,8 @@ export interface QuotaResult {
   refused: number;
   /** Seconds from the first request taken to the last. */
   seconds: number;
+  /** Seconds from the INSERT's COMMIT until the slot is confirmed past it. */
+  syncedSeconds: number;
   quotaShare: number;
   quotaRefusedShare: number;
 }
@@ -64,8 +68,9 @@ export async function runQuota(
       `INSERT INTO crm.customer (id, third_id, groups) SELECT g, 'q-' || g, 'vip' FROM generate_series(1, $1::bigint) g`,
       [ROWS],
     );
+    const committedAt = Date.now();
     const target = await insertLsn(db);
-    await waitConfirmed(db, slot, target, ((ROWS / BATCH / quota) * 3 + 60) * 1000, 100);
+    const confirmedAt = await waitConfirmed(db, slot, target, ((ROWS / BATCH / quota) * 3 + 60) * 1000, 100);
     setHook(undefined);
     const after = sim.stats();
     await bridge.stop();
@@ -81,6 +86,7 @@ export async function runQuota(
       requests,
       refused,
       seconds,
+      syncedSeconds: (confirmedAt - committedAt) / 1000,
       quotaShare: requests / (seconds + 1 / quota) / quota,
       quotaRefusedShare: refused / (requests + refused),
     };

@@ -181,6 +181,18 @@ const table: Array<[string, string, string, string]> = [
       '<= 0.05',
       '',
     ],
+    [
+      `quota ${q}/s: all synced after (s)`,
+      fmt(
+        med(atQuota(q), (r) => r.syncedSeconds),
+        1,
+      ),
+      '',
+      `ideal ${fmt(
+        med(atQuota(q), (r) => r.requests / q),
+        1,
+      )} s (requests ÷ quota)`,
+    ],
   ]),
 ];
 const widths = [0, 1, 2, 3].map((i) => Math.max(...table.map((r) => r[i as 0].length), 6));
