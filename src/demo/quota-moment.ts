@@ -80,6 +80,8 @@ export class QuotaMoment {
   stop(): void {
     for (const t of this.timers) clearTimeout(t);
     this.events.off('requestRate', this.onRate);
+    // A short demo ends before the estimate settled: what was learned so far is still the moment's point.
+    if (this.refusedFirst && !this.told) this.tell();
     this.lift();
   }
 }
