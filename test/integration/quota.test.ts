@@ -5,7 +5,7 @@
  * durations (rates are the benchmark's to measure): the refusals stay few while the quota falls
  * from 5 to 2 and rises to 10 mid-run, everything drains and the platform ends equal to the tables,
  * no two requests about one customer are ever in flight at once, and a Retry-After of 3 s holds
- * back every sender, the stream and a retry-failed job, whoever was refused.
+ * back every sender, the stream, a retry-failed job and an approval of held rows, whoever was refused.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
@@ -14,6 +14,7 @@ import { startCli, writeConfigFile } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import {
   CRM_SCHEMA,
+  DEFAULT_SOURCES,
   eventually,
   expectedGroups,
   startTestBridge,
@@ -26,6 +27,11 @@ import {
 const SLOT = 'quota_learned';
 /** Small requests: many of them, and several in flight. */
 const batching = { maxBatchSize: 10, debounceMs: 20, maxWaitMs: 100 };
+/** Memberships hold a removal from more than 5 rows, for an approval to send (the last test). */
+const sources = DEFAULT_SOURCES.replace(
+  'mode: membership\n',
+  'mode: membership\n    guard: { maxRemovals: 5 }\n',
+);
 
 /** A request the platform took: when, and the customers it carried. */
 interface Taken {
@@ -53,7 +59,8 @@ describe('a platform quota, learned', () => {
         onRefused?.();
       },
     });
-    bridge = await startTestBridge({ db, slot: SLOT, apiUrl: sim.url, batching });
+    expect(sources).toContain('guard:');
+    bridge = await startTestBridge({ db, slot: SLOT, apiUrl: sim.url, batching, sources });
   });
   afterAll(async () => {
     await bridge?.stop();
@@ -143,7 +150,7 @@ describe('a platform quota, learned', () => {
   }, 240_000);
 
   it('holds every sender for a Retry-After of 3 s, whoever was refused', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url, batching }));
+    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url, batching, sources }));
     const held = (refusedAt: number, ids: readonly string[]): number[] =>
       taken
         .filter((t) => t.at > refusedAt && t.ids.some((id) => ids.includes(id)))
@@ -208,5 +215,51 @@ describe('a platform quota, learned', () => {
     expect(status.get(JSON.stringify({ cust_no: 'bad-p' }))).toMatchObject({ status: 'synced' });
     expect(sim.groupsOf('thirdId', 'bad-m')).toEqual(['r1', 'r2']);
     expect(sim.groupsOf('thirdId', 's3')).toEqual(['c']);
+  }, 120_000);
+
+  it('holds an approval of held rows for a Retry-After the stream was given', async () => {
+    // 20 members lose their group in one transaction: more than memberships' guard allows, held.
+    const members = Array.from({ length: 20 }, (_, i) => `hm${i + 1}`);
+    await db.query(`INSERT INTO crm.member_group (member_id, group_name) SELECT unnest($1::text[]), 'hg'`, [
+      members,
+    ]);
+    await waitForCatchUp(db, SLOT);
+    expect(members.map((m) => sim.groupsOf('thirdId', m))).toEqual(members.map(() => ['hg']));
+    const since = taken.length;
+    await db.query(`DELETE FROM crm.member_group WHERE member_id = ANY($1::text[])`, [members]);
+    await waitForCatchUp(db, SLOT);
+    const statuses = async (): Promise<string[]> =>
+      [...(await statusRows(db, 'memberships')).entries()]
+        .filter(([, r]) => members.includes((r.payload as { thirdId?: string } | null)?.thirdId ?? ''))
+        .map(([, r]) => r.status);
+    expect(await statuses()).toEqual(members.map(() => 'held'));
+    expect(taken.slice(since).filter((t) => t.ids.some((id) => members.includes(id)))).toEqual([]);
+
+    // The stream is refused with Retry-After: 3; the approval, started during the pause, waits it out.
+    sim.setFaults({ status429: 1, retryAfterSeconds: 3 });
+    let approveAt = 0;
+    let approval: Promise<unknown> | undefined;
+    const refused = new Promise<number>((resolve) => {
+      onRefused = () => {
+        onRefused = undefined;
+        approveAt = Date.now();
+        approval = bridge?.bridge.settleHeld('approve', { source: 'memberships' });
+        resolve(refusals[refusals.length - 1]?.at as number);
+      };
+    });
+    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('s4', 'd')`);
+    const at = await refused;
+    expect(await approval).toMatchObject([{ source: 'memberships', rows: 20 }]);
+    await waitForCatchUp(db, SLOT);
+    expect(approveAt - at).toBeLessThan(3000);
+    const approved = taken.filter((t) => t.at > at && t.ids.some((id) => members.includes(id)));
+    expect(approved.length).toBeGreaterThan(0);
+    const stream = taken.filter((t) => t.at > at && t.ids.includes('s4'));
+    expect(stream).toHaveLength(1);
+    for (const t of [...approved, ...stream]) expect(t.at - at).toBeGreaterThanOrEqual(2995);
+
+    expect(sim.overlaps()).toEqual({ count: 0, customers: [] });
+    expect(members.map((m) => sim.groupsOf('thirdId', m) ?? [])).toEqual(members.map(() => []));
+    expect(await statuses()).toEqual(members.map(() => 'synced'));
   }, 120_000);
 });
