@@ -89,8 +89,15 @@ export async function runSessions(h: SessionLoopHost): Promise<void> {
           { err: errorMessage(err) },
           'the slot is lost; re-syncing every source from a new slot',
         );
-        await h.batcher.drain();
-        h.track(await h.resyncSlot());
+        try {
+          await h.batcher.drain();
+          h.track(await h.resyncSlot());
+        } catch (err) {
+          // A stop cut the re-sync short: the bridge stops, it has not failed (the next start
+          // finds the snapshot unfinished and starts it over).
+          if (h.signal.aborted) return;
+          throw err;
+        }
         continue;
       }
       // Nothing received since the slot's confirmed position is lost: the server sends it again.

@@ -8,6 +8,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { leaderLockKey } from '../../src/source/leader.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { startCli, writeConfigFile } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { unanswered } from '../helpers/moments.js';
@@ -17,6 +18,8 @@ import {
   startTestBridge,
   testConfigYaml,
   type TestBridge,
+  waitForCatchUp,
+  waitForStreaming,
 } from '../helpers/pipeline.js';
 
 describe('SIGTERM during the start', () => {
@@ -141,6 +144,71 @@ describe('SIGTERM during the start', () => {
       expect(after.rows).toEqual([{ active: false }]);
     } finally {
       await holder.end();
+    }
+  });
+
+  // In process: what `run` makes of a stop is the bridge's `done`, which rejects only with a failure.
+  it('during the re-sync of a slot lost while streaming: the bridge ends stopped, not failed', async () => {
+    const slot = 'stop_resync';
+    const log = captureLogger('info');
+    const running = await startTestBridge({
+      db,
+      slot,
+      apiUrl: sim.url,
+      onSlotLost: 'resync',
+      logger: log.logger,
+    });
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await waitForStreaming(db, slot);
+      // A row the re-sync would read and send, were it not stopped.
+      await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('s1', 'one')`);
+      await waitForCatchUp(db, slot);
+      // The re-sync is held at its first step: the sent positions it reads wait behind this lock.
+      await holder.query(`BEGIN; LOCK TABLE "Tuzhan Sync".sent_position IN ACCESS EXCLUSIVE MODE`);
+      // The slot goes while its walsender is cut off (an active slot cannot be dropped).
+      await eventually(
+        async () => {
+          await db.query(
+            `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`,
+            [slot],
+          );
+          await db.query(`SELECT pg_drop_replication_slot($1)`, [slot]);
+        },
+        30_000,
+        50,
+      );
+      // The moment: the re-sync has begun and waits.
+      const said = () => log.lines().map((l) => l.msg);
+      await eventually(
+        () => expect(said()).toContain('the slot is lost; re-syncing every source from a new slot'),
+        30_000,
+        20,
+      );
+      await eventually(
+        async () => {
+          const w = await db.query(
+            `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+              AND query LIKE '%sent_position%'`,
+          );
+          expect(w.rows).toHaveLength(1);
+        },
+        30_000,
+        20,
+      );
+      const stopped = running.bridge.stop(5000);
+      await holder.query('COMMIT');
+      await stopped;
+      await expect(running.bridge.done).resolves.toBeUndefined();
+      // Stopped where it was: no new slot, no snapshot (the next start makes them).
+      const lost = said().lastIndexOf('the slot is lost; re-syncing every source from a new slot');
+      expect(said().slice(lost)).not.toContain('slot created; reading the snapshot');
+      const slots = await db.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+      expect(slots.rows).toHaveLength(0);
+    } finally {
+      await holder.end();
+      await running.stop().catch(() => {});
     }
   });
 });
