@@ -16,7 +16,7 @@ import { createLogger } from '../ops/logger.js';
 import { startSimulator, type Simulator } from '../simulator/server.js';
 import { readSlot } from '../source/slot.js';
 import { createIdentityIndexes } from '../status/identity-indexes.js';
-import { statusSql } from '../status/sql.js';
+import { readSnapshot } from '../status/reads.js';
 import { sleep } from '../util/backoff.js';
 import { formatCount } from '../util/format.js';
 import { formatLsn, parseLsn } from '../util/lsn.js';
@@ -207,12 +207,9 @@ export class DemoSession {
       );
     });
     failure.catch(() => {});
-    const snap = await monitor.query<{ rows: string | null }>(
-      statusSql(sample.DEMO_STATUS_SCHEMA).snapshotState,
-      [sample.DEMO_SLOT],
-    );
+    const snap = await readSnapshot(monitor, sample.DEMO_STATUS_SCHEMA, sample.DEMO_SLOT);
     this.say(
-      `bridge streaming after ${secs(Date.now() - t0)}: initial snapshot of ${formatCount(Number(snap.rows[0]?.rows ?? 0))} rows synced`,
+      `bridge streaming after ${secs(Date.now() - t0)}: initial snapshot of ${formatCount(snap?.rows ?? 0)} rows synced`,
     );
 
     const workload = new Workload(writer, size);
