@@ -19,7 +19,7 @@ import {
   readWalKeepSize,
 } from '../../status/reads.js';
 import { iso, type ConsoleDataOptions } from './data.js';
-import { RATE_WINDOW, recentRate } from './request-rate.js';
+import { learnedRate, RATE_WINDOW, recentRate } from './request-rate.js';
 
 /** Below this many rows (the planner's estimate) sync_status is counted exactly at every refresh. */
 export const EXACT_COUNT_LIMIT = 500_000;
@@ -231,6 +231,7 @@ export class ConsoleOverview {
         checks: readiness?.checks ?? {},
         bufferedRows: await value(m?.bufferedRows),
         inflightRows: await value(m?.inflightRows),
+        requestRate: await learnedRate(m),
       },
       lagSeconds: await value(m?.slotLagSeconds),
       progress,
