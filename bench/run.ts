@@ -111,8 +111,8 @@ const summary = {
   bridgeCpuUsPerRow: med(runs.throughput, (r) => r.e2eCpuUsPerRow.bridge),
   statusBytesPerRow: med(runs.throughput, (r) => r.statusBytesPerRow),
   // The goals are ratios to the bare consumer (harness) and the bare drain (PostgreSQL) of the same run.
-  bridgeCpuRatio: med(runs.throughput, (r) => r.e2eCpuUsPerRow.bridge / r.baselineCpuUsPerRow.harness),
-  pgCpuRatio: med(runs.throughput, (r) => r.e2eCpuUsPerRow.postgres / r.baselineCpuUsPerRow.postgres),
+  bridgeCpuRatio: med(runs.throughput, (r) => r.bridgeCpuRatio),
+  pgCpuRatio: med(runs.throughput, (r) => r.pgCpuRatio),
   snapshotBridgeCpuUsPerRow: med(runs.snapshot, (r) => r.cpuUsPerRow.bridge),
   noiseRequests: med(runs.noise, (r) => r.requests),
   noiseStatusWrites: med(runs.noise, (r) => r.statusWrites),

@@ -138,7 +138,7 @@ const DESIGNS: Design[] = [
   },
   {
     name: 'sync_row',
-    what: 'what the bridge runs (migration 007, statusSql().writeRequest): sync_row + sync_status view',
+    what: "sync_row (migrations 007, 009: fillfactor 90), the bridge's `insert` shape (statusSql().writeRequest), unprepared",
     table: 'sync_row',
     params: 'json',
     migrations: true,
@@ -146,8 +146,23 @@ const DESIGNS: Design[] = [
     write: statusSql('d').writeRequest(false),
   },
   {
+    name: 'sync_row-007',
+    what: "the write of migration 007's bridge (INSERT ... ON CONFLICT DO UPDATE, nothing returned), fillfactor 100 as before 009",
+    table: 'sync_row',
+    params: 'json',
+    migrations: true,
+    prepared: true,
+    ddl: 'ALTER TABLE sync_row SET (fillfactor = 100)',
+    write: `INSERT INTO sync_row (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
+      SELECT (SELECT id FROM sync_source WHERE name = $1), r.k::text, ${OUTCOME}, now(),
+             CASE WHEN json_typeof(r.p) <> 'null' THEN r.p END
+        FROM ROWS FROM (json_array_elements($2::json), json_array_elements($3::json), unnest($4::int[])) AS r(k, p, t)
+      ON CONFLICT (source_id, key) DO UPDATE SET ${UPDATE}
+      WHERE sync_row.lsn IS NULL OR sync_row.lsn <= EXCLUDED.lsn`,
+  },
+  {
     name: 'sync_row-prepared',
-    what: 'sync_row, the write as a named prepared statement (parsed and planned once per connection)',
+    what: 'what the bridge runs while most keys are new: the `insert` shape as a named prepared statement (parsed and planned once per connection)',
     table: 'sync_row',
     params: 'json',
     migrations: true,
@@ -155,9 +170,9 @@ const DESIGNS: Design[] = [
     ddl: '',
     write: statusSql('d').writeRequest(false),
   },
-  ...[90, 70, 50].map((ff): Design => ({
+  ...[100, 70, 50].map((ff): Design => ({
     name: `sync_row-ff${ff}`,
-    what: `sync_row-prepared with fillfactor ${ff}: room in each page for the next version of its rows (HOT)`,
+    what: `sync_row-prepared with fillfactor ${ff} instead of 90`,
     table: 'sync_row',
     params: 'json',
     migrations: true,

@@ -43,6 +43,13 @@ export interface ThroughputResult {
   e2eCpuUsPerRow: CpuSplit;
   /** Size of the status table with its indexes after the backlog, per source row. */
   statusBytesPerRow: number;
+  /**
+   * The bridge's CPU over the bare consumer's (the harness during the baseline), and PostgreSQL's
+   * during the backlog over its own during the baseline: from the CPU seconds, not from the per-row
+   * figures above, whose whole microseconds are too coarse for a divisor of 2 or 3.
+   */
+  bridgeCpuRatio: number;
+  pgCpuRatio: number;
 }
 
 const TXS = 2000;
@@ -174,6 +181,8 @@ export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult
       baselineCpuUsPerRow: perRowMicros(baselineCpu, rows),
       e2eCpuUsPerRow: perRowMicros(e2eCpu, rows),
       statusBytesPerRow: statusBytes / statusRows,
+      bridgeCpuRatio: e2eCpu.bridge / baselineCpu.harness,
+      pgCpuRatio: e2eCpu.postgres / baselineCpu.postgres,
     };
   } finally {
     await db.end();

@@ -58,9 +58,14 @@ describe('SIGTERM during the start', () => {
 
   it('during the standby wait: exit 0 at once, the active bridge untouched', async () => {
     active = await startTestBridge({ db, slot: 'stop_standby', apiUrl: sim.url });
-    const slot = await db.query<{ pid: number }>(
-      `SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'stop_standby'`,
-    );
+    // The active bridge streams: its walsender holds the slot.
+    const pid = await eventually(async () => {
+      const r = await db.query<{ pid: number | null }>(
+        `SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'stop_standby'`,
+      );
+      expect(r.rows[0]?.pid).toEqual(expect.any(Number));
+      return r.rows[0]?.pid;
+    }, 30_000);
     const file = writeConfigFile(testConfigYaml({ db, slot: 'stop_standby', apiUrl: sim.url }));
     const standby = startCli(['--config', file, 'run'], { LOG_LEVEL: 'info' });
     // The moment: it waits for the slot's lock as a standby.
@@ -75,6 +80,6 @@ describe('SIGTERM during the start', () => {
     const after = await db.query<{ pid: number }>(
       `SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'stop_standby'`,
     );
-    expect(after.rows[0]?.pid).toBe(slot.rows[0]?.pid);
+    expect(after.rows[0]?.pid).toBe(pid);
   });
 });
