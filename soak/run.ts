@@ -139,6 +139,8 @@ try {
     log(`soak:   ${n} × ${msg}`);
   log(`soak: compared ${v.customers} customers and ${v.statusRows} sync_status rows`);
 
+  // Every sample, for a closer look than the summary (.tmp/soak/samples.json).
+  writeFileSync(join(scratch, 'samples.json'), JSON.stringify({ rss: compose.rss, lag: lag.samples }));
   const problems = [
     ...v.problems,
     ...(caughtUp === null ? ['the slot did not catch up within 5 minutes of the last fault'] : []),
