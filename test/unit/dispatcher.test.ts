@@ -167,7 +167,7 @@ describe('Dispatcher', () => {
     await expect(h.dispatcher.dispatch('nope', [])).rejects.toThrow('unknown source nope');
   });
 
-  it('row mode: deletes, then updates, then adds; the sent position covers the latest sent change first', async () => {
+  it('row mode: deletes, then adds, per pair the row held; the sent position covers the latest sent change first', async () => {
     const h = harness();
     const [k1, t1] = entry('k1', null, img('c1', ['a', 'b']), 10n);
     const [k2, t2] = entry('k2', img('c2', ['x']), img('c2', ['y']), 30n, 2);
@@ -197,31 +197,26 @@ describe('Dispatcher', () => {
     // The cover is the latest change sent (k2's, 30/2), not the later ones that send nothing.
     expect(h.log[0]).toBe('cover src 30/2');
     expect(h.log[1]).toBe('record k6:delete/skipped');
-    // k4's update waits for its delete (same key); the other requests run at once.
-    expect(h.log.slice(2)).toEqual(['deliver delete c3[]<k3> c4[]<k4>', 'deliver add c1[a,b]<k1>']);
-    expect(h.delivery.requests.map((r) => [r.policy, r.source.name])).toEqual([
-      ['daemon', 'src'],
-      ['daemon', 'src'],
-    ]);
+    // Each pair a row held and holds no longer is deleted with its group (k2 lost x, k4 left c4,
+    // k3 is gone); the adds wait for the deletes of the same keys (k2, k4 in both).
+    expect(h.log.slice(2)).toEqual(['deliver delete c2[x]<k2> c3[z]<k3> c4[g]<k4>']);
+    expect(h.delivery.requests.map((r) => [r.policy, r.source.name])).toEqual([['daemon', 'src']]);
     // Nothing is released before its outcome is stored.
     expect([t1.held, t2.held, t3.held, t4.held]).toEqual([1, 1, 1, 1]);
     expect(tx6.held).toBe(0);
     expect(h.done).toEqual([1, 1]);
     expect(h.unchanged).toEqual([['src', 1]]);
 
-    h.delivery.answers[0]?.resolve(['synced', 'synced']);
+    h.delivery.answers[0]?.resolve(['synced', 'synced', 'synced']);
     await flushed();
-    // k3 is done; k4 still has its update to go, which now starts (with k2's).
-    expect([t3.held, t4.held]).toEqual([0, 1]);
+    // k3 is done; k2 and k4 still have their adds to go, which now start (with k1's).
+    expect([t3.held, t2.held, t4.held]).toEqual([0, 1, 1]);
     expect(h.done).toEqual([1, 1, 1]);
-    expect(h.log.at(-1)).toBe('deliver update c2[y]<k2> c5[g]<k4>');
-    h.delivery.answers[2]?.resolve(['synced', 'synced']);
+    expect(h.log.at(-1)).toBe('deliver add c1[a,b]<k1> c2[y]<k2> c5[g]<k4>');
+    h.delivery.answers[1]?.resolve(['synced', 'synced', 'synced']);
     await flushed();
-    expect([t2.held, t4.held, t1.held]).toEqual([0, 0, 1]);
-    h.delivery.answers[1]?.resolve(['synced']);
-    await flushed();
-    expect(t1.held).toBe(0);
-    expect(h.done).toEqual([1, 1, 1, 2, 1]);
+    expect([t1.held, t2.held, t4.held]).toEqual([0, 0, 0]);
+    expect(h.done).toEqual([1, 1, 1, 3]);
     expect(h.fatal).toEqual([]);
   });
 
@@ -321,7 +316,7 @@ describe('Dispatcher', () => {
   it('stores local outcomes (skipped, failed) in order with the key requests before them', async () => {
     const h = harness();
     // k1 is sent first (held by the platform); then k1 comes and goes, and k2 cannot be mapped.
-    const [first] = entry('k1', img('c1', ['a']), img('c1', ['b']), 1n);
+    const [first] = entry('k1', null, img('c1', ['b']), 1n);
     await h.dispatcher.dispatch('src', [first]);
     await flushed();
     const tx = new Tx();
@@ -372,7 +367,8 @@ describe('Dispatcher', () => {
     mergeChange(e, { kind: 'delete', key: key('k1'), before: img('c1', ['a']), after: null }, 4n, 1, T0, tx);
     await h.dispatcher.dispatch('src', [e]);
     await flushed();
-    expect(h.log).toEqual(['cover src 4/1', 'deliver delete c1[]<k1>']);
+    // The pair it may have added is removed (its group named: other pairs of c1 are not its own).
+    expect(h.log).toEqual(['cover src 4/1', 'deliver delete c1[a]<k1>']);
     expect(tx.held).toBe(0);
   });
 
@@ -395,7 +391,7 @@ describe('Dispatcher', () => {
       ['{"id":"k2"}', { op: 'delete', status: 'synced', payload: { thirdId: 'c2' } }],
     ]);
     const h = harness({ lastSent });
-    const [earlier] = entry('k1', img('c1', ['q']), img('c1', ['a', 'b']), 1n);
+    const [earlier] = entry('k1', null, img('c1', ['a', 'b']), 1n);
     await h.dispatcher.dispatch('src', [earlier]);
     await flushed();
     const [d1, t1] = entry('k1', 'lookup', null, 2n);
@@ -408,12 +404,12 @@ describe('Dispatcher', () => {
     await dispatching;
     await flushed();
     expect(h.lastSent).toHaveBeenCalledWith('src', ['{"id":"k1"}', '{"id":"k2"}', '{"id":"k3"}']);
-    // k1 had groups on the platform: they go. k2's last outcome was a delete, k3 has none: nothing
-    // to remove (a fresh window of a row that is gone: skipped).
-    expect(h.delivery.requests.map(summary).at(-1)).toBe('delete c1[]<k1>');
-    expect(h.log.filter((l) => l.startsWith('record'))).toEqual([
-      'record k2:delete/skipped k3:delete/skipped',
-    ]);
+    // k1 had groups on the platform: those pairs go. k2's last outcome was a delete, k3 has none:
+    // nothing of them is on the platform, nothing changes, and their last outcomes stay.
+    expect(h.delivery.requests.map(summary).at(-1)).toBe('delete c1[a,b]<k1>');
+    expect(h.log.filter((l) => l.startsWith('record'))).toEqual([]);
+    expect(h.unchanged).toEqual([['src', 2]]);
+    expect(t2.held).toBe(0);
     h.delivery.answers[1]?.resolve(['synced']);
     await flushed();
     expect([t1.held, t2.held]).toEqual([0, 0]);
@@ -426,24 +422,35 @@ describe('Dispatcher', () => {
     await h.dispatcher.dispatch('src', [e1, e2]);
     await flushed();
     expect(h.readRow.mock.calls).toEqual([[{ id: 'k1' }], [{ id: 'k2' }]]);
-    expect(h.delivery.requests.map(summary)).toEqual(['delete c2[]<k2>', 'update c1[big,list]<k1>']);
+    // k1 lost the pair (c1, old) and holds big and list; k2's row is gone: its pair goes.
+    expect(h.delivery.requests.map(summary)).toEqual([
+      'delete c1[old]<k1> c2[x]<k2>',
+      'add c1[big,list]<k1>',
+    ]);
   });
 
-  it('a TOAST row gone without its old row in the WAL clears the identity the new row named', async () => {
-    const h = harness({ hold: false, rows: {} });
-    const [e] = entry('k1', 'unknown', img('c1', null), 1n);
-    await h.dispatcher.dispatch('src', [e]);
+  it('a TOAST row gone without its old row in the WAL: the pairs last stored for the key go', async () => {
+    const lastSent = new Map<string, LastSent>([
+      ['{"id":"k1"}', { op: 'add', status: 'synced', payload: { thirdId: 'c1', groups: 'a,b' } }],
+    ]);
+    const h = harness({ hold: false, rows: {}, lastSent });
+    const [e] = entry('k1', 'lookup', img('c1', null), 1n);
+    const [never, t2] = entry('k2', 'lookup', img('c2', null), 1n, 1);
+    await h.dispatcher.dispatch('src', [e, never]);
     await flushed();
-    expect(h.delivery.requests.map(summary)).toEqual(['delete c1[]<k1>']);
+    expect(h.delivery.requests.map(summary)).toEqual(['delete c1[a,b]<k1>']);
+    // k2 has no stored state: nothing of it is known on the platform, so nothing is removed.
+    expect(h.log.filter((l) => l.startsWith('record'))).toEqual(['record k2:delete/skipped']);
+    expect(t2.held).toBe(0);
   });
 
-  it('an update without its old row is unchanged when it restates what was last stored for the key', async () => {
+  it('membership: an update without its old row is unchanged when it restates what was last stored', async () => {
     const lastSent = new Map<string, LastSent>([
       ['{"id":"k1"}', { op: 'update', status: 'synced', payload: { thirdId: 'c1', groups: 'a' } }],
       ['{"id":"k2"}', { op: 'update', status: 'synced', payload: { thirdId: 'c2', groups: 'a' } }],
       ['{"id":"k3"}', { op: 'delete', status: 'synced', payload: { thirdId: 'c3', groups: 'a' } }],
     ]);
-    const h = harness({ hold: false, lastSent });
+    const h = harness({ mode: 'membership', hold: false, lastSent });
     const [same, t1] = entry('k1', 'unknown', img('c1', ['a']), 1n);
     const [other] = entry('k2', 'unknown', img('c2', ['b']), 1n, 1);
     const [afterDelete] = entry('k3', 'unknown', img('c3', ['a']), 1n, 2);
@@ -452,6 +459,7 @@ describe('Dispatcher', () => {
     expect(h.lastSent).toHaveBeenCalledTimes(1);
     expect(t1.held).toBe(0);
     expect(h.unchanged).toEqual([['src', 1]]);
-    expect(h.delivery.requests.map(summary)).toEqual(['update c2[b]<k2> c3[a]<k3>']);
+    // k2's old pair is not known (not in the WAL, not what was stored): only its new pair is set.
+    expect(h.delivery.requests.map(summary)).toEqual(['add c2[b]<k2> c3[a]<k3>']);
   });
 });
