@@ -19,6 +19,8 @@ import type { LastSent } from '../../src/status/status-store.js';
 /** A transaction as the position tracker sees it: how many of its changes are still held. */
 class Tx implements Holder {
   held = 0;
+  /** false: its COMMIT has not been read yet (the removal guard waits for it). */
+  committed?: boolean;
   hold(n: number): void {
     this.held += n;
   }
@@ -102,6 +104,8 @@ function harness(
     lastSent?: Map<string, LastSent>;
     rows?: Record<string, Record<string, unknown> | null>;
     signal?: AbortSignal;
+    /** A removal guard allowing this many rows' removals per transaction. */
+    maxRemovals?: number;
   } = {},
 ): Harness {
   const log: string[] = [];
@@ -144,6 +148,19 @@ function harness(
     onUnchanged: (source, n) => unchanged.push([source, n]),
     onFatal: (err) => fatal.push(err),
     signal: o.signal,
+    ...(o.maxRemovals === undefined
+      ? {}
+      : {
+          held: {
+            heldKeys: async () => new Set<string>(),
+            stillHeld: async () => new Set<string>(),
+            sourceRows: async () => 1000,
+            hold: async (source, rows, reason) =>
+              void log.push(`hold ${source} ${rows.map((r) => JSON.parse(r.rowKey).id).join(',')} ${reason}`),
+          },
+          limits: new Map([['src', { kind: 'rows' as const, rows: o.maxRemovals }]]),
+          onHeld: (source, rows) => void log.push(`onHeld ${source} ${rows}`),
+        }),
   });
   return { dispatcher, delivery, log, done, unchanged, fatal, fresh, lastSent, readRow, scheduler };
 }
@@ -218,6 +235,87 @@ describe('Dispatcher', () => {
     expect([t1.held, t2.held, t4.held]).toEqual([0, 0, 0]);
     expect(h.done).toEqual([1, 1, 1, 3]);
     expect(h.fatal).toEqual([]);
+  });
+
+  it('covers the latest position of the changes it sends, whatever their order in the flush', async () => {
+    for (const order of [
+      [2, 1, 0],
+      [0, 1, 2],
+      [1, 2, 0],
+    ]) {
+      const h = harness({ hold: false });
+      const at: Array<[bigint, number]> = [
+        [30n, 1],
+        [30n, 2],
+        [20n, 5],
+      ];
+      const entries = order.map((i) => {
+        const [lsn, seq] = at[i] as [bigint, number];
+        return entry(`k${i}`, null, img(`c${i}`, ['a']), lsn, seq)[0];
+      });
+      await h.dispatcher.dispatch('src', entries);
+      await flushed();
+      expect(h.log[0]).toBe('cover src 30/2');
+    }
+  });
+
+  it('with the removal guard: a mass removal is recorded held and released, nothing of it sent; the rest goes', async () => {
+    const h = harness({ maxRemovals: 1 });
+    expect(h.dispatcher.guard).toBeDefined();
+    // One transaction removes two rows' groups (over the limit of one); another adds a row.
+    const tx = new Tx();
+    const gone = ['k1', 'k2'].map((k, i) =>
+      newEntry({ kind: 'delete', key: key(k), before: img(`c${i}`, ['a']), after: null }, 5n, i, T0, tx),
+    );
+    const [add, t3] = entry('k3', null, img('c3', ['b']), 6n);
+    await h.dispatcher.dispatch('src', [...gone, add]);
+    await flushed();
+    const held = h.log.filter((l) => l.startsWith('hold'));
+    expect(held).toHaveLength(1);
+    expect(held[0]).toMatch(/^hold src k1,k2 \S/);
+    expect(h.log).toContain('onHeld src 2');
+    expect(h.delivery.requests.map(summary)).toEqual(['add c3[b]<k3>']);
+    // Held is an outcome: the transaction is released; k3 once its request is answered.
+    expect(tx.held).toBe(0);
+    expect(t3.held).toBe(1);
+    h.delivery.answers[0]?.resolve(['synced']);
+    await flushed();
+    expect(t3.held).toBe(0);
+    expect([...h.done].sort()).toEqual([1, 2]);
+    expect(h.fatal).toEqual([]);
+  });
+
+  it('with the removal guard: removals of a transaction not yet committed wait; a new session forgets them', async () => {
+    // Within the limit so far: whether the transaction is a mass removal is known at its COMMIT.
+    const h = harness({ maxRemovals: 5 });
+    const tx = new Tx();
+    tx.committed = false;
+    const other = new Tx();
+    const gone = ['k1', 'k2'].map((k, i) =>
+      newEntry({ kind: 'delete', key: key(k), before: img(`c${i}`, ['a']), after: null }, 5n, i, T0, tx),
+    );
+    await h.dispatcher.dispatch('src', gone);
+    await flushed();
+    expect(h.dispatcher.waiting).toBe(2);
+    expect(h.dispatcher.waitsFor(tx)).toEqual(['src']);
+    expect(h.dispatcher.waitsFor(other)).toEqual([]);
+    expect(h.log).toEqual([]);
+    expect(tx.held).toBe(2);
+    // The session ended before the COMMIT: forgotten without an outcome (read again), released.
+    h.dispatcher.forgetOpen();
+    expect(h.dispatcher.waiting).toBe(0);
+    expect(tx.held).toBe(0);
+    expect(h.done).toEqual([2]);
+    expect(h.log).toEqual([]);
+  });
+
+  it('without a removal guard nothing waits', () => {
+    const h = harness();
+    expect(h.dispatcher.guard).toBeUndefined();
+    expect(h.dispatcher.waiting).toBe(0);
+    expect(h.dispatcher.waitsFor(new Tx())).toEqual([]);
+    h.dispatcher.forgetOpen();
+    h.dispatcher.settleOpen();
   });
 
   it('carries each key change as stored: its key, latest position and commit time, no prior attempts', async () => {
