@@ -40,8 +40,8 @@ export default {
   // Nothing the unit tests need; keeps the sandbox copies small.
   ignorePatterns: ['dist', 'docs', 'bench', 'docker', 'test/integration', 'coverage', '.tmp'],
   reporters: ['clear-text', 'progress', 'html', 'json'],
-  // The score table only: the surviving mutants are in the HTML report, not hundreds of diffs in CI's log.
-  clearTextReporter: { reportMutants: false },
+  // The score table only: survivors and tests are in the HTML report, not thousands of lines in CI's log.
+  clearTextReporter: { reportMutants: false, reportTests: false },
   htmlReporter: { fileName: 'reports/mutation/mutation.html' },
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
   tempDirName: '.stryker-tmp',
