@@ -178,10 +178,17 @@ function entry(
   return [newEntry({ kind, key: key(id), before, after }, lsn, seq, T0, tx), tx];
 }
 
+/** What the batcher passes with a flush: the transactions whose COMMIT it had not read yet. */
+function openOf(entries: Entry[]): Set<Tx> {
+  return new Set(
+    entries.flatMap((e) => (e.holder instanceof Tx && e.holder.committed === false ? [e.holder] : [])),
+  );
+}
+
 describe('Dispatcher', () => {
   it('refuses a source it does not know', async () => {
     const h = harness();
-    await expect(h.dispatcher.dispatch('nope', [])).rejects.toThrow('unknown source nope');
+    await expect(h.dispatcher.dispatch('nope', [], openOf([]))).rejects.toThrow('unknown source nope');
   });
 
   it('row mode: deletes, then adds, per pair the row held; the sent position covers the latest sent change first', async () => {
@@ -209,7 +216,7 @@ describe('Dispatcher', () => {
       T0,
       tx6,
     );
-    await h.dispatcher.dispatch('src', [k1, k2, k3, k4, k5, k6]);
+    await h.dispatcher.dispatch('src', [k1, k2, k3, k4, k5, k6], openOf([k1, k2, k3, k4, k5, k6]));
     await flushed();
     // The cover is the latest change sent (k2's, 30/2), not the later ones that send nothing.
     expect(h.log[0]).toBe('cover src 30/2');
@@ -253,7 +260,7 @@ describe('Dispatcher', () => {
         const [lsn, seq] = at[i] as [bigint, number];
         return entry(`k${i}`, null, img(`c${i}`, ['a']), lsn, seq)[0];
       });
-      await h.dispatcher.dispatch('src', entries);
+      await h.dispatcher.dispatch('src', entries, openOf(entries));
       await flushed();
       expect(h.log[0]).toBe('cover src 30/2');
     }
@@ -268,7 +275,7 @@ describe('Dispatcher', () => {
       newEntry({ kind: 'delete', key: key(k), before: img(`c${i}`, ['a']), after: null }, 5n, i, T0, tx),
     );
     const [add, t3] = entry('k3', null, img('c3', ['b']), 6n);
-    await h.dispatcher.dispatch('src', [...gone, add]);
+    await h.dispatcher.dispatch('src', [...gone, add], openOf([...gone, add]));
     await flushed();
     const held = h.log.filter((l) => l.startsWith('hold'));
     expect(held).toHaveLength(1);
@@ -290,15 +297,12 @@ describe('Dispatcher', () => {
     const h = harness({ maxRemovals: 5 });
     const tx = new Tx();
     tx.committed = false;
-    const other = new Tx();
     const gone = ['k1', 'k2'].map((k, i) =>
       newEntry({ kind: 'delete', key: key(k), before: img(`c${i}`, ['a']), after: null }, 5n, i, T0, tx),
     );
-    await h.dispatcher.dispatch('src', gone);
+    await h.dispatcher.dispatch('src', gone, openOf(gone));
     await flushed();
     expect(h.dispatcher.waiting).toBe(2);
-    expect(h.dispatcher.waitsFor(tx)).toEqual(['src']);
-    expect(h.dispatcher.waitsFor(other)).toEqual([]);
     expect(h.log).toEqual([]);
     expect(tx.held).toBe(2);
     // The session ended before the COMMIT: forgotten without an outcome (read again), released.
@@ -313,7 +317,6 @@ describe('Dispatcher', () => {
     const h = harness();
     expect(h.dispatcher.guard).toBeUndefined();
     expect(h.dispatcher.waiting).toBe(0);
-    expect(h.dispatcher.waitsFor(new Tx())).toEqual([]);
     h.dispatcher.forgetOpen();
     h.dispatcher.settleOpen();
   });
@@ -337,7 +340,7 @@ describe('Dispatcher', () => {
       later,
       tx,
     );
-    await h.dispatcher.dispatch('src', [e]);
+    await h.dispatcher.dispatch('src', [e], openOf([e]));
     await flushed();
     const item = h.delivery.requests[0]?.rows[0]?.items[0];
     expect(item?.change).toMatchObject({
@@ -358,7 +361,7 @@ describe('Dispatcher', () => {
     const entries = ['k1', 'k2', 'k3', 'k4', 'k5'].map(
       (k, i) => entry(k, null, img(`c${i}`, ['a']), BigInt(i + 1))[0],
     );
-    await h.dispatcher.dispatch('src', entries);
+    await h.dispatcher.dispatch('src', entries, openOf(entries));
     await flushed();
     expect(h.delivery.requests.map((r) => r.rows.length)).toEqual([2, 2, 1]);
     expect(h.done).toEqual([2, 2, 1]);
@@ -367,7 +370,8 @@ describe('Dispatcher', () => {
   it('passes the stop signal to delivery', async () => {
     const ac = new AbortController();
     const h = harness({ hold: false, signal: ac.signal });
-    await h.dispatcher.dispatch('src', [entry('k1', null, img('c1', ['a']), 1n)[0]]);
+    const only = [entry('k1', null, img('c1', ['a']), 1n)[0]];
+    await h.dispatcher.dispatch('src', only, openOf(only));
     await flushed();
     expect(h.delivery.requests[0]?.signal).toBe(ac.signal);
   });
@@ -378,7 +382,7 @@ describe('Dispatcher', () => {
     const [b] = entry('2', null, img('m1', ['g2']), 1n, 1);
     const [c] = entry('3', img('m2', ['g1']), null, 1n, 2);
     const [d] = entry('4', null, img('m2', ['g3']), 1n, 3);
-    await h.dispatcher.dispatch('src', [a, b, c, d]);
+    await h.dispatcher.dispatch('src', [a, b, c, d], openOf([a, b, c, d]));
     await flushed();
     expect(h.delivery.requests.map(summary)).toEqual(['delete m2[g1]<3>', 'add m1[g1,g2]<1,2> m2[g3]<4>']);
     expect(h.done).toEqual([1, 3]);
@@ -403,7 +407,7 @@ describe('Dispatcher', () => {
       T0,
       tx,
     );
-    await h.dispatcher.dispatch('src', [u1, u2]);
+    await h.dispatcher.dispatch('src', [u1, u2], openOf([u1, u2]));
     await flushed();
     expect(h.log).toEqual([]);
     expect([t1.held, tx.held]).toEqual([0, 0]);
@@ -415,7 +419,7 @@ describe('Dispatcher', () => {
     const h = harness();
     // k1 is sent first (held by the platform); then k1 comes and goes, and k2 cannot be mapped.
     const [first] = entry('k1', null, img('c1', ['b']), 1n);
-    await h.dispatcher.dispatch('src', [first]);
+    await h.dispatcher.dispatch('src', [first], openOf([first]));
     await flushed();
     const tx = new Tx();
     const gone = newEntry(
@@ -435,7 +439,7 @@ describe('Dispatcher', () => {
     );
     const bad: Image = { identity: {}, groups: ['a'], error: 'no identity value' };
     const [unmappable, t2] = entry('k2', null, bad, 2n, 2);
-    await h.dispatcher.dispatch('src', [gone, unmappable]);
+    await h.dispatcher.dispatch('src', [gone, unmappable], openOf([gone, unmappable]));
     await flushed();
     // Nothing was sent: no cover for this flush.
     expect(h.log.filter((l) => l.startsWith('cover'))).toEqual(['cover src 1/0']);
@@ -463,7 +467,7 @@ describe('Dispatcher', () => {
       tx,
     );
     mergeChange(e, { kind: 'delete', key: key('k1'), before: img('c1', ['a']), after: null }, 4n, 1, T0, tx);
-    await h.dispatcher.dispatch('src', [e]);
+    await h.dispatcher.dispatch('src', [e], openOf([e]));
     await flushed();
     // The pair it may have added is removed (its group named: other pairs of c1 are not its own).
     expect(h.log).toEqual(['cover src 4/1', 'deliver delete c1[a]<k1>']);
@@ -473,7 +477,7 @@ describe('Dispatcher', () => {
   it('stops the bridge when delivery fails, and releases nothing of it', async () => {
     const h = harness();
     const [e, tx] = entry('k1', null, img('c1', ['a']), 1n);
-    await h.dispatcher.dispatch('src', [e]);
+    await h.dispatcher.dispatch('src', [e], openOf([e]));
     await flushed();
     const boom = new Error('storing outcomes failed');
     h.delivery.answers[0]?.reject(boom);
@@ -490,12 +494,12 @@ describe('Dispatcher', () => {
     ]);
     const h = harness({ lastSent });
     const [earlier] = entry('k1', null, img('c1', ['a', 'b']), 1n);
-    await h.dispatcher.dispatch('src', [earlier]);
+    await h.dispatcher.dispatch('src', [earlier], openOf([earlier]));
     await flushed();
     const [d1, t1] = entry('k1', 'lookup', null, 2n);
     const [d2, t2] = entry('k2', 'lookup', null, 2n, 1);
     const [d3] = entry('k3', 'lookup', null, 2n, 2);
-    const dispatching = h.dispatcher.dispatch('src', [d1, d2, d3]);
+    const dispatching = h.dispatcher.dispatch('src', [d1, d2, d3], openOf([d1, d2, d3]));
     await flushed();
     expect(h.lastSent).not.toHaveBeenCalled();
     h.delivery.answers[0]?.resolve(['synced']);
@@ -517,7 +521,7 @@ describe('Dispatcher', () => {
     const h = harness({ hold: false, rows: { k1: { third: 'c1', groups: 'big,list' } } });
     const [e1] = entry('k1', img('c1', ['old']), img('c1', null), 1n);
     const [e2] = entry('k2', img('c2', ['x']), img('c2', null), 1n, 1);
-    await h.dispatcher.dispatch('src', [e1, e2]);
+    await h.dispatcher.dispatch('src', [e1, e2], openOf([e1, e2]));
     await flushed();
     expect(h.readRow.mock.calls).toEqual([[{ id: 'k1' }], [{ id: 'k2' }]]);
     // k1 lost the pair (c1, old) and holds big and list; k2's row is gone: its pair goes.
@@ -534,7 +538,7 @@ describe('Dispatcher', () => {
     const h = harness({ hold: false, rows: {}, lastSent });
     const [e] = entry('k1', 'lookup', img('c1', null), 1n);
     const [never, t2] = entry('k2', 'lookup', img('c2', null), 1n, 1);
-    await h.dispatcher.dispatch('src', [e, never]);
+    await h.dispatcher.dispatch('src', [e, never], openOf([e, never]));
     await flushed();
     expect(h.delivery.requests.map(summary)).toEqual(['delete c1[a,b]<k1>']);
     // k2 has no stored state: nothing of it is known on the platform, so nothing is removed.
@@ -552,7 +556,7 @@ describe('Dispatcher', () => {
     const [same, t1] = entry('k1', 'unknown', img('c1', ['a']), 1n);
     const [other] = entry('k2', 'unknown', img('c2', ['b']), 1n, 1);
     const [afterDelete] = entry('k3', 'unknown', img('c3', ['a']), 1n, 2);
-    await h.dispatcher.dispatch('src', [same, other, afterDelete]);
+    await h.dispatcher.dispatch('src', [same, other, afterDelete], openOf([same, other, afterDelete]));
     await flushed();
     expect(h.lastSent).toHaveBeenCalledTimes(1);
     expect(t1.held).toBe(0);
