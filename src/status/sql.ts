@@ -27,7 +27,8 @@ export function statusSql(schemaName: string) {
     },
 
     /**
-     * The `retrying` outcome of a request's first failed try, with writeRequest's parameters $1..$10.
+     * The `retrying` outcome of a request's first failed try (and the `failed` outcome of a row that
+     * could not be sent at all), with writeRequest's parameters $1..$10.
      * A key's stored op and payload stay: they say what the platform holds until the change's own
      * outcome is stored, and a replay after a crash starts from them (without REPLICA IDENTITY FULL,
      * or with `deleteLookup: state`). A key not stored yet gets the request's. Never replaces a
