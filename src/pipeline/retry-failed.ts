@@ -170,6 +170,8 @@ export interface RestateRows {
   reread(keys: readonly string[]): Promise<FailedRow[]>;
   /** A gone row's image with the groups to keep taken out (src/pipeline/live-groups.ts). */
   trim?(gone: ReadonlyArray<{ key: string; image: Image }>): Promise<Map<string, Image>>;
+  /** Runs inside the keys' lanes before they are read again (an approval tells the guard there). */
+  inLanes?(keys: readonly string[]): Promise<void>;
 }
 
 /** Each key's calls, from its stored payload (`before`) and its current row (`after`). */
@@ -253,6 +255,7 @@ export async function restatePage(
     keys = await ctx.lanes.reserve(resources, async () => {
       // In the lanes: nothing else is sent for these keys and customers until this ends. A key
       // that now touches a lane not reserved waits for the next round.
+      await rows.inLanes?.(tried);
       const now = await plan(ctx.pool, source, mapper, await rows.reread(tried), rows.trim);
       const fits = (p: Plan): boolean => [...touched(source.name, p)].every((t) => guess.has(t));
       const ready: Plan = {
