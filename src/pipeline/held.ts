@@ -84,10 +84,10 @@ async function approveSource(ctx: HeldContext, source: SourceConfig): Promise<He
     await restatePage(ctx, source, mapper, page, retry, {
       reread: (keys) => ctx.held.heldRowsByKey(source.name, keys),
       trim: (gone) => withoutLiveGroups(ctx.pool, { config: source, mapper }, gone),
-      // The guard lets the keys' later changes flow only once the approval holds their lanes: one
-      // let through before would be planned as if the held removal had happened (a row back from
-      // a held delete added beside the groups the platform kept) and leave the approval nothing.
-      // A change judged inside queues behind the approval; one held before it is read with it.
+      // The guard lets the keys' later changes flow only once the approval holds their lanes and
+      // has read them: one let through before would be planned as if the held removal had happened
+      // (a row back from a held delete added beside the groups the platform kept) and leave the
+      // approval nothing to do. One let through now queues behind the approval's requests.
       inLanes: (keys) => ctx.guard?.release(source.name, keys) ?? Promise.resolve(),
     });
   }

@@ -170,7 +170,7 @@ export interface RestateRows {
   reread(keys: readonly string[]): Promise<FailedRow[]>;
   /** A gone row's image with the groups to keep taken out (src/pipeline/live-groups.ts). */
   trim?(gone: ReadonlyArray<{ key: string; image: Image }>): Promise<Map<string, Image>>;
-  /** Runs inside the keys' lanes before they are read again (an approval tells the guard there). */
+  /** Runs inside the lanes with the keys about to be sent (an approval tells the guard there). */
   inLanes?(keys: readonly string[]): Promise<void>;
 }
 
@@ -255,15 +255,15 @@ export async function restatePage(
     keys = await ctx.lanes.reserve(resources, async () => {
       // In the lanes: nothing else is sent for these keys and customers until this ends. A key
       // that now touches a lane not reserved waits for the next round.
-      await rows.inLanes?.(tried);
       const now = await plan(ctx.pool, source, mapper, await rows.reread(tried), rows.trim);
       const fits = (p: Plan): boolean => [...touched(source.name, p)].every((t) => guess.has(t));
       const ready: Plan = {
         sends: now.sends.filter((s) => fits({ sends: [s], local: [] })),
         local: now.local.filter((l) => fits({ sends: [], local: [l] })),
       };
-      await send(ctx, source, ready, result);
       const done = new Set([...ready.sends.map((s) => s.change), ...ready.local.map((l) => l.change)]);
+      await rows.inLanes?.([...done].map((c) => c.rowKey));
+      await send(ctx, source, ready, result);
       return [...now.sends.map((s) => s.change), ...now.local.map((l) => l.change)]
         .filter((c) => !done.has(c))
         .map((c) => c.rowKey);
