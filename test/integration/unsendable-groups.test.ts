@@ -101,21 +101,29 @@ describe('a row-mode row whose groups could not be sent for a while', () => {
 
   // Last: it drops the slot. A failed row's stored payload is what the platform holds when nothing
   // of the failed state was sent; a re-sync takes it as the row's state before, as it does a synced one.
-  it('a re-sync after the row was fixed while nothing streamed removes the group the platform kept', async () => {
+  it('a re-sync after the row was fixed or deleted while nothing streamed removes the group the platform kept', async () => {
     running = await startTestBridge({ db, apiUrl: sim.url, sources: sources('plain') });
-    await db.query(`INSERT INTO crm.plain (cust_no, groups) VALUES ('p3', '{a}')`);
+    await db.query(
+      `INSERT INTO crm.plain (cust_no, groups) VALUES ('p3', '{a}'), ('p4', '{a}'), ('p5', '{a}')`,
+    );
     await waitForCatchUp(db);
-    await db.query(`UPDATE crm.plain SET groups = '{"x,y"}' WHERE cust_no = 'p3'`);
+    await db.query(`UPDATE crm.plain SET groups = '{"x,y"}' WHERE cust_no IN ('p3', 'p4')`);
     await waitForCatchUp(db);
     expect((await statusRows(db, 'plain')).get(key('p3'))?.status).toBe('failed');
+    expect((await statusRows(db, 'plain')).get(key('p4'))?.status).toBe('failed');
     await running.stop();
     running = undefined;
     await db.query(`SELECT pg_drop_replication_slot($1)`, [db.name]);
     await db.query(`UPDATE crm.plain SET groups = '{b}' WHERE cust_no = 'p3'`);
+    await db.query(`DELETE FROM crm.plain WHERE cust_no = 'p4'`);
 
     running = await startTestBridge({ db, apiUrl: sim.url, sources: sources('plain'), resync: true });
     await waitForCatchUp(db);
-    expect((await statusRows(db, 'plain')).get(key('p3'))).toMatchObject({ status: 'synced' });
+    const rows = await statusRows(db, 'plain');
+    expect(rows.get(key('p3'))).toMatchObject({ status: 'synced' });
     expect(sim.groupsOf('thirdId', 'p3')).toEqual(['b']);
+    expect(rows.get(key('p4'))).toMatchObject({ op: 'delete', status: 'synced' });
+    expect(sim.groupsOf('thirdId', 'p4')).toEqual([]);
+    expect(sim.groupsOf('thirdId', 'p5')).toEqual(['a']);
   });
 });
