@@ -55,7 +55,8 @@ export { RequestAbortedError } from './transport.js';
 type TuzhanConfig = Omit<Config['tuzhan'], 'notReadyAfterMs'>;
 
 export class TuzhanClient {
-  private readonly transport: Transport;
+  /** The HTTP side; its `limiter` paces every request by what the platform's answers taught it. */
+  readonly transport: Transport;
   /** Set while the platform refuses the credentials: the request that probes them, and its waiters. */
   private refused: Gate | undefined;
   private readonly tokens: TokenManager;
@@ -253,7 +254,8 @@ export class TuzhanClient {
           onRetry: async ({ attempt, error, delayMs }) => {
             const err = error as ApiUnavailableError | ApiAuthError;
             if (err instanceof ApiUnavailableError) {
-              this.logger.warn(
+              // A quota's 429 is the limiter's business (it paces, and logs what it learns).
+              this.logger[err.httpStatus === 429 ? 'debug' : 'warn'](
                 { attempt, delayMs, httpStatus: err.httpStatus, rows: rows.length, err: err.message },
                 'platform unavailable; retrying',
               );
