@@ -16,6 +16,7 @@ import type {
   KeyChange,
   LocalOutcome,
 } from './requests.js';
+import { withoutRefused } from './requests.js';
 import type { BatchRecord, StatusRow } from '../status/status-store.js';
 import type { BatchResult } from '../tuzhan/client.js';
 import { apiRow, publicParams } from '../tuzhan/rows.js';
@@ -52,9 +53,35 @@ export class Delivery implements Deliverer {
   constructor(private readonly o: DeliveryOptions) {}
 
   async deliver(req: DeliveryRequest): Promise<RowStatus[]> {
-    const statuses = new Array<RowStatus>(req.rows.length);
-    await this.send(req, req.rows, statuses, 0);
-    return statuses;
+    const { send, refused } = withoutRefused(req.rows);
+    if (refused.length > 0) await this.refuse(req, refused);
+    const sent = new Array<RowStatus>(send.length);
+    if (send.length > 0) await this.send({ ...req, rows: send }, send, sent, 0);
+    if (refused.length === 0) return sent;
+    // Each of the request's rows: failed when none of its keys was sent, else its request's answer.
+    let next = 0;
+    return req.rows.map((r) =>
+      r.items.every((i) => i.change.refused) ? 'failed' : (sent[next++] as RowStatus),
+    );
+  }
+
+  /** Keys whose change the platform refused in part stay `failed`; their stored state stays (status-store.ts). */
+  private async refuse(req: DeliveryRequest, changes: readonly KeyChange[]): Promise<void> {
+    await this.o.store.writeRequest(
+      req.source.name,
+      null,
+      changes.map((c) => ({
+        rowKey: c.rowKey,
+        op: req.op,
+        status: 'failed',
+        attempts: c.refused?.attempts ?? c.priorAttempts,
+        error: c.failure ?? 'failed',
+        lsn: c.lsn,
+        committedAt: c.committedAt,
+        payload: null,
+      })),
+    );
+    this.emit('rows', { source: req.source.name, op: req.op, status: 'failed', count: changes.length });
   }
 
   async record(source: string, outcomes: readonly LocalOutcome[]): Promise<void> {
@@ -225,7 +252,10 @@ export class Delivery implements Deliverer {
       const o = outcome(i);
       for (const item of r.items) {
         const c = item.change;
-        if (o.status === 'failed' && !c.failure) c.failure = o.error ?? 'failed';
+        if (o.status === 'failed') {
+          if (!c.failure) c.failure = o.error ?? 'failed';
+          c.refused = { attempts: c.priorAttempts + tries };
+        }
         const failure = o.status !== 'retrying' ? c.failure : undefined;
         const row: StatusRow = {
           rowKey: c.rowKey,

@@ -25,6 +25,13 @@ export interface KeyChange {
   priorAttempts: number;
   /** Shared by a change's parts: once one of them fails, the others record `failed` too. */
   failure?: string;
+  /**
+   * The platform refused one of the change's parts: its later parts are not sent (an identity's
+   * groups added while the old identity's delete was refused would leave both on the platform,
+   * and no stored payload could name both: docs/design.md, "A change refused in part"). Holds the
+   * attempts made for the change when it was refused.
+   */
+  refused?: { attempts: number };
 }
 
 /** A key's contribution to a row: its operation and the groups it brings (its stored payload). */
@@ -95,6 +102,29 @@ export function requestRows(
     }
   }
   return byOp;
+}
+
+/**
+ * Splits a request's rows into what is still to be sent and the keys whose change the platform
+ * already refused in part (`KeyChange.refused`): a row keeps the items of the other keys, with
+ * their groups only (membership rows of several keys share one API row).
+ */
+export function withoutRefused(rows: readonly DeliveryRow[]): { send: DeliveryRow[]; refused: KeyChange[] } {
+  if (!rows.some((r) => r.items.some((i) => i.change.refused))) return { send: [...rows], refused: [] };
+  const send: DeliveryRow[] = [];
+  const refused = new Set<KeyChange>();
+  for (const r of rows) {
+    const items = r.items.filter((i) => !i.change.refused);
+    for (const i of r.items) if (i.change.refused) refused.add(i.change);
+    if (items.length === r.items.length) send.push(r);
+    else if (items.length > 0)
+      send.push({
+        ...r,
+        items,
+        groups: items.reduce<readonly string[]>((g, i) => unionGroups(g, i.groups), []),
+      });
+  }
+  return { send, refused: [...refused] };
 }
 
 /** One text per customer identity: membership rows of one customer merge on it. */
