@@ -64,7 +64,8 @@ export async function resolveLookups(c: ResolveContext, entries: Entry[]): Promi
  * A key whose last outcome failed (a delete the platform refused, with the rest of the change not
  * sent) or is still retrying: its customer may hold what its stored payload says, which the WAL's
  * old row no longer shows. Its window starts from the stored payload, so the change removes it
- * (docs/design.md, "A change refused in part"); the old row joins the states it passed through.
+ * (docs/design.md, "A change refused in part"); the old row joins the states it passed through,
+ * and the latest state is set.
  */
 export async function resolveUnsettled(c: ResolveContext, entries: Entry[]): Promise<void> {
   const { rt, state } = c;
@@ -84,9 +85,13 @@ export async function resolveUnsettled(c: ResolveContext, entries: Entry[]): Pro
     const l = last.get(e.key.text);
     if (!l || (l.status !== 'failed' && l.status !== 'retrying') || l.op === 'delete' || !l.payload) continue;
     const stored = imageFromPayload(l.payload);
-    if (e.before !== null && e.before !== 'unknown' && e.before !== 'lookup' && !sameTarget(e.before, stored))
-      addPassed(e, e.before);
+    const wal = e.before === 'unknown' || e.before === 'lookup' ? null : e.before;
+    if (wal && sameTarget(wal, stored)) continue;
+    if (wal) addPassed(e, wal);
     e.before = stored;
+    // A key first stored by a failed or retrying request holds that request's payload, which the
+    // platform may never have taken: its latest state is set even where it looks unchanged.
+    e.restate = true;
   }
 }
 

@@ -184,9 +184,15 @@ export class StatusStore {
     const u = this.unsettledOf(source);
     u.read ??= this.withRetry('reading sync state', () =>
       this.pool.query<{ k: string }>(this.sql.unsettledKeys, [source]),
-    ).then((res) => {
-      for (const r of res.rows) u.keys.add(r.k);
-    });
+    ).then(
+      (res) => {
+        for (const r of res.rows) u.keys.add(r.k);
+      },
+      (err: unknown) => {
+        u.read = undefined; // read again next time
+        throw err;
+      },
+    );
     await u.read;
     return u.keys;
   }
