@@ -99,18 +99,14 @@ export class Delivery implements Deliverer {
                 tries = attempt + 1;
                 this.retried(source, op, rows.length, error, attempt, delayMs);
                 // The first failed try makes the rows `retrying` in sync_status (docs/design.md, "Errors").
-                if (attempt === 1)
+                if (attempt === 1) {
+                  const retrying: StoredOutcome = { status: 'retrying', error: errorMessage(error) };
                   await this.o.store.writeRequest(
                     source,
                     null,
-                    this.statusRows(
-                      req,
-                      rows,
-                      api,
-                      () => ({ status: 'retrying', error: errorMessage(error) }),
-                      1,
-                    ),
+                    this.statusRows(req, rows, api, () => retrying, 1),
                   );
+                }
               },
             })
           : await retry(
@@ -135,15 +131,12 @@ export class Delivery implements Deliverer {
         durationMs: err.durationMs ?? Date.now() - startedAt.getTime(),
       });
       const alone = rows.length === 1;
-      const reason = `rejected by the platform: ${err.message}`;
-      await this.o.store.writeRequest(
-        source,
-        rejectedBatch(op, rows.length, startedAt, err),
-        alone ? this.statusRows(req, rows, api, () => ({ status: 'failed', error: reason }), tries) : [],
-      );
+      const failed: StoredOutcome = { status: 'failed', error: `rejected by the platform: ${err.message}` };
+      const stored = alone ? this.statusRows(req, rows, api, () => failed, tries) : [];
+      await this.o.store.writeRequest(source, rejectedBatch(op, rows.length, startedAt, err), stored);
       if (alone) {
         out[offset] = 'failed';
-        this.countOutcomes(source, op, rows, () => 'failed');
+        this.countStored(source, op, stored);
         return;
       }
       this.emit('retry', { source, reason: 'rejected-split', attempt: tries, delayMs: 0 });
@@ -153,35 +146,21 @@ export class Delivery implements Deliverer {
       return;
     }
 
-    const outcomeOf = (i: number): RowOutcome => result.outcomes[i] ?? { status: 'synced' };
+    const outcomes = result.outcomes;
     this.emit('apiReachable', true);
     this.emit('request', {
       source,
       optType: op,
       rows: rows.length,
-      outcome: result.outcomes.every((o) => o.status === 'synced') ? 'ok' : 'partial',
+      outcome: outcomes.every((o) => o.status === 'synced') ? 'ok' : 'partial',
       httpStatus: result.httpStatus,
       code: result.code,
       durationMs: result.durationMs,
     });
-    await this.o.store.writeRequest(
-      source,
-      answeredBatch(op, rows.length, startedAt, result),
-      this.statusRows(
-        req,
-        rows,
-        api,
-        (i) => {
-          const o = outcomeOf(i);
-          return o.status === 'failed'
-            ? { status: 'failed', error: o.error }
-            : { status: o.status, error: null };
-        },
-        tries,
-      ),
-    );
-    rows.forEach((_, i) => (out[offset + i] = outcomeOf(i).status));
-    this.countOutcomes(source, op, rows, (i) => outcomeOf(i).status);
+    const stored = this.statusRows(req, rows, api, (i) => storedOutcome(outcomes[i]), tries);
+    await this.o.store.writeRequest(source, answeredBatch(op, rows.length, startedAt, result), stored);
+    for (let i = 0; i < rows.length; i++) out[offset + i] = outcomes[i]?.status ?? 'synced';
+    this.countStored(source, op, stored);
   }
 
   private retried(
@@ -216,7 +195,7 @@ export class Delivery implements Deliverer {
     req: DeliveryRequest,
     rows: readonly DeliveryRow[],
     api: readonly ApiRow[],
-    outcome: (i: number) => { status: RowStatus; error: string | null },
+    outcome: (i: number) => StoredOutcome,
     tries: number,
   ): StatusRow[] {
     const out: StatusRow[] = [];
@@ -245,19 +224,10 @@ export class Delivery implements Deliverer {
     return out;
   }
 
-  /** Counts the request's keys by status (a request carries one operation). */
-  private countOutcomes(
-    source: string,
-    op: OptType,
-    rows: readonly DeliveryRow[],
-    status: (i: number) => RowStatus,
-  ): void {
-    const last = new Map<KeyChange, RowStatus>();
-    rows.forEach((r, i) => {
-      for (const item of r.items) last.set(item.change, item.change.failure ? 'failed' : status(i));
-    });
+  /** Counts the request's keys by status (a request carries one operation): one stored row per key. */
+  private countStored(source: string, op: OptType, stored: readonly StatusRow[]): void {
     const counts = new Map<RowStatus, number>();
-    for (const s of last.values()) counts.set(s, (counts.get(s) ?? 0) + 1);
+    for (const r of stored) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
     for (const [st, n] of counts) this.emit('rows', { source, op, status: st, count: n });
   }
 
@@ -268,6 +238,22 @@ export class Delivery implements Deliverer {
       ...args,
     );
   }
+}
+
+/** A key's outcome as stored: its status and error. */
+interface StoredOutcome {
+  status: RowStatus;
+  error: string | null;
+}
+
+const SYNCED: StoredOutcome = Object.freeze({ status: 'synced', error: null });
+const ACCEPTED: StoredOutcome = Object.freeze({ status: 'accepted', error: null });
+
+/** A row's answer as stored; the common answers share one object (this runs for every row). */
+function storedOutcome(o: RowOutcome | undefined): StoredOutcome {
+  if (o === undefined || o.status === 'synced') return SYNCED;
+  if (o.status === 'accepted') return ACCEPTED;
+  return { status: 'failed', error: o.error };
 }
 
 /** What a key contributed to a row: its stored payload (not the merged row). */
