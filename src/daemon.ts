@@ -132,6 +132,8 @@ export async function startDaemon(
           const [r] = await bridge.retryFailed({ source, error });
           return { rows: r?.rows ?? 0, outcomes: r?.outcomes ?? {}, stillFailed: r?.stillFailed ?? [] };
         },
+        // Approve and reject settle held rows as `tuzhan-cdc held` does, where the requests are ordered.
+        settleHeld: async (action, source) => (await bridge.settleHeld(action, { source }))[0] ?? null,
       });
       ops = await startOpsServer({
         listen,

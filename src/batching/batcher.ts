@@ -12,6 +12,14 @@ import { mergeChange, newEntry, type Entry, type Holder } from './coalesce.js';
 /** The stage after the buffers: sends a flushed set of entries, calling `done` as entries finish. */
 export interface FlushSink {
   dispatch(source: string, entries: Entry[]): Promise<void>;
+  /** Entries it keeps waiting for a transaction's COMMIT (the removal guard): a drain leaves them. */
+  readonly waiting?: number;
+  /** The session ended: forget what waits for a COMMIT that will not come in it. */
+  forgetOpen?(): void;
+  /** Let what waits for the open transaction's COMMIT go now (a TRUNCATE within it). */
+  settleOpen?(): void;
+  /** The sources with entries of this transaction waiting for its COMMIT. */
+  waitsFor?(tx: Holder): readonly string[];
 }
 
 class SourceBuffer {
@@ -89,10 +97,21 @@ export class Batcher {
     }, delayMs);
   }
 
-  /** Hands a source's buffer to the dispatcher (in flush order). */
-  flush(source: string): void {
+  /**
+   * A transaction's COMMIT was read: the sources with its removals waiting in the guard are flushed
+   * (even empty), so that the guard judges the transaction with every change of it in hand.
+   */
+  committed(tx: Holder): void {
+    for (const source of this.sink.waitsFor?.(tx) ?? []) this.flush(source, true);
+  }
+
+  /** Hands a source's buffer to the dispatcher (in flush order); with `evenEmpty`, an empty one too. */
+  flush(source: string, evenEmpty = false): void {
     const buf = this.buffers.get(source);
-    if (!buf || buf.entries.size === 0) return;
+    if (!buf || buf.entries.size === 0) {
+      if (evenEmpty) this.dispatch(source, []);
+      return;
+    }
     clearTimeout(buf.debounce);
     clearTimeout(buf.maxWait);
     buf.debounce = undefined;
@@ -102,6 +121,10 @@ export class Batcher {
     this.buffered -= entries.length;
     this.inflight += entries.length;
     this.report();
+    this.dispatch(source, entries);
+  }
+
+  private dispatch(source: string, entries: Entry[]): void {
     this.chain = this.chain
       .then(() => this.sink.dispatch(source, entries))
       .catch((err: unknown) => {
@@ -113,6 +136,11 @@ export class Batcher {
   /** Flushes every buffer now (backpressure, shutdown). */
   flushAll(): void {
     for (const source of this.buffers.keys()) this.flush(source);
+  }
+
+  /** The session ended: entries waiting for its transactions' COMMIT are forgotten (read again). */
+  forgetOpen(): void {
+    this.sink.forgetOpen?.();
   }
 
   /**
@@ -139,7 +167,7 @@ export class Batcher {
     this.inflight -= n;
     this.report();
     if (this.load < this.options.maxBufferedRows) for (const w of this.roomWaiters.splice(0)) w();
-    if (this.load === 0) for (const w of this.drainWaiters.splice(0)) w();
+    if (this.load <= (this.sink.waiting ?? 0)) for (const w of this.drainWaiters.splice(0)) w();
   }
 
   /** Whether buffers and requests hold `maxBufferedRows` entries (callers then `waitForRoom`). */
@@ -162,10 +190,17 @@ export class Batcher {
     }
   }
 
-  /** Flushes everything and resolves when every entry has its outcome stored. */
-  async drain(): Promise<void> {
+  /**
+   * Flushes everything and resolves when every entry has its outcome stored, but those waiting for
+   * the COMMIT of a transaction still being read (the removal guard's): they cannot finish before
+   * the stream goes on, unless `settleOpen` lets them go now (a TRUNCATE within that transaction).
+   */
+  async drain(o: { settleOpen?: boolean } = {}): Promise<void> {
     this.flushAll();
-    while (this.load > 0) {
+    // Dispatches run in order: the sink counts an entry as waiting only once its flush reached it.
+    await this.chain;
+    if (o.settleOpen) this.sink.settleOpen?.();
+    while (this.load > (o.settleOpen ? 0 : (this.sink.waiting ?? 0))) {
       this.throwIfFailed();
       await new Promise<void>((resolve) => {
         this.drainWaiters.push(resolve);

@@ -4,27 +4,25 @@
  * through while buffered (`passed`), and its latest state (`after`). At flush time the calls are
  * chosen so that, whatever prefix of these changes the platform already applied (delivery is at
  * least once: a lost answer, a dropped connection or a crash replays them), it ends where the
- * database is. Requests set state rather than apply diffs:
- * - row mode: a live row replaces its customer's set (`update`; an empty set is a `delete` of all
- *   groups); every other identity the row had is cleared (`delete` without groups);
+ * database is. Requests set state rather than apply diffs, per (customer, group) pair, and only on
+ * the pairs this source put there:
+ * - row mode: the row's groups are added to its customer; every pair the row held in the window
+ *   and holds no longer (a group it lost, every group of an identity it left) is deleted;
  * - membership mode: the latest pair is added; every other pair the row passed through is deleted.
- * A key's changes that were never sent ("fresh", see `netEffect`) keep the coalescing table (docs/design.md, "Coalescing and batching"):
- * insert+update -> add(latest); insert+...+delete -> nothing (skipped); update+update ->
- * update(latest); update+delete -> delete; delete+insert -> update. A window whose every state is
- * the one before it (`unchanged`) sends nothing and stores nothing, in both modes: whatever prefix
- * of it the platform applied, the platform is where it was. docs/design.md has the why.
+ * A key's changes that were never sent ("fresh", see `netEffect`) keep the coalescing table
+ * (docs/design.md, "Coalescing and batching"): insert+update -> add(latest); insert+...+delete ->
+ * nothing (skipped); update+update -> the groups gained and lost between the first and the last
+ * state; update+delete -> delete; delete+insert -> the same. A window whose every state is the one
+ * before it (`unchanged`) sends nothing and stores nothing, in both modes: whatever prefix of it the
+ * platform applied, the platform is where it was. docs/design.md has the why.
  * Pure functions.
  */
-import { IDENTITY_FIELDS, type SourceMode } from '../config/types.js';
-import {
-  sameIdentity,
-  type Before,
-  type Identity,
-  type Image,
-  type RowKey,
-  type SourceChange,
-} from '../domain/change.js';
+import type { SourceMode } from '../config/types.js';
+import type { Before, Image, RowKey, SourceChange } from '../domain/change.js';
 import type { Holder, OptType } from '../domain/types.js';
+import { identityText, membershipParts, rowParts, sameTarget, SKIP_UNCHANGED, type Part } from './parts.js';
+
+export type { Part } from './parts.js';
 
 export type { Holder } from '../domain/types.js';
 
@@ -41,6 +39,9 @@ export interface Entry {
   gap: boolean;
   /** Set the latest state even where it looks unchanged (see SourceChange.restate). */
   restate: boolean;
+  /** The latest change's verdict for the removal guard, if it came with one (see SourceChange). */
+  approved?: boolean;
+  hold?: string;
   /**
    * Position of the first buffered change: its transaction's commit position and its index among
    * that transaction's row changes (the same on every replay). The window is fresh when nothing
@@ -76,6 +77,8 @@ export function newEntry(
     passed: undefined,
     gap: false,
     restate: change.restate === true,
+    approved: change.approved,
+    hold: change.hold,
     firstLsn: lsn,
     firstSeq: seq,
     lsn,
@@ -110,6 +113,8 @@ export function mergeChange(
   else if (!sameTarget(left, after)) addPassed(entry, left);
   entry.after = after;
   if (change.restate) entry.restate = true;
+  entry.approved = change.approved;
+  entry.hold = change.hold;
   entry.lsn = lsn;
   entry.seq = seq;
   entry.commitTime = commitTime;
@@ -130,11 +135,6 @@ export function addPassed(entry: Entry, image: Image): void {
   else if (!entry.passed.some((p) => sameTarget(p, image))) entry.passed.push(image);
 }
 
-/** Whether two images address the same customer with the same groups (so neither adds a call). */
-function sameTarget(a: Image, b: Image | null): boolean {
-  return b !== null && sameIdentity(a.identity, b.identity) && sameGroups(a.groups ?? [], b.groups ?? []);
-}
-
 /** Releases every transaction the entry holds: its outcome is stored. */
 export function releaseEntry(entry: Entry): void {
   if (entry.earlier) for (const [h, n] of entry.earlier) h.release(n);
@@ -149,13 +149,6 @@ export function holdersOf(entry: Entry): Array<[Holder, number]> {
   const all: Array<[Holder, number]> = entry.earlier ? [...entry.earlier] : [];
   if (entry.holder) all.push([entry.holder, entry.held]);
   return all;
-}
-
-/** One API row to send: an operation on one customer. `groups` empty on a delete means "all". */
-export interface Part {
-  op: OptType;
-  identity: Identity;
-  groups: string[];
 }
 
 export type NetEffect =
@@ -205,28 +198,30 @@ export interface Window {
 /**
  * The API calls that bring the platform from wherever this key's buffered changes may have left it
  * to `after`. `before` must not be `lookup`; groups must be resolved (not null) by now, except in
- * `passed` and in a row-mode `before`, where only the identity counts.
+ * `passed` and `before`, where groups not known are never removed.
  *
  * `fresh` says no change of the window was ever sent (the dispatcher knows the highest position it
  * may have sent, across restarts). Only then may a state the key passed through be ignored, and
- * only then is "nothing to send" right for a row that came and went: the coalescing table's rule for that case.
- * Otherwise every identity (row mode) or pair (membership mode) the key held in the window, other
- * than its latest, is removed, and the latest is set.
+ * only then is "nothing to send" right for a row that came and went: the coalescing table's rule
+ * for that case. Otherwise every (customer, group) pair the key held in the window and holds no
+ * longer is removed, and the latest state is set.
  */
 export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect {
   if (unchangedWindow(w)) return UNCHANGED;
   const { before, after, passed } = w;
+  // Nothing of the key on the platform before or after, nor in between: a delete of a row whose last
+  // outcome removed it already (the stored state says so). Nothing changes: its outcome stays.
+  if (before === null && after === null && !passed?.length && w.gap !== true && w.restate !== true)
+    return UNCHANGED;
   const b = before === 'unknown' ? null : addressable(before) ? before : null;
   const a = addressable(after) ? after : null;
   const failure = after?.error;
   const prior: Image[] = b ? [b] : [];
   if (!fresh && passed) for (const p of passed) if (addressable(p)) prior.push(p);
 
-  // A row the platform provably never saw before this window: the table's insert -> add applies.
-  const isNew = fresh && before === null && prior.length === 0;
   const parts =
     mode === 'row'
-      ? rowParts(prior, a, isNew)
+      ? rowParts(prior, a)
       : membershipParts(b, prior, a, w.restate === true || (!fresh && w.gap === true));
   // (A fresh membership window that came back to its pair: nothing was sent, nothing to store.)
   if (parts === SKIP_UNCHANGED) return UNCHANGED;
@@ -235,13 +230,18 @@ export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect
   if (reason !== undefined)
     return parts.length ? { kind: 'send', parts, failure: reason } : { kind: 'failed', reason };
   if (parts.length === 0) {
+    if (a === null && b !== null && prior.every((p) => p.groups !== null))
+      return {
+        kind: 'skipped',
+        reason: 'row gone; nothing of it to remove (no group of it, or other rows of the source hold them)',
+      };
     if (a === null) return { kind: 'skipped', reason: 'row gone (or outside the filter) before it was sent' };
     return { kind: 'skipped', reason: 'no groups to add' };
   }
   return { kind: 'send', parts };
 }
 
-/** The order a flush's requests start in: a key's old identities go before its new ones are set. */
+/** The order a flush's requests start in: what a key lost goes before what it holds is set. */
 export const OP_ORDER: readonly OptType[] = ['delete', 'update', 'add'];
 
 /**
@@ -278,70 +278,4 @@ export function planFlush(
       ?.some((d) => d.groups.length === 0 || d.groups.some((g) => after.groups?.includes(g)));
     return hit ? netEffect(mode, { ...(entry as Window), restate: true }, isFresh(entry)) : effect;
   });
-}
-
-function identityText(identity: Identity): string {
-  return IDENTITY_FIELDS.map((f) => identity[f] ?? '').join('\u0000');
-}
-
-/** Marks "the pair did not change": a distinct empty list, so callers compare by identity. */
-const SKIP_UNCHANGED: Part[] = [];
-
-/**
- * Row mode: one row owns its customer's set. Identities the row held other than its latest lose
- * every group; the latest gets the row's set (replace), or all removed when the set is empty.
- */
-function rowParts(prior: readonly Image[], a: Image | null, isNew: boolean): Part[] {
-  const parts: Part[] = [];
-  const cleared: Image[] = [];
-  for (const p of prior) {
-    if (a && sameIdentity(p.identity, a.identity)) continue;
-    if (cleared.some((c) => sameIdentity(c.identity, p.identity))) continue;
-    cleared.push(p);
-    parts.push({ op: 'delete', identity: p.identity, groups: [] });
-  }
-  if (!a || a.error) return parts;
-  const groups = a.groups ?? [];
-  if (isNew) {
-    // Nothing to add: nothing to send.
-    if (groups.length) parts.push({ op: 'add', identity: a.identity, groups });
-    return parts;
-  }
-  parts.push(
-    groups.length
-      ? { op: 'update', identity: a.identity, groups }
-      : { op: 'delete', identity: a.identity, groups: [] },
-  );
-  return parts;
-}
-
-/**
- * Membership mode: one row is one (customer, group) pair among others of the same customer, so
- * state is set per pair: every pair the row held other than its latest is deleted, the latest added.
- */
-function membershipParts(b: Image | null, prior: readonly Image[], a: Image | null, resend: boolean): Part[] {
-  const live = a && !a.error ? a : null;
-  // A pair whose group cannot be sent (or is unknown) was never sent either.
-  const others = prior.filter(
-    (p) => !p.error && p.groups !== null && p.groups.length > 0 && !(live && sameTarget(p, live)),
-  );
-  // Unchanged, unless the pair may have been deleted in between (the row was gone for a moment)
-  // or the platform may have drifted (a re-sync).
-  if (live && b && sameTarget(b, live) && others.length === 0 && !resend) return SKIP_UNCHANGED;
-  const parts: Part[] = [];
-  const deleted: Image[] = [];
-  for (const p of others) {
-    if (deleted.some((d) => sameTarget(d, p))) continue;
-    deleted.push(p);
-    parts.push({ op: 'delete', identity: p.identity, groups: p.groups ?? [] });
-  }
-  if (live && (live.groups ?? []).length > 0)
-    parts.push({ op: 'add', identity: live.identity, groups: live.groups ?? [] });
-  return parts;
-}
-
-function sameGroups(x: readonly string[], y: readonly string[]): boolean {
-  if (x.length !== y.length) return false;
-  const s = new Set(x);
-  return y.every((g) => s.has(g));
 }

@@ -1,28 +1,26 @@
 /**
  * Flushed entries -> ordered requests. For each flush of a source: resolve what the WAL did not carry
- * (old rows via `deleteLookup: state`, unchanged TOAST groups via the current row), plan each key's
- * calls (src/batching/coalesce.ts), record the sent position, and schedule one request per operation
- * and at most `maxBatchSize` rows (deletes, then updates, then adds) on the keys and customers they
+ * (./resolve.ts), plan each key's calls (./coalesce.ts), let the removal guard judge them
+ * (./guard.ts: mass removals are held), record the sent position, and schedule one request per
+ * operation and at most `maxBatchSize` rows (deletes, then adds) on the keys and customers they
  * touch. Delivery (sending, retries, bisection, outcomes) is the delivery unit's; the dispatcher
  * releases each entry to the position tracker once every part of it has its outcome stored.
  */
 import type { Logger } from 'pino';
-import type { SourceConfig } from '../config/types.js';
-import type { OptType } from '../domain/types.js';
+import type { RemovalLimit } from '../config/guard.js';
+import type { Holder, OptType } from '../domain/types.js';
 import { errorMessage } from '../errors.js';
-import type { Image } from '../domain/change.js';
-import type { LastSent } from '../status/status-store.js';
-import { imageFromPayload } from '../tuzhan/rows.js';
+import { OP_ORDER, planFlush, releaseEntry, type Entry, type NetEffect } from './coalesce.js';
+import { RemovalGuard, type GuardState, type Planned } from './guard.js';
 import {
-  addPassed,
-  OP_ORDER,
-  planFlush,
-  releaseEntry,
-  unchangedWindow,
-  type Entry,
-  type NetEffect,
-  type Window,
-} from './coalesce.js';
+  resolveLookups,
+  resolveToast,
+  resolveUnknown,
+  type SentState,
+  type SourceRuntime,
+} from './resolve.js';
+
+export type { SentState, SourceRuntime } from './resolve.js';
 import {
   requestRows,
   type Deliverer,
@@ -33,27 +31,11 @@ import {
 import { keyLane, rowResources } from './lanes.js';
 import { Resources, type OrderedScheduler } from './scheduler.js';
 
-/**
- * What the dispatcher uses of a source (mapping's SourceRuntime is one): its config, how a current
- * row reads as an image, and how to read it by key (unchanged TOAST values). Declared here, so the
- * dispatcher takes nothing from the stages before it.
- */
-export interface SourceRuntime {
-  config: SourceConfig;
-  mapper: { image(row: Record<string, unknown>): Image };
-  readRow(keyValues: Record<string, unknown>): Promise<Record<string, unknown> | null>;
-}
-
 /** How far each source's changes may have reached the platform (src/status/sent-mark.ts). */
 export interface SentPosition {
   isFresh(source: string, lsn: bigint, seq: number): boolean;
   /** Resolves once the source's changes up to this position are durably recorded as possibly sent. */
   cover(source: string, lsn: bigint, seq: number): Promise<void>;
-}
-
-/** What the bridge last recorded per key (`deleteLookup: state`). */
-export interface SentState {
-  lastSent(source: string, rowKeys: readonly string[]): Promise<Map<string, LastSent>>;
 }
 
 /** An entry on its way: its stored change, and how many of its parts are still unanswered. */
@@ -78,39 +60,104 @@ export interface DispatcherOptions {
   signal?: AbortSignal;
   /** An outcome could not be stored (or another unexpected failure): the bridge must stop. */
   onFatal(err: unknown): void;
+  /**
+   * The removal guard's state and where held rows are recorded; with it, mass removals are held
+   * (./guard.ts). `limits` per source, `capacity` the entries that may wait for a COMMIT.
+   */
+  held?: GuardState & {
+    hold(
+      source: string,
+      rows: ReadonlyArray<{ rowKey: string; lsn: bigint; committedAt: Date }>,
+      reason: string | null,
+    ): Promise<void>;
+  };
+  limits?: ReadonlyMap<string, RemovalLimit>;
+  capacity?: number;
+  /** Rows recorded held (metrics). */
+  onHeld?(source: string, rows: number): void;
 }
 
 export class Dispatcher {
-  constructor(private readonly o: DispatcherOptions) {}
+  /** The removal guard, when the dispatcher has one (`held`): an operator's decisions reach it. */
+  readonly guard: RemovalGuard | undefined;
+
+  constructor(private readonly o: DispatcherOptions) {
+    this.guard = o.held
+      ? new RemovalGuard({
+          limits: o.limits ?? new Map(),
+          state: o.held,
+          capacity: o.capacity ?? 5000,
+          logger: o.logger,
+          sink: {
+            send: (source, items) => this.send(source, items).catch((err: unknown) => this.fatal(err)),
+            hold: (source, items, reason) => this.hold(source, items, reason),
+            drop: (items) => this.drop(items),
+          },
+          onHeld: (source, rows, reason) =>
+            o.logger.warn({ source, rows, reason }, 'mass removal held for an operator'),
+        })
+      : undefined;
+  }
 
   async dispatch(sourceName: string, entries: Entry[]): Promise<void> {
     const rt = this.o.sources.get(sourceName);
     if (!rt) throw new Error(`unknown source ${sourceName}`);
-    await this.resolveLookups(rt, entries);
-    await this.resolveToast(rt, entries);
-    await this.resolveUnknown(rt, entries);
+    // What the WAL did not carry (./resolve.ts).
+    const ctx = { rt, scheduler: this.o.scheduler, state: this.o.state };
+    await resolveLookups(ctx, entries);
+    await resolveToast(ctx, entries);
+    await resolveUnknown(ctx, entries);
 
     // A key whose first buffered change lies past the sent position was never sent (not even by an
     // earlier run): only then may its window be coalesced as if the platform were at `before`.
     const effects = planFlush(rt.config.mode, entries, (e) =>
       this.o.sent.isFresh(sourceName, e.firstLsn, e.firstSeq),
     );
+    const planned = entries.map((entry, i) => ({ entry, effect: effects[i] as NetEffect }));
+    // Mass removals wait for a person (./guard.ts): the guard sends, holds, or keeps waiting.
+    if (this.guard) await this.guard.judge(sourceName, planned);
+    else await this.send(sourceName, planned);
+  }
+
+  /** Entries of a source's transactions still waiting for their COMMIT in the removal guard. */
+  get waiting(): number {
+    return this.guard?.waiting ?? 0;
+  }
+
+  /** The session ended: what waits for a COMMIT that will not come in it is forgotten. */
+  forgetOpen(): void {
+    this.guard?.forgetOpen();
+  }
+
+  /** The sources with removals of this transaction waiting for its COMMIT (./guard.ts). */
+  waitsFor(tx: Holder): readonly string[] {
+    return this.guard?.waitsFor(tx) ?? [];
+  }
+
+  /** What waits for the open transaction goes now (a TRUNCATE within it). */
+  settleOpen(): void {
+    this.guard?.settleOpen();
+  }
+
+  /** Sends planned entries: outcomes decided locally, then requests by operation (GuardSink). */
+  async send(sourceName: string, planned: readonly Planned[]): Promise<void> {
+    const rt = this.o.sources.get(sourceName);
+    if (!rt) throw new Error(`unknown source ${sourceName}`);
     const local: LocalOutcome[] = [];
-    const planned: Array<{
+    const sending: Array<{
       change: Flight;
       parts: NonNullable<Extract<NetEffect, { kind: 'send' }>['parts']>;
     }> = [];
     let last: Entry | undefined;
     let unchanged = 0;
     let unchangedChanges = 0;
-    entries.forEach((entry, i) => {
-      const effect = effects[i] as NetEffect;
+    for (const { entry, effect } of planned) {
       if (effect.kind === 'skipped' && effect.unchanged) {
         // Nothing to send or store: the key's last outcome stays; its transactions may be confirmed.
         releaseEntry(entry);
         unchanged += 1;
         unchangedChanges += entry.changes;
-        return;
+        continue;
       }
       if (effect.kind !== 'send') {
         const flight = this.flight(entry, 1);
@@ -120,13 +167,13 @@ export class Dispatcher {
           status: effect.kind,
           error: effect.reason,
         });
-        return;
+        continue;
       }
       if (!last || entry.lsn > last.lsn || (entry.lsn === last.lsn && entry.seq > last.seq)) last = entry;
       const flight = this.flight(entry, effect.parts.length);
       flight.failure = effect.failure;
-      planned.push({ change: flight, parts: effect.parts });
-    });
+      sending.push({ change: flight, parts: effect.parts });
+    }
     if (unchanged) {
       this.o.onDone(unchanged);
       this.o.onUnchanged?.(sourceName, unchangedChanges);
@@ -135,13 +182,41 @@ export class Dispatcher {
     // Durable before anything leaves: a crash from here on replays these changes as maybe-sent.
     if (last) await this.o.sent.cover(sourceName, last.lsn, last.seq);
     if (local.length) this.scheduleLocal(rt, local);
-    const byOp = requestRows(rt.config.mode, planned);
+    const byOp = requestRows(rt.config.mode, sending);
     for (const op of OP_ORDER) {
       const rows = byOp.get(op) ?? [];
       for (let i = 0; i < rows.length; i += this.o.maxBatchSize) {
         this.scheduleRequest(rt, op, rows.slice(i, i + this.o.maxBatchSize));
       }
     }
+  }
+
+  /** Records entries as held, in order with their keys' requests (GuardSink). */
+  hold(sourceName: string, planned: readonly Planned[], reason: string | null): void {
+    const rt = this.o.sources.get(sourceName);
+    const held = this.o.held;
+    if (!rt || !held) return;
+    const flights = planned.map((p) => this.flight(p.entry, 1));
+    const resources = new Resources();
+    const lane = keyLane(rt.config.name);
+    for (const f of flights) resources.add(lane, f.rowKey);
+    void this.o.scheduler
+      .schedule(
+        resources,
+        async () => {
+          await held.hold(sourceName, flights, reason);
+          this.o.onHeld?.(sourceName, flights.length);
+          this.finish(flights);
+        },
+        { direct: true },
+      )
+      .catch((err: unknown) => this.fatal(err));
+  }
+
+  /** Forgets entries without an outcome (GuardSink): their transaction is read again. */
+  drop(planned: readonly Planned[]): void {
+    for (const p of planned) releaseEntry(p.entry);
+    if (planned.length) this.o.onDone(planned.length);
   }
 
   private flight(entry: Entry, parts: number): Flight {
@@ -208,69 +283,5 @@ export class Dispatcher {
   private fatal(err: unknown): void {
     this.o.logger.error({ err: errorMessage(err) }, 'sending a batch or storing its outcomes failed');
     this.o.onFatal(err);
-  }
-
-  /** `deleteLookup: state`: the platform's state for a key is what the bridge last sent for it. */
-  private async resolveLookups(rt: SourceRuntime, entries: Entry[]): Promise<void> {
-    const pending = entries.filter((e) => e.before === 'lookup');
-    if (pending.length === 0) return;
-    // What was last sent is only known once earlier requests for these keys have finished.
-    const keys = new Resources();
-    const lane = keyLane(rt.config.name);
-    for (const e of pending) keys.add(lane, e.key.text);
-    await this.o.scheduler.settled(keys);
-    const last = await this.o.state.lastSent(
-      rt.config.name,
-      pending.map((e) => e.key.text),
-    );
-    for (const e of pending) {
-      const l = last.get(e.key.text);
-      e.before = l && l.op !== 'delete' && l.payload ? imageFromPayload(l.payload) : null;
-    }
-  }
-
-  /**
-   * An update without its old row in the WAL (REPLICA IDENTITY DEFAULT, key unchanged): when the new
-   * state is what the bridge last stored for the key, nothing changed for the platform, and the
-   * window is planned from that state (unchanged). Otherwise it stays `unknown`.
-   */
-  private async resolveUnknown(rt: SourceRuntime, entries: Entry[]): Promise<void> {
-    const pending = entries.filter(
-      (e) => e.before === 'unknown' && unchangedWindow({ ...(e as Window), before: e.after }),
-    );
-    if (pending.length === 0) return;
-    const keys = new Resources();
-    const lane = keyLane(rt.config.name);
-    for (const e of pending) keys.add(lane, e.key.text);
-    await this.o.scheduler.settled(keys);
-    const last = await this.o.state.lastSent(
-      rt.config.name,
-      pending.map((e) => e.key.text),
-    );
-    for (const e of pending) {
-      const l = last.get(e.key.text);
-      if (!l || l.op === 'delete' || !l.payload) continue;
-      const stored = imageFromPayload(l.payload);
-      if (unchangedWindow({ before: stored, after: e.after })) e.before = stored;
-    }
-  }
-
-  /** Unchanged TOAST groups the WAL did not carry: read the row's current value. */
-  private async resolveToast(rt: SourceRuntime, entries: Entry[]): Promise<void> {
-    const pending = entries.filter((e) => e.after && e.after.groups === null);
-    for (const e of pending) {
-      const row = await rt.readRow(e.key.values);
-      const after = e.after as Image;
-      if (row) {
-        after.groups = rt.mapper.image(row).groups ?? [];
-        continue;
-      }
-      // The row is gone (its delete is on its way): treat it as gone, clearing its identity. Without
-      // an old tuple (`unknown`), the new tuple's identity is the old one: the startup check keeps
-      // the identity columns in the replica identity, so an update without one did not change them.
-      if (e.before === 'unknown') e.before = { identity: after.identity, groups: null };
-      else addPassed(e, after);
-      e.after = null;
-    }
   }
 }

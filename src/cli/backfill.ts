@@ -17,6 +17,7 @@ import { readBackfill } from '../status/reads.js';
 import { statusSql } from '../status/sql.js';
 import { sleep } from '../util/backoff.js';
 import { formatCount } from '../util/format.js';
+import { dryRunCommand, type DryRunOptions } from '../pipeline/dry-run.js';
 import { loadConfigFromOptions, UsageError, withSignals, type GlobalOptions } from './common.js';
 import { connectDatabase } from './output.js';
 
@@ -89,6 +90,7 @@ export function register(program: Command): void {
       "only rows matching this filter, as sources[].where (YAML): '{status: active}'",
     )
     .option('--detach', 'return once the request is recorded')
+    .option('--dry-run', 'say what the backfill would add and remove, as the table is now, and send nothing')
     .addHelpText(
       'after',
       `
@@ -102,29 +104,42 @@ daemon streams from the slot or the backfill failed, 2 for a bad --source or --w
 
 Examples:
   tuzhan-cdc backfill --source profiles
-  tuzhan-cdc backfill --source memberships --where '{group_name: [vip, gold]}' --detach`,
+  tuzhan-cdc backfill --source memberships --where '{group_name: [vip, gold]}' --detach
+  tuzhan-cdc backfill --source profiles --dry-run`,
     )
-    .action(async (opts: { source: string; where?: string; detach?: boolean }, cmd: Command) => {
-      const config = await loadConfigFromOptions(cmd.optsWithGlobals<GlobalOptions>());
-      if (!config.sources.some((s) => s.name === opts.source))
-        throw new UsageError(
-          `unknown source '${opts.source}' (sources: ${config.sources.map((s) => s.name).join(', ')})`,
-        );
-      const filter = parseFilter(opts.where);
-      const db = await connectDatabase(config, 'tuzhan-cdc backfill');
-      try {
-        const { id, created } = await askForBackfill(db, config, opts.source, filter);
-        process.stdout.write(
-          created
-            ? `backfill ${id} of source ${opts.source} requested\n`
-            : `backfill ${id} of source ${opts.source} was asked for already; following it\n`,
-        );
-        if (!opts.detach) await follow(db, config, id);
-      } finally {
-        await db.end().catch(() => {});
-      }
-    });
+    .action(
+      async (opts: { source: string; where?: string; detach?: boolean; dryRun?: boolean }, cmd: Command) => {
+        const config = await loadConfigFromOptions(cmd.optsWithGlobals<GlobalOptions>());
+        if (!config.sources.some((s) => s.name === opts.source))
+          throw new UsageError(
+            `unknown source '${opts.source}' (sources: ${config.sources.map((s) => s.name).join(', ')})`,
+          );
+        const filter = parseFilter(opts.where);
+        if (opts.dryRun) {
+          const [line] = await dryRunCommand(config, {
+            source: opts.source,
+            ...(filter ? { filter: filter as DryRunFilter } : {}),
+          });
+          process.stdout.write(`${line ?? ''}\nnothing was sent (a dry run)\n`);
+          return;
+        }
+        const db = await connectDatabase(config, 'tuzhan-cdc backfill');
+        try {
+          const { id, created } = await askForBackfill(db, config, opts.source, filter);
+          process.stdout.write(
+            created
+              ? `backfill ${id} of source ${opts.source} requested\n`
+              : `backfill ${id} of source ${opts.source} was asked for already; following it\n`,
+          );
+          if (!opts.detach) await follow(db, config, id);
+        } finally {
+          await db.end().catch(() => {});
+        }
+      },
+    );
 }
+
+type DryRunFilter = NonNullable<DryRunOptions['filter']>;
 
 /** Shows a backfill's progress until it is done (a bar on a terminal, a line every few seconds else). */
 async function follow(db: pg.ClientBase, config: Config, id: string): Promise<void> {

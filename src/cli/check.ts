@@ -10,6 +10,7 @@ import type { Config } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import { redactText, silentLogger } from '../ops/logger.js';
 import { checkServer, checkSource, type Finding } from '../source/checks.js';
+import { sharedGroupFindings } from '../source/shared-groups.js';
 import { TuzhanClient } from '../tuzhan/client.js';
 import { quoteIdent } from '../util/sql.js';
 import { CheckFailedError, loadConfigFromOptions, type GlobalOptions } from './common.js';
@@ -59,6 +60,7 @@ async function databaseFindings(config: Config): Promise<Finding[]> {
     findings.push({ check: 'database', ok: true, detail: `connected to ${dbName} as ${role}` });
     findings.push(...(await checkServer(db, config)));
     for (const source of config.sources) findings.push(...(await checkSource(db, source)).findings);
+    findings.push(...(await sharedGroupFindings(db, config.sources)));
     // The catalog's fixes name the role and database generically; here we know them.
     for (const f of findings) {
       if (f.fix)

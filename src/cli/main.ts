@@ -6,6 +6,7 @@
 import { register as backfill } from './backfill.js';
 import { register as check } from './check.js';
 import { register as demo } from './demo.js';
+import { register as held } from './held.js';
 import { register as mockApi } from './mock-api.js';
 import { runCli, type Registrar } from './program.js';
 import { register as retryFailed } from './retry-failed.js';
@@ -16,9 +17,20 @@ import { register as teardown } from './teardown.js';
 /**
  * Every command of the CLI, in the order `--help` lists them. A command lives in
  * src/cli/<command>.ts and exports `register(program: Command): void`; add its import here.
- * Expected (docs/design.md, "Interfaces"): run, check, status, retry-failed, backfill, teardown, mock-api, demo.
+ * Expected (docs/design.md, "Interfaces"): run, check, status, retry-failed, backfill, held, teardown,
+ * mock-api, demo.
  */
-const COMMANDS: readonly Registrar[] = [run, check, status, retryFailed, backfill, teardown, mockApi, demo];
+const COMMANDS: readonly Registrar[] = [
+  run,
+  check,
+  status,
+  retryFailed,
+  backfill,
+  held,
+  teardown,
+  mockApi,
+  demo,
+];
 
 // `tuzhan-cdc status | head` closes the pipe early: that is the reader's choice, not a failure.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

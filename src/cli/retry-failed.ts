@@ -49,8 +49,8 @@ export function register(program: Command): void {
       'after',
       `
 How: each failed key's CURRENT row is read from the source table and sent directly to the
-platform (row mode: update with its groups; membership: add of the pair; a row that is gone:
-delete of what was last sent). The source tables are not written to (no no-op UPDATE, so no
+platform (its groups added, and those last sent that it no longer holds deleted; a row that is
+gone: delete of what was last sent). The source tables are not written to (no no-op UPDATE, so no
 triggers fire). Outcomes go to sync_status and sync_batch as the bridge records them. While a
 bridge runs, it does the retry (this waits for it), in order with the changes it streams, so a
 customer never has two requests in flight at once; with no bridge running, the retry runs here.

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { startDaemon, type Daemon } from '../daemon.js';
 import { createLogger } from '../ops/logger.js';
 import { loadConfigFromOptions, UsageError, withSignals, type GlobalOptions } from './common.js';
+import { dryRunCommand } from '../pipeline/dry-run.js';
 import { reportStartFailure } from './start-failure.js';
 
 export function register(program: Command): void {
@@ -22,6 +23,10 @@ export function register(program: Command): void {
       '--resync',
       'create a new slot and re-sync every source from its snapshot, removing what the tables no longer hold (after a lost slot or a schema change); then stream as usual',
     )
+    .option(
+      '--dry-run',
+      'with --resync: say per source what the re-sync would add and remove, as the tables are now, and send nothing',
+    )
     .addHelpText(
       'after',
       `
@@ -29,11 +34,25 @@ Examples:
   tuzhan-cdc run --config config/bridge.yaml
   DATABASE_URL=postgres://bridge@db/crm TUZHAN_TOKEN=... tuzhan-cdc run
   tuzhan-cdc run --resync      # once, after "replication slot ... was invalidated" or a schema change
+  tuzhan-cdc run --resync --dry-run   # first: what it would add and remove
   tuzhan-cdc run --config-error-delay 300   # in a container with a restart policy`,
     )
     .action(
-      async (opts: { shutdownTimeout: string; resync?: boolean; configErrorDelay: string }, cmd: Command) => {
+      async (
+        opts: { shutdownTimeout: string; resync?: boolean; dryRun?: boolean; configErrorDelay: string },
+        cmd: Command,
+      ) => {
         const globals = cmd.optsWithGlobals<GlobalOptions>();
+        if (opts.dryRun) {
+          if (!opts.resync)
+            throw new UsageError('--dry-run goes with --resync (tuzhan-cdc run --resync --dry-run)');
+          const config = await loadConfigFromOptions(globals);
+          const lines = await dryRunCommand(config, {});
+          process.stdout.write(
+            `${lines.join('\n')}\nnothing was sent (a dry run); a re-sync reads the tables as they are when it runs\n`,
+          );
+          return;
+        }
         const delaySeconds = Number(opts.configErrorDelay);
         if (!(delaySeconds >= 0))
           throw new UsageError('--config-error-delay: expected a number of seconds (0: exit at once)');

@@ -5,6 +5,7 @@
  */
 import * as z from 'zod';
 import { SSL_MODES } from '../util/pg-connection.js';
+import { guardSchema } from './guard.js';
 import { PLAIN_NAME } from '../util/sql.js';
 import { ACCURATE_MATCH_TYPES, IDENTITY_FIELDS } from './fields.js';
 
@@ -209,7 +210,10 @@ export const sourceSchema = z.strictObject({
   where: whereSchema.optional(),
   match: matchSchema,
   deleteLookup: z.enum(['none', 'state']).default('none'),
-  onTruncate: z.enum(['ignore', 'delete-all']).default('ignore'),
+  /** resync: the source is re-synced as of the truncating transaction's end (its removals guarded). */
+  onTruncate: z.enum(['resync', 'ignore', 'delete-all']).default('resync'),
+  /** This source's limit on mass removals (./guard.ts); the top level's when absent. */
+  guard: guardSchema.optional(),
 });
 
 /** A missing or empty (`postgres:` with nothing under it) section is the same as `{}`. */
@@ -223,6 +227,7 @@ export const configSchema = z.strictObject({
   batching: orEmpty(batchingSchema, {}),
   http: orEmpty(httpSchema, {}),
   log: orEmpty(logSchema, {}),
+  guard: orEmpty(guardSchema, {}),
   sources: orEmpty(z.array(sourceSchema), []),
 });
 
@@ -237,6 +242,8 @@ export const KNOWN_KEYS: ReadonlyMap<string, readonly string[]> = new Map([
   ['batching', Object.keys(batchingSchema.shape)],
   ['http', Object.keys(httpSchema.shape)],
   ['log', Object.keys(logSchema.shape)],
+  ['guard', ['maxRemovals']],
+  ['sources[].guard', ['maxRemovals']],
   ['sources[]', Object.keys(sourceSchema.shape)],
   ['sources[].columns', Object.keys(columnsSchema.shape)],
   ['sources[].match', Object.keys(matchSchema.shape)],

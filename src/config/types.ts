@@ -5,6 +5,7 @@
  * written once; a source adds the parts of its parsed table name.
  */
 import type * as z from 'zod';
+import type { GuardConfig } from './guard.js';
 import type { configSchema, matchSchema, sourceSchema } from './schema.js';
 
 export type SourceMode = 'row' | 'membership';
@@ -23,7 +24,9 @@ export type MatchConfig = z.output<typeof matchSchema>;
 export type FilterValue = string | number | boolean | null;
 
 export type SourceConfig = Readonly<
-  z.output<typeof sourceSchema> & {
+  Omit<z.output<typeof sourceSchema>, 'guard'> & {
+    /** Its limit on mass removals: its own `guard`, else the top level's (../config/guard.ts). */
+    guard: GuardConfig;
     /** Parsed parts of `table` (unquoted; `"Crm"."Member Group"` gives Crm / Member Group). */
     schema: string;
     tableName: string;

@@ -299,7 +299,7 @@ export function validate(ctx: ValidationContext): { config: Config } | { problem
   return { config: toConfig(result.data) };
 }
 
-const SECTION_ORDER = ['postgres', 'tuzhan', 'batching', 'http', 'log', 'sources'];
+const SECTION_ORDER = ['postgres', 'tuzhan', 'batching', 'http', 'log', 'guard', 'sources'];
 
 /** File order: by section, then source index (zod reports unknown keys after everything else). */
 function sortProblems(lines: string[]): string[] {
@@ -330,6 +330,7 @@ function toConfig(parsed: ParsedConfig): Config {
       match: s.match,
       deleteLookup: s.deleteLookup,
       onTruncate: s.onTruncate,
+      guard: s.guard ?? parsed.guard,
     };
   });
   return { ...parsed, sources };

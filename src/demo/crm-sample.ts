@@ -4,9 +4,9 @@
  * bridge config that reads them. Kept apart from test/helpers (tests must not be a runtime
  * dependency) and from docker/crm-init.sql (which also creates roles for a non-superuser bridge).
  *
- * Customers of the two sources are disjoint on purpose (profiles `P00001`, members `M00001`): a
- * row-mode `update` replaces a customer's whole group set on the platform, so one customer fed by
- * both sources would have no single "right" answer to compare the platform against.
+ * Customers of the two sources are disjoint (profiles `P00001`, members `M00001`), so the final
+ * report compares each platform customer with one table. Sources may share customers (each removes
+ * only the groups it put there); test/integration/shared-customers.test.ts shows it.
  */
 import type pg from 'pg';
 import { loadConfig } from '../config/load-config.js';

@@ -8,7 +8,8 @@ import type { IdentityField } from '../config/types.js';
 import type { Simulator } from '../simulator/server.js';
 import { readFailureSample, readSummary } from '../status/reads.js';
 import { formatCount, formatTable } from '../util/format.js';
-import { isUnknownMember } from './crm-sample.js';
+import { BridgeError } from '../errors.js';
+import { DEMO_STATUS_SCHEMA, isUnknownMember } from './crm-sample.js';
 
 type Out = NodeJS.WritableStream;
 
@@ -108,4 +109,33 @@ export async function comparePlatform(
     .slice(0, perSource);
   for (const m of known) check(`member ${m.member_id}`, 'thirdId', m.member_id, [...m.groups].sort());
   return result;
+}
+
+/** Customers compared per source in the closing report. */
+const SAMPLE_PER_SOURCE = 100;
+
+/** The closing report: what changed, what the platform was sent, the status views, the comparison. */
+export async function report(
+  out: Out,
+  db: pg.ClientBase,
+  sim: Simulator,
+  workload: { counts: ReadonlyMap<string, number>; total: number },
+): Promise<void> {
+  const kinds = [...workload.counts.entries()].map(([k, n]) => `${k} ${formatCount(n)}`).join(', ');
+  out.write(`\nrows changed: ${formatCount(workload.total)} (${kinds})\n`);
+  const s = sim.stats();
+  out.write(
+    `platform: ${formatCount(s.requests)} batchAdd requests, ${s.served429} answered HTTP 429 and retried by the bridge\n`,
+  );
+  await printSummary(db, DEMO_STATUS_SCHEMA, out);
+  await printFailures(db, DEMO_STATUS_SCHEMA, out);
+  const cmp = await comparePlatform(db, sim, SAMPLE_PER_SOURCE);
+  out.write(`\nplatform matches database for ${cmp.matched}/${cmp.checked} sampled customers\n`);
+  if (cmp.matched !== cmp.checked) {
+    for (const m of cmp.mismatches) out.write(`  differs: ${m}\n`);
+    throw new BridgeError(
+      'DEMO_MISMATCH',
+      `the platform differs from the database for ${cmp.checked - cmp.matched} sampled customers`,
+    );
+  }
 }

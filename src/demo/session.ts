@@ -25,7 +25,8 @@ import { allowedKinds, findLocalBinDirs, startPostgres, type PostgresKind } from
 import * as sample from './crm-sample.js';
 import { Progress } from './progress.js';
 import { createDatabase, describeKind, secs, withoutNewSignalHandlers } from './support.js';
-import { comparePlatform, printFailures, printSummary } from './report.js';
+import { report } from './report.js';
+import { guardScene } from './guard-scene.js';
 import { Workload } from './workload.js';
 
 export interface DemoOptions {
@@ -49,8 +50,6 @@ class Interrupted extends BridgeError {
     super('INTERRUPTED', 'interrupted');
   }
 }
-
-const SAMPLE_PER_SOURCE = 100;
 
 export class DemoSession {
   private readonly interrupt = new AbortController();
@@ -227,9 +226,11 @@ export class DemoSession {
     });
     await this.generate(workload, sim, failure);
     await this.catchUp(monitor, failure);
+    const scene = { writer, monitor, daemon, sim, say: this.say, signal: this.interrupt.signal };
+    await Promise.race([guardScene(scene), failure]);
     await this.progress.stop('totals');
     this.progress = undefined;
-    await this.report(monitor, sim, workload);
+    await report(o.out, monitor, sim, workload);
     o.out.write(`\ndemo done in ${secs(Date.now() - started)}\n`);
     if (o.follow) {
       // The console's search by phone or openid needs the indexes a DBA would create (optional).
@@ -297,27 +298,6 @@ export class DemoSession {
     await Promise.race([wait(), failure]);
     await this.progress?.poll();
     this.say(`caught up ${secs(Date.now() - t0)} after the last change: the slot confirmed past ${target}`);
-  }
-
-  private async report(db: pg.ClientBase, sim: Simulator, workload: Workload): Promise<void> {
-    const out = this.o.out;
-    const kinds = [...workload.counts.entries()].map(([k, n]) => `${k} ${formatCount(n)}`).join(', ');
-    out.write(`\nrows changed: ${formatCount(workload.total)} (${kinds})\n`);
-    const s = sim.stats();
-    out.write(
-      `platform: ${formatCount(s.requests)} batchAdd requests, ${s.served429} answered HTTP 429 and retried by the bridge\n`,
-    );
-    await printSummary(db, sample.DEMO_STATUS_SCHEMA, out);
-    await printFailures(db, sample.DEMO_STATUS_SCHEMA, out);
-    const cmp = await comparePlatform(db, sim, SAMPLE_PER_SOURCE);
-    out.write(`\nplatform matches database for ${cmp.matched}/${cmp.checked} sampled customers\n`);
-    if (cmp.matched !== cmp.checked) {
-      for (const m of cmp.mismatches) out.write(`  differs: ${m}\n`);
-      throw new BridgeError(
-        'DEMO_MISMATCH',
-        `the platform differs from the database for ${cmp.checked - cmp.matched} sampled customers`,
-      );
-    }
   }
 
   /** --follow: keep changes coming and the ops endpoint up until Ctrl-C. */

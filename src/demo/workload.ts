@@ -1,7 +1,7 @@
 /**
  * The demo's change generator: what a CRM does all day to the two sample tables, one small
  * transaction at a time at a steady rate. Each kind of change exercises a path of the bridge:
- * groups edits (row-mode `update`), phone changes (identity changes: delete the old identity, add
+ * groups edits (row mode: the groups gained added, those lost deleted), phone changes (identity changes: delete the old identity, add
  * the new one), deletes, membership adds and removes (merged per customer), group moves
  * (membership UPDATE = delete old pair + add new pair), a campaign touching many members in one
  * transaction, and now and then a prospect with no identity at all (failed locally, never sent).

@@ -43,6 +43,10 @@ export interface SourceChange {
    * where it looks unchanged.
    */
   restate?: boolean;
+  /** An operator approved this removal (tuzhan-cdc held --approve): the removal guard lets it pass. */
+  approved?: boolean;
+  /** Already judged a mass removal (a re-sync counts its removals first): held with this reason. */
+  hold?: string;
 }
 
 /** Whether two images name the same platform customer (same identity fields and values). */

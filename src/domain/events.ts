@@ -46,7 +46,15 @@ export interface BridgeEventMap {
   /** The confirmed position moved. */
   confirmed: [{ lsn: string }];
   /** Rows of sync_status per source in the statuses that wait or failed, as counted just now. */
-  statusRows: [Array<{ source: string; status: 'failed' | 'retrying' | 'accepted'; rows: number }>];
+  statusRows: [
+    Array<{
+      source: string;
+      status: 'failed' | 'retrying' | 'accepted' | 'held';
+      rows: number;
+      /** Seconds since the oldest of them was stored (0 without rows). */
+      oldest: number;
+    }>,
+  ];
 }
 
 export type BridgeEvents = EventEmitter<BridgeEventMap>;

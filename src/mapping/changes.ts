@@ -15,7 +15,9 @@ function beforeOf(mapper: SourceMapper, old: Row | null): Before {
   if (old && mapper.describesBefore(old)) {
     return mapper.passes(old) === false ? null : mapper.image(old);
   }
-  return mapper.source.deleteLookup === 'state' ? 'lookup' : 'unknown';
+  // Row mode removes only the groups a row held; when the WAL does not say which (no REPLICA
+  // IDENTITY FULL), what the bridge last recorded as sent for the key does (docs/design.md).
+  return mapper.source.deleteLookup === 'state' || mapper.source.mode === 'row' ? 'lookup' : 'unknown';
 }
 
 function afterOf(mapper: SourceMapper, row: Row): Image | null {

@@ -15,13 +15,14 @@ export function mappedColumns(source: SourceConfig): string[] {
 }
 
 /**
- * The mapped columns an old row (a DELETE's, or an UPDATE's before image) must carry. Row mode
- * clears a gone identity whole, so the identities (and the filter) are enough, not the groups;
- * membership mode removes one pair, so its group too.
+ * The mapped columns an old row (a DELETE's, or an UPDATE's before image) must carry to say what
+ * the platform held: the identities, the groups (a source removes only the groups a row held, in
+ * both modes) and the filter. Without them, a row-mode source reads what it last recorded as sent
+ * (as `deleteLookup: state` does); the startup check requires them of a membership source.
  */
 export function oldImageColumns(source: SourceConfig): string[] {
   const cols = IDENTITY_FIELDS.map((f) => source.columns[f]).filter((c): c is string => c !== undefined);
-  if (source.mode === 'membership') cols.push(source.columns.groups);
+  cols.push(source.columns.groups);
   cols.push(...Object.keys(source.where ?? {}));
   return [...new Set(cols)];
 }

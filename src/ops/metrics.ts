@@ -58,6 +58,7 @@ export class Metrics {
   readonly confirmedLsn: Gauge;
   readonly buildInfo: Gauge<'version' | 'node_version'>;
   readonly statusRows: Gauge<'source' | 'status'>;
+  readonly heldOldest: Gauge<'source'>;
 
   constructor(events: BridgeEvents, options: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -165,8 +166,14 @@ export class Metrics {
     this.buildInfo.set({ version: options.version ?? 'unknown', node_version: process.versions.node }, 1);
     this.statusRows = new Gauge({
       name: `${PREFIX}status_rows`,
-      help: 'Rows of sync_status per source in status failed, retrying or accepted, counted every 15 s.',
+      help: 'Rows of sync_status per source in status failed, retrying, accepted or held, counted every 15 s.',
       labelNames: ['source', 'status'],
+      registers,
+    });
+    this.heldOldest = new Gauge({
+      name: `${PREFIX}held_oldest_seconds`,
+      help: 'Seconds since the oldest held row of a source was held (a mass removal waiting for tuzhan-cdc held); 0 when none is.',
+      labelNames: ['source'],
       registers,
     });
 
@@ -243,7 +250,10 @@ export class Metrics {
       events,
       'statusRows',
       (counts) => {
-        for (const c of counts) this.statusRows.set({ source: c.source, status: c.status }, c.rows);
+        for (const c of counts) {
+          this.statusRows.set({ source: c.source, status: c.status }, c.rows);
+          if (c.status === 'held') this.heldOldest.set({ source: c.source }, c.oldest);
+        }
       },
       onError,
     );

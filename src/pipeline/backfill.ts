@@ -19,7 +19,8 @@ import { countMatching, estimateRows, readChunk } from '../source/snapshot.js';
 import type { StatusStore } from '../status/status-store.js';
 import { sleep } from '../util/backoff.js';
 import { JobStopped, type JobHandler } from './jobs.js';
-import { restate, staleKeys } from './snapshot-sync.js';
+import { restate } from './snapshot-sync.js';
+import { staleChanges } from './stale-pass.js';
 import { emitWatermark, type Watermarks } from '../router/watermarks.js';
 
 type Filter = Record<string, FilterValue | FilterValue[]>;
@@ -114,22 +115,17 @@ async function run(o: BackfillOptions, job: Progress): Promise<void> {
     }
     if (rows < chunkSize) break;
   }
-  // A full backfill also removes what the table no longer holds (a filtered one cannot tell).
+  // A full backfill also removes what the table no longer holds (a filtered one cannot tell),
+  // judged whole by the guard first (./stale-pass.ts).
   if (!job.filter) {
-    const pages = staleKeys(o.pool, o.statusSchema, rt, chunkSize);
+    const what = `backfill ${job.id}`;
+    const pages = staleChanges({ db: o.pool, statusSchema: o.statusSchema, rt, what, page: chunkSize });
     for (let n = 0; ; n++) {
       let more = false;
       await between(o, `${job.id}:${token}:stale${n}`, job.source, async () => {
         const page = await pages.next();
         more = page.done !== true;
-        return page.done
-          ? []
-          : page.value.map((s): SourceChange => ({
-              kind: 'delete',
-              key: s.key,
-              before: s.image,
-              after: null,
-            }));
+        return page.done ? [] : page.value;
       });
       if (!more || o.signal.aborted) break;
     }

@@ -1,7 +1,7 @@
 /**
  * The bridge's jobs (docs/design.md, "Jobs"): the handlers it runs for the jobs recorded for its
- * slot (backfills, retries of failed rows; approvals of held rows join here), and the web console's
- * retry, all on the bridge's own lanes while it holds the slot.
+ * slot (backfills, retries of failed rows, approvals and rejections of held rows), and the web
+ * console's retry and held-row buttons, all on the bridge's own lanes while it holds the slot.
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -16,7 +16,9 @@ import type { SentMark } from '../status/sent-mark.js';
 import type { StatusStore } from '../status/status-store.js';
 import { backfillHandler } from './backfill.js';
 import { awaitJob, runJobs, type JobHandler } from './jobs.js';
+import type { HeldAction, HeldParams, HeldResult } from './held.js';
 import { runRetry, type RetryParams, type SourceRetry } from './retry-failed.js';
+import type { Stages } from './stages.js';
 import type { PlatformProbe } from './sources.js';
 
 export interface BridgeJobsOptions {
@@ -27,6 +29,8 @@ export interface BridgeJobsOptions {
   store: StatusStore;
   sent: SentMark;
   lanes: Lanes;
+  /** Approves or rejects held rows on these lanes, telling the guard (./held.ts, ./stages.ts). */
+  settleHeld: Stages['settleHeld'];
   leadership: Leadership;
   runtimes: ReadonlyMap<string, SourceRuntime>;
   watermarks: Watermarks;
@@ -49,6 +53,8 @@ export class BridgeJobs {
     const { postgres } = o.config;
     const handlers: Partial<Record<JobKind, JobHandler>> = {
       retry: (job) => this.retryOnLanes((job.params ?? {}) as RetryParams),
+      approve: (job) => this.settleOnLanes('approve', (job.params ?? {}) as HeldParams),
+      reject: (job) => this.settleOnLanes('reject', (job.params ?? {}) as HeldParams),
     };
     if (messages)
       handlers.backfill = backfillHandler({
@@ -79,16 +85,40 @@ export class BridgeJobs {
    * this bridge's lanes while it holds the slot, else as a job for the bridge that does (this one
    * is a standby), whose result it waits for.
    */
-  async retryFailed(params: RetryParams): Promise<SourceRetry[]> {
-    if (this.o.leadership.held) return this.retryOnLanes(params);
+  retryFailed(params: RetryParams): Promise<SourceRetry[]> {
+    return this.whereTheSlotIs('retry', params.source, { ...params }, () => this.retryOnLanes(params));
+  }
+
+  /** Approves or rejects held rows (the web console's buttons), as `retryFailed` retries. */
+  settleHeld(action: HeldAction, params: HeldParams): Promise<HeldResult[]> {
+    return this.whereTheSlotIs(action, params.source, { ...params }, () =>
+      this.settleOnLanes(action, params),
+    );
+  }
+
+  /** On this bridge's lanes while it holds the slot; else a job for the one that does, awaited. */
+  private async whereTheSlotIs<T>(
+    kind: JobKind,
+    source: string | undefined,
+    params: Record<string, unknown>,
+    here: () => Promise<T>,
+  ): Promise<T> {
+    if (this.o.leadership.held) return here();
     const { slot, statusSchema } = this.o.config.postgres;
     const id = await requestJob(this.o.pool, statusSchema, slot, {
-      kind: 'retry',
-      source: params.source ?? null,
-      params: { ...params },
+      kind,
+      source: source ?? null,
+      params,
       reason: 'requested',
     });
-    return (await awaitJob(this.o.pool, statusSchema, id, { signal: this.o.signal })) as SourceRetry[];
+    return (await awaitJob(this.o.pool, statusSchema, id, { signal: this.o.signal })) as T;
+  }
+
+  /** Held rows settled on this bridge's own lanes, its guard told (the platform asked first). */
+  private settleOnLanes(action: HeldAction, params: HeldParams): Promise<HeldResult[]> {
+    const { platform } = this.o;
+    const { check } = platform;
+    return this.o.settleHeld(action, params, check ? { check: () => check.call(platform) } : undefined);
   }
 
   /** The retry on this bridge's own lanes, in order with what it streams. */

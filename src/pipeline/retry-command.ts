@@ -7,19 +7,14 @@
  * takes it over the same way. `--dry-run` sends nothing and reads here.
  */
 import pg from 'pg';
-import { Lanes } from '../batching/lanes.js';
-import { OrderedScheduler } from '../batching/scheduler.js';
 import type { Config } from '../config/types.js';
-import { Delivery } from '../delivery/delivery.js';
 import { BridgeError, errorMessage } from '../errors.js';
 import { redactText, redactUrl, silentLogger } from '../ops/logger.js';
 import { Leadership } from '../source/leader.js';
-import { claimJob, finishJob, jobSql, requestJob } from '../status/jobs.js';
 import { SentMark } from '../status/sent-mark.js';
 import { StatusStore } from '../status/status-store.js';
-import { TuzhanClient } from '../tuzhan/client.js';
 import { pgClientConfig } from '../util/pg-connection.js';
-import { awaitJob } from './jobs.js';
+import { inDaemon, withOwnLanes } from './job-command.js';
 import {
   emptyRetry,
   planPage,
@@ -37,9 +32,6 @@ export interface RetryOptions extends RetryParams {
   /** Stops waiting for the daemon's job (the job goes on there); rejects with `JOB_LEFT`. */
   signal?: AbortSignal;
 }
-
-/** How often the job's state is read while the daemon runs it. */
-const POLL_MS = 250;
 
 /** Retries the failed rows of every source (or one): in the daemon when one holds the slot. */
 export async function retryFailed(config: Config, options: RetryOptions): Promise<SourceRetry[]> {
@@ -94,75 +86,37 @@ export async function retryFailed(config: Config, options: RetryOptions): Promis
 }
 
 /** The retry on this process's own connections and lanes (the slot's lock is held: no daemon runs). */
-async function retryHere(
+function retryHere(
   config: Config,
   pool: pg.Pool,
   store: StatusStore,
   params: RetryParams,
 ): Promise<SourceRetry[]> {
-  const client = new TuzhanClient(config.tuzhan, { logger: silentLogger() });
-  try {
-    const scheduler = new OrderedScheduler({ concurrency: config.tuzhan.concurrency, ratePerSecond: 0 });
-    const ctx = {
-      config,
-      pool,
-      store,
-      sent: new SentMark(pool, config.postgres.statusSchema, config.postgres.slot, (_what, fn) => fn()),
-      lanes: new Lanes(scheduler, new Delivery({ sender: client, store })),
-    };
-    return await runRetry(ctx, params, client);
-  } finally {
-    await client.close().catch(() => {});
-  }
+  return withOwnLanes(config, store, (lanes, client) => {
+    const sent = new SentMark(pool, config.postgres.statusSchema, config.postgres.slot, (_what, fn) => fn());
+    return runRetry({ config, pool, store, sent, lanes }, params, client);
+  });
 }
 
-/**
- * Hands the retry to the daemon holding the slot and waits for its result. Should the daemon stop
- * before it takes the job, the slot's lock comes free: the job is taken here, as when no daemon runs.
- */
-async function retryInDaemon(
+/** Hands the retry to the daemon holding the slot (./job-command.ts) and waits for its result. */
+function retryInDaemon(
   config: Config,
   pool: pg.Pool,
   store: StatusStore,
   leadership: Leadership,
   options: RetryOptions,
 ): Promise<SourceRetry[]> {
-  const { slot, statusSchema } = config.postgres;
-  const ready = await pool.query<{ ok: boolean }>(jobSql(statusSchema).exists, [statusSchema]);
-  if (!ready.rows[0]?.ok)
-    throw new BridgeError(
-      'NO_JOBS',
-      `the bridge streaming from slot ${slot} is older than this command (it runs no retries): upgrade it, or stop it and retry again`,
-    );
   const params = { source: options.source, error: options.error };
-  const id = await requestJob(pool, statusSchema, slot, {
+  return inDaemon({
+    config,
+    pool,
+    leadership,
     kind: 'retry',
     source: options.source ?? null,
     params,
-    reason: 'requested',
-  });
-  options.onJob?.(id);
-  const result = await awaitJob(pool, statusSchema, id, {
+    what: 'retries',
+    here: () => retryHere(config, pool, store, params),
+    onJob: options.onJob,
     signal: options.signal,
-    pollMs: POLL_MS,
-    // A pending job and a free lock: the daemon is gone. Take the job, as when no daemon runs.
-    whilePending: async () => {
-      if (!(await leadership.tryAcquire())) return undefined;
-      if (!(await claimJob(pool, statusSchema, id))) {
-        await leadership.release(); // taken meanwhile: its runner goes on, and a daemon may start
-        return undefined;
-      }
-      try {
-        const here = await retryHere(config, pool, store, params);
-        await finishJob(pool, statusSchema, id, { status: 'done', result: here });
-        return { result: here };
-      } catch (err) {
-        await finishJob(pool, statusSchema, id, { status: 'failed', error: errorMessage(err) }).catch(
-          () => {},
-        );
-        throw err;
-      }
-    },
   });
-  return result as SourceRetry[];
 }

@@ -31,6 +31,7 @@ import { checkSource } from '../source/checks.js';
 import { readRowByKey } from '../source/snapshot.js';
 import { readFailures } from '../status/reads.js';
 import type { FailedRow, StatusStore } from '../status/status-store.js';
+import type { Image } from '../domain/change.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
 import type { PlatformProbe } from './sources.js';
 
@@ -101,7 +102,9 @@ export async function retrySource(
   // Keyset paging: rows retried in this run leave `failed` (or stay behind the cursor).
   for await (const page of ctx.store.failedRows(source.name, PAGE, error)) {
     result.rows += page.length;
-    await retryPage(ctx, source, mapper, page, result);
+    await restatePage(ctx, source, mapper, page, result, {
+      reread: (keys) => ctx.store.failedRowsByKey(source.name, keys),
+    });
   }
   result.stillFailed = (await readFailures(ctx.pool, ctx.config.postgres.statusSchema, source.name, 20)).map(
     (f) => ({ rowKey: f.rowKey, error: f.error }),
@@ -159,19 +162,36 @@ interface Plan {
   local: LocalOutcome[];
 }
 
-/** Each failed key's calls, from its stored payload (`before`) and its current row (`after`). */
+/**
+ * How a restate of stored rows reads them (failed rows for a retry, held rows for an approval):
+ * again by key, inside the lanes; and, for rows that are gone, what of their groups to remove.
+ */
+export interface RestateRows {
+  reread(keys: readonly string[]): Promise<FailedRow[]>;
+  /** A gone row's image with the groups to keep taken out (src/pipeline/live-groups.ts). */
+  trim?(gone: ReadonlyArray<{ key: string; image: Image }>): Promise<Map<string, Image>>;
+}
+
+/** Each key's calls, from its stored payload (`before`) and its current row (`after`). */
 async function plan(
   pool: pg.Pool,
   source: SourceConfig,
   mapper: SourceMapper,
   failed: readonly FailedRow[],
+  trim?: RestateRows['trim'],
 ): Promise<Plan> {
   const out: Plan = { sends: [], local: [] };
+  const read: Array<{ f: FailedRow; before: Image | null; after: Image | null }> = [];
   for (const f of failed) {
     const key = JSON.parse(f.rowKey) as Record<string, unknown>;
     const row = await readRowByKey(pool, source.schema, source.tableName, mapper.columns, key);
     const after = row && mapper.passes(row) !== false ? mapper.image(row) : null;
-    const before = f.payload ? imageFromPayload(f.payload) : null;
+    read.push({ f, before: f.payload ? imageFromPayload(f.payload) : null, after });
+  }
+  const gone = read.flatMap((r) => (r.before && !r.after ? [{ key: r.f.rowKey, image: r.before }] : []));
+  const trimmed = trim && gone.length ? await trim(gone) : undefined;
+  for (const { f, after, before: stored } of read) {
+    const before = (trimmed && !after && trimmed.get(f.rowKey)) || stored;
     const change: KeyChange = {
       rowKey: f.rowKey,
       lsn: f.lsn,
@@ -183,7 +203,7 @@ async function plan(
       change.failure = effect.failure;
       out.sends.push({ change, parts: effect.parts });
     } else {
-      const op: OptType = after ? (source.mode === 'row' ? 'update' : 'add') : 'delete';
+      const op: OptType = after ? 'add' : 'delete';
       out.local.push({ change, op, status: effect.kind, error: effect.reason });
     }
   }
@@ -204,19 +224,25 @@ function touched(source: string, p: Plan): Set<string> {
   return names;
 }
 
-async function retryPage(
+/**
+ * Restates a page of stored rows on the lanes: what they touch is read outside (a guess), those
+ * lanes reserved, and inside them the rows are read again and sent; a key that now touches a lane
+ * not reserved waits for the next round.
+ */
+export async function restatePage(
   ctx: RetryContext,
   source: SourceConfig,
   mapper: SourceMapper,
   page: readonly FailedRow[],
   result: SourceRetry,
+  rows: RestateRows,
 ): Promise<void> {
   let keys = page.map((f) => f.rowKey);
   for (let round = 1; keys.length > 0 && round <= ROUNDS; round++) {
     // What the keys touch now, read outside the lanes (a guess: checked again inside).
     const guess = touched(
       source.name,
-      await plan(ctx.pool, source, mapper, await ctx.store.failedRowsByKey(source.name, keys)),
+      await plan(ctx.pool, source, mapper, await rows.reread(keys), rows.trim),
     );
     const resources = new Resources();
     for (const t of guess) {
@@ -227,7 +253,7 @@ async function retryPage(
     keys = await ctx.lanes.reserve(resources, async () => {
       // In the lanes: nothing else is sent for these keys and customers until this ends. A key
       // that now touches a lane not reserved waits for the next round.
-      const now = await plan(ctx.pool, source, mapper, await ctx.store.failedRowsByKey(source.name, tried));
+      const now = await plan(ctx.pool, source, mapper, await rows.reread(tried), rows.trim);
       const fits = (p: Plan): boolean => [...touched(source.name, p)].every((t) => guess.has(t));
       const ready: Plan = {
         sends: now.sends.filter((s) => fits({ sends: [s], local: [] })),

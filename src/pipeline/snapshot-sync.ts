@@ -17,13 +17,13 @@ import type { SourceRuntime } from '../mapping/runtime.js';
 import { BridgeError } from '../errors.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
 import type { SourceChange } from '../mapping/changes.js';
-import type { Image, RowKey } from '../mapping/source-mapper.js';
+import type { Image } from '../mapping/source-mapper.js';
 import type { Row } from '../decode/pgoutput.js';
 import type { CreatedSlot } from '../source/slot.js';
 import { estimateRows, readSnapshot } from '../source/snapshot.js';
 import { type LastSent, type StatusStore } from '../status/status-store.js';
-import { statusSql } from '../status/sql.js';
 import { guardCheckedOut } from '../util/sql.js';
+import { staleChanges } from './stale-pass.js';
 
 export interface SnapshotSyncOptions {
   pool: pg.Pool;
@@ -60,7 +60,6 @@ class SnapshotProgress {
 
 /** The snapshot's rows are not held by a transaction: nothing to confirm before the consistent point. */
 const NO_HOLDER = { hold() {}, release() {} };
-const STALE_PAGE = 1000;
 
 /** Reads and syncs every source; resolves with the rows read, once every outcome is stored. */
 export async function syncFromSnapshot(o: SnapshotSyncOptions, created: CreatedSlot): Promise<number> {
@@ -107,10 +106,17 @@ export async function syncFromSnapshot(o: SnapshotSyncOptions, created: CreatedS
           if (!known.has(source.name)) return;
           const rt = o.runtimes.get(source.name) as SourceRuntime;
           let removed = 0;
-          for await (const page of staleKeys(snapshotClient, o.statusSchema, rt)) {
-            for (const s of page) {
+          const what = 'a re-sync from a new slot';
+          for await (const page of staleChanges({
+            db: snapshotClient,
+            statusSchema: o.statusSchema,
+            rt,
+            what,
+          })) {
+            for (const change of page) {
               removed += 1;
-              await add(rt, { kind: 'delete', key: s.key, before: s.image, after: null });
+              const room = add(rt, change);
+              if (room) await room;
             }
           }
           if (removed > 0)
@@ -164,39 +170,4 @@ function onPlatform(last: LastSent | undefined): Image | undefined {
   if (!last || last.op === 'delete' || !last.payload) return undefined;
   if (last.status !== 'synced' && last.status !== 'accepted' && last.status !== 'retrying') return undefined;
   return imageFromPayload(last.payload);
-}
-
-/**
- * Keys sync_status says are on the platform but the source table no longer holds, read in the
- * snapshot's transaction (so "no longer" means "not at the slot's consistent point"), page by page
- * in key order. Stored keys are compared with rows in the key columns' own types, through the
- * table's key index.
- */
-export async function* staleKeys(
-  client: Pick<pg.ClientBase, 'query'>,
-  statusSchema: string,
-  rt: SourceRuntime,
-  page = STALE_PAGE,
-): AsyncGenerator<Array<{ key: RowKey; image: Image }>> {
-  const keyColumns = rt.mapper.keyColumns;
-  const table = { schema: rt.config.schema, name: rt.config.tableName };
-  const sql = statusSql(statusSchema).staleKeys(table, keyColumns, rt.keyTypes, page);
-  let after: string | null = null;
-  for (;;) {
-    const res: pg.QueryResult<{ k: string; payload: Record<string, unknown> }> = await client.query(sql, [
-      rt.config.name,
-      after,
-      ...keyColumns,
-    ]);
-    if (res.rows.length === 0) return;
-    yield res.rows.map((r) => {
-      const text = r.k;
-      return {
-        key: { text, values: JSON.parse(text) as Record<string, unknown> },
-        image: imageFromPayload(r.payload),
-      };
-    });
-    after = (res.rows[res.rows.length - 1] as { k: string }).k;
-    if (res.rows.length < page) return;
-  }
 }

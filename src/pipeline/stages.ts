@@ -15,6 +15,11 @@ import { Delivery, type PlatformSender } from '../delivery/delivery.js';
 import { errorMessage, isConnectionLoss } from '../errors.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import { Leadership } from '../source/leader.js';
+import type { RemovalGuard } from '../batching/guard.js';
+import type { RemovalLimit } from '../config/guard.js';
+import { HeldStore } from '../status/held.js';
+import { settleHeld, type HeldAction, type HeldParams, type HeldResult } from './held.js';
+import type { PlatformProbe } from './sources.js';
 import { SentMark } from '../status/sent-mark.js';
 import { StatusStore } from '../status/status-store.js';
 import { pgClientConfig } from '../util/pg-connection.js';
@@ -25,6 +30,11 @@ export interface Stages {
   sent: SentMark;
   leadership: Leadership;
   batcher: Batcher;
+  held: HeldStore;
+  /** The dispatcher's removal guard (held keys), told of an operator's decisions. */
+  guard: RemovalGuard | undefined;
+  /** Approves or rejects held rows on these lanes, telling the guard (./held.ts). */
+  settleHeld(action: HeldAction, params: HeldParams, platform?: PlatformProbe): Promise<HeldResult[]>;
   /** The dispatcher's lanes and delivery, for the senders outside the stream (jobs, the console). */
   lanes: Lanes;
 }
@@ -66,6 +76,7 @@ export function buildStages(o: StagesOptions): Stages {
   // The platform client enforces ratePerSecond on every attempt; the scheduler orders and bounds
   // concurrency only.
   const scheduler = new OrderedScheduler({ concurrency: config.tuzhan.concurrency, ratePerSecond: 0 });
+  const held = new HeldStore(pool, postgres.statusSchema, (what, fn) => store.withRetry(what, fn));
   const lanes = new Lanes(scheduler, new Delivery({ sender: o.sender, store, events }));
   const dispatcher = new Dispatcher({
     maxBatchSize: config.batching.maxBatchSize,
@@ -79,11 +90,33 @@ export function buildStages(o: StagesOptions): Stages {
     onUnchanged: (source, count) => events.emit('unchanged', { source, count }),
     signal: o.force,
     onFatal: o.onFatal,
+    held,
+    limits: sourceLimits(config),
+    // Half of the buffered rows may wait for a transaction's COMMIT; the rest keeps flowing.
+    capacity: Math.max(1, Math.floor(config.batching.maxBufferedRows / 2)),
+    onHeld: (source, count) => events.emit('rows', { source, op: 'delete', status: 'held', count }),
   });
   const batcher: Batcher = new Batcher(config.batching, dispatcher, (buffered, inflight) =>
     events.emit('buffer', { buffered, inflight }),
   );
-  return { pool, store, sent, leadership, batcher, lanes };
+  const guard = dispatcher.guard;
+  return {
+    pool,
+    store,
+    sent,
+    leadership,
+    batcher,
+    held,
+    guard,
+    lanes,
+    settleHeld: (action, params, platform) =>
+      settleHeld({ config, pool, store, sent, lanes, held, guard }, action, params, platform),
+  };
+}
+
+/** Each source's removal limit: its own `guard`, else the top level's. */
+export function sourceLimits(config: Config): Map<string, RemovalLimit> {
+  return new Map(config.sources.map((s) => [s.name, s.guard.maxRemovals]));
 }
 
 /**

@@ -26,15 +26,15 @@ export function watchStatus(o: StatusWatchOptions): () => void {
     running = true;
     try {
       const found = await readStatusCounts(o.pool, o.statusSchema);
-      const counts = new Map<string, number>();
+      const counts = new Map<string, { rows: number; oldest: number }>();
       for (const source of o.sources)
-        for (const status of COUNTED_STATUSES) counts.set(`${source}\0${status}`, 0);
-      for (const r of found) counts.set(`${r.source}\0${r.status}`, r.rows);
+        for (const status of COUNTED_STATUSES) counts.set(`${source}\0${status}`, { rows: 0, oldest: 0 });
+      for (const r of found) counts.set(`${r.source}\0${r.status}`, { rows: r.rows, oldest: r.oldest });
       o.events.emit(
         'statusRows',
-        [...counts].map(([k, rows]) => {
+        [...counts].map(([k, c]) => {
           const [source, status] = k.split('\0') as [string, (typeof COUNTED_STATUSES)[number]];
-          return { source, status, rows };
+          return { source, status, ...c };
         }),
       );
     } catch (err) {

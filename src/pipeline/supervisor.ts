@@ -25,7 +25,8 @@ import { prepareSlot } from './first-start.js';
 import { Router } from '../router/router.js';
 import type { ReplicationSession } from './session.js';
 import { runSessions, type SessionLoopHost } from './session-loop.js';
-import { buildStages, drainOrGiveUp } from './stages.js';
+import { buildStages, drainOrGiveUp, type Stages } from './stages.js';
+import type { HeldAction, HeldParams, HeldResult } from './held.js';
 import { Outage } from './outage.js';
 import type { RetryParams, SourceRetry } from './retry-failed.js';
 import { BridgeJobs } from './bridge-jobs.js';
@@ -93,6 +94,7 @@ export class Bridge {
 
   constructor(private readonly o: BridgeOptions) {
     let lanes: Lanes;
+    let settleHeld: Stages['settleHeld'];
     this.config = o.config;
     this.logger = o.logger;
     this.outage = new Outage(o.logger);
@@ -104,6 +106,7 @@ export class Bridge {
       leadership: this.leadership,
       batcher: this.batcher,
       lanes,
+      settleHeld,
     } = buildStages({
       config: this.config,
       logger: this.logger,
@@ -122,6 +125,7 @@ export class Bridge {
       store: this.store,
       sent: this.sent,
       lanes,
+      settleHeld,
       leadership: this.leadership,
       runtimes: this.runtimes,
       watermarks: this.watermarks,
@@ -212,6 +216,7 @@ export class Bridge {
       watermarks: this.watermarks,
       logger: this.logger,
       onUnchanged: (source, count) => this.events.emit('unchanged', { source, count }),
+      jobs: { slot: this.config.postgres.slot, statusSchema: this.config.postgres.statusSchema },
     });
     this.track(started.position);
     this.loop = runSessions(this.loopHost()).then(() => {
@@ -227,6 +232,11 @@ export class Bridge {
    */
   retryFailed(params: RetryParams): Promise<SourceRetry[]> {
     return this.jobs.retryFailed(params);
+  }
+
+  /** Approves or rejects held rows (the console's buttons), as `retryFailed` does its retry. */
+  settleHeld(action: HeldAction, params: HeldParams): Promise<HeldResult[]> {
+    return this.jobs.settleHeld(action, params);
   }
 
   /** A new slot, every source re-synced from its snapshot (a lost slot, `onSlotLost: resync`). */

@@ -19,6 +19,10 @@ export class Tx implements Holder {
     this.pending += n;
   }
 
+  get committed(): boolean {
+    return this.endLsn !== null;
+  }
+
   release(n: number): void {
     this.pending -= n;
     if (this.pending < 0) throw new Error('released more changes than were held');

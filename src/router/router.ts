@@ -13,11 +13,11 @@ import { toSourceChanges } from '../mapping/changes.js';
 import { mappedColumns } from '../mapping/columns.js';
 import type { PositionTracker, Tx } from './positions.js';
 import type { StatusStore } from '../status/status-store.js';
-import { imageFromPayload } from '../tuzhan/rows.js';
 import { formatLsn } from '../util/lsn.js';
+import { truncateSource, type TruncateOptions } from './truncate.js';
 import { WATERMARK_PREFIX, type Watermarks } from './watermarks.js';
 
-export interface RouterOptions {
+export interface RouterOptions extends TruncateOptions {
   runtimes: ReadonlyMap<string, SourceRuntime>;
   batcher: Batcher;
   store: StatusStore;
@@ -37,6 +37,12 @@ export class Router {
   private txSeq = 0;
   /** Unchanged updates of the current transaction per source, counted at its commit. */
   private readonly unchanged = new Map<SourceRuntime, number>();
+  /**
+   * Sources truncated in the current transaction with `onTruncate: resync`: a reload after the
+   * TRUNCATE sets rows the platform may still hold, so an insert's `before` is what the bridge last
+   * recorded as sent for the key (a group the reload left out of a row is removed), not nothing.
+   */
+  private readonly truncated = new Set<SourceRuntime>();
 
   constructor(private readonly o: RouterOptions) {
     for (const rt of o.runtimes.values()) this.byTable.set(`${rt.config.schema}.${rt.config.tableName}`, rt);
@@ -50,6 +56,7 @@ export class Router {
   /** Forgets the open transaction (the connection that carried it is gone). */
   reset(): void {
     this.tx = undefined;
+    this.o.batcher.forgetOpen();
     this.unchanged.clear(); // the server sends the transaction again
   }
 
@@ -63,9 +70,13 @@ export class Router {
       case 'begin':
         this.tx = this.o.tracker().begin(msg.commitLsn, msg.commitTime);
         this.txSeq = 0;
+        this.truncated.clear();
         return;
       case 'commit':
-        if (this.tx) this.o.tracker().commit(this.tx, msg.endLsn);
+        if (this.tx) {
+          this.o.tracker().commit(this.tx, msg.endLsn);
+          this.o.batcher.committed(this.tx);
+        }
         this.tx = undefined;
         if (this.unchanged.size) this.countUnchanged();
         return;
@@ -86,7 +97,9 @@ export class Router {
           return;
         }
         const seq = this.txSeq++;
+        const reloaded = this.truncated.has(rt);
         for (const c of changes) {
+          if (reloaded && c.before === null) c.before = 'lookup';
           this.o.watermarks.onChange(rt.config.name, c.key.text);
           this.o.batcher.add(rt.config.name, c, tx.commitLsn, seq, tx.commitTime, tx);
         }
@@ -151,27 +164,15 @@ export class Router {
     );
   }
 
-  /** TRUNCATE: logged, recorded in sync_batch, and `onTruncate: delete-all` deletes every synced key. */
+  /** TRUNCATE of source tables: each source's `onTruncate` (./truncate.ts). */
   private async truncate(tables: string[]): Promise<void> {
     const tx = this.tx;
     const seq = this.txSeq++;
     for (const t of tables) {
       const rt = this.byTable.get(t);
       if (!rt) continue;
-      const { name: source, table, onTruncate } = rt.config;
-      this.o.logger.warn({ source, table, onTruncate }, 'source table truncated');
-      await this.o.store.recordTruncate(source, `TRUNCATE ${table} (onTruncate: ${onTruncate})`);
-      if (onTruncate !== 'delete-all' || !tx) continue;
-      // Deletes of everything synced so far must not overtake changes still buffered.
-      await this.o.batcher.drain();
-      for await (const page of this.o.store.syncedKeys(source)) {
-        for (const k of page) {
-          const key = { text: k.rowKey, values: JSON.parse(k.rowKey) as Record<string, unknown> };
-          const change = { kind: 'delete' as const, key, before: imageFromPayload(k.payload), after: null };
-          this.o.batcher.add(source, change, tx.commitLsn, seq, tx.commitTime, tx);
-        }
-        await this.o.batcher.waitForRoom();
-      }
+      await truncateSource(this.o, rt, tx, seq);
+      if (rt.config.onTruncate === 'resync') this.truncated.add(rt);
     }
   }
 }

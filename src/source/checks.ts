@@ -111,7 +111,7 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
       detail: `REPLICA IDENTITY ${table.replicaIdentity.toUpperCase()} of ${qualified} does not carry the key (${keyColumns.join(', ')}), so deletes cannot be traced to a row`,
       fix: `run: ${fullFix}`,
     });
-  } else if (!mappedInIdentity && source.deleteLookup !== 'state') {
+  } else if (!mappedInIdentity && source.deleteLookup !== 'state' && source.mode !== 'row') {
     findings.push({
       check: `${name}: replica identity`,
       ok: false,
@@ -127,7 +127,9 @@ export async function checkSource(db: Queryable, source: SourceConfig): Promise<
       ok: true,
       detail: mappedInIdentity
         ? `REPLICA IDENTITY ${table.replicaIdentity.toUpperCase()} carries what deletes need (${needed.join(', ')})`
-        : `deletes use the bridge's state (deleteLookup: state)`,
+        : source.deleteLookup === 'state'
+          ? `deletes use the bridge's state (deleteLookup: state)`
+          : `deletes and group changes take the groups to remove from what sync_status recorded as sent (a read per flush; ${fullFix} spares it)`,
     });
   }
   return { findings, keyColumns, table };

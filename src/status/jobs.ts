@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { quoteIdent } from '../util/sql.js';
 
 /** What a job does: a backfill of a source, a retry of failed rows, an approval of held rows. */
-export const JOB_KINDS = ['backfill', 'retry', 'approve'] as const;
+export const JOB_KINDS = ['backfill', 'retry', 'approve', 'reject'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
 export type JobStatus = 'pending' | 'running' | 'done' | 'failed' | 'cancelled';
@@ -44,6 +44,9 @@ export function jobSql(schemaName: string) {
     /** $1 slot, $2 kind, $3 source (or null), $4 filter, $5 params, $6 reason: a job to run. */
     request: `INSERT INTO ${job} (slot, kind, source, filter, params, reason) VALUES ($1, $2, $3, $4, $5, $6)
       RETURNING id::text`,
+
+    /** $1 slot, $2 kind, $3 source, $4 reason: a job asked for already (one request per TRUNCATE). */
+    find: `SELECT id::text FROM ${job} WHERE slot = $1 AND kind = $2 AND source = $3 AND reason = $4 LIMIT 1`,
 
     /** $1 slot, $2 kinds: the oldest job of each kind still to run or finish (on job_open_idx). */
     next: `SELECT DISTINCT ON (kind) ${columns} FROM ${job}
@@ -118,6 +121,21 @@ export async function requestJob(
     job.reason,
   ]);
   return (res.rows[0] as { id: string }).id;
+}
+
+/** A job asked for already with this slot, kind, source and reason: its id, or undefined. */
+export async function findJob(
+  db: Queryable,
+  schema: string,
+  job: { slot: string; kind: JobKind; source: string; reason: string },
+): Promise<string | undefined> {
+  const res = await db.query<{ id: string }>(jobSql(schema).find, [
+    job.slot,
+    job.kind,
+    job.source,
+    job.reason,
+  ]);
+  return res.rows[0]?.id;
 }
 
 /** The oldest open job of each of these kinds. */

@@ -33,6 +33,15 @@ export function statusSql(schemaName: string) {
     recordTruncate: `INSERT INTO ${batch} (source, opt_type, rows, msg, started_at, duration_ms)
       VALUES ($1, 'truncate', 0, $2, now(), 0)`,
 
+    /**
+     * $1 source, $2 the note, $3 the TRUNCATE's commit position: rows synced before it are gone from
+     * the table (`onTruncate: ignore`): `skipped` with the note, op and payload kept (the platform
+     * still holds them). Rows already deleted and held rows stay as they are.
+     */
+    markTruncated: `UPDATE ${row} SET status = 'skipped', error = $2, synced_at = now()
+      WHERE source_id = ${sourceId('$1')} AND (lsn IS NULL OR lsn < $3::pg_lsn) AND status <> 'held'
+        AND NOT (op = 'delete' AND status IN ('synced', 'skipped'))`,
+
     /** $1 source, $2 keys (text[], their canonical texts): what was last recorded for them. */
     lastSent: `SELECT key AS k, op, status, payload FROM ${row}
       WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[])`,

@@ -7,8 +7,11 @@
 import type pg from 'pg';
 import { quoteIdent } from '../util/sql.js';
 
-/** The statuses counted: what waits (retrying, accepted) and what failed. Synced and skipped are done. */
-export const COUNTED_STATUSES = ['failed', 'retrying', 'accepted'] as const;
+/**
+ * The statuses counted: what waits (retrying, accepted), what failed, and what a person must decide
+ * (held). Synced and skipped are done.
+ */
+export const COUNTED_STATUSES = ['failed', 'retrying', 'accepted', 'held'] as const;
 export type CountedStatus = (typeof COUNTED_STATUSES)[number];
 
 /**
@@ -17,16 +20,21 @@ export type CountedStatus = (typeof COUNTED_STATUSES)[number];
  * cost follows these rows, not the table, whatever number of synced rows it holds.
  */
 export function statusCountsSql(statusSchema: string): string {
-  return `SELECT source, status, count(*)::int AS rows FROM ${quoteIdent(statusSchema)}.sync_status
-           WHERE status IN ('failed', 'retrying', 'accepted') GROUP BY source, status`;
+  return `SELECT source, status, count(*)::int AS rows,
+                  floor(extract(epoch FROM now() - min(synced_at)))::int AS oldest
+             FROM ${quoteIdent(statusSchema)}.sync_status
+            WHERE status IN ('failed', 'retrying', 'accepted', 'held') GROUP BY source, status`;
 }
 
-/** Counts per source and status; a source or status without rows is absent. */
+/**
+ * Counts per source and status, and how long ago the oldest of them was stored (for held rows: since
+ * when they wait for a person); a source or status without rows is absent.
+ */
 export async function readStatusCounts(
   db: Pick<pg.ClientBase, 'query'>,
   statusSchema: string,
-): Promise<Array<{ source: string; status: CountedStatus; rows: number }>> {
-  const res = await db.query<{ source: string; status: CountedStatus; rows: number }>(
+): Promise<Array<{ source: string; status: CountedStatus; rows: number; oldest: number }>> {
+  const res = await db.query<{ source: string; status: CountedStatus; rows: number; oldest: number }>(
     statusCountsSql(statusSchema),
   );
   return res.rows;

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { errorMessage, isConnectionLoss, isRetryablePgError } from '../errors.js';
 import type { OptType, RowStatus } from '../domain/types.js';
 import { RETRY, retry } from '../util/retry.js';
-import { parseLsn } from '../util/lsn.js';
+import { formatLsn, parseLsn } from '../util/lsn.js';
 import { statusSql, type StatusSql } from './sql.js';
 import { encodeStatusRows, statusRowParams, type StatusRow } from './status-write.js';
 
@@ -46,7 +46,8 @@ export interface FailedRow {
 }
 
 /** A failed row as the statements read it. */
-interface FailedRowRecord {
+/** A sync_status row as the failed and held rows' reads return it. */
+export interface FailedRowRecord {
   k: string;
   attempts: number;
   lsn: string | null;
@@ -54,7 +55,7 @@ interface FailedRowRecord {
   payload: Record<string, unknown> | null;
 }
 
-function failedRowOf(r: FailedRowRecord): FailedRow {
+export function failedRowOf(r: FailedRowRecord): FailedRow {
   return {
     rowKey: r.k,
     attempts: r.attempts,
@@ -152,6 +153,19 @@ export class StatusStore {
     await this.withRetry('recording a truncate', () =>
       this.pool.query(this.sql.recordTruncate, [source, msg]),
     );
+  }
+
+  /** Marks a source's rows synced before a TRUNCATE at `lsn` (`onTruncate: ignore`); how many. */
+  async markTruncated(source: string, note: string, lsn: bigint): Promise<number> {
+    const res = await this.withRetry('marking truncated rows', () =>
+      this.pool.query(this.sql.markTruncated, [source, note, formatLsn(lsn)]),
+    );
+    return res.rowCount ?? 0;
+  }
+
+  /** Runs another module's statements (jobs) on this store's pool, with its retries. */
+  run<T>(what: string, fn: (db: pg.Pool) => Promise<T>): Promise<T> {
+    return this.withRetry(what, () => fn(this.pool));
   }
 
   /** Whether sync_status holds any row of the source (a source the bridge synced before). */

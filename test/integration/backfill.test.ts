@@ -17,6 +17,7 @@ import {
   startTestBridge,
   testConfigYaml,
   waitForCatchUp,
+  DEFAULT_SOURCES,
   type TestBridge,
 } from '../helpers/pipeline.js';
 
@@ -108,11 +109,17 @@ describe('backfill', () => {
   }, 120_000);
 
   it('resumes after SIGKILL from the last key stored, and removes what the table no longer holds', async () => {
+    // Empties the table of the test before (its TRUNCATE only clears it: nothing to re-sync).
     await db.query('TRUNCATE crm.customer_profile');
+    const config = testConfigYaml({
+      db,
+      apiUrl: sim.url,
+      sources: DEFAULT_SOURCES.replace(/match:/g, 'onTruncate: ignore\n    match:'),
+    });
     await db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 'k' || lpad(i::text, 5, '0'), 'h' || (i % 5) FROM generate_series(1, 6000) i`,
     );
-    const bridge1 = spawnBridge(writeConfigFile(testConfigYaml({ db, apiUrl: sim.url })));
+    const bridge1 = spawnBridge(writeConfigFile(config));
     let bridge: BridgeProcess = bridge1;
     try {
       await waitForCatchUp(db, db.name, 60_000);
@@ -142,7 +149,7 @@ describe('backfill', () => {
       const lastKey = (at.last as { cust_no: string }).cust_no;
       sim.setFaults({ latencyMs: 0 });
       sent = [];
-      bridge = spawnBridge(writeConfigFile(testConfigYaml({ db, apiUrl: sim.url })));
+      bridge = spawnBridge(writeConfigFile(config));
       await eventually(async () => expect((await state(id)).status).toBe('done'), 60_000, 100);
       // Resumed after the last key stored: nothing before it was sent again.
       const resent = sent.map((r) => r.thirdId as string).filter((k) => k.startsWith('k'));

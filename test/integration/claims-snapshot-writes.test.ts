@@ -43,11 +43,14 @@ describe('writes during the first-start snapshot', () => {
     await db.drop();
   });
 
-  /** The version a sent row carries: `vN` in its groups, or past every version for a delete. */
+  /**
+   * The version a sent row carries: `vN` in its groups. A delete removes the groups of version N
+   * (a row that moved on, or was deleted): it comes after N was set and before anything newer.
+   */
   function version(s: { optType: OptType; groups: string }): number {
-    if (s.optType === 'delete') return Infinity;
     const m = /(?:^|,)v(\d+)(?:,|$)/.exec(s.groups);
-    return m ? Number(m[1]) : -1;
+    const n = m ? Number(m[1]) : -1;
+    return s.optType === 'delete' ? n + 0.5 : n;
   }
 
   it('are neither missed nor sent twice', async () => {
@@ -143,12 +146,13 @@ describe('writes during the first-start snapshot', () => {
     expect(backwards).toEqual([]);
     // The changed rows' histories as the platform saw them: the snapshot's state, then the stream's.
     const history = (k: string): string[] => (byKey.get(k) ?? []).map((s) => `${s.optType}:${s.groups}`);
-    expect(history('p7')).toEqual(['update:v0,g2', 'update:v1,up7']);
-    expect(history('p21')).toEqual(['update:v0,g1', 'update:v2,wp21']);
-    expect(history('p13')).toEqual(['update:v0,g3', 'delete:']);
+    // (A row's groups are added, the groups it lost deleted: never a replaced set, never "all".)
+    expect(history('p7')).toEqual(['add:v0,g2', 'delete:v0,g2', 'add:v1,up7']);
+    expect(history('p21')).toEqual(['add:v0,g1', 'delete:v0,g1', 'add:v2,wp21']);
+    expect(history('p13')).toEqual(['add:v0,g3', 'delete:v0,g3']);
     expect(history('n30')).toEqual(['add:v1,new']);
     expect(history('n1')).toEqual(['add:v2,newer']);
     // Inserted and deleted: skipped when both fall into one flush, else added then removed.
-    expect([[], ['add:v1,new', 'delete:']]).toContainEqual(history('n11'));
+    expect([[], ['add:v1,new', 'delete:v1,new']]).toContainEqual(history('n11'));
   });
 });

@@ -127,20 +127,20 @@ describe('an unchanged TOAST value whose row is gone', () => {
     async ({ lookup }) => {
       const { shown } = await goneBeforeTheRead(lookup);
       expect(shown[0]).toBe('add:all');
-      // An add or update carries the 400 groups, never fewer; the last request clears the customer.
-      expect(shown.filter((s) => !s.startsWith('delete:') && !s.endsWith(':all'))).toEqual([]);
-      expect(shown.filter((s) => s.startsWith('delete:') && s !== 'delete:')).toEqual([]);
-      expect(shown[shown.length - 1]).toBe('delete:');
+      // Every request carries the 400 groups, never fewer and never none (a delete without groups
+      // would remove what other writers put on the customer); the last one removes them.
+      expect(shown.filter((s) => !s.endsWith(':all'))).toEqual([]);
+      expect(shown[shown.length - 1]).toBe('delete:all');
       expect(sim.groupsOf('thirdId', 't1')).toEqual([]);
       const row = (await statusRows(db, 'profiles')).get('{"cust_no":"t1"}');
       expect(row).toMatchObject({ op: 'delete', status: 'synced', error: null });
     },
   );
 
-  // Without deleteLookup (REPLICA IDENTITY DEFAULT is accepted when the identity is the key), the
-  // update's before is `unknown`; a row gone at the read is treated as gone with the new tuple's
-  // identity (the same as the old one), so no false "cannot be translated" failure is stored while
-  // its delete is on its way (docs/design.md, "What the WAL does not carry").
+  // Without deleteLookup (REPLICA IDENTITY DEFAULT), a row-mode update's before is what the bridge
+  // last recorded as sent; a row gone at the read is treated as gone, so no false "cannot be
+  // translated" failure is stored while its delete is on its way (docs/design.md, "What the WAL
+  // does not carry").
   it('records no failure for the row while its delete is on its way (no deleteLookup)', async () => {
     const { statuses } = await goneBeforeTheRead(false, true);
     expect(statuses.filter((s) => s.includes('failed'))).toEqual([]);

@@ -1,7 +1,11 @@
 /**
- * TRUNCATE of a source table (SPEC section 4, docs/design.md "TRUNCATE"): logged at warn and
- * recorded in sync_batch; `onTruncate: ignore` (the default) leaves the platform alone, and
- * `delete-all` first drains what the bridge holds, then deletes every key it synced.
+ * TRUNCATE of a source table (docs/design.md "TRUNCATE"): logged at warn and recorded in
+ * sync_batch. `onTruncate: resync` (the default) re-syncs the source as of the end of the truncating
+ * transaction: a reload in that transaction removes only what it left out and never takes a
+ * reloaded customer's groups away (same keys, or new ones), and its removals pass the guard (a
+ * TRUNCATE that empties a table is held, then approved). `ignore` leaves the platform alone and
+ * marks the gone rows; `delete-all` first drains what the bridge holds, then deletes every key it
+ * synced.
  */
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -9,10 +13,14 @@ import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import type { ApiRow, OptType } from '../../src/tuzhan/types.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { commitReturningLsn } from '../helpers/moments.js';
+import { runCli, writeConfigFile } from '../helpers/cli.js';
 import {
   CRM_SCHEMA,
+  eventually,
+  expectedGroups,
   statusRows,
   startTestBridge,
+  testConfigYaml,
   waitForCatchUp,
   type TestBridge,
 } from '../helpers/pipeline.js';
@@ -67,15 +75,113 @@ describe('TRUNCATE of a source table', () => {
     return rows;
   }
 
-  it('ignore (the default): a warning naming the source, a sync_batch row, and the platform keeps its groups', async () => {
+  /** Waits until the re-sync a TRUNCATE asked for is done, then until the slot caught up. */
+  async function resynced(): Promise<void> {
+    await eventually(async () => {
+      const { rows } = await db.query<{ status: string }>(
+        `SELECT status FROM "Tuzhan Sync".job WHERE kind = 'backfill' AND reason LIKE 'TRUNCATE at %'`,
+      );
+      expect(rows.length).toBeGreaterThan(0);
+      expect(rows.every((r) => r.status === 'done')).toBe(true);
+    }, 30_000);
+    await waitForCatchUp(db);
+  }
+
+  /** The groups each customer had removed by a request, from `received`. */
+  function removals(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const r of received)
+      if (r.optType === 'delete')
+        for (const row of r.rows) {
+          const id = row.thirdId as string;
+          out.set(id, [...(out.get(id) ?? []), ...(row.groups ?? '<all>').split(',')]);
+        }
+    return out;
+  }
+
+  it('resync (the default): a reload in the truncating transaction removes only what it left out', async () => {
+    running = await startTestBridge({ db, apiUrl: sim.url });
+    // Profiles keyed by customer; memberships by a serial id, which a reload renews.
+    await db.query(`
+      INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 'c' || i, 'vip,g' || (i % 3) FROM generate_series(1, 300) i;
+      INSERT INTO crm.member_group (member_id, group_name) SELECT 'm' || i, 'gold' FROM generate_series(1, 300) i;`);
+    await waitForCatchUp(db);
+    received = [];
+    // The nightly reload: everything again, but c291..c300 and m281..m300 (left out), and c1..c10
+    // without vip.
+    await commitReturningLsn(db, [
+      `TRUNCATE crm.customer_profile, crm.member_group`,
+      `INSERT INTO crm.customer_profile (cust_no, "Group Names")
+         SELECT 'c' || i, CASE WHEN i <= 10 THEN '' ELSE 'vip,' END || 'g' || (i % 3) FROM generate_series(1, 290) i`,
+      `INSERT INTO crm.member_group (member_id, group_name) SELECT 'm' || i, 'gold' FROM generate_series(1, 280) i`,
+    ]);
+    await resynced();
+
+    const platform = (ids: string[]) =>
+      Object.fromEntries(
+        ids.flatMap((id) => (sim.groupsOf('thirdId', id)?.length ? [[id, sim.groupsOf('thirdId', id)]] : [])),
+      );
+    const ids = [
+      ...Array.from({ length: 300 }, (_, i) => `c${i + 1}`),
+      ...Array.from({ length: 300 }, (_, i) => `m${i + 1}`),
+    ];
+    expect(platform(ids)).toEqual(await expectedGroups(db));
+    // No request removed a group a reloaded customer holds after the reload.
+    const table = await expectedGroups(db);
+    const wrong = [...removals()].filter(([id, groups]) => groups.some((g) => table[id]?.includes(g)));
+    expect(wrong).toEqual([]);
+    // What was left out went: c291..c300 and m281..m300 whole, c1..c10 their vip.
+    expect([...removals().keys()].sort()).toEqual(
+      [
+        ...Array.from({ length: 10 }, (_, i) => `c${i + 1}`),
+        ...Array.from({ length: 10 }, (_, i) => `c${i + 291}`),
+        ...Array.from({ length: 20 }, (_, i) => `m${i + 281}`),
+      ].sort(),
+    );
+    for (let i = 1; i <= 10; i++) expect(removals().get(`c${i}`)).toEqual(['vip']);
+    const memberships = [...(await statusRows(db, 'memberships')).values()];
+    expect(memberships.filter((m) => m.status === 'held')).toEqual([]);
+  });
+
+  it('resync: a TRUNCATE that empties a table is held, and removed once approved', async () => {
+    running = await startTestBridge({ db, apiUrl: sim.url, sources: PROFILES() });
+    await db.query(
+      `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 'e' || i, 'x' FROM generate_series(1, 300) i`,
+    );
+    await waitForCatchUp(db);
+    received = [];
+    await db.query(`TRUNCATE crm.customer_profile`);
+    await resynced();
+    // Held: nothing removed, every row says why.
+    expect(removals().size).toBe(0);
+    expect(sim.groupsOf('thirdId', 'e1')).toEqual(['x']);
+    const rows = [...(await statusRows(db, 'profiles')).values()];
+    expect(rows.map((r) => r.status)).toEqual(Array(300).fill('held'));
+    expect(rows[0]?.error).toMatch(
+      /^300 of the 300 rows of source profiles are gone from the table, and removing their groups in backfill \d+ is more than guard\.maxRemovals \(the default, max\(100, 10% of 300 rows\) = 100\); approve or reject: tuzhan-cdc held --source profiles$/,
+    );
+
+    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url, sources: PROFILES() }));
+    const r = await runCli(['--config', file, 'held', '--approve']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(
+      /^profiles: approved 300 held rows, brought to what the table holds now \(sent 300 delete\): 300 synced\n$/,
+    );
+    for (let i = 1; i <= 300; i++) expect(sim.groupsOf('thirdId', `e${i}`)).toEqual([]);
+  });
+
+  it('ignore: a warning naming the source, a sync_batch row, the platform keeps its groups, and the gone rows say so', async () => {
     const rec = recorder();
-    running = await startTestBridge({ db, apiUrl: sim.url, logger: rec.logger, sources: PROFILES() });
+    running = await startTestBridge({ db, apiUrl: sim.url, logger: rec.logger, sources: PROFILES('ignore') });
     await db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('t1', 'a'), ('t2', 'b')`,
     );
     await waitForCatchUp(db);
     const requests = sim.stats().requests;
-    await db.query(`TRUNCATE crm.customer_profile`);
+    const lsn = await commitReturningLsn(db, [
+      `TRUNCATE crm.customer_profile`,
+      `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('t2', 'b')`,
+    ]);
     await waitForCatchUp(db);
 
     expect(rec.timeline).toEqual([
@@ -90,11 +196,20 @@ describe('TRUNCATE of a source table', () => {
     expect(truncates).toEqual([
       expect.objectContaining({ rows: 0, msg: 'TRUNCATE crm.customer_profile (onTruncate: ignore)' }),
     ]);
-    expect(sim.stats().requests).toBe(requests);
     expect(sim.groupsOf('thirdId', 't1')).toEqual(['a']);
     expect(sim.groupsOf('thirdId', 't2')).toEqual(['b']);
+    // t1 is gone: no longer `synced`; t2 came back in the same transaction: synced again.
     const status = await statusRows(db, 'profiles');
-    expect([...status.values()].map((r) => `${r.op}/${r.status}`)).toEqual(['add/synced', 'add/synced']);
+    expect(status.get('{"cust_no":"t1"}')).toMatchObject({
+      op: 'add',
+      status: 'skipped',
+      error: expect.stringMatching(
+        /^the table was truncated at [0-9A-F]+\/[0-9A-F]+ \(onTruncate: ignore\): the row is gone; the platform keeps its groups$/,
+      ),
+    });
+    expect(status.get('{"cust_no":"t2"}')).toMatchObject({ status: 'synced' });
+    expect(sim.stats().requests).toBeLessThanOrEqual(requests + 1);
+    void lsn;
   });
 
   it('delete-all: changes held before the TRUNCATE reach the platform first, then every key is deleted', async () => {
@@ -134,34 +249,34 @@ describe('TRUNCATE of a source table', () => {
       optType: r.optType,
       rows: r.rows.map((row) => `${row.thirdId}:${row.groups ?? ''}`).sort(),
     }));
-    const firstDelete = after.findIndex((r) => r.optType === 'delete');
-    expect(after.slice(0, firstDelete)).toEqual(
-      expect.arrayContaining([
-        { optType: 'update', rows: ['t1:a2'] },
-        { optType: 'add', rows: ['t3:c'] },
-      ]),
-    );
-    expect(firstDelete).toBe(2);
+    // The TRUNCATE's deletes come last: each key's groups, never "all".
+    const truncation = after.findIndex((r) => r.optType === 'delete' && r.rows.includes('t2:b'));
+    expect(truncation).toBeGreaterThan(0);
     expect(
       after
-        .slice(firstDelete)
+        .slice(truncation)
         .flatMap((r) => (r.optType === 'delete' ? r.rows : ['not a delete']))
         .sort(),
-    ).toEqual(['t1:', 't2:', 't3:']);
+    ).toEqual(['t1:a2', 't2:b', 't3:c']);
+    // Before them, the held changes: t1's lost group deleted before its new one was added, and t3.
+    const held = after.slice(0, truncation).flatMap((r) => r.rows.map((row) => `${r.optType} ${row}`));
+    expect([...held].sort()).toEqual(['add t1:a2', 'add t3:c', 'delete t1:a']);
+    expect(held.indexOf('delete t1:a')).toBeLessThan(held.indexOf('add t1:a2'));
     for (const k of ['t1', 't2', 't3']) expect(sim.groupsOf('thirdId', k)).toEqual([]);
 
-    // sync_batch: the earlier requests, the held changes' requests before the deletes, and the
-    // TRUNCATE recorded before the deletes.
+    // sync_batch: the earlier requests, the TRUNCATE, the held changes' requests, then the deletes.
     const log = (await batches()).filter((b) => !earlierBatches.includes(b.id));
     const kinds = log.map((b) => b.opt_type);
     const truncateAt = kinds.indexOf('truncate');
-    const deletesFrom = kinds.indexOf('delete');
-    expect(truncateAt).toBeGreaterThanOrEqual(0);
-    expect(deletesFrom).toBeGreaterThan(truncateAt);
-    expect(kinds.slice(deletesFrom).every((k) => k === 'delete')).toBe(true);
-    expect(kinds.filter((k) => k === 'add' || k === 'update').sort()).toEqual(['add', 'update']);
-    expect(kinds.lastIndexOf('add')).toBeLessThan(deletesFrom);
-    expect(kinds.lastIndexOf('update')).toBeLessThan(deletesFrom);
+    const deletes = after.length - truncation;
+    expect(truncateAt).toBe(0);
+    expect(kinds.slice(1, -deletes).sort()).toEqual(
+      after
+        .slice(0, truncation)
+        .map((r) => r.optType)
+        .sort(),
+    );
+    expect(kinds.slice(-deletes)).toEqual(Array(deletes).fill('delete'));
     expect(log[truncateAt]?.msg).toBe('TRUNCATE crm.customer_profile (onTruncate: delete-all)');
     const status = await statusRows(db, 'profiles');
     expect([...status.values()].map((r) => `${r.op}/${r.status}`)).toEqual(Array(3).fill('delete/synced'));

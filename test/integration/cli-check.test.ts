@@ -72,28 +72,58 @@ describe('tuzhan-cdc check', () => {
     }
   });
 
-  it('reports a row source without REPLICA IDENTITY FULL with the ALTER TABLE to run, exit 3', async () => {
+  it('warns about group names two sources both use (a customer loses them when either removes them)', async () => {
+    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
+    const quiet = await runCli(['--config', file, 'check']);
+    expect(finding(quiet.stdout, 'group names').row).toMatch(
+      /ok\s+no group name is used by two sources \(in the first 10,000 rows of each table\)/,
+    );
+    await db.query(`
+      INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('w1', 'vip, gold'), ('w2', 'east');
+      INSERT INTO crm.member_group (member_id, group_name) VALUES ('w1', 'gold'), ('w3', 'east'), ('w3', 'north');`);
+    try {
+      const r = await runCli(['--config', file, 'check']);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const f = finding(r.stdout, 'sources profiles and memberships: group names');
+      expect(f.row).toMatch(
+        /warn\s+both use "east", "gold": a customer both put such a group on loses it when either removes it$/,
+      );
+      expect(f.next).toContain('fix: give each group name one source');
+    } finally {
+      await db.query(
+        `DELETE FROM crm.customer_profile WHERE cust_no LIKE 'w%'; DELETE FROM crm.member_group WHERE member_id LIKE 'w%'`,
+      );
+    }
+  });
+
+  it('reports a membership source without REPLICA IDENTITY FULL with the ALTER TABLE to run, exit 3', async () => {
     await db.query(`CREATE TABLE crm."Loyalty" (cust_no text PRIMARY KEY, mobile text, tiers text)`);
-    const file = writeConfigFile(
-      testConfigYaml({
-        db,
-        slot: SLOT,
-        apiUrl: sim.url,
-        sources: `
+    const config = (mode: string) =>
+      writeConfigFile(
+        testConfigYaml({
+          db,
+          slot: SLOT,
+          apiUrl: sim.url,
+          sources: `
   - name: loyalty
     table: crm."Loyalty"
-    mode: row
+    mode: ${mode}
     columns: { thirdId: cust_no, phone: mobile, groups: tiers }
     match: { isMatching: false }
 `,
-      }),
-    );
-    const r = await runCli(['--config', file, 'check']);
+        }),
+      );
+    const r = await runCli(['--config', config('membership'), 'check']);
     expect(r.code, r.stdout + r.stderr).toBe(3);
     const f = finding(r.stdout, 'source loyalty: replica identity');
     expect(f.row).toMatch(/FAIL\s+deletes and identity changes of "crm"\."Loyalty" cannot be translated/);
     expect(f.next).toContain('fix: run: ALTER TABLE "crm"."Loyalty" REPLICA IDENTITY FULL;');
     expect(r.stderr.trim()).toMatch(/^tuzhan-cdc: 1 of \d+ checks failed$/);
+    // A row-mode source reads what it last recorded as sent instead, and says so.
+    const row = await runCli(['--config', config('row'), 'check']);
+    expect(finding(row.stdout, 'source loyalty: replica identity').row).toMatch(
+      /ok\s+deletes and group changes take the groups to remove from what sync_status recorded as sent/,
+    );
   });
 
   it('a misspelled column gets a "did you mean", and no replica identity finding with a useless fix', async () => {

@@ -96,15 +96,15 @@ describe('tuzhan-cdc retry-failed', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('memberships: retried 3 failed rows (sent 1 delete, 2 add): 3 synced');
-    expect(r.stdout).toContain('profiles: retried 2 failed rows (sent 2 update): 1 synced, 1 failed');
+    expect(r.stdout).toContain('profiles: retried 2 failed rows (sent 2 add): 1 synced, 1 failed');
     expect(r.stdout).toMatch(/still failed: \{"cust_no":"c9"\}: .*no customer matches/);
 
     expect(after.groupsOf('thirdId', 'm1')).toEqual(['gold', 'silver']);
     expect(after.groupsOf('thirdId', 'c1')).toEqual(['gold', 'vip']);
     expect(after.groupsOf('thirdId', 'm2') ?? []).toEqual([]);
-    // The two pairs of m1 went as one merged row.
-    expect(after.stats().byOptType.add).toMatchObject({ requests: 1, rows: 1 });
-    expect(after.stats().byOptType.update).toMatchObject({ requests: 1, rows: 2 });
+    // The two pairs of m1 went as one merged row; the profiles' groups as an add (never a replace).
+    expect(after.stats().byOptType.add).toMatchObject({ requests: 2, rows: 3 });
+    expect(after.stats().byOptType.update).toMatchObject({ requests: 0 });
 
     const memberships = await statusRows(db, 'memberships');
     expect([...memberships.values()].map((s) => [s.op, s.status, s.error])).toEqual(
@@ -116,14 +116,14 @@ describe('tuzhan-cdc retry-failed', () => {
     );
     const profiles = await statusRows(db, 'profiles');
     expect(profiles.get('{"cust_no":"c1"}')).toMatchObject({
-      op: 'update',
+      op: 'add',
       status: 'synced',
       payload: { thirdId: 'c1', groups: 'vip,gold' },
     });
     expect(profiles.get('{"cust_no":"c9"}')).toMatchObject({ status: 'failed' });
     expect(profiles.get('{"cust_no":"c9"}')?.attempts).toBeGreaterThanOrEqual(2);
     // One sync_batch row per request the retry sent: memberships' delete and merged add, the
-    // profiles' update (c1 imported, c9 not).
+    // profiles' add (c1 imported, c9 not).
     const batches = await db.query(
       `SELECT source, opt_type, rows, api_status, success_num, fail_num FROM "Tuzhan Sync".sync_batch
         WHERE id > $1 ORDER BY source, opt_type`,
@@ -132,7 +132,7 @@ describe('tuzhan-cdc retry-failed', () => {
     expect(batches.rows).toEqual([
       { source: 'memberships', opt_type: 'add', rows: 1, api_status: 1, success_num: 1, fail_num: 0 },
       { source: 'memberships', opt_type: 'delete', rows: 1, api_status: 1, success_num: 1, fail_num: 0 },
-      { source: 'profiles', opt_type: 'update', rows: 2, api_status: 2, success_num: 1, fail_num: 1 },
+      { source: 'profiles', opt_type: 'add', rows: 2, api_status: 2, success_num: 1, fail_num: 1 },
     ]);
 
     const again = await runCli(['--config', file, 'retry-failed', '--source', 'memberships'], {

@@ -389,6 +389,14 @@ describe('console API', () => {
     const rows = await db.query(`SELECT source, reason, status FROM ${S}.backfill`);
     expect(rows.rows).toEqual([{ source: 'profiles', reason: 'requested', status: 'pending' }]);
     expect((await post('/console/api/backfill', { source: 'nope' })).status).toBe(400);
+    // Held rows: an unknown source or action is refused with the one field named, nothing started.
+    const unknown = await post('/console/api/held', { source: 'nope', action: 'approve' });
+    expect([unknown.status, await unknown.text()]).toEqual([400, expect.stringContaining('source:')]);
+    const bad = await post('/console/api/held', { source: 'profiles', action: 'delete' });
+    expect([bad.status, await bad.text()]).toEqual([
+      400,
+      expect.stringContaining('action: approve or reject'),
+    ]);
     const actions = (await get('/console/api/actions')).body.actions;
     expect(actions.map((a: { kind: string; state: string }) => [a.kind, a.state])).toEqual([
       ['backfill', 'done'],

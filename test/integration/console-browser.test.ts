@@ -3,8 +3,9 @@
  * running daemon with real data, bound beyond loopback with a token: the page asks for the token
  * and the API refuses requests without it; the overview's numbers are sync_summary's; a search
  * finds a failed row with its error; the retry button turns a group synced once the simulator is
- * fixed (and leaves other failures alone); the backfill button starts a backfill the daemon runs; and a
- * group named `<img src=x onerror=alert(1)>` shows as text. Screenshots go to .tmp/console-*.png.
+ * fixed (and leaves other failures alone); the backfill button starts a backfill the daemon runs; a
+ * mass removal the guard holds shows on the overview, and its Reject and Approve buttons settle it;
+ * and a group named `<img src=x onerror=alert(1)>` shows as text. Screenshots go to .tmp/console-*.png.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
@@ -70,7 +71,8 @@ describe.skipIf(skip)('console in a browser', () => {
     // The platform rejects every request carrying BAD1 as a whole: bisection leaves it failed.
     sim.setFaults({ rejectRequestsWith: 'BAD1' });
     const port = await freePort();
-    const config = testConfig({ db, apiUrl: sim.url });
+    // A low limit on mass removals: ten rows deleted at once are held for a person.
+    const config = testConfig({ db, apiUrl: sim.url, extra: 'guard: { maxRemovals: 5 }' });
     daemon = await startDaemon(
       { ...config, http: { listen: { host: '0.0.0.0', port }, token: TOKEN } },
       silentLogger(),
@@ -154,7 +156,8 @@ describe.skipIf(skip)('console in a browser', () => {
       expect(count, `${source} ${status}`).toBe(expected.get(`${source}/${status}`) ?? 0);
       expect(text).toBe(String(count));
     }
-    expect(shown).toHaveLength(10);
+    expect(shown).toHaveLength(12);
+    expect(await page.locator('#card-held').textContent()).toContain('nothing held');
     expect(await page.locator('#card-slot').textContent()).toContain('active');
 
     // requests/min: the requests of the five minutes before the overview was made, over the time
@@ -192,7 +195,7 @@ describe.skipIf(skip)('console in a browser', () => {
     const text = await result.textContent();
     expect(text).toContain('"thirdId": "BAD1"');
     expect(text).toContain('matched by phone');
-    expect(text).toMatch(/request#\d+ \(update, \d+ rows?\)/);
+    expect(text).toMatch(/request#\d+ \(add, \d+ rows?\)/);
     // Times in UTC, as `tuzhan-cdc status` prints them, saying so.
     expect(text).toMatch(/committed\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
     await page.screenshot({ path: join(SHOTS, 'console-find.png'), fullPage: true });
@@ -280,5 +283,49 @@ describe.skipIf(skip)('console in a browser', () => {
     await eventually(async () =>
       expect(await page.locator('tr[data-backfill]').textContent()).toContain('done'),
     );
+  });
+
+  it('a held mass removal shows on the overview; Reject keeps the platform, Approve removes', async () => {
+    const held = (from: number, to: number) =>
+      `DELETE FROM crm.customer_profile WHERE cust_no IN (SELECT 'C' || g FROM generate_series(${from}, ${to}) g)`;
+    await db.query(held(1, 10));
+    await waitForCatchUp(db);
+    await page.goto(`${base}/console/#/overview`);
+    const row = page.locator('tr[data-held-source="profiles"]');
+    await row.waitFor();
+    expect(await page.locator('#card-held').textContent()).toContain('10 rows of profiles');
+    expect(await row.textContent()).toContain('10 of the 42 rows of source profiles would lose groups');
+    await page.screenshot({ path: join(SHOTS, 'console-held.png'), fullPage: true });
+
+    // Reject asks first; declined, nothing changes. Accepted: the rows are skipped, the platform keeps them.
+    decline = true;
+    await row.locator('button.reject').click();
+    decline = false;
+    expect(confirms.at(-1)).toBe(
+      'Reject the 10 held rows of profiles? The platform keeps their groups; the rows are recorded skipped.',
+    );
+    expect((await statusRows(db, 'profiles')).get('{"cust_no":"C1"}')?.status).toBe('held');
+    await row.locator('button.reject').click();
+    await page.locator('#held-result', { hasText: 'rejected 10 held rows' }).waitFor({ timeout: 30_000 });
+    expect((await statusRows(db, 'profiles')).get('{"cust_no":"C1"}')).toMatchObject({
+      status: 'skipped',
+      error: 'rejected by an operator: the platform keeps these groups',
+    });
+    expect(sim.groupsOf('thirdId', 'C1')).toEqual(['gold']);
+    await page.locator('#card-held', { hasText: 'nothing held' }).waitFor();
+
+    // Another: approved, the rows still gone lose their groups.
+    await db.query(held(11, 20));
+    await waitForCatchUp(db);
+    await page.goto(`${base}/console/#/overview`);
+    await row.waitFor();
+    await row.locator('button.approve').click();
+    expect(confirms.at(-1)).toMatch(/^Approve the 10 held rows of profiles\? /);
+    await page.locator('#held-result', { hasText: 'approved 10 held rows' }).waitFor({ timeout: 30_000 });
+    for (let g = 11; g <= 20; g++) expect(sim.groupsOf('thirdId', `C${g}`), `C${g}`).toEqual([]);
+    expect((await statusRows(db, 'profiles')).get('{"cust_no":"C11"}')?.status).toBe('synced');
+    await page.locator('#card-held', { hasText: 'nothing held' }).waitFor();
+    await page.goto(`${base}/console/#/failures`);
+    await page.locator('tr.action[data-kind="approve"][data-state="done"]').waitFor();
   });
 });

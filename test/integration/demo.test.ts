@@ -33,6 +33,15 @@ describe('tuzhan-cdc demo', () => {
     expect(count(r.stdout, /rows changed: ([\d,]+)/)).toBeGreaterThan(0);
     expect(count(r.stdout, /(\d+) answered HTTP 429/)).toBeGreaterThan(0);
 
+    // The removal guard, once: the mass delete held, part restored, the rest approved.
+    expect(r.stdout, context).toMatch(
+      /held, nothing sent: (at least )?\d+ of the \d+ rows of source profiles/,
+    );
+    expect(r.stdout, context).toMatch(
+      /approved [\d,]+ held rows.* was restored and keeps [^;]+; \d+ is still gone and now has none$/m,
+    );
+    expect(r.stdout).not.toMatch(/was restored and keeps none/);
+
     // The status views, as tables.
     expect(r.stdout).toMatch(/^ memberships \| failed +\| [\d,]+$/m);
     expect(r.stdout).toMatch(/^ profiles +\| synced +\| [\d,]+$/m);

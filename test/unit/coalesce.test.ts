@@ -60,18 +60,33 @@ interface RowState {
   groups: string[];
 }
 
-/** SPEC section 3, one change at a time (the way a bridge that never coalesced would send it). */
+/**
+ * SPEC section 3, one change at a time (the way a bridge that never coalesced would send it): a
+ * source adds the groups a row gained and deletes those it lost, per customer; it never replaces a
+ * customer's set and never removes a group it did not hold.
+ */
 function applyOneByOne(p: Platform, mode: SourceMode, before: RowState | null, after: RowState | null): void {
+  for (const [op, id, groups] of oneByOneCalls(mode, before, after)) p.apply(op, id, groups);
+}
+
+type Call = [Op, string, string[]];
+
+function oneByOneCalls(mode: SourceMode, before: RowState | null, after: RowState | null): Call[] {
   if (mode === 'row') {
-    if (before && after && before.id === after.id) return p.apply('update', after.id, after.groups);
-    if (before) p.apply('delete', before.id, before.groups.length ? before.groups : []);
-    if (after && after.groups.length) p.apply('add', after.id, after.groups);
-    return;
+    const sameId = before !== null && after !== null && before.id === after.id;
+    const lost = before ? before.groups.filter((g) => !(sameId && after?.groups.includes(g))) : [];
+    const gained = after ? after.groups.filter((g) => !(sameId && before?.groups.includes(g))) : [];
+    const calls: Call[] = [];
+    if (before && lost.length) calls.push(['delete', before.id, lost]);
+    if (after && gained.length) calls.push(['add', after.id, gained]);
+    return calls;
   }
   const same = before && after && before.id === after.id && before.groups[0] === after.groups[0];
-  if (same) return;
-  if (before) p.apply('delete', before.id, before.groups);
-  if (after) p.apply('add', after.id, after.groups);
+  if (same) return [];
+  const calls: Call[] = [];
+  if (before) calls.push(['delete', before.id, before.groups]);
+  if (after) calls.push(['add', after.id, after.groups]);
+  return calls;
 }
 
 /** Whether a change leaves what the platform sees as it was (the model's own notion of a no-op). */
@@ -79,6 +94,10 @@ function sameState(before: RowState | null, after: RowState | null): boolean {
   if (!before || !after || before.id !== after.id) return false;
   const b = new Set(before.groups);
   return b.size === new Set(after.groups).size && after.groups.every((g) => b.has(g));
+}
+
+function renamed(r: RowState | null, rename: (g: string) => string): RowState | null {
+  return r ? { id: r.id, groups: r.groups.map(rename) } : null;
 }
 
 /** What the rows say the platform must hold. */
@@ -258,6 +277,82 @@ describe('coalescing under replay (property, against an independent model)', () 
     );
   });
 
+  it('two sources on the same customers, and groups set by hand, survive any interleaving and any replay', () => {
+    // A row-mode and a membership source share the customers a, b, c; a person set h1/h2 on some
+    // of them on the platform. Group names differ between them (SPEC section 3: a name two sources
+    // both put on one customer goes when either removes it). Each source's delivery is replayed
+    // from its own prefix and cut into flushes its own way; the two reach the platform interleaved
+    // call by call. Whatever the order, nothing of the other source or of the person is removed.
+    const byHand = fc.record(Object.fromEntries(IDS.map((id) => [id, fc.subarray(['h1', 'h2'])])));
+    const delivery = fc.record({
+      initial: fc.array(step, { maxLength: 4 }),
+      window: fc.array(step, { minLength: 1, maxLength: 8 }),
+      prefix: fc.nat(),
+      flushAt: fc.nat(),
+    });
+    fc.assert(
+      fc.property(byHand, delivery, delivery, fc.array(fc.boolean()), (hand, rowH, memH, order) => {
+        const sources = [
+          { mode: 'row' as const, h: rowH, rename: (g: string) => g },
+          { mode: 'membership' as const, h: memH, rename: (g: string) => g.replace('g', 'm') },
+        ];
+        const start = new Platform();
+        const target = new Platform();
+        for (const [id, groups] of Object.entries(hand)) {
+          start.apply('add', id, groups);
+          target.apply('add', id, groups);
+        }
+        const calls: Call[][] = [];
+        const oneByOne: Call[] = [];
+        for (const src of sources) {
+          const rows = new Map<number, RowState>();
+          const named = (cs: ModelChange[]) =>
+            cs.map((c) => ({
+              key: c.key,
+              before: renamed(c.before, src.rename),
+              after: renamed(c.after, src.rename),
+            }));
+          const initial = named(play(src.mode, rows, src.h.initial));
+          for (const c of initial) applyOneByOne(start, src.mode, c.before, c.after);
+          const changes = named(play(src.mode, rows, src.h.window));
+          for (const r of rows.values()) target.apply('add', r.id, r.groups.map(src.rename));
+          for (const c of changes) oneByOne.push(...oneByOneCalls(src.mode, c.before, c.after));
+          // What reached the platform of this source: a prefix one by one (answers lost), then the
+          // replay of the whole window in two flushes.
+          const prefix = src.h.prefix % (changes.length + 1);
+          const split = src.h.flushAt % (changes.length + 1);
+          const own: Call[] = changes
+            .slice(0, prefix)
+            .flatMap((c) => oneByOneCalls(src.mode, c.before, c.after));
+          for (const part of [
+            ...flushParts(src.mode, changes.slice(0, split), false),
+            ...flushParts(src.mode, changes.slice(split), false),
+          ])
+            own.push([part.op, part.identity.thirdId as string, part.groups]);
+          calls.push(own);
+        }
+        // The model: every change one by one, the sources one after the other, from the start.
+        const model = start.clone();
+        for (const [op, id, groups] of oneByOne) model.apply(op, id, groups);
+        expect(model.state(), 'model').toEqual(target.state());
+        // The calls of the two sources interleaved as `order` says.
+        const platform = start.clone();
+        const [a, b] = calls as [Call[], Call[]];
+        let i = 0;
+        let j = 0;
+        for (let k = 0; i < a.length || j < b.length; k++) {
+          const fromA = j >= b.length || (i < a.length && (order[k % Math.max(order.length, 1)] ?? true));
+          const [op, id, groups] = fromA ? (a[i++] as Call) : (b[j++] as Call);
+          expect(op, 'never replaces a set').not.toBe('update');
+          expect(groups.length, 'never removes every group').toBeGreaterThan(0);
+          platform.apply(op, id, groups);
+        }
+        expect(platform.state()).toEqual(target.state());
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it('the model agrees with SPEC section 3 on the example of the replay issue', () => {
     // Synced with old1,old2; updated to new1,new2; deleted. Any prefix applied, then the replay.
     const changes: ModelChange[] = [
@@ -284,22 +379,31 @@ describe('netEffect', () => {
   it('keeps SPEC section 4 table for a window that was never sent (fresh)', () => {
     expect(ops(netEffect('row', { before: null, after: a2, passed: [a1] }, true))).toEqual(['add:a:g2']); // insert + update -> add
     expect(ops(netEffect('row', { before: null, after: null, passed: [a1] }, true))).toBe('skipped'); // insert + delete -> nothing
-    expect(ops(netEffect('row', { before: a1, after: a2 }, true))).toEqual(['update:a:g2']); // update + update
-    expect(ops(netEffect('row', { before: a1, after: null, passed: [a2] }, true))).toEqual(['delete:a:']); // update + delete
-    expect(ops(netEffect('row', { before: a1, after: a2, passed: [] }, true))).toEqual(['update:a:g2']); // delete + insert -> update
-    expect(ops(netEffect('row', { before: a1, after: b1 }, true))).toEqual(['delete:a:', 'update:b:g1']);
+    // update + update: the groups lost and gained between the first and the last state.
+    expect(ops(netEffect('row', { before: a1, after: a2 }, true))).toEqual(['delete:a:g1', 'add:a:g2']);
+    // update + delete: what the row held before the window (g2 was never sent).
+    expect(ops(netEffect('row', { before: a1, after: null, passed: [a2] }, true))).toEqual(['delete:a:g1']);
+    // delete + insert: the same as an update.
+    expect(ops(netEffect('row', { before: a1, after: a2, passed: [] }, true))).toEqual([
+      'delete:a:g1',
+      'add:a:g2',
+    ]);
+    expect(ops(netEffect('row', { before: a1, after: b1 }, true))).toEqual(['delete:a:g1', 'add:b:g1']);
   });
 
-  it('sets state when the window may have been sent before: deletes clear, passed identities too', () => {
+  it('sets state per pair when the window may have been sent before: passed states are removed too', () => {
     // The issue's kill -9 case: an insert reached the platform, then a delete, then a replay.
-    expect(ops(netEffect('row', { before: null, after: null, passed: [a1] }, false))).toEqual(['delete:a:']);
+    expect(ops(netEffect('row', { before: null, after: null, passed: [a1] }, false))).toEqual([
+      'delete:a:g1',
+    ]);
     // A row that moved a -> b -> a: b may hold groups from the earlier attempt.
     expect(ops(netEffect('row', { before: a1, after: a2, passed: [b1] }, false))).toEqual([
-      'delete:b:',
-      'update:a:g2',
+      'delete:a:g1',
+      'delete:b:g1',
+      'add:a:g2',
     ]);
-    // An insert replayed: replace, never add to what an earlier attempt may have left.
-    expect(ops(netEffect('row', { before: null, after: a2 }, false))).toEqual(['update:a:g2']);
+    // An insert replayed: its groups are added; nothing it never held is touched.
+    expect(ops(netEffect('row', { before: null, after: a2 }, false))).toEqual(['add:a:g2']);
     // Membership: every pair passed through is deleted, the latest added again.
     expect(ops(netEffect('membership', { before: a1, after: a1, passed: [a2] }, false))).toEqual([
       'delete:a:g2',
@@ -313,7 +417,7 @@ describe('netEffect', () => {
     expect(ops(netEffect('membership', { before: a1, after: a1, restate: true }, true))).toEqual([
       'add:a:g1',
     ]);
-    expect(ops(netEffect('row', { before: a1, after: a1, restate: true }, true))).toEqual(['update:a:g1']);
+    expect(ops(netEffect('row', { before: a1, after: a1, restate: true }, true))).toEqual(['add:a:g1']);
   });
 
   it('a window that changed nothing the platform sees sends nothing and stores nothing, in both modes', () => {
@@ -332,23 +436,26 @@ describe('netEffect', () => {
     expect(netEffect('row', { before: a12, after: a21 }, false)).toMatchObject(noop); // a set
     // Not unchanged: another state in between (it may have been sent), a gap, a re-sync, or no
     // old row to compare with.
-    expect(ops(netEffect('row', { before: a1, after: a1, passed: [a2] }, false))).toEqual(['update:a:g1']);
-    expect(ops(netEffect('row', { before: a1, after: a1, gap: true }, false))).toEqual(['update:a:g1']);
-    expect(ops(netEffect('row', { before: a1, after: a1, restate: true }, false))).toEqual(['update:a:g1']);
-    expect(ops(netEffect('row', { before: 'unknown', after: a1 }, false))).toEqual(['update:a:g1']);
+    expect(ops(netEffect('row', { before: a1, after: a1, passed: [a2] }, false))).toEqual([
+      'delete:a:g2',
+      'add:a:g1',
+    ]);
+    expect(ops(netEffect('row', { before: a1, after: a1, gap: true }, false))).toEqual(['add:a:g1']);
+    expect(ops(netEffect('row', { before: a1, after: a1, restate: true }, false))).toEqual(['add:a:g1']);
+    expect(ops(netEffect('row', { before: 'unknown', after: a1 }, false))).toEqual(['add:a:g1']);
     expect(ops(netEffect('row', { before: { ...a1, groups: null }, after: a1 }, false))).toEqual([
-      'update:a:g1',
+      'add:a:g1',
     ]);
   });
 
-  it('an empty set is a delete of all groups; a new row without groups sends nothing', () => {
+  it('an empty set removes what the row held, never all of the customer; a new row without groups sends nothing', () => {
     const none = { identity: { thirdId: 'a' }, groups: [] };
-    expect(ops(netEffect('row', { before: a1, after: none }))).toEqual(['delete:a:']);
+    expect(ops(netEffect('row', { before: a1, after: none }))).toEqual(['delete:a:g1']);
     expect(ops(netEffect('row', { before: null, after: none }, true))).toBe('skipped');
-    expect(ops(netEffect('row', { before: null, after: none }, false))).toEqual(['delete:a:']);
+    expect(ops(netEffect('row', { before: null, after: none }, false))).toBe('skipped');
   });
 
-  it('never sends an unmappable row, and says why; a gone identity is still cleared', () => {
+  it('never sends an unmappable row, and says why; a gone identity still loses what the row held', () => {
     const bad = { identity: {}, groups: ['g'], error: 'no identity value' };
     expect(netEffect('row', { before: null, after: bad })).toEqual({
       kind: 'failed',
@@ -356,7 +463,7 @@ describe('netEffect', () => {
     });
     expect(netEffect('row', { before: a1, after: bad })).toEqual({
       kind: 'send',
-      parts: [{ op: 'delete', identity: { thirdId: 'a' }, groups: [] }],
+      parts: [{ op: 'delete', identity: { thirdId: 'a' }, groups: ['g1'] }],
       failure: 'no identity value',
     });
   });
@@ -367,7 +474,7 @@ describe('netEffect', () => {
       kind: 'failed',
       reason: 'comma',
     });
-    expect(ops(netEffect('row', { before: b1, after: comma }, false))).toEqual(['delete:b:']);
+    expect(ops(netEffect('row', { before: b1, after: comma }, false))).toEqual(['delete:b:g1']);
     expect(netEffect('membership', { before: a1, after: comma }, false)).toEqual({
       kind: 'send',
       parts: [{ op: 'delete', identity: { thirdId: 'a' }, groups: ['g1'] }],
@@ -376,11 +483,11 @@ describe('netEffect', () => {
   });
 
   it('without the old row (unknown), sets the new state and reports what it cannot remove', () => {
-    expect(ops(netEffect('row', { before: 'unknown', after: a1 }, true))).toEqual(['update:a:g1']);
+    expect(ops(netEffect('row', { before: 'unknown', after: a1 }, true))).toEqual(['add:a:g1']);
     expect(netEffect('row', { before: 'unknown', after: null }, true)).toMatchObject({ kind: 'failed' });
     expect(netEffect('row', { before: 'unknown', after: null, passed: [b1] }, false)).toMatchObject({
       kind: 'send',
-      parts: [{ op: 'delete', identity: { thirdId: 'b' }, groups: [] }],
+      parts: [{ op: 'delete', identity: { thirdId: 'b' }, groups: ['g1'] }],
       failure: expect.stringContaining('REPLICA IDENTITY FULL'),
     });
   });
@@ -399,22 +506,23 @@ describe('netEffect: what is never addressed, or addressed once', () => {
 
   it('without `fresh`, assumes the window may have been sent (the safe side)', () => {
     // Inserted and deleted: only a window known never to have been sent may skip it.
-    expect(ops(netEffect('row', { before: null, after: null, passed: [a1] }))).toEqual(['delete:a:']);
+    expect(ops(netEffect('row', { before: null, after: null, passed: [a1] }))).toEqual(['delete:a:g1']);
   });
 
   it('a state that could not be mapped was never sent, so nothing is cleared for it', () => {
     // SPEC section 6: a row without any identity is failed locally and never sent.
     const noIdentity = { identity: {}, groups: ['g1'], error: 'no identity value' };
-    expect(ops(netEffect('row', { before: noIdentity, after: a1 }, false))).toEqual(['update:a:g1']);
+    expect(ops(netEffect('row', { before: noIdentity, after: a1 }, false))).toEqual(['add:a:g1']);
     expect(ops(netEffect('row', { before: a1, after: a2, passed: [noIdentity] }, false))).toEqual([
-      'update:a:g2',
+      'delete:a:g1',
+      'add:a:g2',
     ]);
   });
 
-  it('row mode: an identity the row held with several group sets is cleared once', () => {
+  it('row mode: an identity the row left loses every group the row held there, in one call', () => {
     expect(ops(netEffect('row', { before: b1, after: a1, passed: [b2] }, false))).toEqual([
-      'delete:b:',
-      'update:a:g1',
+      'delete:b:g1+g2',
+      'add:a:g1',
     ]);
   });
 

@@ -87,7 +87,8 @@ describe('loadConfig: defaults and the SPEC example', () => {
       columns: { thirdId: 'cust_no', groups: 'grp' },
       match: { isMatching: false },
       deleteLookup: 'none',
-      onTruncate: 'ignore',
+      onTruncate: 'resync',
+      guard: { maxRemovals: { kind: 'default' } },
     });
     expect(config.sources[0]).not.toHaveProperty('key');
   });
@@ -426,7 +427,7 @@ describe('loadConfig: sources', () => {
       'sources[0] (profiles).key: must not be empty',
       'sources[0] (profiles).where.status: expected a scalar (string, number, boolean or null) or a non-empty list of scalars',
       'sources[0] (profiles).deleteLookup: expected none or state, got "lookup"',
-      'sources[0] (profiles).onTruncate: expected ignore or delete-all, got "delete"',
+      'sources[0] (profiles).onTruncate: expected one of resync, ignore, delete-all, got "delete"',
     ]);
   });
 

@@ -19,6 +19,7 @@ function source(over: Partial<SourceConfig> = {}): SourceConfig {
     match: { isMatching: false },
     deleteLookup: 'none',
     onTruncate: 'ignore',
+    guard: { maxRemovals: { kind: 'default' } },
     ...over,
   };
 }
@@ -343,12 +344,19 @@ describe('toSourceChanges', () => {
     ]);
   });
 
-  it("update without the old row: before is 'lookup' with deleteLookup: state, else 'unknown'", () => {
+  it("update without the old row: before is 'lookup' in row mode or with deleteLookup: state, else 'unknown'", () => {
     const msg = update(row({ 'Group Names': 'x' }));
     expect(toSourceChanges(mapper({ deleteLookup: 'state' }), msg)).toMatchObject([
       { kind: 'update', before: 'lookup' },
     ]);
-    expect(toSourceChanges(mapper(), msg)).toMatchObject([{ kind: 'update', before: 'unknown' }]);
+    // Row mode removes only the groups the row held: what the bridge recorded as sent says which.
+    expect(toSourceChanges(mapper(), msg)).toMatchObject([{ kind: 'update', before: 'lookup' }]);
+    expect(toSourceChanges(mapper({ mode: 'membership' }), msg)).toMatchObject([
+      { kind: 'update', before: 'unknown' },
+    ]);
+    // An old row without the groups does not say what to remove either.
+    const { 'Group Names': _g, ...noGroups } = row();
+    expect(toSourceChanges(mapper(), update(row(), noGroups))).toMatchObject([{ before: 'lookup' }]);
     // A key-only old tuple is not an old row either.
     expect(toSourceChanges(mapper({ deleteLookup: 'state' }), update(row(), { id: 1 }))).toMatchObject([
       { kind: 'update', before: 'lookup' },
@@ -365,7 +373,7 @@ describe('toSourceChanges', () => {
   it('a key change is a delete of the old key and an insert of the new one', () => {
     const out = toSourceChanges(mapper(), update(row({ id: 2 }), null, { id: 1 }));
     expect(out).toEqual([
-      { kind: 'delete', key: { text: '{"id":1}', values: { id: 1 } }, before: 'unknown', after: null },
+      { kind: 'delete', key: { text: '{"id":1}', values: { id: 1 } }, before: 'lookup', after: null },
       {
         kind: 'insert',
         key: { text: '{"id":2}', values: { id: 2 } },
@@ -385,11 +393,14 @@ describe('toSourceChanges', () => {
     expect(keyOnly).toMatchObject([{ kind: 'delete', before: 'lookup' }, { kind: 'insert' }]);
   });
 
-  it('delete with only the key: lookup or unknown; with the full old row: its image', () => {
+  it('delete with only the key: lookup (row mode, deleteLookup) or unknown; with the full old row: its image', () => {
     expect(toSourceChanges(mapper({ deleteLookup: 'state' }), del(null, { id: 1 }))).toEqual([
       { kind: 'delete', key: { text: '{"id":1}', values: { id: 1 } }, before: 'lookup', after: null },
     ]);
     expect(toSourceChanges(mapper(), del(null, { id: 1 }))).toMatchObject([
+      { kind: 'delete', before: 'lookup' },
+    ]);
+    expect(toSourceChanges(mapper({ mode: 'membership' }), del(null, { id: 1 }))).toMatchObject([
       { kind: 'delete', before: 'unknown' },
     ]);
     expect(toSourceChanges(mapper(), del(row(), null))).toMatchObject([

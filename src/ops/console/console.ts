@@ -5,8 +5,8 @@
  * /console/api/ that reads the status schema on a pool of its own (two connections, a statement
  * timeout), so a slow page can never hold up the bridge's own writes.
  *
- * Actions (retry a failure group, start a backfill) are POSTs of JSON; who may do what is decided
- * in ./security.ts.
+ * Actions (retry a failure group, start a backfill, approve or reject held rows) are POSTs of JSON;
+ * who may do what is decided in ./security.ts.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import type http from 'node:http';
@@ -23,6 +23,7 @@ import type { Readiness } from '../readiness.js';
 import { redactText } from '../redact.js';
 import { ConsoleData, decodeGroup, type GroupId } from './data.js';
 import { ConsoleOverview } from './overview.js';
+import { ActionBusy, ConsoleActions } from './actions.js';
 import { refusal, SECURITY_HEADERS } from './security.js';
 
 /** What a retry of a group reports back (the `retry-failed` result of its source). */
@@ -39,6 +40,8 @@ export interface ConsoleOptions {
   readiness?: () => Readiness;
   /** Retries the failed rows of one group; the daemon passes `retry-failed`'s own path. */
   retry?: (group: { source: string; error: string | null }) => Promise<RetryReport>;
+  /** Approves or rejects a source's held rows; the daemon passes `tuzhan-cdc held`'s own path. */
+  settleHeld?: (action: 'approve' | 'reject', source: string) => Promise<unknown>;
   /** A pool to read with, instead of one opened from the config (tests). */
   pool?: pg.Pool;
 }
@@ -47,19 +50,6 @@ export interface WebConsole {
   /** Answers the request when it is the console's (`/`, `/console...`); false when it is not. */
   handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean>;
   close(): Promise<void>;
-}
-
-/** One action started from the console, as GET /console/api/actions shows it. */
-interface Action {
-  id: number;
-  kind: 'retry' | 'backfill';
-  source: string;
-  error?: string | null;
-  state: 'running' | 'done' | 'failed';
-  startedAt: string;
-  finishedAt: string | null;
-  result?: RetryReport | { backfillId: string; created: boolean };
-  message?: string;
 }
 
 /** Statement timeout of the console's connections: a page must never run a long query. */
@@ -71,7 +61,7 @@ const STATIC: Record<string, { file: string; type: string }> = {
   '/console/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/console/app.css': { file: 'app.css', type: 'text/css; charset=utf-8' },
   ...Object.fromEntries(
-    ['app', 'api', 'dom', 'chart', 'health', 'overview', 'find', 'failures'].map((m) => [
+    ['app', 'api', 'dom', 'chart', 'health', 'held', 'overview', 'find', 'failures'].map((m) => [
       `/console/${m}.js`,
       { file: `${m}.js`, type: 'text/javascript; charset=utf-8' },
     ]),
@@ -128,8 +118,7 @@ export function createConsole(o: ConsoleOptions): WebConsole {
   const overview = new ConsoleOverview(sources);
   const token = o.config.http.token;
   const sourceNames = new Set(o.config.sources.map((s) => s.name));
-  const actions: Action[] = [];
-  let nextAction = 1;
+  const actions = new ConsoleActions(o.logger);
 
   const send = (res: http.ServerResponse, status: number, type: string, body: string | Buffer, extra = {}) =>
     sendBody(res, status, type, body, { ...SECURITY_HEADERS, ...extra });
@@ -141,7 +130,7 @@ export function createConsole(o: ConsoleOptions): WebConsole {
     const path = url.pathname;
     if (path !== '/' && path !== '/console' && !path.startsWith('/console/')) return false;
     const api = path.startsWith('/console/api/');
-    const action = api && (path === '/console/api/retry' || path === '/console/api/backfill');
+    const action = api && ['/console/api/retry', '/console/api/backfill', '/console/api/held'].includes(path);
     const refused = refusal(req, { token, api, action });
     if (refused) {
       json(res, refused.status, { error: refused.message }, refused.headers);
@@ -179,7 +168,7 @@ export function createConsole(o: ConsoleOptions): WebConsole {
       case '/console/api/health': // the header's pill on every page, without the overview's queries
         return { body: { generatedAt: new Date().toISOString(), ...(o.readiness?.() ?? { ready: null }) } };
       case '/console/api/overview':
-        return { body: { ...(await overview.read()), actions: actions.slice(-5).reverse() } };
+        return { body: { ...(await overview.read()), actions: actions.newest(5) } };
       case '/console/api/search': {
         const text = (q.get('q') ?? '').trim();
         if (text.length === 0 || text.length > 200)
@@ -207,7 +196,7 @@ export function createConsole(o: ConsoleOptions): WebConsole {
         };
       }
       case '/console/api/actions':
-        return { body: { actions: actions.slice().reverse() } };
+        return { body: { actions: actions.newest() } };
       case '/console/api/retry': {
         const body = await readJson(req);
         const group = decodeGroup(typeof body.group === 'string' ? body.group : '');
@@ -220,26 +209,30 @@ export function createConsole(o: ConsoleOptions): WebConsole {
           );
         return { status: 202, body: { action: startRetry(group) } };
       }
+      case '/console/api/held': {
+        const body = await readJson(req);
+        const name = typeof body.source === 'string' ? source(body.source) : undefined;
+        if (!name) throw new HttpError(400, 'source: the name of a configured source');
+        if (body.action !== 'approve' && body.action !== 'reject')
+          throw new HttpError(400, 'action: approve or reject');
+        const settle = o.settleHeld;
+        if (!settle) throw new HttpError(501, 'held rows cannot be settled from this process');
+        const kind = body.action;
+        o.logger.info({ source: name, action: kind }, 'console: settling held rows');
+        return { status: 202, body: { action: begin({ kind, source: name }, () => settle(kind, name)) } };
+      }
       case '/console/api/backfill': {
         const body = await readJson(req);
         const name = typeof body.source === 'string' ? source(body.source) : undefined;
         if (!name) throw new HttpError(400, 'source: the name of a configured source');
-        const a = record({ kind: 'backfill', source: name });
+        const a = actions.record({ kind: 'backfill', source: name });
         try {
           const r = await data.requestBackfill(name);
-          Object.assign(a, {
-            state: 'done',
-            finishedAt: new Date().toISOString(),
-            result: { backfillId: r.id, created: r.created },
-          });
+          actions.end(a, { result: { backfillId: r.id, created: r.created } });
           o.logger.info({ source: name, backfill: r.id, created: r.created }, 'console: backfill requested');
           return { status: r.created ? 201 : 200, body: { action: a } };
         } catch (err) {
-          Object.assign(a, {
-            state: 'failed',
-            finishedAt: new Date().toISOString(),
-            message: describe(err).message,
-          });
+          actions.end(a, { failed: describe(err).message });
           throw err;
         }
       }
@@ -248,38 +241,23 @@ export function createConsole(o: ConsoleOptions): WebConsole {
     }
   }
 
-  function record(a: Pick<Action, 'kind' | 'source' | 'error'>): Action {
-    const action: Action = {
-      id: nextAction++,
-      ...a,
-      state: 'running',
-      startedAt: new Date().toISOString(),
-      finishedAt: null,
-    };
-    actions.push(action);
-    if (actions.length > 20) actions.shift();
-    return action;
+  /** Starts background work as an action (one of a kind at a time: 409 otherwise). */
+  function begin(a: Parameters<ConsoleActions['start']>[0], work: () => Promise<unknown>) {
+    try {
+      return actions.start(a, work);
+    } catch (err) {
+      throw err instanceof ActionBusy ? new HttpError(409, err.message) : err;
+    }
   }
 
-  /** Starts the retry of a group in the background (one at a time); the page polls its state. */
-  function startRetry(group: GroupId): Action {
-    if (!o.retry) throw new HttpError(501, 'retrying is not available in this process');
-    if (actions.some((a) => a.kind === 'retry' && a.state === 'running'))
-      throw new HttpError(409, 'a retry is already running; wait for it to finish');
-    const a = record({ kind: 'retry', source: group.source, error: group.error });
+  /** Starts the retry of a group in the background; the page polls its state. */
+  function startRetry(group: GroupId) {
+    const retry = o.retry;
+    if (!retry) throw new HttpError(501, 'retrying is not available in this process');
     o.logger.info({ source: group.source, error: group.error }, 'console: retrying a failure group');
-    void o.retry({ source: group.source, error: group.error }).then(
-      (result) => Object.assign(a, { state: 'done', finishedAt: new Date().toISOString(), result }),
-      (err: unknown) => {
-        o.logger.warn({ err, source: group.source }, 'console: retry failed');
-        Object.assign(a, {
-          state: 'failed',
-          finishedAt: new Date().toISOString(),
-          message: redactText(errorMessage(err)),
-        });
-      },
+    return begin({ kind: 'retry', source: group.source, error: group.error }, () =>
+      retry({ source: group.source, error: group.error }),
     );
-    return a;
   }
 
   function source(name: string | null | undefined): string | undefined {

@@ -14,7 +14,7 @@ import { RATE_WINDOW, recentRate } from './request-rate.js';
 export const EXACT_COUNT_LIMIT = 500_000;
 /** The newest requests the overview reads, and the window it shows per minute. */
 export const REQUEST_WINDOW = { requests: 10_000, minutes: 15 };
-export const STATUSES = ['synced', 'failed', 'retrying', 'accepted', 'skipped'] as const;
+export const STATUSES = ['synced', 'failed', 'retrying', 'accepted', 'skipped', 'held'] as const;
 export const OUTCOMES = ['ok', 'partial', 'accepted', 'rejected', 'auth', 'transient', 'no answer'] as const;
 
 export class ConsoleOverview {
@@ -71,7 +71,7 @@ export class ConsoleOverview {
         sources: [],
       };
 
-    const [counts, backlog, requests, rates, snapshot, backfills] = await Promise.all([
+    const [counts, backlog, requests, rates, snapshot, backfills, held] = await Promise.all([
       this.counts(tableRows),
       pool.query<{ source: string; n: string; oldest: Date | null; age: number | null }>(this.sql.backlog),
       pool.query<{
@@ -91,6 +91,7 @@ export class ConsoleOverview {
         [slotName],
       ),
       this.backfills(),
+      this.held(),
     ]);
 
     const sources = [...counts.keys()].map((name) => {
@@ -152,7 +153,24 @@ export class ConsoleOverview {
           }
         : null,
       backfills,
+      held,
     };
+  }
+
+  /** Mass removals waiting for a person, per source and reason (none before migration 010). */
+  private async held(): Promise<Array<Record<string, unknown>>> {
+    const res = await this.o.pool
+      .query<{ source: string; reason: string; rows: number; held_since: Date }>(this.sql.held)
+      .catch((err: unknown) => {
+        if ((err as { code?: unknown }).code === '42P01') return { rows: [] };
+        throw err;
+      });
+    return res.rows.map((h) => ({
+      source: h.source,
+      reason: h.reason,
+      rows: h.rows,
+      since: iso(h.held_since),
+    }));
   }
 
   /**

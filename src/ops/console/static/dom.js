@@ -61,6 +61,10 @@ export const clock = (isoTime) => `${utc(isoTime).slice(11)} UTC`;
 /** A time as text in UTC, with the browser's local time as its tooltip. */
 export const timeEl = (isoTime) =>
   el('time', isoTime ? { dateTime: isoTime, title: new Date(isoTime).toString() } : {}, time(isoTime));
+/** A card of the overview: an id, a title, and what it shows. */
+export const card = (id, title, ...body) =>
+  el('div', { className: 'card', id }, el('h3', {}, title), ...body);
+
 export const pill = (status) => el('span', { className: `pill s-${status}` }, status);
 export const json = (v) => el('pre', {}, v === null || v === undefined ? '–' : JSON.stringify(v, null, 2));
 

@@ -1,6 +1,7 @@
 // Failures grouped by error, a group's rows, and the actions (retry, backfill) taken from here.
 import { api, showError } from './api.js';
 import { $, ago, el, fill, json, num, pill, table, timeEl } from './dom.js';
+import { describe as describeHeld } from './held.js';
 
 let failuresOffset = 0;
 const PAGE = 20;
@@ -133,7 +134,7 @@ function renderActions(actions) {
               { className: 'text' },
               a.kind === 'retry'
                 ? `retry ${a.source}: ${a.error ?? '(no error text)'}`
-                : `backfill ${a.source}`,
+                : `${a.kind} ${a.source}`,
             ),
             el('td', {}, a.state),
             el('td', { className: 'text' }, describeResult(a)),
@@ -146,6 +147,7 @@ function renderActions(actions) {
 function describeResult(a) {
   if (a.message) return a.message;
   if (!a.result) return '';
+  if (a.kind === 'approve' || a.kind === 'reject') return describeHeld(a);
   if (a.kind === 'backfill')
     return a.result.created
       ? `backfill ${a.result.backfillId} requested`

@@ -4,10 +4,11 @@
 // rows, the learned request rate) is a function added to one of them.
 import { api, showError } from './api.js';
 import { activityChart } from './chart.js';
-import { $, ago, bar, bytes, dl, duration, el, fill, num, table, time, timeEl } from './dom.js';
+import { $, ago, bar, bytes, card, dl, duration, el, fill, num, table, time, timeEl } from './dom.js';
 import { showHealth } from './health.js';
+import { heldCard, heldSection } from './held.js';
 
-const STATUSES = ['synced', 'failed', 'retrying', 'accepted', 'skipped'];
+const STATUSES = ['synced', 'failed', 'retrying', 'accepted', 'skipped', 'held'];
 
 let sourcesFilled = false;
 /** Whether the source lists of the other pages are filled (by the first overview). */
@@ -18,8 +19,6 @@ function fillSources(names) {
   for (const id of ['find-source', 'failures-source'])
     for (const n of names) $(id).append(el('option', { value: n }, n));
 }
-
-const card = (id, title, ...body) => el('div', { className: 'card', id }, el('h3', {}, title), ...body);
 
 /** The cards at the top, in order; each takes the overview (GET /console/api/overview). */
 const CARDS = [
@@ -74,6 +73,7 @@ const CARDS = [
           ])
         : el('p', { className: 'muted' }, o.ready ? 'none yet' : o.message),
     ),
+  heldCard,
 ];
 
 /** The columns of the sources table: a header, and a cell per source (`src`, with the overview `o`). */
@@ -160,6 +160,7 @@ const windowOf = (o) => o.sources[0]?.requests.windowMinutes ?? 15;
 
 /** The sections under the cards, in order; each returns its nodes (or nothing). */
 const SECTIONS = [
+  (o) => heldSection(o, loadOverview),
   (o) => {
     const running = o.sources.flatMap((src) =>
       src.progress.map((p) =>

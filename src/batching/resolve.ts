@@ -1,0 +1,103 @@
+/**
+ * What the WAL did not carry, resolved before a flush is planned (./dispatcher.ts): an old row not
+ * in the WAL (`deleteLookup: state`, row mode without REPLICA IDENTITY FULL) is what the bridge last
+ * recorded as sent; an update without its old row that leaves the state as stored is unchanged; an
+ * unchanged TOAST value is read from the current row. The stored state is read once the key's
+ * earlier requests have finished.
+ */
+import type { Image } from '../domain/change.js';
+import { imageFromPayload } from '../tuzhan/rows.js';
+import { addPassed, unchangedWindow, type Entry, type Window } from './coalesce.js';
+import type { SourceConfig } from '../config/types.js';
+import type { LastSent } from '../status/status-store.js';
+import { keyLane } from './lanes.js';
+import { Resources, type OrderedScheduler } from './scheduler.js';
+
+/**
+ * What the dispatcher uses of a source (mapping's SourceRuntime is one): its config, how a current
+ * row reads as an image, and how to read it by key (unchanged TOAST values). Declared here, so the
+ * dispatcher takes nothing from the stages before it.
+ */
+export interface SourceRuntime {
+  config: SourceConfig;
+  mapper: { image(row: Record<string, unknown>): Image };
+  readRow(keyValues: Record<string, unknown>): Promise<Record<string, unknown> | null>;
+}
+
+/** What the bridge last recorded per key (`deleteLookup: state`). */
+export interface SentState {
+  lastSent(source: string, rowKeys: readonly string[]): Promise<Map<string, LastSent>>;
+}
+
+export interface ResolveContext {
+  rt: SourceRuntime;
+  scheduler: OrderedScheduler;
+  state: SentState;
+}
+
+/** `deleteLookup: state`: the platform's state for a key is what the bridge last sent for it. */
+export async function resolveLookups(c: ResolveContext, entries: Entry[]): Promise<void> {
+  const { rt } = c;
+  const pending = entries.filter((e) => e.before === 'lookup');
+  if (pending.length === 0) return;
+  // What was last sent is only known once earlier requests for these keys have finished.
+  const keys = new Resources();
+  const lane = keyLane(rt.config.name);
+  for (const e of pending) keys.add(lane, e.key.text);
+  await c.scheduler.settled(keys);
+  const last = await c.state.lastSent(
+    rt.config.name,
+    pending.map((e) => e.key.text),
+  );
+  for (const e of pending) {
+    const l = last.get(e.key.text);
+    e.before = l && l.op !== 'delete' && l.payload ? imageFromPayload(l.payload) : null;
+  }
+}
+
+/**
+ * An update without its old row in the WAL (REPLICA IDENTITY DEFAULT, key unchanged): when the new
+ * state is what the bridge last stored for the key, nothing changed for the platform, and the
+ * window is planned from that state (unchanged). Otherwise it stays `unknown`.
+ */
+export async function resolveUnknown(c: ResolveContext, entries: Entry[]): Promise<void> {
+  const { rt } = c;
+  const pending = entries.filter(
+    (e) => e.before === 'unknown' && unchangedWindow({ ...(e as Window), before: e.after }),
+  );
+  if (pending.length === 0) return;
+  const keys = new Resources();
+  const lane = keyLane(rt.config.name);
+  for (const e of pending) keys.add(lane, e.key.text);
+  await c.scheduler.settled(keys);
+  const last = await c.state.lastSent(
+    rt.config.name,
+    pending.map((e) => e.key.text),
+  );
+  for (const e of pending) {
+    const l = last.get(e.key.text);
+    if (!l || l.op === 'delete' || !l.payload) continue;
+    const stored = imageFromPayload(l.payload);
+    if (unchangedWindow({ before: stored, after: e.after })) e.before = stored;
+  }
+}
+
+/** Unchanged TOAST groups the WAL did not carry: read the row's current value. */
+export async function resolveToast(c: ResolveContext, entries: Entry[]): Promise<void> {
+  const { rt } = c;
+  const pending = entries.filter((e) => e.after && e.after.groups === null);
+  for (const e of pending) {
+    const row = await rt.readRow(e.key.values);
+    const after = e.after as Image;
+    if (row) {
+      after.groups = rt.mapper.image(row).groups ?? [];
+      continue;
+    }
+    // The row is gone (its delete is on its way): treat it as gone, clearing its identity. Without
+    // an old tuple (`unknown`), the new tuple's identity is the old one: the startup check keeps
+    // the identity columns in the replica identity, so an update without one did not change them.
+    if (e.before === 'unknown') e.before = { identity: after.identity, groups: null };
+    else addPassed(e, after);
+    e.after = null;
+  }
+}
