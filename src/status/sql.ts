@@ -26,6 +26,24 @@ export function statusSql(schemaName: string) {
       return statusWriteSql(schemaName, withBatch, shape);
     },
 
+    /**
+     * The `retrying` outcome of a request's first failed try, with writeRequest's parameters $1..$10.
+     * A key's stored op and payload stay: they say what the platform holds until the change's own
+     * outcome is stored, and a replay after a crash starts from them (without REPLICA IDENTITY FULL,
+     * or with `deleteLookup: state`). A key not stored yet gets the request's. Never replaces a
+     * later outcome.
+     */
+    writeRetrying: `INSERT INTO ${row} AS t
+          (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
+        SELECT ${sourceId('$1')}, r.k::text, ($5::text[])[r.t], ($6::text[])[r.t], ($7::int[])[r.t],
+               ($8::text[])[r.t], ($9::pg_lsn[])[r.t], ($10::timestamptz[])[r.t], now(),
+               CASE WHEN json_typeof(r.p) <> 'null' THEN r.p END
+          FROM ROWS FROM (json_array_elements($2::json), json_array_elements($3::json), unnest($4::int[])) AS r(k, p, t)
+        ON CONFLICT (source_id, key) DO UPDATE SET
+          status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error, lsn = EXCLUDED.lsn,
+          committed_at = EXCLUDED.committed_at, synced_at = EXCLUDED.synced_at
+        WHERE t.lsn IS NULL OR t.lsn <= EXCLUDED.lsn`,
+
     /** $1 source: numbers a source in sync_source once (a no-op when it is there). */
     ensureSource: `INSERT INTO ${schema}.sync_source (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`,
 

@@ -110,6 +110,14 @@ export class StatusStore {
   /** Stores the outcomes of one API request and its sync_batch row in one statement. */
   async writeRequest(source: string, batch: BatchRecord | null, rows: readonly StatusRow[]): Promise<void> {
     if (!batch && rows.length === 0) return;
+    // A first failed try (never with a batch row): the stored op and payload stay (sql.ts).
+    if (!batch && rows.every((r) => r.status === 'retrying')) {
+      await this.ensureSource(source);
+      await this.withRetry('storing outcomes', () =>
+        this.pool.query(this.sql.writeRetrying, statusRowParams(source, encodeStatusRows(rows))),
+      );
+      return;
+    }
     const params = statusRowParams(source, encodeStatusRows(rows));
     if (batch) {
       params.push(

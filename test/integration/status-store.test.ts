@@ -205,7 +205,7 @@ describe('StatusStore.writeRequest', () => {
 
   // A replay cut into flushes differently, or a bridge that lost its lock finishing a request the
   // new leader has overtaken, can store an outcome after that of a later change of the same key:
-  // the later change's outcome stays. The same change's later outcome (retrying, then synced)
+  // the later change's outcome stays. The same change's later outcome (accepted, then synced)
   // replaces it. Both shapes of the write, each chosen as the store chooses it.
   it.each([
     ['insert', 0],
@@ -218,14 +218,14 @@ describe('StatusStore.writeRequest', () => {
       await store.writeRequest(
         source,
         null,
-        ids.map((id) => row(id, { lsn: 0x3000n, status: 'retrying', error: 'timeout' })),
+        ids.map((id) => row(id, { lsn: 0x3000n, status: 'accepted' })),
       );
       // Rewriting the keys it holds makes the store pick the update shape.
       for (let i = 0; i < rewrites; i++)
         await store.writeRequest(
           source,
           null,
-          ids.map((id) => row(id, { lsn: 0x3000n, status: 'retrying', error: 'timeout' })),
+          ids.map((id) => row(id, { lsn: 0x3000n, status: 'accepted' })),
         );
       const sent = await shapes(() =>
         store.writeRequest(source, null, [
@@ -240,19 +240,53 @@ describe('StatusStore.writeRequest', () => {
       expect(sent).toEqual([shape]);
       const rows = await stored(source);
       expect(rows.map((r) => [r.row_key.id, r.op, r.status, r.attempts, r.error, r.lsn])).toEqual([
-        ['1', 'add', 'retrying', 1, 'timeout', '0/3000'],
-        ['2', 'add', 'retrying', 1, 'timeout', '0/3000'],
+        ['1', 'add', 'accepted', 1, null, '0/3000'],
+        ['2', 'add', 'accepted', 1, null, '0/3000'],
         ['3', 'update', 'synced', 2, null, '0/4000'],
         ['4', 'add', 'synced', 2, null, '0/3000'],
-        ['5', 'add', 'retrying', 1, 'timeout', '0/3000'],
-        ['6', 'add', 'retrying', 1, 'timeout', '0/3000'],
-        ['7', 'add', 'retrying', 1, 'timeout', '0/3000'],
-        ['8', 'add', 'retrying', 1, 'timeout', '0/3000'],
+        ['5', 'add', 'accepted', 1, null, '0/3000'],
+        ['6', 'add', 'accepted', 1, null, '0/3000'],
+        ['7', 'add', 'accepted', 1, null, '0/3000'],
+        ['8', 'add', 'accepted', 1, null, '0/3000'],
         ['9', 'add', 'synced', 1, null, '0/1000'],
       ]);
       expect(rows[0].payload).toEqual({ thirdId: 'c-1', groups: 'vip,north' });
     },
   );
+
+  // A first failed try says `retrying` and keeps what the platform held before the change (op and
+  // payload): a restart replays the change from that state. A key not stored before takes the
+  // request's. The change's own outcome then replaces everything; an older change's never does.
+  it('a retrying outcome keeps the op and payload stored for the key', async () => {
+    const before = { thirdId: 'c-1', groups: 'a,b' };
+    await store.writeRequest('s5', null, [row(1, { lsn: 0x1000n, payload: before })]);
+    await store.writeRequest('s5', null, [
+      row(1, {
+        lsn: 0x2000n,
+        op: 'delete',
+        status: 'retrying',
+        error: 'timeout',
+        payload: { thirdId: 'c-1', groups: 'a' },
+      }),
+      row(2, { lsn: 0x2000n, status: 'retrying', error: 'timeout' }),
+    ]);
+    let rows = await stored('s5');
+    expect(rows.map((r) => [r.row_key.id, r.op, r.status, r.error, r.lsn, r.payload])).toEqual([
+      ['1', 'add', 'retrying', 'timeout', '0/2000', before],
+      ['2', 'add', 'retrying', 'timeout', '0/2000', { thirdId: 'c-2', groups: 'vip,north' }],
+    ]);
+    await store.writeRequest('s5', null, [
+      row(1, { lsn: 0x2000n, op: 'delete', payload: { thirdId: 'c-1', groups: 'a' } }),
+    ]);
+    await store.writeRequest('s5', null, [row(1, { lsn: 0x1800n, status: 'retrying', error: 'older' })]);
+    rows = await stored('s5');
+    expect([rows[0].op, rows[0].status, rows[0].lsn, rows[0].payload]).toEqual([
+      'delete',
+      'synced',
+      '0/2000',
+      { thirdId: 'c-1', groups: 'a' },
+    ]);
+  });
 
   it('once it mostly rewrites keys it holds, updates them first: same outcomes, older ones never win', async () => {
     // Which statement the store sends: the `update` shape goes unnamed, with an UPDATE first.
@@ -276,7 +310,7 @@ describe('StatusStore.writeRequest', () => {
       await store.writeRequest(
         's4',
         null,
-        ids.map((id) => row(id, { lsn: 0x2000n, status: 'retrying' })),
+        ids.map((id) => row(id, { lsn: 0x2000n, status: 'accepted' })),
       );
       // Key 5's outcome at 0x5000 is newer than what the next request carries for it.
       await store.writeRequest('s4', null, [row(5, { lsn: 0x5000n, op: 'delete', payload: null })]);

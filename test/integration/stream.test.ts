@@ -77,7 +77,11 @@ describe('ReplicationStream', () => {
           WHERE s.slot_name = $1`,
         [db.name, end],
       );
-      expect(rows[0]).toEqual({ wait: 'WalSenderWaitForWAL', sent: true });
+      // PostgreSQL 17 renamed the wait event WalSenderWaitForWAL to WalSenderWaitForWal.
+      expect({ ...rows[0], wait: rows[0]?.wait?.toLowerCase() }).toEqual({
+        wait: 'walsenderwaitforwal',
+        sent: true,
+      });
     }, 30_000);
     await db.query('SELECT 1');
     expect(stream.queued).toBe(settled);
