@@ -53,7 +53,11 @@ export class Delivery implements Deliverer {
 
   async deliver(req: DeliveryRequest): Promise<RowStatus[]> {
     const statuses = new Array<RowStatus>(req.rows.length);
-    await this.send(req, req.rows, statuses, 0);
+    // Rows of each change still to be answered: its outcome is stored with its last one.
+    const left = new Map<KeyChange, number>();
+    for (const r of req.rows)
+      for (const { change: c } of r.items) left.set(c, c.partsLeft ?? (left.get(c) ?? 0) + 1);
+    await this.send(req, req.rows, statuses, 0, left);
     return statuses;
   }
 
@@ -82,6 +86,7 @@ export class Delivery implements Deliverer {
     rows: DeliveryRow[],
     out: RowStatus[],
     offset: number,
+    left: Map<KeyChange, number>,
   ): Promise<void> {
     const source = req.source.name;
     const { op } = req;
@@ -133,7 +138,11 @@ export class Delivery implements Deliverer {
       const alone = rows.length === 1;
       const failed: StoredOutcome = { status: 'failed', error: `rejected by the platform: ${err.message}` };
       const stored = alone ? this.statusRows(req, rows, api, () => failed, tries) : [];
-      await this.o.store.writeRequest(source, rejectedBatch(op, rows.length, startedAt, err), stored);
+      await this.o.store.writeRequest(
+        source,
+        rejectedBatch(op, rows.length, startedAt, err),
+        lastParts(stored, left),
+      );
       if (alone) {
         out[offset] = 'failed';
         this.countStored(source, op, stored);
@@ -141,8 +150,8 @@ export class Delivery implements Deliverer {
       }
       this.emit('retry', { source, reason: 'rejected-split', attempt: tries, delayMs: 0 });
       const half = Math.ceil(rows.length / 2);
-      await this.send(req, rows.slice(0, half), out, offset);
-      await this.send(req, rows.slice(half), out, offset + half);
+      await this.send(req, rows.slice(0, half), out, offset, left);
+      await this.send(req, rows.slice(half), out, offset + half, left);
       return;
     }
 
@@ -158,7 +167,11 @@ export class Delivery implements Deliverer {
       durationMs: result.durationMs,
     });
     const stored = this.statusRows(req, rows, api, (i) => storedOutcome(outcomes[i]), tries);
-    await this.o.store.writeRequest(source, answeredBatch(op, rows.length, startedAt, result), stored);
+    await this.o.store.writeRequest(
+      source,
+      answeredBatch(op, rows.length, startedAt, result),
+      lastParts(stored, left),
+    );
     for (let i = 0; i < rows.length; i++) out[offset + i] = outcomes[i]?.status ?? 'synced';
     this.countStored(source, op, stored);
   }
@@ -197,8 +210,8 @@ export class Delivery implements Deliverer {
     api: readonly ApiRow[],
     outcome: (i: number) => StoredOutcome,
     tries: number,
-  ): StatusRow[] {
-    const out: StatusRow[] = [];
+  ): KeyOutcome[] {
+    const out: KeyOutcome[] = [];
     const at = new Map<KeyChange, number>();
     rows.forEach((r, i) => {
       const o = outcome(i);
@@ -206,7 +219,10 @@ export class Delivery implements Deliverer {
         const c = item.change;
         if (o.status === 'failed' && !c.failure) c.failure = o.error ?? 'failed';
         const failure = o.status !== 'retrying' ? c.failure : undefined;
-        const row: StatusRow = {
+        const seen = at.get(c);
+        const row: KeyOutcome = {
+          change: c,
+          rows: seen === undefined ? 1 : (out[seen] as KeyOutcome).rows + 1,
           rowKey: c.rowKey,
           op: item.op,
           status: failure ? 'failed' : o.status,
@@ -216,7 +232,6 @@ export class Delivery implements Deliverer {
           committedAt: c.committedAt,
           payload: item.groups === r.groups ? (api[i] as ApiRow) : payloadOf(req, r, item),
         };
-        const seen = at.get(c);
         if (seen === undefined) at.set(c, out.push(row) - 1);
         else out[seen] = row;
       }
@@ -238,6 +253,30 @@ export class Delivery implements Deliverer {
       ...args,
     );
   }
+}
+
+/** A key's status row in one request (or slice of one), its change, and how many rows it had there. */
+interface KeyOutcome extends StatusRow {
+  change: KeyChange;
+  rows: number;
+}
+
+/**
+ * The outcomes to store of a request (or a slice of a bisected one): those of the changes it
+ * answers last, counting down `left`. A change whose other parts are still to be answered (a
+ * row-mode update's add of its groups after the delete of those it lost; a key's rows split by a
+ * bisection) is stored once, with its last part, whose outcome carries every part's (a failed part
+ * fails the change): one write of its status row instead of one per part. Its position is confirmed
+ * only then anyway, and a crash in between replays every part from the outcome stored before.
+ */
+function lastParts(outcomes: KeyOutcome[], left: Map<KeyChange, number>): KeyOutcome[] {
+  let all = true;
+  for (const o of outcomes) {
+    const n = (left.get(o.change) ?? o.rows) - o.rows;
+    left.set(o.change, n);
+    if (n > 0) all = false;
+  }
+  return all ? outcomes : outcomes.filter((o) => (left.get(o.change) ?? 0) <= 0);
 }
 
 /** A key's outcome as stored: its status and error. */
