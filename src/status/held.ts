@@ -53,9 +53,9 @@ export function heldSql(schemaName: string) {
       WHERE source_id = ${sourceId('$1')} AND status = 'held' AND ($2::text IS NULL OR key > $2::text)
       ORDER BY key LIMIT $3`,
 
-    /** $1 source, $2 keys: those of them held now, with what the platform holds. */
+    /** $1 source, $2 keys: those of them held now, with what the platform holds (in key order, whatever the plan). */
     heldRowsByKey: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${rows} AS o
-      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status = 'held'`,
+      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status = 'held' ORDER BY key`,
 
     /** $1 source (or null): what is held, per source and reason, oldest first. */
     summary: `SELECT source, reason, rows::int AS rows, held_since FROM ${schema}.sync_held

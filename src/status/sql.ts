@@ -108,9 +108,10 @@ export function statusSql(schemaName: string) {
         AND error IS NOT DISTINCT FROM $4 AND ($2::text IS NULL OR key > $2::text)
       ORDER BY key LIMIT $3`,
 
-    /** $1 source, $2 keys: those of them still failed, as `failedRows` reads them. */
+    /** $1 source, $2 keys: those of them still failed, as `failedRows` reads them (in key order too, whatever the plan). */
     failedRowsByKey: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${rows} AS o
-      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status <> 'synced' AND status = 'failed'`,
+      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status <> 'synced' AND status = 'failed'
+      ORDER BY key`,
 
     /** Failed rows per source. */
     failedCounts: `SELECT source, count(*)::text AS n FROM ${schema}.sync_status WHERE status = 'failed' GROUP BY source`,
