@@ -36,10 +36,11 @@ export interface BenchContext {
  * returns the node arguments that run it. Production runs the compiled build (bin/tuzhan-cdc.js);
  * `--import tsx` adds a loader thread and transpiling to the process (about 40 MB more RSS).
  * `root` is the checkout to build: another one (`--bridge DIR`) measures an older build with this
- * harness, so both run the same scenarios in the same session.
+ * harness, so both run the same scenarios in the same session. `scratch` names the directory under
+ * .tmp/ (the soak builds into its own).
  */
-export function buildCli(root = ROOT): string[] {
-  const tmp = join(root, '.tmp', 'bench');
+export function buildCli(root = ROOT, scratch = 'bench'): string[] {
+  const tmp = join(root, '.tmp', scratch);
   const outDir = join(tmp, 'dist');
   const res = spawnSync(
     process.execPath,

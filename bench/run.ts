@@ -3,9 +3,11 @@
  * one after the other (never two measurements at once), prints a table, writes
  * bench/results/latest.json and ends with one JSON line of the headline figures.
  *
- *   npm run bench -- [--only throughput,latency,memory,snapshot,noise,updates] [--repeat N]
- *                    [--profile] [--latency-seconds S] [--tsx] [--bridge DIR]
+ *   npm run bench -- [--only throughput,latency,memory,snapshot,noise,updates,quota] [--repeat N]
+ *                    [--profile] [--latency-seconds S] [--quota 5[,2,20]] [--tsx] [--bridge DIR]
  *
+ * `--quota` lists the platform quotas (requests/s) the quota scenario runs at; the summary's quota
+ * figures are those at 5 a second (or the first listed).
  * `--repeat N` runs the selected scenarios N times and reports medians; `--profile` runs every
  * bridge child with `--cpu-prof` (profiles in .tmp/bench/prof/). The bridge runs as a child
  * process from a compiled build, as in production; `--tsx` runs it from source instead, and
@@ -22,10 +24,11 @@ import { ROOT, TOKEN, buildCli, median, type BenchContext, type CpuSplit, type R
 import { runLatency, type LatencyResult } from './latency.js';
 import { runMemory, type MemoryResult } from './memory.js';
 import { runSnapshot, type SnapshotResult } from './snapshot.js';
+import { runQuota, type QuotaResult } from './quota.js';
 import { runNoise, runUpdates, type NoiseResult, type UpdatesResult } from './steady.js';
 import { runThroughput, type ThroughputResult } from './throughput.js';
 
-const SCENARIOS = ['throughput', 'latency', 'memory', 'snapshot', 'noise', 'updates'] as const;
+const SCENARIOS = ['throughput', 'latency', 'memory', 'snapshot', 'noise', 'updates', 'quota'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const { values } = parseArgs({
@@ -36,11 +39,14 @@ const { values } = parseArgs({
     tsx: { type: 'boolean', default: false },
     bridge: { type: 'string' },
     'latency-seconds': { type: 'string', default: '30' },
+    quota: { type: 'string', default: '5' },
   },
 });
 const only = (values.only?.split(',').map((s) => s.trim()) ?? [...SCENARIOS]) as Scenario[];
 for (const s of only) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
 const repeat = Math.max(1, Number(values.repeat) || 1);
+const quotas = (values.quota ?? '5').split(',').map(Number);
+if (quotas.some((q) => !(q > 0))) throw new Error('--quota: requests per second > 0, comma-separated');
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 const started = Date.now();
@@ -74,7 +80,8 @@ const runs: {
   snapshot: SnapshotResult[];
   noise: NoiseResult[];
   updates: UpdatesResult[];
-} = { throughput: [], latency: [], memory: [], snapshot: [], noise: [], updates: [] };
+  quota: QuotaResult[];
+} = { throughput: [], latency: [], memory: [], snapshot: [], noise: [], updates: [], quota: [] };
 
 try {
   for (let i = 0; i < repeat; i++) {
@@ -90,6 +97,8 @@ try {
       if (s === 'snapshot') runs.snapshot.push(await runSnapshot(ctx));
       if (s === 'noise') runs.noise.push(await runNoise(ctx, sim));
       if (s === 'updates') runs.updates.push(await runUpdates(ctx));
+      if (s === 'quota')
+        for (const q of quotas) runs.quota.push(await runQuota(ctx, sim, (h) => (hook = h), q));
       log(`bench: ${s} run ${i + 1} took ${((Date.now() - t) / 1000).toFixed(1)} s`);
     }
   }
@@ -99,6 +108,8 @@ try {
 }
 
 const med = <T>(xs: T[], f: (x: T) => number): number | null => (xs.length ? median(xs.map(f)) : null);
+const headlineQuota = quotas.includes(5) ? 5 : (quotas[0] as number);
+const atQuota = (q: number): QuotaResult[] => runs.quota.filter((r) => r.quota === q);
 const summary = {
   e2eRowsPerSec: med(runs.throughput, (r) => r.e2eRowsPerSec),
   baselineRowsPerSec: med(runs.throughput, (r) => r.baselineRowsPerSec),
@@ -119,6 +130,8 @@ const summary = {
   noiseBridgeCpuUsPerRow: med(runs.noise, (r) => r.bridgeCpuUsPerRow),
   statusWalBytesPerRow: med(runs.updates, (r) => r.statusWalBytesPerRow),
   sourceWalBytesPerRow: med(runs.updates, (r) => r.sourceWalBytesPerRow),
+  quotaShare: med(atQuota(headlineQuota), (r) => r.quotaShare),
+  quotaRefusedShare: med(atQuota(headlineQuota), (r) => r.quotaRefusedShare),
 };
 
 const fmt = (v: number | null, digits = 0): string =>
@@ -149,6 +162,38 @@ const table: Array<[string, string, string, string]> = [
     '100k synced rows, groups changed',
   ],
   ['source WAL per row (bytes)', fmt(summary.sourceWalBytesPerRow), '', 'the UPDATEs themselves, for scale'],
+  ...(only.includes('quota') ? quotas : []).flatMap((q): Array<[string, string, string, string]> => [
+    [
+      `quota ${q}/s: share used`,
+      fmt(
+        med(atQuota(q), (r) => r.quotaShare),
+        3,
+      ),
+      '>= 0.95',
+      '20k rows, 50 a request',
+    ],
+    [
+      `quota ${q}/s: share refused`,
+      fmt(
+        med(atQuota(q), (r) => r.quotaRefusedShare),
+        3,
+      ),
+      '<= 0.05',
+      '',
+    ],
+    [
+      `quota ${q}/s: all synced after (s)`,
+      fmt(
+        med(atQuota(q), (r) => r.syncedSeconds),
+        1,
+      ),
+      '',
+      `ideal ${fmt(
+        med(atQuota(q), (r) => r.requests / q),
+        1,
+      )} s (requests ÷ quota)`,
+    ],
+  ]),
 ];
 const widths = [0, 1, 2, 3].map((i) => Math.max(...table.map((r) => r[i as 0].length), 6));
 const line = (r: readonly string[]): string =>
@@ -213,5 +258,7 @@ process.stdout.write(
     noiseBridgeCpuUsPerRow: round(summary.noiseBridgeCpuUsPerRow, 1),
     statusWalBytesPerRow: round(summary.statusWalBytesPerRow),
     sourceWalBytesPerRow: round(summary.sourceWalBytesPerRow),
+    quotaShare: round(summary.quotaShare, 3),
+    quotaRefusedShare: round(summary.quotaRefusedShare, 3),
   })}\n`,
 );

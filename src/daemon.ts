@@ -13,6 +13,7 @@ import { startOpsServer, type OpsServer } from './ops/ops-server.js';
 import { ReadinessTracker } from './ops/readiness.js';
 import { Bridge } from './pipeline/supervisor.js';
 import { TuzhanClient } from './tuzhan/client.js';
+import type { LimiterChange, LimiterState } from './tuzhan/limiter.js';
 import { formatLsn } from './util/lsn.js';
 import { packageVersion } from './util/version.js';
 
@@ -75,6 +76,13 @@ export async function startDaemon(
   });
   const readiness = new ReadinessTracker(events, { notReadyAfterMs: config.tuzhan.notReadyAfterMs });
   const client = new TuzhanClient(config.tuzhan, { logger });
+  const limiter = client.transport.limiter;
+  // What the platform's answers teach the one limiter of the process: metrics, a log line when it
+  // moves a lot, the console and `status` (through the console's API).
+  const rateEvent = (s: LimiterState, c?: LimiterChange): void =>
+    void events.emit('requestRate', { ...s, change: c && { what: c.kind, ...c.change } });
+  limiter.subscribe(rateEvent);
+  rateEvent(limiter.state());
   // Registered before the bridge listens to the signal too: this stop, with its timeout and its
   // giving up on refused credentials, is the one in progress when the bridge's own comes.
   const onSignal = (): void => void stop(options.stopTimeoutMs).catch(() => {});

@@ -11,15 +11,18 @@ import { mergeChange, newEntry, type Entry, type Holder } from './coalesce.js';
 
 /** The stage after the buffers: sends a flushed set of entries, calling `done` as entries finish. */
 export interface FlushSink {
-  dispatch(source: string, entries: Entry[]): Promise<void>;
+  /**
+   * `open`: the transactions whose COMMIT had not been read when the batcher made this flush. The
+   * guard decides by it, not by what it finds when the flush reaches it (the COMMIT may be read
+   * by then, while later flushes of the same transaction are still on their way).
+   */
+  dispatch(source: string, entries: Entry[], open: ReadonlySet<Holder>): Promise<void>;
   /** Entries it keeps waiting for a transaction's COMMIT (the removal guard): a drain leaves them. */
   readonly waiting?: number;
   /** The session ended: forget what waits for a COMMIT that will not come in it. */
   forgetOpen?(): void;
   /** Let what waits for the open transaction's COMMIT go now (a TRUNCATE within it). */
   settleOpen?(): void;
-  /** The sources with entries of this transaction waiting for its COMMIT. */
-  waitsFor?(tx: Holder): readonly string[];
 }
 
 class SourceBuffer {
@@ -38,6 +41,8 @@ export class Batcher {
   private roomWaiters: Array<() => void> = [];
   private drainWaiters: Array<() => void> = [];
   private failure: unknown;
+  /** Transactions flushed before their COMMIT was read, and the sources they were flushed from. */
+  private readonly openFlushed = new Map<Holder, Set<string>>();
 
   constructor(
     private readonly options: Config['batching'],
@@ -98,11 +103,16 @@ export class Batcher {
   }
 
   /**
-   * A transaction's COMMIT was read: the sources with its removals waiting in the guard are flushed
-   * (even empty), so that the guard judges the transaction with every change of it in hand.
+   * A transaction's COMMIT was read: every source it was flushed from before is flushed again (even
+   * empty). That flush is the first to say the transaction is complete, and it reaches the guard
+   * after every earlier flush of it (flushes are handed on in order), so the guard judges the
+   * transaction with every change of it in hand.
    */
   committed(tx: Holder): void {
-    for (const source of this.sink.waitsFor?.(tx) ?? []) this.flush(source, true);
+    const sources = this.openFlushed.get(tx);
+    if (!sources) return;
+    this.openFlushed.delete(tx);
+    for (const source of sources) this.flush(source, true);
   }
 
   /** Hands a source's buffer to the dispatcher (in flush order); with `evenEmpty`, an empty one too. */
@@ -125,12 +135,26 @@ export class Batcher {
   }
 
   private dispatch(source: string, entries: Entry[]): void {
-    this.chain = this.chain
-      .then(() => this.sink.dispatch(source, entries))
-      .catch((err: unknown) => {
-        this.failure ??= err;
-        for (const w of this.roomWaiters.splice(0)) w();
-      });
+    let last: Holder | undefined;
+    for (const e of entries) {
+      const tx = e.holder;
+      if (tx === last || tx?.committed !== false) continue;
+      last = tx;
+      const sources = this.openFlushed.get(tx) ?? new Set<string>();
+      sources.add(source);
+      this.openFlushed.set(tx, sources);
+    }
+    // A snapshot: what is open now, whenever the flush reaches the guard.
+    const open = new Set(this.openFlushed.keys());
+    this.enqueue(() => this.sink.dispatch(source, entries, open));
+  }
+
+  /** Steps reach the sink one at a time, in the order they were asked for. */
+  private enqueue(step: () => Promise<void> | void): void {
+    this.chain = this.chain.then(step).catch((err: unknown) => {
+      this.failure ??= err;
+      for (const w of this.roomWaiters.splice(0)) w();
+    });
   }
 
   /** Flushes every buffer now (backpressure, shutdown). */
@@ -138,9 +162,14 @@ export class Batcher {
     for (const source of this.buffers.keys()) this.flush(source);
   }
 
-  /** The session ended: entries waiting for its transactions' COMMIT are forgotten (read again). */
+  /**
+   * The session ended: entries waiting for its transactions' COMMIT are forgotten (read again),
+   * those in the guard now and those of flushes still on their way to it.
+   */
   forgetOpen(): void {
+    this.openFlushed.clear();
     this.sink.forgetOpen?.();
+    this.enqueue(() => this.sink.forgetOpen?.());
   }
 
   /**

@@ -99,7 +99,8 @@ export class Dispatcher {
       : undefined;
   }
 
-  async dispatch(sourceName: string, entries: Entry[]): Promise<void> {
+  /** `open`: the transactions whose COMMIT had not been read when the batcher made this flush. */
+  async dispatch(sourceName: string, entries: Entry[], open: ReadonlySet<Holder>): Promise<void> {
     const rt = this.o.sources.get(sourceName);
     if (!rt) throw new Error(`unknown source ${sourceName}`);
     // What the WAL did not carry (./resolve.ts).
@@ -115,7 +116,7 @@ export class Dispatcher {
     );
     const planned = entries.map((entry, i) => ({ entry, effect: effects[i] as NetEffect }));
     // Mass removals wait for a person (./guard.ts): the guard sends, holds, or keeps waiting.
-    if (this.guard) await this.guard.judge(sourceName, planned);
+    if (this.guard) await this.guard.judge(sourceName, planned, open);
     else await this.send(sourceName, planned);
   }
 
@@ -127,11 +128,6 @@ export class Dispatcher {
   /** The session ended: what waits for a COMMIT that will not come in it is forgotten. */
   forgetOpen(): void {
     this.guard?.forgetOpen();
-  }
-
-  /** The sources with removals of this transaction waiting for its COMMIT (./guard.ts). */
-  waitsFor(tx: Holder): readonly string[] {
-    return this.guard?.waitsFor(tx) ?? [];
   }
 
   /** What waits for the open transaction goes now (a TRUNCATE within it). */

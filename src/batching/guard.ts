@@ -7,12 +7,14 @@
  *
  * A transaction is judged whole. With pgoutput's protocol 1 a transaction arrives after it
  * committed, but a large one is flushed in parts before its COMMIT is read; so the removals of a
- * transaction whose COMMIT has not been read yet wait here (with whatever shares a key or a
- * customer with them, so nothing overtakes them) until it is, or until they exceed the limit. At
- * its COMMIT the batcher flushes the sources it waits in (`waitsFor`), so the transaction is judged
- * in that flush with every change of it in hand. What waits holds its transaction (nothing is
- * confirmed past it) and counts as buffered; at most
- * `capacity` entries wait, and a transaction whose removals need more room is held. The other
+ * transaction that was open when the batcher made their flush (`open`, the batcher's snapshot: by
+ * the time a flush gets here the COMMIT may have been read while later flushes of the transaction
+ * are still on their way) wait here, with whatever shares a key or a customer with them so nothing
+ * overtakes them, until a flush made after its COMMIT comes, or until they exceed the limit. At its
+ * COMMIT the batcher flushes again every source the transaction was flushed from, and flushes reach
+ * the guard in order, so that flush finds every change of it in hand. What waits holds its
+ * transaction (nothing is confirmed past it) and counts as buffered; at most `capacity` entries
+ * wait (all sources together), and a transaction whose removals need more room is held. The other
  * entries go on at once: only the keys a mass removal touches wait.
  */
 import type { Logger } from 'pino';
@@ -84,6 +86,7 @@ interface SourceState {
 
 export class RemovalGuard {
   private readonly sources = new Map<string, Promise<SourceState>>();
+  private readonly settled = new Map<string, SourceState>();
   /** Transactions held (their later entries are held at once), with the reason. */
   private readonly heldTx = new WeakMap<Holder, string>();
   /** Removals of a transaction let go before its end (settleOpen): they count for it still. */
@@ -92,18 +95,6 @@ export class RemovalGuard {
   private pumping: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: GuardOptions) {}
-
-  /**
-   * The sources with removals of this transaction waiting for its COMMIT. Once it is read, each of
-   * them is flushed (the batcher flushes all of a source's entries, so every change of the
-   * transaction has then reached the guard) and its transaction decided in that flush's `judge`.
-   */
-  waitsFor(tx: Holder): string[] {
-    const out: string[] = [];
-    for (const [source, s] of this.settled)
-      if (s.queue.some((i) => i.verdict === 'wait' && i.entry.holder === tx)) out.push(source);
-    return out;
-  }
 
   /**
    * Entries waiting, for their transaction's COMMIT or behind such entries: a drain does not wait
@@ -115,10 +106,8 @@ export class RemovalGuard {
     return n;
   }
 
-  private readonly settled = new Map<string, SourceState>();
-
-  /** Judges one flush of a source: sends, holds, or keeps waiting what must. */
-  async judge(source: string, planned: readonly Planned[]): Promise<void> {
+  /** Judges a flush (`open`: its transactions still open when it was made): send, hold or wait. */
+  async judge(source: string, planned: readonly Planned[], open: ReadonlySet<Holder>): Promise<void> {
     const s = await this.state(source);
     const flush = ++this.flushes;
     await this.confirmHeld(source, s, planned);
@@ -131,7 +120,7 @@ export class RemovalGuard {
     // Each transaction (with its entries waiting already), then what the window's transactions
     // still send together: many small transactions can make a mass removal too.
     const removals = items.filter((i) => i.verdict === 'wait');
-    for (const [tx, own] of byTransaction(removals)) this.judgeTx(source, s, limit, tx, own);
+    for (const [tx, own] of byTransaction(removals)) this.judgeTx(source, s, limit, tx, own, open);
     const rest = removals.filter((i) => i.verdict === 'send' || i.verdict === 'wait');
     if (limit !== null && rest.length > limit.n) {
       const reason = heldReason(source, rest.length, limit, windowOf(rest));
@@ -139,7 +128,7 @@ export class RemovalGuard {
       for (const i of rest) if (i.entry.holder) this.heldTx.set(i.entry.holder, reason);
       this.o.onHeld?.(source, rest.length, reason);
     }
-    this.decideCommitted(source, s, limit);
+    this.decideCommitted(source, s, limit, open);
     this.route(source, s, items, plain ? planned.slice() : []);
     await this.pumping;
   }
@@ -219,19 +208,21 @@ export class RemovalGuard {
     limit: Limit | null,
     tx: Holder | undefined,
     own: Item[],
+    open: ReadonlySet<Holder>,
   ): void {
+    const complete = tx === undefined || !open.has(tx);
     const waiting = tx ? s.queue.filter((i) => i.verdict === 'wait' && i.entry.holder === tx) : [];
     const total = (tx ? (this.let.get(tx) ?? 0) : 0) + waiting.length + own.length;
     if (limit !== null && total > limit.n) {
       const all = [...waiting, ...own];
-      const reason = heldReason(source, total, limit, windowOf(all), tx?.committed === false);
+      const reason = heldReason(source, total, limit, windowOf(all), !complete);
       for (const i of all) i.verdict = { hold: reason };
       if (tx) this.heldTx.set(tx, reason);
       this.o.onHeld?.(source, total, reason);
       return;
     }
     // Complete and within the limit: sent. Otherwise it waits for its COMMIT (route() queues it).
-    if (!tx || tx.committed !== false || limit === null) for (const i of own) i.verdict = 'send';
+    if (complete || limit === null) for (const i of own) i.verdict = 'send';
   }
 
   /**
@@ -250,9 +241,11 @@ export class RemovalGuard {
       } else now.push(i);
     }
     this.drainHead(source, s);
-    if (s.queue.length > this.o.capacity) {
-      this.overflow(source, s);
-      this.drainHead(source, s);
+    // The capacity is for all sources together (what waits counts as buffered): this one first.
+    for (const [name, st] of [[source, s] as const, ...this.settled]) {
+      if (this.waiting <= this.o.capacity) break;
+      this.overflow(name, st);
+      this.drainHead(name, st);
     }
     this.execute(source, now, send);
   }
@@ -260,6 +253,7 @@ export class RemovalGuard {
   /** More waits than fits: the waiting transactions' removals are held (they cannot be judged whole). */
   private overflow(source: string, s: SourceState): void {
     const waiting = s.queue.filter((i) => i.verdict === 'wait');
+    if (waiting.length === 0) return;
     const reason = `a transaction of source ${source} removes groups from more rows than can wait in memory for its end (${this.o.capacity}: half of batching.maxBufferedRows)${windowWords(windowOf(waiting))}; approve it to let it through`;
     for (const i of waiting) {
       i.verdict = { hold: reason };
@@ -289,12 +283,17 @@ export class RemovalGuard {
     });
   }
 
-  /** Transactions whose COMMIT came are decided: their removals stayed within the limit. */
-  private decideCommitted(source: string, s: SourceState, limit: Limit | null): void {
+  /** Transactions whose COMMIT came before this flush are decided: their removals stayed within the limit. */
+  private decideCommitted(
+    source: string,
+    s: SourceState,
+    limit: Limit | null,
+    open: ReadonlySet<Holder>,
+  ): void {
     for (const [tx, own] of byTransaction(s.queue.filter((i) => i.verdict === 'wait'))) {
-      if (tx && tx.committed === false) continue;
+      if (tx && open.has(tx)) continue;
       // judgeTx holds a transaction the moment its removals exceed the limit; this re-checks.
-      if (limit !== null && own.length > limit.n) this.judgeTx(source, s, limit, tx, []);
+      if (limit !== null && own.length > limit.n) this.judgeTx(source, s, limit, tx, [], open);
       else for (const i of own) i.verdict = 'send';
     }
   }

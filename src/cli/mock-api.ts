@@ -12,6 +12,7 @@ export interface MockApiOptions {
   appSecret?: string;
   registry?: string;
   tokenTtl?: string;
+  rateLimit?: string;
 }
 
 /** "HOST:PORT", ":PORT" or "PORT"; IPv6 hosts in brackets ("[::1]:8080"). */
@@ -35,6 +36,9 @@ export async function startMockApi(o: MockApiOptions): Promise<Simulator> {
   const ttl = o.tokenTtl === undefined ? undefined : Number(o.tokenTtl);
   if (ttl !== undefined && !(Number.isFinite(ttl) && ttl > 0))
     throw new Error('--token-ttl: expected seconds > 0');
+  const rateLimit = o.rateLimit === undefined ? 0 : Number(o.rateLimit);
+  if (!(Number.isFinite(rateLimit) && rateLimit >= 0))
+    throw new Error('--rate-limit: expected requests per second >= 0 (0: none)');
   // Loaded here, not at the top: `run` (a long-lived daemon) should not carry the simulator.
   const [{ pino }, { loadRegistry }, { startSimulator }] = await Promise.all([
     import('pino'),
@@ -49,6 +53,7 @@ export async function startMockApi(o: MockApiOptions): Promise<Simulator> {
     appSecret: o.appSecret,
     registry: o.registry === undefined ? [] : await loadRegistry(o.registry),
     tokenTtlSeconds: ttl,
+    rateLimit,
     logger: pino({ level: 'warn' }),
   });
 }
@@ -68,17 +73,22 @@ export function register(program: Command): void {
       'JSON array of platform customers {thirdId?, phone?, openid?, unionid?}: the only ones a request with isMatching: true matches (without it, every such row fails)',
     )
     .option('--token-ttl <seconds>', 'validity of issued tokens', '7200')
+    .option(
+      '--rate-limit <n>',
+      'a sustained quota: batchAdd requests per second past which it answers 429 with Retry-After (0: none)',
+    )
     .addHelpText(
       'after',
       `
 Besides batchAdd and the token endpoint it serves GET /__sim/groups?thirdId=... (a
-customer's groups), GET /__sim/stats, POST /__sim/faults (latency, errors, 429s, timeouts)
-and POST /__sim/reset.
+customer's groups), GET /__sim/stats, POST /__sim/faults (latency, errors, 429s, timeouts,
+the quota: {"rateLimit": 2}) and POST /__sim/reset.
 
 Examples:
   tuzhan-cdc mock-api --listen 127.0.0.1:8080 --token dev-token
   tuzhan-cdc mock-api --listen 0.0.0.0:8080 --app-id demo --app-secret s3cret --token-ttl 60
-  tuzhan-cdc mock-api --token dev-token --registry customers.json   # isMatching: only these match`,
+  tuzhan-cdc mock-api --token dev-token --registry customers.json   # isMatching: only these match
+  tuzhan-cdc mock-api --token dev-token --rate-limit 5               # 5 requests a second, then 429`,
     )
     .action(async (o: MockApiOptions) => {
       const sim = await startMockApi(o);

@@ -27,6 +27,7 @@ import { quoteIdent } from '../util/sql.js';
 import { loadConfigFromOptions, UsageError, type GlobalOptions } from './common.js';
 import { formatBytes, formatCount, formatDuration, formatTable } from '../util/format.js';
 import { connectDatabase, databaseLabel, printJson } from './output.js';
+import { formatLearnedRate, readLearnedRate, type StatusRate } from './status-rate.js';
 
 export interface SlotStatus {
   name: string;
@@ -69,6 +70,8 @@ export interface StatusReport {
     total: number | null;
     error: string | null;
   }>;
+  /** What the running bridge learned of the platform's quota (asked of its HTTP endpoint). */
+  requestRate?: StatusRate;
   failures: {
     total: number;
     newest: Array<{
@@ -199,6 +202,7 @@ export function formatStatus(r: StatusReport): string {
       `backfill  #${b.id} ${b.source} (${b.reason}): ${b.status}, ${formatCount(b.done)}${total} rows${b.error ? `: ${b.error}` : ''}`,
     );
   }
+  if (r.requestRate) out.push(formatLearnedRate(r.requestRate));
   out.push(
     r.backlog.rows === 0
       ? 'backlog   none (no row retrying or awaiting the platform)'
@@ -278,7 +282,11 @@ Examples:
       }
       const db = await connectDatabase(config, 'tuzhan-cdc status');
       try {
-        const report = await readStatus(db, config, { failures, source: opts.source });
+        const [report, requestRate] = await Promise.all([
+          readStatus(db, config, { failures, source: opts.source }),
+          readLearnedRate(config),
+        ]);
+        report.requestRate = requestRate;
         if (opts.json) printJson(report);
         else process.stdout.write(formatStatus(report));
       } finally {

@@ -16,7 +16,7 @@ import { createLogger } from '../ops/logger.js';
 import { startSimulator, type Simulator } from '../simulator/server.js';
 import { readSlot } from '../source/slot.js';
 import { createIdentityIndexes } from '../status/identity-indexes.js';
-import { statusSql } from '../status/sql.js';
+import { readSnapshot } from '../status/reads.js';
 import { sleep } from '../util/backoff.js';
 import { formatCount } from '../util/format.js';
 import { formatLsn, parseLsn } from '../util/lsn.js';
@@ -24,6 +24,7 @@ import { guardOrphans } from '../throwaway/orphan-guard.js';
 import { allowedKinds, findLocalBinDirs, startPostgres, type PostgresKind } from '../throwaway/postgres.js';
 import * as sample from './crm-sample.js';
 import { Progress } from './progress.js';
+import { QuotaMoment } from './quota-moment.js';
 import { createDatabase, describeKind, secs, withoutNewSignalHandlers } from './support.js';
 import { report } from './report.js';
 import { guardScene } from './guard-scene.js';
@@ -207,12 +208,9 @@ export class DemoSession {
       );
     });
     failure.catch(() => {});
-    const snap = await monitor.query<{ rows: string | null }>(
-      statusSql(sample.DEMO_STATUS_SCHEMA).snapshotState,
-      [sample.DEMO_SLOT],
-    );
+    const snap = await readSnapshot(monitor, sample.DEMO_STATUS_SCHEMA, sample.DEMO_SLOT);
     this.say(
-      `bridge streaming after ${secs(Date.now() - t0)}: initial snapshot of ${formatCount(Number(snap.rows[0]?.rows ?? 0))} rows synced`,
+      `bridge streaming after ${secs(Date.now() - t0)}: initial snapshot of ${formatCount(snap?.rows ?? 0)} rows synced`,
     );
 
     const workload = new Workload(writer, size);
@@ -224,7 +222,10 @@ export class DemoSession {
       slot: sample.DEMO_SLOT,
       changes: () => workload.total,
     });
-    await this.generate(workload, sim, failure);
+    // The 429 moment: a quota the bridge learns from the platform's refusals while changes come.
+    const moment = new QuotaMoment(sim, daemon.events, (l) => this.say(l), o.durationSeconds * 1000);
+    moment.start();
+    await this.generate(workload, failure).finally(() => moment.stop());
     await this.catchUp(monitor, failure);
     const scene = { writer, monitor, daemon, sim, say: this.say, signal: this.interrupt.signal };
     await Promise.race([guardScene(scene), failure]);
@@ -248,24 +249,13 @@ export class DemoSession {
     return client;
   }
 
-  private async generate(workload: Workload, sim: Simulator, failure: Promise<never>): Promise<void> {
+  private async generate(workload: Workload, failure: Promise<never>): Promise<void> {
     const durationMs = this.o.durationSeconds * 1000;
     this.say(
       `generating changes for ${this.o.durationSeconds} s at ${this.o.rate}/s (inserts, group edits, phone changes, deletes, membership adds/removes)`,
     );
     this.progress?.setPhase('generating', durationMs);
-    const burst = setTimeout(
-      () => {
-        sim.setFaults({ status429: 5, retryAfterSeconds: 1 });
-        this.say('  simulator: answering the next 5 batchAdd requests with HTTP 429 (Retry-After: 1 s)');
-      },
-      Math.max(1000, durationMs / 3),
-    );
-    try {
-      await Promise.race([workload.run(this.o.rate, durationMs, this.interrupt.signal), failure]);
-    } finally {
-      clearTimeout(burst);
-    }
+    await Promise.race([workload.run(this.o.rate, durationMs, this.interrupt.signal), failure]);
     this.check();
   }
 

@@ -45,6 +45,21 @@ export interface BridgeEventMap {
   progress: [{ source: string; kind: 'snapshot' | 'backfill'; done: number; total: number }];
   /** The confirmed position moved. */
   confirmed: [{ lsn: string }];
+  /**
+   * What the platform's answers taught the limiter changed (src/tuzhan/limiter.ts): the requests a
+   * second allowed (null: no limit), the learned quota (null: nothing refused yet), the concurrency,
+   * refusals so far; `change` says what moved and why, when something did.
+   */
+  requestRate: [
+    {
+      rate: number | null;
+      quota: number | null;
+      concurrency: number;
+      maxConcurrency: number;
+      refused: number;
+      change?: { what: 'rate' | 'concurrency'; from: number; to: number; why: string };
+    },
+  ];
   /** Rows of sync_status per source in the statuses that wait or failed, as counted just now. */
   statusRows: [
     Array<{

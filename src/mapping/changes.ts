@@ -13,7 +13,11 @@ export type RowMessage = Extract<ChangeMessage, { tag: 'insert' | 'update' | 'de
 
 function beforeOf(mapper: SourceMapper, old: Row | null): Before {
   if (old && mapper.describesBefore(old)) {
-    return mapper.passes(old) === false ? null : mapper.image(old);
+    if (mapper.passes(old) === false) return null;
+    const image = mapper.image(old);
+    // Row mode: an old row that could not be sent (a comma in a group name) left its customer with
+    // the last state the bridge sent, which the stored payload says and the WAL does not.
+    return image.error && mapper.source.mode === 'row' ? 'lookup' : image;
   }
   // Row mode removes only the groups a row held; when the WAL does not say which (no REPLICA
   // IDENTITY FULL), what the bridge last recorded as sent for the key does (docs/design.md).

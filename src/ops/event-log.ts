@@ -9,6 +9,7 @@
 import type { Logger } from 'pino';
 import { listen, type BridgeEvents } from '../domain/events.js';
 import type { RowStatus } from '../domain/types.js';
+import { attachRateLogger } from './rate-log.js';
 
 export interface EventLogOptions {
   /** How often the info summary is written; default 60 s. 0: never. */
@@ -68,6 +69,7 @@ export function attachEventLogger(
     onError,
   );
   listen(events, 'retry', (e) => logger.debug(e, 'request will be retried'), onError);
+  attachRateLogger(events, logger, onError);
   let reachable: boolean | undefined;
   listen(
     events,

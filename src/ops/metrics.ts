@@ -58,6 +58,10 @@ export class Metrics {
   readonly confirmedLsn: Gauge;
   readonly buildInfo: Gauge<'version' | 'node_version'>;
   readonly statusRows: Gauge<'source' | 'status'>;
+  readonly requestRateLimit: Gauge;
+  readonly platformQuota: Gauge;
+  readonly concurrencyLimit: Gauge;
+  readonly refused: Counter;
   readonly heldOldest: Gauge<'source'>;
 
   constructor(events: BridgeEvents, options: MetricsOptions = {}) {
@@ -177,6 +181,28 @@ export class Metrics {
       registers,
     });
 
+    this.requestRateLimit = gauge(
+      registers,
+      'request_rate_limit',
+      'Requests per second the bridge allows itself now: just under the platform quota it learned, or tuzhan.ratePerSecond; +Inf while nothing limits it.',
+    );
+    this.requestRateLimit.set(Infinity);
+    this.platformQuota = gauge(
+      registers,
+      'platform_quota_learned',
+      'The platform quota (requests per second) the bridge learned from its refusals; 0 until the first refusal.',
+    );
+    this.concurrencyLimit = gauge(
+      registers,
+      'request_concurrency_limit',
+      'Requests the bridge allows in flight now (tuzhan.concurrency at most; fewer after 5xx answers, timeouts or a jump in latency).',
+    );
+    this.refused = new Counter({
+      name: `${PREFIX}requests_refused_total`,
+      help: 'Requests the platform refused for its quota (HTTP 429), retries included.',
+      registers,
+    });
+
     const onError = options.onListenerError ?? (() => {});
     listen(
       events,
@@ -246,6 +272,19 @@ export class Metrics {
     );
     listen(events, 'apiReachable', (up) => this.apiReachable.set(up ? 1 : 0), onError);
     listen(events, 'confirmed', (e) => this.confirmedLsn.set(Number(parseLsn(e.lsn))), onError);
+    let refused = 0;
+    listen(
+      events,
+      'requestRate',
+      (e) => {
+        this.requestRateLimit.set(e.rate ?? Infinity);
+        this.platformQuota.set(e.quota ?? 0);
+        this.concurrencyLimit.set(e.concurrency);
+        if (e.refused > refused) this.refused.inc(e.refused - refused);
+        refused = e.refused;
+      },
+      onError,
+    );
     listen(
       events,
       'statusRows',

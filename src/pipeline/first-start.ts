@@ -90,6 +90,8 @@ export async function prepareSlot(o: PrepareSlotOptions): Promise<bigint> {
   if (info) await dropSlot(o.pool, slot);
 
   await o.sent.load(sources, false);
+  // A stop that came meanwhile: no slot is made for a snapshot that would not be read.
+  o.signal?.throwIfAborted();
   const created = await createSlotWithSnapshot(
     pgClientConfig(o.config.postgres, 'tuzhan-cdc snapshot'),
     slot,

@@ -9,6 +9,7 @@ import { BridgeError, errorMessage } from '../errors.js';
 import { redactText, redactUrl, silentLogger } from '../ops/logger.js';
 import { Leadership } from '../source/leader.js';
 import { HeldStore, type HeldGroup } from '../status/held.js';
+import { readHeld } from '../status/reads.js';
 import { SentMark } from '../status/sent-mark.js';
 import { StatusStore } from '../status/status-store.js';
 import { pgClientConfig } from '../util/pg-connection.js';
@@ -24,7 +25,9 @@ export interface HeldCommandOptions extends HeldParams {
 
 /** What is held (one source's, or every one's), oldest first; empty before a bridge ever ran. */
 export async function listHeld(config: Config, source?: string): Promise<HeldGroup[]> {
-  return withPool(config, 'tuzhan-cdc held', (pool) => readHeld(pool, config, source));
+  return withPool(config, 'tuzhan-cdc held', (pool) =>
+    readHeld(pool, config.postgres.statusSchema, source ?? null),
+  );
 }
 
 /** Approves or rejects what is held; [] when nothing is. */
@@ -35,7 +38,7 @@ export async function settleHeldCommand(
 ): Promise<HeldResult[]> {
   const { postgres } = config;
   return withPool(config, `tuzhan-cdc held --${action}`, async (pool) => {
-    if ((await readHeld(pool, config, options.source)).length === 0) return [];
+    if ((await readHeld(pool, postgres.statusSchema, options.source ?? null)).length === 0) return [];
     const store = new StatusStore(pool, postgres.statusSchema, silentLogger());
     const held = new HeldStore(pool, postgres.statusSchema);
     const leadership = new Leadership({
@@ -68,17 +71,6 @@ export async function settleHeldCommand(
       await leadership.release();
     }
   });
-}
-
-/** The held groups, or none while the status schema (or its migration 010) is not there yet. */
-async function readHeld(pool: pg.Pool, config: Config, source?: string): Promise<HeldGroup[]> {
-  const { statusSchema } = config.postgres;
-  const ready = await pool.query<{ ok: boolean }>(
-    `SELECT to_regclass(format('%I.sync_held', $1::text)) IS NOT NULL AS ok`,
-    [statusSchema],
-  );
-  if (!ready.rows[0]?.ok) return [];
-  return new HeldStore(pool, statusSchema).summary(source);
 }
 
 async function withPool<T>(config: Config, name: string, run: (pool: pg.Pool) => Promise<T>): Promise<T> {

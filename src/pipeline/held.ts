@@ -10,8 +10,8 @@
  *   for its customer (./live-groups.ts). Its removals pass the guard: an operator approved them.
  * - **Reject** leaves the platform as it is and records the held rows `skipped`, with the reason.
  *
- * Either way the daemon's guard is told first that these keys are held no more, so their later
- * changes flow again.
+ * Either way the daemon's guard is told that these keys are held no more, so their later changes
+ * flow again: a rejection first, an approval once it holds the keys' lanes.
  */
 import type { SourceConfig } from '../config/types.js';
 import type { OptType, RowStatus } from '../domain/types.js';
@@ -80,14 +80,15 @@ async function approveSource(ctx: HeldContext, source: SourceConfig): Promise<He
   // A replay of the stream after this sets state rather than skip (as a retry does).
   await ctx.sent.coverServerPosition([source.name]);
   for await (const page of ctx.held.heldRows(source.name, PAGE)) {
-    await ctx.guard?.release(
-      source.name,
-      page.map((r) => r.rowKey),
-    );
     retry.rows += page.length;
     await restatePage(ctx, source, mapper, page, retry, {
       reread: (keys) => ctx.held.heldRowsByKey(source.name, keys),
       trim: (gone) => withoutLiveGroups(ctx.pool, { config: source, mapper }, gone),
+      // The guard lets the keys' later changes flow only once the approval holds their lanes and
+      // has read them: one let through before would be planned as if the held removal had happened
+      // (a row back from a held delete added beside the groups the platform kept) and leave the
+      // approval nothing to do. One let through now queues behind the approval's requests.
+      inLanes: (keys) => ctx.guard?.release(source.name, keys) ?? Promise.resolve(),
     });
   }
   return { source: source.name, rows: retry.rows, sent: retry.sent, outcomes: retry.outcomes };

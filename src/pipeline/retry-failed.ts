@@ -170,6 +170,8 @@ export interface RestateRows {
   reread(keys: readonly string[]): Promise<FailedRow[]>;
   /** A gone row's image with the groups to keep taken out (src/pipeline/live-groups.ts). */
   trim?(gone: ReadonlyArray<{ key: string; image: Image }>): Promise<Map<string, Image>>;
+  /** Runs inside the lanes with the keys about to be sent (an approval tells the guard there). */
+  inLanes?(keys: readonly string[]): Promise<void>;
 }
 
 /** Each key's calls, from its stored payload (`before`) and its current row (`after`). */
@@ -259,8 +261,9 @@ export async function restatePage(
         sends: now.sends.filter((s) => fits({ sends: [s], local: [] })),
         local: now.local.filter((l) => fits({ sends: [], local: [l] })),
       };
-      await send(ctx, source, ready, result);
       const done = new Set([...ready.sends.map((s) => s.change), ...ready.local.map((l) => l.change)]);
+      await rows.inLanes?.([...done].map((c) => c.rowKey));
+      await send(ctx, source, ready, result);
       return [...now.sends.map((s) => s.change), ...now.local.map((l) => l.change)]
         .filter((c) => !done.has(c))
         .map((c) => c.rowKey);

@@ -56,15 +56,19 @@ export async function runSessions(h: SessionLoopHost): Promise<void> {
     if (!h.leadership.held) {
       try {
         await h.leadership.acquire(h.signal);
+        // Another instance may have streamed meanwhile: its sent positions count too.
+        await h.sent.load(sources, true);
       } catch (err) {
         if (h.signal.aborted) return;
         throw err;
       }
-      // Another instance may have streamed meanwhile: its sent positions count too.
-      await h.sent.load(sources, true);
     }
     // Unreachable still: the session fails and the next attempt looks again.
     if (attempt > 1) await rebaseOnSlot(h, sources).catch(() => {});
+    // A stop that came during the takeover or the rebase: no new session. The stop has already
+    // stopped the session it knew of; one begun now would stream on unstopped, and the stop, which
+    // waits for this loop, would hang until its timeout (exit 1 instead of a clean stop).
+    if (h.signal.aborted) return;
     const session = newSession(h, () => (attempt = 1));
     h.onSession(session);
     try {
@@ -85,8 +89,15 @@ export async function runSessions(h: SessionLoopHost): Promise<void> {
           { err: errorMessage(err) },
           'the slot is lost; re-syncing every source from a new slot',
         );
-        await h.batcher.drain();
-        h.track(await h.resyncSlot());
+        try {
+          await h.batcher.drain();
+          h.track(await h.resyncSlot());
+        } catch (err) {
+          // A stop cut the re-sync short: the bridge stops, it has not failed (the next start
+          // finds the snapshot unfinished and starts it over).
+          if (h.signal.aborted) return;
+          throw err;
+        }
         continue;
       }
       // Nothing received since the slot's confirmed position is lost: the server sends it again.

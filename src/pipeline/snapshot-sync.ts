@@ -165,9 +165,14 @@ export async function restate(
   });
 }
 
-/** What an earlier sync left on the platform for a key, as far as sync_status knows. */
+/**
+ * What an earlier sync left on the platform for a key, as far as sync_status knows. A failed key's
+ * payload counts too: a row failed before anything was sent keeps the state the platform holds, and
+ * a failed request's rows are at worst groups the platform never took (removing them costs nothing),
+ * while taking neither would leave what the platform holds in place under a `synced` restate.
+ */
 function onPlatform(last: LastSent | undefined): Image | undefined {
   if (!last || last.op === 'delete' || !last.payload) return undefined;
-  if (last.status !== 'synced' && last.status !== 'accepted' && last.status !== 'retrying') return undefined;
+  if (!['synced', 'accepted', 'retrying', 'failed'].includes(last.status)) return undefined;
   return imageFromPayload(last.payload);
 }

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { BridgeEvents } from '../domain/events.js';
 import { errorMessage } from '../errors.js';
-import { COUNTED_STATUSES, readStatusCounts } from '../status/status-counts.js';
+import { COUNTED_STATUSES, readStatusCounts } from '../status/reads.js';
 
 export interface StatusWatchOptions {
   pool: pg.Pool;

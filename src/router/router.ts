@@ -14,6 +14,7 @@ import { mappedColumns } from '../mapping/columns.js';
 import type { PositionTracker, Tx } from './positions.js';
 import type { StatusStore } from '../status/status-store.js';
 import { formatLsn } from '../util/lsn.js';
+import { PendingResyncs } from './pending-resyncs.js';
 import { truncateSource, type TruncateOptions } from './truncate.js';
 import { WATERMARK_PREFIX, type Watermarks } from './watermarks.js';
 
@@ -43,9 +44,12 @@ export class Router {
    * recorded as sent for the key (a group the reload left out of a row is removed), not nothing.
    */
   private readonly truncated = new Set<SourceRuntime>();
+  /** Sources whose re-sync a TRUNCATE asked for has not finished: their inserts too (./pending-resyncs.ts). */
+  private readonly resyncing: PendingResyncs;
 
   constructor(private readonly o: RouterOptions) {
     for (const rt of o.runtimes.values()) this.byTable.set(`${rt.config.schema}.${rt.config.tableName}`, rt);
+    this.resyncing = new PendingResyncs({ store: o.store, jobs: o.jobs });
   }
 
   /** Whether a transaction's BEGIN came and its COMMIT not yet. */
@@ -58,6 +62,7 @@ export class Router {
     this.tx = undefined;
     this.o.batcher.forgetOpen();
     this.unchanged.clear(); // the server sends the transaction again
+    this.resyncing.reset();
   }
 
   /** The columns the stream decodes for a relation: those its source reads (none for other tables). */
@@ -71,7 +76,7 @@ export class Router {
         this.tx = this.o.tracker().begin(msg.commitLsn, msg.commitTime);
         this.txSeq = 0;
         this.truncated.clear();
-        return;
+        return this.resyncing.refresh();
       case 'commit':
         if (this.tx) {
           this.o.tracker().commit(this.tx, msg.endLsn);
@@ -97,7 +102,7 @@ export class Router {
           return;
         }
         const seq = this.txSeq++;
-        const reloaded = this.truncated.has(rt);
+        const reloaded = this.truncated.has(rt) || this.resyncing.has(rt.config.name);
         for (const c of changes) {
           if (reloaded && c.before === null) c.before = 'lookup';
           this.o.watermarks.onChange(rt.config.name, c.key.text);
@@ -171,7 +176,7 @@ export class Router {
     for (const t of tables) {
       const rt = this.byTable.get(t);
       if (!rt) continue;
-      await truncateSource(this.o, rt, tx, seq);
+      if (await truncateSource(this.o, rt, tx, seq)) this.resyncing.mark(rt.config.name);
       if (rt.config.onTruncate === 'resync') this.truncated.add(rt);
     }
   }

@@ -35,17 +35,17 @@ export interface TruncateOptions {
 /** Backfills read between watermarks: logical decoding messages, PostgreSQL 14 and later. */
 const MESSAGES_FROM = 140000;
 
-/** Handles one source table's TRUNCATE, at position `seq` of transaction `tx`. */
+/** Handles one source table's TRUNCATE, at position `seq` of transaction `tx`; true when it asked for a re-sync. */
 export async function truncateSource(
   o: TruncateOptions,
   rt: SourceRuntime,
   tx: Tx | undefined,
   seq: number,
-): Promise<void> {
+): Promise<boolean> {
   const { name: source, table, onTruncate } = rt.config;
   o.logger.warn({ source, table, onTruncate }, 'source table truncated');
   await o.store.recordTruncate(source, `TRUNCATE ${table} (onTruncate: ${onTruncate})`);
-  if (!tx) return;
+  if (!tx) return false;
   const at = formatLsn(tx.commitLsn);
   if (onTruncate === 'resync' && (await resyncs(o))) {
     const { slot, statusSchema } = o.jobs as { slot: string; statusSchema: string };
@@ -58,7 +58,7 @@ export async function truncateSource(
       { source, backfill: job },
       'the source is re-synced as of the end of its truncating transaction: what the table no longer holds is removed once the guard allows it',
     );
-    return;
+    return true;
   }
   // Changes before the TRUNCATE first: their outcomes stored, never overtaken.
   await o.batcher.drain({ settleOpen: true });
@@ -71,7 +71,7 @@ export async function truncateSource(
       }
       await o.batcher.waitForRoom();
     }
-    return;
+    return false;
   }
   const note = `the table was truncated at ${at} (onTruncate: ${onTruncate}): the row is gone; the platform keeps its groups`;
   const marked = await o.store.markTruncated(source, note, tx.commitLsn);
@@ -79,6 +79,7 @@ export async function truncateSource(
     { source, rows: marked },
     'rows gone with the TRUNCATE marked skipped; the platform keeps them',
   );
+  return false;
 }
 
 const versions = new WeakMap<StatusStore, Promise<number>>();

@@ -84,7 +84,11 @@ export class Watermarks {
       return;
     }
     if (mark.mark !== 'high' || !w.rows) return;
-    this.close(w.id);
+    // The window stays open until its backfill closes it, once the chunk's outcomes are stored: a
+    // lost connection drops what the buffers hold and the replay brings this watermark again, so
+    // the chunk is buffered again here (else the slot would be confirmed past it without it).
+    if (w.collecting) this.collecting -= 1;
+    w.collecting = false;
     const fresh = w.rows.filter((c) => !w.changed.has(c.key.text));
     w.resolve(buffer(w.source, fresh));
   }

@@ -13,6 +13,11 @@ export interface Faults {
   /** The next N batchAdd requests get HTTP 429 with `Retry-After: retryAfterSeconds` (not applied). */
   status429: number;
   retryAfterSeconds: number;
+  /**
+   * A sustained quota: batchAdd requests a second past which it answers 429 with a Retry-After
+   * (./quota.ts); 0: none. Changeable at any time.
+   */
+  rateLimit: number;
   /** 0..1: share of batchAdd requests never answered (the socket is held until the client gives up). */
   timeoutRate: number;
   /** A timed-out request is applied before the answer is lost (exercises at-least-once). */
@@ -48,6 +53,7 @@ export const DEFAULT_FAULTS: Faults = {
   errorRate: 0,
   status429: 0,
   retryAfterSeconds: 1,
+  rateLimit: 0,
   timeoutRate: 0,
   timeoutApplies: false,
   applyThenFailRate: 0,

@@ -18,6 +18,7 @@ import type { ApiRow, OptType, PublicParams } from '../tuzhan/types.js';
 import { carriesRejected, checkFaults, DEFAULT_FAULTS, type Faults } from './faults.js';
 import { InFlight, type Overlaps } from './in-flight.js';
 import { PlatformModel, type RegistryEntry } from './model.js';
+import { Quota } from './quota.js';
 import { emptyStats, type SimulatorStats } from './stats.js';
 import { Tokens } from './tokens.js';
 import { validateBatchAdd } from './validate.js';
@@ -40,6 +41,8 @@ export interface SimulatorOptions {
   registry?: RegistryEntry[];
   tokenTtlSeconds?: number;
   logger?: Logger;
+  /** The sustained quota at start (fault `rateLimit`). */
+  rateLimit?: number;
   /** Random source for the rate faults; injectable for tests. */
   random?: () => number;
   /**
@@ -47,6 +50,8 @@ export interface SimulatorOptions {
    * its body had been read: the benchmark measures commit-to-platform latency with it.
    */
   onRows?: (optType: OptType, rows: readonly ApiRow[], receivedAtMs: number) => void;
+  /** Called (in-process) as a 429 is answered, with the time and its Retry-After (tests). */
+  onRefused?: (answeredAtMs: number, retryAfterSeconds: number) => void;
 }
 
 export interface Simulator {
@@ -84,7 +89,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     for (const go of held) go();
     held.clear();
   };
-  let faults: Faults = { ...DEFAULT_FAULTS };
+  let faults: Faults = { ...DEFAULT_FAULTS, rateLimit: opts.rateLimit ?? 0 };
+  const quota = new Quota();
   let stats = emptyStats();
   const log = opts.logger;
 
@@ -135,8 +141,18 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       faults.status429 -= 1;
       stats.served429 += 1;
       const seconds = String(faults.retryAfterSeconds);
+      opts.onRefused?.(Date.now(), faults.retryAfterSeconds);
       return reply(res, 429, platform('429', 'TOO_MANY_REQUESTS', 'rate limited'), {
         'retry-after': seconds,
+      });
+    }
+    const within = quota.take(faults.rateLimit, Date.now());
+    if (!within.ok) {
+      stats.served429 += 1;
+      stats.quotaRefused += 1;
+      opts.onRefused?.(Date.now(), within.retryAfterSeconds);
+      return reply(res, 429, platform('429', 'TOO_MANY_REQUESTS', 'rate limit exceeded'), {
+        'retry-after': String(within.retryAfterSeconds),
       });
     }
     if (faults.errorRate > 0 && random() < faults.errorRate) {

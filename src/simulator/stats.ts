@@ -12,7 +12,9 @@ export interface SimulatorStats {
   authFailures: number;
   tokenFetches: number;
   tokenRefusals: number;
+  /** Every 429, and those of them that the sustained quota (`rateLimit`) answered. */
   served429: number;
+  quotaRefused: number;
   served500: number;
   /** Requests applied and then answered 503 (applyThenFailRate). */
   appliedThenFailed: number;
@@ -31,6 +33,7 @@ export function emptyStats(): SimulatorStats {
     tokenFetches: 0,
     tokenRefusals: 0,
     served429: 0,
+    quotaRefused: 0,
     served500: 0,
     appliedThenFailed: 0,
     timeouts: 0,

@@ -84,9 +84,6 @@ export function consoleSql(schemaName: string) {
      * The backlog as `tuzhan-cdc status` counts it: rows still being worked on (retrying, accepted)
      * per source, and the commit time of the oldest.
      */
-    /** What is held for a person (sync_held, on sync_row_unsynced_idx), oldest first. */
-    held: `SELECT source, reason, rows::int AS rows, held_since FROM ${schema}.sync_held`,
-
     backlog: `SELECT src.name AS source, b.n, b.oldest, extract(epoch FROM now() - b.oldest)::float8 AS age
        FROM (SELECT source_id, count(*)::text AS n, min(committed_at) AS oldest FROM ${rows} AS o
               WHERE status <> 'synced' AND status IN ('retrying', 'accepted') GROUP BY source_id) b

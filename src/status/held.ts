@@ -57,6 +57,9 @@ export function heldSql(schemaName: string) {
     heldRowsByKey: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${rows} AS o
       WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status = 'held' ORDER BY key`,
 
+    /** $1 schema name: whether sync_held is there (migration 010). */
+    exists: `SELECT to_regclass(format('%I.sync_held', $1::text)) IS NOT NULL AS ok`,
+
     /** $1 source (or null): what is held, per source and reason, oldest first. */
     summary: `SELECT source, reason, rows::int AS rows, held_since FROM ${schema}.sync_held
       WHERE $1::text IS NULL OR source = $1`,

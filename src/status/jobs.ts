@@ -64,6 +64,10 @@ export function jobSql(schemaName: string) {
       WHERE slot = $1 AND status IN ('pending', 'running') AND kind = 'backfill' AND source = $2
         AND filter IS NOT DISTINCT FROM $3::jsonb ORDER BY id LIMIT 1`,
 
+    /** $1 slot: the sources with a re-sync a TRUNCATE asked for still to run or running. */
+    openTruncateResyncs: `SELECT DISTINCT source FROM ${job}
+      WHERE slot = $1 AND status IN ('pending', 'running') AND kind = 'backfill' AND reason LIKE 'TRUNCATE at %'`,
+
     /** $1 id: one job. */
     read: `SELECT ${columns} FROM ${job} WHERE id = $1`,
   };

@@ -1,11 +1,19 @@
 /**
- * The status schema's read side: what `tuzhan-cdc status`, `backfill`, `retry-failed`, the demo's
- * report and progress, and the web console show of the outcomes, failures, snapshot and backfills,
- * as typed values. The statements are sql.ts's; the console's own lookups (on sync_row's indexes)
- * are console-sql.ts's.
+ * The status schema's read side: the one module through which `tuzhan-cdc status`, `backfill`,
+ * `retry-failed`, `held`, the demo, the status gauges and the web console read the outcomes,
+ * failures, held rows, snapshot and backfills, as typed values. The statements are sql.ts's and
+ * held.ts's; the console's own lookups (on sync_row's indexes) are console-sql.ts's, read by
+ * console-reads.ts (the overview) and console-search.ts (searches and failure lists), re-exported
+ * here. The pipeline's reads on its way (held keys, stale keys) stay with their stores.
  */
 import type pg from 'pg';
+import { HeldStore, heldSql, type HeldGroup } from './held.js';
 import { statusSql } from './sql.js';
+
+export * from './console-reads.js';
+export * from './console-search.js';
+export { SEARCHED_IDENTITIES, type SearchedIdentity } from './console-sql.js';
+export { COUNTED_STATUSES, readStatusCounts, type CountedStatus } from './status-counts.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -13,6 +21,13 @@ type Queryable = Pick<pg.ClientBase, 'query'>;
 export async function statusSchemaExists(db: Queryable, schema: string): Promise<boolean> {
   const res = await db.query<{ ok: boolean }>(statusSql(schema).exists, [schema]);
   return res.rows[0]?.ok === true;
+}
+
+/** What is held for a person, per source and reason, oldest first; none before migration 010. */
+export async function readHeld(db: Queryable, schema: string, source: string | null): Promise<HeldGroup[]> {
+  const ready = await db.query<{ ok: boolean }>(heldSql(schema).exists, [schema]);
+  if (!ready.rows[0]?.ok) return [];
+  return new HeldStore(db, schema).summary(source ?? undefined);
 }
 
 /** One row of the sync_summary view. */

@@ -30,7 +30,8 @@ export function statusSql(schemaName: string) {
     },
 
     /**
-     * The `retrying` outcome of a request's first failed try, with writeRequest's parameters $1..$10.
+     * The `retrying` outcome of a request's first failed try (and the `failed` outcome of a row that
+     * could not be sent at all), with writeRequest's parameters $1..$10.
      * A key's stored op and payload stay: they say what the platform holds until the change's own
      * outcome is stored, and a replay after a crash starts from them (without REPLICA IDENTITY FULL,
      * or with `deleteLookup: state`). A key not stored yet gets the request's. Never replaces a
@@ -70,9 +71,12 @@ export function statusSql(schemaName: string) {
     /** $1 source: whether sync_status knows the source. */
     hasRows: `SELECT 1 FROM ${row} WHERE source_id = ${sourceId('$1')} LIMIT 1`,
 
-    /** $1 source, $2 last key of the previous page (or null), $3 page size: keys left on the platform. */
+    /**
+     * $1 source, $2 last key of the previous page (or null), $3 page size: keys left on the platform.
+     * A failed key's payload counts: what it kept when nothing was sent, else groups it never took.
+     */
     syncedKeys: `SELECT key AS k, payload FROM ${rows} AS o
-      WHERE source_id = ${sourceId('$1')} AND op <> 'delete' AND status IN ('synced', 'accepted', 'retrying')
+      WHERE source_id = ${sourceId('$1')} AND op <> 'delete' AND status IN ('synced', 'accepted', 'retrying', 'failed')
         AND payload IS NOT NULL AND ($2::text IS NULL OR key > $2::text)
       ORDER BY key LIMIT $3`,
 
@@ -92,7 +96,7 @@ export function statusSql(schemaName: string) {
         .join(' AND ');
       return `SELECT s.key AS k, s.payload FROM ${rows} AS s
        WHERE s.source_id = ${sourceId('$1')} AND ($2::text IS NULL OR s.key > $2::text)
-         AND s.op <> 'delete' AND s.status IN ('synced', 'accepted', 'retrying') AND s.payload IS NOT NULL
+         AND s.op <> 'delete' AND s.status IN ('synced', 'accepted', 'retrying', 'failed') AND s.payload IS NOT NULL
          AND NOT EXISTS (SELECT 1 FROM ${quoteTable(table.schema, table.name)} t WHERE ${matches})
        ORDER BY s.key LIMIT ${Math.trunc(page)}`;
     },

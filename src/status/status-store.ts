@@ -65,6 +65,13 @@ export function failedRowOf(r: FailedRowRecord): FailedRow {
   };
 }
 
+/** An outcome of a change of which nothing reached the platform: the key's op and payload stay. */
+function keepsStored(r: StatusRow): boolean {
+  return (
+    r.status === 'retrying' || (r.status === 'failed' && (r.payload === null || r.payload === undefined))
+  );
+}
+
 export class StatusStore {
   readonly sql: StatusSql;
   private closed = false;
@@ -108,15 +115,22 @@ export class StatusStore {
   }
 
   /** Stores the outcomes of one API request and its sync_batch row in one statement. */
-  async writeRequest(source: string, batch: BatchRecord | null, rows: readonly StatusRow[]): Promise<void> {
-    if (!batch && rows.length === 0) return;
-    // A first failed try (never with a batch row): the stored op and payload stay (sql.ts).
-    if (!batch && rows.every((r) => r.status === 'retrying')) {
-      await this.ensureSource(source);
-      await this.withRetry('storing outcomes', () =>
-        this.pool.query(this.sql.writeRetrying, statusRowParams(source, encodeStatusRows(rows))),
-      );
-      return;
+  async writeRequest(source: string, batch: BatchRecord | null, all: readonly StatusRow[]): Promise<void> {
+    if (!batch && all.length === 0) return;
+    let rows = all;
+    // Outcomes of changes that sent nothing (never with a batch row): a first failed try, and a row
+    // failed before it was sent (its groups unsendable). The stored op and payload stay (sql.ts):
+    // they say what the platform still holds, and the key's next change removes from them.
+    if (!batch) {
+      const keep = all.filter(keepsStored);
+      if (keep.length > 0) {
+        await this.ensureSource(source);
+        await this.withRetry('storing outcomes', () =>
+          this.pool.query(this.sql.writeRetrying, statusRowParams(source, encodeStatusRows(keep))),
+        );
+        if (keep.length === all.length) return;
+        rows = all.filter((r) => !keepsStored(r));
+      }
     }
     const params = statusRowParams(source, encodeStatusRows(rows));
     if (batch) {

@@ -61,7 +61,8 @@ const NO_IDENTITY: RowOutcome = Object.freeze({
 type TuzhanConfig = Omit<Config['tuzhan'], 'notReadyAfterMs'>;
 
 export class TuzhanClient {
-  private readonly transport: Transport;
+  /** The HTTP side; its `limiter` paces every request by what the platform's answers taught it. */
+  readonly transport: Transport;
   /** Set while the platform refuses the credentials: the request that probes them, and its waiters. */
   private refused: Gate | undefined;
   private readonly tokens: TokenManager;
@@ -131,12 +132,11 @@ export class TuzhanClient {
     opts: { signal?: AbortSignal },
     started: number,
   ): Promise<BatchResult> {
-    if (rows.length < 1 || rows.length > MAX_ROWS_PER_REQUEST) {
+    if (rows.length < 1 || rows.length > MAX_ROWS_PER_REQUEST)
       throw new BridgeError(
         'BATCH_SIZE',
         `a request carries 1..${MAX_ROWS_PER_REQUEST} rows, got ${rows.length}`,
       );
-    }
     const body = buildBody(params, rows);
     // A row without any identity would be rejected with the whole batch: fail it here, send the rest.
     const sendable: number[] = [];
@@ -154,8 +154,7 @@ export class TuzhanClient {
         durationMs: 0,
       };
     }
-    const sent =
-      sendable.length === body.data.length ? body.data : sendable.map((i) => body.data[i] as ApiRow);
+    const sent = sendable.length < rows.length ? sendable.map((i) => body.data[i] as ApiRow) : body.data;
     const payload = JSON.stringify({ publicParams: body.publicParams, data: sent });
 
     let token = await this.tokens.get();
@@ -258,7 +257,8 @@ export class TuzhanClient {
           onRetry: async ({ attempt, error, delayMs }) => {
             const err = error as ApiUnavailableError | ApiAuthError;
             if (err instanceof ApiUnavailableError) {
-              this.logger.warn(
+              // A quota's 429 is the limiter's business (it paces, and logs what it learns).
+              this.logger[err.httpStatus === 429 ? 'debug' : 'warn'](
                 { attempt, delayMs, httpStatus: err.httpStatus, rows: rows.length, err: err.message },
                 'platform unavailable; retrying',
               );

@@ -1,12 +1,12 @@
 /**
- * The HTTP side of the platform client: one keep-alive undici Pool and a p-queue that bounds
- * concurrency and the request rate (every attempt counts: that is what the platform sees). One POST
- * of batchAdd at a time, classified (src/tuzhan/outcomes.ts); network errors and timeouts become
- * ApiUnavailableError with a secret-free message.
+ * The HTTP side of the platform client: one keep-alive undici Pool, and the limiter (./limiter.ts)
+ * that paces every attempt and bounds those in flight by what the platform's answers taught it.
+ * One POST of batchAdd at a time, classified (src/tuzhan/outcomes.ts); network errors and timeouts
+ * become ApiUnavailableError with a secret-free message.
  */
-import PQueue from 'p-queue';
 import { Pool } from 'undici';
 import { ApiUnavailableError, BridgeError, errorMessage } from '../errors.js';
+import { Limiter, type Feedback } from './limiter.js';
 import { classifyResponse, parseRetryAfter, type Classification } from './outcomes.js';
 import type { BatchAddResponse } from './types.js';
 
@@ -38,7 +38,8 @@ export class Transport {
   readonly pool: Pool;
   /** `/base` of `tuzhan.baseUrl`, without a trailing slash. */
   readonly basePath: string;
-  private readonly queue: PQueue;
+  /** Paces and bounds every attempt, whoever sends it. */
+  readonly limiter: Limiter;
 
   constructor(private readonly o: TransportOptions) {
     const url = new URL(o.baseUrl);
@@ -49,66 +50,74 @@ export class Transport {
       bodyTimeout: o.timeoutMs,
       keepAliveTimeout: 30_000,
     });
-    this.queue = new PQueue({
-      concurrency: Math.max(1, o.concurrency),
-      ...(o.ratePerSecond > 0 ? { intervalCap: o.ratePerSecond, interval: 1000 } : {}),
+    this.limiter = new Limiter({
+      ratePerSecond: o.ratePerSecond,
+      concurrency: o.concurrency,
     });
   }
 
   async close(): Promise<void> {
-    this.queue.clear();
+    this.limiter.close(new RequestAbortedError());
     await this.pool.close();
   }
 
   /** One POST; network errors and timeouts become ApiUnavailableError with a secret-free message. */
-  async post(
-    payload: string,
-    token: string,
-    signal: AbortSignal | undefined,
-  ): Promise<{ httpStatus: number; body: BatchAddResponse | undefined; cls: Classification }> {
-    if (signal?.aborted) throw new RequestAbortedError();
-    const task = this.queue.add(
-      async () => {
-        // The timeout starts when the request leaves the queue, not while it waits in it.
-        const timeout = AbortSignal.timeout(this.o.timeoutMs);
-        const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
-        let httpStatus: number;
-        let text: string;
-        let retryAfter: string | string[] | undefined;
-        try {
-          const res = await this.pool.request({
-            method: 'POST',
-            path: `${this.basePath}${this.o.batchAddPath}`,
-            headers: { 'content-type': 'application/json', accept: 'application/json', 'x-token': token },
-            body: payload,
-            signal: combined,
-          });
-          httpStatus = res.statusCode;
-          retryAfter = res.headers['retry-after'];
-          text = await res.body.text();
-        } catch (err) {
-          if (signal?.aborted) throw new RequestAbortedError();
-          const why = timeout.aborted
-            ? `no answer within ${this.o.timeoutMs} ms`
-            : errorMessage(err, { code: true });
-          throw new ApiUnavailableError(`platform unreachable: ${this.o.clean(why)}`, undefined, undefined);
-        }
-        let body: BatchAddResponse | undefined;
-        try {
-          const parsed: unknown = JSON.parse(text);
-          body = parsed !== null && typeof parsed === 'object' ? (parsed as BatchAddResponse) : undefined;
-        } catch {
-          body = undefined;
-        }
-        return { httpStatus, body, cls: classifyResponse(httpStatus, body, parseRetryAfter(retryAfter)) };
-      },
-      { signal },
-    );
+  async post(payload: string, token: string, signal: AbortSignal | undefined): Promise<Answer> {
+    const permit = await this.limiter.acquire(signal, () => new RequestAbortedError());
+    let feedback: Feedback | undefined;
     try {
-      return await task;
+      const answer = await this.request(payload, token, signal);
+      const { httpStatus, cls } = answer;
+      const retryAfterMs = cls.kind === 'unavailable' ? cls.retryAfterMs : undefined;
+      feedback =
+        httpStatus === 429
+          ? { kind: 'refused', retryAfterMs }
+          : httpStatus >= 500 || httpStatus === 408
+            ? { kind: 'failed', retryAfterMs }
+            : { kind: 'answered', retryAfterMs };
+      return answer;
     } catch (err) {
-      if (signal?.aborted && !(err instanceof BridgeError)) throw new RequestAbortedError();
+      // No answer: a timeout or a network error (an abort says nothing about the platform).
+      if (err instanceof ApiUnavailableError) feedback = { kind: 'failed' };
       throw err;
+    } finally {
+      if (feedback) permit.done(feedback);
+      else permit.cancel();
     }
+  }
+
+  private async request(payload: string, token: string, signal: AbortSignal | undefined): Promise<Answer> {
+    // The timeout starts when the request leaves the limiter, not while it waits in it.
+    const timeout = AbortSignal.timeout(this.o.timeoutMs);
+    const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
+    let httpStatus: number;
+    let text: string;
+    let retryAfter: string | string[] | undefined;
+    try {
+      const res = await this.pool.request({
+        method: 'POST',
+        path: `${this.basePath}${this.o.batchAddPath}`,
+        headers: { 'content-type': 'application/json', accept: 'application/json', 'x-token': token },
+        body: payload,
+        signal: combined,
+      });
+      httpStatus = res.statusCode;
+      retryAfter = res.headers['retry-after'];
+      text = await res.body.text();
+    } catch (err) {
+      if (signal?.aborted) throw new RequestAbortedError();
+      const why = timeout.aborted
+        ? `no answer within ${this.o.timeoutMs} ms`
+        : errorMessage(err, { code: true });
+      throw new ApiUnavailableError(`platform unreachable: ${this.o.clean(why)}`, undefined, undefined);
+    }
+    let body: BatchAddResponse | undefined;
+    try {
+      const parsed: unknown = JSON.parse(text);
+      body = parsed !== null && typeof parsed === 'object' ? (parsed as BatchAddResponse) : undefined;
+    } catch {
+      body = undefined;
+    }
+    return { httpStatus, body, cls: classifyResponse(httpStatus, body, parseRetryAfter(retryAfter)) };
   }
 }

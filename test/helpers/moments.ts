@@ -61,6 +61,16 @@ export function unanswered(s: SimulatorStats): number {
 }
 
 /**
+ * Waits out the bridge's acknowledgement timer (20 ms after its tracker moves) many times over, so
+ * that a "the slot is not confirmed past it" read afterwards would see a position released too
+ * early: read at once, the slot cannot show it yet. Not a synchronisation: nothing is awaited that
+ * should happen, only a window in which something must not.
+ */
+export async function pastAckInterval(): Promise<void> {
+  await new Promise((r) => setTimeout(r, 250));
+}
+
+/**
  * The position a spawned bridge would confirm next, from its /metrics (`confirmed_lsn_bytes`, set
  * when its position tracker moves): what its acknowledgement timer sends to the server a few
  * milliseconds later. Reading it instead of the slot needs no waiting for that timer: a position

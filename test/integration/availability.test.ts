@@ -137,7 +137,7 @@ describe('availability', () => {
     await waitForCatchUp(db);
     expect(sim.groupsOf('thirdId', 'l1')).toEqual(['before']);
     expect(sim.groupsOf('thirdId', 'l2')).toEqual(['after']);
-    expect(await second.kill('SIGTERM')).toBe(0);
-    expect(await first.kill('SIGTERM')).toBe(0);
+    expect(await second.kill('SIGTERM'), second.output().slice(-4000)).toBe(0);
+    expect(await first.kill('SIGTERM'), first.output().slice(-4000)).toBe(0);
   }, 90_000);
 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { freePort } from '../../src/throwaway/postgres.js';
 import { runCli, startCli, writeConfigFile, type RunningCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { CRM_SCHEMA, testConfigYaml, waitForCatchUp, waitForStreaming } from '../helpers/pipeline.js';
@@ -13,6 +14,7 @@ interface StatusJson {
   summary: Array<{ source: string; status: string; rows: number }>;
   backlog: { rows: number; ageSeconds: number };
   failures: { total: number; newest: Array<{ source: string; rowKey: unknown; error: string }> };
+  requestRate: Record<string, unknown>;
 }
 
 describe('tuzhan-cdc status', () => {
@@ -44,7 +46,10 @@ describe('tuzhan-cdc status', () => {
     await db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'vip'), ('c2', 'north')`,
     );
-    run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn' });
+    // The learned request rate is asked of the running bridge's HTTP endpoint.
+    const port = await freePort();
+    const http = { TUZHAN_CDC__HTTP__LISTEN: `127.0.0.1:${port}` };
+    run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn', ...http });
     await waitForStreaming(db, 'cli_status');
     await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c3', 'east')`);
     await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'vip,gold' WHERE cust_no = 'c1'`);
@@ -54,18 +59,31 @@ describe('tuzhan-cdc status', () => {
     );
     await waitForCatchUp(db, SLOT);
 
-    const live = await runCli(['--config', file, 'status', '--json']);
+    const live = await runCli(['--config', file, 'status', '--json'], http);
     expect(live.code).toBe(0);
     const liveReport = JSON.parse(live.stdout) as StatusJson;
     expect(liveReport.slot).toMatchObject({ name: 'cli_status', exists: true, active: true });
+    // The platform refused nothing: no limit learned, the configured concurrency.
+    expect(liveReport.requestRate).toEqual({
+      from: `http://127.0.0.1:${port}`,
+      ratePerSecond: null,
+      quota: null,
+      concurrency: 4,
+      refused: 0,
+    });
+    const liveText = await runCli(['--config', file, 'status'], http);
+    expect(liveText.stdout).toMatch(/^requests\s+no limit \(the platform refused nothing\), 0 refused/m);
 
     run.child.kill('SIGTERM');
     const stopped = await run.exited;
     run = undefined;
     expect(stopped.code, stopped.stderr).toBe(0);
 
-    const r = await runCli(['--config', file, 'status']);
+    const r = await runCli(['--config', file, 'status'], http);
     expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(
+      new RegExp(`^requests\\s+rate unknown: http://127.0.0.1:${port}: no bridge answered`, 'm'),
+    );
     expect(r.stdout).toMatch(/slot\s+cli_status: INACTIVE .*confirmed \d+\/[0-9A-F]+, lag \d/);
     expect(r.stdout).toMatch(/^profiles\s+synced\s+3\s/m);
     expect(r.stdout).toMatch(/^memberships\s+failed\s+1\s/m);

@@ -159,6 +159,10 @@ describe.skipIf(skip)('console in a browser', () => {
     expect(shown).toHaveLength(12);
     expect(await page.locator('#card-held').textContent()).toContain('nothing held');
     expect(await page.locator('#card-slot').textContent()).toContain('active');
+    // The platform refused nothing: no request rate learned, none refused.
+    const rate = await page.locator('#card-rate').textContent();
+    expect(rate).toContain('learned rateno limit');
+    expect(rate).toContain('refused (429)0');
 
     // requests/min: the requests of the five minutes before the overview was made, over the time
     // since the first of them (at least a minute), from sync_batch; the chart holds every request

@@ -32,6 +32,11 @@ describe('tuzhan-cdc demo', () => {
     expect(count(totals, /failed ([\d,]+)/), context).toBeGreaterThan(0);
     expect(count(r.stdout, /rows changed: ([\d,]+)/)).toBeGreaterThan(0);
     expect(count(r.stdout, /(\d+) answered HTTP 429/)).toBeGreaterThan(0);
+    // The 429 moment: the quota of 4 a second was imposed, and the bridge says what it learned of it.
+    expect(r.stdout, context).toMatch(/simulator: from now on a quota of 4 batchAdd requests a second/);
+    const learned = /it learned a quota of about ([\d.]+)\/s and sends at most ([\d.]+)\/s/.exec(r.stdout);
+    expect(learned, context).not.toBeNull();
+    expect(Number(learned?.[2])).toBeLessThanOrEqual(Number(learned?.[1]));
 
     // The removal guard, once: the mass delete held, part restored, the rest approved.
     expect(r.stdout, context).toMatch(

@@ -174,6 +174,31 @@ describe.runIf(major >= 17)(`failover to a promoted standby (PostgreSQL ${major}
     ]);
     await eventually(() => expect(ready.at(-1)).toBe(true), 15_000);
 
+    // The standby stops synchronizing slots from here on, so that its copy certainly lags what the
+    // bridge confirms on the primary before the crash (the sync worker runs every few hundred
+    // milliseconds: left on, the copy may or may not have caught up at the crash).
+    await cluster.standby.db.query(`ALTER SYSTEM SET sync_replication_slots = off`);
+    await cluster.standby.db.query(`SELECT pg_reload_conf()`);
+    await eventually(async () => {
+      const { rows } = await cluster.standby.db.query(
+        `SELECT 1 FROM pg_stat_activity WHERE backend_type = 'slotsync worker'`,
+      );
+      expect(rows).toEqual([]);
+    }, 15_000);
+    const copy = (
+      await cluster.standby.db.query<{ lsn: string }>(
+        `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
+        [SLOT],
+      )
+    ).rows[0]?.lsn as string;
+    await eventually(async () => {
+      const { rows } = await cluster.primary.db.query<{ past: boolean }>(
+        `SELECT confirmed_flush_lsn > $2::pg_lsn AS past FROM pg_replication_slots WHERE slot_name = $1`,
+        [SLOT, copy],
+      );
+      expect(rows[0]?.past, 'the primary has confirmed past the standby copy').toBe(true);
+    }, 15_000);
+
     // The moment: the writer is committing and the bridge streaming when the primary crashes.
     const before = writer.commits();
     await eventually(() => expect(writer.commits()).toBeGreaterThan(before + 20), 10_000, 10);

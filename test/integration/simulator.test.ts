@@ -345,6 +345,37 @@ describe('faults', () => {
     expect(sim.stats().served429).toBe(2);
   });
 
+  it('rateLimit answers 429 with Retry-After past N requests a second, without applying; changeable at run time', async () => {
+    expect(
+      (await fetch(`${sim.url}/__sim/faults`, { method: 'POST', body: '{"rateLimit": 3}' })).status,
+    ).toBe(200);
+    // Ten at once: the quota's second's worth (3) goes through, and what it refilled meanwhile.
+    const started = Date.now();
+    const rows = Array.from({ length: 10 }, (_, i) => ({ thirdId: `q${i}`, groups: 'g' }));
+    const answers = await Promise.all(rows.map((r) => send(ADD, [r])));
+    const seconds = (Date.now() - started) / 1000;
+    const taken = answers.filter((a) => a.http === 200);
+    const refused = answers.filter((a) => a.http === 429);
+    expect(taken.length + refused.length).toBe(10);
+    expect(taken.length).toBeGreaterThanOrEqual(3);
+    expect(taken.length).toBeLessThanOrEqual(3 + Math.ceil(3 * seconds));
+    for (const a of refused) {
+      expect(a.body).toMatchObject({ code: '429', errorCode: 'TOO_MANY_REQUESTS' });
+      expect(a.headers.get('retry-after')).toBe('1');
+    }
+    const applied = rows.filter((r) => sim.groupsOf('thirdId', r.thirdId) !== undefined);
+    expect(applied).toHaveLength(taken.length);
+    expect(sim.stats()).toMatchObject({ quotaRefused: refused.length, served429: refused.length });
+    // No quota any more: everything goes through.
+    sim.setFaults({ rateLimit: 0 });
+    const again = await Promise.all(rows.map((r) => send(ADD, [r])));
+    expect(again.every((a) => a.http === 200)).toBe(true);
+    expect(sim.stats().quotaRefused).toBe(refused.length);
+    expect(
+      (await fetch(`${sim.url}/__sim/faults`, { method: 'POST', body: '{"rateLimit": -1}' })).status,
+    ).toBe(400);
+  });
+
   it('timeoutRate never answers and does not apply; with timeoutApplies it applies first', async () => {
     sim.setFaults({ timeoutRate: 1 });
     const hang = (body: unknown) =>
@@ -454,6 +485,28 @@ describe('registry file and mock-api', () => {
     }
     await writeFile(file, '{"not": "an array"}');
     await expect(loadRegistry(file)).rejects.toThrow('JSON array');
+  });
+
+  it('mock-api --rate-limit starts with a sustained quota', async () => {
+    const mock = await startMockApi({ listen: '127.0.0.1:0', token: 'cli-token', rateLimit: '1' });
+    try {
+      const answers = await Promise.all(
+        [1, 2, 3].map((i) =>
+          fetch(`${mock.url}${PATH}`, {
+            method: 'POST',
+            headers: { 'x-token': 'cli-token' },
+            body: JSON.stringify({ publicParams: ADD, data: [{ thirdId: `m${i}` }] }),
+          }),
+        ),
+      );
+      expect(answers.filter((a) => a.status === 429).length).toBeGreaterThanOrEqual(1);
+      expect(mock.stats().quotaRefused).toBe(answers.filter((a) => a.status === 429).length);
+    } finally {
+      await mock.close();
+    }
+    await expect(startMockApi({ listen: ':0', token: 't', rateLimit: 'fast' })).rejects.toThrow(
+      '--rate-limit',
+    );
   });
 
   it('parses --listen and refuses incomplete credentials', async () => {

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Batcher, type FlushSink } from '../../src/batching/batcher.js';
-import { holdersOf, type Entry } from '../../src/batching/coalesce.js';
+import { holdersOf, type Entry, type Holder } from '../../src/batching/coalesce.js';
 import type { Config } from '../../src/config/types.js';
 import type { SourceChange } from '../../src/mapping/changes.js';
 
@@ -8,10 +8,11 @@ const T = new Date('2024-05-01T00:00:00Z');
 
 /** Records dispatches; the test decides when they fail. */
 class FakeSink implements FlushSink {
-  readonly dispatched: Array<{ source: string; entries: Entry[]; at: number }> = [];
+  readonly dispatched: Array<{ source: string; entries: Entry[]; at: number; open: ReadonlySet<Holder> }> =
+    [];
   failWith: unknown;
-  async dispatch(source: string, entries: Entry[]): Promise<void> {
-    this.dispatched.push({ source, entries, at: Date.now() });
+  async dispatch(source: string, entries: Entry[], open: ReadonlySet<Holder>): Promise<void> {
+    this.dispatched.push({ source, entries, at: Date.now(), open });
     if (this.failWith !== undefined) throw this.failWith;
   }
   keys(i: number): string[] {
@@ -22,6 +23,8 @@ class FakeSink implements FlushSink {
 /** A transaction as the position tracker would be. */
 class CountingHolder {
   held = 0;
+  /** Absent: complete (a snapshot's holder); false until the COMMIT is read. */
+  committed?: boolean;
   hold(n: number) {
     this.held += n;
   }
@@ -292,5 +295,32 @@ describe('Batcher.discardBuffered (a lost stream: the server sends those changes
     await settle();
     expect(room).toBe(true);
     expect(batcher.load).toBe(0);
+  });
+  it('a flush carries the transactions open when it was made; their COMMIT flushes those sources again', async () => {
+    const { sink, batcher, holder, add } = setup({ maxBatchSize: 2 });
+    holder.committed = false;
+    add(1);
+    add(2); // a full buffer: flushed while the transaction is open
+    add(3, ['g'], 'members');
+    add(4);
+    // The COMMIT is read before any flush reached the sink: what each says was fixed when made.
+    holder.committed = true;
+    batcher.committed(holder);
+    await settle();
+    expect(sink.dispatched.map((d) => [d.source, d.entries.length, d.open.has(holder)])).toEqual([
+      ['profiles', 2, true],
+      ['profiles', 1, false],
+    ]);
+    // The other source's entries were never flushed while open: its own flush comes in its time.
+    await vi.advanceTimersByTimeAsync(OPTIONS.debounceMs);
+    expect(sink.dispatched.map((d) => [d.source, d.open.has(holder)])).toEqual([
+      ['profiles', true],
+      ['profiles', false],
+      ['members', false],
+    ]);
+    // Once more: nothing left to flush again for it.
+    batcher.committed(holder);
+    await settle();
+    expect(sink.dispatched).toHaveLength(3);
   });
 });

@@ -8,7 +8,7 @@ import type { DeliveryRow, KeyChange } from '../../src/delivery/requests.js';
 import type { SourceConfig } from '../../src/config/types.js';
 import { createBridgeEvents } from '../../src/domain/events.js';
 import { Delivery, type PlatformSender } from '../../src/delivery/delivery.js';
-import { ApiRejectedError, ApiUnavailableError } from '../../src/errors.js';
+import { ApiAuthError, ApiRejectedError, ApiUnavailableError } from '../../src/errors.js';
 import type { BatchRecord, StatusRow } from '../../src/status/status-store.js';
 import type { BatchResult } from '../../src/tuzhan/client.js';
 import type { ApiRow, PublicParams } from '../../src/tuzhan/types.js';
@@ -298,9 +298,126 @@ describe('delivery', () => {
     }
   });
 
+  it('tells the metrics what each try of a request came to: retries, reachability, outcomes per key', async () => {
+    const events = createBridgeEvents();
+    const seen: unknown[] = [];
+    for (const name of ['request', 'rows', 'retry', 'apiReachable'] as const)
+      events.on(name, (e: unknown) => seen.push([name, e]));
+    // A platform that answers, in turn: a network error (no HTTP answer), a refused token, a 503,
+    // then the real answer (c2 failed by the platform, the rest synced).
+    const platform = new FakePlatform(new Set(['c5']), new Set(['c2']));
+    const failures: Error[] = [
+      Object.assign(new ApiUnavailableError('connect ECONNREFUSED', undefined, undefined), { durationMs: 4 }),
+      new ApiAuthError('token refused', 'tuzhan.token', true, 401),
+      new ApiUnavailableError('platform unavailable: HTTP 503', 503, undefined),
+    ];
+    const sender: PlatformSender = {
+      sendOnce: (params, rows) => platform.sendOnce(params, rows),
+      async send(params, rows, o) {
+        for (let attempt = 1; ; attempt++) {
+          const error = failures.shift();
+          if (!error) return platform.sendOnce(params, rows);
+          await o.onRetry?.({ attempt, error: error as ApiUnavailableError, delayMs: 10 * attempt });
+        }
+      },
+    };
+    const store = new FakeStore();
+    const delivery = new Delivery({ sender, store, events });
+    // c0's key contributes two rows to the request: it counts once.
+    const c0 = change('c0');
+    const rows = [row('c0', c0), row('c1'), row('c2'), row('x', c0)];
+    await delivery.deliver({ source: SOURCE, op: 'add', rows, policy: 'daemon' });
+    const tried = (attempt: number, reason: string, reachable: boolean, httpStatus?: number, ms = 0) => [
+      ['apiReachable', reachable],
+      ['retry', { source: 'profiles', reason, attempt, delayMs: 10 * attempt }],
+      [
+        'request',
+        { source: 'profiles', optType: 'add', rows: 4, outcome: reason, durationMs: ms, httpStatus },
+      ],
+    ];
+    expect(seen).toEqual([
+      ...tried(1, 'transient', false, undefined, 4),
+      ...tried(2, 'auth', true, 401),
+      ...tried(3, 'transient', true, 503),
+      ['apiReachable', true],
+      [
+        'request',
+        {
+          source: 'profiles',
+          optType: 'add',
+          rows: 4,
+          outcome: 'partial',
+          httpStatus: 200,
+          code: '200',
+          durationMs: 1,
+        },
+      ],
+      ['rows', { source: 'profiles', op: 'add', status: 'synced', count: 2 }],
+      ['rows', { source: 'profiles', op: 'add', status: 'failed', count: 1 }],
+    ]);
+    // The stored rows: the first try's `retrying`, then each key's last row of the answer.
+    expect(store.writes.map((w) => w.rows.map((r) => `${r.rowKey}:${r.status}/${r.attempts}`))).toEqual([
+      ['{"id":"c0"}:retrying/1', '{"id":"c1"}:retrying/1', '{"id":"c2"}:retrying/1'],
+      ['{"id":"c0"}:synced/4', '{"id":"c1"}:synced/4', '{"id":"c2"}:failed/4'],
+    ]);
+    expect(store.writes[1]?.rows[2]?.error).toBe('no customer matches');
+
+    // All synced: ok. Rejected as a whole: split, the bad row alone fails, the other is synced.
+    seen.length = 0;
+    await delivery.deliver({ source: SOURCE, op: 'delete', rows: [row('c6')], policy: 'daemon' });
+    expect(seen[1]).toEqual([
+      'request',
+      {
+        source: 'profiles',
+        optType: 'delete',
+        rows: 1,
+        outcome: 'ok',
+        httpStatus: 200,
+        code: '200',
+        durationMs: 1,
+      },
+    ]);
+    seen.length = 0;
+    const rejected = await delivery.deliver({
+      source: SOURCE,
+      op: 'delete',
+      rows: [row('c5'), row('c7')],
+      policy: 'daemon',
+    });
+    expect(rejected).toEqual(['failed', 'synced']);
+    const shape = (e: unknown) => {
+      const [name, v] = e as [string, Record<string, unknown>];
+      return name === 'request'
+        ? `${name} ${v.rows} ${v.outcome} ${v.httpStatus} ${v.code}`
+        : `${name} ${JSON.stringify(v)}`;
+    };
+    expect(seen.map(shape)).toEqual([
+      'request 2 rejected 400 400',
+      'retry {"source":"profiles","reason":"rejected-split","attempt":1,"delayMs":0}',
+      'request 1 rejected 400 400',
+      'rows {"source":"profiles","op":"delete","status":"failed","count":1}',
+      'apiReachable true',
+      'request 1 ok 200 200',
+      'rows {"source":"profiles","op":"delete","status":"synced","count":1}',
+    ]);
+    // A rejection's duration is the time it took (the client's figure when it has one).
+    for (const e of seen) {
+      const [name, v] = e as [string, { outcome?: string; durationMs: number }];
+      if (name === 'request' && v.outcome === 'rejected') {
+        expect(v.durationMs).toBeGreaterThanOrEqual(0);
+        expect(v.durationMs).toBeLessThan(60_000);
+      }
+    }
+  });
+
   it('records outcomes decided without sending', async () => {
     const store = new FakeStore();
-    const delivery = new Delivery({ sender: new FakePlatform(), store });
+    const events = createBridgeEvents();
+    const counted: unknown[] = [];
+    events.on('rows', (e) => counted.push(e));
+    const delivery = new Delivery({ sender: new FakePlatform(), store, events });
+    await delivery.record('profiles', []);
+    expect(store.writes).toEqual([]);
     await delivery.record('profiles', [
       { change: change('gone'), op: 'delete', status: 'skipped', error: 'row gone' },
     ]);
@@ -317,5 +434,6 @@ describe('delivery', () => {
         ],
       },
     ]);
+    expect(counted).toEqual([{ source: 'profiles', op: 'delete', status: 'skipped', count: 1 }]);
   });
 });

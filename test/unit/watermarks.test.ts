@@ -31,6 +31,29 @@ describe('watermarks', () => {
     expect(await w.buffered).toBe(42n);
   });
 
+  it('buffers the chunk again when its high watermark comes again (a replay after a lost connection)', () => {
+    const wm = new Watermarks();
+    const buffered: string[][] = [];
+    const buffer = (_source: string, changes: readonly SourceChange[]) => {
+      buffered.push(changes.map((c) => c.key.values.id as string));
+      return 7n;
+    };
+    const w = wm.open('2:b:0', 'profiles');
+    wm.onMessage(mark('2:b:0', 'low'), buffer);
+    wm.onChange('profiles', change('k1').key.text);
+    w.rows = ['k0', 'k1'].map(change);
+    wm.onMessage(mark('2:b:0', 'high'), buffer);
+    // The replay starts past the low watermark: the keys changed before stay dropped.
+    wm.onMessage(mark('2:b:0', 'high'), buffer);
+    // Or at it: the keys changed between the two are read again.
+    wm.onMessage(mark('2:b:0', 'low'), buffer);
+    wm.onChange('profiles', change('k0').key.text);
+    wm.onMessage(mark('2:b:0', 'high'), buffer);
+    wm.close(w.id);
+    wm.onMessage(mark('2:b:0', 'high'), buffer);
+    expect(buffered).toEqual([['k0'], ['k0'], ['k1']]);
+  });
+
   it('ignores watermarks it did not open (a replay after a restart) and malformed messages', () => {
     const wm = new Watermarks();
     let called = 0;

@@ -24,6 +24,7 @@ import { redactText } from '../redact.js';
 import { ConsoleData, decodeGroup, type GroupId } from './data.js';
 import { ConsoleOverview } from './overview.js';
 import { ActionBusy, ConsoleActions } from './actions.js';
+import { learnedRate } from './request-rate.js';
 import { refusal, SECURITY_HEADERS } from './security.js';
 
 /** What a retry of a group reports back (the `retry-failed` result of its source). */
@@ -166,7 +167,13 @@ export function createConsole(o: ConsoleOptions): WebConsole {
   ): Promise<{ status?: number; body: unknown }> {
     switch (path) {
       case '/console/api/health': // the header's pill on every page, without the overview's queries
-        return { body: { generatedAt: new Date().toISOString(), ...(o.readiness?.() ?? { ready: null }) } };
+        return {
+          body: {
+            generatedAt: new Date().toISOString(),
+            ...(o.readiness?.() ?? { ready: null }),
+            ...(o.metrics ? { requestRate: await learnedRate(o.metrics) } : {}),
+          },
+        };
       case '/console/api/overview':
         return { body: { ...(await overview.read()), actions: actions.newest(5) } };
       case '/console/api/search': {

@@ -1,13 +1,22 @@
 /**
- * The console's searches and failure lists, read from the status schema (statements:
- * src/status/console-sql.ts, each on an index), and its backfill request. Plain JSON-ready objects:
+ * The console's searches and failure lists, read from the status schema (src/status/reads.ts, each
+ * statement on an index), and its backfill request. Plain JSON-ready objects:
  * the API serves them as they are (docs/console.md describes them). The overview: ./overview.ts.
  */
 import type pg from 'pg';
 import type { Config } from '../../config/types.js';
 import { canonicalJson } from '../../mapping/source-mapper.js';
-import { consoleSql, SEARCHED_IDENTITIES, type SearchedIdentity } from '../../status/console-sql.js';
 import { requestBackfill } from '../../status/jobs.js';
+import {
+  readFailureGroups,
+  readGroupRows,
+  readIndexedIdentities,
+  readKeySample,
+  SEARCHED_IDENTITIES,
+  searchRows,
+  type RowOutcome,
+  type SearchedIdentity,
+} from '../../status/reads.js';
 import type { Metrics } from '../metrics.js';
 import type { Readiness } from '../readiness.js';
 
@@ -28,26 +37,15 @@ export interface GroupId {
 /** A time as the API gives it: ISO 8601 in UTC, or null. */
 export const iso = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);
 
-/** A row's latest outcome as the console's statements read it. */
-interface OutcomeRow {
-  op: string;
-  attempts: number;
-  error: string | null;
-  lsn: string | null;
-  committed_at: Date | null;
-  synced_at: Date;
-  payload: Record<string, unknown> | null;
-}
-
 /** A row's latest outcome as the API gives it (search results and a failure group's rows alike). */
-function outcome(r: OutcomeRow) {
+function outcome(r: RowOutcome) {
   return {
     op: r.op,
     attempts: r.attempts,
     error: r.error,
     lsn: r.lsn,
-    committedAt: iso(r.committed_at),
-    syncedAt: iso(r.synced_at),
+    committedAt: iso(r.committedAt),
+    syncedAt: iso(r.syncedAt),
     payload: r.payload,
   };
 }
@@ -75,11 +73,12 @@ export function decodeGroup(id: string): GroupId | undefined {
 const IDENTITY_INDEX_TTL_MS = 60_000;
 
 export class ConsoleData {
-  private readonly sql;
   private indexed: { at: number; identities: Promise<SearchedIdentity[]> } | undefined;
 
-  constructor(private readonly o: ConsoleDataOptions) {
-    this.sql = consoleSql(o.config.postgres.statusSchema);
+  constructor(private readonly o: ConsoleDataOptions) {}
+
+  private get schema(): string {
+    return this.o.config.postgres.statusSchema;
   }
 
   /**
@@ -90,12 +89,7 @@ export class ConsoleData {
   indexedIdentities(): Promise<SearchedIdentity[]> {
     const now = Date.now();
     if (!this.indexed || now - this.indexed.at > IDENTITY_INDEX_TTL_MS) {
-      const identities = this.o.pool
-        .query<{ identity: SearchedIdentity }>(this.sql.identityIndexes, [
-          this.o.config.postgres.statusSchema,
-          [...SEARCHED_IDENTITIES],
-        ])
-        .then((res) => SEARCHED_IDENTITIES.filter((f) => res.rows.some((r) => r.identity === f)));
+      const identities = readIndexedIdentities(this.o.pool, this.schema);
       this.indexed = { at: now, identities };
       identities.catch(() => {
         if (this.indexed?.identities === identities) this.indexed = undefined;
@@ -125,8 +119,7 @@ export class ConsoleData {
       identity = null;
     } else {
       for (const name of names) {
-        const shape = await this.o.pool.query<{ k: string }>(this.sql.keyShape, [name]);
-        const k = shape.rows[0]?.k;
+        const k = await readKeySample(this.o.pool, this.schema, name);
         if (!k) continue;
         const columns = Object.keys(JSON.parse(k) as object);
         if (columns.length !== 1) continue;
@@ -137,18 +130,19 @@ export class ConsoleData {
       }
     }
     const indexed = identity === null ? [] : await this.indexedIdentities();
-    const res = await this.o.pool.query<SearchRow>(this.sql.search(indexed), [
-      names,
-      [...new Set(keys)],
-      source ?? null,
-      limit + 1,
-      ...(indexed.length > 0 ? [identity] : []),
-    ]);
-    const rows = res.rows.slice(0, limit).map((r) => {
-      const key = JSON.parse(r.row_key) as Record<string, unknown>;
+    const found = await searchRows(this.o.pool, this.schema, {
+      sources: names,
+      keys: [...new Set(keys)],
+      source: source ?? null,
+      limit: limit + 1,
+      identities: indexed,
+      identity,
+    });
+    const rows = found.slice(0, limit).map((r) => {
+      const key = JSON.parse(r.rowKey) as Record<string, unknown>;
       const payload = r.payload ?? {};
       const matchedBy = [
-        ...(keys.some((k) => sameJson(k, r.row_key)) ? ['key'] : []),
+        ...(keys.some((k) => sameJson(k, r.rowKey)) ? ['key'] : []),
         ...indexed.filter((f) => payload[f] === identity),
       ];
       return {
@@ -157,29 +151,14 @@ export class ConsoleData {
         status: r.status,
         ...outcome(r),
         matchedBy,
-        request:
-          r.request_id === null
-            ? null
-            : {
-                id: r.request_id,
-                optType: r.opt_type,
-                rows: r.rows,
-                httpStatus: r.http_status,
-                code: r.code,
-                msg: r.msg,
-                apiStatus: r.api_status,
-                successNum: r.success_num,
-                failNum: r.fail_num,
-                startedAt: iso(r.started_at),
-                durationMs: r.duration_ms,
-              },
+        request: r.request === null ? null : { ...r.request, startedAt: iso(r.request.startedAt) },
       };
     });
     return {
       query: q,
       source: source ?? null,
       limit,
-      more: res.rows.length > limit,
+      more: found.length > limit,
       rows,
       // What a value that is not a key was compared with, and what it could not be: an identity
       // without an index is not searched (it would read the whole table).
@@ -194,26 +173,19 @@ export class ConsoleData {
     limit: number;
     offset: number;
   }): Promise<Record<string, unknown>> {
-    const res = await this.o.pool.query<{
-      source: string;
-      status: 'failed' | 'retrying';
-      error: string | null;
-      n: string;
-      oldest: Date | null;
-      newest: Date | null;
-    }>(this.sql.failureGroups, [o.status ?? null, o.source ?? null, o.limit + 1, o.offset]);
+    const groups = await readFailureGroups(this.o.pool, this.schema, { ...o, limit: o.limit + 1 });
     return {
       limit: o.limit,
       offset: o.offset,
-      more: res.rows.length > o.limit,
-      groups: res.rows.slice(0, o.limit).map((r) => ({
+      more: groups.length > o.limit,
+      groups: groups.slice(0, o.limit).map((r) => ({
         id: encodeGroup(r),
         source: r.source,
         status: r.status,
         error: r.error,
-        rows: Number(r.n),
-        oldestCommittedAt: iso(r.oldest),
-        newestAt: iso(r.newest),
+        rows: r.rows,
+        oldestCommittedAt: iso(r.oldestCommittedAt),
+        newestAt: iso(r.newestAt),
       })),
     };
   }
@@ -231,21 +203,15 @@ export class ConsoleData {
         throw new RangeError('after: not a cursor of this list');
       cursor = [v[0], v[1]];
     }
-    const res = await this.o.pool.query<OutcomeRow & { k: string; synced_text: string }>(this.sql.groupRows, [
-      group.status,
-      group.source,
-      group.error,
-      ...cursor,
-      limit + 1,
-    ]);
-    const rows = res.rows.slice(0, limit);
+    const page = await readGroupRows(this.o.pool, this.schema, group, cursor, limit + 1);
+    const rows = page.slice(0, limit);
     const last = rows[rows.length - 1];
     return {
       group: { id: encodeGroup(group), ...group },
-      rows: rows.map((r) => ({ rowKey: JSON.parse(r.k) as unknown, ...outcome(r) })),
+      rows: rows.map((r) => ({ rowKey: JSON.parse(r.key) as unknown, ...outcome(r) })),
       next:
-        res.rows.length > limit && last
-          ? Buffer.from(JSON.stringify([last.synced_text, last.k])).toString('base64url')
+        page.length > limit && last
+          ? Buffer.from(JSON.stringify([last.syncedText, last.key])).toString('base64url')
           : null,
     };
   }
@@ -259,23 +225,6 @@ export class ConsoleData {
     const { slot, statusSchema } = config.postgres;
     return requestBackfill(pool, statusSchema, slot, { source, filter: null, reason: 'requested' });
   }
-}
-
-interface SearchRow extends OutcomeRow {
-  source: string;
-  row_key: string;
-  status: string;
-  request_id: string | null;
-  opt_type: string | null;
-  rows: number | null;
-  http_status: number | null;
-  code: string | null;
-  msg: string | null;
-  api_status: number | null;
-  success_num: number | null;
-  fail_num: number | null;
-  started_at: Date | null;
-  duration_ms: number | null;
 }
 
 function sameJson(a: string, b: string): boolean {

@@ -1,14 +1,25 @@
 /**
  * The console's overview: per source the rows by status, backlog, requests and their outcomes; the
  * slot's lag and WAL headroom; snapshot and backfill progress. Read from the status schema
- * (statements: src/status/console-sql.ts, each on an index), the slot, and the daemon's own metrics
- * and readiness, as the JSON the API serves (docs/console.md).
+ * (src/status/reads.ts, each statement on an index), the slot, and the daemon's own metrics and
+ * readiness, as the JSON the API serves (docs/console.md).
  */
 import { readSlot } from '../../source/slot.js';
-import { consoleSql } from '../../status/console-sql.js';
-import { readRecentBackfills } from '../../status/reads.js';
+import {
+  readHeld,
+  readRecentBackfills,
+  readRecentRequests,
+  readRequestRates,
+  readSnapshotRun,
+  readSourceBacklogs,
+  readSourceRowCount,
+  readSourceShares,
+  readStatusRowEstimate,
+  readUnsyncedCounts,
+  readWalKeepSize,
+} from '../../status/reads.js';
 import { iso, type ConsoleDataOptions } from './data.js';
-import { RATE_WINDOW, recentRate } from './request-rate.js';
+import { learnedRate, RATE_WINDOW, recentRate } from './request-rate.js';
 
 /** Below this many rows (the planner's estimate) sync_status is counted exactly at every refresh. */
 export const EXACT_COUNT_LIMIT = 500_000;
@@ -18,11 +29,7 @@ export const STATUSES = ['synced', 'failed', 'retrying', 'accepted', 'skipped', 
 export const OUTCOMES = ['ok', 'partial', 'accepted', 'rejected', 'auth', 'transient', 'no answer'] as const;
 
 export class ConsoleOverview {
-  private readonly sql;
-
-  constructor(private readonly o: ConsoleDataOptions) {
-    this.sql = consoleSql(o.config.postgres.statusSchema);
-  }
+  constructor(private readonly o: ConsoleDataOptions) {}
 
   private get schema(): string {
     return this.o.config.postgres.statusSchema;
@@ -33,14 +40,12 @@ export class ConsoleOverview {
     const { pool, config } = this.o;
     const slotName = config.postgres.slot;
     const now = new Date();
-    const [estimate, slot, keep, live] = await Promise.all([
-      pool.query<{ rows: number }>(this.sql.tableEstimate, [this.schema]),
+    const [tableRows, slot, maxKeepBytes, live] = await Promise.all([
+      readStatusRowEstimate(pool, this.schema),
       readSlot(pool, slotName),
-      pool.query<{ mb: string }>(this.sql.walKeepSize),
+      readWalKeepSize(pool, this.schema),
       this.live(),
     ]);
-    const keepMb = Number(keep.rows[0]?.mb ?? -1);
-    const maxKeepBytes = keepMb >= 0 ? keepMb * 1024 * 1024 : null;
     const slotInfo = {
       name: slotName,
       exists: slot !== null,
@@ -62,7 +67,6 @@ export class ConsoleOverview {
       bridge: live.bridge,
       slot: slotInfo,
     };
-    const tableRows = estimate.rows[0]?.rows;
     if (tableRows === undefined)
       return {
         ...base,
@@ -73,31 +77,23 @@ export class ConsoleOverview {
 
     const [counts, backlog, requests, rates, snapshot, backfills, held] = await Promise.all([
       this.counts(tableRows),
-      pool.query<{ source: string; n: string; oldest: Date | null; age: number | null }>(this.sql.backlog),
-      pool.query<{
-        source: string;
-        outcome: (typeof OUTCOMES)[number];
-        minute: Date | null;
-        requests: number;
-        rows: number;
-        newest: Date;
-      }>(this.sql.recentRequests, [REQUEST_WINDOW.requests, REQUEST_WINDOW.minutes]),
-      pool.query<{ source: string; requests: number; rows: number; oldest: Date }>(this.sql.requestRate, [
+      readSourceBacklogs(pool, this.schema),
+      readRecentRequests(pool, this.schema, REQUEST_WINDOW),
+      readRequestRates(
+        pool,
+        this.schema,
         new Date(now.getTime() - RATE_WINDOW.maxSeconds * 1000),
         REQUEST_WINDOW.requests,
-      ]),
-      pool.query<{ started: Date | null; done: Date | null; rows: string | null; reason: string | null }>(
-        this.sql.snapshot,
-        [slotName],
       ),
+      readSnapshotRun(pool, this.schema, slotName),
       this.backfills(),
       this.held(),
     ]);
 
     const sources = [...counts.keys()].map((name) => {
       const c = counts.get(name)!;
-      const b = backlog.rows.find((r) => r.source === name);
-      const reqs = requests.rows.filter((r) => r.source === name);
+      const b = backlog.find((r) => r.source === name);
+      const reqs = requests.filter((r) => r.source === name);
       const inWindow = reqs.filter((r) => r.minute !== null);
       const outcomes = Object.fromEntries(
         OUTCOMES.map((o) => [o, inWindow.filter((r) => r.outcome === o).reduce((n, r) => n + r.requests, 0)]),
@@ -108,7 +104,7 @@ export class ConsoleOverview {
         const m = perMinute.get(k) ?? { requests: 0, rows: 0 };
         perMinute.set(k, { requests: m.requests + r.requests, rows: m.rows + r.rows });
       }
-      const rate = rates.rows.find((r) => r.source === name);
+      const rate = rates.find((r) => r.source === name);
       const newest = (rows: typeof reqs) =>
         rows.reduce<Date | null>((m, r) => (m === null || r.newest > m ? r.newest : m), null);
       const source = config.sources.find((s) => s.name === name);
@@ -120,9 +116,9 @@ export class ConsoleOverview {
         total: c.total,
         exact: c.exact,
         backlog: {
-          rows: Number(b?.n ?? 0),
-          oldestCommittedAt: iso(b?.oldest),
-          ageSeconds: b?.age ?? null,
+          rows: b?.rows ?? 0,
+          oldestCommittedAt: iso(b?.oldestCommittedAt),
+          ageSeconds: b?.ageSeconds ?? null,
         },
         lastSuccessAt: iso(newest(reqs.filter((r) => ['ok', 'partial', 'accepted'].includes(r.outcome)))),
         lastRequestAt: iso(newest(reqs)),
@@ -139,17 +135,16 @@ export class ConsoleOverview {
         progress: live.progress.filter((p) => p.source === name),
       };
     });
-    const snap = snapshot.rows[0];
     return {
       ...base,
       ready: true,
       sources,
-      snapshot: snap
+      snapshot: snapshot
         ? {
-            startedAt: iso(snap.started),
-            doneAt: iso(snap.done),
-            rows: snap.rows === null ? null : Number(snap.rows),
-            reason: snap.reason,
+            startedAt: iso(snapshot.startedAt),
+            doneAt: iso(snapshot.doneAt),
+            rows: snapshot.rows,
+            reason: snapshot.reason,
           }
         : null,
       backfills,
@@ -159,18 +154,8 @@ export class ConsoleOverview {
 
   /** Mass removals waiting for a person, per source and reason (none before migration 010). */
   private async held(): Promise<Array<Record<string, unknown>>> {
-    const res = await this.o.pool
-      .query<{ source: string; reason: string; rows: number; held_since: Date }>(this.sql.held)
-      .catch((err: unknown) => {
-        if ((err as { code?: unknown }).code === '42P01') return { rows: [] };
-        throw err;
-      });
-    return res.rows.map((h) => ({
-      source: h.source,
-      reason: h.reason,
-      rows: h.rows,
-      since: iso(h.held_since),
-    }));
+    const held = await readHeld(this.o.pool, this.schema, null);
+    return held.map((h) => ({ source: h.source, reason: h.reason, rows: h.rows, since: iso(h.since) }));
   }
 
   /**
@@ -182,26 +167,20 @@ export class ConsoleOverview {
     tableRows: number,
   ): Promise<Map<string, { counts: Record<string, number>; total: number; exact: boolean }>> {
     const { pool, config } = this.o;
-    const unsynced = await pool.query<{ source: string; status: string; n: string }>(this.sql.unsyncedCounts);
-    const names = [...new Set([...config.sources.map((s) => s.name), ...unsynced.rows.map((r) => r.source)])];
+    const unsynced = await readUnsyncedCounts(pool, this.schema);
+    const names = [...new Set([...config.sources.map((s) => s.name), ...unsynced.map((r) => r.source)])];
     const exact = tableRows < EXACT_COUNT_LIMIT;
     const totals = new Map<string, number>();
     if (exact) {
-      for (const name of names) {
-        const res = await pool.query<{ n: string }>(this.sql.sourceRows, [name]);
-        totals.set(name, Number(res.rows[0]?.n ?? 0));
-      }
+      for (const name of names) totals.set(name, await readSourceRowCount(pool, this.schema, name));
     } else {
-      const shares = await pool.query<{ sources: string[]; freqs: number[] }>(this.sql.sourceShares, [
-        this.schema,
-      ]);
-      const s = shares.rows[0];
-      s?.sources.forEach((name, i) => totals.set(name, Math.round(tableRows * (s.freqs[i] ?? 0))));
+      for (const s of await readSourceShares(pool, this.schema))
+        totals.set(s.source, Math.round(tableRows * s.share));
     }
     const out = new Map<string, { counts: Record<string, number>; total: number; exact: boolean }>();
     for (const name of names) {
       const counts: Record<string, number> = Object.fromEntries(STATUSES.map((st) => [st, 0]));
-      for (const r of unsynced.rows) if (r.source === name) counts[r.status] = Number(r.n);
+      for (const r of unsynced) if (r.source === name) counts[r.status] = r.rows;
       const notSynced = STATUSES.reduce((n, st) => n + (st === 'synced' ? 0 : (counts[st] ?? 0)), 0);
       const total = Math.max(totals.get(name) ?? 0, notSynced);
       counts.synced = total - notSynced;
@@ -252,6 +231,7 @@ export class ConsoleOverview {
         checks: readiness?.checks ?? {},
         bufferedRows: await value(m?.bufferedRows),
         inflightRows: await value(m?.inflightRows),
+        requestRate: await learnedRate(m),
       },
       lagSeconds: await value(m?.slotLagSeconds),
       progress,

@@ -29,3 +29,42 @@ export function recentRate(requests: number, rows: number, oldest: Date | null, 
     overSeconds: seconds,
   };
 }
+
+/** What the bridge learned of the platform's quota, as the overview and `status` show it. */
+export interface LearnedRate {
+  /** Requests a second it allows itself now; null: no limit. */
+  ratePerSecond: number | null;
+  /** The quota learned from the platform's refusals; null: none refused yet. */
+  quota: number | null;
+  /** Requests allowed in flight now. */
+  concurrency: number | null;
+  /** Requests the platform refused for its quota (HTTP 429) since the bridge started. */
+  refused: number | null;
+}
+
+interface Readable {
+  get(): Promise<{ values: Array<{ value: number }> }>;
+}
+
+/** The learned rate from the daemon's metrics (all null without them: a console of its own). */
+export async function learnedRate(
+  m:
+    | {
+        requestRateLimit: Readable;
+        platformQuota: Readable;
+        concurrencyLimit: Readable;
+        refused: Readable;
+      }
+    | undefined,
+): Promise<LearnedRate> {
+  const value = async (g: Readable | undefined): Promise<number | null> =>
+    g ? ((await g.get()).values[0]?.value ?? null) : null;
+  const rate = await value(m?.requestRateLimit);
+  const quota = await value(m?.platformQuota);
+  return {
+    ratePerSecond: rate === null || rate === Infinity ? null : rate,
+    quota: quota === null || quota === 0 ? null : quota,
+    concurrency: await value(m?.concurrencyLimit),
+    refused: await value(m?.refused),
+  };
+}

@@ -60,6 +60,28 @@ const CARDS = [
       ]),
     );
   },
+  (o) => {
+    // What the platform's answers taught the bridge (docs/operations.md, "The platform's quota").
+    const r = o.bridge.requestRate ?? {};
+    const perSecond = (n) => `${n < 10 ? n.toFixed(2) : n.toFixed(1)}/s`;
+    return card(
+      'card-rate',
+      'Request rate',
+      dl([
+        [
+          'learned rate',
+          el(
+            'span',
+            { dataset: { rate: String(r.ratePerSecond ?? '') } },
+            r.ratePerSecond == null ? 'no limit' : perSecond(r.ratePerSecond),
+          ),
+        ],
+        ['platform quota', r.quota == null ? 'none met yet' : `≈ ${perSecond(r.quota)}`],
+        ['in flight at most', num(r.concurrency)],
+        ['refused (429)', num(r.refused)],
+      ]),
+    );
+  },
   (o) =>
     card(
       'card-snapshot',
