@@ -16,7 +16,7 @@ import type {
   KeyChange,
   LocalOutcome,
 } from './requests.js';
-import { withoutRefused } from './requests.js';
+import { refusedOutcomes, rowStatuses, withoutRefused } from './requests.js';
 import type { BatchRecord, StatusRow } from '../status/status-store.js';
 import type { BatchResult } from '../tuzhan/client.js';
 import { apiRow, publicParams } from '../tuzhan/rows.js';
@@ -54,34 +54,16 @@ export class Delivery implements Deliverer {
 
   async deliver(req: DeliveryRequest): Promise<RowStatus[]> {
     const { send, refused } = withoutRefused(req.rows);
-    if (refused.length > 0) await this.refuse(req, refused);
-    const sent = new Array<RowStatus>(send.length);
-    if (send.length > 0) await this.send({ ...req, rows: send }, send, sent, 0);
-    if (refused.length === 0) return sent;
-    // Each of the request's rows: failed when none of its keys was sent, else its request's answer.
-    let next = 0;
-    return req.rows.map((r) =>
-      r.items.every((i) => i.change.refused) ? 'failed' : (sent[next++] as RowStatus),
-    );
-  }
-
-  /** Keys whose change the platform refused in part stay `failed`; their stored state stays (status-store.ts). */
-  private async refuse(req: DeliveryRequest, changes: readonly KeyChange[]): Promise<void> {
-    await this.o.store.writeRequest(
-      req.source.name,
-      null,
-      changes.map((c) => ({
-        rowKey: c.rowKey,
-        op: req.op,
-        status: 'failed',
-        attempts: c.refused?.attempts ?? c.priorAttempts,
-        error: c.failure ?? 'failed',
-        lsn: c.lsn,
-        committedAt: c.committedAt,
-        payload: null,
-      })),
-    );
-    this.emit('rows', { source: req.source.name, op: req.op, status: 'failed', count: changes.length });
+    const outcomes = refusedOutcomes(req.op, refused);
+    if (outcomes.length > 0) await this.o.store.writeRequest(req.source.name, null, outcomes);
+    this.countStored(req.source.name, req.op, outcomes);
+    const statuses = new Array<RowStatus>(send.length);
+    // Rows of each change still to be answered: its outcome is stored with its last one.
+    const left = new Map<KeyChange, number>();
+    for (const r of send)
+      for (const { change: c } of r.items) left.set(c, c.partsLeft ?? (left.get(c) ?? 0) + 1);
+    if (send.length > 0) await this.send({ ...req, rows: send }, send, statuses, 0, left);
+    return refused.length === 0 ? statuses : rowStatuses(req.rows, statuses);
   }
 
   async record(source: string, outcomes: readonly LocalOutcome[]): Promise<void> {
@@ -109,6 +91,7 @@ export class Delivery implements Deliverer {
     rows: DeliveryRow[],
     out: RowStatus[],
     offset: number,
+    left: Map<KeyChange, number>,
   ): Promise<void> {
     const source = req.source.name;
     const { op } = req;
@@ -126,18 +109,14 @@ export class Delivery implements Deliverer {
                 tries = attempt + 1;
                 this.retried(source, op, rows.length, error, attempt, delayMs);
                 // The first failed try makes the rows `retrying` in sync_status (docs/design.md, "Errors").
-                if (attempt === 1)
+                if (attempt === 1) {
+                  const retrying: StoredOutcome = { status: 'retrying', error: errorMessage(error) };
                   await this.o.store.writeRequest(
                     source,
                     null,
-                    this.statusRows(
-                      req,
-                      rows,
-                      api,
-                      () => ({ status: 'retrying', error: errorMessage(error) }),
-                      1,
-                    ),
+                    this.statusRows(req, rows, api, () => retrying, 1),
                   );
+                }
               },
             })
           : await retry(
@@ -162,53 +141,44 @@ export class Delivery implements Deliverer {
         durationMs: err.durationMs ?? Date.now() - startedAt.getTime(),
       });
       const alone = rows.length === 1;
-      const reason = `rejected by the platform: ${err.message}`;
+      const failed: StoredOutcome = { status: 'failed', error: `rejected by the platform: ${err.message}` };
+      const stored = alone ? this.statusRows(req, rows, api, () => failed, tries) : [];
       await this.o.store.writeRequest(
         source,
         rejectedBatch(op, rows.length, startedAt, err),
-        alone ? this.statusRows(req, rows, api, () => ({ status: 'failed', error: reason }), tries) : [],
+        lastParts(stored, left),
       );
       if (alone) {
         out[offset] = 'failed';
-        this.countOutcomes(source, op, rows, () => 'failed');
+        this.countStored(source, op, stored);
         return;
       }
       this.emit('retry', { source, reason: 'rejected-split', attempt: tries, delayMs: 0 });
       const half = Math.ceil(rows.length / 2);
-      await this.send(req, rows.slice(0, half), out, offset);
-      await this.send(req, rows.slice(half), out, offset + half);
+      await this.send(req, rows.slice(0, half), out, offset, left);
+      await this.send(req, rows.slice(half), out, offset + half, left);
       return;
     }
 
-    const outcomeOf = (i: number): RowOutcome => result.outcomes[i] ?? { status: 'synced' };
+    const outcomes = result.outcomes;
     this.emit('apiReachable', true);
     this.emit('request', {
       source,
       optType: op,
       rows: rows.length,
-      outcome: result.outcomes.every((o) => o.status === 'synced') ? 'ok' : 'partial',
+      outcome: outcomes.every((o) => o.status === 'synced') ? 'ok' : 'partial',
       httpStatus: result.httpStatus,
       code: result.code,
       durationMs: result.durationMs,
     });
+    const stored = this.statusRows(req, rows, api, (i) => storedOutcome(outcomes[i]), tries);
     await this.o.store.writeRequest(
       source,
       answeredBatch(op, rows.length, startedAt, result),
-      this.statusRows(
-        req,
-        rows,
-        api,
-        (i) => {
-          const o = outcomeOf(i);
-          return o.status === 'failed'
-            ? { status: 'failed', error: o.error }
-            : { status: o.status, error: null };
-        },
-        tries,
-      ),
+      lastParts(stored, left),
     );
-    rows.forEach((_, i) => (out[offset + i] = outcomeOf(i).status));
-    this.countOutcomes(source, op, rows, (i) => outcomeOf(i).status);
+    for (let i = 0; i < rows.length; i++) out[offset + i] = outcomes[i]?.status ?? 'synced';
+    this.countStored(source, op, stored);
   }
 
   private retried(
@@ -243,21 +213,22 @@ export class Delivery implements Deliverer {
     req: DeliveryRequest,
     rows: readonly DeliveryRow[],
     api: readonly ApiRow[],
-    outcome: (i: number) => { status: RowStatus; error: string | null },
+    outcome: (i: number) => StoredOutcome,
     tries: number,
-  ): StatusRow[] {
-    const out: StatusRow[] = [];
+  ): KeyOutcome[] {
+    const out: KeyOutcome[] = [];
     const at = new Map<KeyChange, number>();
     rows.forEach((r, i) => {
       const o = outcome(i);
       for (const item of r.items) {
         const c = item.change;
-        if (o.status === 'failed') {
-          if (!c.failure) c.failure = o.error ?? 'failed';
-          c.refused = { attempts: c.priorAttempts + tries };
-        }
+        if (o.status === 'failed' && !c.failure) c.failure = o.error ?? 'failed';
+        if (o.status === 'failed') c.refused = { attempts: c.priorAttempts + tries };
         const failure = o.status !== 'retrying' ? c.failure : undefined;
-        const row: StatusRow = {
+        const seen = at.get(c);
+        const row: KeyOutcome = {
+          change: c,
+          rows: seen === undefined ? 1 : (out[seen] as KeyOutcome).rows + 1,
           rowKey: c.rowKey,
           op: item.op,
           status: failure ? 'failed' : o.status,
@@ -267,7 +238,6 @@ export class Delivery implements Deliverer {
           committedAt: c.committedAt,
           payload: item.groups === r.groups ? (api[i] as ApiRow) : payloadOf(req, r, item),
         };
-        const seen = at.get(c);
         if (seen === undefined) at.set(c, out.push(row) - 1);
         else out[seen] = row;
       }
@@ -275,19 +245,10 @@ export class Delivery implements Deliverer {
     return out;
   }
 
-  /** Counts the request's keys by status (a request carries one operation). */
-  private countOutcomes(
-    source: string,
-    op: OptType,
-    rows: readonly DeliveryRow[],
-    status: (i: number) => RowStatus,
-  ): void {
-    const last = new Map<KeyChange, RowStatus>();
-    rows.forEach((r, i) => {
-      for (const item of r.items) last.set(item.change, item.change.failure ? 'failed' : status(i));
-    });
+  /** Counts the request's keys by status (a request carries one operation): one stored row per key. */
+  private countStored(source: string, op: OptType, stored: readonly StatusRow[]): void {
     const counts = new Map<RowStatus, number>();
-    for (const s of last.values()) counts.set(s, (counts.get(s) ?? 0) + 1);
+    for (const r of stored) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
     for (const [st, n] of counts) this.emit('rows', { source, op, status: st, count: n });
   }
 
@@ -298,6 +259,46 @@ export class Delivery implements Deliverer {
       ...args,
     );
   }
+}
+
+/** A key's status row in one request (or slice of one), its change, and how many rows it had there. */
+interface KeyOutcome extends StatusRow {
+  change: KeyChange;
+  rows: number;
+}
+
+/**
+ * The outcomes to store of a request (or a slice of a bisected one): those of the changes it
+ * answers last, counting down `left`. A change whose other parts are still to be answered (a
+ * row-mode update's add of its groups after the delete of those it lost; a key's rows split by a
+ * bisection) is stored once, with its last part, whose outcome carries every part's (a failed part
+ * fails the change): one write of its status row instead of one per part. Its position is confirmed
+ * only then anyway, and a crash in between replays every part from the outcome stored before.
+ */
+function lastParts(outcomes: KeyOutcome[], left: Map<KeyChange, number>): KeyOutcome[] {
+  let all = true;
+  for (const o of outcomes) {
+    const n = (left.get(o.change) ?? o.rows) - o.rows;
+    left.set(o.change, n);
+    if (n > 0) all = false;
+  }
+  return all ? outcomes : outcomes.filter((o) => (left.get(o.change) ?? 0) <= 0);
+}
+
+/** A key's outcome as stored: its status and error. */
+interface StoredOutcome {
+  status: RowStatus;
+  error: string | null;
+}
+
+const SYNCED: StoredOutcome = Object.freeze({ status: 'synced', error: null });
+const ACCEPTED: StoredOutcome = Object.freeze({ status: 'accepted', error: null });
+
+/** A row's answer as stored; the common answers share one object (this runs for every row). */
+function storedOutcome(o: RowOutcome | undefined): StoredOutcome {
+  if (o === undefined || o.status === 'synced') return SYNCED;
+  if (o.status === 'accepted') return ACCEPTED;
+  return { status: 'failed', error: o.error };
 }
 
 /** What a key contributed to a row: its stored payload (not the merged row). */

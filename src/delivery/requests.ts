@@ -7,6 +7,7 @@ import type { SourceConfig, SourceMode } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
 import type { OptType, RowStatus } from '../domain/types.js';
 import type { Identity } from '../domain/change.js';
+import type { StatusRow } from '../status/status-write.js';
 
 /** One call planned for a key (batching's coalescing plans them): an operation on one customer. */
 export interface PlannedPart {
@@ -32,6 +33,11 @@ export interface KeyChange {
    * attempts made for the change when it was refused.
    */
   refused?: { attempts: number };
+  /**
+   * Its rows not answered yet, those of the request being delivered included (the dispatcher's
+   * count; absent: all of them are in that request). Its outcome is stored once, with the last.
+   */
+  partsLeft?: number;
 }
 
 /** A key's contribution to a row: its operation and the groups it brings (its stored payload). */
@@ -125,6 +131,29 @@ export function withoutRefused(rows: readonly DeliveryRow[]): { send: DeliveryRo
       });
   }
   return { send, refused: [...refused] };
+}
+
+/**
+ * The outcomes of keys whose change the platform refused in part: `failed`, without a payload, so
+ * the store keeps their op and payload of before the change (what the platform still holds).
+ */
+export function refusedOutcomes(op: OptType, changes: readonly KeyChange[]): StatusRow[] {
+  return changes.map((c) => ({
+    rowKey: c.rowKey,
+    op,
+    status: 'failed',
+    attempts: c.refused?.attempts ?? c.priorAttempts,
+    error: c.failure ?? 'failed',
+    lsn: c.lsn,
+    committedAt: c.committedAt,
+    payload: null,
+  }));
+}
+
+/** Each of a request's rows: failed when none of its keys was sent, else the answer of its sent row. */
+export function rowStatuses(rows: readonly DeliveryRow[], sent: readonly RowStatus[]): RowStatus[] {
+  let next = 0;
+  return rows.map((r) => (r.items.every((i) => i.change.refused) ? 'failed' : (sent[next++] as RowStatus)));
 }
 
 /** One text per customer identity: membership rows of one customer merge on it. */
