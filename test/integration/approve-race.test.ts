@@ -11,6 +11,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RemovalGuard, type Planned } from '../../src/batching/guard.js';
+import type { Holder } from '../../src/domain/types.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { startTestBridge, statusRows, waitForCatchUp, type TestBridge } from '../helpers/pipeline.js';
@@ -69,8 +70,9 @@ describe('an approval of held rows while the stream changes one of them', () => 
       this: RemovalGuard,
       source: string,
       planned: readonly Planned[],
+      open: ReadonlySet<Holder>,
     ) {
-      await judge.call(this, source, planned);
+      await judge.call(this, source, planned, open);
       if (planned.some((p) => p.entry.key.text === '{"cust_no":"k1"}')) judged();
     });
     // The moment: the guard is told the keys are held no more; k1 comes back and is judged.
