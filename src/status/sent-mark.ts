@@ -106,7 +106,10 @@ export class SentMark {
     }
   }
 
-  /** Covers everything committed so far (an upgrade from a version without marks). */
+  /**
+   * Covers everything committed so far: an upgrade from a version without marks, a slot found
+   * behind what the bridge confirmed.
+   */
   async coverServerPosition(sources: readonly string[]): Promise<void> {
     const res = await this.pool.query<{ now: string }>(`SELECT pg_current_wal_insert_lsn()::text AS now`);
     const now = parseLsn((res.rows[0] as { now: string }).now);
