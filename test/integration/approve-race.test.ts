@@ -11,7 +11,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RemovalGuard, type Planned } from '../../src/batching/guard.js';
-import type { Holder } from '../../src/domain/types.js';
+import type { Holder } from '../../src/batching/coalesce.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { startTestBridge, statusRows, waitForCatchUp, type TestBridge } from '../helpers/pipeline.js';

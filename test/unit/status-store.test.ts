@@ -94,22 +94,26 @@ describe('StatusStore.writeRequest', () => {
     expect(pool.calls[2]?.values).toHaveLength(10);
   });
 
-  it("a first failed try (all rows retrying, no batch) keeps the keys' stored op and payload", async () => {
+  it("a first failed try (rows retrying, no batch) keeps the keys' stored op and payload", async () => {
     const pool = fakePool([{ rows: [] }]);
     const store = new StatusStore(pool as never, 'S', silentLogger());
     const retrying = { status: 'retrying' as const, error: 'HTTP 503' };
     await store.writeRequest('src', null, [row(1, retrying), row(2, retrying)]);
-    // A request whose answer came (a batch row) or with other outcomes: the ordinary write.
+    // A request whose answer came (a batch row): the ordinary write.
     await store.writeRequest('src', BATCH, [row(3, retrying)]);
+    // Without a batch row, the retrying rows keep their stored state and the others are written.
     await store.writeRequest('src', null, [row(4, retrying), row(5)]);
     expect(pool.calls.map((c) => c.text)).toEqual([
       SQL.ensureSource,
       SQL.writeRetrying,
       SQL.writeRequest(true, 'insert'),
+      SQL.writeRetrying,
       SQL.writeRequest(false, 'insert'),
     ]);
     expect(pool.calls[1]?.values).toHaveLength(10);
     expect(pool.calls[1]?.values?.slice(0, 2)).toEqual(['src', '[{"id":"1"},{"id":"2"}]']);
+    expect(pool.calls[3]?.values?.slice(0, 2)).toEqual(['src', '[{"id":"4"}]']);
+    expect(pool.calls[4]?.values?.slice(0, 2)).toEqual(['src', '[{"id":"5"}]']);
     // The statement leaves op and payload of a stored key alone; it only inserts them for a new key.
     const onConflict = SQL.writeRetrying.slice(SQL.writeRetrying.indexOf('ON CONFLICT'));
     expect(onConflict).not.toMatch(/\bop =|payload =/);
