@@ -388,7 +388,8 @@ export function cpuSplit(
 
 /** A split as microseconds of CPU per row. */
 export function perRowMicros(split: CpuSplit, rows: number): CpuSplit {
-  const f = (s: number): number => Math.round((s * 1e6) / rows);
+  // One decimal: the figures compared between builds are a few microseconds apart.
+  const f = (s: number): number => Math.round((s * 1e7) / rows) / 10;
   return {
     bridge: f(split.bridge),
     postgres: f(split.postgres),

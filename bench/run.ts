@@ -226,7 +226,7 @@ if (cpuRows.some(([, xs]) => xs.length)) {
     const total = m((x) => x.bridge + x.postgres + x.harness + x.other);
     const cells = [m((x) => x.bridge), m((x) => x.postgres), m((x) => x.harness), m((x) => x.other), total];
     log(
-      `${label.padEnd(18)}${cells.map((c) => String(c).padStart(10)).join('')}  ${fmt(total ? (cores * 1e6) / total : null).padStart(22)}`,
+      `${label.padEnd(18)}${cells.map((c) => c.toFixed(1).padStart(10)).join('')}  ${fmt(total ? (cores * 1e6) / total : null).padStart(22)}`,
     );
   }
 }

@@ -111,7 +111,9 @@ export class RemovalGuard {
     const s = await this.state(source);
     const flush = ++this.flushes;
     await this.confirmHeld(source, s, planned);
-    const items: Item[] = planned.map((p) => ({ ...p, verdict: this.first(s, p), flush }));
+    // Nothing waits or removes (a snapshot, adds): sent as it came, with no item per entry.
+    const plain = s.queue.length === 0 && planned.every((p) => this.first(s, p) === 'send');
+    const items: Item[] = plain ? [] : planned.map((p) => ({ ...p, verdict: this.first(s, p), flush }));
     const waits = (i: Item) => i.verdict === 'wait';
     const limit = await this.limitOf(source, s, items.some(waits) || s.queue.some(waits));
 
@@ -127,7 +129,7 @@ export class RemovalGuard {
       this.o.onHeld?.(source, rest.length, reason);
     }
     this.decideCommitted(source, s, limit, open);
-    this.route(source, s, items);
+    this.route(source, s, items, plain ? planned.slice() : []);
     await this.pumping;
   }
 
@@ -227,7 +229,7 @@ export class RemovalGuard {
    * Carries out what is decided, except entries that must wait: those of a transaction not yet
    * complete, and any sharing a key or a customer with an entry already waiting (order per key).
    */
-  private route(source: string, s: SourceState, items: Item[]): void {
+  private route(source: string, s: SourceState, items: Item[], send: Planned[]): void {
     const waitingKeys = new Set<string>();
     const waitingIds = new Set<string>();
     for (const i of s.queue) mark(i, waitingKeys, waitingIds);
@@ -245,7 +247,7 @@ export class RemovalGuard {
       this.overflow(name, st);
       this.drainHead(name, st);
     }
-    this.execute(source, now);
+    this.execute(source, now, send);
   }
 
   /** More waits than fits: the waiting transactions' removals are held (they cannot be judged whole). */
@@ -260,10 +262,9 @@ export class RemovalGuard {
     this.o.onHeld?.(source, waiting.length, reason);
   }
 
-  /** Sends (in order) and holds decided entries; held keys join the source's held set. */
-  private execute(source: string, items: Item[]): void {
-    if (items.length === 0) return;
-    const send: Planned[] = [];
+  /** Sends (in order) and holds decided entries (or sends `send`); held keys join the held set. */
+  private execute(source: string, items: Item[], send: Planned[] = []): void {
+    if (items.length === 0 && send.length === 0) return;
     const holds = new Map<string | null, Planned[]>();
     for (const i of items) {
       if (i.verdict === 'send') send.push({ entry: i.entry, effect: i.effect });

@@ -16,15 +16,35 @@ export interface SchedulerOptions {
 /**
  * What a task touches: (lane, name) pairs. A lane is a namespace (`key:<source>`, `id:thirdId`), a
  * name a key or an identity value in it. Names are used as they are, so a request of 500 rows
- * builds no string per row to name its resources.
+ * builds no string per row to name its resources; they are kept as runs of one lane (a request
+ * names its keys, then its identities lane by lane), so the lane is stored once per run, and an
+ * array sized up front (`capacity`) is filled without growing.
  */
 export class Resources {
+  /** Every name, in the order added. */
+  readonly names: string[];
+  /** One entry per run of names in the same lane: its lane, and where it ends in `names`. */
   readonly lanes: string[] = [];
-  readonly names: string[] = [];
+  readonly ends: number[] = [];
+  private n = 0;
+
+  constructor(capacity = 0) {
+    this.names = capacity > 0 ? new Array<string>(capacity) : [];
+  }
+
+  /** Names added. */
+  get size(): number {
+    return this.n;
+  }
 
   add(lane: string, name: string): this {
-    this.lanes.push(lane);
-    this.names.push(name);
+    const runs = this.lanes.length;
+    if (runs === 0 || this.lanes[runs - 1] !== lane) {
+      this.lanes.push(lane);
+      this.ends.push(0);
+    }
+    this.names[this.n++] = name;
+    this.ends[this.lanes.length - 1] = this.n;
     return this;
   }
 }
@@ -34,7 +54,7 @@ export type ResourceList = Resources | readonly string[];
 
 function resourcesOf(list: ResourceList): Resources {
   if (list instanceof Resources) return list;
-  const r = new Resources();
+  const r = new Resources(list.length);
   for (const name of list) r.add('', name);
   return r;
 }
@@ -90,26 +110,27 @@ export class OrderedScheduler {
     const stamp = ++this.stamp;
     const deps: Array<Promise<void>> = [];
     // One pass: each resource's previous task becomes a dependency, and this task its last.
-    const { lanes, names } = resources;
-    let laneName: string | undefined;
-    let lane: Map<string, Tail> | undefined;
-    for (let i = 0; i < lanes.length; i++) {
-      const l = lanes[i] as string;
-      if (l !== laneName || lane === undefined) {
-        laneName = l;
-        lane = this.tails.get(l);
-        if (!lane) this.tails.set(l, (lane = new Map()));
+    const { lanes, ends, names } = resources;
+    const count = resources.size;
+    let from = 0;
+    for (let r = 0; r < lanes.length; r++) {
+      const l = lanes[r] as string;
+      let lane = this.tails.get(l);
+      if (!lane) this.tails.set(l, (lane = new Map()));
+      const to = ends[r] as number;
+      for (let i = from; i < to; i++) {
+        const name = names[i] as string;
+        const prev = lane.get(name);
+        if (prev === undefined) this.entries += 1;
+        else if (prev !== tail && !prev.finished && prev.seenBy !== stamp) {
+          prev.seenBy = stamp;
+          deps.push(prev.done);
+        }
+        lane.set(name, tail);
       }
-      const name = names[i] as string;
-      const prev = lane.get(name);
-      if (prev === undefined) this.entries += 1;
-      else if (prev !== tail && !prev.finished && prev.seenBy !== stamp) {
-        prev.seenBy = stamp;
-        deps.push(prev.done);
-      }
-      lane.set(name, tail);
+      from = to;
     }
-    this.live += lanes.length;
+    this.live += count;
     this.running += 1;
     const result = (async () => {
       if (deps.length) await Promise.all(deps);
@@ -118,7 +139,7 @@ export class OrderedScheduler {
     const settle = (): void => {
       tail.finished = true;
       finish();
-      this.live -= lanes.length;
+      this.live -= count;
       if (this.entries > 2 * this.live + SWEEP_SLACK) this.sweep();
       this.running -= 1;
       if (this.running === 0) for (const w of this.idleWaiters.splice(0)) w();
@@ -134,11 +155,17 @@ export class OrderedScheduler {
 
   /** Resolves when every task scheduled so far on these resources has finished. */
   async settled(list: ResourceList): Promise<void> {
-    const { lanes, names } = resourcesOf(list);
+    const { lanes, ends, names } = resourcesOf(list);
     const deps = new Set<Promise<void>>();
-    for (let i = 0; i < lanes.length; i++) {
-      const t = this.tails.get(lanes[i] as string)?.get(names[i] as string);
-      if (t && !t.finished) deps.add(t.done);
+    let from = 0;
+    for (let r = 0; r < lanes.length; r++) {
+      const lane = this.tails.get(lanes[r] as string);
+      const to = ends[r] as number;
+      for (let i = from; lane && i < to; i++) {
+        const t = lane.get(names[i] as string);
+        if (t && !t.finished) deps.add(t.done);
+      }
+      from = to;
     }
     await Promise.all(deps);
   }
@@ -149,13 +176,21 @@ export class OrderedScheduler {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Forgets the resources of finished tasks (amortized: runs when they outnumber the live ones). */
+  /**
+   * Forgets the resources of finished tasks (amortized: runs when they outnumber the live ones).
+   * Each lane's live entries are copied into a new map and the old one dropped whole: deleting the
+   * finished ones in place cost a third more (a hole per entry, then a rehash as the map refills).
+   */
   private sweep(): void {
     let entries = 0;
     for (const [laneName, lane] of this.tails) {
-      for (const [name, t] of lane) if (t.finished) lane.delete(name);
-      if (lane.size === 0) this.tails.delete(laneName);
-      entries += lane.size;
+      const live = new Map<string, Tail>();
+      lane.forEach((t, name) => {
+        if (!t.finished) live.set(name, t);
+      });
+      if (live.size === 0) this.tails.delete(laneName);
+      else this.tails.set(laneName, live);
+      entries += live.size;
     }
     this.entries = entries;
   }

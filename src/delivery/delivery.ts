@@ -53,7 +53,11 @@ export class Delivery implements Deliverer {
 
   async deliver(req: DeliveryRequest): Promise<RowStatus[]> {
     const statuses = new Array<RowStatus>(req.rows.length);
-    await this.send(req, req.rows, statuses, 0);
+    // Rows of each change still to be answered: its outcome is stored with its last one.
+    const left = new Map<KeyChange, number>();
+    for (const r of req.rows)
+      for (const { change: c } of r.items) left.set(c, c.partsLeft ?? (left.get(c) ?? 0) + 1);
+    await this.send(req, req.rows, statuses, 0, left);
     return statuses;
   }
 
@@ -82,6 +86,7 @@ export class Delivery implements Deliverer {
     rows: DeliveryRow[],
     out: RowStatus[],
     offset: number,
+    left: Map<KeyChange, number>,
   ): Promise<void> {
     const source = req.source.name;
     const { op } = req;
@@ -99,18 +104,14 @@ export class Delivery implements Deliverer {
                 tries = attempt + 1;
                 this.retried(source, op, rows.length, error, attempt, delayMs);
                 // The first failed try makes the rows `retrying` in sync_status (docs/design.md, "Errors").
-                if (attempt === 1)
+                if (attempt === 1) {
+                  const retrying: StoredOutcome = { status: 'retrying', error: errorMessage(error) };
                   await this.o.store.writeRequest(
                     source,
                     null,
-                    this.statusRows(
-                      req,
-                      rows,
-                      api,
-                      () => ({ status: 'retrying', error: errorMessage(error) }),
-                      1,
-                    ),
+                    this.statusRows(req, rows, api, () => retrying, 1),
                   );
+                }
               },
             })
           : await retry(
@@ -135,53 +136,44 @@ export class Delivery implements Deliverer {
         durationMs: err.durationMs ?? Date.now() - startedAt.getTime(),
       });
       const alone = rows.length === 1;
-      const reason = `rejected by the platform: ${err.message}`;
+      const failed: StoredOutcome = { status: 'failed', error: `rejected by the platform: ${err.message}` };
+      const stored = alone ? this.statusRows(req, rows, api, () => failed, tries) : [];
       await this.o.store.writeRequest(
         source,
         rejectedBatch(op, rows.length, startedAt, err),
-        alone ? this.statusRows(req, rows, api, () => ({ status: 'failed', error: reason }), tries) : [],
+        lastParts(stored, left),
       );
       if (alone) {
         out[offset] = 'failed';
-        this.countOutcomes(source, op, rows, () => 'failed');
+        this.countStored(source, op, stored);
         return;
       }
       this.emit('retry', { source, reason: 'rejected-split', attempt: tries, delayMs: 0 });
       const half = Math.ceil(rows.length / 2);
-      await this.send(req, rows.slice(0, half), out, offset);
-      await this.send(req, rows.slice(half), out, offset + half);
+      await this.send(req, rows.slice(0, half), out, offset, left);
+      await this.send(req, rows.slice(half), out, offset + half, left);
       return;
     }
 
-    const outcomeOf = (i: number): RowOutcome => result.outcomes[i] ?? { status: 'synced' };
+    const outcomes = result.outcomes;
     this.emit('apiReachable', true);
     this.emit('request', {
       source,
       optType: op,
       rows: rows.length,
-      outcome: result.outcomes.every((o) => o.status === 'synced') ? 'ok' : 'partial',
+      outcome: outcomes.every((o) => o.status === 'synced') ? 'ok' : 'partial',
       httpStatus: result.httpStatus,
       code: result.code,
       durationMs: result.durationMs,
     });
+    const stored = this.statusRows(req, rows, api, (i) => storedOutcome(outcomes[i]), tries);
     await this.o.store.writeRequest(
       source,
       answeredBatch(op, rows.length, startedAt, result),
-      this.statusRows(
-        req,
-        rows,
-        api,
-        (i) => {
-          const o = outcomeOf(i);
-          return o.status === 'failed'
-            ? { status: 'failed', error: o.error }
-            : { status: o.status, error: null };
-        },
-        tries,
-      ),
+      lastParts(stored, left),
     );
-    rows.forEach((_, i) => (out[offset + i] = outcomeOf(i).status));
-    this.countOutcomes(source, op, rows, (i) => outcomeOf(i).status);
+    for (let i = 0; i < rows.length; i++) out[offset + i] = outcomes[i]?.status ?? 'synced';
+    this.countStored(source, op, stored);
   }
 
   private retried(
@@ -216,10 +208,10 @@ export class Delivery implements Deliverer {
     req: DeliveryRequest,
     rows: readonly DeliveryRow[],
     api: readonly ApiRow[],
-    outcome: (i: number) => { status: RowStatus; error: string | null },
+    outcome: (i: number) => StoredOutcome,
     tries: number,
-  ): StatusRow[] {
-    const out: StatusRow[] = [];
+  ): KeyOutcome[] {
+    const out: KeyOutcome[] = [];
     const at = new Map<KeyChange, number>();
     rows.forEach((r, i) => {
       const o = outcome(i);
@@ -227,7 +219,10 @@ export class Delivery implements Deliverer {
         const c = item.change;
         if (o.status === 'failed' && !c.failure) c.failure = o.error ?? 'failed';
         const failure = o.status !== 'retrying' ? c.failure : undefined;
-        const row: StatusRow = {
+        const seen = at.get(c);
+        const row: KeyOutcome = {
+          change: c,
+          rows: seen === undefined ? 1 : (out[seen] as KeyOutcome).rows + 1,
           rowKey: c.rowKey,
           op: item.op,
           status: failure ? 'failed' : o.status,
@@ -237,7 +232,6 @@ export class Delivery implements Deliverer {
           committedAt: c.committedAt,
           payload: item.groups === r.groups ? (api[i] as ApiRow) : payloadOf(req, r, item),
         };
-        const seen = at.get(c);
         if (seen === undefined) at.set(c, out.push(row) - 1);
         else out[seen] = row;
       }
@@ -245,19 +239,10 @@ export class Delivery implements Deliverer {
     return out;
   }
 
-  /** Counts the request's keys by status (a request carries one operation). */
-  private countOutcomes(
-    source: string,
-    op: OptType,
-    rows: readonly DeliveryRow[],
-    status: (i: number) => RowStatus,
-  ): void {
-    const last = new Map<KeyChange, RowStatus>();
-    rows.forEach((r, i) => {
-      for (const item of r.items) last.set(item.change, item.change.failure ? 'failed' : status(i));
-    });
+  /** Counts the request's keys by status (a request carries one operation): one stored row per key. */
+  private countStored(source: string, op: OptType, stored: readonly StatusRow[]): void {
     const counts = new Map<RowStatus, number>();
-    for (const s of last.values()) counts.set(s, (counts.get(s) ?? 0) + 1);
+    for (const r of stored) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
     for (const [st, n] of counts) this.emit('rows', { source, op, status: st, count: n });
   }
 
@@ -268,6 +253,46 @@ export class Delivery implements Deliverer {
       ...args,
     );
   }
+}
+
+/** A key's status row in one request (or slice of one), its change, and how many rows it had there. */
+interface KeyOutcome extends StatusRow {
+  change: KeyChange;
+  rows: number;
+}
+
+/**
+ * The outcomes to store of a request (or a slice of a bisected one): those of the changes it
+ * answers last, counting down `left`. A change whose other parts are still to be answered (a
+ * row-mode update's add of its groups after the delete of those it lost; a key's rows split by a
+ * bisection) is stored once, with its last part, whose outcome carries every part's (a failed part
+ * fails the change): one write of its status row instead of one per part. Its position is confirmed
+ * only then anyway, and a crash in between replays every part from the outcome stored before.
+ */
+function lastParts(outcomes: KeyOutcome[], left: Map<KeyChange, number>): KeyOutcome[] {
+  let all = true;
+  for (const o of outcomes) {
+    const n = (left.get(o.change) ?? o.rows) - o.rows;
+    left.set(o.change, n);
+    if (n > 0) all = false;
+  }
+  return all ? outcomes : outcomes.filter((o) => (left.get(o.change) ?? 0) <= 0);
+}
+
+/** A key's outcome as stored: its status and error. */
+interface StoredOutcome {
+  status: RowStatus;
+  error: string | null;
+}
+
+const SYNCED: StoredOutcome = Object.freeze({ status: 'synced', error: null });
+const ACCEPTED: StoredOutcome = Object.freeze({ status: 'accepted', error: null });
+
+/** A row's answer as stored; the common answers share one object (this runs for every row). */
+function storedOutcome(o: RowOutcome | undefined): StoredOutcome {
+  if (o === undefined || o.status === 'synced') return SYNCED;
+  if (o.status === 'accepted') return ACCEPTED;
+  return { status: 'failed', error: o.error };
 }
 
 /** What a key contributed to a row: its stored payload (not the merged row). */

@@ -25,6 +25,11 @@ export interface KeyChange {
   priorAttempts: number;
   /** Shared by a change's parts: once one of them fails, the others record `failed` too. */
   failure?: string;
+  /**
+   * Its rows not answered yet, those of the request being delivered included (the dispatcher's
+   * count; absent: all of them are in that request). Its outcome is stored once, with the last.
+   */
+  partsLeft?: number;
 }
 
 /** A key's contribution to a row: its operation and the groups it brings (its stored payload). */

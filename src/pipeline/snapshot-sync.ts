@@ -16,7 +16,7 @@ import type { BridgeEvents } from '../domain/events.js';
 import type { SourceRuntime } from '../mapping/runtime.js';
 import { BridgeError } from '../errors.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
-import type { Before, SourceChange } from '../mapping/changes.js';
+import type { SourceChange } from '../mapping/changes.js';
 import type { Image } from '../mapping/source-mapper.js';
 import type { Row } from '../decode/pgoutput.js';
 import type { CreatedSlot } from '../source/slot.js';
@@ -66,10 +66,11 @@ export async function syncFromSnapshot(o: SnapshotSyncOptions, created: CreatedS
   const lsn = created.consistentPoint;
   const commitTime = new Date();
   let seq = 0;
-  const add = async (rt: SourceRuntime, change: SourceChange): Promise<void> => {
+  // Runs for every row: a promise (and an await) only when the buffers are full, not per row.
+  const add = (rt: SourceRuntime, change: SourceChange): Promise<void> | undefined => {
     if (o.signal?.aborted) throw new BridgeError('STOPPED', 'stopped during the snapshot');
     o.batcher.add(rt.config.name, change, lsn, seq++, commitTime, NO_HOLDER);
-    if (o.batcher.full) await o.batcher.waitForRoom();
+    return o.batcher.full ? o.batcher.waitForRoom() : undefined;
   };
   const known = new Set<string>();
   for (const rt of o.runtimes.values()) if (await o.store.hasRows(rt.config.name)) known.add(rt.config.name);
@@ -95,8 +96,10 @@ export async function syncFromSnapshot(o: SnapshotSyncOptions, created: CreatedS
       {
         onRows: async (source, chunk) => {
           const rt = o.runtimes.get(source.name) as SourceRuntime;
-          for (const c of await restate(rt, chunk, known.has(source.name) ? o.store : undefined))
-            await add(rt, c);
+          for (const c of await restate(rt, chunk, known.has(source.name) ? o.store : undefined)) {
+            const room = add(rt, c);
+            if (room) await room;
+          }
           await progress.chunk(source.name, chunk.length, snapshotTotal(rt));
         },
         onSourceDone: async (source, snapshotClient) => {
@@ -112,7 +115,8 @@ export async function syncFromSnapshot(o: SnapshotSyncOptions, created: CreatedS
           })) {
             for (const change of page) {
               removed += 1;
-              await add(rt, change);
+              const room = add(rt, change);
+              if (room) await room;
             }
           }
           if (removed > 0)
@@ -141,25 +145,24 @@ export async function restate(
   rows: readonly Row[],
   store: Pick<StatusStore, 'lastSent'> | undefined,
 ): Promise<SourceChange[]> {
-  const keyed = rows.flatMap((row) => {
-    const key = rt.mapper.keyOf(row);
-    if (!key) return [];
-    const after = rt.mapper.passes(row) === false ? null : rt.mapper.image(row);
-    return [{ key, after }];
-  });
-  const stored = store
-    ? await store.lastSent(
-        rt.config.name,
-        keyed.map((k) => k.key.text),
-      )
-    : undefined;
+  // One change object per row, its `before` filled in below (runs for every row of a snapshot).
   const changes: SourceChange[] = [];
-  for (const { key, after } of keyed) {
-    const before: Before = onPlatform(stored?.get(key.text)) ?? (after ? 'unknown' : null);
-    if (before === null && after === null) continue;
-    changes.push({ kind: 'insert', key, before, after, restate: true });
+  for (const row of rows) {
+    const key = rt.mapper.keyOf(row);
+    if (!key) continue;
+    const after = rt.mapper.passes(row) === false ? null : rt.mapper.image(row);
+    changes.push({ kind: 'insert', key, before: after ? 'unknown' : null, after, restate: true });
   }
-  return changes;
+  if (!store) return changes.filter((c) => c.after !== null);
+  const stored = await store.lastSent(
+    rt.config.name,
+    changes.map((c) => c.key.text),
+  );
+  return changes.filter((c) => {
+    const before = onPlatform(stored.get(c.key.text));
+    if (before) c.before = before;
+    return c.before !== null || c.after !== null;
+  });
 }
 
 /**

@@ -18,6 +18,7 @@
  *   `search` row.
  */
 import { quoteIdent } from '../util/sql.js';
+import { outcomeRows } from './codes.js';
 
 export type ConsoleSql = ReturnType<typeof consoleSql>;
 
@@ -47,6 +48,8 @@ const OUTCOME = `CASE
 export function consoleSql(schemaName: string) {
   const schema = quoteIdent(schemaName);
   const row = `${schema}.sync_row`;
+  /** sync_row with op and status as text (codes.ts), for the statements that read them. */
+  const rows = outcomeRows(schema);
   const names = `${schema}.sync_source`;
   const batch = `${schema}.sync_batch`;
   /** The number of the source named by a parameter (one index lookup per statement). */
@@ -71,9 +74,9 @@ export function consoleSql(schemaName: string) {
     /** $1 source: its rows, exactly (a range of the primary key; index-only). */
     sourceRows: `SELECT count(*)::text AS n FROM ${row} WHERE source_id = ${sourceId('$1')}`,
 
-    /** Rows per source and status, synced excepted (index-only on the partial index). */
+    /** Rows per source and status, synced excepted (on the partial index). */
     unsyncedCounts: `SELECT src.name AS source, c.status, c.n
-       FROM (SELECT source_id, status, count(*)::text AS n FROM ${row}
+       FROM (SELECT source_id, status, count(*)::text AS n FROM ${rows} AS o
               WHERE status <> 'synced' GROUP BY source_id, status) c
        JOIN ${names} src ON src.id = c.source_id`,
 
@@ -82,7 +85,7 @@ export function consoleSql(schemaName: string) {
      * per source, and the commit time of the oldest.
      */
     backlog: `SELECT src.name AS source, b.n, b.oldest, extract(epoch FROM now() - b.oldest)::float8 AS age
-       FROM (SELECT source_id, count(*)::text AS n, min(committed_at) AS oldest FROM ${row}
+       FROM (SELECT source_id, count(*)::text AS n, min(committed_at) AS oldest FROM ${rows} AS o
               WHERE status <> 'synced' AND status IN ('retrying', 'accepted') GROUP BY source_id) b
        JOIN ${names} src ON src.id = b.source_id`,
 
@@ -156,8 +159,8 @@ export function consoleSql(schemaName: string) {
             s.committed_at, s.synced_at, s.payload,
             b.id::text AS request_id, b.opt_type, b.rows, b.http_status, b.code, b.msg, b.api_status,
             b.success_num, b.fail_num, b.started_at, b.duration_ms
-       FROM (SELECT source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload, xmin AS x
-               FROM ${row}
+       FROM (SELECT source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload, x
+               FROM ${rows} AS o
               WHERE ((source_id = ANY (ARRAY(SELECT id FROM ${names} WHERE name = ANY ($1::text[])))
                       AND key = ANY ($2::text[]))${byIdentity})
                 AND ($3::text IS NULL OR source_id = ${sourceId('$3')})
@@ -180,7 +183,7 @@ export function consoleSql(schemaName: string) {
     failureGroups: `SELECT src.name AS source, g.status, g.error, g.n, g.oldest, g.newest
        FROM (SELECT source_id, status, error, count(*)::text AS n, min(committed_at) AS oldest,
                     max(synced_at) AS newest
-               FROM ${row}
+               FROM ${rows} AS o
               WHERE status <> 'synced' AND status IN ('failed', 'retrying')
                 AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR source_id = ${sourceId('$2')})
               GROUP BY source_id, status, error) g
@@ -194,7 +197,7 @@ export function consoleSql(schemaName: string) {
      */
     groupRows: `SELECT key AS k, op, attempts, error, lsn::text AS lsn, committed_at, synced_at,
             synced_at::text AS synced_text, payload
-       FROM ${row}
+       FROM ${rows} AS o
       WHERE status <> 'synced' AND status = $1 AND source_id = ${sourceId('$2')}
         AND error IS NOT DISTINCT FROM $3
         AND ($4::timestamptz IS NULL OR (synced_at, key) < ($4::timestamptz, $5::text))

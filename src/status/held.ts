@@ -8,6 +8,7 @@
 import type pg from 'pg';
 import { formatLsn } from '../util/lsn.js';
 import { quoteIdent } from '../util/sql.js';
+import { opCode, outcomeRows, statusCode, statusOf } from './codes.js';
 import type { RetryingQuery } from './sent-mark.js';
 import { failedRowOf, type FailedRow, type FailedRowRecord } from './status-store.js';
 
@@ -21,6 +22,9 @@ export type HeldSql = ReturnType<typeof heldSql>;
 export function heldSql(schemaName: string) {
   const schema = quoteIdent(schemaName);
   const row = `${schema}.sync_row`;
+  /** sync_row with op and status as text (codes.ts), for the statements that read them. */
+  const rows = outcomeRows(schema);
+  const held = statusCode('held');
   const sourceId = (param: string): string => `(SELECT id FROM ${schema}.sync_source WHERE name = ${param})`;
   return {
     /**
@@ -28,30 +32,30 @@ export function heldSql(schemaName: string) {
      * row's own, or say it is held with an earlier change). op and payload stay; a key held already
      * keeps its reason and its `synced_at` (since when it is held). Never replaces a later outcome.
      */
-    hold: `INSERT INTO ${row} AS t (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
-      SELECT ${sourceId('$1')}, r.k, 'delete', 'held', 0, coalesce($5, '${HELD_WITH_EARLIER}'), r.l, r.c, now(), NULL
+    hold: `INSERT INTO ${row} AS t (source_id, key, op_code, status_code, attempts, error, lsn, committed_at, synced_at, payload)
+      SELECT ${sourceId('$1')}, r.k, ${opCode('delete')}, ${held}, 0, coalesce($5, '${HELD_WITH_EARLIER}'), r.l, r.c, now(), NULL
         FROM unnest($2::text[], $3::pg_lsn[], $4::timestamptz[]) AS r(k, l, c)
       ON CONFLICT (source_id, key) DO UPDATE SET
-        status = 'held', attempts = 0, lsn = EXCLUDED.lsn, committed_at = EXCLUDED.committed_at,
-        error = CASE WHEN t.status = 'held' THEN t.error ELSE coalesce($5, '${HELD_WITH_EARLIER}') END,
-        synced_at = CASE WHEN t.status = 'held' THEN t.synced_at ELSE now() END
+        status_code = ${held}, attempts = 0, lsn = EXCLUDED.lsn, committed_at = EXCLUDED.committed_at,
+        error = CASE WHEN t.status_code = ${held} THEN t.error ELSE coalesce($5, '${HELD_WITH_EARLIER}') END,
+        synced_at = CASE WHEN t.status_code = ${held} THEN t.synced_at ELSE now() END
       WHERE t.lsn IS NULL OR t.lsn <= EXCLUDED.lsn`,
 
     /** $1 source: the keys held now. */
-    heldKeys: `SELECT key AS k FROM ${row} WHERE source_id = ${sourceId('$1')} AND status = 'held'`,
+    heldKeys: `SELECT key AS k FROM ${rows} AS o WHERE source_id = ${sourceId('$1')} AND status = 'held'`,
 
     /** $1 source, $2 keys: which of them are held now. */
-    stillHeld: `SELECT key AS k FROM ${row}
+    stillHeld: `SELECT key AS k FROM ${rows} AS o
       WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status = 'held'`,
 
     /** $1 source, $2 last key (or null), $3 page size: held rows in key order, with what the platform holds. */
-    heldRows: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${row}
+    heldRows: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${rows} AS o
       WHERE source_id = ${sourceId('$1')} AND status = 'held' AND ($2::text IS NULL OR key > $2::text)
       ORDER BY key LIMIT $3`,
 
-    /** $1 source, $2 keys: those of them held now, with what the platform holds. */
-    heldRowsByKey: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${row}
-      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status = 'held'`,
+    /** $1 source, $2 keys: those of them held now, with what the platform holds (in key order, whatever the plan). */
+    heldRowsByKey: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${rows} AS o
+      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status = 'held' ORDER BY key`,
 
     /** $1 schema name: whether sync_held is there (migration 010). */
     exists: `SELECT to_regclass(format('%I.sync_held', $1::text)) IS NOT NULL AS ok`,
@@ -61,8 +65,8 @@ export function heldSql(schemaName: string) {
       WHERE $1::text IS NULL OR source = $1`,
 
     /** $1 source, $2 the reason, $3 keys (null: every held key): held rows become skipped. */
-    settle: `UPDATE ${row} SET status = 'skipped', error = $2, synced_at = now()
-      WHERE source_id = ${sourceId('$1')} AND status = 'held' AND ($3::text[] IS NULL OR key = ANY($3::text[]))`,
+    settle: `UPDATE ${row} SET status_code = ${statusCode('skipped')}, error = $2, synced_at = now()
+      WHERE source_id = ${sourceId('$1')} AND ${statusOf(schema)} = 'held' AND ($3::text[] IS NULL OR key = ANY($3::text[]))`,
 
     /** $1 source: its rows in sync_status (what a share of `maxRemovals` is taken of). */
     sourceRows: `SELECT count(*)::int AS n FROM ${row} WHERE source_id = ${sourceId('$1')}`,

@@ -4,6 +4,7 @@
  * database reads in one place. The schema name is quoted here; values are always parameters.
  */
 import { quoteIdent, quoteTable } from '../util/sql.js';
+import { opCode, outcomeRows, statusCode } from './codes.js';
 import { statusWriteSql, type WriteShape } from './status-write.js';
 
 export type StatusSql = ReturnType<typeof statusSql>;
@@ -12,6 +13,8 @@ export type StatusSql = ReturnType<typeof statusSql>;
 export function statusSql(schemaName: string) {
   const schema = quoteIdent(schemaName);
   const row = `${schema}.sync_row`;
+  /** sync_row with op and status as text (codes.ts): what every read below takes, with an alias. */
+  const rows = outcomeRows(schema);
   /** The number of the source named by a parameter (one index lookup per statement). */
   const sourceId = (param: string): string => `(SELECT id FROM ${schema}.sync_source WHERE name = ${param})`;
   const batch = `${schema}.sync_batch`;
@@ -35,13 +38,13 @@ export function statusSql(schemaName: string) {
      * later outcome.
      */
     writeRetrying: `INSERT INTO ${row} AS t
-          (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
-        SELECT ${sourceId('$1')}, r.k::text, ($5::text[])[r.t], ($6::text[])[r.t], ($7::int[])[r.t],
+          (source_id, key, op_code, status_code, attempts, error, lsn, committed_at, synced_at, payload)
+        SELECT ${sourceId('$1')}, r.k::text, ($5::"char"[])[r.t], ($6::"char"[])[r.t], ($7::int[])[r.t],
                ($8::text[])[r.t], ($9::pg_lsn[])[r.t], ($10::timestamptz[])[r.t], now(),
                CASE WHEN json_typeof(r.p) <> 'null' THEN r.p END
           FROM ROWS FROM (json_array_elements($2::json), json_array_elements($3::json), unnest($4::int[])) AS r(k, p, t)
         ON CONFLICT (source_id, key) DO UPDATE SET
-          status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error, lsn = EXCLUDED.lsn,
+          status_code = EXCLUDED.status_code, attempts = EXCLUDED.attempts, error = EXCLUDED.error, lsn = EXCLUDED.lsn,
           committed_at = EXCLUDED.committed_at, synced_at = EXCLUDED.synced_at
         WHERE t.lsn IS NULL OR t.lsn <= EXCLUDED.lsn`,
 
@@ -57,12 +60,12 @@ export function statusSql(schemaName: string) {
      * the table (`onTruncate: ignore`): `skipped` with the note, op and payload kept (the platform
      * still holds them). Rows already deleted and held rows stay as they are.
      */
-    markTruncated: `UPDATE ${row} SET status = 'skipped', error = $2, synced_at = now()
-      WHERE source_id = ${sourceId('$1')} AND (lsn IS NULL OR lsn < $3::pg_lsn) AND status <> 'held'
-        AND NOT (op = 'delete' AND status IN ('synced', 'skipped'))`,
+    markTruncated: `UPDATE ${row} SET status_code = ${statusCode('skipped')}, error = $2, synced_at = now()
+      WHERE source_id = ${sourceId('$1')} AND (lsn IS NULL OR lsn < $3::pg_lsn) AND status_code <> ${statusCode('held')}
+        AND NOT (op_code = ${opCode('delete')} AND status_code IN (${statusCode('synced')}, ${statusCode('skipped')}))`,
 
     /** $1 source, $2 keys (text[], their canonical texts): what was last recorded for them. */
-    lastSent: `SELECT key AS k, op, status, payload FROM ${row}
+    lastSent: `SELECT key AS k, op, status, payload FROM ${rows} AS o
       WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[])`,
 
     /** $1 source: whether sync_status knows the source. */
@@ -72,7 +75,7 @@ export function statusSql(schemaName: string) {
      * $1 source, $2 last key of the previous page (or null), $3 page size: keys left on the platform.
      * A failed key's payload counts: what it kept when nothing was sent, else groups it never took.
      */
-    syncedKeys: `SELECT key AS k, payload FROM ${row}
+    syncedKeys: `SELECT key AS k, payload FROM ${rows} AS o
       WHERE source_id = ${sourceId('$1')} AND op <> 'delete' AND status IN ('synced', 'accepted', 'retrying', 'failed')
         AND payload IS NOT NULL AND ($2::text IS NULL OR key > $2::text)
       ORDER BY key LIMIT $3`,
@@ -91,7 +94,7 @@ export function statusSql(schemaName: string) {
       const matches = keyColumns
         .map((c, i) => `t.${quoteIdent(c)} = (s.key::json ->> $${i + 3}::text)::${keyTypes[i] ?? 'text'}`)
         .join(' AND ');
-      return `SELECT s.key AS k, s.payload FROM ${row} s
+      return `SELECT s.key AS k, s.payload FROM ${rows} AS s
        WHERE s.source_id = ${sourceId('$1')} AND ($2::text IS NULL OR s.key > $2::text)
          AND s.op <> 'delete' AND s.status IN ('synced', 'accepted', 'retrying', 'failed') AND s.payload IS NOT NULL
          AND NOT EXISTS (SELECT 1 FROM ${quoteTable(table.schema, table.name)} t WHERE ${matches})
@@ -99,19 +102,20 @@ export function statusSql(schemaName: string) {
     },
 
     /** $1 source, $2 last key (or null), $3 page size: failed rows, in key order. */
-    failedRows: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${row}
+    failedRows: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${rows} AS o
       WHERE source_id = ${sourceId('$1')} AND status = 'failed' AND ($2::text IS NULL OR key > $2::text)
       ORDER BY key LIMIT $3`,
 
     /** `failedRows` with $4 the error they failed with (null matches null): a console failure group. */
-    failedRowsWithError: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${row}
+    failedRowsWithError: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${rows} AS o
       WHERE source_id = ${sourceId('$1')} AND status <> 'synced' AND status = 'failed'
         AND error IS NOT DISTINCT FROM $4 AND ($2::text IS NULL OR key > $2::text)
       ORDER BY key LIMIT $3`,
 
-    /** $1 source, $2 keys: those of them still failed, as `failedRows` reads them. */
-    failedRowsByKey: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${row}
-      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status <> 'synced' AND status = 'failed'`,
+    /** $1 source, $2 keys: those of them still failed, as `failedRows` reads them (in key order too, whatever the plan). */
+    failedRowsByKey: `SELECT key AS k, attempts, lsn::text AS lsn, committed_at, payload FROM ${rows} AS o
+      WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[]) AND status <> 'synced' AND status = 'failed'
+      ORDER BY key`,
 
     /** Failed rows per source. */
     failedCounts: `SELECT source, count(*)::text AS n FROM ${schema}.sync_status WHERE status = 'failed' GROUP BY source`,
@@ -134,7 +138,7 @@ export function statusSql(schemaName: string) {
       WHERE $1::text IS NULL OR source = $1 ORDER BY source, status`,
 
     /** Rows per status, all sources. */
-    countsByStatus: `SELECT status, count(*)::text AS n FROM ${row} GROUP BY status`,
+    countsByStatus: `SELECT status, count(*)::text AS n FROM ${rows} AS o GROUP BY status`,
 
     /** $1 source (or null): rows the bridge is still working on, and the oldest commit among them. */
     backlog: `SELECT count(*)::text AS rows, min(committed_at) AS oldest,

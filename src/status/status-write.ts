@@ -18,13 +18,15 @@
  */
 import type { OptType, RowStatus } from '../domain/types.js';
 import { formatLsn } from '../util/lsn.js';
+import { OP_CODE, STATUS_CODE } from './codes.js';
 import { quoteIdent } from '../util/sql.js';
 
 export type WriteShape = 'insert' | 'update';
 
 /**
  * $1 source, $2 keys (a JSON array of canonical key texts), $3 payloads (a JSON array), $4 each
- * row's tuple number in $5..$10 (op, status, attempts, error, lsn, committed_at); with a batch,
+ * row's tuple number in $5..$10 (op and status codes, attempts, error or '', lsn, committed_at: the
+ * codes and '' are sql/011's, see codes.ts); with a batch,
  * $11..$20 its sync_batch columns. The source must be in sync_source. Keys and payloads go in as
  * json, which keeps their text: a key is stored exactly as the bridge built it, and nothing is
  * parsed into jsonb. Returns one row: `written`, `inserted`.
@@ -43,12 +45,12 @@ export function statusWriteSql(schemaName: string, withBatch: boolean, shape: Wr
   const rows = `ROWS FROM (json_array_elements($2::json), json_array_elements($3::json), unnest($4::int[])) AS r(k, p, t)`;
   const payload = `CASE WHEN json_typeof(r.p) <> 'null' THEN r.p END`;
   const outcome = (x: string): string =>
-    `($5::text[])[${x}.t], ($6::text[])[${x}.t], ($7::int[])[${x}.t], ($8::text[])[${x}.t], ($9::pg_lsn[])[${x}.t], ($10::timestamptz[])[${x}.t]`;
+    `($5::"char"[])[${x}.t], ($6::"char"[])[${x}.t], ($7::int[])[${x}.t], ($8::text[])[${x}.t], ($9::pg_lsn[])[${x}.t], ($10::timestamptz[])[${x}.t]`;
   const upsert = (select: string): string => `INSERT INTO ${row}
-          (source_id, key, op, status, attempts, error, lsn, committed_at, synced_at, payload)
+          (source_id, key, op_code, status_code, attempts, error, lsn, committed_at, synced_at, payload)
         ${select}
         ON CONFLICT (source_id, key) DO UPDATE SET
-          op = EXCLUDED.op, status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
+          op_code = EXCLUDED.op_code, status_code = EXCLUDED.status_code, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
           lsn = EXCLUDED.lsn, committed_at = EXCLUDED.committed_at, synced_at = EXCLUDED.synced_at,
           payload = EXCLUDED.payload
         WHERE ${row}.lsn IS NULL OR ${row}.lsn <= EXCLUDED.lsn
@@ -62,7 +64,7 @@ export function statusWriteSql(schemaName: string, withBatch: boolean, shape: Wr
   return `WITH ${batch}i AS (
         SELECT r.k::text COLLATE "C" AS k, r.t, ${payload} AS p FROM ${rows}
       ), u AS (
-        UPDATE ${row} t SET op = ($5::text[])[i.t], status = ($6::text[])[i.t], attempts = ($7::int[])[i.t],
+        UPDATE ${row} t SET op_code = ($5::"char"[])[i.t], status_code = ($6::"char"[])[i.t], attempts = ($7::int[])[i.t],
                error = ($8::text[])[i.t], lsn = ($9::pg_lsn[])[i.t], committed_at = ($10::timestamptz[])[i.t],
                synced_at = now(), payload = i.p
           FROM i
@@ -134,10 +136,11 @@ export function encodeStatusRows(rows: readonly StatusRow[]): EncodedStatusRows 
       const id = `${r.op}\u0000${r.status}\u0000${r.attempts}\u0000${r.lsn}\u0000${r.committedAt.getTime()}\u0000${r.error === null ? 'N' : `E${r.error}`}`;
       let t = seen.get(id);
       if (t === undefined) {
-        ops.push(r.op);
-        statuses.push(r.status);
+        ops.push(OP_CODE[r.op]);
+        statuses.push(STATUS_CODE[r.status]);
         attempts.push(r.attempts);
-        errors.push(r.error === null ? 'NULL' : arrayElement(r.error));
+        // No error is stored as '' (sql/011: a row without NULLs has no null bitmap).
+        errors.push(r.error === null ? '""' : arrayElement(r.error));
         lsns.push(formatLsn(r.lsn));
         committedAts.push(`"${r.committedAt.toISOString()}"`);
         t = ops.length;

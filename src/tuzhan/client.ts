@@ -51,6 +51,12 @@ export interface TuzhanClientOptions {
 
 export { RequestAbortedError } from './transport.js';
 
+/** The outcome of a row sent without an identity (one object for all: outcomes are never changed). */
+const NO_IDENTITY: RowOutcome = Object.freeze({
+  status: 'failed',
+  error: 'row has no identity value (thirdId, openid, unionid or phone)',
+});
+
 /** The client's part of the config (readiness is not its business). */
 type TuzhanConfig = Omit<Config['tuzhan'], 'notReadyAfterMs'>;
 
@@ -126,19 +132,16 @@ export class TuzhanClient {
     opts: { signal?: AbortSignal },
     started: number,
   ): Promise<BatchResult> {
-    if (rows.length < 1 || rows.length > MAX_ROWS_PER_REQUEST) {
+    if (rows.length < 1 || rows.length > MAX_ROWS_PER_REQUEST)
       throw new BridgeError(
         'BATCH_SIZE',
         `a request carries 1..${MAX_ROWS_PER_REQUEST} rows, got ${rows.length}`,
       );
-    }
     const body = buildBody(params, rows);
     // A row without any identity would be rejected with the whole batch: fail it here, send the rest.
-    const sendable = body.data.map((r, i) => (hasIdentity(r) ? i : -1)).filter((i) => i >= 0);
-    const outcomes: RowOutcome[] = body.data.map(() => ({
-      status: 'failed',
-      error: 'row has no identity value (thirdId, openid, unionid or phone)',
-    }));
+    const sendable: number[] = [];
+    for (let i = 0; i < body.data.length; i++) if (hasIdentity(body.data[i] as ApiRow)) sendable.push(i);
+    const outcomes = new Array<RowOutcome>(body.data.length).fill(NO_IDENTITY);
     if (sendable.length === 0) {
       return {
         httpStatus: 0,
@@ -151,7 +154,7 @@ export class TuzhanClient {
         durationMs: 0,
       };
     }
-    const sent = sendable.map((i) => body.data[i] as ApiRow);
+    const sent = sendable.length < rows.length ? sendable.map((i) => body.data[i] as ApiRow) : body.data;
     const payload = JSON.stringify({ publicParams: body.publicParams, data: sent });
 
     let token = await this.tokens.get();

@@ -9,6 +9,10 @@ import type { ApiRow, BatchAddBody, BatchAddResponse, PublicParams, RowOutcome }
 /** The vendor's hard limit of rows per request (docs/design.md, "The platform"). */
 export const MAX_ROWS_PER_REQUEST = 500;
 
+/** Outcomes shared by every row they describe (runs for every row; outcomes are never changed). */
+const SYNCED: RowOutcome = Object.freeze({ status: 'synced' });
+const ACCEPTED: RowOutcome = Object.freeze({ status: 'accepted' });
+
 function nonEmpty(v: unknown): v is string | number {
   return (typeof v === 'string' && v.trim() !== '') || (typeof v === 'number' && Number.isFinite(v));
 }
@@ -179,7 +183,7 @@ export function mapErrorData(
   fallbackMessage: string,
   logger?: Logger,
 ): RowOutcome[] {
-  const outcomes: RowOutcome[] = rows.map(() => ({ status: 'synced' }));
+  const outcomes: RowOutcome[] = rows.map(() => SYNCED);
   const claimed = new Set<number>();
   let unmatched = 0;
   for (const raw of errorData) {
@@ -224,8 +228,8 @@ export function outcomesOf(
 ): RowOutcome[] {
   const message = (data.message && data.message.trim()) || msg || `platform status ${apiStatus}`;
   const errorData = Array.isArray(data.errorData) ? data.errorData : null;
-  if (apiStatus === 1) return rows.map(() => ({ status: 'synced' }));
-  if (apiStatus === 0) return rows.map(() => ({ status: 'accepted' }));
+  if (apiStatus === 1) return rows.map(() => SYNCED);
+  if (apiStatus === 0) return rows.map(() => ACCEPTED);
   if ((apiStatus === 2 || apiStatus === -1) && errorData !== null && errorData.length > 0) {
     return mapErrorData(rows, errorData, message, logger);
   }

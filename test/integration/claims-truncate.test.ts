@@ -138,7 +138,9 @@ describe('TRUNCATE of a source table', () => {
         ...Array.from({ length: 20 }, (_, i) => `m${i + 281}`),
       ].sort(),
     );
-    for (let i = 1; i <= 10; i++) expect(removals().get(`c${i}`)).toEqual(['vip']);
+    // Removed vip and nothing else. Delivery is at least once: when the re-sync reads a key's stored
+    // state before the stream's outcome of the reloaded row is stored, both remove vip.
+    for (let i = 1; i <= 10; i++) expect([...new Set(removals().get(`c${i}`))]).toEqual(['vip']);
     const memberships = [...(await statusRows(db, 'memberships')).values()];
     expect(memberships.filter((m) => m.status === 'held')).toEqual([]);
   });

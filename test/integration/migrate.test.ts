@@ -68,8 +68,8 @@ describe('status schema migrations', () => {
       ['synced_at', 'timestamp with time zone', 'NO'],
       ['attempts', 'integer', 'NO'],
       ['source_id', 'smallint', 'NO'],
-      ['op', 'text', 'NO'],
-      ['status', 'text', 'NO'],
+      ['op_code', '"char"', 'NO'],
+      ['status_code', '"char"', 'NO'],
       ['key', 'text', 'NO'],
       ['payload', 'json', 'YES'],
       ['error', 'text', 'YES'],
@@ -125,8 +125,9 @@ describe('status schema migrations', () => {
       `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'sync_row_unsynced_idx'`,
       [schema],
     );
+    // On the status as sync_status shows it (migration 011 stores one-byte codes).
     expect(idx[0]?.indexdef).toMatch(
-      / USING btree \(status, source_id\) WHERE \(status <> 'synced'::text\)$/,
+      / USING btree \("Tuzhan Sync"\.sync_status_name\(status_code\), source_id\) WHERE \("Tuzhan Sync"\.sync_status_name\(status_code\) <> 'synced'::text\)$/,
     );
 
     // \d+ explains every column to operators.

@@ -32,9 +32,10 @@ describe('encodeStatusRows', () => {
       row(5, { payload: null }),
     ]);
     expect(e.tupleOf).toBe('{1,2,1,3,1}');
-    expect(e.ops).toBe('{add,add,add}');
-    expect(e.statuses).toBe('{synced,synced,failed}');
-    expect(e.errors).toBe('{NULL,NULL,"bad \\"quote\\" \\\\ and, {braces}"}');
+    // op and status as sync_row's one-byte codes, no error as '' (migration 011).
+    expect(e.ops).toBe('{a,a,a}');
+    expect(e.statuses).toBe('{s,s,f}');
+    expect(e.errors).toBe('{"","","bad \\"quote\\" \\\\ and, {braces}"}');
     expect(e.lsns).toBe('{0/1500E910,0/1600,0/1500E910}');
     expect(e.committedAts).toBe(
       '{"2026-11-28T10:00:00.123Z","2026-11-28T10:00:01.000Z","2026-11-28T10:00:00.123Z"}',
@@ -46,7 +47,7 @@ describe('encodeStatusRows', () => {
   it('tells an error that reads like the null marker from no error', () => {
     const e = encodeStatusRows([row(1, { error: 'N' }), row(2)]);
     expect(e.tupleOf).toBe('{1,2}');
-    expect(e.errors).toBe('{"N",NULL}');
+    expect(e.errors).toBe('{"N",""}');
   });
 });
 

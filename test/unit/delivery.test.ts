@@ -217,6 +217,87 @@ describe('delivery', () => {
     }
   });
 
+  it('stores a change of several parts once, with its last part; a failed part fails it', async () => {
+    const platform = new FakePlatform(new Set(['old-b']));
+    const store = new FakeStore();
+    const delivery = new Delivery({ sender: platform, store });
+    // Row mode: a lost a group (delete), then its groups are added; b's delete is rejected.
+    const a: KeyChange = { ...change('a'), partsLeft: 2 };
+    const b: KeyChange = { ...change('b'), partsLeft: 2 };
+    const lost = (id: string, c: KeyChange): DeliveryRow => ({
+      identity: { thirdId: id },
+      groups: ['north'],
+      items: [{ change: c, op: 'delete', groups: ['north'] }],
+    });
+    const added = (id: string, c: KeyChange): DeliveryRow => ({
+      identity: { thirdId: id },
+      groups: ['vip', 'south'],
+      items: [{ change: c, op: 'add', groups: ['vip', 'south'] }],
+    });
+    await delivery.deliver({ source: SOURCE, op: 'delete', rows: [lost('a', a)], policy: 'daemon' });
+    await delivery.deliver({ source: SOURCE, op: 'delete', rows: [lost('old-b', b)], policy: 'daemon' });
+    // The dispatcher counts the answered parts down after each request.
+    a.partsLeft = 1;
+    b.partsLeft = 1;
+    await delivery.deliver({
+      source: SOURCE,
+      op: 'add',
+      rows: [added('a', a), added('b', b)],
+      policy: 'daemon',
+    });
+    // Each request leaves its sync_batch row; the keys' rows are written with the last request only.
+    expect(store.writes.map((w) => [w.batch?.httpStatus, w.rows.map((r) => r.rowKey)])).toEqual([
+      [200, []],
+      [400, []],
+      [200, ['{"id":"a"}', '{"id":"b"}']],
+    ]);
+    expect(store.latest().get('{"id":"a"}')).toMatchObject({
+      op: 'add',
+      status: 'synced',
+      payload: { thirdId: 'a', groups: 'vip,south' },
+    });
+    expect(store.latest().get('{"id":"b"}')).toMatchObject({
+      status: 'failed',
+      error: 'rejected by the platform: bad row',
+    });
+  });
+
+  it('a key whose rows a bisection splits is stored once, after its last row is answered', async () => {
+    for (const partsLeft of [undefined, 2]) {
+      const platform = new FakePlatform(new Set(['x3']));
+      const store = new FakeStore();
+      const delivery = new Delivery({ sender: platform, store });
+      const a: KeyChange = { ...change('a'), partsLeft };
+      const clear = (id: string): DeliveryRow => ({
+        identity: { thirdId: id },
+        groups: [],
+        items: [{ change: a, op: 'delete', groups: [] }],
+      });
+      await delivery.deliver({
+        source: SOURCE,
+        op: 'delete',
+        rows: [row('x0'), clear('old1'), clear('old2'), row('x3')],
+        policy: 'daemon',
+      });
+      // [x0 old1 old2 x3] rejected -> [x0 old1] ok -> [old2 x3] rejected -> [old2] ok -> [x3] rejected.
+      expect(platform.requests).toEqual([
+        ['x0', 'old1', 'old2', 'x3'],
+        ['x0', 'old1'],
+        ['old2', 'x3'],
+        ['old2'],
+        ['x3'],
+      ]);
+      expect(store.writes.map((w) => w.rows.map((r) => [r.rowKey, r.status]))).toEqual([
+        [],
+        [['{"id":"x0"}', 'synced']],
+        [],
+        [['{"id":"a"}', 'synced']],
+        [['{"id":"x3"}', 'failed']],
+      ]);
+      expect(store.latest().get('{"id":"a"}')).toMatchObject({ payload: { thirdId: 'old2' } });
+    }
+  });
+
   it('tells the metrics what each try of a request came to: retries, reachability, outcomes per key', async () => {
     const events = createBridgeEvents();
     const seen: unknown[] = [];
