@@ -16,6 +16,7 @@ import {
   resolveLookups,
   resolveToast,
   resolveUnknown,
+  resolveUnsettled,
   type SentState,
   type SourceRuntime,
 } from './resolve.js';
@@ -105,6 +106,7 @@ export class Dispatcher {
     if (!rt) throw new Error(`unknown source ${sourceName}`);
     // What the WAL did not carry (./resolve.ts).
     const ctx = { rt, scheduler: this.o.scheduler, state: this.o.state };
+    await resolveUnsettled(ctx, entries);
     await resolveLookups(ctx, entries);
     await resolveToast(ctx, entries);
     await resolveUnknown(ctx, entries);
@@ -128,6 +130,8 @@ export class Dispatcher {
   /** The session ended: what waits for a COMMIT that will not come in it is forgotten. */
   forgetOpen(): void {
     this.guard?.forgetOpen();
+    // Outcomes stored before the next session by another bridge or a command count too.
+    this.o.state.forgetUnsettled?.();
   }
 
   /** What waits for the open transaction goes now (a TRUNCATE within it). */

@@ -8,6 +8,7 @@
 import type { Image } from '../domain/change.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
 import { addPassed, unchangedWindow, type Entry, type Window } from './coalesce.js';
+import { sameTarget } from './parts.js';
 import type { SourceConfig } from '../config/types.js';
 import type { LastSent } from '../status/status-store.js';
 import { keyLane } from './lanes.js';
@@ -27,6 +28,10 @@ export interface SourceRuntime {
 /** What the bridge last recorded per key (`deleteLookup: state`). */
 export interface SentState {
   lastSent(source: string, rowKeys: readonly string[]): Promise<Map<string, LastSent>>;
+  /** Keys of a source whose last outcome may be failed or retrying (a superset). */
+  unsettledKeys?(source: string): Promise<ReadonlySet<string>>;
+  /** Reads them from the status table again (a session ended). */
+  forgetUnsettled?(): void;
 }
 
 export interface ResolveContext {
@@ -52,6 +57,41 @@ export async function resolveLookups(c: ResolveContext, entries: Entry[]): Promi
   for (const e of pending) {
     const l = last.get(e.key.text);
     e.before = l && l.op !== 'delete' && l.payload ? imageFromPayload(l.payload) : null;
+  }
+}
+
+/**
+ * A key whose last outcome failed (a delete the platform refused, with the rest of the change not
+ * sent) or is still retrying: its customer may hold what its stored payload says, which the WAL's
+ * old row no longer shows. Its window starts from the stored payload, so the change removes it
+ * (docs/design.md, "A change refused in part"); the old row joins the states it passed through,
+ * and the latest state is set.
+ */
+export async function resolveUnsettled(c: ResolveContext, entries: Entry[]): Promise<void> {
+  const { rt, state } = c;
+  if (!state.unsettledKeys) return;
+  const unsettled = await state.unsettledKeys(rt.config.name);
+  const pending = entries.filter((e) => e.before !== 'lookup' && unsettled.has(e.key.text));
+  if (pending.length === 0) return;
+  const keys = new Resources();
+  const lane = keyLane(rt.config.name);
+  for (const e of pending) keys.add(lane, e.key.text);
+  await c.scheduler.settled(keys);
+  const last = await state.lastSent(
+    rt.config.name,
+    pending.map((e) => e.key.text),
+  );
+  for (const e of pending) {
+    const l = last.get(e.key.text);
+    if (!l || (l.status !== 'failed' && l.status !== 'retrying') || l.op === 'delete' || !l.payload) continue;
+    const stored = imageFromPayload(l.payload);
+    const wal = e.before === 'unknown' || e.before === 'lookup' ? null : e.before;
+    if (wal && sameTarget(wal, stored)) continue;
+    if (wal) addPassed(e, wal);
+    e.before = stored;
+    // A key first stored by a failed or retrying request holds that request's payload, which the
+    // platform may never have taken: its latest state is set even where it looks unchanged.
+    e.restate = true;
   }
 }
 

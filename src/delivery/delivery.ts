@@ -16,6 +16,7 @@ import type {
   KeyChange,
   LocalOutcome,
 } from './requests.js';
+import { refusedOutcomes, rowStatuses, withoutRefused } from './requests.js';
 import type { BatchRecord, StatusRow } from '../status/status-store.js';
 import type { BatchResult } from '../tuzhan/client.js';
 import { apiRow, publicParams } from '../tuzhan/rows.js';
@@ -52,13 +53,17 @@ export class Delivery implements Deliverer {
   constructor(private readonly o: DeliveryOptions) {}
 
   async deliver(req: DeliveryRequest): Promise<RowStatus[]> {
-    const statuses = new Array<RowStatus>(req.rows.length);
+    const { send, refused } = withoutRefused(req.rows);
+    const outcomes = refusedOutcomes(req.op, refused);
+    if (outcomes.length > 0) await this.o.store.writeRequest(req.source.name, null, outcomes);
+    this.countStored(req.source.name, req.op, outcomes);
+    const statuses = new Array<RowStatus>(send.length);
     // Rows of each change still to be answered: its outcome is stored with its last one.
     const left = new Map<KeyChange, number>();
-    for (const r of req.rows)
+    for (const r of send)
       for (const { change: c } of r.items) left.set(c, c.partsLeft ?? (left.get(c) ?? 0) + 1);
-    await this.send(req, req.rows, statuses, 0, left);
-    return statuses;
+    if (send.length > 0) await this.send({ ...req, rows: send }, send, statuses, 0, left);
+    return refused.length === 0 ? statuses : rowStatuses(req.rows, statuses);
   }
 
   async record(source: string, outcomes: readonly LocalOutcome[]): Promise<void> {
@@ -218,6 +223,7 @@ export class Delivery implements Deliverer {
       for (const item of r.items) {
         const c = item.change;
         if (o.status === 'failed' && !c.failure) c.failure = o.error ?? 'failed';
+        if (o.status === 'failed') c.refused = { attempts: c.priorAttempts + tries };
         const failure = o.status !== 'retrying' ? c.failure : undefined;
         const seen = at.get(c);
         const row: KeyOutcome = {

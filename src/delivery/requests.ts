@@ -7,6 +7,7 @@ import type { SourceConfig, SourceMode } from '../config/types.js';
 import { IDENTITY_FIELDS } from '../config/types.js';
 import type { OptType, RowStatus } from '../domain/types.js';
 import type { Identity } from '../domain/change.js';
+import type { StatusRow } from '../status/status-write.js';
 
 /** One call planned for a key (batching's coalescing plans them): an operation on one customer. */
 export interface PlannedPart {
@@ -25,6 +26,13 @@ export interface KeyChange {
   priorAttempts: number;
   /** Shared by a change's parts: once one of them fails, the others record `failed` too. */
   failure?: string;
+  /**
+   * The platform refused one of the change's parts: its later parts are not sent (an identity's
+   * groups added while the old identity's delete was refused would leave both on the platform,
+   * and no stored payload could name both: docs/design.md, "A change refused in part"). Holds the
+   * attempts made for the change when it was refused.
+   */
+  refused?: { attempts: number };
   /**
    * Its rows not answered yet, those of the request being delivered included (the dispatcher's
    * count; absent: all of them are in that request). Its outcome is stored once, with the last.
@@ -100,6 +108,52 @@ export function requestRows(
     }
   }
   return byOp;
+}
+
+/**
+ * Splits a request's rows into what is still to be sent and the keys whose change the platform
+ * already refused in part (`KeyChange.refused`): a row keeps the items of the other keys, with
+ * their groups only (membership rows of several keys share one API row).
+ */
+export function withoutRefused(rows: readonly DeliveryRow[]): { send: DeliveryRow[]; refused: KeyChange[] } {
+  if (!rows.some((r) => r.items.some((i) => i.change.refused))) return { send: [...rows], refused: [] };
+  const send: DeliveryRow[] = [];
+  const refused = new Set<KeyChange>();
+  for (const r of rows) {
+    const items = r.items.filter((i) => !i.change.refused);
+    for (const i of r.items) if (i.change.refused) refused.add(i.change);
+    if (items.length === r.items.length) send.push(r);
+    else if (items.length > 0)
+      send.push({
+        ...r,
+        items,
+        groups: items.reduce<readonly string[]>((g, i) => unionGroups(g, i.groups), []),
+      });
+  }
+  return { send, refused: [...refused] };
+}
+
+/**
+ * The outcomes of keys whose change the platform refused in part: `failed`, without a payload, so
+ * the store keeps their op and payload of before the change (what the platform still holds).
+ */
+export function refusedOutcomes(op: OptType, changes: readonly KeyChange[]): StatusRow[] {
+  return changes.map((c) => ({
+    rowKey: c.rowKey,
+    op,
+    status: 'failed',
+    attempts: c.refused?.attempts ?? c.priorAttempts,
+    error: c.failure ?? 'failed',
+    lsn: c.lsn,
+    committedAt: c.committedAt,
+    payload: null,
+  }));
+}
+
+/** Each of a request's rows: failed when none of its keys was sent, else the answer of its sent row. */
+export function rowStatuses(rows: readonly DeliveryRow[], sent: readonly RowStatus[]): RowStatus[] {
+  let next = 0;
+  return rows.map((r) => (r.items.every((i) => i.change.refused) ? 'failed' : (sent[next++] as RowStatus)));
 }
 
 /** One text per customer identity: membership rows of one customer merge on it. */

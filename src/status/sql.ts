@@ -68,6 +68,10 @@ export function statusSql(schemaName: string) {
     lastSent: `SELECT key AS k, op, status, payload FROM ${rows} AS o
       WHERE source_id = ${sourceId('$1')} AND key = ANY($2::text[])`,
 
+    /** $1 source: keys whose last outcome is failed or retrying (their payload may not be the WAL's). */
+    unsettledKeys: `SELECT key AS k FROM ${rows} AS o
+      WHERE source_id = ${sourceId('$1')} AND status IN ('failed', 'retrying')`,
+
     /** $1 source: whether sync_status knows the source. */
     hasRows: `SELECT 1 FROM ${row} WHERE source_id = ${sourceId('$1')} LIMIT 1`,
 

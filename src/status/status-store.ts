@@ -65,10 +65,16 @@ export function failedRowOf(r: FailedRowRecord): FailedRow {
   };
 }
 
-/** An outcome of a change of which nothing reached the platform: the key's op and payload stay. */
-function keepsStored(r: StatusRow): boolean {
+/**
+ * An outcome of a change of which nothing reached the platform: the key's op and payload stay. A
+ * delete the platform refused removed nothing either: the payload before it says what the key's
+ * customer still holds, which a retry or the key's next change must remove.
+ */
+function keepsStored(r: StatusRow, answered: boolean): boolean {
+  if (r.status === 'failed' && r.op === 'delete') return true;
   return (
-    r.status === 'retrying' || (r.status === 'failed' && (r.payload === null || r.payload === undefined))
+    !answered &&
+    (r.status === 'retrying' || (r.status === 'failed' && (r.payload === null || r.payload === undefined)))
   );
 }
 
@@ -87,6 +93,11 @@ export class StatusStore {
   private readonly newShare = new Map<string, number>();
   /** Sources known to be in sync_source (numbered once per store). */
   private readonly numbered = new Set<string>();
+  /**
+   * Per source, keys whose last outcome may be failed or retrying (a superset: keys leave it only
+   * when it is read again), and the read of the stored ones, once per session (`forgetUnsettled`).
+   */
+  private readonly unsettled = new Map<string, { keys: Set<string>; read?: Promise<void> }>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -117,20 +128,21 @@ export class StatusStore {
   /** Stores the outcomes of one API request and its sync_batch row in one statement. */
   async writeRequest(source: string, batch: BatchRecord | null, all: readonly StatusRow[]): Promise<void> {
     if (!batch && all.length === 0) return;
+    for (const r of all)
+      if (r.status === 'failed' || r.status === 'retrying') this.unsettledOf(source).keys.add(r.rowKey);
     let rows = all;
-    // Outcomes of changes that sent nothing (never with a batch row): a first failed try, and a row
-    // failed before it was sent (its groups unsendable). The stored op and payload stay (sql.ts):
-    // they say what the platform still holds, and the key's next change removes from them.
-    if (!batch) {
-      const keep = all.filter(keepsStored);
-      if (keep.length > 0) {
-        await this.ensureSource(source);
-        await this.withRetry('storing outcomes', () =>
-          this.pool.query(this.sql.writeRetrying, statusRowParams(source, encodeStatusRows(keep))),
-        );
-        if (keep.length === all.length) return;
-        rows = all.filter((r) => !keepsStored(r));
-      }
+    // Outcomes of changes that removed nothing: a first failed try, a row failed before it was sent
+    // (its groups unsendable), a key whose delete the platform refused. The stored op and payload
+    // stay (sql.ts): they say what the platform still holds, and the key's next change removes from
+    // them. Written apart from the request's batch row (a refusal is rare).
+    const keep = all.filter((r) => keepsStored(r, batch !== null));
+    if (keep.length > 0) {
+      await this.ensureSource(source);
+      await this.withRetry('storing outcomes', () =>
+        this.pool.query(this.sql.writeRetrying, statusRowParams(source, encodeStatusRows(keep))),
+      );
+      if (!batch && keep.length === all.length) return;
+      rows = all.filter((r) => !keepsStored(r, batch !== null));
     }
     const params = statusRowParams(source, encodeStatusRows(rows));
     if (batch) {
@@ -161,6 +173,39 @@ export class StatusStore {
     );
     const { written = 0, inserted = 0 } = res.rows[0] ?? {};
     if (written > 0) this.newShare.set(source, share * 0.5 + (inserted / written) * 0.5);
+  }
+
+  /**
+   * Keys of a source whose last outcome may be failed or retrying: what the platform holds for
+   * them is their stored payload, not the WAL's old row (src/batching/resolve.ts). Read from the
+   * table once per session, then kept up to date by this store's writes.
+   */
+  async unsettledKeys(source: string): Promise<ReadonlySet<string>> {
+    const u = this.unsettledOf(source);
+    u.read ??= this.withRetry('reading sync state', () =>
+      this.pool.query<{ k: string }>(this.sql.unsettledKeys, [source]),
+    ).then(
+      (res) => {
+        for (const r of res.rows) u.keys.add(r.k);
+      },
+      (err: unknown) => {
+        u.read = undefined; // read again next time
+        throw err;
+      },
+    );
+    await u.read;
+    return u.keys;
+  }
+
+  /** A session begins: another bridge (or a command) may have stored outcomes meanwhile. */
+  forgetUnsettled(): void {
+    this.unsettled.clear();
+  }
+
+  private unsettledOf(source: string): { keys: Set<string>; read?: Promise<void> } {
+    let u = this.unsettled.get(source);
+    if (!u) this.unsettled.set(source, (u = { keys: new Set() }));
+    return u;
   }
 
   /** Numbers the source in sync_source before its first outcome is written. */

@@ -185,6 +185,43 @@ describe('delivery', () => {
     });
   });
 
+  it('a change the platform refused in part sends nothing more; its key stays failed, keeping its stored state', async () => {
+    // Key k moves from customer x to customer y: delete x (refused), then add y; key o adds alone.
+    const platform = new FakePlatform(new Set(['x']));
+    const store = new FakeStore();
+    const delivery = new Delivery({ sender: platform, store });
+    const k = change('k');
+    const o = change('o');
+    const del = {
+      identity: { thirdId: 'x' },
+      groups: ['g'],
+      items: [{ change: k, op: 'delete' as const, groups: ['g'] }],
+    };
+    const add = (id: string, c: KeyChange): DeliveryRow => ({
+      identity: { thirdId: id },
+      groups: ['g'],
+      items: [{ change: c, op: 'add', groups: ['g'] }],
+    });
+    expect(await delivery.deliver({ source: SOURCE, op: 'delete', rows: [del], policy: 'daemon' })).toEqual([
+      'failed',
+    ]);
+    const statuses = await delivery.deliver({
+      source: SOURCE,
+      op: 'add',
+      rows: [add('y', k), add('z', o)],
+      policy: 'daemon',
+    });
+    expect(statuses).toEqual(['failed', 'synced']);
+    expect(platform.requests).toEqual([['x'], ['z']]);
+    // Stored without a payload and without a batch row: the store keeps the key's op and payload.
+    expect(store.writes.at(-2)).toEqual({
+      batch: null,
+      rows: [expect.objectContaining({ rowKey: k.rowKey, status: 'failed', payload: null, attempts: 1 })],
+    });
+    expect(store.latest().get(k.rowKey)?.error).toMatch(/^rejected by the platform/);
+    expect(store.latest().get(o.rowKey)?.status).toBe('synced');
+  });
+
   it('daemon: retries transient failures, marking the rows retrying after the first; command: gives up', async () => {
     const events = createBridgeEvents();
     const retries: number[] = [];
@@ -246,11 +283,15 @@ describe('delivery', () => {
       policy: 'daemon',
     });
     // Each request leaves its sync_batch row; the keys' rows are written with the last request only.
+    // b's change was refused in part: its add is not sent, and b is stored failed without a payload
+    // (the store keeps what the platform still holds: docs/design.md, "A change refused in part").
     expect(store.writes.map((w) => [w.batch?.httpStatus, w.rows.map((r) => r.rowKey)])).toEqual([
       [200, []],
       [400, []],
-      [200, ['{"id":"a"}', '{"id":"b"}']],
+      [undefined, ['{"id":"b"}']],
+      [200, ['{"id":"a"}']],
     ]);
+    expect(platform.requests).toEqual([['a'], ['old-b'], ['a']]);
     expect(store.latest().get('{"id":"a"}')).toMatchObject({
       op: 'add',
       status: 'synced',
@@ -259,6 +300,7 @@ describe('delivery', () => {
     expect(store.latest().get('{"id":"b"}')).toMatchObject({
       status: 'failed',
       error: 'rejected by the platform: bad row',
+      payload: null,
     });
   });
 

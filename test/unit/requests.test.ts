@@ -5,7 +5,14 @@
  * "Sources"). Expected rows written out by hand.
  */
 import { describe, expect, it } from 'vitest';
-import { identityKey, requestRows, type KeyChange, type PlannedPart } from '../../src/delivery/requests.js';
+import {
+  identityKey,
+  requestRows,
+  withoutRefused,
+  type DeliveryRow,
+  type KeyChange,
+  type PlannedPart,
+} from '../../src/delivery/requests.js';
 
 const change = (k: string): KeyChange => ({ rowKey: k, lsn: 1n, committedAt: new Date(0), priorAttempts: 0 });
 const part = (op: PlannedPart['op'], thirdId: string, groups: string[], phone?: string): PlannedPart => ({
@@ -73,6 +80,27 @@ describe('requestRows', () => {
   it('has no rows for nothing planned', () => {
     expect(requestRows('row', []).size).toBe(0);
     expect(requestRows('membership', [{ change: change('1'), parts: [] }]).size).toBe(0);
+  });
+});
+
+describe('withoutRefused', () => {
+  it('leaves out the keys whose change the platform refused in part, and their groups from shared rows', () => {
+    const a = change('a');
+    const b = change('b');
+    const c = change('c');
+    const rows = requestRows('membership', [
+      { change: a, parts: [part('add', 'm1', ['x'])] },
+      { change: b, parts: [part('add', 'm1', ['y'])] },
+      { change: c, parts: [part('add', 'm2', ['z'])] },
+    ]).get('add') as DeliveryRow[];
+    expect(withoutRefused(rows)).toEqual({ send: rows, refused: [] });
+    a.refused = { attempts: 1 };
+    c.refused = { attempts: 2 };
+    const { send, refused } = withoutRefused(rows);
+    expect(shape(new Map([['add', send]]))).toEqual({ add: ['m1[y]<b:add y>'] });
+    expect(refused).toEqual([a, c]);
+    // The request's own rows are left as they were.
+    expect(shape(new Map([['add', rows]]))).toEqual({ add: ['m1[x,y]<a:add x; b:add y>', 'm2[z]<c:add z>'] });
   });
 });
 

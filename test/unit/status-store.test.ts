@@ -120,6 +120,43 @@ describe('StatusStore.writeRequest', () => {
     expect(onConflict).toMatch(/WHERE t\.lsn IS NULL OR t\.lsn <= EXCLUDED\.lsn/);
   });
 
+  it("a delete the platform refused keeps the key's stored op and payload, beside its batch row", async () => {
+    const pool = fakePool([{ rows: [] }]);
+    const store = new StatusStore(pool as never, 'S', silentLogger());
+    const refused = { op: 'delete' as const, status: 'failed' as const, error: 'rejected' };
+    // A refused add (its payload: groups the customer never took) is written as usual.
+    await store.writeRequest('src', BATCH, [
+      row(1, refused),
+      row(2, { status: 'failed', error: 'x' }),
+      row(3),
+    ]);
+    expect(pool.calls.map((c) => c.text)).toEqual([
+      SQL.ensureSource,
+      SQL.writeRetrying,
+      SQL.writeRequest(true, 'insert'),
+    ]);
+    expect(pool.calls[1]?.values?.slice(0, 2)).toEqual(['src', '[{"id":"1"}]']);
+    expect(pool.calls[2]?.values?.slice(0, 2)).toEqual(['src', '[{"id":"2"},{"id":"3"}]']);
+  });
+
+  it('knows the keys whose last outcome may be failed or retrying: stored ones read once, then its own', async () => {
+    const pool = fakePool([{ rows: [] }, { rows: [] }, { rows: [{ k: '{"id":"9"}' }] }]);
+    const store = new StatusStore(pool as never, 'S', silentLogger());
+    await store.writeRequest('src', null, [row(1, { status: 'retrying', error: 'HTTP 503' })]);
+    expect([...(await store.unsettledKeys('src'))].sort()).toEqual(['{"id":"1"}', '{"id":"9"}']);
+    await store.writeRequest('src', BATCH, [row(2, { status: 'failed', error: 'x' }), row(3)]);
+    expect([...(await store.unsettledKeys('src'))].sort()).toEqual([
+      '{"id":"1"}',
+      '{"id":"2"}',
+      '{"id":"9"}',
+    ]);
+    expect(pool.calls.filter((c) => c.text === SQL.unsettledKeys)).toHaveLength(1);
+    // A new session reads them again.
+    store.forgetUnsettled();
+    expect([...(await store.unsettledKeys('src'))]).toEqual([]);
+    expect(pool.calls.filter((c) => c.text === SQL.unsettledKeys)).toHaveLength(2);
+  });
+
   it('records a TRUNCATE (no rows, a batch) too', async () => {
     const pool = fakePool([{ rows: [] }, written(0, 0)]);
     const store = new StatusStore(pool as never, 'S', silentLogger());
