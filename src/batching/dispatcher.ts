@@ -14,6 +14,7 @@ import { OP_ORDER, planFlush, releaseEntry, type Entry, type NetEffect } from '.
 import { RemovalGuard, type GuardState, type Planned } from './guard.js';
 import {
   resolveLookups,
+  resolveQueued,
   resolveToast,
   resolveUnknown,
   type SentState,
@@ -105,6 +106,7 @@ export class Dispatcher {
     if (!rt) throw new Error(`unknown source ${sourceName}`);
     // What the WAL did not carry (./resolve.ts).
     const ctx = { rt, scheduler: this.o.scheduler, state: this.o.state };
+    if (this.guard) resolveQueued(rt.config.mode, entries, this.guard.queued(sourceName));
     await resolveLookups(ctx, entries);
     await resolveToast(ctx, entries);
     await resolveUnknown(ctx, entries);
