@@ -77,8 +77,7 @@ export async function settleHeld(
 async function approveSource(ctx: HeldContext, source: SourceConfig): Promise<HeldResult> {
   const retry = emptyRetry(source.name);
   const mapper = await retryMapper(ctx.pool, source);
-  // A replay of the stream after this sets state rather than skip (as a retry does).
-  await ctx.sent.coverServerPosition([source.name]);
+  // Each read is covered as maybe sent before its send (restatePage): a replay sets state.
   for await (const page of ctx.held.heldRows(source.name, PAGE)) {
     retry.rows += page.length;
     await restatePage(ctx, source, mapper, page, retry, {

@@ -13,8 +13,9 @@
  *
  * The rows are sent directly, not through the replication stream: a no-op `UPDATE <table> SET
  * <key> = <key>` would write to the CRM's own table, fire its triggers, bump its updated_at
- * columns and need UPDATE privilege. The sent position is covered first, so a replay of the
- * stream after the retry sets state rather than skip.
+ * columns and need UPDATE privilege. The sent position is covered after each read and before its
+ * send (src/status/sent-mark.ts, `coverRead`): a change the read saw may have been sent, so the
+ * stream's later flush of it (or a replay) removes what it passed through rather than skip it.
  */
 import type pg from 'pg';
 import type { Lanes } from '../batching/lanes.js';
@@ -30,6 +31,7 @@ import { SourceMapper } from '../mapping/source-mapper.js';
 import { checkSource } from '../source/checks.js';
 import { readRowByKey } from '../source/snapshot.js';
 import { readFailures } from '../status/reads.js';
+import type { SentMark } from '../status/sent-mark.js';
 import type { FailedRow, StatusStore } from '../status/status-store.js';
 import type { Image } from '../domain/change.js';
 import { imageFromPayload } from '../tuzhan/rows.js';
@@ -59,8 +61,8 @@ export interface RetryContext {
   config: Config;
   pool: pg.Pool;
   store: StatusStore;
-  /** Records that changes up to the server's position may have been sent (see sent-mark.ts). */
-  sent: { coverServerPosition(sources: readonly string[]): Promise<void> };
+  /** Reads rows to send, then records that changes up to the server's position may be sent. */
+  sent: Pick<SentMark, 'coverRead'>;
   lanes: Lanes;
 }
 
@@ -98,7 +100,6 @@ export async function retrySource(
 ): Promise<SourceRetry> {
   const result = emptyRetry(source.name);
   const mapper = await retryMapper(ctx.pool, source);
-  await ctx.sent.coverServerPosition([source.name]);
   // Keyset paging: rows retried in this run leave `failed` (or stay behind the cursor).
   for await (const page of ctx.store.failedRows(source.name, PAGE, error)) {
     result.rows += page.length;
@@ -254,8 +255,11 @@ export async function restatePage(
     const tried = keys;
     keys = await ctx.lanes.reserve(resources, async () => {
       // In the lanes: nothing else is sent for these keys and customers until this ends. A key
-      // that now touches a lane not reserved waits for the next round.
-      const now = await plan(ctx.pool, source, mapper, await rows.reread(tried), rows.trim);
+      // that now touches a lane not reserved waits for the next round. The rows may be newer than
+      // the stream has seen: covered as maybe sent once read, before they leave.
+      const now = await ctx.sent.coverRead([source.name], async () =>
+        plan(ctx.pool, source, mapper, await rows.reread(tried), rows.trim),
+      );
       const fits = (p: Plan): boolean => [...touched(source.name, p)].every((t) => guess.has(t));
       const ready: Plan = {
         sends: now.sends.filter((s) => fits({ sends: [s], local: [] })),

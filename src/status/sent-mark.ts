@@ -27,6 +27,8 @@ const LAST_SEQ = Number.MAX_SAFE_INTEGER;
 
 export class SentMark {
   private readonly marks = new Map<string, Position>();
+  /** Per source, reads of rows to send outside the stream's order that are not yet covered. */
+  private readonly reading = new Map<string, number>();
   private readonly sql: StatusSql;
 
   constructor(
@@ -40,6 +42,11 @@ export class SentMark {
 
   /** Whether a change of `source` at this position can never have reached the platform. */
   isFresh(source: string, lsn: bigint, seq: number): boolean {
+    // While rows are read to be sent outside the stream's order, any change may be among them.
+    return !this.reading.get(source) && this.pastMark(source, lsn, seq);
+  }
+
+  private pastMark(source: string, lsn: bigint, seq: number): boolean {
     const m = this.marks.get(source) ?? NOTHING;
     return lsn > m.lsn || (lsn === m.lsn && seq > m.seq);
   }
@@ -60,11 +67,11 @@ export class SentMark {
 
   /** Records that changes of `source` up to this position may be sent from now on; durable on return. */
   async cover(source: string, lsn: bigint, seq: number): Promise<void> {
-    if (!this.isFresh(source, lsn, seq)) return;
+    if (!this.pastMark(source, lsn, seq)) return;
     await this.withRetry('recording the sent position', () =>
       this.pool.query(this.sql.coverSent, [this.slot, source, formatLsn(lsn), seq]),
     );
-    if (this.isFresh(source, lsn, seq)) this.marks.set(source, { lsn, seq });
+    if (this.pastMark(source, lsn, seq)) this.marks.set(source, { lsn, seq });
   }
 
   /**
@@ -77,8 +84,31 @@ export class SentMark {
   }
 
   /**
-   * Covers everything committed so far, for sends outside the stream's order (`retry-failed`, an
-   * upgrade from a version without marks).
+   * Runs `read`, which reads current rows of these sources to send them outside the stream's order
+   * (`retry-failed`, an approval), then covers everything committed so far: past every change the
+   * read could see, even one committed while it ran (a cover before the read leaves those fresh,
+   * and a flush would drop a state the read sent as never sent: the platform keeps it). Until the
+   * cover is durable, no change of these sources counts as fresh, for a flush planned meanwhile.
+   * The caller sends what it read only after this returns.
+   */
+  async coverRead<T>(sources: readonly string[], read: () => Promise<T>): Promise<T> {
+    for (const s of sources) this.reading.set(s, (this.reading.get(s) ?? 0) + 1);
+    try {
+      const result = await read();
+      await this.coverServerPosition(sources);
+      return result;
+    } finally {
+      for (const s of sources) {
+        const n = (this.reading.get(s) ?? 1) - 1;
+        if (n === 0) this.reading.delete(s);
+        else this.reading.set(s, n);
+      }
+    }
+  }
+
+  /**
+   * Covers everything committed so far: an upgrade from a version without marks, a slot found
+   * behind what the bridge confirmed.
    */
   async coverServerPosition(sources: readonly string[]): Promise<void> {
     const res = await this.pool.query<{ now: string }>(`SELECT pg_current_wal_insert_lsn()::text AS now`);

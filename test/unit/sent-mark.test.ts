@@ -143,4 +143,36 @@ describe('SentMark', () => {
     expect(m.isFresh('a', 0x70n, 1_000_000)).toBe(false);
     expect(m.isFresh('b', 0x71n, 0)).toBe(true);
   });
+
+  it('coverRead: nothing of the source is fresh while rows are read, then covered past the read', async () => {
+    const pool = fakePool([], '0/80');
+    const m = new SentMark(pool as never, 'S', 'slot', withRetry);
+    let during: boolean[] = [];
+    const read = await m.coverRead(['a'], async () => {
+      // A flush planned while the retry reads: the read may have seen any of these changes.
+      during = [m.isFresh('a', 0x90n, 0), m.isFresh('a', 0x10n, 0), m.isFresh('b', 0x10n, 0)];
+      // The read itself moves no mark: the cover comes after it, at the server position then.
+      expect(pool.calls).toEqual([]);
+      return 'rows';
+    });
+    expect(read).toBe('rows');
+    expect(during).toEqual([false, false, true]);
+    expect(pool.calls.map((c) => c.text)).toEqual([
+      'SELECT pg_current_wal_insert_lsn()::text AS now',
+      SQL.coverSent,
+    ]);
+    expect(pool.calls[1]?.params).toEqual(['slot', 'a', '0/80', Number.MAX_SAFE_INTEGER]);
+    expect(m.isFresh('a', 0x80n, 1_000_000)).toBe(false);
+    expect(m.isFresh('a', 0x81n, 0)).toBe(true);
+  });
+
+  it('coverRead: a failed read covers nothing and leaves the source fresh again', async () => {
+    const pool = fakePool([], '0/80');
+    const m = new SentMark(pool as never, 'S', 'slot', withRetry);
+    await expect(m.coverRead(['a'], () => Promise.reject(new Error('read failed')))).rejects.toThrow(
+      'read failed',
+    );
+    expect(pool.calls).toEqual([]);
+    expect(m.isFresh('a', 0x10n, 0)).toBe(true);
+  });
 });
