@@ -14,6 +14,7 @@ import { OP_ORDER, planFlush, releaseEntry, type Entry, type NetEffect } from '.
 import { RemovalGuard, type GuardState, type Planned } from './guard.js';
 import {
   resolveLookups,
+  resolveQueued,
   resolveToast,
   resolveUnknown,
   resolveUnsettled,
@@ -106,6 +107,9 @@ export class Dispatcher {
     if (!rt) throw new Error(`unknown source ${sourceName}`);
     // What the WAL did not carry (./resolve.ts).
     const ctx = { rt, scheduler: this.o.scheduler, state: this.o.state };
+    // A key's unsent change waiting in the guard comes first; a key left failed then starts from
+    // its stored payload too (both are states the platform may hold).
+    if (this.guard) resolveQueued(rt.config.mode, entries, this.guard.queued(sourceName));
     await resolveUnsettled(ctx, entries);
     await resolveLookups(ctx, entries);
     await resolveToast(ctx, entries);

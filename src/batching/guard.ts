@@ -101,10 +101,11 @@ export class RemovalGuard {
    * for them (in a session that ends, that COMMIT never comes; the transaction is read again).
    */
   get waiting(): number {
-    let n = 0;
-    for (const s of this.settled.values()) n += s.queue.length;
-    return n;
+    return [...this.settled.values()].reduce((n, s) => n + s.queue.length, 0);
   }
+
+  /** A source's entries queued here, not sent yet, in flush order (./resolve.ts starts from them). */
+  queued = (source: string): readonly Item[] => this.settled.get(source)?.queue ?? [];
 
   /** Judges a flush (`open`: its transactions still open when it was made): send, hold or wait. */
   async judge(source: string, planned: readonly Planned[], open: ReadonlySet<Holder>): Promise<void> {

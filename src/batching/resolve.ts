@@ -40,6 +40,28 @@ export interface ResolveContext {
   state: SentState;
 }
 
+/**
+ * A key whose earlier change still waits in the removal guard, unsent (its transaction was open when
+ * that change's flush was made, ./guard.ts), starts from that change's new row: what sync_status
+ * says was last sent is older, and read now it would plan this change from a row the key has left
+ * (its delete would clear the old phone and leave the new one its groups). That new row is what
+ * REPLICA IDENTITY FULL would have carried, and it is read as mapping reads an old row.
+ */
+export function resolveQueued(
+  mode: SourceConfig['mode'],
+  entries: Entry[],
+  queued: ReadonlyArray<{ entry: Entry }>,
+): void {
+  if (queued.length === 0) return;
+  const latest = new Map(queued.map((i) => [i.entry.key.text, i.entry]));
+  for (const e of entries) {
+    const earlier = e.before === 'lookup' || e.before === 'unknown' ? latest.get(e.key.text) : undefined;
+    if (!earlier) continue;
+    // As mapping reads an old row: one that could not be sent is what the bridge last sent (row mode).
+    e.before = earlier.after?.error && mode === 'row' ? 'lookup' : earlier.after;
+  }
+}
+
 /** `deleteLookup: state`: the platform's state for a key is what the bridge last sent for it. */
 export async function resolveLookups(c: ResolveContext, entries: Entry[]): Promise<void> {
   const { rt } = c;

@@ -313,6 +313,40 @@ describe('Dispatcher', () => {
     expect(h.log).toEqual([]);
   });
 
+  it('with the removal guard: a later change of a key waiting for its COMMIT starts from its new row, not the stored one', async () => {
+    // sync_status still says k1 was last sent to c1: its change to c2 waits in the guard, unsent.
+    const lastSent = new Map<string, LastSent>([
+      ['{"id":"k1"}', { op: 'add', status: 'synced', payload: { thirdId: 'c1', groups: 'a' } }],
+    ]);
+    const h = harness({ maxRemovals: 5, hold: false, lastSent });
+    const tx = new Tx();
+    tx.committed = false;
+    const moved = newEntry(
+      { kind: 'update', key: key('k1'), before: 'lookup', after: img('c2', ['a']) },
+      5n,
+      0,
+      T0,
+      tx,
+    );
+    await h.dispatcher.dispatch('src', [moved], openOf([moved]));
+    await flushed();
+    expect(h.dispatcher.waiting).toBe(1);
+    // The same transaction deletes the row (the WAL carries no old row), then commits.
+    const gone = newEntry({ kind: 'delete', key: key('k1'), before: 'lookup', after: null }, 5n, 1, T0, tx);
+    tx.committed = true;
+    await h.dispatcher.dispatch('src', [gone], openOf([gone]));
+    await flushed();
+    // By hand: c1 loses a and c2 gets it (the first change), then c2 loses it (the delete).
+    expect(h.delivery.requests.map(summary)).toEqual([
+      'delete c1[a]<k1>',
+      'add c2[a]<k1>',
+      'delete c2[a]<k1>',
+    ]);
+    expect(h.dispatcher.waiting).toBe(0);
+    expect(tx.held).toBe(0);
+    expect(h.fatal).toEqual([]);
+  });
+
   it('without a removal guard nothing waits', () => {
     const h = harness();
     expect(h.dispatcher.guard).toBeUndefined();
