@@ -62,20 +62,26 @@ export function resolveQueued(
   }
 }
 
-/** `deleteLookup: state`: the platform's state for a key is what the bridge last sent for it. */
-export async function resolveLookups(c: ResolveContext, entries: Entry[]): Promise<void> {
-  const { rt } = c;
-  const pending = entries.filter((e) => e.before === 'lookup');
-  if (pending.length === 0) return;
-  // What was last sent is only known once earlier requests for these keys have finished.
+/**
+ * What was last stored for these keys, read once their earlier requests have finished: only then
+ * is it what was last sent.
+ */
+async function settledLastSent(c: ResolveContext, pending: readonly Entry[]) {
   const keys = new Resources();
-  const lane = keyLane(rt.config.name);
+  const lane = keyLane(c.rt.config.name);
   for (const e of pending) keys.add(lane, e.key.text);
   await c.scheduler.settled(keys);
-  const last = await c.state.lastSent(
-    rt.config.name,
+  return c.state.lastSent(
+    c.rt.config.name,
     pending.map((e) => e.key.text),
   );
+}
+
+/** `deleteLookup: state`: the platform's state for a key is what the bridge last sent for it. */
+export async function resolveLookups(c: ResolveContext, entries: Entry[]): Promise<void> {
+  const pending = entries.filter((e) => e.before === 'lookup');
+  if (pending.length === 0) return;
+  const last = await settledLastSent(c, pending);
   for (const e of pending) {
     const l = last.get(e.key.text);
     e.before = l && l.op !== 'delete' && l.payload ? imageFromPayload(l.payload) : null;
@@ -95,14 +101,7 @@ export async function resolveUnsettled(c: ResolveContext, entries: Entry[]): Pro
   const unsettled = await state.unsettledKeys(rt.config.name);
   const pending = entries.filter((e) => e.before !== 'lookup' && unsettled.has(e.key.text));
   if (pending.length === 0) return;
-  const keys = new Resources();
-  const lane = keyLane(rt.config.name);
-  for (const e of pending) keys.add(lane, e.key.text);
-  await c.scheduler.settled(keys);
-  const last = await state.lastSent(
-    rt.config.name,
-    pending.map((e) => e.key.text),
-  );
+  const last = await settledLastSent(c, pending);
   for (const e of pending) {
     const l = last.get(e.key.text);
     if (!l || (l.status !== 'failed' && l.status !== 'retrying') || l.op === 'delete' || !l.payload) continue;
@@ -123,19 +122,11 @@ export async function resolveUnsettled(c: ResolveContext, entries: Entry[]): Pro
  * window is planned from that state (unchanged). Otherwise it stays `unknown`.
  */
 export async function resolveUnknown(c: ResolveContext, entries: Entry[]): Promise<void> {
-  const { rt } = c;
   const pending = entries.filter(
     (e) => e.before === 'unknown' && unchangedWindow({ ...(e as Window), before: e.after }),
   );
   if (pending.length === 0) return;
-  const keys = new Resources();
-  const lane = keyLane(rt.config.name);
-  for (const e of pending) keys.add(lane, e.key.text);
-  await c.scheduler.settled(keys);
-  const last = await c.state.lastSent(
-    rt.config.name,
-    pending.map((e) => e.key.text),
-  );
+  const last = await settledLastSent(c, pending);
   for (const e of pending) {
     const l = last.get(e.key.text);
     if (!l || l.op === 'delete' || !l.payload) continue;
