@@ -1,16 +1,17 @@
 /**
  * Flushed entries -> ordered requests. For each flush of a source: resolve what the WAL did not carry
  * (./resolve.ts), plan each key's calls (./coalesce.ts), let the removal guard judge them
- * (./guard.ts: mass removals are held), record the sent position, and schedule one request per
- * operation and at most `maxBatchSize` rows (deletes, then adds) on the keys and customers they
- * touch. Delivery (sending, retries, bisection, outcomes) is the delivery unit's; the dispatcher
- * releases each entry to the position tracker once every part of it has its outcome stored.
+ * (./guard.ts: mass removals are held), record the sent position, and schedule requests of at
+ * most `maxBatchSize` rows per operation (deletes, then adds) on the keys and customers they touch,
+ * later flushes' rows joining those still waiting (./batches.ts). Delivery (sending, retries,
+ * bisection, outcomes) is the delivery unit's; the dispatcher releases each entry to the position
+ * tracker once every part of it has its outcome stored.
  */
 import type { Logger } from 'pino';
 import type { RemovalLimit } from '../config/guard.js';
 import type { Holder, OptType } from '../domain/types.js';
 import { errorMessage } from '../errors.js';
-import { OP_ORDER, planFlush, releaseEntry, type Entry, type NetEffect } from './coalesce.js';
+import { planFlush, releaseEntry, type Entry, type NetEffect } from './coalesce.js';
 import { RemovalGuard, type GuardState, type Planned } from './guard.js';
 import {
   resolveLookups,
@@ -30,7 +31,8 @@ import {
   type KeyChange,
   type LocalOutcome,
 } from '../delivery/requests.js';
-import { keyLane, rowResources } from './lanes.js';
+import { RequestBatches } from './batches.js';
+import { keyLane } from './lanes.js';
 import { Resources, type OrderedScheduler } from './scheduler.js';
 
 /** How far each source's changes may have reached the platform (src/status/sent-mark.ts). */
@@ -82,6 +84,7 @@ export interface DispatcherOptions {
 export class Dispatcher {
   /** The removal guard, when the dispatcher has one (`held`): an operator's decisions reach it. */
   readonly guard: RemovalGuard | undefined;
+  private readonly bySource = new Map<string, RequestBatches>();
 
   constructor(private readonly o: DispatcherOptions) {
     this.guard = o.held
@@ -186,13 +189,8 @@ export class Dispatcher {
     // Durable before anything leaves: a crash from here on replays these changes as maybe-sent.
     if (last) await this.o.sent.cover(sourceName, last.lsn, last.seq);
     if (local.length) this.scheduleLocal(rt, local);
-    const byOp = requestRows(rt.config.mode, sending);
-    for (const op of OP_ORDER) {
-      const rows = byOp.get(op) ?? [];
-      for (let i = 0; i < rows.length; i += this.o.maxBatchSize) {
-        this.scheduleRequest(rt, op, rows.slice(i, i + this.o.maxBatchSize));
-      }
-    }
+    // Requests of up to maxBatchSize rows, later flushes' rows joining them while they wait.
+    this.batches(rt).add(requestRows(rt.config.mode, sending));
   }
 
   /** Records entries as held, in order with their keys' requests (GuardSink). */
@@ -251,20 +249,26 @@ export class Dispatcher {
       .catch((err: unknown) => this.fatal(err));
   }
 
-  private scheduleRequest(rt: SourceRuntime, op: OptType, rows: DeliveryRow[]): void {
-    const resources = rowResources(rt.config.name, rows);
-    void this.o.scheduler
-      .schedule(resources, async () => {
-        await this.o.delivery.deliver({
-          source: rt.config,
-          op,
-          rows,
-          policy: 'daemon',
-          signal: this.o.signal,
-        });
-        this.release(rows);
-      })
-      .catch((err: unknown) => this.fatal(err));
+  private batches(rt: SourceRuntime): RequestBatches {
+    let b = this.bySource.get(rt.config.name);
+    if (!b) {
+      b = new RequestBatches(rt.config.name, {
+        scheduler: this.o.scheduler,
+        maxBatchSize: this.o.maxBatchSize,
+        deliver: (op, rows) => this.deliver(rt, op, rows),
+      });
+      this.bySource.set(rt.config.name, b);
+    }
+    return b;
+  }
+
+  private async deliver(rt: SourceRuntime, op: OptType, rows: DeliveryRow[]): Promise<void> {
+    try {
+      await this.o.delivery.deliver({ source: rt.config, op, rows, policy: 'daemon', signal: this.o.signal });
+      this.release(rows);
+    } catch (err) {
+      this.fatal(err);
+    }
   }
 
   private release(rows: readonly DeliveryRow[]): void {

@@ -148,6 +148,25 @@ export class OrderedScheduler {
     return result;
   }
 
+  /**
+   * Whether no unfinished task names any of these resources: a task on them would depend on
+   * nothing. The dispatcher lets such rows join requests that have not started (fuller requests).
+   */
+  free(list: Resources): boolean {
+    const { lanes, ends, names } = list;
+    let from = 0;
+    for (let r = 0; r < lanes.length; r++) {
+      const lane = this.tails.get(lanes[r] as string);
+      const to = ends[r] as number;
+      for (let i = from; lane && i < to; i++) {
+        const t = lane.get(names[i] as string);
+        if (t && !t.finished) return false;
+      }
+      from = to;
+    }
+    return true;
+  }
+
   /** Resource entries remembered (finished tasks' included until a sweep). */
   get trackedResources(): number {
     return this.entries;

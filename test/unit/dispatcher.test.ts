@@ -401,6 +401,115 @@ describe('Dispatcher', () => {
     expect(h.done).toEqual([2, 2, 1]);
   });
 
+  describe('fuller requests: later flushes join requests that have not started', () => {
+    /** Four requests in flight (the harness's concurrency), unanswered: later ones wait for a slot. */
+    async function busy(h: Harness): Promise<void> {
+      for (let i = 0; i < 4; i++) {
+        const only = [entry(`busy${i}`, null, img(`b${i}`, ['a']), BigInt(i + 1))[0]];
+        await h.dispatcher.dispatch('src', only, openOf(only));
+      }
+      await flushed();
+      expect(h.delivery.requests).toHaveLength(4);
+    }
+    /** One flush per customer: each lost group x and gained y (a delete, then an add). */
+    async function moves(
+      h: Harness,
+      ids: string[],
+      customers = ids.map((id) => id.replace('k', 'c')),
+      from = 10,
+    ): Promise<Tx[]> {
+      const txs: Tx[] = [];
+      for (const [i, id] of ids.entries()) {
+        const c = customers[i] as string;
+        const [e, tx] = entry(id, img(c, ['x']), img(c, ['y']), BigInt(from + i));
+        txs.push(tx);
+        await h.dispatcher.dispatch('src', [e], openOf([e]));
+      }
+      return txs;
+    }
+    /** Answers every request sent and not answered yet, until none is left. */
+    async function answerAll(h: Harness): Promise<void> {
+      for (let i = 0; i < h.delivery.requests.length; i++) {
+        h.delivery.answers[i]?.resolve((h.delivery.requests[i] as DeliveryRequest).rows.map(() => 'synced'));
+        await flushed();
+      }
+    }
+
+    it('a delete and an add of N customers, flushed apart, travel as one delete and one add request', async () => {
+      const h = harness();
+      await busy(h);
+      const txs = await moves(h, ['k1', 'k2', 'k3', 'k4', 'k5']);
+      await flushed();
+      expect(h.delivery.requests).toHaveLength(4);
+      await answerAll(h);
+      // Two requests for the five changes, not ten: every delete before every add.
+      expect(h.log.filter((l) => l.startsWith('deliver') && !l.includes('busy'))).toEqual([
+        'deliver delete c1[x]<k1> c2[x]<k2> c3[x]<k3> c4[x]<k4> c5[x]<k5>',
+        'deliver add c1[y]<k1> c2[y]<k2> c3[y]<k3> c4[y]<k4> c5[y]<k5>',
+      ]);
+      expect(txs.map((t) => t.held)).toEqual([0, 0, 0, 0, 0]);
+      expect(h.done.reduce((a, b) => a + b, 0)).toBe(9);
+      expect(h.fatal).toEqual([]);
+    });
+
+    it('at most maxBatchSize rows a request', async () => {
+      const h = harness({ maxBatchSize: 2 });
+      await busy(h);
+      await moves(h, ['k1', 'k2', 'k3']);
+      await answerAll(h);
+      // k3's requests depend on nothing, so they may go before the first batch's add.
+      expect(h.delivery.requests.slice(4).map(summary).sort()).toEqual([
+        'add c1[y]<k1> c2[y]<k2>',
+        'add c3[y]<k3>',
+        'delete c1[x]<k1> c2[x]<k2>',
+        'delete c3[x]<k3>',
+      ]);
+    });
+
+    it('a later change of a key in the batch, or of a customer it touches, waits for it', async () => {
+      const h = harness();
+      await busy(h);
+      // k1 again (its next change), and k9 on k2's customer: neither may join the first batch, and
+      // k9 not k1's either (c2 is still the first batch's): each waits for the first to finish.
+      await moves(h, ['k1', 'k2', 'k1', 'k9'], ['c1', 'c2', 'c1', 'c2']);
+      await answerAll(h);
+      expect(h.delivery.requests.slice(4).map(summary)).toEqual([
+        'delete c1[x]<k1> c2[x]<k2>',
+        'add c1[y]<k1> c2[y]<k2>',
+        'delete c1[x]<k1>',
+        'delete c2[x]<k9>',
+        'add c1[y]<k1>',
+        'add c2[y]<k9>',
+      ]);
+    });
+
+    it('nothing joins a batch once one of its requests started, or an operation it lacks', async () => {
+      const h = harness();
+      // k1's delete starts at once (a slot is free): k2 goes in requests of its own.
+      await moves(h, ['k1', 'k2']);
+      await flushed();
+      await answerAll(h);
+      expect(h.delivery.requests.map(summary)).toEqual([
+        'delete c1[x]<k1>',
+        'delete c2[x]<k2>',
+        'add c1[y]<k1>',
+        'add c2[y]<k2>',
+      ]);
+      // A flush of adds only, then one that also deletes: the delete has no request to join.
+      const g = harness();
+      await busy(g);
+      const [a] = entry('k7', null, img('c7', ['y']), 30n);
+      await g.dispatcher.dispatch('src', [a], openOf([a]));
+      await moves(g, ['k8'], ['c8'], 31);
+      await answerAll(g);
+      expect(g.delivery.requests.slice(4).map(summary)).toEqual([
+        'add c7[y]<k7>',
+        'delete c8[x]<k8>',
+        'add c8[y]<k8>',
+      ]);
+    });
+  });
+
   it('passes the stop signal to delivery', async () => {
     const ac = new AbortController();
     const h = harness({ hold: false, signal: ac.signal });

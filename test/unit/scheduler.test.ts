@@ -183,6 +183,28 @@ describe('OrderedScheduler', () => {
     expect(s.pending).toBe(0);
   });
 
+  it('free: whether no unfinished task names any of the resources', async () => {
+    const s = new OrderedScheduler({ concurrency: 1, ratePerSecond: 0 });
+    const g = gate();
+    const of = (...names: Array<[string, string]>) => {
+      const r = new Resources();
+      for (const [lane, name] of names) r.add(lane, name);
+      return r;
+    };
+    expect(s.free(of(['key', 'a']))).toBe(true);
+    const running = s.schedule(of(['key', 'a'], ['id', 'c1']), () => g.promise);
+    // Waiting for the slot counts as unfinished too.
+    const waiting = s.schedule(of(['key', 'b']), async () => undefined);
+    expect(s.free(of(['key', 'a']))).toBe(false);
+    expect(s.free(of(['key', 'x'], ['id', 'c1']))).toBe(false);
+    expect(s.free(of(['key', 'b']))).toBe(false);
+    // The same name in another lane is another resource.
+    expect(s.free(of(['id', 'a'], ['key', 'c1'], ['key', 'x']))).toBe(true);
+    g.open();
+    await Promise.all([running, waiting]);
+    expect(s.free(of(['key', 'a'], ['id', 'c1'], ['key', 'b']))).toBe(true);
+  });
+
   it('takes a resource named twice in one task like once', async () => {
     const s = new OrderedScheduler({ concurrency: 4, ratePerSecond: 0 });
     const log: string[] = [];
