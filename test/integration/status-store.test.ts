@@ -348,4 +348,51 @@ describe('StatusStore.writeRequest', () => {
     const batches = await pool.query(`SELECT rows FROM "Store Test".sync_batch WHERE source = 's4'`);
     expect(batches.rows).toEqual([{ rows: 12 }]);
   });
+
+  it('a new row keeps room for its next version, which its rewrite gives back, in either shape (migration 012)', async () => {
+    const shapes: string[] = [];
+    const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+    pool.query = ((q: unknown, ...rest: unknown[]) => {
+      const text = typeof q === 'object' && q !== null && 'text' in q ? (q as { text: string }).text : '';
+      if (/sync_row/.test(text))
+        shapes.push(/UPDATE "Store Test"\.sync_row/.test(text) ? 'update' : 'insert');
+      return query(q, ...rest);
+    }) as typeof pool.query;
+    const room = async () =>
+      (
+        await pool.query<{ n: number }>(
+          `SELECT length(r.room) AS n FROM "Store Test".sync_row r JOIN "Store Test".sync_source s ON s.id = r.source_id
+            WHERE s.name = 's6' ORDER BY r.key::jsonb->>'id'`,
+        )
+      ).rows.map((r) => r.n);
+    try {
+      // Keys 1-4 new: each holds 24 spaces of room.
+      await store.writeRequest(
+        's6',
+        null,
+        [1, 2, 3, 4].map((id) => row(id, { lsn: 0x1000n })),
+      );
+      expect(await room()).toEqual([24, 24, 24, 24]);
+      // Rewritten while most writes are new keys (INSERT ... ON CONFLICT): key 1 gives its room back.
+      await store.writeRequest('s6', null, [row(1, { lsn: 0x2000n })]);
+      expect(await room()).toEqual([0, 24, 24, 24]);
+      // An older outcome is not written, so key 2 keeps its room.
+      await store.writeRequest('s6', null, [row(2, { lsn: 0x0800n })]);
+      // Then rewrites only: the UPDATE first gives keys 3 and 4 theirs back.
+      await store.writeRequest('s6', null, [row(1, { lsn: 0x3000n })]);
+      await store.writeRequest(
+        's6',
+        null,
+        [3, 4].map((id) => row(id, { lsn: 0x3000n })),
+      );
+      expect(await room()).toEqual([0, 24, 0, 0]);
+      expect(shapes[0]).toBe('insert');
+      expect(shapes.at(-1)).toBe('update');
+    } finally {
+      pool.query = query as typeof pool.query;
+    }
+    // The views show the outcomes as before: no room among sync_status's columns.
+    const r = await pool.query(`SELECT * FROM "Store Test".sync_status WHERE source = 's6' LIMIT 1`);
+    expect(r.fields.map((f) => f.name)).not.toContain('room');
+  });
 });
