@@ -89,12 +89,12 @@ export async function drainBaseline(
   publication: string,
   target: bigint,
   atEnd: () => void = () => {},
+  plugin: PgoutputPlugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [publication] }),
 ): Promise<{ rows: number; seconds: number }> {
   const service = new LogicalReplicationService(
     { connectionString: dbUrl },
     { acknowledge: { auto: false, timeoutSeconds: 0 } },
   );
-  const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [publication] });
   let rows = 0;
   const started = Date.now();
   let ended = 0;
