@@ -7,7 +7,7 @@
  * are kept apart: the `postgres` figure of `CpuSplit` counts them too.
  */
 import type pg from 'pg';
-import { median, type ProcTimes } from './common.js';
+import { cpuTimes, median, type ProcTimes } from './common.js';
 
 /** CPU seconds (or, from `perRowRoles`, microseconds per row) by role. */
 export interface PgCpuByRole {
@@ -147,6 +147,20 @@ export function pgRoleSplit(
   return split;
 }
 
+/**
+ * Starts a role split at the CPU sample `at` (the start of a phase); the function it returns ends
+ * it at `end` (default: now) and must be called while the bridge still holds its connections (their
+ * application names tell them apart).
+ */
+export async function startRoleMeter(
+  db: pg.Client,
+  at: Map<number, ProcTimes>,
+): Promise<(end?: Map<number, ProcTimes>) => Promise<PgCpuByRole>> {
+  const postmaster = await postmasterPid(db, at);
+  const known = await backends(db);
+  return async (end = cpuTimes()) => pgRoleSplit(at, end, postmaster, await backends(db, known));
+}
+
 /** What the walsender of a slot decoded (pg_stat_replication_slots, PostgreSQL 14+), cumulative. */
 export interface SlotDecoded {
   /** Transactions and bytes of changes passed to the output plugin (`total_txns`, `total_bytes`). */
@@ -198,29 +212,30 @@ const COLUMNS: Array<[keyof PgCpuByRole, string]> = [
   ['otherServers', 'elsewhere'],
 ];
 
-/** Prints the medians of the throughput runs' role splits (nothing when none ran). */
+/**
+ * Prints the medians of the role splits of each phase that ran (`phases`: label, one split per
+ * run), and what the walsenders of the throughput scenario decoded.
+ */
 export function printPgRoles(
   log: (line: string) => void,
-  runs: ReadonlyArray<{
-    rows: number;
-    pgCpuByRole: { baseline: PgCpuByRole; backlog: PgCpuByRole };
-    slotDecoded: { baseline: SlotDecoded; backlog: SlotDecoded };
-  }>,
+  phases: ReadonlyArray<[string, PgCpuByRole[]]>,
+  throughput: ReadonlyArray<{ rows: number; slotDecoded: { baseline: SlotDecoded; backlog: SlotDecoded } }>,
 ): void {
-  if (!runs.length) return;
+  if (!phases.some(([, xs]) => xs.length)) return;
   log('');
   log(
     'PostgreSQL CPU per row by process (µs, medians; bridge/bench = client backends; ended = exited in the phase; elsewhere = other servers)',
   );
-  log(`${'phase'.padEnd(16)}${COLUMNS.map(([, h]) => h.padStart(10)).join('')}`);
-  for (const phase of ['baseline', 'backlog'] as const) {
-    const cells = COLUMNS.map(([k]) => median(runs.map((r) => r.pgCpuByRole[phase][k])));
-    const label = phase === 'baseline' ? 'baseline drain' : 'bridge, backlog';
-    log(`${label.padEnd(16)}${cells.map((c) => c.toFixed(1).padStart(10)).join('')}`);
+  log(`${'phase'.padEnd(18)}${COLUMNS.map(([, h]) => h.padStart(10)).join('')}`);
+  for (const [label, xs] of phases) {
+    if (!xs.length) continue;
+    const cells = COLUMNS.map(([k]) => median(xs.map((x) => x[k])));
+    log(`${label.padEnd(18)}${cells.map((c) => c.toFixed(1).padStart(10)).join('')}`);
   }
+  if (!throughput.length) return;
   const decoded = (phase: 'baseline' | 'backlog'): string => {
-    const bytes = median(runs.map((r) => r.slotDecoded[phase].bytes / r.rows));
-    const txns = median(runs.map((r) => r.slotDecoded[phase].txns));
+    const bytes = median(throughput.map((r) => r.slotDecoded[phase].bytes / r.rows));
+    const txns = median(throughput.map((r) => r.slotDecoded[phase].txns));
     return `${bytes.toFixed(0)} bytes a row in ${txns} transactions`;
   };
   log(`decoded for the output plugin: bare drain ${decoded('baseline')}, backlog ${decoded('backlog')}`);

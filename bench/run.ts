@@ -235,7 +235,16 @@ if (cpuRows.some(([, xs]) => xs.length)) {
   }
 }
 
-printPgRoles(log, runs.throughput);
+printPgRoles(
+  log,
+  [
+    ['baseline drain', runs.throughput.map((r) => r.pgCpuByRole.baseline)],
+    ['bridge, backlog', runs.throughput.map((r) => r.pgCpuByRole.backlog)],
+    ['bridge, snapshot', runs.snapshot.map((r) => r.pgCpuByRole)],
+    ['bridge, updates', runs.updates.map((r) => r.pgCpuByRole)],
+  ],
+  runs.throughput,
+);
 
 const resultsDir = join(ROOT, 'bench', 'results');
 mkdirSync(resultsDir, { recursive: true });
