@@ -165,7 +165,8 @@ export class StatusStore {
         batch.durationMs,
       );
     }
-    // Mostly keys the table holds (a CRM's steady state): update them without logging a row lock.
+    // The shape that fits what this source's writes found lately (write-shapes.ts): a plain INSERT
+    // after a run of new keys, an UPDATE once most keys are known (no row lock logged), else the upsert.
     const shape = this.shapes.choose(source);
     const kind = batch ? 'withBatch' : 'alone';
     const statement = (s: Shape) =>
