@@ -2,14 +2,18 @@
  * The setup most pipeline tests share: a platform simulator that records every batchAdd it
  * accepts, a test database with a schema, and a bridge a test starts and leaves to be stopped.
  *
- * Call it at the top of a describe block, before the file's own hooks: vitest runs after-hooks in
- * reverse registration order, so a file's own afterEach/afterAll (killing a spawned bridge,
- * closing a second simulator) still runs before the fixture stops `running` and drops the database.
+ * Call it at the top of a describe block, before the file's own hooks. Before-hooks run in
+ * registration order, so the file's own beforeAll/beforeEach already have `db` and `sim`; vitest
+ * runs after-hooks in reverse order (sequence.hooks 'stack', its default), so a file's own
+ * afterEach/afterAll (killing a spawned bridge, closing a second simulator) still runs before the
+ * fixture stops `running` and drops the database.
  */
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/server.js';
 import type { ApiRow, OptType } from '../../src/tuzhan/types.js';
-import { createTestDatabase, type TestDatabase } from './database.js';
+import { quoteIdent } from '../../src/util/sql.js';
+import { adminUrl, createTestDatabase, type TestDatabase } from './database.js';
 import { CRM_SCHEMA, type TestBridge } from './pipeline.js';
 
 export interface RecordedRequest {
@@ -32,6 +36,11 @@ export interface PipelineFixtureOptions {
   simulator?: SimulatorOptions | false;
   /** How long the bridge left in `running` may take to stop after a test (TestBridge's default). */
   stopTimeoutMs?: number;
+  /**
+   * Roles the file creates (roles are server-wide): dropped after the file, once the database
+   * holding the objects they own is gone.
+   */
+  roles?: readonly string[];
 }
 
 export interface PipelineFixture {
@@ -72,6 +81,17 @@ export function usePipelineFixture(dbLabel: string, o: PipelineFixtureOptions = 
     db = undefined;
   }
 
+  async function dropRoles(): Promise<void> {
+    if (!o.roles?.length) return;
+    const admin = new pg.Client({ connectionString: adminUrl() });
+    await admin.connect();
+    try {
+      for (const role of o.roles) await admin.query(`DROP ROLE IF EXISTS ${quoteIdent(role)}`);
+    } finally {
+      await admin.end();
+    }
+  }
+
   beforeAll(async () => {
     if (o.simulator !== false) {
       const onRows = o.simulator?.onRows;
@@ -89,6 +109,7 @@ export function usePipelineFixture(dbLabel: string, o: PipelineFixtureOptions = 
   afterAll(async () => {
     await sim?.close();
     if (!perTest) await dropDatabase();
+    await dropRoles();
   });
   beforeEach(async () => {
     fx.requests = [];
