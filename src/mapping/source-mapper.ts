@@ -42,6 +42,7 @@ export function parseGroups(value: unknown): string[] | null {
   const parts = Array.isArray(value)
     ? value.map((v) => (v === null ? '' : String(v)))
     : String(value).split(',');
+  if (isClean(parts)) return parts;
   const out: string[] = [];
   let seen: Set<string> | undefined;
   for (const p of parts) {
@@ -58,6 +59,20 @@ export function parseGroups(value: unknown): string[] | null {
     out.push(g);
   }
   return out;
+}
+
+/**
+ * Whether split names are already the list (the usual "a,b": each trimmed, none empty, no repeat),
+ * so it serves as it is instead of being copied name by name. Longer lists take the general path.
+ */
+function isClean(parts: readonly string[]): boolean {
+  if (parts.length > 16) return false;
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i] as string;
+    if (p === '' || p.trim() !== p) return false;
+    for (let j = 0; j < i; j++) if (parts[j] === p) return false;
+  }
+  return true;
 }
 
 /** An identity value as the API wants it: a non-empty string, or absent. */

@@ -151,9 +151,11 @@ export async function restate(
     const key = rt.mapper.keyOf(row);
     if (!key) continue;
     const after = rt.mapper.passes(row) === false ? null : rt.mapper.image(row);
+    // Without a record, a row outside the filter has nothing to set or remove.
+    if (!store && after === null) continue;
     changes.push({ kind: 'insert', key, before: after ? 'unknown' : null, after, restate: true });
   }
-  if (!store) return changes.filter((c) => c.after !== null);
+  if (!store) return changes;
   const stored = await store.lastSent(
     rt.config.name,
     changes.map((c) => c.key.text),
