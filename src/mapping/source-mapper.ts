@@ -110,22 +110,21 @@ export class SourceMapper {
     ];
     this.beforeColumns = [...new Set([...keyColumns, ...oldImageColumns(source)])];
     const only = keyColumns.length === 1 ? keyColumns[0] : undefined;
-    if (only !== undefined) this.singleKey = { column: only, prefix: `{${JSON.stringify(only)}:` };
+    this.singleKey = only;
   }
 
-  /** The key column and the start of its canonical text, when the key is one column. */
-  private readonly singleKey: { column: string; prefix: string } | undefined;
+  /** The key column, when the key is one column. */
+  private readonly singleKey: string | undefined;
 
   /** The row's key, or null when a key column is missing from the tuple. */
   keyOf(row: Row): RowKey | null {
     if (this.singleKey !== undefined) {
-      // One key column (the usual case): the canonical text without sorting or a second object.
-      const v = row[this.singleKey.column];
+      // One key column (the usual case): the canonical text without sorting, written in one piece
+      // (a text pieced together is a rope, copied flat again when the buffers first look it up).
+      const v = row[this.singleKey];
       if (v === undefined) return null;
-      return {
-        text: `${this.singleKey.prefix}${JSON.stringify(v)}}`,
-        values: { [this.singleKey.column]: v },
-      };
+      const values = { [this.singleKey]: v };
+      return { text: JSON.stringify(values), values };
     }
     const values: Record<string, unknown> = {};
     for (const c of this.keyColumns) {
