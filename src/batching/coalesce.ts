@@ -178,8 +178,8 @@ export function unchangedWindow(w: Window): boolean {
   return before.groups !== null && after.groups !== null && sameTarget(before, after);
 }
 
-/** The earlier states of a window that has none (never added to). */
-const NO_PRIOR = Object.freeze([]) as unknown as Image[];
+/** The earlier states of a window that has none (never added to; not frozen: iterating a frozen array allocates). */
+const NO_PRIOR: Image[] = [];
 
 const UNTRANSLATABLE =
   'the old row is not in the WAL, so this change cannot be translated: run ALTER TABLE ... REPLICA IDENTITY FULL or set deleteLookup: state';
