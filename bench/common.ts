@@ -333,9 +333,22 @@ export function median(xs: readonly number[]): number {
   );
 }
 
+/**
+ * What `cpuTimes()` reads of one process: its CPU seconds, its parent, the CPU seconds of its
+ * children that ended and were reaped (how a server's short-lived processes are still counted),
+ * and for PostgreSQL's processes their title (what `ps` shows: "postgres: walsender ...").
+ */
+export interface ProcTimes {
+  comm: string;
+  seconds: number;
+  ppid: number;
+  childSeconds: number;
+  title?: string;
+}
+
 /** CPU seconds used so far by each live process (Linux /proc), by pid. */
-export function cpuTimes(): Map<number, { comm: string; seconds: number }> {
-  const out = new Map<number, { comm: string; seconds: number }>();
+export function cpuTimes(): Map<number, ProcTimes> {
+  const out = new Map<number, ProcTimes>();
   let pids: string[];
   try {
     pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
@@ -349,14 +362,30 @@ export function cpuTimes(): Map<number, { comm: string; seconds: number }> {
       const close = stat.lastIndexOf(')');
       const comm = stat.slice(stat.indexOf('(') + 1, close);
       const f = stat.slice(close + 2).split(' ');
-      // utime and stime are fields 14 and 15 of stat, 12 and 13 after "state".
+      // Fields 4 (ppid), 14-15 (utime, stime) and 16-17 (cutime, cstime) of stat, counted from
+      // 1, are 1, 11-12 and 13-14 after "state".
       const ticks = Number(f[11]) + Number(f[12]);
-      out.set(Number(p), { comm, seconds: ticks / CLOCK_TICKS });
+      const entry: ProcTimes = {
+        comm,
+        seconds: ticks / CLOCK_TICKS,
+        ppid: Number(f[1]),
+        childSeconds: (Number(f[13]) + Number(f[14])) / CLOCK_TICKS,
+      };
+      if (comm === 'postgres') entry.title = processTitle(p);
+      out.set(Number(p), entry);
     } catch {
       // the process ended meanwhile
     }
   }
   return out;
+}
+
+function processTitle(pid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+  } catch {
+    return '';
+  }
 }
 
 const CLOCK_TICKS = 100;

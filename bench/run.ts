@@ -27,6 +27,7 @@ import { runSnapshot, type SnapshotResult } from './snapshot.js';
 import { runQuota, type QuotaResult } from './quota.js';
 import { runNoise, runUpdates, type NoiseResult, type UpdatesResult } from './steady.js';
 import { runThroughput, type ThroughputResult } from './throughput.js';
+import { printPgRoles } from './pg-roles.js';
 
 const SCENARIOS = ['throughput', 'latency', 'memory', 'snapshot', 'noise', 'updates', 'quota'] as const;
 type Scenario = (typeof SCENARIOS)[number];
@@ -124,6 +125,8 @@ const summary = {
   // The goals are ratios to the bare consumer (harness) and the bare drain (PostgreSQL) of the same run.
   bridgeCpuRatio: med(runs.throughput, (r) => r.bridgeCpuRatio),
   pgCpuRatio: med(runs.throughput, (r) => r.pgCpuRatio),
+  // The same, the bench server's processes only (other servers on the machine left out).
+  pgServerCpuRatio: med(runs.throughput, (r) => r.pgServerCpuRatio),
   snapshotBridgeCpuUsPerRow: med(runs.snapshot, (r) => r.cpuUsPerRow.bridge),
   noiseRequests: med(runs.noise, (r) => r.requests),
   noiseStatusWrites: med(runs.noise, (r) => r.statusWrites),
@@ -149,6 +152,7 @@ const table: Array<[string, string, string, string]> = [
   ['snapshot: bridge CPU per row (µs)', fmt(summary.snapshotBridgeCpuUsPerRow), '<= 15', ''],
   ['PostgreSQL CPU per row (µs)', fmt(summary.pgCpuUsPerRow), '', 'backlog phase'],
   ["  ÷ the bare drain's", fmt(summary.pgCpuRatio, 2), '<= 2.0', 'same run'],
+  ['  the same, this server only', fmt(summary.pgServerCpuRatio, 2), '', 'roles below; other servers apart'],
   ['bridge CPU per row (µs)', fmt(summary.bridgeCpuUsPerRow), '', 'backlog phase'],
   ["  ÷ the bare consumer's", fmt(summary.bridgeCpuRatio, 2), '<= 2.0', 'same run'],
   ['sync_status bytes per row', fmt(summary.statusBytesPerRow), '', 'table + indexes, after the backlog'],
@@ -231,6 +235,17 @@ if (cpuRows.some(([, xs]) => xs.length)) {
   }
 }
 
+printPgRoles(
+  log,
+  [
+    ['baseline drain', runs.throughput.map((r) => r.pgCpuByRole.baseline)],
+    ['bridge, backlog', runs.throughput.map((r) => r.pgCpuByRole.backlog)],
+    ['bridge, snapshot', runs.snapshot.map((r) => r.pgCpuByRole)],
+    ['bridge, updates', runs.updates.map((r) => r.pgCpuByRole)],
+  ],
+  runs.throughput,
+);
+
 const resultsDir = join(ROOT, 'bench', 'results');
 mkdirSync(resultsDir, { recursive: true });
 writeFileSync(
@@ -252,6 +267,7 @@ process.stdout.write(
     statusBytesPerRow: round(summary.statusBytesPerRow),
     bridgeCpuRatio: round(summary.bridgeCpuRatio, 2),
     pgCpuRatio: round(summary.pgCpuRatio, 2),
+    pgServerCpuRatio: round(summary.pgServerCpuRatio, 2),
     snapshotBridgeCpuUsPerRow: round(summary.snapshotBridgeCpuUsPerRow),
     noiseRequests: round(summary.noiseRequests),
     noiseStatusWrites: round(summary.noiseStatusWrites),

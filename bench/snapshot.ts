@@ -18,6 +18,7 @@ import {
   type BenchContext,
   type CpuSplit,
 } from './common.js';
+import { perRowRoles, startRoleMeter, type PgCpuByRole } from './pg-roles.js';
 
 export interface SnapshotResult {
   rows: number;
@@ -28,6 +29,8 @@ export interface SnapshotResult {
   statusRows: number;
   /** CPU microseconds per row from the bridge's start until the snapshot was done, by process group. */
   cpuUsPerRow: CpuSplit;
+  /** PostgreSQL's CPU per row over the same span, by process role (bench/pg-roles.ts). */
+  pgCpuByRole: PgCpuByRole;
 }
 
 export async function runSnapshot(ctx: BenchContext, rows = 500_000): Promise<SnapshotResult> {
@@ -42,6 +45,7 @@ export async function runSnapshot(ctx: BenchContext, rows = 500_000): Promise<Sn
     await db.query('VACUUM ANALYZE crm.customer');
     ctx.log(`snapshot: first start on ${rows} existing rows`);
     const cpuBefore = cpuTimes();
+    const roles = await startRoleMeter(db, cpuBefore);
     const spawned = Date.now();
     const bridge = spawnBridge(
       ctx,
@@ -49,7 +53,9 @@ export async function runSnapshot(ctx: BenchContext, rows = 500_000): Promise<Sn
       bridgeConfigYaml({ dbUrl, apiUrl: ctx.apiUrl, slot: 'bench_snapshot' }),
     );
     const done = await waitSnapshotDone(db, 'bench_snapshot', 240_000);
-    const cpu = cpuSplit(cpuBefore, cpuTimes(), bridge.pid);
+    const cpuAfter = cpuTimes();
+    const cpu = cpuSplit(cpuBefore, cpuAfter, bridge.pid);
+    const byRole = await roles(cpuAfter);
     const wall = (Date.now() - spawned) / 1000;
     const peak = bridge.peakRssMB();
     await bridge.waitForLog('replication stream started');
@@ -66,6 +72,7 @@ export async function runSnapshot(ctx: BenchContext, rows = 500_000): Promise<Sn
       bridgePeakRssMB: peak,
       statusRows,
       cpuUsPerRow: perRowMicros(cpu, rows),
+      pgCpuByRole: perRowRoles(byRole, rows),
     };
   } finally {
     await db.end();

@@ -36,6 +36,7 @@ import {
   type BridgeProcess,
   type CpuSplit,
 } from './common.js';
+import { perRowRoles, startRoleMeter, type PgCpuByRole } from './pg-roles.js';
 
 /** The customer table with columns a CRM updates for reasons of its own. */
 const STEADY_TABLE_SQL = `
@@ -71,6 +72,8 @@ export interface UpdatesResult {
   seconds: number;
   rowsPerSec: number;
   cpuUsPerRow: CpuSplit;
+  /** PostgreSQL's CPU per row while the bridge streamed them, by process role (bench/pg-roles.ts). */
+  pgCpuByRole: PgCpuByRole;
 }
 
 /** A database with N synced rows: the bridge's first start synced them; it is stopped again. */
@@ -187,8 +190,11 @@ export async function runUpdates(ctx: BenchContext, rows = 100_000): Promise<Upd
     const bridge = spawnBridge(ctx, 'updates', yaml);
     const streaming = await bridge.waitForLog('replication stream started');
     const cpu0 = cpuTimes();
+    const roles = await startRoleMeter(db, cpu0);
     const confirmedAt = await waitConfirmed(db, slot, wal1, 240_000);
-    const cpu = cpuSplit(cpu0, cpuTimes(), bridge.pid);
+    const cpu1 = cpuTimes();
+    const cpu = cpuSplit(cpu0, cpu1, bridge.pid);
+    const byRole = await roles(cpu1);
     const wal2 = await insertLsn(db);
     await bridge.stop();
     const writes1 = await statusTableWrites(db);
@@ -209,6 +215,7 @@ export async function runUpdates(ctx: BenchContext, rows = 100_000): Promise<Upd
       seconds,
       rowsPerSec: rows / seconds,
       cpuUsPerRow: perRowMicros(cpu, rows),
+      pgCpuByRole: perRowRoles(byRole, rows),
       ...(walPerRowByRecord ? { walPerRowByRecord } : {}),
     };
   } finally {

@@ -25,6 +25,15 @@ import {
   type BenchContext,
   type CpuSplit,
 } from './common.js';
+import {
+  backends,
+  perRowRoles,
+  pgRoleSplit,
+  postmasterPid,
+  slotDecoded,
+  type PgCpuByRole,
+  type SlotDecoded,
+} from './pg-roles.js';
 
 export interface ThroughputResult {
   rows: number;
@@ -50,6 +59,19 @@ export interface ThroughputResult {
    */
   bridgeCpuRatio: number;
   pgCpuRatio: number;
+  /**
+   * The bench server's CPU per row by process role (walsender, the bridge's backends, background),
+   * during the baseline drain and the backlog; other servers' processes apart (`otherServers`).
+   */
+  pgCpuByRole: { baseline: PgCpuByRole; backlog: PgCpuByRole };
+  /** `pgCpuRatio` counting the bench server's processes only (from the CPU seconds of the roles). */
+  pgServerCpuRatio: number;
+  /**
+   * What each walsender decoded for its output plugin (pg_stat_replication_slots): the bare drain's
+   * slot, and the bridge's during the backlog. The bridge's also holds its own status writes
+   * unless they are filtered before decoding (their changes are queued, then dropped at output).
+   */
+  slotDecoded: { baseline: SlotDecoded; backlog: SlotDecoded };
 }
 
 const TXS = 2000;
@@ -67,12 +89,12 @@ export async function drainBaseline(
   publication: string,
   target: bigint,
   atEnd: () => void = () => {},
+  plugin: PgoutputPlugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [publication] }),
 ): Promise<{ rows: number; seconds: number }> {
   const service = new LogicalReplicationService(
     { connectionString: dbUrl },
     { acknowledge: { auto: false, timeoutSeconds: 0 } },
   );
-  const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [publication] });
   let rows = 0;
   const started = Date.now();
   let ended = 0;
@@ -99,9 +121,17 @@ export async function drainBaseline(
 
 /**
  * Drops a slot once its walsender has let go of it: the server ends the walsender a moment after
- * the client disconnects, and dropping an active slot fails.
+ * the client disconnects, and dropping an active slot fails. Returns what it decoded.
  */
-async function dropWhenReleased(db: pg.Client, slot: string, timeoutMs = 10_000): Promise<void> {
+async function dropWhenReleased(db: pg.Client, slot: string): Promise<SlotDecoded> {
+  await waitReleased(db, slot);
+  const decoded = await slotDecoded(db, slot);
+  await db.query('SELECT pg_drop_replication_slot($1)', [slot]);
+  return decoded;
+}
+
+/** Waits (up to `timeoutMs`) until no walsender holds the slot: it has reported its statistics. */
+async function waitReleased(db: pg.Client, slot: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await db.query<{ active: boolean }>(
@@ -111,7 +141,6 @@ async function dropWhenReleased(db: pg.Client, slot: string, timeoutMs = 10_000)
     if (!r.rows[0]?.active || Date.now() > deadline) break;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  await db.query('SELECT pg_drop_replication_slot($1)', [slot]);
 }
 
 export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult> {
@@ -142,23 +171,33 @@ export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult
 
     ctx.log('throughput: baseline consumer draining its own slot');
     const baseCpu = cpuTimes();
+    const postmaster = await postmasterPid(db, baseCpu);
+    const baseBackends = await backends(db);
     let baseCpuEnd = baseCpu;
     const base = await drainBaseline(dbUrl, BASE_SLOT, SLOT, parseLsn(target), () => {
       baseCpuEnd = cpuTimes();
     });
     const baselineCpu = cpuSplit(baseCpu, baseCpuEnd, -1);
+    const baselineRoles = pgRoleSplit(baseCpu, baseCpuEnd, postmaster, await backends(db, baseBackends));
     if (base.rows !== rows) throw new Error(`baseline saw ${base.rows} inserts, expected ${rows}`);
-    await dropWhenReleased(db, BASE_SLOT);
+    const baseDecoded = await dropWhenReleased(db, BASE_SLOT);
 
     ctx.log('throughput: bridge restarts and streams the backlog');
+    const decoded0 = await slotDecoded(db, SLOT);
     const spawned = Date.now();
     const bridge = spawnBridge(ctx, 'throughput', yaml);
     const streaming = await bridge.waitForLog('replication stream started');
     const streamCpu = cpuTimes();
+    const streamBackends = await backends(db);
     const confirmedAt = await waitConfirmed(db, SLOT, target, 180_000);
-    const e2eCpu = cpuSplit(streamCpu, cpuTimes(), bridge.pid);
+    const streamCpuEnd = cpuTimes();
+    const e2eCpu = cpuSplit(streamCpu, streamCpuEnd, bridge.pid);
+    // Read while the bridge still holds its connections: their application names tell them apart.
+    const backlogRoles = pgRoleSplit(streamCpu, streamCpuEnd, postmaster, await backends(db, streamBackends));
     const peak = bridge.peakRssMB();
     await bridge.stop();
+    await waitReleased(db, SLOT);
+    const decoded1 = await slotDecoded(db, SLOT);
     const status = await countStatus(db);
     const statusRows = Object.values(status).reduce((a, b) => a + b, 0);
     if ((status.synced ?? 0) !== rows) throw new Error(`sync_status: ${JSON.stringify(status)}`);
@@ -183,6 +222,16 @@ export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult
       statusBytesPerRow: statusBytes / statusRows,
       bridgeCpuRatio: e2eCpu.bridge / baselineCpu.harness,
       pgCpuRatio: e2eCpu.postgres / baselineCpu.postgres,
+      pgCpuByRole: { baseline: perRowRoles(baselineRoles, rows), backlog: perRowRoles(backlogRoles, rows) },
+      pgServerCpuRatio: backlogRoles.server / baselineRoles.server,
+      slotDecoded: {
+        baseline: baseDecoded,
+        backlog: {
+          txns: decoded1.txns - decoded0.txns,
+          bytes: decoded1.bytes - decoded0.bytes,
+          spillBytes: decoded1.spillBytes - decoded0.spillBytes,
+        },
+      },
     };
   } finally {
     await db.end();

@@ -12,7 +12,8 @@ import type { OptType, RowStatus } from '../domain/types.js';
 import { RETRY, retry } from '../util/retry.js';
 import { formatLsn, parseLsn } from '../util/lsn.js';
 import { statusSql, type StatusSql } from './sql.js';
-import { encodeStatusRows, statusRowParams, type StatusRow } from './status-write.js';
+import { encodeStatusRows, newKeysWriteSql, statusRowParams, type StatusRow } from './status-write.js';
+import { WriteShapes, isKeyTaken, type Shape } from './write-shapes.js';
 
 export { encodeStatusRows, statusRowParams, type EncodedStatusRows, type StatusRow } from './status-write.js';
 
@@ -88,9 +89,10 @@ export class StatusStore {
    * The `update` shape is sent unnamed, planned at every write (src/status/status-write.ts).
    */
   private readonly writes: Record<'withBatch' | 'alone', { name: string; text: string }>;
+  /** The `insert` shape without ON CONFLICT, for requests of new keys only (write-shapes.ts). */
+  private readonly fresh: Record<'withBatch' | 'alone', { name: string; text: string }>;
   private readonly updates: Record<'withBatch' | 'alone', string>;
-  /** Per source, the share of recently written rows that were new keys (starts at 1: a first start). */
-  private readonly newShare = new Map<string, number>();
+  private readonly shapes = new WriteShapes();
   /** Sources known to be in sync_source (numbered once per store). */
   private readonly numbered = new Set<string>();
   /**
@@ -114,6 +116,10 @@ export class StatusStore {
     this.writes = {
       withBatch: named(this.sql.writeRequest(true, 'insert')),
       alone: named(this.sql.writeRequest(false, 'insert')),
+    };
+    this.fresh = {
+      withBatch: named(newKeysWriteSql(statusSchema, true)),
+      alone: named(newKeysWriteSql(statusSchema, false)),
     };
     this.updates = {
       withBatch: this.sql.writeRequest(true, 'update'),
@@ -159,20 +165,24 @@ export class StatusStore {
         batch.durationMs,
       );
     }
-    // Mostly keys the table holds (a CRM's steady state): update them without logging a row lock.
-    const share = this.newShare.get(source) ?? 1;
-    const statement =
-      share < 0.5
-        ? { text: batch ? this.updates.withBatch : this.updates.alone }
-        : batch
-          ? this.writes.withBatch
-          : this.writes.alone;
+    // The shape that fits what this source's writes found lately (write-shapes.ts): a plain INSERT
+    // after a run of new keys, an UPDATE once most keys are known (no row lock logged), else the upsert.
+    const shape = this.shapes.choose(source);
+    const kind = batch ? 'withBatch' : 'alone';
+    const statement = (s: Shape) =>
+      s === 'update' ? { text: this.updates[kind] } : (s === 'new' ? this.fresh : this.writes)[kind];
     await this.ensureSource(source);
+    const write = (s: Shape) =>
+      this.pool.query<{ written: number; inserted: number }>({ ...statement(s), values: params });
     const res = await this.withRetry('storing outcomes', () =>
-      this.pool.query<{ written: number; inserted: number }>({ ...statement, values: params }),
+      write(shape).catch((err: unknown) => {
+        if (shape !== 'new' || !isKeyTaken(err)) throw err;
+        this.shapes.collided(source); // nothing was written, the batch row neither
+        return write('insert');
+      }),
     );
     const { written = 0, inserted = 0 } = res.rows[0] ?? {};
-    if (written > 0) this.newShare.set(source, share * 0.5 + (inserted / written) * 0.5);
+    this.shapes.wrote(source, written, inserted);
   }
 
   /**

@@ -195,3 +195,21 @@ function sameTuple(a: StatusRow, b: StatusRow): boolean {
 function arrayElement(text: string): string {
   return `"${text.replace(/["\\]/g, '\\$&')}"`;
 }
+
+/**
+ * The `insert` shape without its ON CONFLICT clause: for a request whose keys the table does not
+ * hold yet, the plain INSERT skips what an upsert pays for every row even when nothing conflicts
+ * (a look-up of the key before the insert, a speculative-insertion lock, and a second WAL record
+ * that confirms the insert): ~38% of the write's database CPU and ~48 bytes of WAL a row less
+ * (docs/benchmark.md, "Third round"). A key the table holds makes it fail with a unique violation
+ * and write nothing (src/status/write-shapes.ts then writes the request as an upsert).
+ */
+export function newKeysWriteSql(schemaName: string, withBatch: boolean): string {
+  const upsert = statusWriteSql(schemaName, withBatch, 'insert');
+  const plain = upsert.replace(
+    /\s*ON CONFLICT \(source_id, key\) DO UPDATE SET[\s\S]*?(?=\s*RETURNING )/,
+    '',
+  );
+  if (plain === upsert) throw new Error('status write: no ON CONFLICT clause to leave out'); // a changed shape
+  return plain;
+}

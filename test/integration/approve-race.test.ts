@@ -9,12 +9,11 @@
  * keys are held no more, and right then (the test's hook) the row comes back and the stream judges
  * its insert, before the approval goes on.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { RemovalGuard, type Planned } from '../../src/batching/guard.js';
 import type { Holder } from '../../src/batching/coalesce.js';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { startTestBridge, statusRows, waitForCatchUp, type TestBridge } from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { startTestBridge, statusRows, waitForCatchUp } from '../helpers/pipeline.js';
 
 const SOURCES = `
   - name: people
@@ -25,42 +24,32 @@ const SOURCES = `
 `;
 
 describe('an approval of held rows while the stream changes one of them', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
-
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('approve_race');
-    await db.query(`
+  const fx = usePipelineFixture('approve_race', {
+    per: 'file',
+    schema: `
       CREATE SCHEMA crm;
       CREATE TABLE crm.people (cust_no text PRIMARY KEY, groups text);
-      ALTER TABLE crm.people REPLICA IDENTITY FULL;`);
+      ALTER TABLE crm.people REPLICA IDENTITY FULL;`,
   });
-  afterEach(async () => {
+
+  afterEach(() => {
     vi.restoreAllMocks();
-    await running?.stop();
-    running = undefined;
-  });
-  afterAll(async () => {
-    await sim.close();
-    await db.drop();
   });
 
   it('a held row that comes back during the approval ends with its new groups only', async () => {
-    running = await startTestBridge({
-      db,
-      apiUrl: sim.url,
+    fx.running = await startTestBridge({
+      db: fx.db,
+      apiUrl: fx.sim.url,
       sources: SOURCES,
       extra: 'guard: { maxRemovals: 2 }',
     });
-    await db.query(`INSERT INTO crm.people VALUES ('k1', 'a,b'), ('k2', 'a'), ('k3', 'a'), ('k4', 'a')`);
-    await waitForCatchUp(db);
-    await db.query(`DELETE FROM crm.people WHERE cust_no IN ('k1', 'k2', 'k3')`);
-    await waitForCatchUp(db);
-    const held = [...(await statusRows(db, 'people')).values()].filter((r) => r.status === 'held');
+    await fx.db.query(`INSERT INTO crm.people VALUES ('k1', 'a,b'), ('k2', 'a'), ('k3', 'a'), ('k4', 'a')`);
+    await waitForCatchUp(fx.db);
+    await fx.db.query(`DELETE FROM crm.people WHERE cust_no IN ('k1', 'k2', 'k3')`);
+    await waitForCatchUp(fx.db);
+    const held = [...(await statusRows(fx.db, 'people')).values()].filter((r) => r.status === 'held');
     expect(held).toHaveLength(3);
-    expect(sim.groupsOf('thirdId', 'k1')).toEqual(['a', 'b']);
+    expect(fx.sim.groupsOf('thirdId', 'k1')).toEqual(['a', 'b']);
 
     // The stream's judgement of k1's return, seen by the test.
     let judged: () => void = () => {};
@@ -86,20 +75,20 @@ describe('an approval of held rows while the stream changes one of them', () => 
       await release.call(this, source, keys);
       if (hit) return;
       hit = true;
-      await db.query(`INSERT INTO crm.people VALUES ('k1', 'c')`);
+      await fx.db.query(`INSERT INTO crm.people VALUES ('k1', 'c')`);
       await k1Judged;
     });
 
-    const results = await running.bridge.settleHeld('approve', { source: 'people' });
+    const results = await fx.running.bridge.settleHeld('approve', { source: 'people' });
     expect(hit).toBe(true);
     expect(results[0]?.rows).toBe(3);
-    await waitForCatchUp(db);
+    await waitForCatchUp(fx.db);
 
     // What the table holds: k1 with c only; k2 and k3 gone.
-    expect(sim.groupsOf('thirdId', 'k1')).toEqual(['c']);
-    expect(sim.groupsOf('thirdId', 'k2')).toEqual([]);
-    expect(sim.groupsOf('thirdId', 'k3')).toEqual([]);
-    const rows = await statusRows(db, 'people');
+    expect(fx.sim.groupsOf('thirdId', 'k1')).toEqual(['c']);
+    expect(fx.sim.groupsOf('thirdId', 'k2')).toEqual([]);
+    expect(fx.sim.groupsOf('thirdId', 'k3')).toEqual([]);
+    const rows = await statusRows(fx.db, 'people');
     expect(rows.get('{"cust_no":"k1"}')).toMatchObject({ op: 'add', status: 'synced' });
     expect(rows.get('{"cust_no":"k2"}')).toMatchObject({ op: 'delete', status: 'synced' });
   });

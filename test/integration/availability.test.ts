@@ -4,30 +4,25 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/throwaway/postgres.js';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { spawnBridge, writeConfigFile, type BridgeProcess } from '../helpers/bridge-process.js';
-import { CRM_SCHEMA, eventually, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { eventually, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
 
 describe('availability', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
+  const fx = usePipelineFixture('availability', { per: 'file', simulator: { token: 'tok-s3cret-value' } });
   let configFile: string;
   let standbyConfigFile: string;
   let metricsPort: number;
   const running: BridgeProcess[] = [];
 
   beforeAll(async () => {
-    sim = await startSimulator({ token: 'tok-s3cret-value' });
-    db = await createTestDatabase('availability');
-    await db.query(CRM_SCHEMA);
     // A password in the URL (trust auth ignores it) and the token must never reach the logs.
-    const url = new URL(db.url);
+    const url = new URL(fx.db.url);
     url.password = 'pg-s3cret-pw';
     metricsPort = await freePort();
     const yaml = testConfigYaml({
-      db: { ...db, url: url.toString() },
-      apiUrl: sim.url,
+      db: { ...fx.db, url: url.toString() },
+      apiUrl: fx.sim.url,
       token: 'tok-s3cret-value',
     });
     configFile = writeConfigFile(yaml);
@@ -35,8 +30,6 @@ describe('availability', () => {
   });
   afterAll(async () => {
     await Promise.all(running.map((b) => b.kill('SIGKILL')));
-    await sim.close();
-    await db.drop();
   });
 
   function start(file = configFile): BridgeProcess {
@@ -50,17 +43,17 @@ describe('availability', () => {
     await eventually(() => expect(first.output()).toMatch(/replication stream started/), 30_000);
     const second = start(standbyConfigFile);
     await eventually(() => expect(second.output()).toMatch(/waiting as a standby/), 30_000);
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('a1', 'one')`);
-    await waitForCatchUp(db);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('a1', 'one')`);
+    await waitForCatchUp(fx.db);
     expect(second.output()).not.toMatch(/replication stream started/);
 
     await first.kill('SIGKILL');
     const killedAt = Date.now();
     await eventually(() => expect(second.output()).toMatch(/replication stream started/), 15_000, 50);
     expect(Date.now() - killedAt).toBeLessThan(10_000);
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('a2', 'two')`);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', 'a2')).toEqual(['two']);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('a2', 'two')`);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', 'a2')).toEqual(['two']);
 
     // The ops endpoint of the bridge that took over: ready, and the named series after a sync.
     const ready = await fetch(`http://127.0.0.1:${metricsPort}/readyz`);
@@ -89,14 +82,15 @@ describe('availability', () => {
   it('reconnects after the replication connection is lost, and misses nothing', async () => {
     const b = start();
     await eventually(() => expect(b.output()).toMatch(/replication stream started/), 30_000);
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('r1', 'x')`);
-    await waitForCatchUp(db);
-    await db.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, [
-      db.name,
-    ]);
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('r2', 'y')`);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', 'r2')).toEqual(['y']);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('r1', 'x')`);
+    await waitForCatchUp(fx.db);
+    await fx.db.query(
+      `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`,
+      [fx.db.name],
+    );
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('r2', 'y')`);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', 'r2')).toEqual(['y']);
     expect(b.output()).toMatch(/replication stream lost/);
     expect(await b.kill('SIGTERM')).toBe(0);
   }, 90_000);
@@ -106,25 +100,25 @@ describe('availability', () => {
     await eventually(() => expect(first.output()).toMatch(/replication stream started/), 30_000);
     const second = start();
     await eventually(() => expect(second.output()).toMatch(/waiting as a standby/), 30_000);
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('l1', 'before')`);
-    await waitForCatchUp(db);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('l1', 'before')`);
+    await waitForCatchUp(fx.db);
 
     // The first bridge's lock connection is the one holding the advisory lock.
-    const { rows } = await db.query<{ pid: number }>(
+    const { rows } = await fx.db.query<{ pid: number }>(
       `SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.database =
          (SELECT oid FROM pg_database WHERE datname = current_database())`,
     );
     expect(rows).toHaveLength(1);
     const streamingPid = async () =>
       (
-        await db.query<{ pid: number | null }>(
+        await fx.db.query<{ pid: number | null }>(
           `SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1`,
-          [db.name],
+          [fx.db.name],
         )
       ).rows[0]?.pid ?? null;
     const firstWalsender = await streamingPid();
     expect(firstWalsender).not.toBeNull();
-    await db.query('SELECT pg_terminate_backend($1)', [rows[0]?.pid]);
+    await fx.db.query('SELECT pg_terminate_backend($1)', [rows[0]?.pid]);
     const cutAt = Date.now();
     await eventually(() => expect(first.output()).toMatch(/lost the leader lock of the slot/), 10_000, 50);
     await eventually(() => expect(second.output()).toMatch(/replication stream started/), 15_000, 50);
@@ -133,10 +127,10 @@ describe('availability', () => {
     expect(await streamingPid()).not.toBe(firstWalsender);
     await eventually(() => expect(first.output()).toMatch(/waiting as a standby/), 15_000, 50);
 
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('l2', 'after')`);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', 'l1')).toEqual(['before']);
-    expect(sim.groupsOf('thirdId', 'l2')).toEqual(['after']);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('l2', 'after')`);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', 'l1')).toEqual(['before']);
+    expect(fx.sim.groupsOf('thirdId', 'l2')).toEqual(['after']);
     expect(await second.kill('SIGTERM'), second.output().slice(-4000)).toBe(0);
     expect(await first.kill('SIGTERM'), first.output().slice(-4000)).toBe(0);
   }, 90_000);

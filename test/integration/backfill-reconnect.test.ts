@@ -5,11 +5,10 @@
  * that watermark back. If the chunk is not buffered again there, the slot is confirmed past the
  * watermark without it and the backfill counts the chunk done although nothing of it was sent.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Batcher } from '../../src/batching/batcher.js';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { eventually, startTestBridge, waitForCatchUp, type TestBridge } from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { eventually, startTestBridge, waitForCatchUp } from '../helpers/pipeline.js';
 
 const SOURCES = `
   - name: plain
@@ -20,39 +19,29 @@ const SOURCES = `
 `;
 
 describe('a backfill chunk buffered when the replication connection drops', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
+  const fx = usePipelineFixture('backfill_reconnect', {
+    per: 'file',
+    schema: `CREATE SCHEMA crm; CREATE TABLE crm.plain (cust_no text PRIMARY KEY, groups text);`,
+  });
 
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('backfill_reconnect');
-    await db.query(`CREATE SCHEMA crm; CREATE TABLE crm.plain (cust_no text PRIMARY KEY, groups text);`);
-  });
-  afterEach(async () => {
+  afterEach(() => {
     vi.restoreAllMocks();
-    await running?.stop();
-    running = undefined;
-  });
-  afterAll(async () => {
-    await sim.close();
-    await db.drop();
   });
 
   it('is buffered again when its watermark comes again, and sent before the backfill is done', async () => {
     // A long quiet period: a chunk stays in the buffers for seconds.
-    running = await startTestBridge({
-      db,
-      apiUrl: sim.url,
+    fx.running = await startTestBridge({
+      db: fx.db,
+      apiUrl: fx.sim.url,
       sources: SOURCES,
       batching: { debounceMs: 3000, maxWaitMs: 6000 },
     });
-    await db.query(`INSERT INTO crm.plain VALUES ('c1', 'a,b'), ('c2', 'a'), ('c3', 'b')`);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', 'c1')).toEqual(['a', 'b']);
+    await fx.db.query(`INSERT INTO crm.plain VALUES ('c1', 'a,b'), ('c2', 'a'), ('c3', 'b')`);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', 'c1')).toEqual(['a', 'b']);
     // The platform lost what it had: what a backfill is for.
-    sim.reset();
-    expect(sim.groupsOf('thirdId', 'c1') ?? []).toEqual([]);
+    fx.sim.reset();
+    expect(fx.sim.groupsOf('thirdId', 'c1') ?? []).toEqual([]);
 
     let buffered: () => void = () => {};
     const chunk = new Promise<void>((resolve) => (buffered = resolve));
@@ -61,31 +50,31 @@ describe('a backfill chunk buffered when the replication connection drops', () =
       add.apply(this, args);
       if (args[1].restate === true) buffered();
     });
-    const { rows } = await db.query<{ id: string }>(
+    const { rows } = await fx.db.query<{ id: string }>(
       `INSERT INTO "Tuzhan Sync".backfill (slot, source, reason) VALUES ($1, 'plain', 'requested') RETURNING id::text`,
-      [db.name],
+      [fx.db.name],
     );
     const id = (rows[0] as { id: string }).id;
 
     // The moment: the chunk is in the buffers, nothing of it sent; the walsender ends.
     await chunk;
-    const ended = await db.query<{ ended: boolean }>(
+    const ended = await fx.db.query<{ ended: boolean }>(
       `SELECT pg_terminate_backend(active_pid) AS ended FROM pg_replication_slots WHERE slot_name = $1`,
-      [db.name],
+      [fx.db.name],
     );
     expect(ended.rows[0]?.ended, 'a walsender was streaming to the bridge').toBe(true);
-    expect(sim.groupsOf('thirdId', 'c1') ?? []).toEqual([]);
+    expect(fx.sim.groupsOf('thirdId', 'c1') ?? []).toEqual([]);
 
     await eventually(async () => {
-      const { rows: job } = await db.query<{ status: string }>(
+      const { rows: job } = await fx.db.query<{ status: string }>(
         `SELECT status FROM "Tuzhan Sync".backfill WHERE id = $1`,
         [id],
       );
       expect(job[0]?.status).toBe('done');
     }, 60_000);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', 'c1')).toEqual(['a', 'b']);
-    expect(sim.groupsOf('thirdId', 'c2')).toEqual(['a']);
-    expect(sim.groupsOf('thirdId', 'c3')).toEqual(['b']);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', 'c1')).toEqual(['a', 'b']);
+    expect(fx.sim.groupsOf('thirdId', 'c2')).toEqual(['a']);
+    expect(fx.sim.groupsOf('thirdId', 'c3')).toEqual(['b']);
   });
 });

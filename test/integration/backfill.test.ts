@@ -4,47 +4,29 @@
  * added to an existing deployment gets its rows; the command shows progress and needs a daemon.
  */
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { describe, expect, it } from 'vitest';
 import type { ApiRow } from '../../src/tuzhan/types.js';
 import { spawnBridge, writeConfigFile, type BridgeProcess } from '../helpers/bridge-process.js';
 import { runCli } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import {
-  CRM_SCHEMA,
   eventually,
   expectedGroups,
   startTestBridge,
   testConfigYaml,
   waitForCatchUp,
   DEFAULT_SOURCES,
-  type TestBridge,
 } from '../helpers/pipeline.js';
 
 describe('backfill', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
-  let sent: ApiRow[] = [];
-
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token', onRows: (_op, rows) => sent.push(...rows) });
-    db = await createTestDatabase('backfill');
-    await db.query(CRM_SCHEMA);
-  });
-  afterEach(async () => {
-    await running?.stop();
-    running = undefined;
-  });
-  afterAll(async () => {
-    await sim.close();
-    await db.drop();
-  });
+  const fx = usePipelineFixture('backfill', { per: 'file' });
+  /** The rows of the requests the platform accepted since the test began (or last cleared them). */
+  const sent = (): ApiRow[] => fx.requests.flatMap((r) => r.rows);
 
   async function backfill(source: string): Promise<string> {
-    const { rows } = await db.query<{ id: string }>(
+    const { rows } = await fx.db.query<{ id: string }>(
       `INSERT INTO "Tuzhan Sync".backfill (slot, source, reason) VALUES ($1, $2, 'requested') RETURNING id::text`,
-      [db.name, source],
+      [fx.db.name, source],
     );
     return (rows[0] as { id: string }).id;
   }
@@ -52,7 +34,7 @@ describe('backfill', () => {
   async function state(
     id: string,
   ): Promise<{ status: string; done: number; total: number | null; last: unknown }> {
-    const { rows } = await db.query<{ status: string; done: string; total: string | null; last: unknown }>(
+    const { rows } = await fx.db.query<{ status: string; done: string; total: string | null; last: unknown }>(
       `SELECT status, rows_done::text AS done, rows_total::text AS total, last_key AS last FROM "Tuzhan Sync".backfill WHERE id = $1`,
       [id],
     );
@@ -68,22 +50,22 @@ describe('backfill', () => {
   function platform(ids: Iterable<string>): Record<string, string[]> {
     const out: Record<string, string[]> = {};
     for (const id of ids) {
-      const g = sim.groupsOf('thirdId', id);
+      const g = fx.sim.groupsOf('thirdId', id);
       if (g && g.length) out[id] = [...g].sort();
     }
     return out;
   }
 
   it('re-sends every row while a writer updates the same rows; the platform ends equal to the database', async () => {
-    await db.query(
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 'b' || lpad(i::text, 5, '0'), 'g' || (i % 7) FROM generate_series(1, 4000) i`,
     );
-    running = await startTestBridge({ db, apiUrl: sim.url });
-    await waitForCatchUp(db);
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url });
+    await waitForCatchUp(fx.db);
     // The platform drifted: it lost everything.
-    sim.reset();
+    fx.sim.reset();
     const id = await backfill('profiles');
-    const writer = new pg.Client({ connectionString: db.url });
+    const writer = new pg.Client({ connectionString: fx.db.url });
     await writer.connect();
     let updatesWhileRunning = 0;
     try {
@@ -102,34 +84,34 @@ describe('backfill', () => {
     }
     // The moment: rows were updated while the backfill read them.
     expect(updatesWhileRunning).toBeGreaterThan(20);
-    await waitForCatchUp(db);
+    await waitForCatchUp(fx.db);
     const ids = Array.from({ length: 4000 }, (_, i) => `b${String(i + 1).padStart(5, '0')}`);
-    expect(platform(ids)).toEqual(await expectedGroups(db));
+    expect(platform(ids)).toEqual(await expectedGroups(fx.db));
     expect((await state(id)).done).toBe(4000);
   }, 120_000);
 
   it('resumes after SIGKILL from the last key stored, and removes what the table no longer holds', async () => {
     // Empties the table of the test before (its TRUNCATE only clears it: nothing to re-sync).
-    await db.query('TRUNCATE crm.customer_profile');
+    await fx.db.query('TRUNCATE crm.customer_profile');
     const config = testConfigYaml({
-      db,
-      apiUrl: sim.url,
+      db: fx.db,
+      apiUrl: fx.sim.url,
       sources: DEFAULT_SOURCES.replace(/match:/g, 'onTruncate: ignore\n    match:'),
     });
-    await db.query(
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 'k' || lpad(i::text, 5, '0'), 'h' || (i % 5) FROM generate_series(1, 6000) i`,
     );
     const bridge1 = spawnBridge(writeConfigFile(config));
     let bridge: BridgeProcess = bridge1;
     try {
-      await waitForCatchUp(db, db.name, 60_000);
-      sim.reset();
+      await waitForCatchUp(fx.db, fx.db.name, 60_000);
+      fx.sim.reset();
       // A key the platform holds but the table no longer has (deleted while nothing streamed).
-      await db.query(
+      await fx.db.query(
         `INSERT INTO "Tuzhan Sync".sync_status (source, row_key, op, status, lsn, payload)
          VALUES ('profiles', '{"cust_no": "k09999"}', 'add', 'synced', '0/1', '{"thirdId": "k09999", "groups": "gone"}')`,
       );
-      await fetch(`${sim.url}/api/integrate/audience/group/rel/batchAdd`, {
+      await fetch(`${fx.sim.url}/api/integrate/audience/group/rel/batchAdd`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-token': 'test-token' },
         body: JSON.stringify({
@@ -137,8 +119,8 @@ describe('backfill', () => {
           data: [{ thirdId: 'k09999', groups: 'gone' }],
         }),
       });
-      expect(sim.groupsOf('thirdId', 'k09999')).toEqual(['gone']);
-      sim.setFaults({ latencyMs: 150 });
+      expect(fx.sim.groupsOf('thirdId', 'k09999')).toEqual(['gone']);
+      fx.sim.setFaults({ latencyMs: 150 });
       const id = await backfill('profiles');
       await eventually(async () => expect((await state(id)).done).toBeGreaterThanOrEqual(2000), 60_000, 20);
       expect(await bridge.kill('SIGKILL')).toBe('SIGKILL');
@@ -147,17 +129,19 @@ describe('backfill', () => {
       expect(at.status).toBe('running');
       expect(at.done).toBeLessThan(6000);
       const lastKey = (at.last as { cust_no: string }).cust_no;
-      sim.setFaults({ latencyMs: 0 });
-      sent = [];
+      fx.sim.setFaults({ latencyMs: 0 });
+      fx.requests = [];
       bridge = spawnBridge(writeConfigFile(config));
       await eventually(async () => expect((await state(id)).status).toBe('done'), 60_000, 100);
       // Resumed after the last key stored: nothing before it was sent again.
-      const resent = sent.map((r) => r.thirdId as string).filter((k) => k.startsWith('k'));
+      const resent = sent()
+        .map((r) => r.thirdId as string)
+        .filter((k) => k.startsWith('k'));
       expect(resent.length).toBeGreaterThan(0);
       expect(resent.every((k) => k > lastKey)).toBe(true);
       const ids = Array.from({ length: 6000 }, (_, i) => `k${String(i + 1).padStart(5, '0')}`);
-      expect(platform([...ids, 'k09999'])).toEqual(await expectedGroups(db));
-      expect(sim.groupsOf('thirdId', 'k09999')).toEqual([]);
+      expect(platform([...ids, 'k09999'])).toEqual(await expectedGroups(fx.db));
+      expect(fx.sim.groupsOf('thirdId', 'k09999')).toEqual([]);
       expect(await bridge.kill('SIGTERM')).toBe(0);
     } finally {
       await bridge1.kill('SIGKILL');
@@ -173,36 +157,36 @@ describe('backfill', () => {
     columns: { thirdId: cust_no, groups: "Group Names" }
     match: { isMatching: false }
 `;
-    const slot = `${db.name}_n`;
-    running = await startTestBridge({ db, apiUrl: sim.url, slot, sources: onlyProfiles });
-    await db.query(
+    const slot = `${fx.db.name}_n`;
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url, slot, sources: onlyProfiles });
+    await fx.db.query(
       `INSERT INTO crm.member_group (member_id, group_name) VALUES ('n1', 'old'), ('n2', 'old')`,
     );
-    await waitForCatchUp(db, slot);
-    expect(sim.groupsOf('thirdId', 'n1')).toBeUndefined();
-    await running.stop();
-    running = await startTestBridge({ db, apiUrl: sim.url, slot });
-    const { rows } = await db.query<{ id: string; reason: string }>(
+    await waitForCatchUp(fx.db, slot);
+    expect(fx.sim.groupsOf('thirdId', 'n1')).toBeUndefined();
+    await fx.running.stop();
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url, slot });
+    const { rows } = await fx.db.query<{ id: string; reason: string }>(
       `SELECT id::text, reason FROM "Tuzhan Sync".backfill WHERE slot = $1 AND source = 'memberships'`,
       [slot],
     );
     expect(rows).toEqual([{ id: expect.any(String), reason: 'new source' }]);
-    await db.query(`INSERT INTO crm.member_group (member_id, group_name) VALUES ('n3', 'new')`);
+    await fx.db.query(`INSERT INTO crm.member_group (member_id, group_name) VALUES ('n3', 'new')`);
     await eventually(
       async () => expect((await state((rows[0] as { id: string }).id)).status).toBe('done'),
       30_000,
     );
-    await waitForCatchUp(db, slot);
-    expect(sim.groupsOf('thirdId', 'n1')).toEqual(['old']);
-    expect(sim.groupsOf('thirdId', 'n3')).toEqual(['new']);
+    await waitForCatchUp(fx.db, slot);
+    expect(fx.sim.groupsOf('thirdId', 'n1')).toEqual(['old']);
+    expect(fx.sim.groupsOf('thirdId', 'n3')).toEqual(['new']);
   });
 
   it('the command needs a running daemon, shows progress to the end, and status lists backfills', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, apiUrl: fx.sim.url }));
     const none = await runCli(['--config', file, 'backfill', '--source', 'profiles']);
     expect(none.code, none.stdout + none.stderr).toBe(1);
     expect(none.stderr).toMatch(/no bridge is streaming from slot \S+: start `tuzhan-cdc run` first/);
-    running = await startTestBridge({ db, apiUrl: sim.url });
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url });
     const bad = await runCli(['--config', file, 'backfill', '--source', 'profiles', '--where', '[1, 2]']);
     expect(bad.code).toBe(2);
     const r = await runCli([

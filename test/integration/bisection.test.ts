@@ -3,18 +3,11 @@
  * until the bad rows are isolated; those fail with the reason, the rest go through. The daemon and
  * `retry-failed` share the delivery unit that does it.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { retryFailed } from '../../src/cli/retry-failed.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import {
-  CRM_SCHEMA,
-  startTestBridge,
-  statusRows,
-  testConfig,
-  waitForCatchUp,
-  type TestBridge,
-} from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { startTestBridge, statusRows, testConfig, waitForCatchUp } from '../helpers/pipeline.js';
 
 const MEMBERSHIPS = `
   - name: memberships
@@ -25,22 +18,16 @@ const MEMBERSHIPS = `
 `;
 
 describe('bisection of a rejected batch', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
+  // Each test starts the simulator it needs.
+  const fx = usePipelineFixture('bisection', { per: 'file', simulator: false });
+  let sim: Simulator | undefined;
 
-  beforeAll(async () => {
-    db = await createTestDatabase('bisection');
-    await db.query(CRM_SCHEMA);
-  });
   afterAll(async () => {
-    await running?.stop();
     await sim?.close();
-    await db.drop();
   });
 
   async function batches(): Promise<Array<{ rows: number; http: number | null }>> {
-    const { rows } = await db.query<{ rows: number; http: number | null }>(
+    const { rows } = await fx.db.query<{ rows: number; http: number | null }>(
       `SELECT rows, http_status AS http FROM "Tuzhan Sync".sync_batch WHERE opt_type <> 'truncate' ORDER BY id`,
     );
     return rows;
@@ -49,14 +36,14 @@ describe('bisection of a rejected batch', () => {
   it('the daemon isolates the row the platform rejects; the others are synced', async () => {
     sim = await startSimulator({ token: 'test-token' });
     sim.setFaults({ rejectRequestsWith: 'bad1' });
-    running = await startTestBridge({ db, apiUrl: sim.url });
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: sim.url });
     const ids = ['p1', 'p2', 'p3', 'bad1', 'p5', 'p6'];
-    await db.query(
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT id, 'g' FROM unnest($1::text[]) id`,
       [ids],
     );
-    await waitForCatchUp(db);
-    const status = await statusRows(db, 'profiles');
+    await waitForCatchUp(fx.db);
+    const status = await statusRows(fx.db, 'profiles');
     expect(status.get('{"cust_no":"bad1"}')).toMatchObject({
       status: 'failed',
       error: expect.stringMatching(/^rejected by the platform: .*HTTP 400/),
@@ -75,23 +62,28 @@ describe('bisection of a rejected batch', () => {
     ).toBe(true);
     expect(b.filter((x) => x.http === 400).at(-1)).toEqual({ rows: 1, http: 400 });
     expect(b.filter((x) => x.http === 200).reduce((n, x) => n + x.rows, 0)).toBe(5);
-    await running.stop();
-    running = undefined;
+    await fx.running.stop();
+    fx.running = undefined;
     await sim.close();
   });
 
   it('retry-failed isolates it the same way', async () => {
     // At first the platform knows no member: with matching on, every membership fails.
     sim = await startSimulator({ token: 'test-token', registry: [] });
-    running = await startTestBridge({ db, apiUrl: sim.url, sources: MEMBERSHIPS, slot: `${db.name}_m` });
-    await db.query(
+    fx.running = await startTestBridge({
+      db: fx.db,
+      apiUrl: sim.url,
+      sources: MEMBERSHIPS,
+      slot: `${fx.db.name}_m`,
+    });
+    await fx.db.query(
       `INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'x'), ('m2', 'x'), ('m3', 'x'), ('m4', 'x')`,
     );
-    await waitForCatchUp(db, `${db.name}_m`);
-    await running.stop();
-    running = undefined;
+    await waitForCatchUp(fx.db, `${fx.db.name}_m`);
+    await fx.running.stop();
+    fx.running = undefined;
     await sim.close();
-    expect([...(await statusRows(db, 'memberships')).values()].map((r) => r.status)).toEqual(
+    expect([...(await statusRows(fx.db, 'memberships')).values()].map((r) => r.status)).toEqual(
       Array(4).fill('failed'),
     );
 
@@ -101,10 +93,10 @@ describe('bisection of a rejected batch', () => {
       registry: ['m1', 'm2', 'm3', 'm4'].map((thirdId) => ({ thirdId })),
     });
     sim.setFaults({ rejectRequestsWith: 'm3' });
-    const config = testConfig({ db, apiUrl: sim.url, sources: MEMBERSHIPS, slot: `${db.name}_m` });
+    const config = testConfig({ db: fx.db, apiUrl: sim.url, sources: MEMBERSHIPS, slot: `${fx.db.name}_m` });
     const [result] = await retryFailed(config, {});
     expect(result).toMatchObject({ source: 'memberships', rows: 4, outcomes: { synced: 3, failed: 1 } });
-    const status = await statusRows(db, 'memberships');
+    const status = await statusRows(fx.db, 'memberships');
     const byMember = new Map(
       [...status.values()].map((r) => [(r.payload as { thirdId: string }).thirdId, r]),
     );

@@ -7,11 +7,10 @@
  * keeps several small requests in flight; at the end the platform equals the table.
  */
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { describe, expect, it } from 'vitest';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import { unanswered } from '../helpers/moments.js';
-import { CRM_SCHEMA, startTestBridge, waitForCatchUp, type TestBridge } from '../helpers/pipeline.js';
+import { CRM_SCHEMA, startTestBridge, waitForCatchUp } from '../helpers/pipeline.js';
 
 const KEYS = 30;
 const PHONES = 60;
@@ -41,22 +40,14 @@ function seedOf(raw: string | undefined): number | undefined {
 }
 
 describe('deleteLookup: state under concurrency', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
-
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('claims lookup');
-    await db.query(CRM_SCHEMA);
-    await db.query(`ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`);
-    // Identities are unique per source row (docs/design.md, "Assumptions").
-    await db.query(`ALTER TABLE crm.customer_profile ADD CONSTRAINT mobile_unique UNIQUE (mobile)`);
-  });
-  afterAll(async () => {
-    await running?.stop();
-    await sim.close();
-    await db.drop();
+  const fx = usePipelineFixture('claims lookup', {
+    per: 'file',
+    schema: [
+      CRM_SCHEMA,
+      `ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`,
+      // Identities are unique per source row (docs/design.md, "Assumptions").
+      `ALTER TABLE crm.customer_profile ADD CONSTRAINT mobile_unique UNIQUE (mobile)`,
+    ],
   });
 
   /** One client's transactions of one to three changes; conflicts and deadlocks roll back. */
@@ -64,7 +55,7 @@ describe('deleteLookup: state under concurrency', () => {
     const pick = (n: number): number => Math.floor(random() * n);
     const groups = (): string =>
       ['a', 'b', 'c', 'd', 'e'].filter(() => random() < 0.4).join(',') || (random() < 0.5 ? '' : 'z');
-    const c = new pg.Client({ connectionString: db.url });
+    const c = new pg.Client({ connectionString: fx.db.url });
     await c.connect();
     let committed = 0;
     try {
@@ -114,13 +105,13 @@ describe('deleteLookup: state under concurrency', () => {
   }
 
   it('leaves the platform equal to the table', async () => {
-    await db.query(
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names")
        SELECT 'k' || i, (13800000000 + i)::text, 'a,b' FROM generate_series(0, ${KEYS - 1}) i`,
     );
-    running = await startTestBridge({
-      db,
-      apiUrl: sim.url,
+    fx.running = await startTestBridge({
+      db: fx.db,
+      apiUrl: fx.sim.url,
       batching: { maxBatchSize: 5, debounceMs: 5, maxWaitMs: 50 },
       sources: `
   - name: phones
@@ -130,7 +121,7 @@ describe('deleteLookup: state under concurrency', () => {
     deleteLookup: state
     match: { isMatching: false }`,
     });
-    sim.setFaults({ latencyMs: 40 });
+    fx.sim.setFaults({ latencyMs: 40 });
 
     // TUZHAN_TEST_SEED=N repeats a failing run's schedule of changes (the seed is in every message).
     const seed = seedOf(process.env.TUZHAN_TEST_SEED) ?? Date.now() % 100_000;
@@ -139,14 +130,14 @@ describe('deleteLookup: state under concurrency', () => {
     let watching = true;
     const watcher = (async () => {
       while (watching) {
-        mostInFlight = Math.max(mostInFlight, unanswered(sim.stats()));
+        mostInFlight = Math.max(mostInFlight, unanswered(fx.sim.stats()));
         await new Promise((r) => setTimeout(r, 5));
       }
     })();
     const committed = await Promise.all(
       Array.from({ length: CLIENTS }, () => client(prng(Math.floor(random() * 2 ** 32)))),
     );
-    await waitForCatchUp(db, db.name, 60_000).finally(() => (watching = false));
+    await waitForCatchUp(fx.db, fx.db.name, 60_000).finally(() => (watching = false));
     await watcher;
 
     // The moment: the clients' transactions were streamed while the platform held several
@@ -157,18 +148,18 @@ describe('deleteLookup: state under concurrency', () => {
     ).toBeGreaterThan(CLIENTS * TRANSACTIONS * 0.5);
     expect(mostInFlight, `seed ${seed}`).toBeGreaterThan(1);
 
-    const { rows } = await db.query<{ mobile: string; groups: string }>(
+    const { rows } = await fx.db.query<{ mobile: string; groups: string }>(
       `SELECT mobile, "Group Names" AS groups FROM crm.customer_profile`,
     );
     const expected: Record<string, string[]> = {};
     const actual: Record<string, string[]> = {};
     for (let i = 0; i < PHONES; i++) {
       expected[phone(i)] = [];
-      actual[phone(i)] = sim.groupsOf('phone', phone(i)) ?? [];
+      actual[phone(i)] = fx.sim.groupsOf('phone', phone(i)) ?? [];
     }
     for (const r of rows) expected[r.mobile] = r.groups.split(',').filter(Boolean).sort();
     expect(actual, `seed ${seed}`).toEqual(expected);
-    const unsettled = await db.query(
+    const unsettled = await fx.db.query(
       `SELECT row_key, status, error FROM "Tuzhan Sync".sync_status WHERE status NOT IN ('synced', 'skipped')`,
     );
     expect(unsettled.rows, `seed ${seed}`).toEqual([]);
@@ -182,36 +173,25 @@ describe('deleteLookup: state under concurrency', () => {
  * change's new one (its new phone), not what sync_status says was last sent (its old phone).
  */
 describe('deleteLookup: state after an earlier change of the key waits in the guard', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
   const requests: Array<{ op: string; phone: string | undefined; groups: string }> = [];
-
-  beforeAll(async () => {
-    sim = await startSimulator({
-      token: 'test-token',
+  const fx = usePipelineFixture('claims lookup guard', {
+    per: 'file',
+    simulator: {
       onRows: (op, rows) => {
         for (const r of rows) requests.push({ op, phone: r.phone, groups: r.groups ?? '' });
       },
-    });
-    db = await createTestDatabase('claims lookup guard');
-    await db.query(CRM_SCHEMA);
-    await db.query(`ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`);
-  });
-  afterAll(async () => {
-    await running?.stop();
-    await sim.close();
-    await db.drop();
+    },
+    schema: [CRM_SCHEMA, `ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`],
   });
 
   it('removes what the first change added when the second deletes the row', async () => {
-    await db.query(
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names")
        SELECT 'k' || i, (13800000000 + i)::text, 'a,b' FROM generate_series(0, 9) i`,
     );
-    running = await startTestBridge({
-      db,
-      apiUrl: sim.url,
+    fx.running = await startTestBridge({
+      db: fx.db,
+      apiUrl: fx.sim.url,
       // Five keys fill a flush: the fifth change of the transaction flushes it while it is open.
       batching: { maxBatchSize: 5, debounceMs: 1000, maxWaitMs: 5000 },
       sources: `
@@ -222,10 +202,10 @@ describe('deleteLookup: state after an earlier change of the key waits in the gu
     deleteLookup: state
     match: { isMatching: false }`,
     });
-    await waitForCatchUp(db);
+    await waitForCatchUp(fx.db);
     requests.length = 0;
 
-    const c = new pg.Client({ connectionString: db.url });
+    const c = new pg.Client({ connectionString: fx.db.url });
     await c.connect();
     try {
       await c.query('BEGIN');
@@ -239,7 +219,7 @@ describe('deleteLookup: state after an earlier change of the key waits in the gu
     } finally {
       await c.end();
     }
-    await waitForCatchUp(db);
+    await waitForCatchUp(fx.db);
 
     // The moment: k0's two changes were flushed apart (had they been coalesced, the row would
     // only have lost its old phone's groups, and the new phone would never have been sent).
@@ -248,7 +228,7 @@ describe('deleteLookup: state after an earlier change of the key waits in the gu
     const expected: Record<string, string[]> = { [phone(0)]: [], [phone(20)]: [] };
     for (let i = 1; i <= 9; i++) expected[phone(i)] = i <= 4 ? ['a', 'b', 'c'] : ['a', 'b'];
     const actual: Record<string, string[]> = {};
-    for (const p of Object.keys(expected)) actual[p] = sim.groupsOf('phone', p) ?? [];
+    for (const p of Object.keys(expected)) actual[p] = fx.sim.groupsOf('phone', p) ?? [];
     expect(actual, JSON.stringify(requests)).toEqual(expected);
   });
 });

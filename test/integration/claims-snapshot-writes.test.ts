@@ -5,42 +5,29 @@
  * read and sent; at the end the platform equals the table, no state was sent twice, and no key's
  * older state reached the platform after a newer one.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { OptType } from '../../src/tuzhan/types.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import {
-  CRM_SCHEMA,
-  eventually,
-  startTestBridge,
-  waitForCatchUp,
-  type TestBridge,
-} from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { eventually, startTestBridge, waitForCatchUp, type TestBridge } from '../helpers/pipeline.js';
 
 const ROWS = 30_000;
 const NEW_ROWS = 50;
 
 describe('writes during the first-start snapshot', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: Promise<TestBridge> | undefined;
   /** Every row the platform accepted, in order: key, operation and groups. */
   const sent: Array<{ key: string; optType: OptType; groups: string }> = [];
-
-  beforeAll(async () => {
-    sim = await startSimulator({
-      token: 'test-token',
+  const fx = usePipelineFixture('claims snapshot', {
+    per: 'file',
+    simulator: {
       onRows: (optType, rows) => {
         for (const r of rows) sent.push({ key: r.thirdId ?? '?', optType, groups: r.groups ?? '' });
       },
-    });
-    db = await createTestDatabase('claims snapshot');
-    await db.query(CRM_SCHEMA);
+    },
   });
+  let running: Promise<TestBridge> | undefined;
+
   afterAll(async () => {
     await (await running?.catch(() => undefined))?.stop();
-    await sim.close();
-    await db.drop();
   });
 
   /**
@@ -54,60 +41,60 @@ describe('writes during the first-start snapshot', () => {
   }
 
   it('are neither missed nor sent twice', async () => {
-    await db.query(
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names")
        SELECT 'p' || i, 'v0,g' || (i % 5) FROM generate_series(1, ${ROWS}) i`,
     );
     // A slow platform while the writes are made, so the snapshot is still being sent.
-    sim.setFaults({ latencyMs: 1000 });
-    running = startTestBridge({ db, apiUrl: sim.url });
+    fx.sim.setFaults({ latencyMs: 1000 });
+    running = startTestBridge({ db: fx.db, apiUrl: fx.sim.url });
     running.catch(() => {});
     // The slot exists (its snapshot is exported) and the snapshot's first requests are out.
     await eventually(
       async () => {
-        const { rowCount } = await db.query(
+        const { rowCount } = await fx.db.query(
           `SELECT 1 FROM "Tuzhan Sync".bridge_state WHERE slot = $1 AND snapshot_started_at IS NOT NULL`,
-          [db.name],
+          [fx.db.name],
         );
         expect(rowCount).toBe(1);
-        expect(sim.stats().requests).toBeGreaterThan(0);
+        expect(fx.sim.stats().requests).toBeGreaterThan(0);
       },
       30_000,
       20,
     );
 
     // Rows inside the snapshot: updated once, updated twice, deleted; spread over its chunks.
-    await db.query(
+    await fx.db.query(
       `UPDATE crm.customer_profile SET "Group Names" = 'v1,u' || cust_no WHERE substr(cust_no, 2)::int % 1000 IN (7, 21)`,
     );
-    await db.query(
+    await fx.db.query(
       `UPDATE crm.customer_profile SET "Group Names" = 'v2,w' || cust_no WHERE substr(cust_no, 2)::int % 1000 = 21`,
     );
-    await db.query(`DELETE FROM crm.customer_profile WHERE substr(cust_no, 2)::int % 1000 = 13`);
+    await fx.db.query(`DELETE FROM crm.customer_profile WHERE substr(cust_no, 2)::int % 1000 = 13`);
     // Rows outside it: inserted, some then updated, some deleted.
-    await db.query(
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names")
        SELECT 'n' || i, 'v1,new' FROM generate_series(1, ${NEW_ROWS}) i`,
     );
-    await db.query(
+    await fx.db.query(
       `UPDATE crm.customer_profile SET "Group Names" = 'v2,newer' WHERE cust_no IN (SELECT 'n' || i FROM generate_series(1, 10) i)`,
     );
-    await db.query(
+    await fx.db.query(
       `DELETE FROM crm.customer_profile WHERE cust_no IN (SELECT 'n' || i FROM generate_series(11, 20) i)`,
     );
     // The moment: every write above committed while the snapshot was unfinished.
-    const state = await db.query<{ done: boolean }>(
+    const state = await fx.db.query<{ done: boolean }>(
       `SELECT snapshot_done_at IS NOT NULL AS done FROM "Tuzhan Sync".bridge_state WHERE slot = $1`,
-      [db.name],
+      [fx.db.name],
     );
     expect(state.rows).toEqual([{ done: false }]);
-    sim.setFaults({ latencyMs: 0 });
+    fx.sim.setFaults({ latencyMs: 0 });
 
     await running;
-    await waitForCatchUp(db, db.name, 60_000);
+    await waitForCatchUp(fx.db, fx.db.name, 60_000);
 
     // Nothing missed: the platform equals the table, for every key ever written.
-    const { rows } = await db.query<{ cust_no: string; groups: string }>(
+    const { rows } = await fx.db.query<{ cust_no: string; groups: string }>(
       `SELECT cust_no, "Group Names" AS groups FROM crm.customer_profile`,
     );
     const table = new Map(rows.map((r) => [r.cust_no, r.groups.split(',').sort()]));
@@ -116,7 +103,7 @@ describe('writes during the first-start snapshot', () => {
       ...Array.from({ length: NEW_ROWS }, (_, i) => `n${i + 1}`),
     ];
     const wrong = keys.filter(
-      (k) => JSON.stringify(sim.groupsOf('thirdId', k) ?? []) !== JSON.stringify(table.get(k) ?? []),
+      (k) => JSON.stringify(fx.sim.groupsOf('thirdId', k) ?? []) !== JSON.stringify(table.get(k) ?? []),
     );
     expect(wrong).toEqual([]);
     expect(table.size).toBe(ROWS - 30 + NEW_ROWS - 10);

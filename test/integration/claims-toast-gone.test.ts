@@ -8,50 +8,25 @@
  * waits for it.
  */
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { describe, expect, it } from 'vitest';
 import type { ApiRow, OptType } from '../../src/tuzhan/types.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import {
-  CRM_SCHEMA,
-  eventually,
-  startTestBridge,
-  statusRows,
-  waitForCatchUp,
-  type TestBridge,
-} from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { CRM_SCHEMA, eventually, startTestBridge, statusRows, waitForCatchUp } from '../helpers/pipeline.js';
 
 describe('an unchanged TOAST value whose row is gone', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
-  let sent: Array<{ optType: OptType; row: ApiRow }> = [];
-
-  beforeAll(async () => {
-    sim = await startSimulator({
-      token: 'test-token',
-      onRows: (optType, rows) => {
-        for (const row of rows) if (row.thirdId === 't1') sent.push({ optType, row });
-      },
-    });
+  const fx = usePipelineFixture('claims toast gone', {
+    schema: [
+      CRM_SCHEMA,
+      `ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`,
+      // Out of line and uncompressed: an UPDATE that leaves it alone logs it as "unchanged toast".
+      `ALTER TABLE crm.customer_profile ALTER COLUMN "Group Names" SET STORAGE EXTERNAL`,
+    ],
   });
-  afterAll(async () => {
-    await sim.close();
-  });
-  beforeEach(async () => {
-    sim.reset();
-    sent = [];
-    db = await createTestDatabase('claims toast gone');
-    await db.query(CRM_SCHEMA);
-    await db.query(`ALTER TABLE crm.customer_profile REPLICA IDENTITY DEFAULT`);
-    // Out of line and uncompressed: an UPDATE that leaves it alone logs it as "unchanged toast".
-    await db.query(`ALTER TABLE crm.customer_profile ALTER COLUMN "Group Names" SET STORAGE EXTERNAL`);
-  });
-  afterEach(async () => {
-    await running?.stop();
-    running = undefined;
-    await db.drop();
-  });
+  /** What the platform was sent for t1, row by row. */
+  const sent = (): Array<{ optType: OptType; row: ApiRow }> =>
+    fx.requests.flatMap(({ optType, rows }) =>
+      rows.filter((row) => row.thirdId === 't1').map((row) => ({ optType, row })),
+    );
 
   /**
    * Inserts t1 with 400 groups, then updates another column (the groups arrive as "unchanged toast")
@@ -64,9 +39,9 @@ describe('an unchanged TOAST value whose row is gone', () => {
     watch = false,
   ): Promise<{ shown: string[]; statuses: string[] }> {
     const groups = Array.from({ length: 400 }, (_, i) => `g${i}-${Math.random().toString(36).slice(2, 12)}`);
-    running = await startTestBridge({
-      db,
-      apiUrl: sim.url,
+    fx.running = await startTestBridge({
+      db: fx.db,
+      apiUrl: fx.sim.url,
       batching: { debounceMs: 300, maxWaitMs: 1000 },
       sources: `
   - name: profiles
@@ -76,45 +51,45 @@ describe('an unchanged TOAST value whose row is gone', () => {
     ${lookup ? 'deleteLookup: state' : ''}
     match: { isMatching: false }`,
     });
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('t1', $1)`, [
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('t1', $1)`, [
       groups.join(','),
     ]);
-    await waitForCatchUp(db);
+    await waitForCatchUp(fx.db);
 
-    const deleter = new pg.Client({ connectionString: db.url });
+    const deleter = new pg.Client({ connectionString: fx.db.url });
     await deleter.connect();
     try {
       // The groups arrive as "unchanged toast". Before the update's flush (the debounce is long), the
       // row is deleted and the table locked; the bridge's read of the row at flush time waits.
-      await db.query(`UPDATE crm.customer_profile SET note = 'touched' WHERE cust_no = 't1'`);
+      await fx.db.query(`UPDATE crm.customer_profile SET note = 'touched' WHERE cust_no = 't1'`);
       await deleter.query('BEGIN');
       await deleter.query(`LOCK TABLE crm.customer_profile IN ACCESS EXCLUSIVE MODE`);
       await deleter.query(`DELETE FROM crm.customer_profile WHERE cust_no = 't1'`);
       await eventually(async () => {
-        const { rows } = await db.query<{ query: string }>(
+        const { rows } = await fx.db.query<{ query: string }>(
           `SELECT query FROM pg_stat_activity
             WHERE datname = current_database() AND application_name = 'tuzhan-cdc' AND wait_event_type = 'Lock'`,
         );
         // The moment: the bridge's read of the row waits for the delete's transaction.
         expect(rows.map((r) => r.query)).toEqual([expect.stringMatching(/^SELECT .*customer_profile/)]);
       }, 10_000);
-      if (watch) sim.setFaults({ latencyMs: 500 });
+      if (watch) fx.sim.setFaults({ latencyMs: 500 });
       await deleter.query('COMMIT');
     } finally {
       await deleter.end();
     }
     const statuses: string[] = [];
-    const caughtUp = waitForCatchUp(db).finally(() => (watching = false));
+    const caughtUp = waitForCatchUp(fx.db).finally(() => (watching = false));
     let watching = true;
     while (watching) {
-      const row = (await statusRows(db, 'profiles')).get('{"cust_no":"t1"}');
+      const row = (await statusRows(fx.db, 'profiles')).get('{"cust_no":"t1"}');
       const seen = `${row?.op}/${row?.status}${row?.error ? `: ${row.error}` : ''}`;
       if (statuses[statuses.length - 1] !== seen) statuses.push(seen);
       await new Promise((r) => setTimeout(r, 20));
     }
     await caughtUp;
     const all = groups.join(',');
-    const shown = sent.map(({ optType, row }) =>
+    const shown = sent().map(({ optType, row }) =>
       row.groups === undefined
         ? `${optType}:`
         : `${optType}:${row.groups === all ? 'all' : row.groups === '' ? '<empty>' : row.groups}`,
@@ -131,8 +106,8 @@ describe('an unchanged TOAST value whose row is gone', () => {
       // would remove what other writers put on the customer); the last one removes them.
       expect(shown.filter((s) => !s.endsWith(':all'))).toEqual([]);
       expect(shown[shown.length - 1]).toBe('delete:all');
-      expect(sim.groupsOf('thirdId', 't1')).toEqual([]);
-      const row = (await statusRows(db, 'profiles')).get('{"cust_no":"t1"}');
+      expect(fx.sim.groupsOf('thirdId', 't1')).toEqual([]);
+      const row = (await statusRows(fx.db, 'profiles')).get('{"cust_no":"t1"}');
       expect(row).toMatchObject({ op: 'delete', status: 'synced', error: null });
     },
   );

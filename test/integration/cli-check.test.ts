@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { describe, expect, it } from 'vitest';
 import { freePort, startPostgres } from '../../src/throwaway/postgres.js';
 import { runCli, STACK_FRAME, writeConfigFile } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, testConfigYaml as baseConfigYaml } from '../helpers/pipeline.js';
+import { createTestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { testConfigYaml as baseConfigYaml } from '../helpers/pipeline.js';
 
 /** Slot names are server-wide: each test file streams from its own. */
 const SLOT = 'cli_check';
@@ -22,30 +22,19 @@ function finding(stdout: string, check: string): { row: string; next: string } {
 }
 
 describe('tuzhan-cdc check', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('cli check');
-    await db.query(CRM_SCHEMA);
-  });
-  afterAll(async () => {
-    await sim?.close();
-    await db?.drop();
-  });
+  const fx = usePipelineFixture('cli check', { per: 'file' });
 
   it('passes on a healthy setup and exits 0, without printing the password', async () => {
     // The harness's URL has no password: connect as a role that has one, so there is one to leak.
     const role = `tz_check_${randomBytes(3).toString('hex')}`;
     const password = `pw-${randomBytes(6).toString('hex')}`;
-    await db.query(`CREATE ROLE ${role} LOGIN SUPERUSER PASSWORD '${password}'`);
+    await fx.db.query(`CREATE ROLE ${role} LOGIN SUPERUSER PASSWORD '${password}'`);
     try {
-      const u = new URL(db.url);
+      const u = new URL(fx.db.url);
       u.username = role;
       u.password = password;
       const file = writeConfigFile(
-        testConfigYaml({ db: { ...db, url: u.toString() }, slot: SLOT, apiUrl: sim.url }),
+        testConfigYaml({ db: { ...fx.db, url: u.toString() }, slot: SLOT, apiUrl: fx.sim.url }),
       );
       const r = await runCli(['--config', file, 'check']);
       expect(r.stderr).toBe('');
@@ -68,17 +57,17 @@ describe('tuzhan-cdc check', () => {
       expect(report.findings.every((f) => f.ok)).toBe(true);
       expect(json.stdout + json.stderr).not.toContain(password);
     } finally {
-      await db.query(`DROP ROLE ${role}`);
+      await fx.db.query(`DROP ROLE ${role}`);
     }
   });
 
   it('warns about group names two sources both use (a customer loses them when either removes them)', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, slot: SLOT, apiUrl: fx.sim.url }));
     const quiet = await runCli(['--config', file, 'check']);
     expect(finding(quiet.stdout, 'group names').row).toMatch(
       /ok\s+no group name is used by two sources \(in the first 10,000 rows of each table\)/,
     );
-    await db.query(`
+    await fx.db.query(`
       INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('w1', 'vip, gold'), ('w2', 'east');
       INSERT INTO crm.member_group (member_id, group_name) VALUES ('w1', 'gold'), ('w3', 'east'), ('w3', 'north');`);
     try {
@@ -90,20 +79,20 @@ describe('tuzhan-cdc check', () => {
       );
       expect(f.next).toContain('fix: give each group name one source');
     } finally {
-      await db.query(
+      await fx.db.query(
         `DELETE FROM crm.customer_profile WHERE cust_no LIKE 'w%'; DELETE FROM crm.member_group WHERE member_id LIKE 'w%'`,
       );
     }
   });
 
   it('reports a membership source without REPLICA IDENTITY FULL with the ALTER TABLE to run, exit 3', async () => {
-    await db.query(`CREATE TABLE crm."Loyalty" (cust_no text PRIMARY KEY, mobile text, tiers text)`);
+    await fx.db.query(`CREATE TABLE crm."Loyalty" (cust_no text PRIMARY KEY, mobile text, tiers text)`);
     const config = (mode: string) =>
       writeConfigFile(
         testConfigYaml({
-          db,
+          db: fx.db,
           slot: SLOT,
-          apiUrl: sim.url,
+          apiUrl: fx.sim.url,
           sources: `
   - name: loyalty
     table: crm."Loyalty"
@@ -134,7 +123,7 @@ describe('tuzhan-cdc check', () => {
     columns: { thirdId: cust_no, phone: mobil, groups: "Group names" }
     match: { isMatching: false }
 `;
-    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url, sources }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, slot: SLOT, apiUrl: fx.sim.url, sources }));
     const r = await runCli(['--config', file, 'check']);
     expect(r.code, r.stdout + r.stderr).toBe(3);
     expect(finding(r.stdout, 'source typo: columns').row).toMatch(
@@ -146,16 +135,16 @@ describe('tuzhan-cdc check', () => {
   it('reports a role without REPLICATION (and without ownership of the tables), exit 3', async () => {
     const role = `tz_norepl_${randomBytes(3).toString('hex')}`;
     const password = `pw-${randomBytes(6).toString('hex')}`;
-    await db.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
-    await db.query(
+    await fx.db.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+    await fx.db.query(
       `GRANT USAGE ON SCHEMA crm TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA crm TO ${role};`,
     );
     try {
-      const u = new URL(db.url);
+      const u = new URL(fx.db.url);
       u.username = role;
       u.password = password;
       const file = writeConfigFile(
-        testConfigYaml({ db: { ...db, url: u.toString() }, slot: SLOT, apiUrl: sim.url }),
+        testConfigYaml({ db: { ...fx.db, url: u.toString() }, slot: SLOT, apiUrl: fx.sim.url }),
       );
       const r = await runCli(['--config', file, 'check']);
       expect(r.code, r.stdout + r.stderr).toBe(3);
@@ -173,13 +162,13 @@ describe('tuzhan-cdc check', () => {
       expect(finding(r.stdout, 'source profiles: SELECT privilege').row).toMatch(/\sok\s/);
       expect(r.stdout + r.stderr).not.toContain(password);
     } finally {
-      await db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+      await fx.db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
     }
   });
 
   it('reports an unreachable platform naming tuzhan.baseUrl, exit 3', async () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
-    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: closed }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, slot: SLOT, apiUrl: closed }));
     const r = await runCli(['--config', file, 'check']);
     expect(r.code, r.stdout + r.stderr).toBe(3);
     const f = finding(r.stdout, 'platform reachable');
@@ -194,8 +183,8 @@ describe('tuzhan-cdc check', () => {
       prefer: ['local', 'embedded'],
     });
     try {
-      const admin = { ...db, url: replica.url };
-      const file = writeConfigFile(testConfigYaml({ db: admin, slot: SLOT, apiUrl: sim.url }));
+      const admin = { ...fx.db, url: replica.url };
+      const file = writeConfigFile(testConfigYaml({ db: admin, slot: SLOT, apiUrl: fx.sim.url }));
       const r = await runCli(['--config', file, 'check']);
       expect(r.code, r.stdout + r.stderr).toBe(3);
       const f = finding(r.stdout, 'wal_level');
@@ -207,11 +196,11 @@ describe('tuzhan-cdc check', () => {
   });
 
   it('reports an unreachable database with its fix and without the password, exit 3', async () => {
-    const u = new URL(db.url);
+    const u = new URL(fx.db.url);
     u.port = String(await freePort());
     u.password = 'not-to-be-printed';
     const file = writeConfigFile(
-      testConfigYaml({ db: { ...db, url: u.toString() }, slot: SLOT, apiUrl: sim.url }),
+      testConfigYaml({ db: { ...fx.db, url: u.toString() }, slot: SLOT, apiUrl: fx.sim.url }),
     );
     const r = await runCli(['--config', file, 'check']);
     expect(r.code, r.stdout + r.stderr).toBe(3);
@@ -226,12 +215,12 @@ describe('tuzhan-cdc check', () => {
     try {
       const slot = `${SLOT}_taken`;
       await other.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
-      const file = writeConfigFile(testConfigYaml({ db, slot, apiUrl: sim.url }));
+      const file = writeConfigFile(testConfigYaml({ db: fx.db, slot, apiUrl: fx.sim.url }));
       const r = await runCli(['--config', file, 'check']);
       expect(r.code, r.stdout + r.stderr).toBe(3);
       const f = finding(r.stdout, 'replication slot');
       expect(f.row).toMatch(
-        new RegExp(`FAIL\\s+slot ${slot} belongs to database ${other.name}, not ${db.name}`),
+        new RegExp(`FAIL\\s+slot ${slot} belongs to database ${other.name}, not ${fx.db.name}`),
       );
       expect(f.next).toContain('fix: choose another postgres.slot');
     } finally {
@@ -240,8 +229,8 @@ describe('tuzhan-cdc check', () => {
   });
 
   it('a bad config prints one line per problem naming the key path, exits 2, no stack trace', async () => {
-    const yaml = testConfigYaml({ db, slot: SLOT, apiUrl: sim.url })
-      .replace(`url: ${db.url}`, 'url: ${DATABASE_URL}')
+    const yaml = testConfigYaml({ db: fx.db, slot: SLOT, apiUrl: fx.sim.url })
+      .replace(`url: ${fx.db.url}`, 'url: ${DATABASE_URL}')
       .replace('debounceMs:', 'debounceMS:');
     const file = writeConfigFile(yaml);
     const r = await runCli(['--config', file, 'check'], { DATABASE_URL: undefined });

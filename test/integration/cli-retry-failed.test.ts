@@ -2,14 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { freePort } from '../../src/throwaway/postgres.js';
 import { runCli, startCli, writeConfigFile } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import {
-  CRM_SCHEMA,
-  statusRows,
-  testConfigYaml,
-  waitForCatchUp,
-  waitForStreaming,
-} from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { statusRows, testConfigYaml, waitForCatchUp, waitForStreaming } from '../helpers/pipeline.js';
 
 /** Slot names are server-wide: each test file streams from its own. */
 const SLOT = 'cli_retry_failed';
@@ -28,7 +22,8 @@ const SOURCES = `
 `;
 
 describe('tuzhan-cdc retry-failed', () => {
-  let db: TestDatabase;
+  // The simulators are the test's own: one that knows no customer, then one that knows them.
+  const fx = usePipelineFixture('cli retry', { per: 'file', simulator: false });
   let before: Simulator;
   let after: Simulator | undefined;
   let file: string;
@@ -36,35 +31,32 @@ describe('tuzhan-cdc retry-failed', () => {
   beforeAll(async () => {
     // The platform at first knows none of the customers: with matching, every row fails.
     before = await startSimulator({ token: 'test-token', registry: [] });
-    db = await createTestDatabase('cli retry');
-    await db.query(CRM_SCHEMA);
-    file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: before.url, sources: SOURCES }));
+    file = writeConfigFile(testConfigYaml({ db: fx.db, slot: SLOT, apiUrl: before.url, sources: SOURCES }));
   });
   afterAll(async () => {
     await before?.close();
     await after?.close();
-    await db?.drop();
   });
 
   it('sends the failed rows again as they are now, once the platform knows the customers', async () => {
-    await db.query(`
+    await fx.db.query(`
       INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'gold'), ('m1', 'silver'), ('m2', 'gold');
       INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'vip'), ('c9', 'ghost');
     `);
     const run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn' });
     try {
-      await waitForStreaming(db, 'cli_retry_failed');
+      await waitForStreaming(fx.db, 'cli_retry_failed');
       // Changed and deleted while failed: the retry must use the current rows, not the old payloads.
-      await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'vip,gold' WHERE cust_no = 'c1'`);
-      await db.query(`DELETE FROM crm.member_group WHERE member_id = 'm2'`);
-      await waitForCatchUp(db, SLOT);
+      await fx.db.query(`UPDATE crm.customer_profile SET "Group Names" = 'vip,gold' WHERE cust_no = 'c1'`);
+      await fx.db.query(`DELETE FROM crm.member_group WHERE member_id = 'm2'`);
+      await waitForCatchUp(fx.db, SLOT);
     } finally {
       run.child.kill('SIGTERM');
     }
     expect((await run.exited).code).toBe(0);
-    const failed = await statusRows(db, 'memberships');
+    const failed = await statusRows(fx.db, 'memberships');
     expect([...failed.values()].map((r) => r.status)).toEqual(['failed', 'failed', 'failed']);
-    expect([...(await statusRows(db, 'profiles')).values()].map((r) => r.status)).toEqual([
+    expect([...(await statusRows(fx.db, 'profiles')).values()].map((r) => r.status)).toEqual([
       'failed',
       'failed',
     ]);
@@ -74,7 +66,7 @@ describe('tuzhan-cdc retry-failed', () => {
     const down = await runCli(['--config', file, 'retry-failed'], { TUZHAN_BASE_URL: closed });
     expect(down.code).toBe(1);
     expect(down.stderr).toMatch(/^tuzhan-cdc: the platform is unreachable .*nothing was retried$/m);
-    expect([...(await statusRows(db, 'memberships')).values()].every((r) => r.status === 'failed')).toBe(
+    expect([...(await statusRows(fx.db, 'memberships')).values()].every((r) => r.status === 'failed')).toBe(
       true,
     );
 
@@ -89,7 +81,7 @@ describe('tuzhan-cdc retry-failed', () => {
     expect(after.stats().requests).toBe(0);
 
     // sync_batch already holds the requests of `run`: only rows after this id are the retry's.
-    const lastBatch = await db.query<{ id: string }>(
+    const lastBatch = await fx.db.query<{ id: string }>(
       `SELECT coalesce(max(id), 0)::text AS id FROM "Tuzhan Sync".sync_batch`,
     );
     const r = await runCli(['--config', file, 'retry-failed'], { TUZHAN_BASE_URL: after.url });
@@ -106,7 +98,7 @@ describe('tuzhan-cdc retry-failed', () => {
     expect(after.stats().byOptType.add).toMatchObject({ requests: 2, rows: 3 });
     expect(after.stats().byOptType.update).toMatchObject({ requests: 0 });
 
-    const memberships = await statusRows(db, 'memberships');
+    const memberships = await statusRows(fx.db, 'memberships');
     expect([...memberships.values()].map((s) => [s.op, s.status, s.error])).toEqual(
       expect.arrayContaining([
         ['add', 'synced', null],
@@ -114,7 +106,7 @@ describe('tuzhan-cdc retry-failed', () => {
         ['delete', 'synced', null],
       ]),
     );
-    const profiles = await statusRows(db, 'profiles');
+    const profiles = await statusRows(fx.db, 'profiles');
     expect(profiles.get('{"cust_no":"c1"}')).toMatchObject({
       op: 'add',
       status: 'synced',
@@ -124,7 +116,7 @@ describe('tuzhan-cdc retry-failed', () => {
     expect(profiles.get('{"cust_no":"c9"}')?.attempts).toBeGreaterThanOrEqual(2);
     // One sync_batch row per request the retry sent: memberships' delete and merged add, the
     // profiles' add (c1 imported, c9 not).
-    const batches = await db.query(
+    const batches = await fx.db.query(
       `SELECT source, opt_type, rows, api_status, success_num, fail_num FROM "Tuzhan Sync".sync_batch
         WHERE id > $1 ORDER BY source, opt_type`,
       [lastBatch.rows[0]?.id],

@@ -6,13 +6,11 @@
  * error is one line, its stack trace at debug level.
  */
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cleanup.js';
 import { runCli, startCli, STACK_FRAME, writeConfigFile, type CliResult } from '../helpers/cli.js';
-import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, DEFAULT_SOURCES, eventually, testConfigYaml } from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { DEFAULT_SOURCES, eventually, testConfigYaml } from '../helpers/pipeline.js';
 
 /** The JSON lines of the log (stdout), parsed. */
 function logLines(stdout: string): Array<Record<string, unknown>> {
@@ -26,32 +24,21 @@ const fatal = (stdout: string) => logLines(stdout).filter((l) => l.level === 'fa
 
 describe('run: a start that fails before streaming', () => {
   const role = `tz_nopriv_${randomBytes(3).toString('hex')}`;
-  let db: TestDatabase;
-  let sim: Simulator;
+  const fx = usePipelineFixture('cli start failure', { per: 'file', roles: [role] });
 
   beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('cli start failure');
-    await db.query(CRM_SCHEMA);
     // A role that owns the tables and may create its schema, but not stream: one missing privilege.
-    await db.query(`CREATE ROLE ${role} LOGIN; GRANT USAGE ON SCHEMA crm TO ${role};
-      GRANT CREATE ON DATABASE ${db.name} TO ${role};
+    await fx.db.query(`CREATE ROLE ${role} LOGIN; GRANT USAGE ON SCHEMA crm TO ${role};
+      GRANT CREATE ON DATABASE ${fx.db.name} TO ${role};
       ALTER TABLE crm.customer_profile OWNER TO ${role}; ALTER TABLE crm.member_group OWNER TO ${role}`);
-  });
-  afterAll(async () => {
-    await sim?.close();
-    await db?.drop();
-    const admin = new pg.Client({ connectionString: adminUrl() });
-    await admin.connect();
-    await admin.query(`DROP ROLE IF EXISTS ${role}`).finally(() => admin.end());
   });
 
   it('a mapped column with a typo and a missing privilege: fixes printed and logged, then the delay; SIGTERM ends it', async () => {
-    const u = new URL(db.url);
+    const u = new URL(fx.db.url);
     u.username = role;
     const yaml = testConfigYaml({
-      db: { ...db, url: u.toString() },
-      apiUrl: sim.url,
+      db: { ...fx.db, url: u.toString() },
+      apiUrl: fx.sim.url,
       sources: DEFAULT_SOURCES.replace('phone: mobile', 'phone: mobil'),
     });
     const running = startCli(['--config', writeConfigFile(yaml), 'run', '--config-error-delay', '60'], {
@@ -86,7 +73,7 @@ describe('run: a start that fails before streaming', () => {
     });
     expect(line?.msg).toMatch(/^cannot start: replication privilege: .* \(and 1 more\)$/);
     // Nothing was created: the checks come before anything else.
-    const { rows } = await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'Tuzhan Sync'`);
+    const { rows } = await fx.db.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'Tuzhan Sync'`);
     expect(rows).toEqual([]);
 
     running.child.kill('SIGTERM');
@@ -96,9 +83,9 @@ describe('run: a start that fails before streaming', () => {
   });
 
   it('a database that cannot be reached exits 1 at once, delay or not: a restart is what fixes it', async () => {
-    const u = new URL(db.url);
+    const u = new URL(fx.db.url);
     u.port = '1';
-    const yaml = testConfigYaml({ db: { ...db, url: u.toString() }, apiUrl: sim.url });
+    const yaml = testConfigYaml({ db: { ...fx.db, url: u.toString() }, apiUrl: fx.sim.url });
     // Exits by itself: the test's own timeout is far below the delay.
     const r: CliResult = await runCli(
       ['--config', writeConfigFile(yaml), 'run', '--config-error-delay', '600'],
@@ -118,7 +105,7 @@ describe('run: a start that fails before streaming', () => {
 
   it('an unexpected error is one line on stderr; its stack trace goes to the log at debug level', async () => {
     // A directory where the CA certificate should be: reading it fails as a permission denied would.
-    const yaml = testConfigYaml({ db, apiUrl: sim.url }).replace(
+    const yaml = testConfigYaml({ db: fx.db, apiUrl: fx.sim.url }).replace(
       'onSlotLost: stop',
       `onSlotLost: stop\n  ssl: { ca: ${tempDir('not-a-file')} }`,
     );

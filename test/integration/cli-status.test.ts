@@ -1,9 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/throwaway/postgres.js';
 import { runCli, startCli, writeConfigFile, type RunningCli } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, testConfigYaml, waitForCatchUp, waitForStreaming } from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { testConfigYaml, waitForCatchUp, waitForStreaming } from '../helpers/pipeline.js';
 
 /** Slot names are server-wide: each test file streams from its own. */
 const SLOT = 'cli_status';
@@ -18,23 +17,15 @@ interface StatusJson {
 }
 
 describe('tuzhan-cdc status', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
+  const fx = usePipelineFixture('cli status', { per: 'file' });
   let run: RunningCli | undefined;
 
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('cli status');
-    await db.query(CRM_SCHEMA);
-  });
-  afterAll(async () => {
+  afterAll(() => {
     run?.child.kill('SIGKILL');
-    await sim?.close();
-    await db?.drop();
   });
 
   it('before the first run: no slot, no status schema, exit 0', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, slot: SLOT, apiUrl: fx.sim.url }));
     const r = await runCli(['--config', file, 'status']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/slot\s+cli_status: does not exist/);
@@ -42,22 +33,22 @@ describe('tuzhan-cdc status', () => {
   });
 
   it('after a short run: counts per source and status, the slot and its lag, the failures', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
-    await db.query(
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, slot: SLOT, apiUrl: fx.sim.url }));
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'vip'), ('c2', 'north')`,
     );
     // The learned request rate is asked of the running bridge's HTTP endpoint.
     const port = await freePort();
     const http = { TUZHAN_CDC__HTTP__LISTEN: `127.0.0.1:${port}` };
     run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn', ...http });
-    await waitForStreaming(db, 'cli_status');
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c3', 'east')`);
-    await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'vip,gold' WHERE cust_no = 'c1'`);
+    await waitForStreaming(fx.db, 'cli_status');
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c3', 'east')`);
+    await fx.db.query(`UPDATE crm.customer_profile SET "Group Names" = 'vip,gold' WHERE cust_no = 'c1'`);
     // An empty member id maps to no identity: recorded as failed locally, never sent.
-    await db.query(
+    await fx.db.query(
       `INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'gold'), ('', 'gold')`,
     );
-    await waitForCatchUp(db, SLOT);
+    await waitForCatchUp(fx.db, SLOT);
 
     const live = await runCli(['--config', file, 'status', '--json'], http);
     expect(live.code).toBe(0);
@@ -104,7 +95,7 @@ describe('tuzhan-cdc status', () => {
   });
 
   it('an unknown --source is a usage error (exit 2)', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, slot: SLOT, apiUrl: fx.sim.url }));
     const r = await runCli(['--config', file, 'status', '--source', 'nope']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^tuzhan-cdc: unknown source 'nope' \(sources: profiles, memberships\)$/m);

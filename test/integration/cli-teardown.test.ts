@@ -1,26 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { afterAll, describe, expect, it } from 'vitest';
 import { runCli, startCli, writeConfigFile, type RunningCli } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, testConfigYaml, waitForCatchUp, waitForStreaming } from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { testConfigYaml, waitForCatchUp, waitForStreaming } from '../helpers/pipeline.js';
 
 /** Slot names are server-wide: each test file streams from its own. */
 const SLOT = 'cli_teardown';
 
 describe('tuzhan-cdc teardown', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
+  const fx = usePipelineFixture('cli teardown', { per: 'file' });
   let run: RunningCli | undefined;
 
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('cli teardown');
-    await db.query(CRM_SCHEMA);
-  });
-  afterAll(async () => {
+  afterAll(() => {
     run?.child.kill('SIGKILL');
-    await sim?.close();
-    await db?.drop();
   });
 
   async function state(): Promise<{
@@ -29,28 +20,28 @@ describe('tuzhan-cdc teardown', () => {
     schema: boolean;
     snapshot: boolean;
   }> {
-    const { rows } = await db.query<{ slot: boolean; publication: boolean; schema: boolean }>(
+    const { rows } = await fx.db.query<{ slot: boolean; publication: boolean; schema: boolean }>(
       `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cli_teardown') AS slot,
               EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'cli_teardown') AS publication,
               EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'Tuzhan Sync') AS schema`,
     );
     const s = rows[0] as { slot: boolean; publication: boolean; schema: boolean };
     const snapshot = s.schema
-      ? ((await db.query(`SELECT 1 FROM "Tuzhan Sync".bridge_state WHERE slot = 'cli_teardown'`)).rowCount ??
-          0) > 0
+      ? ((await fx.db.query(`SELECT 1 FROM "Tuzhan Sync".bridge_state WHERE slot = 'cli_teardown'`))
+          .rowCount ?? 0) > 0
       : false;
     return { ...s, snapshot };
   }
 
   it('prints its plan without --yes, refuses an active slot, then drops slot and publication', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, slot: SLOT, apiUrl: fx.sim.url }));
     run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn' });
-    await waitForStreaming(db, 'cli_teardown');
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'vip')`);
-    await waitForCatchUp(db, SLOT);
+    await waitForStreaming(fx.db, 'cli_teardown');
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'vip')`);
+    await waitForCatchUp(fx.db, SLOT);
 
     // The bridge marked the publication it created: that is what lets teardown drop it.
-    const comment = await db.query<{ c: string }>(
+    const comment = await fx.db.query<{ c: string }>(
       `SELECT obj_description(oid, 'pg_publication') AS c FROM pg_publication WHERE pubname = $1`,
       [SLOT],
     );
@@ -82,7 +73,7 @@ describe('tuzhan-cdc teardown', () => {
     expect(r.stdout).toContain('dropped publication cli_teardown');
     // The status schema stays (with the outcomes); only the slot's snapshot record goes with the slot.
     expect(await state()).toEqual({ slot: false, publication: false, schema: true, snapshot: false });
-    const kept = await db.query(`SELECT 1 FROM "Tuzhan Sync".sync_status`);
+    const kept = await fx.db.query(`SELECT 1 FROM "Tuzhan Sync".sync_status`);
     expect(kept.rowCount).toBe(1);
 
     const schema = await runCli(['--config', file, 'teardown', '--yes', '--drop-status-schema']);
@@ -96,9 +87,9 @@ describe('tuzhan-cdc teardown', () => {
   });
 
   it('--force ends the walsender of an active slot and drops it', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, slot: SLOT, apiUrl: fx.sim.url }));
     run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'warn' });
-    await waitForStreaming(db, 'cli_teardown');
+    await waitForStreaming(fx.db, 'cli_teardown');
     const r = await runCli(['--config', file, 'teardown', '--yes', '--force']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/ended the walsender of slot cli_teardown \(pid \d+\)/);
@@ -115,7 +106,7 @@ describe('tuzhan-cdc teardown', () => {
   it("leaves a publication another bridge's slot streams from, or may, and drops it with the last", async () => {
     const shared = (slot: string) =>
       writeConfigFile(
-        testConfigYaml({ db, slot, apiUrl: sim.url }).replace(
+        testConfigYaml({ db: fx.db, slot, apiUrl: fx.sim.url }).replace(
           `publication: ${slot}`,
           'publication: cli_teardown_shared',
         ),
@@ -123,9 +114,9 @@ describe('tuzhan-cdc teardown', () => {
     const a = shared('cli_teardown_a');
     const b = shared('cli_teardown_b');
     run = startCli(['--config', a, 'run'], { LOG_LEVEL: 'warn' });
-    await waitForStreaming(db, 'cli_teardown_a');
+    await waitForStreaming(fx.db, 'cli_teardown_a');
     const pid = (
-      await db.query<{ pid: number }>(
+      await fx.db.query<{ pid: number }>(
         `SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'cli_teardown_a'`,
       )
     ).rows[0]?.pid;

@@ -15,17 +15,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { createIdentityIndexes } from '../../src/status/identity-indexes.js';
 import { silentLogger } from '../../src/ops/logger.js';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { freePort } from '../../src/throwaway/postgres.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import {
-  CRM_SCHEMA,
-  eventually,
-  statusRows,
-  testConfig,
-  waitForCatchUp,
-  waitForStreaming,
-} from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { eventually, statusRows, testConfig, waitForCatchUp, waitForStreaming } from '../helpers/pipeline.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const XSS = '<img src=x onerror=alert(1)>';
@@ -43,8 +35,7 @@ function externalAddress(): string | undefined {
 // this file. On CI a missing browser fails the run rather than pass it unseen.
 const skip = process.env.TUZHAN_SKIP_BROWSER_TESTS === '1' || (!existsSync(CHROMIUM) && !process.env.CI);
 describe.skipIf(skip)('console in a browser', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
+  const fx = usePipelineFixture('console browser', { per: 'file' });
   let daemon: Daemon | undefined;
   let context: BrowserContext | undefined;
   let profileDir: string | undefined;
@@ -58,10 +49,7 @@ describe.skipIf(skip)('console in a browser', () => {
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('console browser');
-    await db.query(CRM_SCHEMA);
-    await db.query(`
+    await fx.db.query(`
       INSERT INTO crm.customer_profile (cust_no, mobile, wx_openid, "Group Names")
         SELECT 'C' || g, (13800000000 + g)::text, 'o-' || g, CASE WHEN g % 3 = 0 THEN 'vip,gold' ELSE 'gold' END
           FROM generate_series(1, 40) g;
@@ -69,18 +57,18 @@ describe.skipIf(skip)('console in a browser', () => {
       INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'gold'), ('m2', 'silver'), ('m3', '${XSS},x'), ('BAD1', 'gold');
     `);
     // The platform rejects every request carrying BAD1 as a whole: bisection leaves it failed.
-    sim.setFaults({ rejectRequestsWith: 'BAD1' });
+    fx.sim.setFaults({ rejectRequestsWith: 'BAD1' });
     const port = await freePort();
     // A low limit on mass removals: ten rows deleted at once are held for a person.
-    const config = testConfig({ db, apiUrl: sim.url, extra: 'guard: { maxRemovals: 5 }' });
+    const config = testConfig({ db: fx.db, apiUrl: fx.sim.url, extra: 'guard: { maxRemovals: 5 }' });
     daemon = await startDaemon(
       { ...config, http: { listen: { host: '0.0.0.0', port }, token: TOKEN } },
       silentLogger(),
     );
-    await waitForStreaming(db, db.name);
-    await waitForCatchUp(db);
+    await waitForStreaming(fx.db, fx.db.name);
+    await waitForCatchUp(fx.db);
     // The optional identity indexes, as a DBA creates them: the search below is by phone.
-    await createIdentityIndexes(db.url, config.postgres.statusSchema);
+    await createIdentityIndexes(fx.db.url, config.postgres.statusSchema);
     base = `http://${externalAddress() ?? '127.0.0.1'}:${port}`;
 
     profileDir = mkdtempSync(join(tmpdir(), 'tuzhan-chromium-'));
@@ -117,8 +105,6 @@ describe.skipIf(skip)('console in a browser', () => {
     await context?.close().catch(() => {});
     if (profileDir) rmSync(profileDir, { recursive: true, force: true });
     await daemon?.stop(5000);
-    await sim?.close();
-    await db?.drop();
   });
 
   it('beyond loopback, the page asks for the token and the API refuses a request without it', async () => {
@@ -139,7 +125,7 @@ describe.skipIf(skip)('console in a browser', () => {
   it("the overview's numbers are sync_summary's", async () => {
     await page.goto(`${base}/console/#/overview`);
     await page.locator('tr[data-source="memberships"]').waitFor();
-    const summary = await db.query<{ source: string; status: string; rows: string }>(
+    const summary = await fx.db.query<{ source: string; status: string; rows: string }>(
       `SELECT source, status, rows::text FROM "Tuzhan Sync".sync_summary`,
     );
     const shown = await page.$$eval('tr[data-source] td[data-status]', (cells) =>
@@ -168,7 +154,7 @@ describe.skipIf(skip)('console in a browser', () => {
     // since the first of them (at least a minute), from sync_batch; the chart holds every request
     // of the window, minute by minute.
     const generatedAt = Date.parse((await page.getAttribute('#page-overview', 'data-generated-at')) ?? '');
-    const batches = await db.query<{ source: string; started_at: Date }>(
+    const batches = await fx.db.query<{ source: string; started_at: Date }>(
       `SELECT source, started_at FROM "Tuzhan Sync".sync_batch WHERE opt_type <> 'truncate'`,
     );
     for (const source of ['profiles', 'memberships']) {
@@ -235,12 +221,12 @@ describe.skipIf(skip)('console in a browser', () => {
     });
     await group.waitFor();
     await page.screenshot({ path: join(SHOTS, 'console-failures.png'), fullPage: true });
-    const before = await statusRows(db, 'memberships');
+    const before = await statusRows(fx.db, 'memberships');
     expect(before.get('{"id":"4"}')?.status).toBe('failed');
     const stored = `SELECT status, attempts, synced_at::text FROM "Tuzhan Sync".sync_status
       WHERE source = 'memberships' AND row_key = '{"id": "3"}'`;
-    const otherBefore = (await db.query(stored)).rows;
-    sim.setFaults({ rejectRequestsWith: '' });
+    const otherBefore = (await fx.db.query(stored)).rows;
+    fx.sim.setFaults({ rejectRequestsWith: '' });
     // "Retry 1" asks first; declined, nothing is sent.
     decline = true;
     await group.locator('button.retry').click();
@@ -249,15 +235,15 @@ describe.skipIf(skip)('console in a browser', () => {
       /^Send the 1 failed row of memberships with the error "rejected by the platform: .*" to the platform again\?$/,
     );
     expect(await page.locator('tr.action[data-kind="retry"]').count()).toBe(0);
-    expect((await statusRows(db, 'memberships')).get('{"id":"4"}')?.status).toBe('failed');
+    expect((await statusRows(fx.db, 'memberships')).get('{"id":"4"}')?.status).toBe('failed');
     await group.locator('button.retry').click();
     await page.locator('tr.action[data-kind="retry"][data-state="done"]').waitFor({ timeout: 30_000 });
-    const after = await statusRows(db, 'memberships');
+    const after = await statusRows(fx.db, 'memberships');
     expect(after.get('{"id":"4"}')?.status).toBe('synced');
-    expect(sim.groupsOf('thirdId', 'BAD1')).toEqual(['gold']);
+    expect(fx.sim.groupsOf('thirdId', 'BAD1')).toEqual(['gold']);
     // Not part of the group: the same source's other error, and the other source's same error.
-    expect((await db.query(stored)).rows).toEqual(otherBefore);
-    expect((await statusRows(db, 'profiles')).get('{"cust_no":"BAD1"}')?.status).toBe('failed');
+    expect((await fx.db.query(stored)).rows).toEqual(otherBefore);
+    expect((await statusRows(fx.db, 'profiles')).get('{"cust_no":"BAD1"}')?.status).toBe('failed');
     await eventually(async () =>
       expect(
         await page
@@ -278,7 +264,7 @@ describe.skipIf(skip)('console in a browser', () => {
     await group.locator('button.backfill').click();
     await page.locator('tr.action[data-kind="backfill"][data-state="done"]').waitFor();
     await eventually(async () => {
-      const { rows } = await db.query<{ source: string; status: string }>(
+      const { rows } = await fx.db.query<{ source: string; status: string }>(
         `SELECT source, status FROM "Tuzhan Sync".backfill WHERE reason = 'requested'`,
       );
       expect(rows).toEqual([{ source: 'memberships', status: 'done' }]);
@@ -292,8 +278,8 @@ describe.skipIf(skip)('console in a browser', () => {
   it('a held mass removal shows on the overview; Reject keeps the platform, Approve removes', async () => {
     const held = (from: number, to: number) =>
       `DELETE FROM crm.customer_profile WHERE cust_no IN (SELECT 'C' || g FROM generate_series(${from}, ${to}) g)`;
-    await db.query(held(1, 10));
-    await waitForCatchUp(db);
+    await fx.db.query(held(1, 10));
+    await waitForCatchUp(fx.db);
     await page.goto(`${base}/console/#/overview`);
     const row = page.locator('tr[data-held-source="profiles"]');
     await row.waitFor();
@@ -308,26 +294,26 @@ describe.skipIf(skip)('console in a browser', () => {
     expect(confirms.at(-1)).toBe(
       'Reject the 10 held rows of profiles? The platform keeps their groups; the rows are recorded skipped.',
     );
-    expect((await statusRows(db, 'profiles')).get('{"cust_no":"C1"}')?.status).toBe('held');
+    expect((await statusRows(fx.db, 'profiles')).get('{"cust_no":"C1"}')?.status).toBe('held');
     await row.locator('button.reject').click();
     await page.locator('#held-result', { hasText: 'rejected 10 held rows' }).waitFor({ timeout: 30_000 });
-    expect((await statusRows(db, 'profiles')).get('{"cust_no":"C1"}')).toMatchObject({
+    expect((await statusRows(fx.db, 'profiles')).get('{"cust_no":"C1"}')).toMatchObject({
       status: 'skipped',
       error: 'rejected by an operator: the platform keeps these groups',
     });
-    expect(sim.groupsOf('thirdId', 'C1')).toEqual(['gold']);
+    expect(fx.sim.groupsOf('thirdId', 'C1')).toEqual(['gold']);
     await page.locator('#card-held', { hasText: 'nothing held' }).waitFor();
 
     // Another: approved, the rows still gone lose their groups.
-    await db.query(held(11, 20));
-    await waitForCatchUp(db);
+    await fx.db.query(held(11, 20));
+    await waitForCatchUp(fx.db);
     await page.goto(`${base}/console/#/overview`);
     await row.waitFor();
     await row.locator('button.approve').click();
     expect(confirms.at(-1)).toMatch(/^Approve the 10 held rows of profiles\? /);
     await page.locator('#held-result', { hasText: 'approved 10 held rows' }).waitFor({ timeout: 30_000 });
-    for (let g = 11; g <= 20; g++) expect(sim.groupsOf('thirdId', `C${g}`), `C${g}`).toEqual([]);
-    expect((await statusRows(db, 'profiles')).get('{"cust_no":"C11"}')?.status).toBe('synced');
+    for (let g = 11; g <= 20; g++) expect(fx.sim.groupsOf('thirdId', `C${g}`), `C${g}`).toEqual([]);
+    expect((await statusRows(fx.db, 'profiles')).get('{"cust_no":"C11"}')?.status).toBe('synced');
     await page.locator('#card-held', { hasText: 'nothing held' }).waitFor();
     await page.goto(`${base}/console/#/failures`);
     await page.locator('tr.action[data-kind="approve"][data-state="done"]').waitFor();

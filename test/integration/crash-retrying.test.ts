@@ -6,17 +6,15 @@
  * unchanged (an add never sent, the row `retrying` forever) or forgets the groups it removes (a
  * stale group on the platform while sync_status says `synced`).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { afterEach, describe, expect, it } from 'vitest';
 import { spawnBridge, writeConfigFile, type BridgeProcess } from '../helpers/bridge-process.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import {
   eventually,
   startTestBridge,
   statusRows,
   testConfigYaml,
   waitForCatchUp,
-  type TestBridge,
 } from '../helpers/pipeline.js';
 
 const SOURCES = `
@@ -28,28 +26,18 @@ const SOURCES = `
 `;
 
 describe('a crash while the platform fails (row mode, default replica identity)', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
+  const fx = usePipelineFixture('crash_retrying', {
+    per: 'file',
+    schema: `
+      CREATE SCHEMA crm;
+      CREATE TABLE crm.plain_profile (cust_no text PRIMARY KEY, groups text, note text);`,
+  });
   let spawned: BridgeProcess | undefined;
 
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('crash_retrying');
-    await db.query(`
-      CREATE SCHEMA crm;
-      CREATE TABLE crm.plain_profile (cust_no text PRIMARY KEY, groups text, note text);`);
-  });
   afterEach(async () => {
-    sim.setFaults({ errorRate: 0 });
+    fx.sim.setFaults({ errorRate: 0 });
     await spawned?.kill('SIGKILL');
     spawned = undefined;
-    await running?.stop();
-    running = undefined;
-  });
-  afterAll(async () => {
-    await sim.close();
-    await db.drop();
   });
 
   const key = (id: string): string => JSON.stringify({ cust_no: id });
@@ -59,38 +47,38 @@ describe('a crash while the platform fails (row mode, default replica identity)'
    * bridge once its row shows `retrying`; restarts with the platform answering and catches up.
    */
   async function crashWhileRetrying(id: string, from: string, to: string): Promise<void> {
-    const yaml = testConfigYaml({ db, apiUrl: sim.url, sources: SOURCES });
+    const yaml = testConfigYaml({ db: fx.db, apiUrl: fx.sim.url, sources: SOURCES });
     spawned = spawnBridge(writeConfigFile(yaml));
     await eventually(() => expect(spawned?.output()).toMatch(/replication stream started/), 30_000);
-    await db.query(`INSERT INTO crm.plain_profile (cust_no, groups) VALUES ($1, $2)`, [id, from]);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', id)).toEqual(from.split(',').sort());
+    await fx.db.query(`INSERT INTO crm.plain_profile (cust_no, groups) VALUES ($1, $2)`, [id, from]);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', id)).toEqual(from.split(',').sort());
 
-    sim.setFaults({ errorRate: 1 });
-    await db.query(`UPDATE crm.plain_profile SET groups = $2 WHERE cust_no = $1`, [id, to]);
+    fx.sim.setFaults({ errorRate: 1 });
+    await fx.db.query(`UPDATE crm.plain_profile SET groups = $2 WHERE cust_no = $1`, [id, to]);
     // The moment: the change's first request failed and its row says so.
     await eventually(async () =>
-      expect((await statusRows(db, 'plain')).get(key(id))?.status).toBe('retrying'),
+      expect((await statusRows(fx.db, 'plain')).get(key(id))?.status).toBe('retrying'),
     );
     expect(await spawned.kill('SIGKILL')).toBe('SIGKILL');
     spawned = undefined;
     // Nothing of the change reached the platform.
-    expect(sim.groupsOf('thirdId', id)).toEqual(from.split(',').sort());
+    expect(fx.sim.groupsOf('thirdId', id)).toEqual(from.split(',').sort());
 
-    sim.setFaults({ errorRate: 0 });
-    running = await startTestBridge({ db, apiUrl: sim.url, sources: SOURCES });
-    await waitForCatchUp(db);
+    fx.sim.setFaults({ errorRate: 0 });
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url, sources: SOURCES });
+    await waitForCatchUp(fx.db);
   }
 
   it('an add that was retrying at the crash is sent after the restart', async () => {
     await crashWhileRetrying('r1', 'a', 'a,c');
-    expect(sim.groupsOf('thirdId', 'r1')).toEqual(['a', 'c']);
-    expect((await statusRows(db, 'plain')).get(key('r1'))).toMatchObject({ op: 'add', status: 'synced' });
+    expect(fx.sim.groupsOf('thirdId', 'r1')).toEqual(['a', 'c']);
+    expect((await statusRows(fx.db, 'plain')).get(key('r1'))).toMatchObject({ op: 'add', status: 'synced' });
   });
 
   it('a removal that was retrying at the crash is sent after the restart', async () => {
     await crashWhileRetrying('r2', 'a,b', 'b,c');
-    expect(sim.groupsOf('thirdId', 'r2')).toEqual(['b', 'c']);
-    expect((await statusRows(db, 'plain')).get(key('r2'))).toMatchObject({ op: 'add', status: 'synced' });
+    expect(fx.sim.groupsOf('thirdId', 'r2')).toEqual(['b', 'c']);
+    expect((await statusRows(fx.db, 'plain')).get(key('r2'))).toMatchObject({ op: 'add', status: 'synced' });
   });
 });

@@ -7,47 +7,34 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import { commitReturningLsn, confirmedPast, currentLsn, unanswered } from '../helpers/moments.js';
 import { spawnBridge, writeConfigFile, type BridgeProcess } from '../helpers/bridge-process.js';
-import {
-  CRM_SCHEMA,
-  eventually,
-  expectedGroups,
-  testConfigYaml,
-  waitForCatchUp,
-} from '../helpers/pipeline.js';
+import { eventually, expectedGroups, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
 
 describe('crash safety', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
+  const fx = usePipelineFixture('crash', { per: 'file' });
   let configFile: string;
   let bridge: BridgeProcess | undefined;
   const ids = new Set<string>();
   let seq = 0;
 
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('crash');
-    await db.query(CRM_SCHEMA);
+  beforeAll(() => {
     configFile = writeConfigFile(
       testConfigYaml({
-        db,
-        apiUrl: sim.url,
+        db: fx.db,
+        apiUrl: fx.sim.url,
         batching: { maxBatchSize: 200, debounceMs: 20, maxWaitMs: 100, maxBufferedRows: 2000 },
       }),
     );
   });
   afterAll(async () => {
     await bridge?.kill('SIGKILL');
-    await sim.close();
-    await db.drop();
   });
 
   /** A few transactions touching both sources: inserts, group changes, moves, deletes. */
   async function writeSome(n = 5): Promise<void> {
-    const c = new pg.Client({ connectionString: db.url });
+    const c = new pg.Client({ connectionString: fx.db.url });
     await c.connect();
     try {
       for (let t = 0; t < n; t++) {
@@ -88,7 +75,7 @@ describe('crash safety', () => {
 
   /** Outcomes stored for changes committed after `lsn` (skipped rows need no answer: not counted). */
   async function storedSince(lsn: string): Promise<number> {
-    const { rows } = await db.query<{ n: number }>(
+    const { rows } = await fx.db.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM "Tuzhan Sync".sync_status WHERE lsn > $1::pg_lsn AND status <> 'skipped'`,
       [lsn],
     );
@@ -115,67 +102,67 @@ describe('crash safety', () => {
 
   it('loses nothing when killed at any moment', async () => {
     // 1. During the first-start snapshot of existing rows.
-    await db.query(
+    await fx.db.query(
       `INSERT INTO crm.member_group (member_id, group_name) SELECT 'm' || (i % 25), 'snap' || i FROM generate_series(1, 4000) i`,
     );
     for (let i = 0; i < 25; i++) ids.add(`m${i}`);
     // 20 requests (one per 200-row flush, merged per member), one after the other since they share
     // customers, each answered after 100 ms: two seconds at least.
-    sim.setFaults({ latencyMs: 100 });
+    fx.sim.setFaults({ latencyMs: 100 });
     start();
-    await eventually(() => expect(sim.stats().requests).toBeGreaterThanOrEqual(2), 30_000, 10);
+    await eventually(() => expect(fx.sim.stats().requests).toBeGreaterThanOrEqual(2), 30_000, 10);
     await crash();
-    sim.setFaults({ latencyMs: 0 });
+    fx.sim.setFaults({ latencyMs: 0 });
     // The moment (read after the kill, so it held at the kill): the slot's snapshot had begun and
     // not finished.
-    const snapshot = await db.query<{ started: boolean; done: boolean }>(
+    const snapshot = await fx.db.query<{ started: boolean; done: boolean }>(
       `SELECT snapshot_started_at IS NOT NULL AS started, snapshot_done_at IS NOT NULL AS done
          FROM "Tuzhan Sync".bridge_state WHERE slot = $1`,
-      [db.name],
+      [fx.db.name],
     );
     expect(snapshot.rows).toEqual([{ started: true, done: false }]);
 
     // 2. While a request is in flight (the platform is slow to answer).
     start();
     await streaming();
-    sim.setFaults({ latencyMs: 500 });
+    fx.sim.setFaults({ latencyMs: 500 });
     // Requests of an earlier stage that never got an answer (cut off by a kill) stay counted.
-    const unansweredBefore = unanswered(sim.stats());
-    const before = sim.stats().requests;
-    let stageStart = await currentLsn(db);
+    const unansweredBefore = unanswered(fx.sim.stats());
+    const before = fx.sim.stats().requests;
+    let stageStart = await currentLsn(fx.db);
     await writeSome();
-    await eventually(() => expect(sim.stats().requests).toBeGreaterThan(before), 10_000, 10);
+    await eventually(() => expect(fx.sim.stats().requests).toBeGreaterThan(before), 10_000, 10);
     await crash();
-    sim.setFaults({ latencyMs: 0 });
+    fx.sim.setFaults({ latencyMs: 0 });
     // The moment (read after the kill, when answers can only have grown): the platform had received
     // a request it had not answered, and no outcome of this stage's changes was stored.
-    expect(unanswered(sim.stats())).toBeGreaterThan(unansweredBefore);
+    expect(unanswered(fx.sim.stats())).toBeGreaterThan(unansweredBefore);
     expect(await storedSince(stageStart)).toBe(0);
 
     // 3. Between the platform's answer and the status write: the status table is locked, so the
     //    bridge holds the answer it cannot store yet.
     start();
     await streaming();
-    await waitForCatchUp(db);
-    const locker = new pg.Client({ connectionString: db.url });
+    await waitForCatchUp(fx.db);
+    const locker = new pg.Client({ connectionString: fx.db.url });
     await locker.connect();
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE "Tuzhan Sync".sync_status IN EXCLUSIVE MODE');
-    const applied = sim.stats().byOptType.update.requests + sim.stats().byOptType.add.requests;
-    stageStart = await currentLsn(db);
+    const applied = fx.sim.stats().byOptType.update.requests + fx.sim.stats().byOptType.add.requests;
+    stageStart = await currentLsn(fx.db);
     await writeSome(2);
     await eventually(
       () =>
-        expect(sim.stats().byOptType.update.requests + sim.stats().byOptType.add.requests).toBeGreaterThan(
-          applied,
-        ),
+        expect(
+          fx.sim.stats().byOptType.update.requests + fx.sim.stats().byOptType.add.requests,
+        ).toBeGreaterThan(applied),
       10_000,
       10,
     );
     // The moment: the platform applied rows of this stage, the bridge's status write waits for the
     // lock, and sync_status (readable under an EXCLUSIVE lock) has none of their outcomes.
     await eventually(async () => {
-      const { rowCount } = await db.query(
+      const { rowCount } = await fx.db.query(
         `SELECT 1 FROM pg_stat_activity
           WHERE datname = current_database() AND application_name = 'tuzhan-cdc' AND wait_event_type = 'Lock'`,
       );
@@ -192,31 +179,31 @@ describe('crash safety', () => {
     //    requests, rightly not overtaken on their keys), and this stage's rows never tried.
     start();
     await streaming();
-    await waitForCatchUp(db);
-    sim.setFaults({ errorRate: 1 });
-    stageStart = await currentLsn(db);
+    await waitForCatchUp(fx.db);
+    fx.sim.setFaults({ errorRate: 1 });
+    stageStart = await currentLsn(fx.db);
     await writeSome();
-    await eventually(() => expect(sim.stats().served500).toBeGreaterThanOrEqual(3), 15_000, 10);
+    await eventually(() => expect(fx.sim.stats().served500).toBeGreaterThanOrEqual(3), 15_000, 10);
     // The moment: sync_status shows this stage's rows as retrying.
     await eventually(async () => {
-      const { rowCount } = await db.query(
+      const { rowCount } = await fx.db.query(
         `SELECT 1 FROM "Tuzhan Sync".sync_status WHERE status = 'retrying' AND lsn > $1::pg_lsn`,
         [stageStart],
       );
       expect(rowCount).toBeGreaterThan(0);
     }, 10_000);
     await crash();
-    sim.setFaults({ errorRate: 0 });
+    fx.sim.setFaults({ errorRate: 0 });
 
     // 5. In the middle of a large transaction.
     start();
     await streaming();
     // Membership rows of one customer are merged into one API row: count the groups themselves.
     const bulkOnPlatform = (): number =>
-      Array.from({ length: 25 }, (_, i) => sim.groupsOf('thirdId', `m${i}`) ?? [])
+      Array.from({ length: 25 }, (_, i) => fx.sim.groupsOf('thirdId', `m${i}`) ?? [])
         .flat()
         .filter((g) => g.startsWith('bulk')).length;
-    const bigCommit = await commitReturningLsn(db, [
+    const bigCommit = await commitReturningLsn(fx.db, [
       `INSERT INTO crm.member_group (member_id, group_name) SELECT 'm' || (i % 25), 'bulk' || i FROM generate_series(1, 20000) i`,
     ]);
     await eventually(() => expect(bulkOnPlatform()).toBeGreaterThan(1000), 30_000, 10);
@@ -224,7 +211,7 @@ describe('crash safety', () => {
     // The moment: the platform had some of the transaction's rows but not all, and the slot had not
     // confirmed past its commit.
     expect(bulkOnPlatform()).toBeLessThan(20000);
-    expect(await confirmedPast(db, db.name, bigCommit)).toBe(false);
+    expect(await confirmedPast(fx.db, fx.db.name, bigCommit)).toBe(false);
 
     // 6. At an arbitrary instant while transactions keep coming.
     start();
@@ -242,14 +229,14 @@ describe('crash safety', () => {
     start();
     await streaming();
     await writeSome(3);
-    await waitForCatchUp(db, db.name, 60_000);
+    await waitForCatchUp(fx.db, fx.db.name, 60_000);
     const platform: Record<string, string[]> = {};
     for (const id of ids) {
-      const g = sim.groupsOf('thirdId', id);
+      const g = fx.sim.groupsOf('thirdId', id);
       if (g && g.length) platform[id] = [...g].sort();
     }
-    expect(platform).toEqual(await expectedGroups(db));
-    const missing = await db.query(`
+    expect(platform).toEqual(await expectedGroups(fx.db));
+    const missing = await fx.db.query(`
       SELECT m.id FROM crm.member_group m
        WHERE NOT EXISTS (SELECT 1 FROM "Tuzhan Sync".sync_status s
                           WHERE s.source = 'memberships' AND s.row_key = jsonb_build_object('id', m.id::text) AND s.status = 'synced')
@@ -258,7 +245,7 @@ describe('crash safety', () => {
        WHERE NOT EXISTS (SELECT 1 FROM "Tuzhan Sync".sync_status s
                           WHERE s.source = 'profiles' AND s.row_key = jsonb_build_object('cust_no', p.cust_no) AND s.status = 'synced')`);
     expect(missing.rowCount).toBe(0);
-    const retrying = await db.query(`SELECT 1 FROM "Tuzhan Sync".sync_status WHERE status = 'retrying'`);
+    const retrying = await fx.db.query(`SELECT 1 FROM "Tuzhan Sync".sync_status WHERE status = 'retrying'`);
     expect(retrying.rowCount).toBe(0);
     expect(await (bridge as BridgeProcess).kill('SIGTERM')).toBe(0);
     bridge = undefined;

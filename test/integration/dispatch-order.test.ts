@@ -4,10 +4,9 @@
  * that shares a key or a customer with an earlier one starts only once that one was answered.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import type { ApiRow, OptType } from '../../src/tuzhan/types.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, startTestBridge, waitForCatchUp, type TestBridge } from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { startTestBridge, waitForCatchUp, type TestBridge } from '../helpers/pipeline.js';
 
 interface Seen {
   op: OptType;
@@ -16,39 +15,33 @@ interface Seen {
 }
 
 describe('how a flush reaches the platform', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
   const seen: Seen[] = [];
+  const fx = usePipelineFixture('dispatch order', {
+    per: 'file',
+    simulator: { onRows: (op, rows, at) => seen.push({ op, rows: [...rows], at }) },
+  });
+  let running: TestBridge | undefined;
 
   beforeAll(async () => {
-    sim = await startSimulator({
-      token: 'test-token',
-      onRows: (op, rows, at) => seen.push({ op, rows: [...rows], at }),
-    });
-    db = await createTestDatabase('dispatch order');
-    await db.query(CRM_SCHEMA);
     // One flush per transaction below: a long debounce, a generous wait.
     running = await startTestBridge({
-      db,
-      apiUrl: sim.url,
+      db: fx.db,
+      apiUrl: fx.sim.url,
       batching: { debounceMs: 300, maxWaitMs: 2000 },
     });
   });
   afterEach(() => {
-    sim.setFaults({ latencyMs: 0 });
+    fx.sim.setFaults({ latencyMs: 0 });
   });
   afterAll(async () => {
     await running?.stop();
-    await sim.close();
-    await db.drop();
   });
 
   async function inOneTransaction(sql: string): Promise<Seen[]> {
-    await waitForCatchUp(db);
+    await waitForCatchUp(fx.db);
     const from = seen.length;
-    await db.query(`BEGIN; ${sql}; COMMIT;`);
-    await waitForCatchUp(db);
+    await fx.db.query(`BEGIN; ${sql}; COMMIT;`);
+    await waitForCatchUp(fx.db);
     return seen.slice(from);
   }
 
@@ -66,10 +59,10 @@ describe('how a flush reaches the platform', () => {
   it('a request sharing a key or a customer with an earlier one waits for its answer (deletes first)', async () => {
     await inOneTransaction(`INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES
       ('o1', '1301', 'a'), ('o2', '1302', 'b')`);
-    sim.setFaults({ latencyMs: 300 });
+    fx.sim.setFaults({ latencyMs: 300 });
     // o1 moves to a new phone (its old identity cleared, the new one set: same key), o2 is deleted,
     // o3 is new, and the membership pair (mo, x) leaves one row for another (same customer).
-    await db.query(`INSERT INTO crm.member_group (member_id, group_name) VALUES ('mo', 'x')`);
+    await fx.db.query(`INSERT INTO crm.member_group (member_id, group_name) VALUES ('mo', 'x')`);
     const got = await inOneTransaction(`
       UPDATE crm.customer_profile SET mobile = '1399' WHERE cust_no = 'o1';
       DELETE FROM crm.customer_profile WHERE cust_no = 'o2';
@@ -100,7 +93,7 @@ describe('how a flush reaches the platform', () => {
     // The pair left by one row and taken by another: deleted, then added once the delete was answered.
     expect(members.map((s) => s.op)).toEqual(['delete', 'add']);
     expect((members[1] as Seen).at - (members[0] as Seen).at).toBeGreaterThanOrEqual(300);
-    expect(sim.groupsOf('thirdId', 'mo')).toEqual(['x']);
-    expect(sim.groupsOf('thirdId', 'o1')).toEqual(['a']);
+    expect(fx.sim.groupsOf('thirdId', 'mo')).toEqual(['x']);
+    expect(fx.sim.groupsOf('thirdId', 'o1')).toEqual(['a']);
   });
 });

@@ -3,52 +3,43 @@
  * remove, per source, as the tables are now, and nothing sent or written. The expected lines are
  * counted by hand from the changes made while no bridge ran.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli, writeConfigFile } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, startTestBridge, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { startTestBridge, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
 
 describe('dry runs', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
+  const fx = usePipelineFixture('dry run', { per: 'file' });
 
   beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('dry run');
-    await db.query(CRM_SCHEMA);
-    await db.query(`
+    await fx.db.query(`
       INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'a,b'), ('c2', 'b'), ('c3', 'c');
       INSERT INTO crm.member_group (id, member_id, group_name) VALUES (1, 'm1', 'x'), (2, 'm1', 'y'), (3, 'm2', 'x');`);
-    const running = await startTestBridge({ db, apiUrl: sim.url });
-    await waitForCatchUp(db);
+    const running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url });
+    await waitForCatchUp(fx.db);
     await running.stop();
     // While nothing streams: c1 deleted, c2 from b to z, c4 new; (m1, y) deleted, m2 from x to w.
-    await db.query(`
+    await fx.db.query(`
       DELETE FROM crm.customer_profile WHERE cust_no = 'c1';
       UPDATE crm.customer_profile SET "Group Names" = 'z' WHERE cust_no = 'c2';
       INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c4', 'n');
       DELETE FROM crm.member_group WHERE id = 2;
       UPDATE crm.member_group SET group_name = 'w' WHERE id = 3;`);
   });
-  afterAll(async () => {
-    await sim.close();
-    await db.drop();
-  });
 
   /** What a dry run may not touch: the platform, sync_status, the slot. */
   async function untouched(): Promise<unknown> {
-    const status = await db.query(`SELECT * FROM "Tuzhan Sync".sync_row ORDER BY source_id, key`);
-    const slot = await db.query(
+    const status = await fx.db.query(`SELECT * FROM "Tuzhan Sync".sync_row ORDER BY source_id, key`);
+    const slot = await fx.db.query(
       `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`,
-      [db.name],
+      [fx.db.name],
     );
-    return { requests: sim.stats().requests, status: status.rows, slot: slot.rows };
+    return { requests: fx.sim.stats().requests, status: status.rows, slot: slot.rows };
   }
 
   it('run --resync --dry-run says per source what it would add and remove, and sends nothing', async () => {
     const before = await untouched();
-    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, apiUrl: fx.sim.url }));
     const r = await runCli(['--config', file, 'run', '--resync', '--dry-run']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -67,7 +58,7 @@ describe('dry runs', () => {
 
   it('backfill --dry-run says the same of one source (filtered: no gone keys), without a daemon', async () => {
     const before = await untouched();
-    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, apiUrl: fx.sim.url }));
     const one = await runCli(['--config', file, 'backfill', '--source', 'profiles', '--dry-run']);
     expect([one.code, one.stderr]).toEqual([0, '']);
     expect(one.stdout).toBe(
@@ -88,7 +79,7 @@ describe('dry runs', () => {
     );
     // With no removal allowed at all, the gone keys' removal would be held: the dry run says so.
     const strict = writeConfigFile(
-      testConfigYaml({ db, apiUrl: sim.url, extra: 'guard: { maxRemovals: 0 }' }),
+      testConfigYaml({ db: fx.db, apiUrl: fx.sim.url, extra: 'guard: { maxRemovals: 0 }' }),
     );
     const held = await runCli(['--config', strict, 'backfill', '--source', 'profiles', '--dry-run']);
     expect(held.stdout).toMatch(

@@ -13,7 +13,8 @@ import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { readSlot } from '../../src/source/slot.js';
 import { formatLsn } from '../../src/util/lsn.js';
 import { captureLogger } from '../helpers/capture-logger.js';
-import { createTestDatabase, databaseAt, type TestDatabase } from '../helpers/database.js';
+import { databaseAt, type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import { startCluster, type PgCluster } from '../helpers/pg-cluster.js';
 import {
   CRM_SCHEMA,
@@ -83,23 +84,13 @@ function startWriter(url: string): { commits: () => number; stop: () => Promise<
 }
 
 describe.runIf(inject('pgMajor') < 17)(`postgres.failover on PostgreSQL ${inject('pgMajor')}`, () => {
-  let testDb: TestDatabase;
-  let sim: Simulator;
-  beforeAll(async () => {
-    testDb = await createTestDatabase('failover-old');
-    await testDb.query(CRM_SCHEMA);
-    sim = await startSimulator({ token: 'test-token' });
-  });
-  afterAll(async () => {
-    await sim?.close();
-    await testDb?.drop();
-  });
+  const fx = usePipelineFixture('failover-old', { per: 'file' });
 
   it('on: the start stops before creating anything, naming the key and the remedy', async () => {
-    await expect(startTestBridge({ db: testDb, apiUrl: sim.url, failover: 'on' })).rejects.toThrow(
+    await expect(startTestBridge({ db: fx.db, apiUrl: fx.sim.url, failover: 'on' })).rejects.toThrow(
       /postgres\.failover is on, but PostgreSQL [\d.]+ has no failover slots.*fix: set postgres\.failover: auto or off/,
     );
-    expect(await readSlot(testDb as never, testDb.name)).toBeNull();
+    expect(await readSlot(fx.db as never, fx.db.name)).toBeNull();
   });
 });
 

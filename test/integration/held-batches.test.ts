@@ -6,18 +6,9 @@
  * rows), a TRUNCATE with `onTruncate: delete-all`; and what must still flow: a transaction under the
  * limit spanning several flushes, a large transaction of inserts.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import type { ApiRow, OptType } from '../../src/tuzhan/types.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import {
-  CRM_SCHEMA,
-  DEFAULT_SOURCES,
-  startTestBridge,
-  statusRows,
-  waitForCatchUp,
-  type TestBridge,
-} from '../helpers/pipeline.js';
+import { describe, expect, it } from 'vitest';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { DEFAULT_SOURCES, startTestBridge, statusRows, waitForCatchUp } from '../helpers/pipeline.js';
 
 /** The default guard, computed here: max(100, 10 % of the source's rows). */
 const defaultLimit = (rows: number): number => Math.max(100, Math.floor(rows / 10));
@@ -53,65 +44,42 @@ const SHAPES: Shape[] = [
 ];
 
 describe('a mass removal spanning several flushes', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
-  let requests: Array<{ optType: OptType; rows: readonly ApiRow[] }> = [];
-
-  beforeAll(async () => {
-    sim = await startSimulator({
-      token: 'test-token',
-      onRows: (optType, rows) => requests.push({ optType, rows }),
-    });
-  });
-  afterAll(async () => {
-    await sim.close();
-  });
-  beforeEach(async () => {
-    sim.reset();
-    requests = [];
-    db = await createTestDatabase('heldbatches');
-    await db.query(CRM_SCHEMA);
-  });
-  afterEach(async () => {
-    await running?.stop();
-    running = undefined;
-    await db.drop();
-  });
+  const fx = usePipelineFixture('heldbatches');
 
   /** Customers a request removed groups from. */
   const removedIds = (): Set<string> => {
     const out = new Set<string>();
-    for (const r of requests)
+    for (const r of fx.requests)
       if (r.optType === 'delete') for (const row of r.rows) out.add(row.thirdId as string);
     return out;
   };
   const byStatus = async (source: string): Promise<Map<string, number>> => {
     const out = new Map<string, number>();
-    for (const r of (await statusRows(db, source)).values()) out.set(r.status, (out.get(r.status) ?? 0) + 1);
+    for (const r of (await statusRows(fx.db, source)).values())
+      out.set(r.status, (out.get(r.status) ?? 0) + 1);
     return out;
   };
 
   async function seeded(shape: Shape, rows: number, maxBatchSize: number): Promise<void> {
-    await db.query(shape.seed(rows));
-    running = await startTestBridge({
-      db,
-      apiUrl: sim.url,
+    await fx.db.query(shape.seed(rows));
+    fx.running = await startTestBridge({
+      db: fx.db,
+      apiUrl: fx.sim.url,
       sources: DEFAULT_SOURCES,
       batching: { maxBatchSize },
     });
-    await waitForCatchUp(db, db.name, 60_000);
+    await waitForCatchUp(fx.db, fx.db.name, 60_000);
     expect(await byStatus(shape.source)).toEqual(new Map([['synced', rows]]));
-    requests = [];
+    fx.requests = [];
   }
 
   for (const shape of SHAPES) {
     it(`${shape.source}: 200 of 300 rows deleted in one transaction, in flushes of 10, are held whole`, async () => {
       await seeded(shape, 300, 10);
       expect(200).toBeGreaterThan(defaultLimit(300));
-      await db.query(shape.deleteFirst(200));
-      await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('u1', 'new')`);
-      await waitForCatchUp(db);
+      await fx.db.query(shape.deleteFirst(200));
+      await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('u1', 'new')`);
+      await waitForCatchUp(fx.db);
 
       expect(await byStatus(shape.source)).toEqual(
         new Map([
@@ -120,7 +88,7 @@ describe('a mass removal spanning several flushes', () => {
         ]),
       );
       const reasons = new Set(
-        [...(await statusRows(db, shape.source)).values()]
+        [...(await statusRows(fx.db, shape.source)).values()]
           .filter((r) => r.status === 'held')
           .map((r) => r.error),
       );
@@ -132,15 +100,15 @@ describe('a mass removal spanning several flushes', () => {
         ),
       );
       expect(removedIds().size).toBe(0);
-      for (let i = 1; i <= 200; i += 1) expect(sim.groupsOf('thirdId', `p${i}`), `p${i}`).not.toEqual([]);
-      expect(sim.groupsOf('thirdId', 'u1')).toContain('new');
+      for (let i = 1; i <= 200; i += 1) expect(fx.sim.groupsOf('thirdId', `p${i}`), `p${i}`).not.toEqual([]);
+      expect(fx.sim.groupsOf('thirdId', 'u1')).toContain('new');
     });
 
     it(`${shape.source}: 90 of 300 rows deleted in one transaction, in flushes of 10, are sent`, async () => {
       await seeded(shape, 300, 10);
       expect(90).toBeLessThanOrEqual(defaultLimit(300));
-      await db.query(shape.deleteFirst(90));
-      await waitForCatchUp(db);
+      await fx.db.query(shape.deleteFirst(90));
+      await waitForCatchUp(fx.db);
 
       expect((await byStatus(shape.source)).get('held')).toBeUndefined();
       const removed = removedIds();
@@ -153,8 +121,8 @@ describe('a mass removal spanning several flushes', () => {
     const limit = defaultLimit(6000);
     expect(2000).toBeGreaterThan(limit);
     expect(550).toBeLessThanOrEqual(limit);
-    await db.query(`DELETE FROM crm.customer_profile WHERE substr(cust_no, 2)::int > 4000`);
-    await waitForCatchUp(db);
+    await fx.db.query(`DELETE FROM crm.customer_profile WHERE substr(cust_no, 2)::int > 4000`);
+    await waitForCatchUp(fx.db);
     expect(await byStatus('profiles')).toEqual(
       new Map([
         ['held', 2000],
@@ -164,8 +132,8 @@ describe('a mass removal spanning several flushes', () => {
     expect(removedIds().size).toBe(0);
 
     // Under the limit, over one flush (500 + 50): waits for its COMMIT, then goes.
-    await db.query(`DELETE FROM crm.customer_profile WHERE substr(cust_no, 2)::int <= 550`);
-    await waitForCatchUp(db);
+    await fx.db.query(`DELETE FROM crm.customer_profile WHERE substr(cust_no, 2)::int <= 550`);
+    await waitForCatchUp(fx.db);
     const removed = removedIds();
     expect(removed.size).toBe(550);
     for (let i = 1; i <= 550; i += 1) expect(removed.has(`p${i}`), `p${i}`).toBe(true);
@@ -179,28 +147,28 @@ describe('a mass removal spanning several flushes', () => {
 
   it('a large transaction of inserts, in flushes of 10, flows', async () => {
     await seeded(SHAPES[0] as Shape, 300, 10);
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names")
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names")
       SELECT 'n' || i, 'new' FROM generate_series(1, 2000) i`);
-    await waitForCatchUp(db);
+    await waitForCatchUp(fx.db);
     expect(await byStatus('profiles')).toEqual(new Map([['synced', 2300]]));
-    expect(sim.groupsOf('thirdId', 'n2000')).toEqual(['new']);
+    expect(fx.sim.groupsOf('thirdId', 'n2000')).toEqual(['new']);
   });
 
   it('a TRUNCATE with onTruncate: delete-all, in flushes of 10, is held whole', async () => {
-    await db.query((SHAPES[0] as Shape).seed(300));
-    running = await startTestBridge({
-      db,
-      apiUrl: sim.url,
+    await fx.db.query((SHAPES[0] as Shape).seed(300));
+    fx.running = await startTestBridge({
+      db: fx.db,
+      apiUrl: fx.sim.url,
       sources: PROFILES_DELETE_ALL,
       batching: { maxBatchSize: 10 },
     });
-    await waitForCatchUp(db);
+    await waitForCatchUp(fx.db);
     expect(await byStatus('profiles')).toEqual(new Map([['synced', 300]]));
-    requests = [];
-    await db.query('TRUNCATE crm.customer_profile');
-    await waitForCatchUp(db);
+    fx.requests = [];
+    await fx.db.query('TRUNCATE crm.customer_profile');
+    await waitForCatchUp(fx.db);
     expect(await byStatus('profiles')).toEqual(new Map([['held', 300]]));
     expect(removedIds().size).toBe(0);
-    expect(sim.groupsOf('thirdId', 'p300')).toEqual(['g', 'x']);
+    expect(fx.sim.groupsOf('thirdId', 'p300')).toEqual(['g', 'x']);
   });
 });

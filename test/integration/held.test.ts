@@ -6,21 +6,17 @@
  * holds then (rows restored meanwhile are not removed), `--reject` leaves the platform as it is.
  * Held rows outlive a SIGKILL of the daemon.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import type { ApiRow, OptType } from '../../src/tuzhan/types.js';
+import { afterEach, describe, expect, it } from 'vitest';
 import { spawnBridge, type BridgeProcess } from '../helpers/bridge-process.js';
 import { runCli, writeConfigFile } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import {
-  CRM_SCHEMA,
   eventually,
   startTestBridge,
   statusRows,
   testConfigYaml,
   waitForCatchUp,
   waitForStreaming,
-  type TestBridge,
 } from '../helpers/pipeline.js';
 
 const ROWS = 300;
@@ -33,38 +29,17 @@ const HELD_REASON =
   /^200 of the 300 rows of source profiles would lose groups in one transaction \(commit [0-9A-F]+\/[0-9A-F]+ at \S+\), more than guard\.maxRemovals \(the default, max\(100, 10% of 300 rows\) = 100\); approve or reject: tuzhan-cdc held --source profiles$/;
 
 describe('held mass removals', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
+  const fx = usePipelineFixture('held');
   let spawned: BridgeProcess | undefined;
-  let requests: Array<{ optType: OptType; rows: readonly ApiRow[] }> = [];
 
-  beforeAll(async () => {
-    sim = await startSimulator({
-      token: 'test-token',
-      onRows: (optType, rows) => requests.push({ optType, rows }),
-    });
-  });
-  afterAll(async () => {
-    await sim.close();
-  });
-  beforeEach(async () => {
-    sim.reset();
-    requests = [];
-    db = await createTestDatabase('held');
-    await db.query(CRM_SCHEMA);
-  });
   afterEach(async () => {
-    await running?.stop();
-    running = undefined;
     await spawned?.kill('SIGKILL');
     spawned = undefined;
-    await db.drop();
   });
 
-  const configFile = (): string => writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+  const configFile = (): string => writeConfigFile(testConfigYaml({ db: fx.db, apiUrl: fx.sim.url }));
   const held = (): Promise<string[]> =>
-    statusRows(db, 'profiles').then((rows) =>
+    statusRows(fx.db, 'profiles').then((rows) =>
       [...rows]
         .filter(([, r]) => r.status === 'held')
         .map(([k]) => (JSON.parse(k) as { cust_no: string }).cust_no),
@@ -72,7 +47,7 @@ describe('held mass removals', () => {
   /** Customers a request removed groups from, and which. */
   const removed = (): Map<string, string[]> => {
     const out = new Map<string, string[]>();
-    for (const r of requests)
+    for (const r of fx.requests)
       if (r.optType === 'delete')
         for (const row of r.rows) out.set(row.thirdId as string, (row.groups ?? '<all>').split(','));
     return out;
@@ -81,44 +56,44 @@ describe('held mass removals', () => {
     Array.from({ length: to - from + 1 }, (_, i) => `p${from + i}`);
 
   async function seeded(): Promise<void> {
-    await db.query(SEED);
-    running = await startTestBridge({ db, apiUrl: sim.url });
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', 'p1')).toEqual(['g', 'odd', 'x']);
-    requests = [];
+    await fx.db.query(SEED);
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url });
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', 'p1')).toEqual(['g', 'odd', 'x']);
+    fx.requests = [];
   }
 
   it('holds a mass delete whole while other keys flow, and holds later changes of its keys', async () => {
     await seeded();
-    await db.query(MASS_DELETE);
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('u1', 'new')`);
-    await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'g,x' WHERE cust_no = 'p250'`);
+    await fx.db.query(MASS_DELETE);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('u1', 'new')`);
+    await fx.db.query(`UPDATE crm.customer_profile SET "Group Names" = 'g,x' WHERE cust_no = 'p250'`);
     // The slot advances past all of it: held rows are outcomes, stored.
-    await waitForCatchUp(db);
+    await waitForCatchUp(fx.db);
 
-    const rows = await statusRows(db, 'profiles');
+    const rows = await statusRows(fx.db, 'profiles');
     expect((await held()).sort()).toEqual(numbers(1, 200).sort());
     for (const p of numbers(1, 200)) {
       expect(rows.get(JSON.stringify({ cust_no: p }))?.error).toMatch(HELD_REASON);
-      expect(sim.groupsOf('thirdId', p)).toHaveLength(3);
+      expect(fx.sim.groupsOf('thirdId', p)).toHaveLength(3);
     }
     // Nothing of the held transaction was sent; the other keys flowed.
     expect([...removed().keys()]).toEqual(['p250']);
     expect(removed().get('p250')).toEqual(['even']);
-    expect(sim.groupsOf('thirdId', 'u1')).toEqual(['new']);
+    expect(fx.sim.groupsOf('thirdId', 'u1')).toEqual(['new']);
     expect(rows.get('{"cust_no":"u1"}')).toMatchObject({ status: 'synced' });
 
     // A later change of a held key is held with it (its reason kept); one of another key flows.
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('p5', 'back')`);
-    await db.query(`DELETE FROM crm.customer_profile WHERE cust_no = 'p299'`);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', 'p5')).toEqual(['g', 'odd', 'x']);
-    const after = await statusRows(db, 'profiles');
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('p5', 'back')`);
+    await fx.db.query(`DELETE FROM crm.customer_profile WHERE cust_no = 'p299'`);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', 'p5')).toEqual(['g', 'odd', 'x']);
+    const after = await statusRows(fx.db, 'profiles');
     expect(after.get('{"cust_no":"p5"}')).toMatchObject({
       status: 'held',
       error: expect.stringMatching(HELD_REASON),
     });
-    expect(sim.groupsOf('thirdId', 'p299')).toEqual([]);
+    expect(fx.sim.groupsOf('thirdId', 'p299')).toEqual([]);
 
     // `held` lists it: source, rows, since, reason.
     const list = await runCli(['--config', configFile(), 'held']);
@@ -131,14 +106,14 @@ describe('held mass removals', () => {
 
   it('approve brings held keys to what the table holds now: rows restored meanwhile keep their groups', async () => {
     await seeded();
-    await db.query(MASS_DELETE);
-    await waitForCatchUp(db);
+    await fx.db.query(MASS_DELETE);
+    await waitForCatchUp(fx.db);
     expect(await held()).toHaveLength(200);
     // Restored meanwhile: p1..p25 as they were, p26..p50 without x. Later changes: held too.
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names")
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names")
       SELECT 'p' || i, CASE WHEN i <= 25 THEN 'g,x,' ELSE 'g,' END || CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END
         FROM generate_series(1, 50) i`);
-    await waitForCatchUp(db);
+    await waitForCatchUp(fx.db);
     expect(await held()).toHaveLength(200);
     expect(removed().size).toBe(0);
 
@@ -150,59 +125,59 @@ describe('held mass removals', () => {
     );
 
     // Still gone: removed. Restored: their groups, x gone only where the row no longer has it.
-    for (const p of numbers(51, 200)) expect(sim.groupsOf('thirdId', p), p).toEqual([]);
+    for (const p of numbers(51, 200)) expect(fx.sim.groupsOf('thirdId', p), p).toEqual([]);
     for (const p of numbers(1, 25)) expect(removed().has(p), p).toBe(false);
     for (const p of numbers(26, 50)) expect(removed().get(p), p).toEqual(['x']);
-    expect(sim.groupsOf('thirdId', 'p1')).toEqual(['g', 'odd', 'x']);
-    expect(sim.groupsOf('thirdId', 'p26')).toEqual(['even', 'g']);
+    expect(fx.sim.groupsOf('thirdId', 'p1')).toEqual(['g', 'odd', 'x']);
+    expect(fx.sim.groupsOf('thirdId', 'p26')).toEqual(['even', 'g']);
     expect(await held()).toEqual([]);
     // The keys flow again: a later change is sent.
-    await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'g' WHERE cust_no = 'p1'`);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', 'p1')).toEqual(['g']);
+    await fx.db.query(`UPDATE crm.customer_profile SET "Group Names" = 'g' WHERE cust_no = 'p1'`);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', 'p1')).toEqual(['g']);
   });
 
   it('reject leaves the platform as it is and records the rows skipped', async () => {
     await seeded();
-    await db.query(MASS_DELETE);
-    await waitForCatchUp(db);
+    await fx.db.query(MASS_DELETE);
+    await waitForCatchUp(fx.db);
     const r = await runCli(['--config', configFile(), 'held', '--reject']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(
       'profiles: rejected 200 held rows; the platform keeps their groups (recorded skipped: rejected by an operator)\n',
     );
-    const rows = await statusRows(db, 'profiles');
+    const rows = await statusRows(fx.db, 'profiles');
     for (const p of numbers(1, 200)) {
       expect(rows.get(JSON.stringify({ cust_no: p }))).toMatchObject({
         status: 'skipped',
         error: 'rejected by an operator: the platform keeps these groups',
       });
-      expect(sim.groupsOf('thirdId', p)).toHaveLength(3);
+      expect(fx.sim.groupsOf('thirdId', p)).toHaveLength(3);
     }
     expect(removed().size).toBe(0);
     // The keys flow again.
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('p7', 'z')`);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', 'p7')).toEqual(['g', 'odd', 'x', 'z']);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('p7', 'z')`);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', 'p7')).toEqual(['g', 'odd', 'x', 'z']);
   });
 
   it('held rows outlive a SIGKILL; with no daemon running, approve runs in the command', async () => {
-    await db.query(SEED);
+    await fx.db.query(SEED);
     spawned = spawnBridge(configFile());
-    await waitForStreaming(db, db.name);
-    await waitForCatchUp(db);
-    await db.query(MASS_DELETE);
+    await waitForStreaming(fx.db, fx.db.name);
+    await waitForCatchUp(fx.db);
+    await fx.db.query(MASS_DELETE);
     await eventually(async () => expect(await held()).toHaveLength(200), 30_000);
     // The moment: the rows are held when the daemon dies.
     expect(await spawned.kill('SIGKILL')).toBe('SIGKILL');
     spawned = spawnBridge(configFile());
-    await waitForStreaming(db, db.name);
+    await waitForStreaming(fx.db, fx.db.name);
     // Held still, and a later change of a held key is held with it by the new process.
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('p9', 'back')`);
-    await waitForCatchUp(db);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('p9', 'back')`);
+    await waitForCatchUp(fx.db);
     expect(await held()).toHaveLength(200);
-    expect(sim.groupsOf('thirdId', 'p9')).toEqual(['g', 'odd', 'x']);
+    expect(fx.sim.groupsOf('thirdId', 'p9')).toEqual(['g', 'odd', 'x']);
     expect(removed().size).toBe(0);
     expect(await spawned.kill('SIGTERM')).toBe(0);
     spawned = undefined;
@@ -213,7 +188,7 @@ describe('held mass removals', () => {
     expect(r.stdout).toMatch(/^profiles: approved 200 held rows/);
     expect(await held()).toEqual([]);
     for (const p of numbers(1, 200))
-      expect(sim.groupsOf('thirdId', p), p).toEqual(p === 'p9' ? ['back'] : []);
+      expect(fx.sim.groupsOf('thirdId', p), p).toEqual(p === 'p9' ? ['back'] : []);
   });
 
   it('bad input: nothing held, an unknown source, a malformed maxRemovals: one clear line each', async () => {
@@ -235,7 +210,7 @@ describe('held mass removals', () => {
     const both = await runCli(['--config', file, 'held', '--approve', '--reject']);
     expect([both.code, both.stderr]).toEqual([2, 'tuzhan-cdc: --approve and --reject: choose one\n']);
     const bad = writeConfigFile(
-      testConfigYaml({ db, apiUrl: sim.url, extra: 'guard: { maxRemovals: "ten percent" }' }),
+      testConfigYaml({ db: fx.db, apiUrl: fx.sim.url, extra: 'guard: { maxRemovals: "ten percent" }' }),
     );
     const malformed = await runCli(['--config', bad, 'held']);
     expect(malformed.code).toBe(2);

@@ -7,13 +7,11 @@
  * slot behind (an inactive slot pins WAL until someone notices).
  */
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { runCli, writeConfigFile } from '../helpers/cli.js';
-import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import {
-  CRM_SCHEMA,
   eventually,
   expectedGroups,
   startTestBridge,
@@ -26,32 +24,29 @@ const SLOT = 'least_privilege';
 
 describe('a role with only the documented grants', () => {
   const role = `tz_least_${randomBytes(3).toString('hex')}`;
-  let db: TestDatabase;
+  const fx = usePipelineFixture('least privilege', { per: 'file', roles: [role] });
   let asRole: TestDatabase;
-  let sim: Simulator;
   let bridge: TestBridge | undefined;
 
   const platform = (): Record<string, string[]> => {
     const out: Record<string, string[]> = {};
     for (const id of ['k1', 'k2', 'k3', 'k4', 'k5', 'k6']) {
-      const g = sim.groupsOf('thirdId', id);
+      const g = fx.sim.groupsOf('thirdId', id);
       if (g && g.length) out[id] = [...g].sort();
     }
     return out;
   };
   const slotExists = async (slot: string): Promise<boolean> =>
-    ((await db.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rowCount ?? 0) > 0;
+    ((await fx.db.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rowCount ?? 0) >
+    0;
 
   beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('least privilege');
-    await db.query(CRM_SCHEMA);
-    await db.query(
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('k1', 'a,b'), ('k2', 'c');
        INSERT INTO crm.member_group (member_id, group_name) VALUES ('k3', 'm1');`,
     );
     // What a DBA grants on a managed service: no superuser, no CREATE on the database, no table owned.
-    await db.query(`
+    await fx.db.query(`
       CREATE ROLE ${role} LOGIN REPLICATION;
       GRANT USAGE ON SCHEMA crm TO ${role};
       GRANT SELECT ON crm.customer_profile, crm.member_group TO ${role};
@@ -59,24 +54,19 @@ describe('a role with only the documented grants', () => {
       CREATE PUBLICATION ${SLOT} FOR TABLE crm.customer_profile, crm.member_group;
       ALTER PUBLICATION ${SLOT} OWNER TO ${role};
     `);
-    const u = new URL(db.url);
+    const u = new URL(fx.db.url);
     u.username = role;
-    asRole = { ...db, url: u.toString() };
+    asRole = { ...fx.db, url: u.toString() };
   });
   afterAll(async () => {
     await bridge?.stop();
-    await sim?.close();
-    await db?.drop();
-    const admin = new pg.Client({ connectionString: adminUrl() });
-    await admin.connect();
-    await admin.query(`DROP ROLE IF EXISTS ${role}`).finally(() => admin.end());
   });
 
   it('check passes; first start, streaming, a backfill and run --resync work', async () => {
-    const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: fx.sim.url }));
     const check = await runCli(['--config', file, 'check']);
     expect(check.code, check.stdout + check.stderr).toBe(0);
-    const { rows } = await db.query<{ super: boolean; createdb: boolean }>(
+    const { rows } = await fx.db.query<{ super: boolean; createdb: boolean }>(
       `SELECT rolsuper AS super, has_database_privilege($1, current_database(), 'CREATE') AS createdb
          FROM pg_roles WHERE rolname = $1`,
       [role],
@@ -84,14 +74,14 @@ describe('a role with only the documented grants', () => {
     expect(rows[0]).toEqual({ super: false, createdb: false });
 
     // First start: the snapshot, then the stream.
-    bridge = await startTestBridge({ db: asRole, slot: SLOT, apiUrl: sim.url });
-    await db.query(
+    bridge = await startTestBridge({ db: asRole, slot: SLOT, apiUrl: fx.sim.url });
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('k4', 'd');
        UPDATE crm.customer_profile SET "Group Names" = 'a' WHERE cust_no = 'k1';
        INSERT INTO crm.member_group (member_id, group_name) VALUES ('k5', 'm2');`,
     );
-    await waitForCatchUp(db, SLOT);
-    expect(platform()).toEqual(await expectedGroups(db));
+    await waitForCatchUp(fx.db, SLOT);
+    expect(platform()).toEqual(await expectedGroups(fx.db));
 
     // A backfill, run by the daemon under the same role.
     const backfill = await runCli(['--config', file, 'backfill', '--source', 'profiles']);
@@ -101,10 +91,10 @@ describe('a role with only the documented grants', () => {
     bridge = undefined;
 
     // run --resync: a new slot and its snapshot, also under the role; the platform drifted meanwhile.
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('k6', 'e')`);
-    bridge = await startTestBridge({ db: asRole, slot: SLOT, apiUrl: sim.url, resync: true });
-    await waitForCatchUp(db, SLOT);
-    await eventually(async () => expect(platform()).toEqual(await expectedGroups(db)));
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('k6', 'e')`);
+    bridge = await startTestBridge({ db: asRole, slot: SLOT, apiUrl: fx.sim.url, resync: true });
+    await waitForCatchUp(fx.db, SLOT);
+    await eventually(async () => expect(platform()).toEqual(await expectedGroups(fx.db)));
     await bridge.stop();
     bridge = undefined;
   }, 90_000);
@@ -139,36 +129,36 @@ describe('a role with only the documented grants', () => {
     it(`without ${r.what}: check names it, and a start stops with one line and leaves no slot`, async () => {
       const slot = `least_${randomBytes(2).toString('hex')}`;
       // A fresh slot and status: a first start, the snapshot included.
-      const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: sim.url }));
-      await db.query(r.revoke);
+      const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: fx.sim.url }));
+      await fx.db.query(r.revoke);
       try {
         const check = await runCli(['--config', file, 'check']);
         expect(check.code, check.stdout).toBe(3);
         expect(check.stdout).toMatch(r.finding);
         expect(check.stdout).toContain(r.fix);
-        const yaml = testConfigYaml({ db: asRole, slot, publication: SLOT, apiUrl: sim.url });
+        const yaml = testConfigYaml({ db: asRole, slot, publication: SLOT, apiUrl: fx.sim.url });
         const run = await runCli(['--config', writeConfigFile(yaml), 'run']);
         expect(run.code, run.stdout + run.stderr).not.toBe(0);
         expect(run.stderr).not.toMatch(/^\s+at /m); // one line with its fix, not a stack trace
         expect(await slotExists(slot)).toBe(false);
       } finally {
-        await db.query(r.grant);
+        await fx.db.query(r.grant);
       }
     }, 60_000);
   }
 
   it('a privilege lost during the first snapshot: the start stops and drops the slot it made', async () => {
     const slot = `least_${randomBytes(2).toString('hex')}`;
-    await db.query(
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 'p' || i, 'x' FROM generate_series(1, 2000) i`,
     );
     // A slow platform and small buffers hold the snapshot in its first source for a few seconds.
-    sim.setFaults({ latencyMs: 300 });
+    fx.sim.setFaults({ latencyMs: 300 });
     const starting = startTestBridge({
       db: asRole,
       slot,
       publication: SLOT,
-      apiUrl: sim.url,
+      apiUrl: fx.sim.url,
       batching: { maxBatchSize: 50, maxBufferedRows: 100 },
     }).then(
       (b) => b,
@@ -177,7 +167,7 @@ describe('a role with only the documented grants', () => {
     try {
       await eventually(
         async () => {
-          const r = await db.query(
+          const r = await fx.db.query(
             `SELECT 1 FROM "Tuzhan Sync".bridge_state WHERE slot = $1 AND snapshot_started_at IS NOT NULL`,
             [slot],
           );
@@ -188,7 +178,7 @@ describe('a role with only the documented grants', () => {
       );
       // The moment: the slot exists and its snapshot has not finished when the grant goes.
       expect(await slotExists(slot)).toBe(true);
-      await db.query(
+      await fx.db.query(
         `DO $$ BEGIN
            IF (SELECT snapshot_done_at FROM "Tuzhan Sync".bridge_state WHERE slot = '${slot}') IS NOT NULL THEN
              RAISE EXCEPTION 'the snapshot finished before the revoke';
@@ -204,9 +194,9 @@ describe('a role with only the documented grants', () => {
       expect(result.message).toMatch(/permission denied for (table|relation) member_group/);
       expect(await slotExists(slot)).toBe(false);
     } finally {
-      sim.setFaults({ latencyMs: 0 });
-      await db.query(`GRANT SELECT ON crm.member_group TO ${role}`);
-      await db.query(`DELETE FROM crm.customer_profile WHERE cust_no LIKE 'p%'`);
+      fx.sim.setFaults({ latencyMs: 0 });
+      await fx.db.query(`GRANT SELECT ON crm.member_group TO ${role}`);
+      await fx.db.query(`DELETE FROM crm.customer_profile WHERE cust_no LIKE 'p%'`);
     }
   }, 60_000);
 });

@@ -7,9 +7,8 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { createLogger } from '../../src/ops/logger.js';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, eventually, testConfig, waitForCatchUp } from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { eventually, testConfig, waitForCatchUp } from '../helpers/pipeline.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 
 interface Line {
@@ -20,8 +19,7 @@ interface Line {
 }
 
 describe('the log of a bridge through a database outage', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
+  const fx = usePipelineFixture('log lines', { per: 'file' });
   let proxy: TcpProxy;
   let daemon: Daemon | undefined;
   const chunks: string[] = [];
@@ -33,21 +31,16 @@ describe('the log of a bridge through a database outage', () => {
       .map((l) => JSON.parse(l) as Line);
 
   beforeAll(async () => {
-    db = await createTestDatabase('log lines');
-    await db.query(CRM_SCHEMA);
-    sim = await startSimulator({ token: 'test-token' });
-    const u = new URL(db.url);
+    const u = new URL(fx.db.url);
     proxy = await startTcpProxy(u.hostname, Number(u.port));
   });
   afterAll(async () => {
     await daemon?.stop(2000).catch(() => {});
     await proxy?.close();
-    await sim?.close();
-    await db?.drop();
   });
 
   it('says what starts, an outage once, and where it stopped', async () => {
-    const config = testConfig({ db: { ...db, url: proxy.url(db.url) }, apiUrl: sim.url });
+    const config = testConfig({ db: { ...fx.db, url: proxy.url(fx.db.url) }, apiUrl: fx.sim.url });
     const destination = new Writable({
       write(chunk, _enc, cb) {
         chunks.push(String(chunk));
@@ -60,8 +53,8 @@ describe('the log of a bridge through a database outage', () => {
     const first = lines()[0] as Line;
     expect(first).toMatchObject({
       level: 'info',
-      slot: db.name,
-      publication: db.name,
+      slot: fx.db.name,
+      publication: fx.db.name,
       statusSchema: 'Tuzhan Sync',
       sources: ['profiles (crm.customer_profile, row)', 'memberships (crm.member_group, membership)'],
     });
@@ -70,8 +63,8 @@ describe('the log of a bridge through a database outage', () => {
     );
     expect(first.time).toMatch(/^\d{4}-\d\d-\d\dT/);
 
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('l1', 'a')`);
-    await waitForCatchUp(db);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('l1', 'a')`);
+    await waitForCatchUp(fx.db);
     // A summary of what was sent, at info; no line per request.
     await eventually(() =>
       expect(lines().some((l) => /^sent \d+ requests? in the last/.test(l.msg))).toBe(true),
@@ -81,12 +74,12 @@ describe('the log of a bridge through a database outage', () => {
     // The network to the database goes away for a while; changes go on meanwhile.
     const before = lines().length;
     proxy.cut();
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('l2', 'b')`);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('l2', 'b')`);
     await new Promise((r) => setTimeout(r, 8000));
     const during = lines().slice(before);
     proxy.restore();
-    await waitForCatchUp(db, db.name, 60_000);
-    await eventually(() => expect(sim.groupsOf('thirdId', 'l2')).toEqual(['b']));
+    await waitForCatchUp(fx.db, fx.db.name, 60_000);
+    await eventually(() => expect(fx.sim.groupsOf('thirdId', 'l2')).toEqual(['b']));
     const after = lines().slice(before + during.length);
 
     const count = (ls: Line[], msg: string) => ls.filter((l) => l.msg === msg).length;
@@ -105,12 +98,12 @@ describe('the log of a bridge through a database outage', () => {
     await daemon.stop();
     daemon = undefined;
     const last = lines().at(-1) as Line;
-    const slot = await db.query<{ lsn: string }>(
+    const slot = await fx.db.query<{ lsn: string }>(
       `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
-      [db.name],
+      [fx.db.name],
     );
     const lsn = slot.rows[0]?.lsn as string;
-    expect(last).toMatchObject({ level: 'info', slot: db.name, confirmed: lsn });
-    expect(last.msg).toBe(`stopped; slot ${db.name} confirmed up to ${lsn}`);
+    expect(last).toMatchObject({ level: 'info', slot: fx.db.name, confirmed: lsn });
+    expect(last.msg).toBe(`stopped; slot ${fx.db.name} confirmed up to ${lsn}`);
   }, 120_000);
 });

@@ -6,17 +6,17 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { createBridgeEvents } from '../../src/domain/events.js';
 import { silentLogger } from '../../src/ops/logger.js';
 import { Bridge } from '../../src/pipeline/supervisor.js';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { TuzhanClient } from '../../src/tuzhan/client.js';
 import { packageVersion } from '../../src/util/version.js';
 import { freePort } from '../../src/throwaway/postgres.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { createTestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import { CRM_SCHEMA, eventually, testConfig, testConfigYaml, waitForCatchUp } from '../helpers/pipeline.js';
 
 const DASHBOARD = 'deploy/monitoring/grafana/dashboards/tuzhan-cdc.json';
@@ -63,25 +63,17 @@ function sample(text: string, name: string, labels: Record<string, string>): num
 }
 
 describe('monitoring: dashboard, alert rules and /metrics', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
+  const fx = usePipelineFixture('monitoring', { per: 'file' });
   let daemon: Daemon | undefined;
 
-  beforeAll(async () => {
-    db = await createTestDatabase('monitoring');
-    await db.query(CRM_SCHEMA);
-    sim = await startSimulator({ token: 'test-token' });
-  });
   afterAll(async () => {
     await daemon?.stop(2000).catch(() => {});
-    await sim?.close();
-    await db?.drop();
   });
 
   it('names only metrics a running bridge exposes, and they say what they should', async () => {
     const port = await freePort();
     const config = loadConfig({
-      text: testConfigYaml({ db, apiUrl: sim.url }).replace(
+      text: testConfigYaml({ db: fx.db, apiUrl: fx.sim.url }).replace(
         'listen: "off"',
         `listen: 127.0.0.1:${port}\n  token: ${HTTP_TOKEN}`,
       ),
@@ -90,12 +82,12 @@ describe('monitoring: dashboard, alert rules and /metrics', () => {
     daemon = await startDaemon(config, silentLogger(), { statusIntervalMs: 200, lagIntervalMs: 200 });
 
     // A slow platform that first answers HTTP 429: transient tries with a duration of their own.
-    sim.setFaults({ latencyMs: 300, status429: 2, retryAfterSeconds: 1 });
-    await db.query(`
+    fx.sim.setFaults({ latencyMs: 300, status429: 2, retryAfterSeconds: 1 });
+    await fx.db.query(`
       INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES ('m1', '13700000001', 'a');
       INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'a,b');
     `);
-    await waitForCatchUp(db, db.name, 60_000);
+    await waitForCatchUp(fx.db, fx.db.name, 60_000);
 
     const metrics = async (): Promise<string> => {
       const res = await fetch(`http://127.0.0.1:${port}/metrics`, {
@@ -144,8 +136,8 @@ describe('monitoring: dashboard, alert rules and /metrics', () => {
       await other.query(
         `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 's' || i, 'g' FROM generate_series(1, 2000) i`,
       );
-      sim.setFaults({ latencyMs: 300, status429: 0 });
-      const config = testConfig({ db: other, apiUrl: sim.url, batching: { maxBatchSize: 100 } });
+      fx.sim.setFaults({ latencyMs: 300, status429: 0 });
+      const config = testConfig({ db: other, apiUrl: fx.sim.url, batching: { maxBatchSize: 100 } });
       const events = createBridgeEvents();
       const lags: { seconds: number; during: boolean }[] = [];
       let started = false;
@@ -171,7 +163,7 @@ describe('monitoring: dashboard, alert rules and /metrics', () => {
       expect(during.length, JSON.stringify(lags)).toBeGreaterThanOrEqual(3);
       expect(Math.max(...during.map((l) => l.seconds))).toBeGreaterThan(0.5);
     } finally {
-      sim.setFaults({ latencyMs: 0 });
+      fx.sim.setFaults({ latencyMs: 0 });
       await other.drop();
     }
   }, 90_000);

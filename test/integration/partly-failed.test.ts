@@ -10,8 +10,7 @@
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { retryFailed } from '../../src/cli/retry-failed.js';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import { startTestBridge, statusRows, waitForCatchUp, type TestBridge } from '../helpers/pipeline.js';
 
 const SOURCES = `
@@ -36,33 +35,30 @@ type RowTable = 'full_profile' | 'plain_profile';
 const SOURCE_OF: Record<RowTable, string> = { full_profile: 'full', plain_profile: 'plain' };
 
 describe('a change whose delete part the platform rejects', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge;
-  /** The phones and member ids the current test used (a customer a row left must hold nothing). */
-  const used = { phone: new Set<string>(), thirdId: new Set<string>() };
-
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('partly_failed');
-    await db.query(`
+  const fx = usePipelineFixture('partly_failed', {
+    per: 'file',
+    schema: `
       CREATE SCHEMA crm;
       CREATE TABLE crm.full_profile (cust_no text PRIMARY KEY, mobile text, groups text);
       ALTER TABLE crm.full_profile REPLICA IDENTITY FULL;
       CREATE TABLE crm.plain_profile (cust_no text PRIMARY KEY, mobile text, groups text);
       CREATE TABLE crm.member_group (id int PRIMARY KEY, member_id text NOT NULL, group_name text NOT NULL);
-      ALTER TABLE crm.member_group REPLICA IDENTITY FULL;`);
-    running = await startTestBridge({ db, apiUrl: sim.url, sources: SOURCES });
+      ALTER TABLE crm.member_group REPLICA IDENTITY FULL;`,
+  });
+  let running: TestBridge;
+  /** The phones and member ids the current test used (a customer a row left must hold nothing). */
+  const used = { phone: new Set<string>(), thirdId: new Set<string>() };
+
+  beforeAll(async () => {
+    running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url, sources: SOURCES });
   });
   beforeEach(() => {
     used.phone.clear();
     used.thirdId.clear();
   });
-  afterEach(() => sim.setFaults({ rejectRequestsWith: '' }));
+  afterEach(() => fx.sim.setFaults({ rejectRequestsWith: '' }));
   afterAll(async () => {
     await running?.stop();
-    await sim.close();
-    await db.drop();
   });
 
   /** Groups per customer as the tables say (the independent model), for every identity used. */
@@ -71,12 +67,12 @@ describe('a change whose delete part the platform rejects', () => {
     for (const p of used.phone) out[`phone:${p}`] = new Set();
     for (const m of used.thirdId) out[`thirdId:${m}`] = new Set();
     for (const t of ['full_profile', 'plain_profile']) {
-      const { rows } = await db.query<{ mobile: string; groups: string }>(
+      const { rows } = await fx.db.query<{ mobile: string; groups: string }>(
         `SELECT mobile, groups FROM crm.${t}`,
       );
       for (const r of rows) for (const g of r.groups.split(',')) out[`phone:${r.mobile}`]?.add(g);
     }
-    const { rows } = await db.query<{ member_id: string; group_name: string }>(
+    const { rows } = await fx.db.query<{ member_id: string; group_name: string }>(
       `SELECT member_id, group_name FROM crm.member_group`,
     );
     for (const r of rows) out[`thirdId:${r.member_id}`]?.add(r.group_name);
@@ -85,33 +81,33 @@ describe('a change whose delete part the platform rejects', () => {
 
   function platform(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
-    for (const p of used.phone) out[`phone:${p}`] = sim.groupsOf('phone', p) ?? [];
-    for (const m of used.thirdId) out[`thirdId:${m}`] = sim.groupsOf('thirdId', m) ?? [];
+    for (const p of used.phone) out[`phone:${p}`] = fx.sim.groupsOf('phone', p) ?? [];
+    for (const m of used.thirdId) out[`thirdId:${m}`] = fx.sim.groupsOf('thirdId', m) ?? [];
     return out;
   }
 
   async function statusOf(source: string, key: Record<string, unknown>) {
-    return (await statusRows(db, source)).get(JSON.stringify(key));
+    return (await statusRows(fx.db, source)).get(JSON.stringify(key));
   }
 
   /** Row mode: a row synced as x:a, then moved to y while the platform rejects every request naming x. */
   async function moveRejected(table: RowTable, id: string, x: string, y: string): Promise<void> {
     used.phone.add(x).add(y);
-    await db.query(`INSERT INTO crm.${table} (cust_no, mobile, groups) VALUES ($1, $2, 'a')`, [id, x]);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('phone', x)).toEqual(['a']);
+    await fx.db.query(`INSERT INTO crm.${table} (cust_no, mobile, groups) VALUES ($1, $2, 'a')`, [id, x]);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('phone', x)).toEqual(['a']);
     expect((await statusOf(SOURCE_OF[table], { cust_no: id }))?.status).toBe('synced');
 
-    sim.setFaults({ rejectRequestsWith: x });
-    await db.query(`UPDATE crm.${table} SET mobile = $2 WHERE cust_no = $1`, [id, y]);
-    await waitForCatchUp(db);
+    fx.sim.setFaults({ rejectRequestsWith: x });
+    await fx.db.query(`UPDATE crm.${table} SET mobile = $2 WHERE cust_no = $1`, [id, y]);
+    await waitForCatchUp(fx.db);
     // The delete of x was refused: x keeps `a`, and the key says it failed, with why.
-    expect(sim.groupsOf('phone', x)).toEqual(['a']);
+    expect(fx.sim.groupsOf('phone', x)).toEqual(['a']);
     expect(await statusOf(SOURCE_OF[table], { cust_no: id })).toMatchObject({
       status: 'failed',
       error: expect.stringMatching(/^rejected by the platform/),
     });
-    sim.setFaults({ rejectRequestsWith: '' });
+    fx.sim.setFaults({ rejectRequestsWith: '' });
   }
 
   for (const table of ['full_profile', 'plain_profile'] as const) {
@@ -125,8 +121,8 @@ describe('a change whose delete part the platform rejects', () => {
 
     it(`row mode (${table}): the key's next streamed change removes them`, async () => {
       await moveRejected(table, `${tag}2`, `${tag}x2`, `${tag}y2`);
-      await db.query(`UPDATE crm.${table} SET groups = 'b' WHERE cust_no = $1`, [`${tag}2`]);
-      await waitForCatchUp(db);
+      await fx.db.query(`UPDATE crm.${table} SET groups = 'b' WHERE cust_no = $1`, [`${tag}2`]);
+      await waitForCatchUp(fx.db);
       expect(platform()).toEqual(await expected());
       expect((await statusOf(SOURCE_OF[table], { cust_no: `${tag}2` }))?.status).toBe('synced');
     });
@@ -134,8 +130,8 @@ describe('a change whose delete part the platform rejects', () => {
     it(`row mode (${table}): another identity change before the retry leaves nothing behind`, async () => {
       await moveRejected(table, `${tag}3`, `${tag}x3`, `${tag}y3`);
       used.phone.add(`${tag}z3`);
-      await db.query(`UPDATE crm.${table} SET mobile = $2 WHERE cust_no = $1`, [`${tag}3`, `${tag}z3`]);
-      await waitForCatchUp(db);
+      await fx.db.query(`UPDATE crm.${table} SET mobile = $2 WHERE cust_no = $1`, [`${tag}3`, `${tag}z3`]);
+      await waitForCatchUp(fx.db);
       await retryFailed(running.config, { source: SOURCE_OF[table] });
       expect(platform()).toEqual(await expected());
       expect((await statusOf(SOURCE_OF[table], { cust_no: `${tag}3` }))?.status).toBe('synced');
@@ -145,15 +141,18 @@ describe('a change whose delete part the platform rejects', () => {
   /** Membership mode: a pair synced as (x, g), then moved to y while requests naming x are rejected. */
   async function moveMemberRejected(id: number, x: string, y: string): Promise<void> {
     used.thirdId.add(x).add(y);
-    await db.query(`INSERT INTO crm.member_group (id, member_id, group_name) VALUES ($1, $2, 'g')`, [id, x]);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', x)).toEqual(['g']);
-    sim.setFaults({ rejectRequestsWith: x });
-    await db.query(`UPDATE crm.member_group SET member_id = $2 WHERE id = $1`, [id, y]);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', x)).toEqual(['g']);
+    await fx.db.query(`INSERT INTO crm.member_group (id, member_id, group_name) VALUES ($1, $2, 'g')`, [
+      id,
+      x,
+    ]);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', x)).toEqual(['g']);
+    fx.sim.setFaults({ rejectRequestsWith: x });
+    await fx.db.query(`UPDATE crm.member_group SET member_id = $2 WHERE id = $1`, [id, y]);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', x)).toEqual(['g']);
     expect((await statusOf('members', { id }))?.status).toBe('failed');
-    sim.setFaults({ rejectRequestsWith: '' });
+    fx.sim.setFaults({ rejectRequestsWith: '' });
   }
 
   it('membership mode: retry-failed removes the old pair', async () => {
@@ -165,8 +164,8 @@ describe('a change whose delete part the platform rejects', () => {
 
   it("membership mode: the pair's next streamed change removes it", async () => {
     await moveMemberRejected(2, 'mx2', 'my2');
-    await db.query(`UPDATE crm.member_group SET group_name = 'h' WHERE id = 2`);
-    await waitForCatchUp(db);
+    await fx.db.query(`UPDATE crm.member_group SET group_name = 'h' WHERE id = 2`);
+    await waitForCatchUp(fx.db);
     expect(platform()).toEqual(await expected());
     expect((await statusOf('members', { id: 2 }))?.status).toBe('synced');
   });

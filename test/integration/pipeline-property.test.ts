@@ -5,10 +5,9 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import {
-  CRM_SCHEMA,
   expectedGroups,
   DEFAULT_SOURCES,
   startTestBridge,
@@ -104,18 +103,14 @@ async function apply(db: TestDatabase, o: Op): Promise<[string, unknown[]]> {
 }
 
 describe('pipeline property: the platform converges to the database', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
+  const fx = usePipelineFixture('property', { per: 'file' });
   let running: TestBridge | undefined;
 
   beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('property');
-    await db.query(CRM_SCHEMA);
     // Small batches and short waits, so coalescing, ordering and concurrency all get exercised.
     running = await startTestBridge({
-      db,
-      apiUrl: sim.url,
+      db: fx.db,
+      apiUrl: fx.sim.url,
       batching: { maxBatchSize: 3, debounceMs: 5, maxWaitMs: 30, maxBufferedRows: 8 },
       // Each run empties the tables with TRUNCATE and starts the platform afresh: nothing to re-sync.
       sources: DEFAULT_SOURCES.replace(/match:/g, 'onTruncate: ignore\n    match:'),
@@ -123,14 +118,12 @@ describe('pipeline property: the platform converges to the database', () => {
   });
   afterAll(async () => {
     await running?.stop();
-    await sim.close();
-    await db.drop();
   });
 
   function platform(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
     for (const id of [...CUSTOMERS, ...MEMBERS]) {
-      const g = sim.groupsOf('thirdId', id);
+      const g = fx.sim.groupsOf('thirdId', id);
       if (g && g.length) out[id] = [...g].sort();
     }
     return out;
@@ -141,12 +134,12 @@ describe('pipeline property: the platform converges to the database', () => {
       fc.asyncProperty(transactions, async (txs) => {
         // Each run starts empty (onTruncate: ignore leaves the platform alone; reset it), so a
         // counterexample is a whole history.
-        await db.query('TRUNCATE crm.customer_profile, crm.member_group');
-        await waitForCatchUp(db);
-        sim.reset();
+        await fx.db.query('TRUNCATE crm.customer_profile, crm.member_group');
+        await waitForCatchUp(fx.db);
+        fx.sim.reset();
         for (const tx of txs) {
-          const statements = await Promise.all(tx.ops.map((o) => apply(db, o)));
-          const c = await import('pg').then((m) => new m.default.Client({ connectionString: db.url }));
+          const statements = await Promise.all(tx.ops.map((o) => apply(fx.db, o)));
+          const c = await import('pg').then((m) => new m.default.Client({ connectionString: fx.db.url }));
           await c.connect();
           try {
             await c.query('BEGIN');
@@ -156,8 +149,8 @@ describe('pipeline property: the platform converges to the database', () => {
             await c.end();
           }
         }
-        await waitForCatchUp(db);
-        expect(platform()).toEqual(await expectedGroups(db));
+        await waitForCatchUp(fx.db);
+        expect(platform()).toEqual(await expectedGroups(fx.db));
       }),
       { numRuns: 30 },
     );

@@ -5,13 +5,11 @@
  * publication as it is: `check` passes, and `run` streams without altering it.
  */
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { runCli, writeConfigFile } from '../helpers/cli.js';
-import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import {
-  CRM_SCHEMA,
   eventually,
   startTestBridge,
   testConfigYaml,
@@ -30,39 +28,30 @@ function finding(stdout: string, check: string): string {
 
 describe('a publication made by a DBA for a role that owns no table', () => {
   const role = `tz_dba_${randomBytes(3).toString('hex')}`;
-  let db: TestDatabase;
+  const fx = usePipelineFixture('publication dba', { per: 'file', roles: [role] });
   let asRole: TestDatabase;
-  let sim: Simulator;
   let bridge: TestBridge | undefined;
 
   beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('publication dba');
-    await db.query(CRM_SCHEMA);
     // The tables belong to the superuser; the role may stream, read them, and create its schema.
-    await db.query(`
+    await fx.db.query(`
       CREATE ROLE ${role} LOGIN REPLICATION;
       GRANT USAGE ON SCHEMA crm TO ${role};
       GRANT SELECT ON ALL TABLES IN SCHEMA crm TO ${role};
-      GRANT CREATE ON DATABASE ${db.name} TO ${role};
+      GRANT CREATE ON DATABASE ${fx.db.name} TO ${role};
       CREATE PUBLICATION ${SLOT} FOR TABLE crm.customer_profile, crm.member_group;
       ALTER PUBLICATION ${SLOT} OWNER TO ${role};
     `);
-    const u = new URL(db.url);
+    const u = new URL(fx.db.url);
     u.username = role;
-    asRole = { ...db, url: u.toString() };
+    asRole = { ...fx.db, url: u.toString() };
   });
   afterAll(async () => {
     await bridge?.stop();
-    await sim?.close();
-    await db?.drop();
-    const admin = new pg.Client({ connectionString: adminUrl() });
-    await admin.connect();
-    await admin.query(`DROP ROLE IF EXISTS ${role}`).finally(() => admin.end());
   });
 
   it('check passes: the publication holds exactly the source tables', async () => {
-    const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: fx.sim.url }));
     const r = await runCli(['--config', file, 'check']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(finding(r.stdout, 'publication tables')).toMatch(
@@ -72,13 +61,13 @@ describe('a publication made by a DBA for a role that owns no table', () => {
   });
 
   it('run streams through it without altering it', async () => {
-    bridge = await startTestBridge({ db: asRole, slot: SLOT, apiUrl: sim.url });
-    await db.query(
+    bridge = await startTestBridge({ db: asRole, slot: SLOT, apiUrl: fx.sim.url });
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES ('d1', '13900000001', 'vip')`,
     );
-    await waitForCatchUp(db, SLOT);
-    await eventually(() => expect(sim.groupsOf('thirdId', 'd1')).toEqual(['vip']));
-    const { rows } = await db.query<{ owner: string; tables: string }>(
+    await waitForCatchUp(fx.db, SLOT);
+    await eventually(() => expect(fx.sim.groupsOf('thirdId', 'd1')).toEqual(['vip']));
+    const { rows } = await fx.db.query<{ owner: string; tables: string }>(
       `SELECT pg_get_userbyid(p.pubowner) AS owner,
               (SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables t
                 WHERE t.pubname = p.pubname) AS tables
@@ -91,8 +80,8 @@ describe('a publication made by a DBA for a role that owns no table', () => {
   it('a publication holding other tables is refused with what the DBA must run', async () => {
     await bridge?.stop();
     bridge = undefined;
-    await db.query(`ALTER PUBLICATION ${SLOT} SET TABLE crm.customer_profile`);
-    const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: sim.url }));
+    await fx.db.query(`ALTER PUBLICATION ${SLOT} SET TABLE crm.customer_profile`);
+    const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: fx.sim.url }));
     const r = await runCli(['--config', file, 'check']);
     expect(r.code, r.stdout + r.stderr).toBe(3);
     expect(finding(r.stdout, 'publication tables')).toMatch(
@@ -108,9 +97,9 @@ describe('a publication made by a DBA for a role that owns no table', () => {
   // says why; --force drops it too. A slot of another consumer (inactive: which publication it
   // reads cannot be seen) is named as a reason of its own.
   it('teardown leaves the publication the DBA made, and names the other slot that may read it, unless --force', async () => {
-    await db.query(`SELECT pg_create_logical_replication_slot('${SLOT}_other', 'pgoutput')`);
+    await fx.db.query(`SELECT pg_create_logical_replication_slot('${SLOT}_other', 'pgoutput')`);
     try {
-      const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: sim.url }));
+      const file = writeConfigFile(testConfigYaml({ db: asRole, slot: SLOT, apiUrl: fx.sim.url }));
       const plan = await runCli(['--config', file, 'teardown']);
       expect(plan.code).toBe(2);
       expect(plan.stdout).toContain(
@@ -121,16 +110,16 @@ describe('a publication made by a DBA for a role that owns no table', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toContain(`dropped replication slot ${SLOT}`);
       expect(r.stdout).toContain(`left publication ${SLOT} alone: the bridge did not create it`);
-      const left = await db.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [SLOT]);
+      const left = await fx.db.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [SLOT]);
       expect(left.rowCount).toBe(1);
 
       const forced = await runCli(['--config', file, 'teardown', '--yes', '--force']);
       expect(forced.code, forced.stderr).toBe(0);
       expect(forced.stdout.trim()).toBe(`dropped publication ${SLOT}`);
-      const gone = await db.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [SLOT]);
+      const gone = await fx.db.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [SLOT]);
       expect(gone.rowCount).toBe(0);
     } finally {
-      await db.query(`SELECT pg_drop_replication_slot('${SLOT}_other')`);
+      await fx.db.query(`SELECT pg_drop_replication_slot('${SLOT}_other')`);
     }
   });
 });

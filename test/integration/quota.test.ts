@@ -8,12 +8,10 @@
  * back every sender, the stream, a retry-failed job and an approval of held rows, whoever was refused.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import type { ApiRow } from '../../src/tuzhan/types.js';
 import { startCli, writeConfigFile } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import {
-  CRM_SCHEMA,
   DEFAULT_SOURCES,
   eventually,
   expectedGroups,
@@ -40,62 +38,58 @@ interface Taken {
 }
 
 describe('a platform quota, learned', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let bridge: TestBridge | undefined;
   const taken: Taken[] = [];
   const refusals: Array<{ at: number; retryAfterSeconds: number }> = [];
   let onRefused: (() => void) | undefined;
-
-  beforeAll(async () => {
-    db = await createTestDatabase('quota learned');
-    await db.query(CRM_SCHEMA);
-    sim = await startSimulator({
-      token: 'test-token',
+  const fx = usePipelineFixture('quota learned', {
+    per: 'file',
+    simulator: {
       onRows: (_op, rows: readonly ApiRow[], at) =>
         void taken.push({ at, ids: rows.map((r) => r.thirdId ?? '') }),
       onRefused: (at, retryAfterSeconds) => {
         refusals.push({ at, retryAfterSeconds });
         onRefused?.();
       },
-    });
+    },
+  });
+  let bridge: TestBridge | undefined;
+
+  beforeAll(async () => {
     expect(sources).toContain('guard:');
-    bridge = await startTestBridge({ db, slot: SLOT, apiUrl: sim.url, batching, sources });
+    bridge = await startTestBridge({ db: fx.db, slot: SLOT, apiUrl: fx.sim.url, batching, sources });
   });
   afterAll(async () => {
     await bridge?.stop();
-    await sim?.close();
-    await db?.drop();
   });
 
   const requests = (): number => {
-    const s = sim.stats().byOptType;
+    const s = fx.sim.stats().byOptType;
     return s.add.requests + s.update.requests + s.delete.requests;
   };
 
   it('keeps refusals few while the quota falls from 5 to 2 and rises to 10, and drains everything', async () => {
     // Failed rows for the retries of the next test: a platform rejecting two customers' requests.
-    sim.setFaults({ rejectRequestsWith: 'bad-p' });
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('bad-p', 'r1')`);
-    await waitForCatchUp(db, SLOT);
-    sim.setFaults({ rejectRequestsWith: 'bad-m' });
-    await db.query(
+    fx.sim.setFaults({ rejectRequestsWith: 'bad-p' });
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('bad-p', 'r1')`);
+    await waitForCatchUp(fx.db, SLOT);
+    fx.sim.setFaults({ rejectRequestsWith: 'bad-m' });
+    await fx.db.query(
       `INSERT INTO crm.member_group (member_id, group_name) VALUES ('bad-m', 'r1'), ('bad-m', 'r2')`,
     );
-    await waitForCatchUp(db, SLOT);
-    sim.setFaults({ rejectRequestsWith: '' });
+    await waitForCatchUp(fx.db, SLOT);
+    fx.sim.setFaults({ rejectRequestsWith: '' });
 
-    sim.setFaults({ rateLimit: 5 });
+    fx.sim.setFaults({ rateLimit: 5 });
     const before = requests();
     // 1,000 customers at once (about a hundred requests), and while they drain, the same customers
     // keep changing: the stream's newer requests queue behind the older ones for each customer.
-    await db.query(
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names") SELECT 'c' || i, 'g0' FROM generate_series(1, 1000) i`,
     );
     let writing = true;
     const writer = (async () => {
       for (let n = 1; writing; n++) {
-        await db.query(`UPDATE crm.customer_profile SET "Group Names" = $2 WHERE cust_no = $1`, [
+        await fx.db.query(`UPDATE crm.customer_profile SET "Group Names" = $2 WHERE cust_no = $1`, [
           `c${1 + ((n * 37) % 1000)}`,
           `w${n}`,
         ]);
@@ -106,17 +100,17 @@ describe('a platform quota, learned', () => {
     try {
       // The quota changes by how much went through, not by time.
       await eventually(() => expect(requests() - before).toBeGreaterThanOrEqual(30), 60_000, 20);
-      sim.setFaults({ rateLimit: 2 });
+      fx.sim.setFaults({ rateLimit: 2 });
       changes.push({ at: Date.now(), quota: 2 });
       await eventually(() => expect(requests() - before).toBeGreaterThanOrEqual(55), 60_000, 20);
-      sim.setFaults({ rateLimit: 10 });
+      fx.sim.setFaults({ rateLimit: 10 });
       changes.push({ at: Date.now(), quota: 10 });
     } finally {
       writing = false;
       await writer;
     }
-    await waitForCatchUp(db, SLOT, 120_000);
-    sim.setFaults({ rateLimit: 0 });
+    await waitForCatchUp(fx.db, SLOT, 120_000);
+    fx.sim.setFaults({ rateLimit: 0 });
 
     // The moments: requests were taken at each quota.
     const [fell, rose] = changes as unknown as [{ at: number }, { at: number }];
@@ -125,7 +119,7 @@ describe('a platform quota, learned', () => {
     // Few refusals: against the same quotas, retrying each request on its own had 44 % to 66 %
     // of the requests refused.
     const sent = requests() - before;
-    const refused = sim.stats().quotaRefused;
+    const refused = fx.sim.stats().quotaRefused;
     console.error(
       `[quota] ${sent} requests taken, ${refused} refused; quota fell at ${fell.at}, rose at ${rose.at}`,
     );
@@ -136,21 +130,24 @@ describe('a platform quota, learned', () => {
     expect(refusals.filter((r) => r.at > fell.at && r.at < rose.at).length).toBeLessThanOrEqual(6);
 
     // Everything drained, in order: the platform holds the tables, sync_status says synced.
-    expect(sim.overlaps()).toEqual({ count: 0, customers: [] });
+    expect(fx.sim.overlaps()).toEqual({ count: 0, customers: [] });
     const platform: Record<string, string[]> = {};
-    for (const id of Object.keys(await expectedGroups(db))) platform[id] = sim.groupsOf('thirdId', id) ?? [];
-    const expected = await expectedGroups(db);
+    for (const id of Object.keys(await expectedGroups(fx.db)))
+      platform[id] = fx.sim.groupsOf('thirdId', id) ?? [];
+    const expected = await expectedGroups(fx.db);
     delete expected['bad-p'];
     delete expected['bad-m'];
     delete platform['bad-p'];
     delete platform['bad-m'];
     expect(platform).toEqual(expected);
-    const statuses = new Set([...(await statusRows(db, 'profiles')).values()].map((r) => r.status));
+    const statuses = new Set([...(await statusRows(fx.db, 'profiles')).values()].map((r) => r.status));
     expect(statuses).toEqual(new Set(['synced', 'failed']));
   }, 240_000);
 
   it('holds every sender for a Retry-After of 3 s, whoever was refused', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, slot: SLOT, apiUrl: sim.url, batching, sources }));
+    const file = writeConfigFile(
+      testConfigYaml({ db: fx.db, slot: SLOT, apiUrl: fx.sim.url, batching, sources }),
+    );
     const held = (refusedAt: number, ids: readonly string[]): number[] =>
       taken
         .filter((t) => t.at > refusedAt && t.ids.some((id) => ids.includes(id)))
@@ -159,14 +156,14 @@ describe('a platform quota, learned', () => {
     // 1. A retry-failed job is refused: the stream's requests wait out its Retry-After too. The job
     // asks the platform first (a request); with a quota of one request per 3 s, that takes the one
     // there is, and the job's retry is refused with `Retry-After: 3`.
-    sim.setFaults({ rateLimit: 1 / 3 });
+    fx.sim.setFaults({ rateLimit: 1 / 3 });
     let streamAt = 0;
     const refused1 = new Promise<number>((resolve) => {
       onRefused = () => {
         onRefused = undefined;
         const at = refusals[refusals.length - 1]?.at as number;
         // The stream's changes come while the pause runs (their commit is timed: the moment).
-        void db
+        void fx.db
           .query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('s1', 'a'), ('s2', 'b')`)
           .then(() => (streamAt = Date.now()));
         resolve(at);
@@ -176,10 +173,10 @@ describe('a platform quota, learned', () => {
     const at1 = await refused1;
     expect(refusals[refusals.length - 1]?.retryAfterSeconds).toBe(3);
     const retried = await job.exited;
-    sim.setFaults({ rateLimit: 0 });
+    fx.sim.setFaults({ rateLimit: 0 });
     expect(retried.code, retried.stderr).toBe(0);
     expect(retried.stdout).toMatch(/^memberships: retried 2 failed rows .*: 2 synced$/m);
-    await waitForCatchUp(db, SLOT);
+    await waitForCatchUp(fx.db, SLOT);
     // The refused request was the job's (nothing else was pending), and the stream's changes were
     // committed during the pause.
     expect(taken.filter((t) => t.ids.includes('bad-m')).length).toBe(1);
@@ -190,7 +187,7 @@ describe('a platform quota, learned', () => {
 
     // 2. The stream is refused: a retry of failed rows (the console's, on the daemon's own lanes)
     // started during the pause waits it out too.
-    sim.setFaults({ status429: 1, retryAfterSeconds: 3 });
+    fx.sim.setFaults({ status429: 1, retryAfterSeconds: 3 });
     let retryAt = 0;
     let retry: Promise<unknown> | undefined;
     const refused2 = new Promise<number>((resolve) => {
@@ -201,42 +198,43 @@ describe('a platform quota, learned', () => {
         resolve(refusals[refusals.length - 1]?.at as number);
       };
     });
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('s3', 'c')`);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('s3', 'c')`);
     const at2 = await refused2;
     await retry;
-    await waitForCatchUp(db, SLOT);
+    await waitForCatchUp(fx.db, SLOT);
     expect(retryAt - at2).toBeLessThan(3000);
     const retried2 = held(at2, ['bad-p']);
     expect(retried2).toHaveLength(1);
     for (const d of [...retried2, ...held(at2, ['s3'])]) expect(d).toBeGreaterThanOrEqual(2995);
 
-    expect(sim.overlaps()).toEqual({ count: 0, customers: [] });
-    const status = await statusRows(db, 'profiles');
+    expect(fx.sim.overlaps()).toEqual({ count: 0, customers: [] });
+    const status = await statusRows(fx.db, 'profiles');
     expect(status.get(JSON.stringify({ cust_no: 'bad-p' }))).toMatchObject({ status: 'synced' });
-    expect(sim.groupsOf('thirdId', 'bad-m')).toEqual(['r1', 'r2']);
-    expect(sim.groupsOf('thirdId', 's3')).toEqual(['c']);
+    expect(fx.sim.groupsOf('thirdId', 'bad-m')).toEqual(['r1', 'r2']);
+    expect(fx.sim.groupsOf('thirdId', 's3')).toEqual(['c']);
   }, 120_000);
 
   it('holds an approval of held rows for a Retry-After the stream was given', async () => {
     // 20 members lose their group in one transaction: more than memberships' guard allows, held.
     const members = Array.from({ length: 20 }, (_, i) => `hm${i + 1}`);
-    await db.query(`INSERT INTO crm.member_group (member_id, group_name) SELECT unnest($1::text[]), 'hg'`, [
-      members,
-    ]);
-    await waitForCatchUp(db, SLOT);
-    expect(members.map((m) => sim.groupsOf('thirdId', m))).toEqual(members.map(() => ['hg']));
+    await fx.db.query(
+      `INSERT INTO crm.member_group (member_id, group_name) SELECT unnest($1::text[]), 'hg'`,
+      [members],
+    );
+    await waitForCatchUp(fx.db, SLOT);
+    expect(members.map((m) => fx.sim.groupsOf('thirdId', m))).toEqual(members.map(() => ['hg']));
     const since = taken.length;
-    await db.query(`DELETE FROM crm.member_group WHERE member_id = ANY($1::text[])`, [members]);
-    await waitForCatchUp(db, SLOT);
+    await fx.db.query(`DELETE FROM crm.member_group WHERE member_id = ANY($1::text[])`, [members]);
+    await waitForCatchUp(fx.db, SLOT);
     const statuses = async (): Promise<string[]> =>
-      [...(await statusRows(db, 'memberships')).entries()]
+      [...(await statusRows(fx.db, 'memberships')).entries()]
         .filter(([, r]) => members.includes((r.payload as { thirdId?: string } | null)?.thirdId ?? ''))
         .map(([, r]) => r.status);
     expect(await statuses()).toEqual(members.map(() => 'held'));
     expect(taken.slice(since).filter((t) => t.ids.some((id) => members.includes(id)))).toEqual([]);
 
     // The stream is refused with Retry-After: 3; the approval, started during the pause, waits it out.
-    sim.setFaults({ status429: 1, retryAfterSeconds: 3 });
+    fx.sim.setFaults({ status429: 1, retryAfterSeconds: 3 });
     let approveAt = 0;
     let approval: Promise<unknown> | undefined;
     const refused = new Promise<number>((resolve) => {
@@ -247,10 +245,10 @@ describe('a platform quota, learned', () => {
         resolve(refusals[refusals.length - 1]?.at as number);
       };
     });
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('s4', 'd')`);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('s4', 'd')`);
     const at = await refused;
     expect(await approval).toMatchObject([{ source: 'memberships', rows: 20 }]);
-    await waitForCatchUp(db, SLOT);
+    await waitForCatchUp(fx.db, SLOT);
     expect(approveAt - at).toBeLessThan(3000);
     const approved = taken.filter((t) => t.at > at && t.ids.some((id) => members.includes(id)));
     expect(approved.length).toBeGreaterThan(0);
@@ -258,8 +256,8 @@ describe('a platform quota, learned', () => {
     expect(stream).toHaveLength(1);
     for (const t of [...approved, ...stream]) expect(t.at - at).toBeGreaterThanOrEqual(2995);
 
-    expect(sim.overlaps()).toEqual({ count: 0, customers: [] });
-    expect(members.map((m) => sim.groupsOf('thirdId', m) ?? [])).toEqual(members.map(() => []));
+    expect(fx.sim.overlaps()).toEqual({ count: 0, customers: [] });
+    expect(members.map((m) => fx.sim.groupsOf('thirdId', m) ?? [])).toEqual(members.map(() => []));
     expect(await statuses()).toEqual(members.map(() => 'synced'));
   }, 120_000);
 });

@@ -2,39 +2,28 @@
  * /readyz tells the truth (issue 15): a bridge whose platform answers only errors, or refuses its
  * credentials, for longer than `tuzhan.notReadyAfterMs` is not ready, and says why.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/ops/logger.js';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { freePort } from '../../src/throwaway/postgres.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, eventually, testConfig, waitForStreaming } from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { eventually, testConfig, waitForStreaming } from '../helpers/pipeline.js';
 
 describe('readiness', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
+  const fx = usePipelineFixture('readiness', { per: 'file' });
   let daemon: Daemon | undefined;
 
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('readiness');
-    await db.query(CRM_SCHEMA);
-  });
   afterEach(async () => {
-    sim.setFaults({ errorRate: 0 });
+    fx.sim.setFaults({ errorRate: 0 });
     await daemon?.stop(2000);
     daemon = undefined;
-  });
-  afterAll(async () => {
-    await sim.close();
-    await db.drop();
   });
 
   async function start(token = 'test-token'): Promise<string> {
     const port = await freePort();
     const config = testConfig({
-      db,
-      apiUrl: sim.url,
+      db: fx.db,
+      apiUrl: fx.sim.url,
       token,
     });
     const withOps = {
@@ -43,7 +32,7 @@ describe('readiness', () => {
       http: { listen: { host: '127.0.0.1', port } },
     };
     daemon = await startDaemon(withOps, silentLogger());
-    await waitForStreaming(db, db.name);
+    await waitForStreaming(fx.db, fx.db.name);
     return `http://127.0.0.1:${port}`;
   }
 
@@ -55,22 +44,22 @@ describe('readiness', () => {
   it('not ready while the platform answers only 5xx, ready again once it imports', async () => {
     const url = await start();
     expect((await readyz(url)).status).toBe(200);
-    sim.setFaults({ errorRate: 1 });
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('r1', 'x')`);
+    fx.sim.setFaults({ errorRate: 1 });
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('r1', 'x')`);
     await eventually(async () => {
       const r = await readyz(url);
       expect(r.status).toBe(503);
       expect(r.checks).toMatchObject({ streaming: true, platformOk: false });
     });
-    expect(sim.stats().served500).toBeGreaterThan(0);
-    sim.setFaults({ errorRate: 0 });
+    expect(fx.sim.stats().served500).toBeGreaterThan(0);
+    fx.sim.setFaults({ errorRate: 0 });
     await eventually(async () => expect((await readyz(url)).status).toBe(200));
-    expect(sim.groupsOf('thirdId', 'r1')).toEqual(['x']);
+    expect(fx.sim.groupsOf('thirdId', 'r1')).toEqual(['x']);
   });
 
   it('not ready while the platform refuses the credentials, and the gauge says so', async () => {
     const url = await start('a-token-the-platform-refuses');
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('r2', 'y')`);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('r2', 'y')`);
     await eventually(async () => {
       const r = await readyz(url);
       expect(r.status).toBe(503);
@@ -78,6 +67,6 @@ describe('readiness', () => {
     });
     const metrics = await (await fetch(`${url}/metrics`)).text();
     expect(metrics).toMatch(/^tuzhan_cdc_platform_auth_ok 0$/m);
-    expect(sim.stats().authFailures).toBeGreaterThan(0);
+    expect(fx.sim.stats().authFailures).toBeGreaterThan(0);
   });
 });

@@ -4,12 +4,10 @@
  * window, it must end equal to the database, and sync_status must say what was done.
  */
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { afterEach, describe, expect, it } from 'vitest';
 import { spawnBridge, writeConfigFile, type BridgeProcess } from '../helpers/bridge-process.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import {
-  CRM_SCHEMA,
   eventually,
   expectedGroups,
   DEFAULT_SOURCES,
@@ -17,42 +15,28 @@ import {
   statusRows,
   testConfigYaml,
   waitForCatchUp,
-  type TestBridge,
 } from '../helpers/pipeline.js';
 
 describe('replay', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
+  const fx = usePipelineFixture('replay', { per: 'file' });
 
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('replay');
-    await db.query(CRM_SCHEMA);
-  });
-  afterEach(async () => {
-    sim.setFaults({ applyThenFailRate: 0, errorRate: 0 });
-    await running?.stop();
-    running = undefined;
-  });
-  afterAll(async () => {
-    await sim.close();
-    await db.drop();
+  afterEach(() => {
+    fx.sim.setFaults({ applyThenFailRate: 0, errorRate: 0 });
   });
 
   /** Ends the walsender serving the bridge's slot, as a network cut or a proxy restart would. */
   async function dropReplicationConnection(): Promise<void> {
-    const { rows } = await db.query<{ ended: boolean }>(
+    const { rows } = await fx.db.query<{ ended: boolean }>(
       `SELECT pg_terminate_backend(active_pid) AS ended FROM pg_replication_slots
         WHERE slot_name = $1 AND active_pid IS NOT NULL`,
-      [db.name],
+      [fx.db.name],
     );
     expect(rows[0]?.ended, 'a walsender was streaming to the bridge').toBe(true);
   }
 
   /** Runs a statement in a transaction; resolves with the WAL position just before its commit. */
   async function inTransaction(sql: string): Promise<string> {
-    const c = new pg.Client({ connectionString: db.url });
+    const c = new pg.Client({ connectionString: fx.db.url });
     await c.connect();
     try {
       await c.query('BEGIN');
@@ -67,94 +51,99 @@ describe('replay', () => {
 
   /** Whether the slot's confirmed position is at or before `lsn`. */
   async function notPast(lsn: string): Promise<boolean> {
-    const { rows } = await db.query<{ ok: boolean }>(
+    const { rows } = await fx.db.query<{ ok: boolean }>(
       `SELECT confirmed_flush_lsn <= $2::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $1`,
-      [db.name, lsn],
+      [fx.db.name, lsn],
     );
     return rows[0]?.ok === true;
   }
 
   it('row mode: an update applied with its answer lost, a dropped connection, then a delete', async () => {
-    running = await startTestBridge({ db, apiUrl: sim.url });
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('p1', 'old1')`);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', 'p1')).toEqual(['old1']);
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url });
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('p1', 'old1')`);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', 'p1')).toEqual(['old1']);
 
-    const lost = sim.stats().appliedThenFailed;
-    sim.setFaults({ applyThenFailRate: 1 });
+    const lost = fx.sim.stats().appliedThenFailed;
+    fx.sim.setFaults({ applyThenFailRate: 1 });
     // Groups gained only: one `add` request, which the replay of the delete must undo.
-    await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'old1,new1,new2' WHERE cust_no = 'p1'`);
+    await fx.db.query(
+      `UPDATE crm.customer_profile SET "Group Names" = 'old1,new1,new2' WHERE cust_no = 'p1'`,
+    );
     // The moment: the platform applied the update (twice), the bridge saw only failures.
     await eventually(() => {
-      expect(sim.groupsOf('thirdId', 'p1')).toEqual(['new1', 'new2', 'old1']);
-      expect(sim.stats().appliedThenFailed).toBeGreaterThanOrEqual(lost + 2);
+      expect(fx.sim.groupsOf('thirdId', 'p1')).toEqual(['new1', 'new2', 'old1']);
+      expect(fx.sim.stats().appliedThenFailed).toBeGreaterThanOrEqual(lost + 2);
     });
-    expect((await statusRows(db, 'profiles')).get('{"cust_no":"p1"}')?.status).toBe('retrying');
+    expect((await statusRows(fx.db, 'profiles')).get('{"cust_no":"p1"}')?.status).toBe('retrying');
     await dropReplicationConnection();
-    await db.query(`DELETE FROM crm.customer_profile WHERE cust_no = 'p1'`);
-    sim.setFaults({ applyThenFailRate: 0 });
-    await waitForCatchUp(db);
+    await fx.db.query(`DELETE FROM crm.customer_profile WHERE cust_no = 'p1'`);
+    fx.sim.setFaults({ applyThenFailRate: 0 });
+    await waitForCatchUp(fx.db);
 
-    expect(sim.groupsOf('thirdId', 'p1')).toEqual([]);
-    expect((await statusRows(db, 'profiles')).get('{"cust_no":"p1"}')).toMatchObject({
+    expect(fx.sim.groupsOf('thirdId', 'p1')).toEqual([]);
+    expect((await statusRows(fx.db, 'profiles')).get('{"cust_no":"p1"}')).toMatchObject({
       op: 'delete',
       status: 'synced',
     });
   });
 
   it('membership mode: a pair moved while answers were lost, a dropped connection, then a delete', async () => {
-    running = await startTestBridge({ db, apiUrl: sim.url });
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url });
     const {
       rows: [row],
-    } = await db.query<{ id: string }>(
+    } = await fx.db.query<{ id: string }>(
       `INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'gA') RETURNING id::text`,
     );
     const key = JSON.stringify({ id: (row as { id: string }).id });
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', 'm1')).toEqual(['gA']);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', 'm1')).toEqual(['gA']);
 
-    const lost = sim.stats().appliedThenFailed;
-    sim.setFaults({ applyThenFailRate: 1 });
-    await db.query(`UPDATE crm.member_group SET group_name = 'gB' WHERE member_id = 'm1'`);
-    await eventually(() => expect(sim.stats().appliedThenFailed).toBeGreaterThanOrEqual(lost + 2));
-    expect((await statusRows(db, 'memberships')).get(key)?.status).toBe('retrying');
+    const lost = fx.sim.stats().appliedThenFailed;
+    fx.sim.setFaults({ applyThenFailRate: 1 });
+    await fx.db.query(`UPDATE crm.member_group SET group_name = 'gB' WHERE member_id = 'm1'`);
+    await eventually(() => expect(fx.sim.stats().appliedThenFailed).toBeGreaterThanOrEqual(lost + 2));
+    expect((await statusRows(fx.db, 'memberships')).get(key)?.status).toBe('retrying');
     await dropReplicationConnection();
-    await db.query(`DELETE FROM crm.member_group WHERE member_id = 'm1'`);
-    sim.setFaults({ applyThenFailRate: 0 });
-    await waitForCatchUp(db);
+    await fx.db.query(`DELETE FROM crm.member_group WHERE member_id = 'm1'`);
+    fx.sim.setFaults({ applyThenFailRate: 0 });
+    await waitForCatchUp(fx.db);
 
     // gB was added while the bridge drained; the replayed window removes it with gA.
-    expect(sim.groupsOf('thirdId', 'm1')).toEqual([]);
-    expect((await statusRows(db, 'memberships')).get(key)).toMatchObject({ op: 'delete', status: 'synced' });
+    expect(fx.sim.groupsOf('thirdId', 'm1')).toEqual([]);
+    expect((await statusRows(fx.db, 'memberships')).get(key)).toMatchObject({
+      op: 'delete',
+      status: 'synced',
+    });
   });
 
   it('SIGKILL: an insert that reached the platform, then a delete, then a restart', async () => {
-    const config = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url }));
+    const config = writeConfigFile(testConfigYaml({ db: fx.db, apiUrl: fx.sim.url }));
     let bridge: BridgeProcess = spawnBridge(config);
     try {
       await eventually(() => expect(bridge.output()).toMatch(/replication stream started/), 30_000);
-      await waitForCatchUp(db);
+      await waitForCatchUp(fx.db);
 
-      const lost = sim.stats().appliedThenFailed;
-      sim.setFaults({ applyThenFailRate: 1 });
+      const lost = fx.sim.stats().appliedThenFailed;
+      fx.sim.setFaults({ applyThenFailRate: 1 });
       // The insert's commit record comes after `inserted`: a slot confirmed past it confirmed the insert.
       const inserted = await inTransaction(
         `INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('k1', 'g1,g2')`,
       );
       await eventually(() => {
-        expect(sim.groupsOf('thirdId', 'k1')).toEqual(['g1', 'g2']);
-        expect(sim.stats().appliedThenFailed).toBeGreaterThan(lost);
+        expect(fx.sim.groupsOf('thirdId', 'k1')).toEqual(['g1', 'g2']);
+        expect(fx.sim.stats().appliedThenFailed).toBeGreaterThan(lost);
       });
-      await db.query(`DELETE FROM crm.customer_profile WHERE cust_no = 'k1'`);
+      await fx.db.query(`DELETE FROM crm.customer_profile WHERE cust_no = 'k1'`);
       // The moment: the insert reached the platform, and the slot has not confirmed it.
       expect(await notPast(inserted)).toBe(true);
       expect(await bridge.kill('SIGKILL')).toBe('SIGKILL');
 
-      sim.setFaults({ applyThenFailRate: 0 });
+      fx.sim.setFaults({ applyThenFailRate: 0 });
       bridge = spawnBridge(config);
-      await waitForCatchUp(db);
-      expect(sim.groupsOf('thirdId', 'k1')).toEqual([]);
-      expect((await statusRows(db, 'profiles')).get('{"cust_no":"k1"}')).toMatchObject({
+      await waitForCatchUp(fx.db);
+      expect(fx.sim.groupsOf('thirdId', 'k1')).toEqual([]);
+      expect((await statusRows(fx.db, 'profiles')).get('{"cust_no":"k1"}')).toMatchObject({
         op: 'delete',
         status: 'synced',
       });
@@ -165,22 +154,22 @@ describe('replay', () => {
   }, 90_000);
 
   it('hot keys under lost answers and dropped connections: the platform ends equal to the database', async () => {
-    running = await startTestBridge({
-      db,
-      apiUrl: sim.url,
+    fx.running = await startTestBridge({
+      db: fx.db,
+      apiUrl: fx.sim.url,
       batching: { maxBatchSize: 20, debounceMs: 10, maxWaitMs: 50, maxBufferedRows: 200 },
       // The TRUNCATE below only empties the tables for this test: nothing to re-sync.
       sources: DEFAULT_SOURCES.replace(/match:/g, 'onTruncate: ignore\n    match:'),
     });
-    await db.query('TRUNCATE crm.customer_profile, crm.member_group');
-    await waitForCatchUp(db);
-    sim.reset();
+    await fx.db.query('TRUNCATE crm.customer_profile, crm.member_group');
+    await waitForCatchUp(fx.db);
+    fx.sim.reset();
     const ids = new Set<string>();
-    const client = new pg.Client({ connectionString: db.url });
+    const client = new pg.Client({ connectionString: fx.db.url });
     await client.connect();
     let drops = 0;
     try {
-      sim.setFaults({ applyThenFailRate: 0.3 });
+      fx.sim.setFaults({ applyThenFailRate: 0.3 });
       const until = Date.now() + 8000;
       let nextDrop = Date.now() + 700;
       for (let i = 0; Date.now() < until; i++) {
@@ -218,10 +207,10 @@ describe('replay', () => {
         if (i % 6 === 0) await client.query(`DELETE FROM crm.member_group WHERE member_id = $1`, [m]);
         await client.query('COMMIT');
         if (Date.now() >= nextDrop) {
-          const { rowCount } = await db.query(
+          const { rowCount } = await fx.db.query(
             `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
               WHERE slot_name = $1 AND active_pid IS NOT NULL`,
-            [db.name],
+            [fx.db.name],
           );
           drops += rowCount ?? 0;
           nextDrop = Date.now() + 700;
@@ -231,19 +220,19 @@ describe('replay', () => {
     } finally {
       await client.end();
     }
-    sim.setFaults({ applyThenFailRate: 0 });
-    await waitForCatchUp(db, db.name, 60_000);
+    fx.sim.setFaults({ applyThenFailRate: 0 });
+    await waitForCatchUp(fx.db, fx.db.name, 60_000);
     // The moments this test is about happened: answers were lost, connections dropped.
-    expect(sim.stats().appliedThenFailed).toBeGreaterThan(10);
+    expect(fx.sim.stats().appliedThenFailed).toBeGreaterThan(10);
     expect(drops).toBeGreaterThanOrEqual(3);
 
     const platform: Record<string, string[]> = {};
     for (const id of ids) {
-      const g = sim.groupsOf('thirdId', id);
+      const g = fx.sim.groupsOf('thirdId', id);
       if (g && g.length) platform[id] = [...g].sort();
     }
-    expect(platform).toEqual(await expectedGroups(db));
-    const unsettled = await db.query(
+    expect(platform).toEqual(await expectedGroups(fx.db));
+    const unsettled = await fx.db.query(
       `SELECT 1 FROM "Tuzhan Sync".sync_status WHERE status NOT IN ('synced', 'skipped')`,
     );
     expect(unsettled.rowCount).toBe(0);

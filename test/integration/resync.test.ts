@@ -3,43 +3,26 @@
  * that is gone, `run --resync` (or `postgres.onSlotLost: resync`) re-syncs every source, and it
  * removes too: customers deleted and groups removed while nothing was streamed leave the platform.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { checkSource } from '../../src/source/checks.js';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { captureLogger } from '../helpers/capture-logger.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import {
-  CRM_SCHEMA,
   eventually,
   expectedGroups,
   startTestBridge,
   statusRows,
   testConfig,
   waitForCatchUp,
-  type TestBridge,
 } from '../helpers/pipeline.js';
 
 describe('re-sync', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
+  const fx = usePipelineFixture('resync');
 
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-  });
-  beforeEach(async () => {
-    db = await createTestDatabase('resync');
-    await db.query(CRM_SCHEMA);
-    sim.reset();
-  });
   afterEach(async () => {
-    await running?.stop().catch(() => {});
-    running = undefined;
-    await db.drop();
-  });
-  afterAll(async () => {
-    await sim.close();
+    await fx.running?.stop().catch(() => {});
+    fx.running = undefined;
   });
 
   const IDS = ['c1', 'c2', 'c3', 'c4', 'c9', 'm1', 'm2'];
@@ -47,14 +30,14 @@ describe('re-sync', () => {
   function platform(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
     for (const id of IDS) {
-      const g = sim.groupsOf('thirdId', id);
+      const g = fx.sim.groupsOf('thirdId', id);
       if (g && g.length) out[id] = [...g].sort();
     }
     return out;
   }
 
   async function seed(): Promise<void> {
-    await db.query(`
+    await fx.db.query(`
       INSERT INTO crm.customer_profile (cust_no, mobile, "Group Names") VALUES
         ('c1', '1391', 'a,b'), ('c2', '1392', 'b'), ('c3', '1393', 'c');
       INSERT INTO crm.member_group (member_id, group_name) VALUES ('m1', 'x'), ('m1', 'y'), ('m2', 'x');`);
@@ -62,7 +45,7 @@ describe('re-sync', () => {
 
   /** What happens while nothing streams: a delete, a group change, an identity change, memberships. */
   async function changeWhileDark(mobile = true): Promise<void> {
-    await db.query(`
+    await fx.db.query(`
       DELETE FROM crm.customer_profile WHERE cust_no = 'c1';
       UPDATE crm.customer_profile SET "Group Names" = 'z' WHERE cust_no = 'c2';
       UPDATE crm.customer_profile SET cust_no = 'c4'${mobile ? ", mobile = '1394'" : ''} WHERE cust_no = 'c3';
@@ -71,89 +54,89 @@ describe('re-sync', () => {
   }
 
   it('a dropped mapped column stops with a remedy that works: restore it, then run --resync', async () => {
-    running = await startTestBridge({ db, apiUrl: sim.url });
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url });
     await seed();
-    await waitForCatchUp(db);
+    await waitForCatchUp(fx.db);
     const before = platform();
-    expect(before).toEqual(await expectedGroups(db));
+    expect(before).toEqual(await expectedGroups(fx.db));
 
-    await db.query(`ALTER TABLE crm.customer_profile DROP COLUMN mobile`);
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c9', 'dark')`);
+    await fx.db.query(`ALTER TABLE crm.customer_profile DROP COLUMN mobile`);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c9', 'dark')`);
     const message = /column "mobile" of crm.customer_profile is gone .*run `tuzhan-cdc run --resync`/;
-    await expect(running.bridge.done).rejects.toThrow(message);
-    await running.stop();
-    running = undefined;
+    await expect(fx.running.bridge.done).rejects.toThrow(message);
+    await fx.running.stop();
+    fx.running = undefined;
     await changeWhileDark(false);
 
     // While the column is gone, the start says so, and says nothing wrong about replica identity.
-    const config = testConfig({ db, apiUrl: sim.url });
-    const findings = (await checkSource(db as never, config.sources[0] as never)).findings;
+    const config = testConfig({ db: fx.db, apiUrl: fx.sim.url });
+    const findings = (await checkSource(fx.db as never, config.sources[0] as never)).findings;
     const failed = findings.filter((f) => !f.ok).map((f) => f.check);
     expect(failed).toEqual(['source profiles: columns']);
 
     // Restored, the replay still cannot get past the changes made without it...
-    await db.query(`ALTER TABLE crm.customer_profile ADD COLUMN mobile text`);
-    await db.query(`UPDATE crm.customer_profile SET mobile = '139' || cust_no`);
-    running = await startTestBridge({ db, apiUrl: sim.url });
-    await expect(running.bridge.done).rejects.toThrow(message);
-    await running.stop();
+    await fx.db.query(`ALTER TABLE crm.customer_profile ADD COLUMN mobile text`);
+    await fx.db.query(`UPDATE crm.customer_profile SET mobile = '139' || cust_no`);
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url });
+    await expect(fx.running.bridge.done).rejects.toThrow(message);
+    await fx.running.stop();
     // ...and --resync gets past them: the platform ends equal to the database.
-    running = await startTestBridge({ db, apiUrl: sim.url, resync: true });
-    await waitForCatchUp(db);
-    expect(platform()).toEqual(await expectedGroups(db));
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url, resync: true });
+    await waitForCatchUp(fx.db);
+    expect(platform()).toEqual(await expectedGroups(fx.db));
     expect(platform()).not.toHaveProperty('c1');
-    const { rows } = await db.query<{ reason: string }>(
+    const { rows } = await fx.db.query<{ reason: string }>(
       `SELECT snapshot_reason AS reason FROM "Tuzhan Sync".bridge_state WHERE slot = $1`,
-      [db.name],
+      [fx.db.name],
     );
     expect(rows[0]?.reason).toBe('run --resync');
     // Later changes stream as usual.
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c3', 'again')`);
-    await waitForCatchUp(db);
-    expect(sim.groupsOf('thirdId', 'c3')).toEqual(['again']);
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c3', 'again')`);
+    await waitForCatchUp(fx.db);
+    expect(fx.sim.groupsOf('thirdId', 'c3')).toEqual(['again']);
   });
 
   it('a slot that vanished stops the start with the remedy; run --resync removes what is gone', async () => {
-    running = await startTestBridge({ db, apiUrl: sim.url });
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url });
     await seed();
-    await waitForCatchUp(db);
-    await running.stop();
-    running = undefined;
-    await db.query(`SELECT pg_drop_replication_slot($1)`, [db.name]);
+    await waitForCatchUp(fx.db);
+    await fx.running.stop();
+    fx.running = undefined;
+    await fx.db.query(`SELECT pg_drop_replication_slot($1)`, [fx.db.name]);
     await changeWhileDark();
 
-    await expect(startTestBridge({ db, apiUrl: sim.url })).rejects.toThrow(
+    await expect(startTestBridge({ db: fx.db, apiUrl: fx.sim.url })).rejects.toThrow(
       /replication slot \S+ no longer exists: .*run `tuzhan-cdc run --resync`/,
     );
     // The stale state is still on the platform: c1's groups, c3 under its old key, m1's y, m2's x.
-    expect(sim.groupsOf('thirdId', 'c1')).toEqual(['a', 'b']);
+    expect(fx.sim.groupsOf('thirdId', 'c1')).toEqual(['a', 'b']);
 
-    running = await startTestBridge({ db, apiUrl: sim.url, resync: true });
-    await waitForCatchUp(db);
-    expect(platform()).toEqual(await expectedGroups(db));
-    expect(sim.groupsOf('thirdId', 'c1')).toEqual([]);
-    expect(sim.groupsOf('thirdId', 'c3')).toEqual([]);
-    const profiles = await statusRows(db, 'profiles');
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url, resync: true });
+    await waitForCatchUp(fx.db);
+    expect(platform()).toEqual(await expectedGroups(fx.db));
+    expect(fx.sim.groupsOf('thirdId', 'c1')).toEqual([]);
+    expect(fx.sim.groupsOf('thirdId', 'c3')).toEqual([]);
+    const profiles = await statusRows(fx.db, 'profiles');
     expect(profiles.get('{"cust_no":"c1"}')).toMatchObject({ op: 'delete', status: 'synced' });
     // c2 went from b to z: b deleted, then z added.
     expect(profiles.get('{"cust_no":"c2"}')).toMatchObject({ op: 'add', status: 'synced' });
   });
 
   it('postgres.onSlotLost: resync re-syncs on its own, removing what is gone', async () => {
-    running = await startTestBridge({ db, apiUrl: sim.url, onSlotLost: 'resync' });
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url, onSlotLost: 'resync' });
     await seed();
-    await waitForCatchUp(db);
-    await running.stop();
-    running = undefined;
-    await db.query(`SELECT pg_drop_replication_slot($1)`, [db.name]);
+    await waitForCatchUp(fx.db);
+    await fx.running.stop();
+    fx.running = undefined;
+    await fx.db.query(`SELECT pg_drop_replication_slot($1)`, [fx.db.name]);
     await changeWhileDark();
 
-    running = await startTestBridge({ db, apiUrl: sim.url, onSlotLost: 'resync' });
-    await waitForCatchUp(db);
-    expect(platform()).toEqual(await expectedGroups(db));
-    const { rows } = await db.query<{ reason: string }>(
+    fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url, onSlotLost: 'resync' });
+    await waitForCatchUp(fx.db);
+    expect(platform()).toEqual(await expectedGroups(fx.db));
+    const { rows } = await fx.db.query<{ reason: string }>(
       `SELECT snapshot_reason AS reason FROM "Tuzhan Sync".bridge_state WHERE slot = $1`,
-      [db.name],
+      [fx.db.name],
     );
     expect(rows[0]?.reason).toMatch(/no longer exists \(onSlotLost: resync\)/);
   });
@@ -161,44 +144,44 @@ describe('re-sync', () => {
   // The network to the database goes (a proxy cut), the slot is dropped meanwhile, and changes are
   // made while no slot exists: only a re-sync can bring them, and the bridge, still running, does.
   it('postgres.onSlotLost: resync, a slot that vanished while streaming: re-synced without a restart', async () => {
-    const u = new URL(db.url);
+    const u = new URL(fx.db.url);
     const proxy = await startTcpProxy(u.hostname, Number(u.port));
     try {
       const log = captureLogger('info');
-      running = await startTestBridge({
-        db: { ...db, url: proxy.url(db.url) },
-        apiUrl: sim.url,
+      fx.running = await startTestBridge({
+        db: { ...fx.db, url: proxy.url(fx.db.url) },
+        apiUrl: fx.sim.url,
         onSlotLost: 'resync',
         logger: log.logger,
       });
       await seed();
-      await waitForCatchUp(db);
+      await waitForCatchUp(fx.db);
       proxy.cut();
       // Dropped once its walsender has noticed the cut (an active slot cannot be dropped).
-      await eventually(() => db.query(`SELECT pg_drop_replication_slot($1)`, [db.name]), 30_000);
+      await eventually(() => fx.db.query(`SELECT pg_drop_replication_slot($1)`, [fx.db.name]), 30_000);
       await changeWhileDark();
       proxy.restore();
       await eventually(async () => {
-        const { rows } = await db.query(
+        const { rows } = await fx.db.query(
           `SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active`,
-          [db.name],
+          [fx.db.name],
         );
         expect(rows).toHaveLength(1);
       }, 60_000);
-      await waitForCatchUp(db, db.name, 60_000);
-      expect(platform()).toEqual(await expectedGroups(db));
-      expect(sim.groupsOf('thirdId', 'c1')).toEqual([]);
-      expect(sim.groupsOf('thirdId', 'c3')).toEqual([]);
+      await waitForCatchUp(fx.db, fx.db.name, 60_000);
+      expect(platform()).toEqual(await expectedGroups(fx.db));
+      expect(fx.sim.groupsOf('thirdId', 'c1')).toEqual([]);
+      expect(fx.sim.groupsOf('thirdId', 'c3')).toEqual([]);
       expect(log.lines().map((l) => l.msg)).toContain(
         'the slot is lost; re-syncing every source from a new slot',
       );
       // Still the same bridge, streaming on.
-      await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c9', 'later')`);
-      await waitForCatchUp(db);
-      expect(sim.groupsOf('thirdId', 'c9')).toEqual(['later']);
+      await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c9', 'later')`);
+      await waitForCatchUp(fx.db);
+      expect(fx.sim.groupsOf('thirdId', 'c9')).toEqual(['later']);
     } finally {
-      await running?.stop().catch(() => {});
-      running = undefined;
+      await fx.running?.stop().catch(() => {});
+      fx.running = undefined;
       await proxy.close();
     }
   });

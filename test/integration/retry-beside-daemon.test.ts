@@ -6,18 +6,16 @@
  * Asserted where it shows: at the simulator (never two requests about one customer in flight at
  * once), on the platform (the table's groups), and in sync_status (synced, with those groups).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { startCli, writeConfigFile } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import {
-  CRM_SCHEMA,
   eventually,
   startTestBridge,
   statusRows,
   testConfigYaml,
   waitForCatchUp,
-  type TestBridge,
 } from '../helpers/pipeline.js';
 
 const SLOT = 'retry_beside_daemon';
@@ -36,43 +34,43 @@ const SOURCES = `
 `;
 
 describe('retry-failed beside the daemon, the same customers changing', () => {
-  let db: TestDatabase;
+  // The simulators are the test's own: one that knows no customer, then one that knows them all.
+  const fx = usePipelineFixture('retry beside daemon', { per: 'file', simulator: false });
   let unknowing: Simulator | undefined;
   let platform: Simulator | undefined;
-  let bridge: TestBridge | undefined;
 
-  beforeAll(async () => {
-    db = await createTestDatabase('retry beside daemon');
-    await db.query(CRM_SCHEMA);
-  });
   afterAll(async () => {
-    await bridge?.stop();
     await unknowing?.close();
     await platform?.close();
-    await db?.drop();
   });
 
   it('never has two requests about one customer in flight, and ends with the table on the platform', async () => {
     // Every row fails first: the platform does not know the customers yet.
     unknowing = await startSimulator({ token: 'test-token', registry: [] });
-    bridge = await startTestBridge({ db, slot: SLOT, apiUrl: unknowing.url, sources: SOURCES });
-    await db.query(
+    fx.running = await startTestBridge({ db: fx.db, slot: SLOT, apiUrl: unknowing.url, sources: SOURCES });
+    await fx.db.query(
       `INSERT INTO crm.customer_profile (cust_no, "Group Names")
        SELECT 'c' || i, 'g0' FROM generate_series(1, ${CUSTOMERS}) i`,
     );
-    await waitForCatchUp(db, SLOT);
-    await bridge.stop();
-    bridge = undefined;
-    expect(new Set([...(await statusRows(db, 'profiles')).values()].map((r) => r.status))).toEqual(
+    await waitForCatchUp(fx.db, SLOT);
+    await fx.running.stop();
+    fx.running = undefined;
+    expect(new Set([...(await statusRows(fx.db, 'profiles')).values()].map((r) => r.status))).toEqual(
       new Set(['failed']),
     );
 
     // Now it knows them, and answers in ~60 ms, as in the report.
     platform = await startSimulator({ token: 'test-token', registry: ids.map((thirdId) => ({ thirdId })) });
     platform.setFaults({ latencyMs: 60 });
-    bridge = await startTestBridge({ db, slot: SLOT, apiUrl: platform.url, sources: SOURCES, batching });
+    fx.running = await startTestBridge({
+      db: fx.db,
+      slot: SLOT,
+      apiUrl: platform.url,
+      sources: SOURCES,
+      batching,
+    });
     const file = writeConfigFile(
-      testConfigYaml({ db, slot: SLOT, apiUrl: platform.url, sources: SOURCES, batching }),
+      testConfigYaml({ db: fx.db, slot: SLOT, apiUrl: platform.url, sources: SOURCES, batching }),
     );
 
     // The retry starts; nothing else is sent until it does (no row changed yet). From its first
@@ -84,7 +82,7 @@ describe('retry-failed beside the daemon, the same customers changing', () => {
     const writer = (async () => {
       for (let n = 1; changing; n++) {
         const id = ids[Math.floor(Math.random() * ids.length)] as string;
-        await db.query(`UPDATE crm.customer_profile SET "Group Names" = $2 WHERE cust_no = $1`, [
+        await fx.db.query(`UPDATE crm.customer_profile SET "Group Names" = $2 WHERE cust_no = $1`, [
           id,
           `w${n}`,
         ]);
@@ -101,7 +99,7 @@ describe('retry-failed beside the daemon, the same customers changing', () => {
       );
       // The moment: the daemon ran the retry as a job while the rows kept changing and the
       // daemon kept sending them.
-      const job = await db.query<{ started: Date; finished: Date; status: string }>(
+      const job = await fx.db.query<{ started: Date; finished: Date; status: string }>(
         `SELECT started_at AS started, finished_at AS finished, status FROM "Tuzhan Sync".job WHERE kind = 'retry'`,
       );
       expect(job.rows).toHaveLength(1);
@@ -114,15 +112,15 @@ describe('retry-failed beside the daemon, the same customers changing', () => {
       changing = false;
       await writer;
     }
-    await waitForCatchUp(db, SLOT);
+    await waitForCatchUp(fx.db, SLOT);
 
     expect(platform.overlaps()).toEqual({ count: 0, customers: [] });
     // The daemon kept sending the rows' new groups (adds, and deletes of the groups they lost).
     expect(platform.stats().byOptType.add.requests).toBeGreaterThan(10);
-    const table = await db.query<{ cust_no: string; groups: string }>(
+    const table = await fx.db.query<{ cust_no: string; groups: string }>(
       `SELECT cust_no, "Group Names" AS groups FROM crm.customer_profile`,
     );
-    const status = await statusRows(db, 'profiles');
+    const status = await statusRows(fx.db, 'profiles');
     const stale: string[] = [];
     for (const r of table.rows) {
       const onPlatform = platform.groupsOf('thirdId', r.cust_no) ?? [];

@@ -11,7 +11,7 @@
  * one flush.
  */
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { Lanes } from '../../src/batching/lanes.js';
 import { OrderedScheduler, type Resources } from '../../src/batching/scheduler.js';
 import { Delivery } from '../../src/delivery/delivery.js';
@@ -21,15 +21,8 @@ import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { SentMark } from '../../src/status/sent-mark.js';
 import { StatusStore } from '../../src/status/status-store.js';
 import { TuzhanClient } from '../../src/tuzhan/client.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import {
-  CRM_SCHEMA,
-  startTestBridge,
-  statusRows,
-  testConfig,
-  waitForCatchUp,
-  type TestBridge,
-} from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { startTestBridge, statusRows, testConfig, waitForCatchUp } from '../helpers/pipeline.js';
 
 const SLOT = 'retry_read_cover';
 const SOURCES = `
@@ -64,35 +57,29 @@ class GatedLanes extends Lanes {
 }
 
 describe('a retry that reads a change the stream has not seen yet', () => {
-  let db: TestDatabase;
+  // The simulators are the test's own: one that knows no customer, then one that knows c1.
+  const fx = usePipelineFixture('retry read cover', { per: 'file', simulator: false });
   let unknowing: Simulator | undefined;
   let platform: Simulator | undefined;
-  let bridge: TestBridge | undefined;
   let pool: pg.Pool | undefined;
   let client: TuzhanClient | undefined;
 
-  beforeAll(async () => {
-    db = await createTestDatabase('retry read cover');
-    await db.query(CRM_SCHEMA);
-  });
   afterAll(async () => {
-    await bridge?.stop();
     await client?.close();
     await pool?.end();
     await unknowing?.close();
     await platform?.close();
-    await db?.drop();
   });
 
   it('counts it as maybe sent: the stream later removes it, and the platform holds the table', async () => {
     // c1 fails first: the platform does not know it yet.
     unknowing = await startSimulator({ token: 'test-token', registry: [] });
-    bridge = await startTestBridge({ db, slot: SLOT, apiUrl: unknowing.url, sources: SOURCES });
-    await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'g0')`);
-    await waitForCatchUp(db, SLOT);
-    await bridge.stop();
-    bridge = undefined;
-    expect((await statusRows(db, 'profiles')).get(KEY)?.status).toBe('failed');
+    fx.running = await startTestBridge({ db: fx.db, slot: SLOT, apiUrl: unknowing.url, sources: SOURCES });
+    await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'g0')`);
+    await waitForCatchUp(fx.db, SLOT);
+    await fx.running.stop();
+    fx.running = undefined;
+    expect((await statusRows(fx.db, 'profiles')).get(KEY)?.status).toBe('failed');
 
     // Now it knows c1. Every request about c1, in the order the platform applied them.
     const applied: string[] = [];
@@ -105,8 +92,8 @@ describe('a retry that reads a change the stream has not seen yet', () => {
     });
 
     // The retry, as `retry-failed` runs it with no daemon: its own lanes, client and marks.
-    const config = testConfig({ db, slot: SLOT, apiUrl: platform.url, sources: SOURCES });
-    pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const config = testConfig({ db: fx.db, slot: SLOT, apiUrl: platform.url, sources: SOURCES });
+    pool = new pg.Pool({ connectionString: fx.db.url, max: 2 });
     const store = new StatusStore(pool, config.postgres.statusSchema, silentLogger());
     client = new TuzhanClient(config.tuzhan, { logger: silentLogger() });
     const lanes = new GatedLanes(
@@ -121,7 +108,7 @@ describe('a retry that reads a change the stream has not seen yet', () => {
     // The moment: the retry has begun (it waits at c1's lanes) when w1 is committed.
     await lanes.reached;
     expect(applied).toEqual([]);
-    await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'w1' WHERE cust_no = 'c1'`);
+    await fx.db.query(`UPDATE crm.customer_profile SET "Group Names" = 'w1' WHERE cust_no = 'c1'`);
     lanes.open();
     const result = await retrying;
     expect(result.outcomes).toEqual({ synced: 1 });
@@ -130,22 +117,22 @@ describe('a retry that reads a change the stream has not seen yet', () => {
     store.close();
 
     // w2, then the daemon: both updates come in one flush, a window g0 -> w1 -> w2.
-    await db.query(`UPDATE crm.customer_profile SET "Group Names" = 'w2' WHERE cust_no = 'c1'`);
-    bridge = await startTestBridge({
-      db,
+    await fx.db.query(`UPDATE crm.customer_profile SET "Group Names" = 'w2' WHERE cust_no = 'c1'`);
+    fx.running = await startTestBridge({
+      db: fx.db,
       slot: SLOT,
       apiUrl: platform.url,
       sources: SOURCES,
       batching: { debounceMs: 400, maxWaitMs: 5000 },
     });
-    await waitForCatchUp(db, SLOT);
+    await waitForCatchUp(fx.db, SLOT);
 
     // One flush (the stream never added w1 itself), which removed w1 as a state that may be there.
     const stream = applied.slice(2);
     expect(stream).not.toContain('add w1');
     expect(stream).toEqual(['delete g0,w1', 'add w2']);
     expect(platform.groupsOf('thirdId', 'c1')).toEqual(['w2']);
-    expect((await statusRows(db, 'profiles')).get(KEY)).toMatchObject({
+    expect((await statusRows(fx.db, 'profiles')).get(KEY)).toMatchObject({
       status: 'synced',
       payload: { thirdId: 'c1', groups: 'w2' },
     });

@@ -4,14 +4,13 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
 import { keyWithOrigin } from '../../src/config/origins.js';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { tempDir } from '../helpers/cleanup.js';
 import { runCli, startCli, STACK_FRAME, writeConfigFile } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { CRM_SCHEMA, testConfigYaml } from '../helpers/pipeline.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { testConfigYaml } from '../helpers/pipeline.js';
 
 /** Writes `value` (with the newline editors and `echo` add) to a fresh file; returns its path. */
 function secret(name: string, value: string): string {
@@ -21,29 +20,18 @@ function secret(name: string, value: string): string {
 }
 
 describe('<NAME>_FILE variables', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-
-  beforeAll(async () => {
-    db = await createTestDatabase('secret files');
-    await db.query(CRM_SCHEMA);
-    sim = await startSimulator({ token: 'file-token' });
-  });
-  afterAll(async () => {
-    await sim?.close();
-    await db?.drop();
-  });
+  const fx = usePipelineFixture('secret files', { per: 'file', simulator: { token: 'file-token' } });
 
   /** The test config with the URL and the token left to the environment. */
   const fromEnv = (): string =>
-    testConfigYaml({ db, apiUrl: sim.url, token: '${TUZHAN_TOKEN}' })
-      .replace(`url: ${db.url}`, 'url: ${DATABASE_URL}')
+    testConfigYaml({ db: fx.db, apiUrl: fx.sim.url, token: '${TUZHAN_TOKEN}' })
+      .replace(`url: ${fx.db.url}`, 'url: ${DATABASE_URL}')
       .replace('listen: "off"', 'listen: "off"\n  token: ${OPS_TOKEN}');
 
   it('check runs with the database URL and the platform token read from files', async () => {
     const file = writeConfigFile(fromEnv());
     const r = await runCli(['--config', file, 'check'], {
-      DATABASE_URL_FILE: secret('database-url', db.url),
+      DATABASE_URL_FILE: secret('database-url', fx.db.url),
       TUZHAN_TOKEN_FILE: secret('tuzhan-token', 'file-token'),
       OPS_TOKEN_FILE: secret('ops-token', 'ops'),
       DATABASE_URL: undefined,
@@ -57,12 +45,12 @@ describe('<NAME>_FILE variables', () => {
     const config = loadConfig({
       text: fromEnv(),
       env: {
-        DATABASE_URL_FILE: secret('url', db.url),
+        DATABASE_URL_FILE: secret('url', fx.db.url),
         TUZHAN_TOKEN_FILE: secret('token', 'tok'),
         OPS_TOKEN_FILE: secret('ops', 'ops-secret'),
       },
     });
-    expect(config.postgres.url).toBe(db.url);
+    expect(config.postgres.url).toBe(fx.db.url);
     expect(config.tuzhan.token).toBe('tok');
     expect(config.http.token).toBe('ops-secret');
 
@@ -70,7 +58,7 @@ describe('<NAME>_FILE variables', () => {
     const keyed = loadConfig({
       text: fromEnv(),
       env: {
-        DATABASE_URL: db.url,
+        DATABASE_URL: fx.db.url,
         OPS_TOKEN: 'ops',
         TUZHAN_CDC__TUZHAN__TOKEN_FILE: secret('keyed-token', 'keyed'),
       },
@@ -80,14 +68,14 @@ describe('<NAME>_FILE variables', () => {
   });
 
   it('the command line takes a TUZHAN_CDC__ variable for any key, and names it when its value is bad', async () => {
-    const file = writeConfigFile(testConfigYaml({ db, apiUrl: sim.url, token: 'file-token' }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, apiUrl: fx.sim.url, token: 'file-token' }));
     const bad = await runCli(['--config', file, 'check'], { TUZHAN_CDC__BATCHING__MAX_WAIT_MS: 'soon' });
     expect(bad.code).toBe(2);
     expect(bad.stderr.trim()).toBe(
       'tuzhan-cdc: invalid config: batching.maxWaitMs (from TUZHAN_CDC__BATCHING__MAX_WAIT_MS): expected a number, got a string',
     );
     // The platform's token from the key's variable: check's probe is accepted with it.
-    const yaml = testConfigYaml({ db, apiUrl: sim.url, token: 'wrong-in-file' });
+    const yaml = testConfigYaml({ db: fx.db, apiUrl: fx.sim.url, token: 'wrong-in-file' });
     const ok = await runCli(['--config', writeConfigFile(yaml), 'check'], {
       TUZHAN_CDC__TUZHAN__TOKEN: 'file-token',
     });
@@ -95,7 +83,7 @@ describe('<NAME>_FILE variables', () => {
   });
 
   it('both NAME and NAME_FILE, or a file that cannot be read, are config errors naming the key', () => {
-    const env = { DATABASE_URL: db.url, OPS_TOKEN: 'ops' };
+    const env = { DATABASE_URL: fx.db.url, OPS_TOKEN: 'ops' };
     expect(() =>
       loadConfig({
         text: fromEnv(),

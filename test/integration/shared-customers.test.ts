@@ -5,54 +5,21 @@
  * (remove all) are never sent. With REPLICA IDENTITY FULL the groups a row held come from the WAL;
  * without it, from what the bridge recorded as sent.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
-import type { ApiRow, OptType } from '../../src/tuzhan/types.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import {
-  CRM_SCHEMA,
-  expectedGroups,
-  startTestBridge,
-  statusRows,
-  waitForCatchUp,
-  type TestBridge,
-} from '../helpers/pipeline.js';
+import { describe, expect, it } from 'vitest';
+import { usePipelineFixture } from '../helpers/fixture.js';
+import { expectedGroups, startTestBridge, statusRows, waitForCatchUp } from '../helpers/pipeline.js';
 
 const CUSTOMERS = ['c1', 'c2', 'c3'];
 /** What a marketer set on the platform by hand, per customer. */
 const BY_HAND: Record<string, string[]> = { c1: ['manual'], c2: ['manual', 'vip-event'] };
 
 describe('sources sharing customers, and groups set by hand', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
-  let running: TestBridge | undefined;
-  let requests: Array<{ optType: OptType; rows: readonly ApiRow[] }> = [];
-
-  beforeAll(async () => {
-    sim = await startSimulator({
-      token: 'test-token',
-      onRows: (optType, rows) => requests.push({ optType, rows }),
-    });
-  });
-  afterAll(async () => {
-    await sim.close();
-  });
-  beforeEach(async () => {
-    sim.reset();
-    requests = [];
-    db = await createTestDatabase('shared customers');
-    await db.query(CRM_SCHEMA);
-  });
-  afterEach(async () => {
-    await running?.stop();
-    running = undefined;
-    await db.drop();
-  });
+  const fx = usePipelineFixture('shared customers');
 
   /** A person adds groups on the platform: an `add` over its HTTP API, as the platform's UI would. */
   async function setByHand(): Promise<void> {
     for (const [id, groups] of Object.entries(BY_HAND)) {
-      const res = await fetch(`${sim.url}/api/integrate/audience/group/rel/batchAdd`, {
+      const res = await fetch(`${fx.sim.url}/api/integrate/audience/group/rel/batchAdd`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'X-Token': 'test-token' },
         body: JSON.stringify({
@@ -66,7 +33,7 @@ describe('sources sharing customers, and groups set by hand', () => {
 
   /** The independent answer: both tables' groups (read from the tables) and the hand-set ones. */
   async function expected(): Promise<Record<string, string[]>> {
-    const fromTables = await expectedGroups(db);
+    const fromTables = await expectedGroups(fx.db);
     const out: Record<string, string[]> = {};
     for (const id of CUSTOMERS) {
       const all = new Set([...(fromTables[id] ?? []), ...(BY_HAND[id] ?? [])]);
@@ -78,7 +45,7 @@ describe('sources sharing customers, and groups set by hand', () => {
   function platform(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
     for (const id of CUSTOMERS) {
-      const g = sim.groupsOf('thirdId', id);
+      const g = fx.sim.groupsOf('thirdId', id);
       if (g?.length) out[id] = g;
     }
     return out;
@@ -87,15 +54,15 @@ describe('sources sharing customers, and groups set by hand', () => {
   it.each(['FULL', 'DEFAULT'])(
     'each change removes only its own source groups (REPLICA IDENTITY %s)',
     async (identity) => {
-      await db.query(`ALTER TABLE crm.customer_profile REPLICA IDENTITY ${identity}`);
-      await db.query(`
+      await fx.db.query(`ALTER TABLE crm.customer_profile REPLICA IDENTITY ${identity}`);
+      await fx.db.query(`
         INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('c1', 'vip,north'), ('c2', 'south');
         INSERT INTO crm.member_group (member_id, group_name) VALUES ('c1', 'gold'), ('c1', 'silver'), ('c2', 'gold');`);
-      running = await startTestBridge({ db, apiUrl: sim.url });
-      await waitForCatchUp(db);
+      fx.running = await startTestBridge({ db: fx.db, apiUrl: fx.sim.url });
+      await waitForCatchUp(fx.db);
       await setByHand();
       expect(platform()).toEqual(await expected());
-      requests = [];
+      fx.requests = [];
 
       const steps = [
         // A row-mode group change: north goes, gold and silver (memberships) and manual stay.
@@ -112,8 +79,8 @@ describe('sources sharing customers, and groups set by hand', () => {
         `UPDATE crm.customer_profile SET cust_no = 'c2', "Group Names" = 'east' WHERE cust_no = 'c1'`,
       ];
       for (const step of steps) {
-        await db.query(step);
-        await waitForCatchUp(db);
+        await fx.db.query(step);
+        await waitForCatchUp(fx.db);
         expect(platform(), step).toEqual(await expected());
       }
       expect(platform()).toEqual({
@@ -121,12 +88,12 @@ describe('sources sharing customers, and groups set by hand', () => {
         c2: ['bronze', 'east', 'manual', 'vip-event'],
       });
       // Nothing replaced a set or removed all of a customer's groups.
-      expect(requests.filter((r) => r.optType === 'update')).toEqual([]);
+      expect(fx.requests.filter((r) => r.optType === 'update')).toEqual([]);
       expect(
-        requests.flatMap((r) => (r.optType === 'delete' ? r.rows : [])).filter((r) => !r.groups),
+        fx.requests.flatMap((r) => (r.optType === 'delete' ? r.rows : [])).filter((r) => !r.groups),
       ).toEqual([]);
       // The memberships' own outcomes stay true.
-      const members = [...(await statusRows(db, 'memberships')).values()];
+      const members = [...(await statusRows(fx.db, 'memberships')).values()];
       expect(members.map((m) => m.status)).toEqual(Array(members.length).fill('synced'));
     },
   );

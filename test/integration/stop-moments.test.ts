@@ -5,15 +5,13 @@
  * test/integration/cli-run.test.ts; while streaming with requests in flight: claims-shutdown.test.ts.)
  */
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { leaderLockKey } from '../../src/source/leader.js';
-import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { startCli, writeConfigFile } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { usePipelineFixture } from '../helpers/fixture.js';
 import { unanswered } from '../helpers/moments.js';
 import {
-  CRM_SCHEMA,
   eventually,
   startTestBridge,
   testConfigYaml,
@@ -23,37 +21,29 @@ import {
 } from '../helpers/pipeline.js';
 
 describe('SIGTERM during the start', () => {
-  let db: TestDatabase;
-  let sim: Simulator;
+  const fx = usePipelineFixture('stop moments', { per: 'file' });
   let active: TestBridge | undefined;
 
-  beforeAll(async () => {
-    sim = await startSimulator({ token: 'test-token' });
-    db = await createTestDatabase('stop moments');
-    await db.query(CRM_SCHEMA);
-  });
   afterAll(async () => {
     await active?.stop();
-    await sim?.close();
-    await db?.drop();
   });
 
   it('during the startup checks (the platform asked before a first start): exit 0, nothing created', async () => {
-    sim.setFaults({ latencyMs: 1500 });
-    const file = writeConfigFile(testConfigYaml({ db, slot: 'stop_checks', apiUrl: sim.url }));
+    fx.sim.setFaults({ latencyMs: 1500 });
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, slot: 'stop_checks', apiUrl: fx.sim.url }));
     const run = startCli(['--config', file, 'run'], { LOG_LEVEL: 'info' });
     // The moment: the platform holds the first start's question, unanswered.
-    await eventually(() => expect(unanswered(sim.stats())).toBe(1), 30_000, 5);
+    await eventually(() => expect(unanswered(fx.sim.stats())).toBe(1), 30_000, 5);
     const signalled = Date.now();
     run.child.kill('SIGTERM');
     const r = await run.exited;
-    sim.setFaults({ latencyMs: 0 });
+    fx.sim.setFaults({ latencyMs: 0 });
     expect(r.code).toBe(0);
     expect(Date.now() - signalled).toBeLessThan(5000);
     expect(r.stdout).toContain('stopped before streaming began');
     expect(r.stdout).not.toContain('"level":"fatal"');
     // Nothing after the step in progress ran: no status schema, no slot, no publication.
-    const made = await db.query<{ schema: boolean; slot: boolean; publication: boolean }>(
+    const made = await fx.db.query<{ schema: boolean; slot: boolean; publication: boolean }>(
       `SELECT to_regnamespace('"Tuzhan Sync"') IS NOT NULL AS schema,
               EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'stop_checks') AS slot,
               EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'stop_checks') AS publication`,
@@ -62,16 +52,16 @@ describe('SIGTERM during the start', () => {
   });
 
   it('during the standby wait: exit 0 at once, the active bridge untouched', async () => {
-    active = await startTestBridge({ db, slot: 'stop_standby', apiUrl: sim.url });
+    active = await startTestBridge({ db: fx.db, slot: 'stop_standby', apiUrl: fx.sim.url });
     // The active bridge streams: its walsender holds the slot.
     const pid = await eventually(async () => {
-      const r = await db.query<{ pid: number | null }>(
+      const r = await fx.db.query<{ pid: number | null }>(
         `SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'stop_standby'`,
       );
       expect(r.rows[0]?.pid).toEqual(expect.any(Number));
       return r.rows[0]?.pid;
     }, 30_000);
-    const file = writeConfigFile(testConfigYaml({ db, slot: 'stop_standby', apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, slot: 'stop_standby', apiUrl: fx.sim.url }));
     const standby = startCli(['--config', file, 'run'], { LOG_LEVEL: 'info' });
     // The moment: it waits for the slot's lock as a standby.
     await eventually(() => expect(standby.stdout()).toContain('waiting as a standby'), 30_000, 20);
@@ -82,7 +72,7 @@ describe('SIGTERM during the start', () => {
     expect(Date.now() - signalled).toBeLessThan(5000);
     expect(r.stdout).toContain('stopped before streaming began');
     expect(r.stdout).not.toContain('replication stream started');
-    const after = await db.query<{ pid: number }>(
+    const after = await fx.db.query<{ pid: number }>(
       `SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'stop_standby'`,
     );
     expect(after.rows[0]?.pid).toBe(pid);
@@ -90,18 +80,18 @@ describe('SIGTERM during the start', () => {
 
   it('while taking the slot over again after losing its lock: exit 0, streaming not resumed', async () => {
     const slot = 'stop_takeover';
-    const file = writeConfigFile(testConfigYaml({ db, slot, apiUrl: sim.url }));
+    const file = writeConfigFile(testConfigYaml({ db: fx.db, slot, apiUrl: fx.sim.url }));
     // A short shutdown timeout: a stop that hangs shows as exit 1 within seconds.
     const run = startCli(['--config', file, 'run', '--shutdown-timeout', '3000'], { LOG_LEVEL: 'info' });
     const key = leaderLockKey(slot);
-    const holder = new pg.Client({ connectionString: db.url });
+    const holder = new pg.Client({ connectionString: fx.db.url });
     await holder.connect();
     try {
       await eventually(() => expect(run.stdout()).toContain('replication stream started'), 30_000, 20);
       // The test becomes the other bridge: its wait for the lock is granted once the bridge's lock
       // connection dies, so the bridge goes back to waiting as a standby.
       const lockers = (granted: boolean) =>
-        db.query<{ pid: number }>(
+        fx.db.query<{ pid: number }>(
           `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted = $3
               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
               AND classid = ($1::int)::oid AND objid = ($2::int)::oid`,
@@ -111,7 +101,7 @@ describe('SIGTERM during the start', () => {
       expect(rows).toHaveLength(1);
       const taken = holder.query('SELECT pg_advisory_lock($1, $2)', key);
       await eventually(async () => expect((await lockers(false)).rows).toHaveLength(1), 10_000, 20);
-      await db.query('SELECT pg_terminate_backend($1)', [rows[0]?.pid]);
+      await fx.db.query('SELECT pg_terminate_backend($1)', [rows[0]?.pid]);
       await taken;
       await eventually(() => expect(run.stdout()).toContain('waiting as a standby'), 30_000, 20);
       // The takeover is held mid-way: the sent positions it reads first wait behind this lock.
@@ -121,7 +111,7 @@ describe('SIGTERM during the start', () => {
       await eventually(() => expect(run.stdout()).toContain('took over the slot'), 30_000, 20);
       await eventually(
         async () => {
-          const w = await db.query(
+          const w = await fx.db.query(
             `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
               AND query LIKE '%sent_position%'`,
           );
@@ -137,7 +127,7 @@ describe('SIGTERM during the start', () => {
       expect(r.code, r.stdout.slice(-3000) + r.stderr).toBe(0);
       // It stopped where it was: no second replication stream after the takeover.
       expect(r.stdout.split('replication stream started')).toHaveLength(2);
-      const after = await db.query<{ active: boolean }>(
+      const after = await fx.db.query<{ active: boolean }>(
         `SELECT active FROM pg_replication_slots WHERE slot_name = $1`,
         [slot],
       );
@@ -152,29 +142,29 @@ describe('SIGTERM during the start', () => {
     const slot = 'stop_resync';
     const log = captureLogger('info');
     const running = await startTestBridge({
-      db,
+      db: fx.db,
       slot,
-      apiUrl: sim.url,
+      apiUrl: fx.sim.url,
       onSlotLost: 'resync',
       logger: log.logger,
     });
-    const holder = new pg.Client({ connectionString: db.url });
+    const holder = new pg.Client({ connectionString: fx.db.url });
     await holder.connect();
     try {
-      await waitForStreaming(db, slot);
+      await waitForStreaming(fx.db, slot);
       // A row the re-sync would read and send, were it not stopped.
-      await db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('s1', 'one')`);
-      await waitForCatchUp(db, slot);
+      await fx.db.query(`INSERT INTO crm.customer_profile (cust_no, "Group Names") VALUES ('s1', 'one')`);
+      await waitForCatchUp(fx.db, slot);
       // The re-sync is held at its first step: the sent positions it reads wait behind this lock.
       await holder.query(`BEGIN; LOCK TABLE "Tuzhan Sync".sent_position IN ACCESS EXCLUSIVE MODE`);
       // The slot goes while its walsender is cut off (an active slot cannot be dropped).
       await eventually(
         async () => {
-          await db.query(
+          await fx.db.query(
             `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`,
             [slot],
           );
-          await db.query(`SELECT pg_drop_replication_slot($1)`, [slot]);
+          await fx.db.query(`SELECT pg_drop_replication_slot($1)`, [slot]);
         },
         30_000,
         50,
@@ -188,7 +178,7 @@ describe('SIGTERM during the start', () => {
       );
       await eventually(
         async () => {
-          const w = await db.query(
+          const w = await fx.db.query(
             `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
               AND query LIKE '%sent_position%'`,
           );
@@ -204,7 +194,7 @@ describe('SIGTERM during the start', () => {
       // Stopped where it was: no new slot, no snapshot (the next start makes them).
       const lost = said().lastIndexOf('the slot is lost; re-syncing every source from a new slot');
       expect(said().slice(lost)).not.toContain('slot created; reading the snapshot');
-      const slots = await db.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+      const slots = await fx.db.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
       expect(slots.rows).toHaveLength(0);
     } finally {
       await holder.end();
