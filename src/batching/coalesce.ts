@@ -178,6 +178,9 @@ export function unchangedWindow(w: Window): boolean {
   return before.groups !== null && after.groups !== null && sameTarget(before, after);
 }
 
+/** The earlier states of a window that has none (never added to; not frozen: iterating a frozen array allocates). */
+const NO_PRIOR: Image[] = [];
+
 const UNTRANSLATABLE =
   'the old row is not in the WAL, so this change cannot be translated: run ALTER TABLE ... REPLICA IDENTITY FULL or set deleteLookup: state';
 
@@ -216,7 +219,8 @@ export function netEffect(mode: SourceMode, w: Window, fresh = false): NetEffect
   const b = before === 'unknown' ? null : addressable(before) ? before : null;
   const a = addressable(after) ? after : null;
   const failure = after?.error;
-  const prior: Image[] = b ? [b] : [];
+  // No array for a window without an earlier state (a new row, a snapshot's row): most of them.
+  const prior: Image[] = b ? [b] : !fresh && passed ? [] : NO_PRIOR;
   if (!fresh && passed) for (const p of passed) if (addressable(p)) prior.push(p);
 
   const parts =

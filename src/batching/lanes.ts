@@ -7,7 +7,7 @@
  * is the scheduler's property, not each caller's care.
  */
 import { IDENTITY_FIELDS, type IdentityField } from '../config/types.js';
-import type { Deliverer, DeliveryRequest, DeliveryRow } from '../delivery/requests.js';
+import type { Deliverer, DeliveryItem, DeliveryRequest, DeliveryRow } from '../delivery/requests.js';
 import type { RowStatus } from '../domain/types.js';
 import { Resources, type OrderedScheduler } from './scheduler.js';
 
@@ -32,21 +32,28 @@ export function identityLane(field: IdentityField): string {
  * the scheduler: no Set needed for a thousand names a request.)
  */
 export function rowResources(source: string, rows: readonly DeliveryRow[], into?: Resources): Resources {
+  // Indexed loops: this runs for every row, and iterating the fields array per row allocated.
   if (into === undefined) {
     // Sized up front: a request names ~1,000 resources, and growing the arrays cost as much again.
     let n = 0;
-    for (const r of rows) {
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i] as DeliveryRow;
       n += r.items.length;
-      for (const f of IDENTITY_FIELDS) if (r.identity[f] !== undefined) n += 1;
+      for (let j = 0; j < IDENTITY_FIELDS.length; j++)
+        if (r.identity[IDENTITY_FIELDS[j] as IdentityField] !== undefined) n += 1;
     }
     into = new Resources(n);
   }
   const keys = keyLane(source);
-  for (const r of rows) for (const item of r.items) into.add(keys, item.change.rowKey);
-  for (const f of IDENTITY_FIELDS) {
+  for (let i = 0; i < rows.length; i++) {
+    const items = (rows[i] as DeliveryRow).items;
+    for (let j = 0; j < items.length; j++) into.add(keys, (items[j] as DeliveryItem).change.rowKey);
+  }
+  for (let j = 0; j < IDENTITY_FIELDS.length; j++) {
+    const f = IDENTITY_FIELDS[j] as IdentityField;
     const lane = ID_LANES[f];
-    for (const r of rows) {
-      const v = r.identity[f];
+    for (let i = 0; i < rows.length; i++) {
+      const v = (rows[i] as DeliveryRow).identity[f];
       if (v !== undefined) into.add(lane, v);
     }
   }

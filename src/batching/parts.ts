@@ -37,7 +37,8 @@ export const SKIP_UNCHANGED: Part[] = [];
  */
 export function rowParts(prior: readonly Image[], a: Image | null): Part[] {
   const live = a && !a.error ? a : null;
-  const lost = new Map<string, Part>();
+  // Made on the first lost group: most windows (a new row, a snapshot's) lose none.
+  let lost: Map<string, Part> | undefined;
   for (const p of prior) {
     if (p.error || p.groups === null) continue;
     if (a && !live && sameIdentity(p.identity, a.identity)) continue;
@@ -45,14 +46,19 @@ export function rowParts(prior: readonly Image[], a: Image | null): Part[] {
     for (const g of p.groups) {
       if (kept.includes(g)) continue;
       const k = identityText(p.identity);
-      const part = lost.get(k);
+      const part = (lost ??= new Map()).get(k);
       if (!part) lost.set(k, { op: 'delete', identity: p.identity, groups: [g] });
       else if (!part.groups.includes(g)) part.groups.push(g);
     }
   }
+  const add: Part | undefined =
+    live && (live.groups ?? []).length > 0
+      ? { op: 'add', identity: live.identity, groups: live.groups ?? [] }
+      : undefined;
+  // An array literal is sized to fit; pushing onto [] would reserve room for 17.
+  if (lost === undefined) return add ? [add] : [];
   const parts = [...lost.values()];
-  if (live && (live.groups ?? []).length > 0)
-    parts.push({ op: 'add', identity: live.identity, groups: live.groups ?? [] });
+  if (add) parts.push(add);
   return parts;
 }
 

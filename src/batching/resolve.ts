@@ -122,8 +122,11 @@ export async function resolveUnsettled(c: ResolveContext, entries: Entry[]): Pro
  * window is planned from that state (unchanged). Otherwise it stays `unknown`.
  */
 export async function resolveUnknown(c: ResolveContext, entries: Entry[]): Promise<void> {
+  // A re-sync's rows (`restate`) are set whatever they held, so never unchanged: they skip the
+  // copy of the entry this test takes (a snapshot has one such row per source row).
   const pending = entries.filter(
-    (e) => e.before === 'unknown' && unchangedWindow({ ...(e as Window), before: e.after }),
+    (e) =>
+      e.before === 'unknown' && e.restate !== true && unchangedWindow({ ...(e as Window), before: e.after }),
   );
   if (pending.length === 0) return;
   const last = await settledLastSent(c, pending);

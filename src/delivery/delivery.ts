@@ -16,7 +16,7 @@ import type {
   KeyChange,
   LocalOutcome,
 } from './requests.js';
-import { refusedOutcomes, rowStatuses, withoutRefused } from './requests.js';
+import { oneRowEach, refusedOutcomes, rowsLeft, rowStatuses, withoutRefused } from './requests.js';
 import type { BatchRecord, StatusRow } from '../status/status-store.js';
 import type { BatchResult } from '../tuzhan/client.js';
 import { apiRow, publicParams } from '../tuzhan/rows.js';
@@ -59,9 +59,7 @@ export class Delivery implements Deliverer {
     this.countStored(req.source.name, req.op, outcomes);
     const statuses = new Array<RowStatus>(send.length);
     // Rows of each change still to be answered: its outcome is stored with its last one.
-    const left = new Map<KeyChange, number>();
-    for (const r of send)
-      for (const { change: c } of r.items) left.set(c, c.partsLeft ?? (left.get(c) ?? 0) + 1);
+    const left = rowsLeft(send);
     if (send.length > 0) await this.send({ ...req, rows: send }, send, statuses, 0, left);
     return refused.length === 0 ? statuses : rowStatuses(req.rows, statuses);
   }
@@ -91,7 +89,7 @@ export class Delivery implements Deliverer {
     rows: DeliveryRow[],
     out: RowStatus[],
     offset: number,
-    left: Map<KeyChange, number>,
+    left: Map<KeyChange, number> | undefined,
   ): Promise<void> {
     const source = req.source.name;
     const { op } = req;
@@ -217,7 +215,7 @@ export class Delivery implements Deliverer {
     tries: number,
   ): KeyOutcome[] {
     const out: KeyOutcome[] = [];
-    const at = new Map<KeyChange, number>();
+    const at = rows.every(oneRowEach) ? undefined : new Map<KeyChange, number>(); // key -> its row in out
     rows.forEach((r, i) => {
       const o = outcome(i);
       for (const item of r.items) {
@@ -225,7 +223,7 @@ export class Delivery implements Deliverer {
         if (o.status === 'failed' && !c.failure) c.failure = o.error ?? 'failed';
         if (o.status === 'failed') c.refused = { attempts: c.priorAttempts + tries };
         const failure = o.status !== 'retrying' ? c.failure : undefined;
-        const seen = at.get(c);
+        const seen = at?.get(c);
         const row: KeyOutcome = {
           change: c,
           rows: seen === undefined ? 1 : (out[seen] as KeyOutcome).rows + 1,
@@ -238,8 +236,9 @@ export class Delivery implements Deliverer {
           committedAt: c.committedAt,
           payload: item.groups === r.groups ? (api[i] as ApiRow) : payloadOf(req, r, item),
         };
-        if (seen === undefined) at.set(c, out.push(row) - 1);
-        else out[seen] = row;
+        if (seen !== undefined) out[seen] = row;
+        else if (at === undefined) out.push(row);
+        else at.set(c, out.push(row) - 1);
       }
     });
     return out;
@@ -275,7 +274,8 @@ interface KeyOutcome extends StatusRow {
  * fails the change): one write of its status row instead of one per part. Its position is confirmed
  * only then anyway, and a crash in between replays every part from the outcome stored before.
  */
-function lastParts(outcomes: KeyOutcome[], left: Map<KeyChange, number>): KeyOutcome[] {
+function lastParts(outcomes: KeyOutcome[], left: Map<KeyChange, number> | undefined): KeyOutcome[] {
+  if (left === undefined) return outcomes;
   let all = true;
   for (const o of outcomes) {
     const n = (left.get(o.change) ?? o.rows) - o.rows;

@@ -161,6 +161,25 @@ export function identityKey(identity: Identity): string {
   return IDENTITY_FIELDS.map((f) => identity[f] ?? '').join('\u0000');
 }
 
+/** Whether each key of the row has this one part in all (the dispatcher counted its parts). */
+export function oneRowEach(row: DeliveryRow): boolean {
+  for (const item of row.items) if (item.change.partsLeft !== 1) return false;
+  return true;
+}
+
+/**
+ * How many rows of each change a request still has to answer (delivery stores a change's outcome
+ * with its last), or undefined when each change has one row in all (a snapshot's row, a new row):
+ * each outcome is then stored as it is answered, with no count per change.
+ */
+export function rowsLeft(rows: readonly DeliveryRow[]): Map<KeyChange, number> | undefined {
+  if (rows.every(oneRowEach)) return undefined;
+  const left = new Map<KeyChange, number>();
+  for (const r of rows)
+    for (const { change: c } of r.items) left.set(c, c.partsLeft ?? (left.get(c) ?? 0) + 1);
+  return left;
+}
+
 /** The union of two group lists, order kept. */
 function unionGroups(a: readonly string[], b: readonly string[]): string[] {
   return [...new Set([...a, ...b])];

@@ -42,6 +42,7 @@ export function parseGroups(value: unknown): string[] | null {
   const parts = Array.isArray(value)
     ? value.map((v) => (v === null ? '' : String(v)))
     : String(value).split(',');
+  if (isClean(parts)) return parts;
   const out: string[] = [];
   let seen: Set<string> | undefined;
   for (const p of parts) {
@@ -58,6 +59,20 @@ export function parseGroups(value: unknown): string[] | null {
     out.push(g);
   }
   return out;
+}
+
+/**
+ * Whether split names are already the list (the usual "a,b": each trimmed, none empty, no repeat),
+ * so it serves as it is instead of being copied name by name. Longer lists take the general path.
+ */
+function isClean(parts: readonly string[]): boolean {
+  if (parts.length > 16) return false;
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i] as string;
+    if (p === '' || p.trim() !== p) return false;
+    for (let j = 0; j < i; j++) if (parts[j] === p) return false;
+  }
+  return true;
 }
 
 /** An identity value as the API wants it: a non-empty string, or absent. */
@@ -95,22 +110,21 @@ export class SourceMapper {
     ];
     this.beforeColumns = [...new Set([...keyColumns, ...oldImageColumns(source)])];
     const only = keyColumns.length === 1 ? keyColumns[0] : undefined;
-    if (only !== undefined) this.singleKey = { column: only, prefix: `{${JSON.stringify(only)}:` };
+    this.singleKey = only;
   }
 
-  /** The key column and the start of its canonical text, when the key is one column. */
-  private readonly singleKey: { column: string; prefix: string } | undefined;
+  /** The key column, when the key is one column. */
+  private readonly singleKey: string | undefined;
 
   /** The row's key, or null when a key column is missing from the tuple. */
   keyOf(row: Row): RowKey | null {
     if (this.singleKey !== undefined) {
-      // One key column (the usual case): the canonical text without sorting or a second object.
-      const v = row[this.singleKey.column];
+      // One key column (the usual case): the canonical text without sorting, written in one piece
+      // (a text pieced together is a rope, copied flat again when the buffers first look it up).
+      const v = row[this.singleKey];
       if (v === undefined) return null;
-      return {
-        text: `${this.singleKey.prefix}${JSON.stringify(v)}}`,
-        values: { [this.singleKey.column]: v },
-      };
+      const values = { [this.singleKey]: v };
+      return { text: JSON.stringify(values), values };
     }
     const values: Record<string, unknown> = {};
     for (const c of this.keyColumns) {

@@ -96,9 +96,19 @@ export async function syncFromSnapshot(o: SnapshotSyncOptions, created: CreatedS
       {
         onRows: async (source, chunk) => {
           const rt = o.runtimes.get(source.name) as SourceRuntime;
-          for (const c of await restate(rt, chunk, known.has(source.name) ? o.store : undefined)) {
-            const room = add(rt, c);
-            if (room) await room;
+          if (known.has(source.name)) {
+            for (const c of await restate(rt, chunk, o.store)) {
+              const room = add(rt, c);
+              if (room) await room;
+            }
+          } else {
+            // Nothing stored to read first: each row goes on as it is mapped, so no array of the
+            // chunk's changes is kept alive while the buffers make room (a first start's snapshot).
+            for (const row of chunk) {
+              const c = restatedRow(rt, row);
+              const room = c?.after ? add(rt, c) : undefined;
+              if (room) await room;
+            }
           }
           await progress.chunk(source.name, chunk.length, snapshotTotal(rt));
         },
@@ -148,12 +158,11 @@ export async function restate(
   // One change object per row, its `before` filled in below (runs for every row of a snapshot).
   const changes: SourceChange[] = [];
   for (const row of rows) {
-    const key = rt.mapper.keyOf(row);
-    if (!key) continue;
-    const after = rt.mapper.passes(row) === false ? null : rt.mapper.image(row);
-    changes.push({ kind: 'insert', key, before: after ? 'unknown' : null, after, restate: true });
+    const c = restatedRow(rt, row);
+    // Without a record, a row outside the filter has nothing to set or remove.
+    if (c && (store || c.after !== null)) changes.push(c);
   }
-  if (!store) return changes.filter((c) => c.after !== null);
+  if (!store) return changes;
   const stored = await store.lastSent(
     rt.config.name,
     changes.map((c) => c.key.text),
@@ -163,6 +172,14 @@ export async function restate(
     if (before) c.before = before;
     return c.before !== null || c.after !== null;
   });
+}
+
+/** A row read to re-sync it, as a change without a record of it: its state set; undefined without a key. */
+function restatedRow(rt: SourceRuntime, row: Row): SourceChange | undefined {
+  const key = rt.mapper.keyOf(row);
+  if (!key) return undefined;
+  const after = rt.mapper.passes(row) === false ? null : rt.mapper.image(row);
+  return { kind: 'insert', key, before: after ? 'unknown' : null, after, restate: true };
 }
 
 /**

@@ -173,7 +173,9 @@ export class ReplicationStream {
       while (this.queue.length > 0) {
         if (!this.taking || this.failure !== undefined) return;
         const msg = this.queue.shift() as ChangeMessage;
-        await this.o.onMessage(msg);
+        // Most messages are handled at once: awaiting them too cost a microtask per row.
+        const pending = this.o.onMessage(msg);
+        if (pending) await pending;
       }
       this.waiting = false;
       this.socket()?.resume();

@@ -200,6 +200,27 @@ describe('PgoutputReader', () => {
     expect(del.key && 'phone' in del.key).toBe(false);
   });
 
+  it("columns named like Object's members are columns only, and a key-only tuple holds nothing else", () => {
+    const parse = parser();
+    const rel = new Msg().byte('R').int32(OID).string('crm').string('odd').byte('d').int16(3);
+    rel.byte(1).string('constructor').int32(TEXT).int32(-1);
+    rel.byte(0).string('__proto__').int32(TEXT).int32(-1);
+    rel.byte(0).string('toString').int32(TEXT).int32(-1);
+    parse(rel.build());
+    const ins = parse(new Msg().byte('I').int32(OID).byte('N').tuple(['k1', 'p', 't']).build());
+    if (ins.tag !== 'insert') throw new Error(ins.tag);
+    expect(Object.entries(ins.new)).toEqual([
+      ['constructor', 'k1'],
+      ['__proto__', 'p'],
+      ['toString', 't'],
+    ]);
+    const del = parse(new Msg().byte('D').int32(OID).byte('K').tuple(['k1', null, null]).build());
+    if (del.tag !== 'delete' || !del.key) throw new Error(del.tag);
+    expect(Object.entries(del.key)).toEqual([['constructor', 'k1']]);
+    // Nothing inherited: a column the tuple lacks is not `in` it.
+    for (const c of ['__proto__', 'toString', 'hasOwnProperty', 'valueOf']) expect(c in del.key).toBe(false);
+  });
+
   it('truncate names its relations', () => {
     const parse = parser();
     parse(relationMessage());

@@ -134,6 +134,26 @@ describe('delivery', () => {
     expect(store.writes.map((w) => w.batch?.httpStatus)).toEqual([400, 200, 400, 400, 200, 400, 200]);
   });
 
+  it('changes of one part each (a snapshot): every outcome is stored with the request that answered it', async () => {
+    const platform = new FakePlatform(new Set(['c2']), new Set(['c1']));
+    const store = new FakeStore();
+    const delivery = new Delivery({ sender: platform, store });
+    const ids = ['c0', 'c1', 'c2', 'c3'];
+    const rows = ids.map((i) => row(i, { ...change(i), partsLeft: 1 }));
+    const statuses = await delivery.deliver({ source: SOURCE, op: 'update', rows, policy: 'daemon' });
+    expect(statuses).toEqual(['synced', 'failed', 'failed', 'synced']);
+    // 4 rejected -> [c0, c1] answered (c1 failed by the platform), [c2, c3] rejected -> c2 alone
+    // rejected, c3 answered: each key stored once, by the request that answered it.
+    expect(store.writes.map((w) => w.rows.map((r) => `${JSON.parse(r.rowKey).id}:${r.status}`))).toEqual([
+      [],
+      ['c0:synced', 'c1:failed'],
+      [],
+      ['c2:failed'],
+      ['c3:synced'],
+    ]);
+    expect(store.writes[1]?.rows[0]).toMatchObject({ op: 'update', payload: { thirdId: 'c0', groups: 'g' } });
+  });
+
   it('stores one outcome per key and request, with the payload the key contributed', async () => {
     const platform = new FakePlatform();
     const store = new FakeStore();

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   buildBody,
   classifyResponse,
+  cleanRow,
   hasIdentity,
   mapErrorData,
   normalizeGroups,
@@ -41,6 +42,47 @@ describe('buildBody', () => {
     );
     expect(body.data).toEqual([{ identityType: 'openid', openid: 'o1', unionid: 'u1', groups: 'g' }]);
     expect(body.publicParams.optType).toBe('update');
+  });
+});
+
+describe('cleanRow', () => {
+  /** The wire form by the rules above: fields in a fixed order, blank ones left out, groups normalized. */
+  const reference = (row: Record<string, unknown>): string => {
+    const out: Record<string, string> = {};
+    const text = (v: unknown) => (typeof v === 'string' && v.trim() !== '' ? v : undefined);
+    if (text(row.identityType) !== undefined) out.identityType = (row.identityType as string).trim();
+    for (const f of ['thirdId', 'openid', 'unionid', 'phone'])
+      if (text(row[f]) !== undefined) out[f] = row[f] as string;
+    if (typeof row.groups === 'string') {
+      const names = row.groups
+        .split(',')
+        .map((g) => g.trim())
+        .filter((g) => g !== '');
+      if (names.length) out.groups = names.join(',');
+    }
+    return JSON.stringify(out);
+  };
+
+  it('writes every row as the rules say, whatever order and blanks it comes with (clean rows as they are)', () => {
+    const field = fc.constantFrom('identityType', 'thirdId', 'openid', 'unionid', 'phone', 'groups');
+    const value = fc.constantFrom('', ' ', 'c1', ' c1', 'c1 ', 'a,b', 'a, b', 'a,,b', ',a', 'a,', 'phone');
+    fc.assert(
+      fc.property(fc.array(fc.tuple(field, value), { maxLength: 7 }), (pairs) => {
+        const row: Record<string, unknown> = {};
+        for (const [f, v] of pairs) row[f] = v;
+        expect(JSON.stringify(cleanRow(row as ApiRow))).toBe(reference(row));
+      }),
+      { numRuns: 500 },
+    );
+    // Rows in the clean order with one blank or untrimmed field.
+    for (const row of [
+      { identityType: '', thirdId: 'c1' },
+      { identityType: 'thirdId ', thirdId: 'c1' },
+      { thirdId: ' ', phone: '138' },
+      { thirdId: 'c1', groups: '' },
+      { thirdId: 'c1', groups: 'a ,b' },
+    ])
+      expect(JSON.stringify(cleanRow(row as ApiRow))).toBe(reference(row));
   });
 });
 
