@@ -1,9 +1,10 @@
 /**
  * Mutation testing where the guarantees live (`npm run mutate`, and in CI): StrykerJS changes these
  * files one small breakage at a time and runs the unit tests against each; a mutant no test fails on
- * "survives". The orchestration is here (dispatcher, request building, scheduler, delivery, sent
- * marks, status store) with coalescing, positions, mapping and outcomes: ordering and at-least-once
- * live in them. Below a mutation score of 80 the run fails.
+ * "survives". The orchestration is here (dispatcher and its request batches, request building,
+ * scheduler, delivery, sent marks, status store and its write shapes) with coalescing, positions,
+ * mapping and outcomes: ordering and at-least-once live in them. Below a mutation score of 80 the
+ * run fails.
  *
  * Incremental: reports/stryker-incremental.json (committed) keeps each mutant's result with the code
  * and tests it ran against, so a run re-tests only mutants whose file or covering tests changed since.
@@ -18,11 +19,13 @@ export default {
   mutate: [
     'src/batching/coalesce.ts',
     'src/batching/dispatcher.ts',
+    'src/batching/batches.ts',
     'src/batching/scheduler.ts',
     'src/delivery/requests.ts',
     'src/delivery/delivery.ts',
     'src/status/sent-mark.ts',
     'src/status/status-store.ts',
+    'src/status/write-shapes.ts',
     'src/router/positions.ts',
     'src/mapping/source-mapper.ts',
     'src/mapping/changes.ts',
