@@ -153,18 +153,7 @@ export class OrderedScheduler {
    * nothing. The dispatcher lets such rows join requests that have not started (fuller requests).
    */
   free(list: Resources): boolean {
-    const { lanes, ends, names } = list;
-    let from = 0;
-    for (let r = 0; r < lanes.length; r++) {
-      const lane = this.tails.get(lanes[r] as string);
-      const to = ends[r] as number;
-      for (let i = from; lane && i < to; i++) {
-        const t = lane.get(names[i] as string);
-        if (t && !t.finished) return false;
-      }
-      from = to;
-    }
-    return true;
+    return this.unfinished(list, () => false);
   }
 
   /** Resource entries remembered (finished tasks' included until a sweep). */
@@ -174,19 +163,28 @@ export class OrderedScheduler {
 
   /** Resolves when every task scheduled so far on these resources has finished. */
   async settled(list: ResourceList): Promise<void> {
-    const { lanes, ends, names } = resourcesOf(list);
     const deps = new Set<Promise<void>>();
+    this.unfinished(resourcesOf(list), (t) => deps.add(t.done));
+    await Promise.all(deps);
+  }
+
+  /**
+   * Visits the unfinished task on each of these resources until `visit` returns false; whether
+   * it visited them all.
+   */
+  private unfinished(list: Resources, visit: (t: Tail) => unknown): boolean {
+    const { lanes, ends, names } = list;
     let from = 0;
     for (let r = 0; r < lanes.length; r++) {
       const lane = this.tails.get(lanes[r] as string);
       const to = ends[r] as number;
       for (let i = from; lane && i < to; i++) {
         const t = lane.get(names[i] as string);
-        if (t && !t.finished) deps.add(t.done);
+        if (t && !t.finished && visit(t) === false) return false;
       }
       from = to;
     }
-    await Promise.all(deps);
+    return true;
   }
 
   /** Resolves when no task is scheduled or running. */
