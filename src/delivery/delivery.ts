@@ -16,7 +16,7 @@ import type {
   KeyChange,
   LocalOutcome,
 } from './requests.js';
-import { oneRowEach, refusedOutcomes, rowsLeft, rowStatuses, withoutRefused } from './requests.js';
+import { refusedOutcomes, rowsLeft, rowStatuses, withoutRefused } from './requests.js';
 import type { BatchRecord, StatusRow } from '../status/status-store.js';
 import type { BatchResult } from '../tuzhan/client.js';
 import { apiRow, publicParams } from '../tuzhan/rows.js';
@@ -112,7 +112,7 @@ export class Delivery implements Deliverer {
                   await this.o.store.writeRequest(
                     source,
                     null,
-                    this.statusRows(req, rows, api, () => retrying, 1),
+                    this.statusRows(req, rows, api, () => retrying, 1, left),
                   );
                 }
               },
@@ -140,7 +140,7 @@ export class Delivery implements Deliverer {
       });
       const alone = rows.length === 1;
       const failed: StoredOutcome = { status: 'failed', error: `rejected by the platform: ${err.message}` };
-      const stored = alone ? this.statusRows(req, rows, api, () => failed, tries) : [];
+      const stored = alone ? this.statusRows(req, rows, api, () => failed, tries, left) : [];
       await this.o.store.writeRequest(
         source,
         rejectedBatch(op, rows.length, startedAt, err),
@@ -169,7 +169,7 @@ export class Delivery implements Deliverer {
       code: result.code,
       durationMs: result.durationMs,
     });
-    const stored = this.statusRows(req, rows, api, (i) => storedOutcome(outcomes[i]), tries);
+    const stored = this.statusRows(req, rows, api, (i) => storedOutcome(outcomes[i]), tries, left);
     await this.o.store.writeRequest(
       source,
       answeredBatch(op, rows.length, startedAt, result),
@@ -206,6 +206,7 @@ export class Delivery implements Deliverer {
    * sync_status rows for the keys the rows carry: one per key (a key can put several rows into one
    * request: row mode clears each old identity with its own `delete`), with its last row's payload.
    * `api` holds the rows as sent: a key that is its row's only contribution stores that object.
+   * Without `left` (rowsLeft: each change has one row in all) no key appears twice.
    */
   private statusRows(
     req: DeliveryRequest,
@@ -213,9 +214,10 @@ export class Delivery implements Deliverer {
     api: readonly ApiRow[],
     outcome: (i: number) => StoredOutcome,
     tries: number,
+    left: Map<KeyChange, number> | undefined,
   ): KeyOutcome[] {
     const out: KeyOutcome[] = [];
-    const at = rows.every(oneRowEach) ? undefined : new Map<KeyChange, number>(); // key -> its row in out
+    const at = left === undefined ? undefined : new Map<KeyChange, number>(); // key -> its row in out
     rows.forEach((r, i) => {
       const o = outcome(i);
       for (const item of r.items) {
@@ -286,10 +288,7 @@ function lastParts(outcomes: KeyOutcome[], left: Map<KeyChange, number> | undefi
 }
 
 /** A key's outcome as stored: its status and error. */
-interface StoredOutcome {
-  status: RowStatus;
-  error: string | null;
-}
+type StoredOutcome = Pick<StatusRow, 'status' | 'error'>;
 
 const SYNCED: StoredOutcome = Object.freeze({ status: 'synced', error: null });
 const ACCEPTED: StoredOutcome = Object.freeze({ status: 'accepted', error: null });

@@ -162,7 +162,7 @@ export function identityKey(identity: Identity): string {
 }
 
 /** Whether each key of the row has this one part in all (the dispatcher counted its parts). */
-export function oneRowEach(row: DeliveryRow): boolean {
+function oneRowEach(row: DeliveryRow): boolean {
   for (const item of row.items) if (item.change.partsLeft !== 1) return false;
   return true;
 }
