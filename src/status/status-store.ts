@@ -12,8 +12,8 @@ import type { OptType, RowStatus } from '../domain/types.js';
 import { RETRY, retry } from '../util/retry.js';
 import { formatLsn, parseLsn } from '../util/lsn.js';
 import { statusSql, type StatusSql } from './sql.js';
-import { encodeStatusRows, newKeysWriteSql, statusRowParams, type StatusRow } from './status-write.js';
-import { WriteShapes, isKeyTaken, type Shape } from './write-shapes.js';
+import { encodeStatusRows, statusRowParams, type StatusRow, type WriteShape } from './status-write.js';
+import { WriteShapes, isKeyTaken } from './write-shapes.js';
 
 export { encodeStatusRows, statusRowParams, type EncodedStatusRows, type StatusRow } from './status-write.js';
 
@@ -118,8 +118,8 @@ export class StatusStore {
       alone: named(this.sql.writeRequest(false, 'insert')),
     };
     this.fresh = {
-      withBatch: named(newKeysWriteSql(statusSchema, true)),
-      alone: named(newKeysWriteSql(statusSchema, false)),
+      withBatch: named(this.sql.writeRequest(true, 'new')),
+      alone: named(this.sql.writeRequest(false, 'new')),
     };
     this.updates = {
       withBatch: this.sql.writeRequest(true, 'update'),
@@ -169,10 +169,10 @@ export class StatusStore {
     // after a run of new keys, an UPDATE once most keys are known (no row lock logged), else the upsert.
     const shape = this.shapes.choose(source);
     const kind = batch ? 'withBatch' : 'alone';
-    const statement = (s: Shape) =>
+    const statement = (s: WriteShape) =>
       s === 'update' ? { text: this.updates[kind] } : (s === 'new' ? this.fresh : this.writes)[kind];
     await this.ensureSource(source);
-    const write = (s: Shape) =>
+    const write = (s: WriteShape) =>
       this.pool.query<{ written: number; inserted: number }>({ ...statement(s), values: params });
     const res = await this.withRetry('storing outcomes', () =>
       write(shape).catch((err: unknown) => {

@@ -10,18 +10,24 @@
  *   INSERT ... ON CONFLICT for the others. No lock is logged: with room in the page (fillfactor,
  *   migration 009) a later change of a synced row costs one HOT update record, ~180 bytes. It is
  *   planned at every write (sent unnamed): a plan made while the table was small would scan it.
+ * - `new`: the `insert` shape without its ON CONFLICT clause, for a request whose keys the table does
+ *   not hold yet. It skips what an upsert pays for every row even when nothing conflicts (a look-up
+ *   of the key, a speculative-insertion lock, a second WAL record confirming the insert): ~38% of
+ *   the write's database CPU and ~48 bytes of WAL a row less (docs/benchmark.md, "Third round"). A
+ *   key the table holds makes it fail whole with a unique violation, writing nothing; the store
+ *   then writes the request as `insert` (src/status/write-shapes.ts).
  *
- * Both return how many rows they wrote and how many of those were new, so the store can pick the
- * shape that fits what a source writes now. Both are correct for any keys; an outcome never
- * replaces that of a later change of the key (`lsn`): a replayed window may be cut into flushes
- * differently, and a bridge that just lost its lock may still be finishing.
+ * They return how many rows they wrote and how many of those were new, so the store can pick the
+ * shape that fits what a source writes now. `insert` and `update` are correct for any keys; an
+ * outcome never replaces that of a later change of the key (`lsn`): a replayed window may be cut
+ * into flushes differently, and a bridge that just lost its lock may still be finishing.
  */
 import type { OptType, RowStatus } from '../domain/types.js';
 import { formatLsn } from '../util/lsn.js';
 import { OP_CODE, STATUS_CODE } from './codes.js';
 import { quoteIdent } from '../util/sql.js';
 
-export type WriteShape = 'insert' | 'update';
+export type WriteShape = 'new' | 'insert' | 'update';
 
 /**
  * What a row first written here holds in `room` (sql/012): 24 bytes its page gets back once the row
@@ -54,18 +60,20 @@ export function statusWriteSql(schemaName: string, withBatch: boolean, shape: Wr
   const payload = `CASE WHEN json_typeof(r.p) <> 'null' THEN r.p END`;
   const outcome = (x: string): string =>
     `($5::"char"[])[${x}.t], ($6::"char"[])[${x}.t], ($7::int[])[${x}.t], ($8::text[])[${x}.t], ($9::pg_lsn[])[${x}.t], ($10::timestamptz[])[${x}.t]`;
-  const upsert = (select: string): string => `INSERT INTO ${row}
-          (source_id, key, op_code, status_code, attempts, error, lsn, committed_at, synced_at, payload, room)
-        ${select}
+  const onConflict = `
         ON CONFLICT (source_id, key) DO UPDATE SET
           op_code = EXCLUDED.op_code, status_code = EXCLUDED.status_code, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
           lsn = EXCLUDED.lsn, committed_at = EXCLUDED.committed_at, synced_at = EXCLUDED.synced_at,
           payload = EXCLUDED.payload, room = ''
-        WHERE ${row}.lsn IS NULL OR ${row}.lsn <= EXCLUDED.lsn
+        WHERE ${row}.lsn IS NULL OR ${row}.lsn <= EXCLUDED.lsn`;
+  const upsert = (select: string, conflict = onConflict): string => `INSERT INTO ${row}
+          (source_id, key, op_code, status_code, attempts, error, lsn, committed_at, synced_at, payload, room)
+        ${select}${conflict}
         RETURNING xmax = 0 AS new`;
-  if (shape === 'insert') {
+  if (shape !== 'update') {
+    const select = `SELECT ${sourceId}, r.k::text, ${outcome('r')}, now(), ${payload}, ${ROOM} FROM ${rows}`;
     return `WITH ${batch}w AS (
-        ${upsert(`SELECT ${sourceId}, r.k::text, ${outcome('r')}, now(), ${payload}, ${ROOM} FROM ${rows}`)}
+        ${upsert(select, shape === 'new' ? '' : onConflict)}
       )
       SELECT count(*)::int AS written, (count(*) FILTER (WHERE new))::int AS inserted FROM w`;
   }
@@ -202,22 +210,4 @@ function sameTuple(a: StatusRow, b: StatusRow): boolean {
 /** A text as an element of a PostgreSQL array literal: double-quoted, `"` and `\` escaped. */
 function arrayElement(text: string): string {
   return `"${text.replace(/["\\]/g, '\\$&')}"`;
-}
-
-/**
- * The `insert` shape without its ON CONFLICT clause: for a request whose keys the table does not
- * hold yet, the plain INSERT skips what an upsert pays for every row even when nothing conflicts
- * (a look-up of the key before the insert, a speculative-insertion lock, and a second WAL record
- * that confirms the insert): ~38% of the write's database CPU and ~48 bytes of WAL a row less
- * (docs/benchmark.md, "Third round"). A key the table holds makes it fail with a unique violation
- * and write nothing (src/status/write-shapes.ts then writes the request as an upsert).
- */
-export function newKeysWriteSql(schemaName: string, withBatch: boolean): string {
-  const upsert = statusWriteSql(schemaName, withBatch, 'insert');
-  const plain = upsert.replace(
-    /\s*ON CONFLICT \(source_id, key\) DO UPDATE SET[\s\S]*?(?=\s*RETURNING )/,
-    '',
-  );
-  if (plain === upsert) throw new Error('status write: no ON CONFLICT clause to leave out'); // a changed shape
-  return plain;
 }

@@ -14,7 +14,7 @@
  * writes, and one that writes only known keys never again. Each failure leaves one error line in
  * PostgreSQL's log (`duplicate key value violates unique constraint "sync_row_pkey"`).
  */
-export type Shape = 'new' | 'insert' | 'update';
+import type { WriteShape } from './status-write.js';
 
 /** Writes of new keys only, in a row, before the plain INSERT is used (or tried again). */
 export const STREAK = 4;
@@ -35,7 +35,7 @@ export class WriteShapes {
     return s;
   }
 
-  choose(source: string): Shape {
+  choose(source: string): WriteShape {
     const s = this.of(source);
     if (s.streak >= STREAK) return 'new';
     return s.share < 0.5 ? 'update' : 'insert';

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { newKeysWriteSql, statusWriteSql } from '../../src/status/status-write.js';
+import { statusWriteSql } from '../../src/status/status-write.js';
 import { STREAK, WriteShapes, isKeyTaken } from '../../src/status/write-shapes.js';
 
 describe('the status write for new keys', () => {
   it('is the upsert without its ON CONFLICT clause, with and without the batch row', () => {
     for (const withBatch of [true, false]) {
       const upsert = statusWriteSql('s', withBatch, 'insert');
-      const plain = newKeysWriteSql('s', withBatch);
+      const plain = statusWriteSql('s', withBatch, 'new');
       expect(upsert).toContain('ON CONFLICT');
       expect(plain).not.toMatch(/ON CONFLICT|DO UPDATE|EXCLUDED/);
       // What is left is the upsert's text up to the clause and from RETURNING on.
