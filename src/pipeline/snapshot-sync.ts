@@ -21,6 +21,7 @@ import type { Image } from '../mapping/source-mapper.js';
 import type { Row } from '../decode/pgoutput.js';
 import type { CreatedSlot } from '../source/slot.js';
 import { estimateRows, readSnapshot } from '../source/snapshot.js';
+import { ON_PLATFORM } from '../status/codes.js';
 import { type LastSent, type StatusStore } from '../status/status-store.js';
 import { guardCheckedOut } from '../util/sql.js';
 import { staleChanges } from './stale-pass.js';
@@ -183,13 +184,11 @@ function restatedRow(rt: SourceRuntime, row: Row): SourceChange | undefined {
 }
 
 /**
- * What an earlier sync left on the platform for a key, as far as sync_status knows. A failed key's
- * payload counts too: a row failed before anything was sent keeps the state the platform holds, and
- * a failed request's rows are at worst groups the platform never took (removing them costs nothing),
- * while taking neither would leave what the platform holds in place under a `synced` restate.
+ * What an earlier sync left on the platform for a key, as far as sync_status knows (ON_PLATFORM: a
+ * failed key's payload counts too, else what the platform holds would stay under a `synced` restate).
  */
 function onPlatform(last: LastSent | undefined): Image | undefined {
   if (!last || last.op === 'delete' || !last.payload) return undefined;
-  if (!['synced', 'accepted', 'retrying', 'failed'].includes(last.status)) return undefined;
+  if (!ON_PLATFORM.has(last.status)) return undefined;
   return imageFromPayload(last.payload);
 }

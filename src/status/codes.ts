@@ -21,6 +21,22 @@ export const STATUS_CODE: Readonly<Record<RowStatus, string>> = {
   held: 'h',
 };
 
+/**
+ * Statuses whose stored payload the platform may hold: what a re-sync or a reload must remove when
+ * the row is gone. A failed key's counts too (a row failed before anything was sent keeps what the
+ * platform holds; a failed request's groups are at worst ones the platform never took). Not
+ * `skipped` or `held`.
+ */
+export const ON_PLATFORM: ReadonlySet<RowStatus> = new Set<RowStatus>([
+  'synced',
+  'accepted',
+  'retrying',
+  'failed',
+]);
+
+/** ON_PLATFORM as an SQL list of status names, for reads of `outcomeRows`: `('synced', ...)`. */
+export const ON_PLATFORM_SQL = `(${[...ON_PLATFORM].map((s) => `'${s}'`).join(', ')})`;
+
 /** A status as an SQL literal of its code: `'h'`. */
 export function statusCode(status: RowStatus): string {
   return `'${STATUS_CODE[status]}'`;

@@ -4,7 +4,7 @@
  * database reads in one place. The schema name is quoted here; values are always parameters.
  */
 import { quoteIdent, quoteTable } from '../util/sql.js';
-import { opCode, outcomeRows, statusCode } from './codes.js';
+import { ON_PLATFORM_SQL, opCode, outcomeRows, statusCode } from './codes.js';
 import { statusWriteSql, type WriteShape } from './status-write.js';
 
 export type StatusSql = ReturnType<typeof statusSql>;
@@ -80,7 +80,7 @@ export function statusSql(schemaName: string) {
      * A failed key's payload counts: what it kept when nothing was sent, else groups it never took.
      */
     syncedKeys: `SELECT key AS k, payload FROM ${rows} AS o
-      WHERE source_id = ${sourceId('$1')} AND op <> 'delete' AND status IN ('synced', 'accepted', 'retrying', 'failed')
+      WHERE source_id = ${sourceId('$1')} AND op <> 'delete' AND status IN ${ON_PLATFORM_SQL}
         AND payload IS NOT NULL AND ($2::text IS NULL OR key > $2::text)
       ORDER BY key LIMIT $3`,
 
@@ -100,7 +100,7 @@ export function statusSql(schemaName: string) {
         .join(' AND ');
       return `SELECT s.key AS k, s.payload FROM ${rows} AS s
        WHERE s.source_id = ${sourceId('$1')} AND ($2::text IS NULL OR s.key > $2::text)
-         AND s.op <> 'delete' AND s.status IN ('synced', 'accepted', 'retrying', 'failed') AND s.payload IS NOT NULL
+         AND s.op <> 'delete' AND s.status IN ${ON_PLATFORM_SQL} AND s.payload IS NOT NULL
          AND NOT EXISTS (SELECT 1 FROM ${quoteTable(table.schema, table.name)} t WHERE ${matches})
        ORDER BY s.key LIMIT ${Math.trunc(page)}`;
     },
