@@ -19,6 +19,7 @@ import type {
 import { refusedOutcomes, rowsLeft, rowStatuses, withoutRefused } from './requests.js';
 import type { BatchRecord, StatusRow } from '../status/status-store.js';
 import type { BatchResult } from '../tuzhan/client.js';
+import { SYNCED } from '../tuzhan/outcomes.js';
 import { apiRow, publicParams } from '../tuzhan/rows.js';
 import type { ApiRow, PublicParams, RowOutcome } from '../tuzhan/types.js';
 import { RETRY, retry } from '../util/retry.js';
@@ -169,7 +170,7 @@ export class Delivery implements Deliverer {
       code: result.code,
       durationMs: result.durationMs,
     });
-    const stored = this.statusRows(req, rows, api, (i) => storedOutcome(outcomes[i]), tries, left);
+    const stored = this.statusRows(req, rows, api, (i) => outcomes[i] ?? SYNCED, tries, left);
     await this.o.store.writeRequest(
       source,
       answeredBatch(op, rows.length, startedAt, result),
@@ -222,7 +223,7 @@ export class Delivery implements Deliverer {
       const o = outcome(i);
       for (const item of r.items) {
         const c = item.change;
-        if (o.status === 'failed' && !c.failure) c.failure = o.error ?? 'failed';
+        if (o.status === 'failed' && !c.failure) c.failure = o.error;
         if (o.status === 'failed') c.refused = { attempts: c.priorAttempts + tries };
         const failure = o.status !== 'retrying' ? c.failure : undefined;
         const seen = at?.get(c);
@@ -233,7 +234,7 @@ export class Delivery implements Deliverer {
           op: item.op,
           status: failure ? 'failed' : o.status,
           attempts: c.priorAttempts + tries,
-          error: failure ?? o.error,
+          error: failure ?? ('error' in o ? o.error : null),
           lsn: c.lsn,
           committedAt: c.committedAt,
           payload: item.groups === r.groups ? (api[i] as ApiRow) : payloadOf(req, r, item),
@@ -287,18 +288,8 @@ function lastParts(outcomes: KeyOutcome[], left: Map<KeyChange, number> | undefi
   return all ? outcomes : outcomes.filter((o) => (left.get(o.change) ?? 0) <= 0);
 }
 
-/** A key's outcome as stored: its status and error. */
-type StoredOutcome = Pick<StatusRow, 'status' | 'error'>;
-
-const SYNCED: StoredOutcome = Object.freeze({ status: 'synced', error: null });
-const ACCEPTED: StoredOutcome = Object.freeze({ status: 'accepted', error: null });
-
-/** A row's answer as stored; the common answers share one object (this runs for every row). */
-function storedOutcome(o: RowOutcome | undefined): StoredOutcome {
-  if (o === undefined || o.status === 'synced') return SYNCED;
-  if (o.status === 'accepted') return ACCEPTED;
-  return { status: 'failed', error: o.error };
-}
+/** A key's outcome to store: the platform's answer for its row, or `retrying` with the try's error. */
+type StoredOutcome = RowOutcome | { status: 'retrying'; error: string };
 
 /** What a key contributed to a row: its stored payload (not the merged row). */
 function payloadOf(req: DeliveryRequest, row: DeliveryRow, item: DeliveryItem): ApiRow {

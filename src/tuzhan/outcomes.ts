@@ -10,7 +10,7 @@ import type { ApiRow, BatchAddBody, BatchAddResponse, PublicParams, RowOutcome }
 export const MAX_ROWS_PER_REQUEST = 500;
 
 /** Outcomes shared by every row they describe (runs for every row; outcomes are never changed). */
-const SYNCED: RowOutcome = Object.freeze({ status: 'synced' });
+export const SYNCED: RowOutcome = Object.freeze({ status: 'synced' });
 const ACCEPTED: RowOutcome = Object.freeze({ status: 'accepted' });
 
 function nonEmpty(v: unknown): v is string | number {
