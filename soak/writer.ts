@@ -22,8 +22,8 @@ export const SOAK_SCHEMA = `
   ALTER TABLE crm.member_group REPLICA IDENTITY FULL;`;
 
 /**
- * Customers of each shape. The shapes keep to customers of their own: in this build row mode sets
- * a customer's whole set (it would take a membership source's groups away).
+ * Customers of each shape, each shape with customers of its own (sources sharing a customer, each
+ * removing only its own groups, are tested in test/integration/shared-customers.test.ts).
  */
 export const HOT_KEYS = 40;
 export const profileId = (i: number): string => `p${i}`;

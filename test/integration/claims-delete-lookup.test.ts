@@ -17,6 +17,14 @@ const PHONES = 60;
 const CLIENTS = 4;
 const TRANSACTIONS = 40;
 const phone = (i: number): string => String(13800000000 + i);
+/** Row mode addressed by phone, the platform's state read from what was last sent. */
+const PHONES_SOURCE = `
+  - name: phones
+    table: crm.customer_profile
+    mode: row
+    columns: { phone: mobile, groups: "Group Names" }
+    deleteLookup: state
+    match: { isMatching: false }`;
 
 /** A small seeded PRNG (mulberry32), so that a failing run can be repeated. */
 function prng(seed: number): () => number {
@@ -113,13 +121,7 @@ describe('deleteLookup: state under concurrency', () => {
       db: fx.db,
       apiUrl: fx.sim.url,
       batching: { maxBatchSize: 5, debounceMs: 5, maxWaitMs: 50 },
-      sources: `
-  - name: phones
-    table: crm.customer_profile
-    mode: row
-    columns: { phone: mobile, groups: "Group Names" }
-    deleteLookup: state
-    match: { isMatching: false }`,
+      sources: PHONES_SOURCE,
     });
     fx.sim.setFaults({ latencyMs: 40 });
 
@@ -194,13 +196,7 @@ describe('deleteLookup: state after an earlier change of the key waits in the gu
       apiUrl: fx.sim.url,
       // Five keys fill a flush: the fifth change of the transaction flushes it while it is open.
       batching: { maxBatchSize: 5, debounceMs: 1000, maxWaitMs: 5000 },
-      sources: `
-  - name: phones
-    table: crm.customer_profile
-    mode: row
-    columns: { phone: mobile, groups: "Group Names" }
-    deleteLookup: state
-    match: { isMatching: false }`,
+      sources: PHONES_SOURCE,
     });
     await waitForCatchUp(fx.db);
     requests.length = 0;
